@@ -1,0 +1,56 @@
+"""PruningConfig: every knob of adaptive token pruning, validated, with units in the names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal
+
+Controller = Literal["none", "rule", "mlp"]
+CONTROLLERS: tuple[str, ...] = ("none", "rule", "mlp")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    """How the engine prunes. ``controller="none"`` is the dense model.
+
+    A token may leave at a pruning point only if the exit head there is confident it is outside
+    every entity (p(O) >= 1 - exit_margin * aggressiveness), it is not a special token, it does not
+    receive more than ``hub_attention_ratio`` times the uniform share of attention, and no token
+    within ``guard_window_tokens`` looks like part of an entity (p(entity) >= guard_entity_prob).
+    ``min_keep_ratio`` is a floor on the fraction of real tokens that stay.
+    """
+
+    controller: Controller = "rule"  # "none" (dense), "rule" (thresholds) or "mlp" (learned)
+    aggressiveness: float = 1.0  # λ: scales how far below certainty a token may be and still leave
+    min_keep_ratio: float = 0.3  # at least this fraction of each sequence's real tokens stays
+    prune_layers: tuple[int, ...] = (2,)  # prune after this many layers have run (1..L-1)
+    recovery: bool = True  # re-insert pruned tokens and re-run when the result looks unsafe
+    exit_margin: float = 0.01  # 1 - p(O) a token may carry at λ = 1 (p(O) >= 0.99)
+    hub_attention_ratio: float = 3.0  # keep tokens receiving > this × uniform attention share
+    guard_entity_prob: float = 0.2  # a token this likely to be in an entity protects its neighbours
+    guard_window_tokens: int = 1  # how many neighbours on each side it protects
+    loss_entity_prob: float = 0.1  # recovery trigger: a pruned token at least this likely an entity
+    spike_entropy_nats: float = 0.5  # recovery trigger: final entropy of a kept token next to pruned ones
+    recovery_window_tokens: int = 2  # pruned tokens this close to a trigger are re-inserted
+    mlp_threshold: float | None = None  # learned controller's keep threshold (None: its calibrated one)
+
+    def __post_init__(self):
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if self.aggressiveness < 0:
+            raise ValueError(f"aggressiveness (lambda) must be >= 0, got {self.aggressiveness}")
+        if not 0.0 <= self.min_keep_ratio <= 1.0:
+            raise ValueError(f"min_keep_ratio must be in [0, 1], got {self.min_keep_ratio}")
+        layers = tuple(self.prune_layers)
+        if any(k < 1 for k in layers) or list(layers) != sorted(set(layers)):
+            raise ValueError(f"prune_layers must be increasing layer counts >= 1, got {self.prune_layers}")
+        object.__setattr__(self, "prune_layers", layers)
+
+    @property
+    def enabled(self) -> bool:
+        return self.controller != "none" and self.min_keep_ratio < 1.0 and bool(self.prune_layers)
+
+    def with_(self, **changes) -> "PruningConfig":
+        return replace(self, **changes)
+
+
+DENSE = PruningConfig(controller="none")

@@ -1,0 +1,134 @@
+"""Our own layer loop over a Hugging Face BERT-family token classifier, with real token removal.
+
+``PrunedEncoder`` runs the embeddings and each ``BertLayer`` (or ``RobertaLayer``: same module
+names) itself: the same submodules and weights as the HF model, no fork, no monkeypatching. At a
+pruning point the tokens the controller lets go are *removed*: kept tokens are gathered into
+shorter, re-padded sequences and their original positions travel with them, so every later matmul
+really runs on fewer tokens (masking with -10000 would keep them at full length: the flaw of public
+LTP code). :func:`prune` and :func:`restore` are one matched pair driven by the same index tensor
+(as in ToMe's merge/unmerge, Bolya et al., ICLR 2023); with no token pruned the forward is exactly
+the dense model.
+
+Attention probabilities are materialised only at the layer that feeds a pruning decision; all
+other layers use ``scaled_dot_product_attention``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Sequences:
+    """A batch of (possibly pruned) sequences and where their tokens came from.
+
+    hidden: (B, T, H) states; positions: (B, T) original token positions (index into the window's
+    input ids); valid: (B, T) True for real tokens, False for padding.
+    """
+
+    hidden: torch.Tensor
+    positions: torch.Tensor
+    valid: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.valid.sum(dim=1)  # (B,)
+
+
+def prune(seqs: Sequences, keep: torch.Tensor) -> tuple[Sequences, torch.Tensor]:
+    """Gather the kept tokens of each sequence into a shorter, re-padded batch.
+
+    keep: (B, T) bool, True for tokens that stay (padding is never kept). Returns the pruned
+    sequences and ``order`` (B, T'), the index into the input's token axis of each output slot —
+    the index :func:`restore` uses to put states back.
+    """
+    keep = keep & seqs.valid
+    B, T = keep.shape
+    width = max(int(keep.sum(dim=1).max()), 1)
+    arange = torch.arange(T, device=keep.device).expand(B, T)  # (B, T)
+    # kept tokens first, in their original order, then the rest (they become padding)
+    order = torch.argsort((~keep).long() * T + arange, dim=1)[:, :width]  # (B, T')
+    hidden = seqs.hidden.gather(1, order.unsqueeze(-1).expand(-1, -1, seqs.hidden.size(-1)))  # (B, T', H)
+    return Sequences(hidden=hidden, positions=seqs.positions.gather(1, order),
+                     valid=keep.gather(1, order)), order
+
+
+def restore(full: torch.Tensor, part: torch.Tensor, order: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`prune`: write ``part`` (B, T', D) into a copy of ``full`` (B, T, D).
+
+    ``order`` (B, T') is the index :func:`prune` returned and ``valid`` (B, T') the pruned batch's
+    mask; padding slots write nothing.
+    """
+    B, T, D = full.shape
+    out = torch.cat([full, full.new_zeros(B, 1, D)], dim=1)  # (B, T + 1, D): slot T is a bin
+    index = torch.where(valid, order, torch.full_like(order, T))  # (B, T')
+    out.scatter_(1, index.unsqueeze(-1).expand(-1, -1, D), part)
+    return out[:, :T]
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, H = x.shape
+    return x.view(B, T, n_heads, H // n_heads).transpose(1, 2)  # (B, nh, T, dh)
+
+
+def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_probs: bool = False):
+    """One BERT layer over (B, T, H) states with key padding ``valid`` (B, T).
+
+    Returns the new states and, if ``need_probs``, the attention probabilities (B, nh, T, T).
+    """
+    attn = layer.attention.self
+    n_heads = attn.num_attention_heads
+    q = _heads(attn.query(hidden), n_heads)  # (B, nh, T, dh)
+    k = _heads(attn.key(hidden), n_heads)
+    v = _heads(attn.value(hidden), n_heads)
+    key_mask = valid[:, None, None, :]  # (B, 1, 1, T)
+    probs = None
+    if need_probs:
+        scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scaling  # (B, nh, T, T)
+        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1)
+        context = torch.matmul(probs, v)  # (B, nh, T, dh)
+    else:
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, nh, T, dh)
+    context = context.transpose(1, 2).reshape(hidden.shape)  # (B, T, H)
+    attended = layer.attention.output(context, hidden)
+    out = layer.output(layer.intermediate(attended), attended)  # (B, T, H)
+    return out, probs
+
+
+def base_of(model):
+    """The encoder body (``model.bert`` / ``model.roberta``) of a token-classification model."""
+    return model.base_model
+
+
+def embed(model, input_ids: torch.Tensor) -> torch.Tensor:
+    return base_of(model).embeddings(input_ids=input_ids)  # (B, T, H)
+
+
+def classify(model, hidden: torch.Tensor) -> torch.Tensor:
+    return model.classifier(model.dropout(hidden))  # (B, T, C)
+
+
+@dataclass
+class ForwardResult:
+    """What one batched forward produced, still as tensors (the engine turns it into a trace).
+
+    probs: (B, T, C) label probabilities for every position (exit-head ones for pruned tokens);
+    pruned_layer: (B, T) layers a pruned token ran before leaving (0: ran them all);
+    pruned_score: (B, T) importance when it left; recovered: (B, T) re-inserted by recovery;
+    recovery: per trigger name, (B, T) the tokens it re-inserted; labels_before: (B, T) argmax
+    before recovery; tokens_per_layer: (B, L) real tokens each layer ran on (recovery excluded);
+    flops: (B,) FLOPs spent (recovery included); dense_flops: (B,) what the dense model spends.
+    """
+
+    probs: torch.Tensor
+    pruned_layer: torch.Tensor
+    pruned_score: torch.Tensor
+    recovered: torch.Tensor
+    recovery: dict[str, torch.Tensor]
+    labels_before: torch.Tensor
+    tokens_per_layer: torch.Tensor
+    flops: torch.Tensor
+    dense_flops: torch.Tensor

@@ -1,0 +1,193 @@
+"""PruningEngine: text in, entities with character offsets out.
+
+Tokenise once (fast tokenizer, offsets), cut long documents into overlapping windows, batch windows
+of similar length, run the token classifier, merge window predictions deterministically, and decode
+word-level BIO tags back to character spans. Load once, annotate many batches: the engine is what
+the CLI, the spaCy component, the Gradio app and Ray actors hold.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from bioprune.config import DENSE, PruningConfig
+from bioprune.encoder import ForwardResult
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
+from bioprune.labels import LABELS, decode_entities
+from bioprune.exits import ExitHeads
+from bioprune.pruned_encoder import PrunedEncoder
+from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
+from bioprune.windows import merge_windows, window_owners
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "bc5cdr-minilm-l6"
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """Tokenizer and token classifier from a local directory (or hub id), weights from safetensors only."""
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True,
+                                                            dtype=torch.float32)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if tuple(labels) != LABELS:
+        raise ValueError(f"{path}: model labels {labels} are not bioprune's {list(LABELS)}")
+    return tokenizer, model.to(device).eval()
+
+
+class PruningEngine:
+    """Annotates documents with Chemical and Disease entities, pruning tokens as ``config`` says.
+
+    Args:
+        model: a ``*ForTokenClassification`` model with bioprune's label set.
+        tokenizer: its fast tokenizer.
+        config: how to prune (``PruningConfig(controller="none")`` is the dense model).
+        exit_heads: exit heads at the pruning layers (needed unless the config is dense).
+        device: "cpu" or "cuda" (or any torch device string).
+        overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
+    """
+
+    def __init__(self, model, tokenizer, config: PruningConfig = DENSE, exit_heads: ExitHeads | None = None,
+                 device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.exit_heads = exit_heads
+        self.encoder = PrunedEncoder(model, exit_heads)
+        self.encoder.check(config)
+        self.config = config
+        self.device = device
+        self.overlap_tokens = overlap_tokens
+        self.max_positions = min(MAX_POSITIONS, model.config.max_position_embeddings)
+        self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, config: PruningConfig | None = None,
+                        device: str = "cpu", **kwargs) -> "PruningEngine":
+        """The shipped model when ``path`` is None, else a model directory written by training/.
+
+        ``config=None`` takes the default PruningConfig when the model has exit heads, else dense.
+        """
+        path = DEFAULT_MODEL_DIR if path is None else path
+        tokenizer, model = load_model(path, device)
+        exit_heads = ExitHeads.load(path, device) if Path(path).is_dir() else None
+        if config is None:
+            config = PruningConfig() if exit_heads is not None else DENSE
+        logger.info("loaded %s on %s (%s)", path, device, config)
+        return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device, **kwargs)
+
+    def with_config(self, config: PruningConfig) -> "PruningEngine":
+        """The same loaded model with another pruning configuration (no copy of the weights)."""
+        return PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
+                             device=self.device, overlap_tokens=self.overlap_tokens)
+
+    def encode(self, texts: Sequence[str]) -> list[EncodedDocument]:
+        return encode_texts(self.tokenizer, texts, self.max_positions, self.overlap_tokens)
+
+    @torch.no_grad()
+    def run(self, encoded: Sequence[EncodedDocument], batch_size: int = 16) -> list[tuple[np.ndarray, Trace | None]]:
+        """Per document, (T, C) label probabilities over its content tokens and its pruning trace."""
+        items = [(d, w) for d, doc in enumerate(encoded) for w in range(len(doc.windows))]
+        items.sort(key=lambda item: _window_len(encoded[item[0]].windows[item[1]]))  # length buckets
+        results: dict[tuple[int, int], _WindowResult] = {}
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        for i in range(0, len(items), batch_size):
+            batch = items[i:i + batch_size]
+            seqs = [window_input_ids(encoded[d], encoded[d].windows[w], cls_id, sep_id) for d, w in batch]
+            input_ids, attention_mask = _pad(seqs, self.tokenizer.pad_token_id, self.device)
+            special = torch.isin(input_ids, self._special_ids)
+            out = self.encoder.forward(input_ids, attention_mask, special, self.config)
+            for row, ((d, w), seq) in enumerate(zip(batch, seqs)):
+                results[(d, w)] = _WindowResult.take(out, row, len(seq))
+        docs = []
+        for d, doc in enumerate(encoded):
+            parts = [results[(d, w)] for w in range(len(doc.windows))]
+            probs = merge_windows(len(doc.input_ids), list(doc.windows), [p.probs for p in parts])
+            trace = _document_trace(doc, parts, self.encoder.n_classes) if self.config.enabled else None
+            docs.append((probs, trace))
+        return docs
+
+    def predict_probs(self, encoded: Sequence[EncodedDocument], batch_size: int = 16) -> list[np.ndarray]:
+        """Per document, (T, C) label probabilities over its content tokens."""
+        return [probs for probs, _ in self.run(encoded, batch_size)]
+
+    def annotate(self, documents: Iterable[str | Document], batch_size: int = 16) -> list[Annotation]:
+        """Annotate texts or :class:`Document` records; one Annotation per input, in order."""
+        docs = [d if isinstance(d, Document) else Document(id=str(i), text=d) for i, d in enumerate(documents)]
+        encoded = self.encode([d.text for d in docs])
+        outputs = self.run(encoded, batch_size=batch_size)
+        return [Annotation(id=doc.id, text=doc.text,
+                           entities=tuple(decode_entities(doc.text, enc.offsets, enc.word_ids, probs)),
+                           trace=trace)
+                for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
+
+
+@dataclass
+class _WindowResult:
+    """One window's slice of a ForwardResult, as numpy, content tokens only ([CLS]/[SEP] dropped)."""
+
+    probs: np.ndarray  # (n, C)
+    pruned_layer: np.ndarray  # (n,)
+    pruned_score: np.ndarray  # (n,)
+    labels_before: np.ndarray  # (n,)
+    recovery: dict[str, np.ndarray]  # trigger -> (n,) bool
+    tokens_per_layer: np.ndarray  # (L,)
+    flops: float
+    dense_flops: float
+
+    @classmethod
+    def take(cls, out: ForwardResult, row: int, seq_len: int) -> "_WindowResult":
+        inner = slice(1, seq_len - 1)
+        return cls(probs=out.probs[row, inner].cpu().numpy(),
+                   pruned_layer=out.pruned_layer[row, inner].cpu().numpy(),
+                   pruned_score=out.pruned_score[row, inner].cpu().numpy(),
+                   labels_before=out.labels_before[row, inner].cpu().numpy(),
+                   recovery={t: m[row, inner].cpu().numpy() for t, m in out.recovery.items()},
+                   tokens_per_layer=out.tokens_per_layer[row].cpu().numpy(),
+                   flops=float(out.flops[row]), dense_flops=float(out.dense_flops[row]))
+
+
+def _document_trace(doc: EncodedDocument, parts: list[_WindowResult], n_classes: int) -> Trace:
+    """Sum window traces into document coordinates; a token counts in the window that owns it."""
+    owners = window_owners(len(doc.input_ids), list(doc.windows))
+    pruned, events = [], []
+    for w, ((start, end), part) in enumerate(zip(doc.windows, parts)):
+        mine = owners[start:end] == w  # (n,)
+        final = part.probs.argmax(axis=1)
+        for j in np.nonzero(mine & (part.pruned_layer > 0))[0]:
+            pos = start + int(j)
+            pruned.append(PrunedToken(position=pos, start=doc.offsets[pos][0], end=doc.offsets[pos][1],
+                                      layer=int(part.pruned_layer[j]), score=float(part.pruned_score[j]),
+                                      label=LABELS[final[j]]))
+        for trigger, mask in part.recovery.items():
+            idx = np.nonzero(mine & mask)[0]
+            if idx.size:
+                events.append(RecoveryEvent(
+                    trigger=trigger, positions=tuple(int(start + j) for j in idx),
+                    layer=int(part.pruned_layer[idx].min()),
+                    labels_before=tuple(LABELS[part.labels_before[j]] for j in idx),
+                    labels_after=tuple(LABELS[final[j]] for j in idx)))
+    pruned.sort(key=lambda p: p.position)
+    return Trace(pruned_tokens=tuple(pruned), recovery_events=tuple(events),
+                 tokens_per_layer=tuple(int(x) for x in np.sum([p.tokens_per_layer for p in parts], axis=0)),
+                 flops=float(sum(p.flops for p in parts)), dense_flops=float(sum(p.dense_flops for p in parts)))
+
+
+def _window_len(window: tuple[int, int]) -> int:
+    return window[1] - window[0]
+
+
+def _pad(seqs: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) input ids right-padded with ``pad_id`` and the matching attention mask."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids.to(device), mask.to(device)

@@ -1,0 +1,90 @@
+"""Mention-level exact-match scores (the BioCreative V CDR measure) and seqeval entity F1.
+
+A predicted mention counts only if document, start, end and type all equal a gold mention.
+Precision, recall and F1 are given per type and micro-averaged over all types. seqeval's entity F1
+is computed on word-level BIO tags (words from the tokenizer's pre-tokenizer), for comparison with
+papers that report CoNLL-style scores.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from bioprune.labels import spans_to_tags
+from bioprune.types import ENTITY_TYPES
+
+Key = tuple[str, int, int, str]  # (document id, start, end, type)
+
+
+def prf(tp: int, n_pred: int, n_gold: int) -> dict:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f, "tp": tp, "n_pred": n_pred, "n_gold": n_gold}
+
+
+def mention_scores(gold: Iterable[Key], pred: Iterable[Key], types: Sequence[str] = ENTITY_TYPES) -> dict:
+    """Exact-match P/R/F1 per type and micro-averaged; duplicates count once."""
+    gold, pred = set(gold), set(pred)
+    scores = {}
+    for t in types:
+        g = {k for k in gold if k[3] == t}
+        p = {k for k in pred if k[3] == t}
+        scores[t] = prf(len(g & p), len(p), len(g))
+    scores["micro"] = prf(len(gold & pred), len(pred), len(gold))
+    return scores
+
+
+def word_offsets(offsets: Sequence[tuple[int, int]], word_ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Character (start, end) of each word from its subword tokens' offsets."""
+    words: list[list[int]] = []
+    last = None
+    for (s, e), w in zip(offsets, word_ids):
+        if w != last:
+            words.append([s, e])
+            last = w
+        else:
+            words[-1][1] = e
+    return [tuple(w) for w in words]
+
+
+def seqeval_scores(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
+    """seqeval entity P/R/F1 (default, lenient mode) per type and micro-averaged."""
+    from seqeval.metrics import classification_report
+
+    report = classification_report(gold_tags, pred_tags, output_dict=True, zero_division=0)
+    out = {t: {"precision": report[t]["precision"], "recall": report[t]["recall"],
+               "f1": report[t]["f1-score"], "support": int(report[t]["support"])}
+           for t in ENTITY_TYPES if t in report}
+    micro = report["micro avg"]
+    out["micro"] = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
+                    "support": int(micro["support"])}
+    return out
+
+
+def word_tags(words: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int, str]]) -> list[str]:
+    """Word-level BIO tags for character spans (overlapping spans: longest wins)."""
+    tags, _ = spans_to_tags(words, list(spans))
+    return tags
+
+
+def evaluate_predictions(gold: Mapping[str, Sequence[tuple[int, int, str]]],
+                         pred: Mapping[str, Sequence[tuple[int, int, str]]],
+                         words: Mapping[str, Sequence[tuple[int, int]]]) -> dict:
+    """Both measures over documents; ``words`` gives each document's word offsets for seqeval."""
+    gold_keys = [(d, s, e, t) for d, spans in gold.items() for s, e, t in spans]
+    pred_keys = [(d, s, e, t) for d, spans in pred.items() for s, e, t in spans]
+    g_tags = [word_tags(words[d], gold[d]) for d in gold]
+    p_tags = [word_tags(words[d], pred.get(d, ())) for d in gold]
+    return {"mention": mention_scores(gold_keys, pred_keys), "seqeval": seqeval_scores(g_tags, p_tags),
+            "n_documents": len(gold)}
+
+
+def evaluate_engine(engine, documents, batch_size: int = 16) -> dict:
+    """Annotate gold PubTator documents with ``engine`` and score the predictions against them."""
+    docs = list(documents)
+    annotations = engine.annotate([d.to_document() for d in docs], batch_size=batch_size)
+    encoded = engine.encode([d.text for d in docs])
+    gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    pred = {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
+    words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
+    return evaluate_predictions(gold, pred, words)

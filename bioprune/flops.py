@@ -1,0 +1,24 @@
+"""Analytic FLOPs of a BERT layer from actual sequence lengths (multiply-add = 2 FLOPs).
+
+Per layer and sequence of n tokens, hidden size H, feed-forward size I (Kaplan et al. 2020, and
+nanoGPT's ``estimate_mfu``, without the causal halving):
+  linear:    2 n (4 H^2 + 2 H I)       Q, K, V, output projection and the two feed-forward matmuls
+  attention: 2 * 2 n^2 H               QK^T and attention-times-V, quadratic in n
+Token heads (classifier, exit heads): 2 n H C. Embedding lookups, softmax, LayerNorm and GELU are
+left out: they are linear in n and small. Padding is never counted: these are the FLOPs the model
+needs, which a padded batch only approaches.
+"""
+from __future__ import annotations
+
+
+def layer_flops(n_tokens: int, hidden: int, intermediate: int) -> int:
+    return 2 * n_tokens * (4 * hidden * hidden + 2 * hidden * intermediate) + 4 * n_tokens * n_tokens * hidden
+
+
+def head_flops(n_tokens: int, hidden: int, n_classes: int) -> int:
+    return 2 * n_tokens * hidden * n_classes
+
+
+def dense_flops(n_tokens: int, n_layers: int, hidden: int, intermediate: int, n_classes: int) -> int:
+    """FLOPs of the dense model on one sequence of ``n_tokens`` (special tokens included)."""
+    return n_layers * layer_flops(n_tokens, hidden, intermediate) + head_flops(n_tokens, hidden, n_classes)

@@ -1,0 +1,56 @@
+"""Token importance signals at a pruning point, as batched tensor ops.
+
+From the attention probabilities of the layer that feeds the decision (B, nh, T, T):
+  * attention entropy of each token's own attention row, normalised by log(n): 1 = uniform,
+    0 = all on one token (the signal the attention-entropy pruning design follows);
+  * attention received: the mean over heads and queries of the attention a token gets, times n,
+    so 1 is the uniform share and hubs score well above 1 (as in LTP, Kim et al., KDD 2022).
+From the exit head at that layer (token-level early exit, TOKEE, Li et al., ACL 2021):
+  * p(O), the probability the token is outside every entity, and the entropy of the exit
+    distribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TokenSignals:
+    """Per-token signals, each (B, T); padding rows hold neutral values."""
+
+    attention_entropy: torch.Tensor  # normalised to [0, 1]
+    attention_received: torch.Tensor  # multiples of the uniform share
+    exit_probs: torch.Tensor  # (B, T, C) exit-head label probabilities
+    p_outside: torch.Tensor  # exit p(O)
+    exit_entropy: torch.Tensor  # nats
+
+
+def attention_signals(probs: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(entropy, received), each (B, T), from attention probabilities (B, nh, T, T)."""
+    n = valid.sum(dim=1, keepdim=True).clamp(min=2).float()  # (B, 1)
+    row_entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean(dim=1)  # (B, T)
+    entropy = (row_entropy / n.log()).masked_fill(~valid, 0.0)
+    query_mask = valid[:, None, :, None].float()  # (B, 1, T, 1): only real queries vote
+    # mean over heads of the summed attention from real queries; the uniform share sums to 1
+    received = (probs * query_mask).sum(dim=2).mean(dim=1).masked_fill(~valid, 0.0)  # (B, T)
+    return entropy, received
+
+
+def token_signals(attn_probs: torch.Tensor, exit_logits: torch.Tensor, valid: torch.Tensor,
+                  outside_index: int = 0) -> TokenSignals:
+    entropy, received = attention_signals(attn_probs, valid)
+    exit_probs = exit_logits.float().softmax(dim=-1)  # (B, T, C)
+    exit_entropy = -(exit_probs * exit_probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
+    return TokenSignals(attention_entropy=entropy, attention_received=received, exit_probs=exit_probs,
+                        p_outside=exit_probs[..., outside_index], exit_entropy=exit_entropy)
+
+
+def neighbourhood_max(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(B, T) max of ``x`` over the ``window`` tokens on each side, the token itself excluded."""
+    if window <= 0:
+        return torch.zeros_like(x)
+    padded = torch.nn.functional.pad(x, (window, window), value=float("-inf"))  # (B, T + 2w)
+    shifted = [padded[:, window + d: window + d + x.size(1)] for d in range(-window, window + 1) if d != 0]
+    return torch.stack(shifted, dim=0).max(dim=0).values

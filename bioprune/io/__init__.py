@@ -1,0 +1,1 @@
+"""Readers and writers for the formats bioprune reads and writes."""

