@@ -42,12 +42,29 @@ def _all_documents(paths: list[str], fmt: str):
         yield from iter_documents(path, fmt)
 
 
+def _config(args, has_exit_heads: bool):
+    from bioprune.config import PruningConfig
+
+    controller = args.controller or ("rule" if has_exit_heads else "none")
+    try:
+        return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
+                             min_keep_ratio=args.min_keep_ratio, prune_layers=tuple(args.prune_layers),
+                             recovery=args.recovery)
+    except ValueError as err:
+        raise InputError("command line", str(err)) from None
+
+
 def _engine(args):
-    from bioprune.engine import PruningEngine
+    from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+    from bioprune.exits import EXIT_HEADS_FILE
 
     if args.model is not None and not Path(args.model).is_dir():
         raise InputError(args.model, "model directory not found")
-    return PruningEngine.from_pretrained(args.model, device=args.device)
+    has_exits = Path(args.model or DEFAULT_MODEL_DIR, EXIT_HEADS_FILE).is_file()
+    try:
+        return PruningEngine.from_pretrained(args.model, config=_config(args, has_exits), device=args.device)
+    except ValueError as err:
+        raise InputError(args.model or "shipped model", str(err)) from None
 
 
 def cmd_annotate(args) -> int:
@@ -95,6 +112,10 @@ def cmd_evaluate(args) -> int:
     from bioprune.evaluation import evaluate_engine
     from bioprune.io.pubtator import read_pubtator
 
+    from dataclasses import asdict
+
+    from bioprune.config import DENSE
+
     gold = read_pubtator(args.gold)
     engine = _engine(args)
     started = time.time()
@@ -103,10 +124,17 @@ def cmd_evaluate(args) -> int:
         "command": "bioprune " + " ".join(sys.argv[1:]),
         "gold": {"path": str(args.gold), "md5": hashlib.md5(Path(args.gold).read_bytes()).hexdigest()},
         "model": str(args.model or "shipped"),
+        "config": asdict(engine.config),
         "elapsed_s": time.time() - started,
         **scores,
     }
     print(format_scores(scores))
+    if engine.config.enabled:  # the dense model on the same weights, same run: the F1 drop
+        dense = evaluate_engine(engine.with_config(DENSE), gold, batch_size=args.batch_size)
+        result["dense"] = {k: dense[k] for k in ("mention", "seqeval")}
+        result["f1_drop_points"] = {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])
+                                    for t in scores["mention"]}
+        print(format_pruning(result))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=2))
@@ -124,7 +152,18 @@ def format_scores(scores: dict) -> str:
     return "\n".join(rows)
 
 
+def format_pruning(result: dict) -> str:
+    p = result["pruning"]
+    drop = result["f1_drop_points"]["micro"]
+    return (f"dense micro F1 {result['dense']['mention']['micro']['f1']:.4f}, pruned "
+            f"{result['mention']['micro']['f1']:.4f} (drop {drop:.2f} points); tokens pruned "
+            f"{p['tokens_pruned_ratio']:.1%}, FLOPs saved {p['flops_saved_ratio']:.1%}, "
+            f"recovery on {p['recovery_rate_documents']:.1%} of documents")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bioprune.config import PruningConfig
+
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -132,6 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="model directory (default: the shipped model)")
         p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
         p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
+        d = PruningConfig()
+        p.add_argument("--controller", choices=["none", "rule", "mlp"],
+                       help=f"pruning controller; none = dense (default {d.controller} when the model "
+                            "has exit heads, else none)")
+        p.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness,
+                       help=f"pruning aggressiveness λ (default {d.aggressiveness})")
+        p.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio,
+                       help=f"fraction of tokens that always stay (default {d.min_keep_ratio})")
+        p.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers),
+                       help=f"prune after this many layers (default {' '.join(map(str, d.prune_layers))})")
+        p.add_argument("--no-recovery", dest="recovery", action="store_false",
+                       help="never re-insert pruned tokens")
 
     p = sub.add_parser("annotate", help="annotate PubTator or plain-text files")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="PubTator file or text file (one document per line)")

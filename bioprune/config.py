@@ -36,7 +36,7 @@ class PruningConfig:
     def __post_init__(self):
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
-        if self.aggressiveness < 0:
+        if not self.aggressiveness >= 0:  # also rejects NaN
             raise ValueError(f"aggressiveness (lambda) must be >= 0, got {self.aggressiveness}")
         if not 0.0 <= self.min_keep_ratio <= 1.0:
             raise ValueError(f"min_keep_ratio must be in [0, 1], got {self.min_keep_ratio}")

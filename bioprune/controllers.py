@@ -46,15 +46,16 @@ def register_controller(name: str, controller: Controller) -> None:
 
 
 def keep_mask(prunable: torch.Tensor, importance: torch.Tensor, valid: torch.Tensor, special: torch.Tensor,
-              min_keep_ratio: float) -> torch.Tensor:
+              min_keep_ratio: float, n_real: torch.Tensor | None = None) -> torch.Tensor:
     """(B, T) tokens that stay: all but the prunable ones, topped up to the floor by importance.
 
-    Special tokens and (trivially) padding never leave; at least ``ceil(min_keep_ratio * n)`` of
-    each sequence's n real tokens stay, the most important prunable ones filling the gap.
+    Special tokens and (trivially) padding never leave; at least ``ceil(min_keep_ratio * n)`` stay,
+    n being each sequence's real tokens before any pruning (``n_real``, (B,); default: the tokens
+    present now), the most important prunable ones filling the gap.
     """
     prunable = prunable & valid & ~special
     keep = valid & ~prunable
-    n_real = valid.sum(dim=1)  # (B,)
+    n_real = valid.sum(dim=1) if n_real is None else n_real  # (B,)
     floor = torch.ceil(n_real.float() * min_keep_ratio - 1e-6).long()  # (B,)
     deficit = (floor - keep.sum(dim=1)).clamp(min=0)  # (B,)
     if int(deficit.max()) > 0:

@@ -64,7 +64,8 @@ class PruningEngine:
         self.device = device
         self.overlap_tokens = overlap_tokens
         self.max_positions = min(MAX_POSITIONS, model.config.max_position_embeddings)
-        self._special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+        # [CLS] and [SEP] never leave; [UNK] and the rest are ordinary tokens for pruning
+        self._special_ids = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id], device=device)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: PruningConfig | None = None,

@@ -79,6 +79,31 @@ def evaluate_predictions(gold: Mapping[str, Sequence[tuple[int, int, str]]],
             "n_documents": len(gold)}
 
 
+def pruning_summary(annotations) -> dict:
+    """Corpus totals of what pruning did: tokens per layer, FLOPs saved, pruned tokens, recoveries."""
+    traces = [a.trace for a in annotations if a.trace is not None]
+    if not traces:
+        return {}
+    n_layers = len(traces[0].tokens_per_layer)
+    per_layer = [sum(t.tokens_per_layer[i] for t in traces) for i in range(n_layers)]
+    flops, dense = sum(t.flops for t in traces), sum(t.dense_flops for t in traces)
+    return {
+        "documents": len(traces),
+        "tokens_per_layer": per_layer,
+        "token_keep_ratio_last_layer": per_layer[-1] / per_layer[0] if per_layer[0] else 1.0,
+        "tokens_pruned": sum(len(t.pruned_tokens) for t in traces),
+        "tokens_pruned_ratio": sum(len(t.pruned_tokens) for t in traces) / per_layer[0] if per_layer[0] else 0.0,
+        "flops": flops,
+        "dense_flops": dense,
+        "flops_saved_ratio": 1.0 - flops / dense if dense else 0.0,
+        "recovery_rate_documents": sum(bool(t.recovery_events) for t in traces) / len(traces),
+        "recovered_tokens": sum(len(e.positions) for t in traces for e in t.recovery_events),
+        "recovery_events_by_trigger": {
+            trig: sum(e.trigger == trig for t in traces for e in t.recovery_events)
+            for trig in sorted({e.trigger for t in traces for e in t.recovery_events})},
+    }
+
+
 def evaluate_engine(engine, documents, batch_size: int = 16) -> dict:
     """Annotate gold PubTator documents with ``engine`` and score the predictions against them."""
     docs = list(documents)
@@ -87,4 +112,8 @@ def evaluate_engine(engine, documents, batch_size: int = 16) -> dict:
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     pred = {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
-    return evaluate_predictions(gold, pred, words)
+    scores = evaluate_predictions(gold, pred, words)
+    summary = pruning_summary(annotations)
+    if summary:
+        scores["pruning"] = summary
+    return scores

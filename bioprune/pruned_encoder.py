@@ -73,8 +73,9 @@ class PrunedEncoder:
                 if buffer is None:
                     buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
                                           pruned_score=pruned_score)
-                seqs = self._prune_point(i, seqs, attn, special, config, probs, pruned_layer, pruned_score)
                 flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
+                seqs = self._prune_point(i, seqs, attn, special, config, probs, pruned_layer, pruned_score,
+                                         n_real=valid.sum(dim=1))
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double())
@@ -100,13 +101,13 @@ class PrunedEncoder:
                              tokens_per_layer=tokens, flops=flops, dense_flops=dense)
 
     def _prune_point(self, layer: int, seqs: Sequences, attn: torch.Tensor, special: torch.Tensor,
-                     config: PruningConfig, probs, pruned_layer, pruned_score) -> Sequences:
+                     config: PruningConfig, probs, pruned_layer, pruned_score, n_real: torch.Tensor) -> Sequences:
         """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers."""
         exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
         signals = token_signals(attn, exit_logits, seqs.valid)
         special_here = special.gather(1, seqs.positions)  # (B, T')
         prunable, importance = CONTROLLERS[config.controller].importance(signals, config)
-        keep = keep_mask(prunable, importance, seqs.valid, special_here, config.min_keep_ratio)
+        keep = keep_mask(prunable, importance, seqs.valid, special_here, config.min_keep_ratio, n_real)
         leaving = seqs.valid & ~keep  # (B, T')
         if leaving.any():
             probs.copy_(restore(probs, signals.exit_probs, seqs.positions, leaving))

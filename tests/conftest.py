@@ -114,3 +114,54 @@ def biased_engine(tiny_model_dir) -> PruningEngine:
 def per_word_engine(tiny_model_dir) -> PruningEngine:
     """Every word is tagged B-Disease: each pre-tokenizer word is its own Disease entity."""
     return _biased_engine(tiny_model_dir, "B-Disease")
+
+
+# --- pruning fixtures: the tiny model plus exit heads after layers 1 and 2 ----------------------
+
+def _model_dir_with_exit_heads(tiny_model_dir: Path, target: Path, outside_bias: float | None) -> Path:
+    """Copy of the tiny model with random exit heads at [1, 2]; optionally biased towards "O"."""
+    import shutil
+
+    from transformers import BertConfig
+
+    from bioprune.exits import ExitHeads
+
+    shutil.copytree(tiny_model_dir, target, dirs_exist_ok=True)
+    config = BertConfig.from_pretrained(str(target))
+    torch.manual_seed(1)
+    heads = ExitHeads([1, 2], config.hidden_size, config.num_labels)
+    if outside_bias is not None:
+        with torch.no_grad():
+            for head in heads.heads.values():
+                head.bias.zero_()
+                head.bias[LABEL_TO_ID["O"]] = outside_bias
+    heads.save(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def pruning_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model plus randomly initialised exit heads after layers 1 and 2."""
+    return _model_dir_with_exit_heads(tiny_model_dir, tmp_path_factory.mktemp("tiny-pruning"), None)
+
+
+@pytest.fixture(scope="session")
+def outside_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model plus exit heads at [1, 2] whose bias favours "O" by 8 logits (p(O) ~ 0.999),
+    so the rule controller finds most tokens prunable; the final classifier stays random."""
+    return _model_dir_with_exit_heads(tiny_model_dir, tmp_path_factory.mktemp("tiny-outside"), 8.0)
+
+
+@pytest.fixture(scope="session")
+def pruning_engine(pruning_model_dir) -> PruningEngine:
+    from bioprune.config import PruningConfig
+
+    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(prune_layers=(1, 2)))
+
+
+@pytest.fixture(scope="session")
+def outside_engine(outside_model_dir) -> PruningEngine:
+    """Engine over the O-biased exit heads; tests switch configs with ``with_config``."""
+    from bioprune.config import PruningConfig
+
+    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(prune_layers=(1, 2)))

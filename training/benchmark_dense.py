@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DENSE  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 
@@ -48,7 +49,7 @@ def main(args: BenchmarkArgs) -> dict:
     torch.set_num_threads(args.threads)
     docs = read_pubtator(args.data)
     texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
-    engine = PruningEngine.from_pretrained(args.model)
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
     from transformers import pipeline
 
     hf = pipeline("token-classification", model=engine.model, tokenizer=engine.tokenizer,

@@ -1,0 +1,107 @@
+"""Dense vs pruned on the same abstracts, in one process, alternating, after warm-up (2 CPU threads).
+
+    python training/benchmark_pruning.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+        --output results/benchmark_pruning.json [--controller rule --lambda 1 ...]
+
+For batch 1 and batch 16: abstracts/s and ms/abstract of each, the speedup as the median of the
+per-round ratios dense/pruned, tokens kept per layer, FLOPs saved, recovery rate, and the speedup
+the FLOPs predict (dense FLOPs / pruned FLOPs) to compare against the measured one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DENSE, PruningConfig  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
+from bioprune.evaluation import pruning_summary  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
+
+
+@dataclass(frozen=True)
+class PruningBenchArgs:
+    data: str  # PubTator file whose abstracts are annotated
+    output: str = "results/benchmark_pruning.json"  # results JSON
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory (with exit heads)
+    threads: int = 2  # torch intra-op threads
+    rounds: int = 3  # alternating timed rounds per batch size; medians reported
+    warmup_docs: int = 32  # abstracts annotated by each system before timing
+    limit_docs: int = 0  # 0: all abstracts
+    batch_sizes: tuple[int, ...] = (1, 16)
+
+
+def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
+    torch.set_num_threads(args.threads)
+    docs = read_pubtator(args.data)
+    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    pruned = PruningEngine.from_pretrained(args.model, config=config)
+    dense = pruned.with_config(DENSE)
+    summary = pruning_summary(pruned.annotate(texts))
+    results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "pruning": summary,
+               "flops_predicted_speedup": summary["dense_flops"] / summary["flops"], "batch": {}}
+    with tqdm(total=len(args.batch_sizes) * args.rounds * 2, desc="benchmark", unit="run") as bar:
+        for bs in args.batch_sizes:
+            for engine in (dense, pruned):
+                engine.annotate(texts[: args.warmup_docs], batch_size=bs)
+            times = {"dense": [], "pruned": []}
+            for _ in range(args.rounds):
+                for name, engine in (("dense", dense), ("pruned", pruned)):
+                    started = time.perf_counter()
+                    engine.annotate(texts, batch_size=bs)
+                    times[name].append(time.perf_counter() - started)
+                    bar.update(1)
+            ratios = [d / p for d, p in zip(times["dense"], times["pruned"])]
+            entry = {"speedup_median": statistics.median(ratios), "speedup_per_round": ratios}
+            for name, ts in times.items():
+                med = statistics.median(ts)
+                entry[name] = {"seconds_per_round": ts, "median_s": med, "abstracts_per_s": len(texts) / med,
+                               "ms_per_abstract": 1000 * med / len(texts)}
+            entry["speedup_vs_flops_prediction"] = entry["speedup_median"] / results["flops_predicted_speedup"]
+            results["batch"][str(bs)] = entry
+    return results
+
+
+def main(argv=None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    d = PruningBenchArgs(data="")
+    c = PruningConfig()
+    parser.add_argument("--data", required=True)
+    for name in ("output", "model", "threads", "rounds", "warmup_docs", "limit_docs"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
+    parser.add_argument("--controller", default=c.controller, choices=["rule", "mlp"])
+    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=c.aggressiveness)
+    parser.add_argument("--min-keep-ratio", type=float, default=c.min_keep_ratio)
+    parser.add_argument("--prune-layers", type=int, nargs="+", default=list(c.prune_layers))
+    parser.add_argument("--no-recovery", dest="recovery", action="store_false")
+    ns = parser.parse_args(argv)
+    config = PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
+                           min_keep_ratio=ns.min_keep_ratio, prune_layers=tuple(ns.prune_layers),
+                           recovery=ns.recovery)
+    args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
+                            warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
+    res = run(args, config)
+    res["command"] = "python training/benchmark_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    out = main()
+    print(json.dumps({bs: {k: e[k] for k in ("speedup_median", "speedup_vs_flops_prediction")}
+                      for bs, e in out["batch"].items()}, indent=2))
+    print(f"FLOPs saved {out['pruning']['flops_saved_ratio']:.1%}, predicted speedup {out['flops_predicted_speedup']:.2f}")

@@ -1,0 +1,86 @@
+"""Sweep pruning settings against gold PubTator: F1 (and its drop vs dense), FLOPs saved, recovery.
+
+    python training/sweep_pruning.py --model runs/dev-minilm --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt \
+        --lambdas 0.5 1 2 4 --prune-layers 2 --prune-layers 2 4 --output results/sweep_dev.json
+
+Chooses the defaults: run it with the model trained on *train only* and score on *dev*, which that
+model never saw; the test set is kept for the final report. The dense model is scored once, in the
+same process, with the same weights.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DENSE, PruningConfig  # noqa: E402
+from bioprune.engine import PruningEngine  # noqa: E402
+from bioprune.evaluation import evaluate_engine  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
+
+
+def row(scores: dict, dense: dict, config: PruningConfig) -> dict:
+    p = scores.get("pruning", {})
+    return {"config": asdict(config),
+            "f1": {t: scores["mention"][t]["f1"] for t in scores["mention"]},
+            "f1_drop_points": {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])
+                               for t in scores["mention"]},
+            "flops_saved_ratio": p.get("flops_saved_ratio", 0.0),
+            "tokens_pruned_ratio": p.get("tokens_pruned_ratio", 0.0),
+            "recovery_rate_documents": p.get("recovery_rate_documents", 0.0),
+            "recovery_events_by_trigger": p.get("recovery_events_by_trigger", {})}
+
+
+def main(argv=None) -> dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--gold", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--controller", default="rule", choices=["rule", "mlp"])
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--min-keep-ratios", type=float, nargs="+", default=[PruningConfig().min_keep_ratio])
+    parser.add_argument("--prune-layers", type=int, nargs="+", action="append")
+    parser.add_argument("--recovery", choices=["on", "off", "both"], default="on")
+    parser.add_argument("--limit-docs", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="other PruningConfig fields, e.g. guard_window_tokens=2")
+    ns = parser.parse_args(argv)
+    torch.set_num_threads(ns.threads)
+    gold = read_pubtator(ns.gold)
+    gold = gold[: ns.limit_docs] if ns.limit_docs else gold
+    extra = {k: type(getattr(DENSE, k))(v) for k, v in (kv.split("=", 1) for kv in ns.set)}
+    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    dense = evaluate_engine(engine, gold)
+    recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
+    grid = list(itertools.product(ns.prune_layers or [list(PruningConfig().prune_layers)], ns.lambdas,
+                                  ns.min_keep_ratios, recoveries))
+    rows = []
+    for layers, lam, mkr, rec in tqdm(grid, desc="sweep", unit="config"):
+        config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
+                               prune_layers=tuple(layers), recovery=rec, **extra)
+        rows.append(row(evaluate_engine(engine.with_config(config), gold), dense, config))
+        r = rows[-1]
+        logging.info("%s λ=%s mkr=%s rec=%s: F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%", layers, lam,
+                     mkr, rec, r["f1"]["micro"], r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
+                     100 * r["recovery_rate_documents"])
+    result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "model": ns.model, "gold": ns.gold, "n_documents": len(gold),
+              "dense_f1": {t: dense["mention"][t]["f1"] for t in dense["mention"]}, "rows": rows}
+    Path(ns.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(ns.output).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main()
