@@ -1,9 +1,13 @@
 """The ``bioprune`` command line: ``annotate`` documents and ``evaluate`` against gold PubTator.
 
-    bioprune annotate abstracts.pubtator notes.txt --output out.pubtator [--format pubtator|jsonl]
+    bioprune annotate medline.xml.gz notes.txt --output out.pubtator [--format pubtator|jsonl|csv|bioc]
+    bioprune annotate pubmed/*.xml.gz --output annotated/ --ray --num-actors 8   # on Ray
     bioprune evaluate --gold CDR_TestSet.PubTator.txt --output results/evaluate_dense.json
 
-Bad input ends the run with one line naming the file and line, and exit status 2, never a traceback.
+``annotate`` exit status: 0 when every record was annotated, 1 when some records failed (they are
+in ``OUTPUT.errors.jsonl``; everything else was annotated), 2 for usage and fatal errors (missing
+input file, bad option, unreadable model, an interrupted run without --resume), printed as one line
+naming the file, never a traceback. An interrupted run (killed, Ctrl-C) continues with --resume.
 """
 from __future__ import annotations
 
@@ -11,35 +15,13 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bioprune.errors import InputError
 
 logger = logging.getLogger("bioprune")
-CHUNK_DOCS = 256  # documents tokenised, run and written together: bounds memory on big inputs
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _all_documents(paths: list[str], fmt: str):
-    from bioprune.io.inputs import iter_documents
-
-    for path in paths:
-        yield from iter_documents(path, fmt)
 
 
 def _config(args, has_exit_heads: bool):
@@ -67,45 +49,104 @@ def _engine(args):
         raise InputError(args.model or "shipped model", str(err)) from None
 
 
-def cmd_annotate(args) -> int:
-    from tqdm import tqdm
+def _output_format(name: str):
+    """The writer for ``--format``: core formats from bioprune.io, csv from the pandas adapter."""
+    if name == "csv":
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise InputError("--format csv", 'needs pandas: pip install "bioprune[csv]"') from None
+        from batch.csv_output import CsvOutput
 
-    from bioprune.io.jsonl import format_jsonl
-    from bioprune.io.pubtator import format_pubtator
+        return CsvOutput()
+    from bioprune.io.outputs import output_format
 
+    return output_format(name)
+
+
+def _fingerprint(args, engine) -> dict:
+    """What makes two annotate runs the same job: a resume with anything else is refused."""
+    from dataclasses import asdict
+
+    inputs = []
+    for path in args.inputs:
+        stat = Path(path).stat()
+        inputs.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return {"inputs": inputs, "input_format": args.input_format, "format": args.format,
+            "chunk_size": args.chunk_size, "batch_size": args.batch_size,
+            "model": str(Path(args.model).resolve()) if args.model else "shipped", "config": asdict(engine.config)}
+
+
+def _check_annotate_args(args) -> None:
     for path in args.inputs:  # fail before loading the model or touching the output
         if not Path(path).is_file():
-            raise InputError(path, "no such file")
-    engine = _engine(args)
-    formatter = format_pubtator if args.format == "pubtator" else format_jsonl
-    counts: Counter = Counter()
-    n_docs = 0
-    started = time.time()
+            raise InputError(path, "no such file" if not Path(path).is_dir() else "is a directory, not a file")
+    for name in ("chunk_size", "num_actors", "cpus_per_actor"):
+        if getattr(args, name) < 1:
+            raise InputError("--" + name.replace("_", "-"), f"must be >= 1, got {getattr(args, name)}")
+    if args.output == "-" and (args.resume or args.ray):
+        raise InputError("--output -", "--resume and --ray need an output path, not standard output")
+
+
+def cmd_annotate(args) -> int:
+    from bioprune.batch_run import annotate_files
+    from bioprune.io.checkpoint import journal_path, side_path
+
+    _check_annotate_args(args)
+    fmt = _output_format(args.format)
+    if args.ray:
+        return _annotate_on_ray(args)
     to_stdout = args.output == "-"
-    tmp = Path(f"{args.output}.partial")  # renamed into place only when the whole run succeeded
-    out = sys.stdout if to_stdout else open(tmp, "w", encoding="utf-8")
+    if not to_stdout and journal_path(Path(args.output)).exists() and not args.resume:
+        raise InputError(str(journal_path(Path(args.output))), "an interrupted run left this journal: pass "
+                         "--resume to continue it, or delete it to start over")
+    if not to_stdout and Path(args.output).is_dir():
+        raise InputError(args.output, "is a directory (an output directory is for --ray)")
+    engine = _engine(args)
+    stats = annotate_files(engine, args.inputs, None if to_stdout else args.output, fmt,
+                           input_format=args.input_format, chunk_size=args.chunk_size,
+                           batch_size=args.batch_size, resume=args.resume,
+                           fingerprint=_fingerprint(args, engine), progress=not args.quiet)
+    where = "" if to_stdout else f" -> {args.output}"
+    if stats.errors and not to_stdout:
+        where += f" (errors: {side_path(Path(args.output), 'errors')})"
+    print(stats.summary_line() + where, file=sys.stderr)
+    return 1 if stats.errors else 0
+
+
+def _annotate_on_ray(args) -> int:
+    from dataclasses import asdict
+
     try:
-        with tqdm(desc="annotate", unit="doc", file=sys.stderr, disable=args.quiet) as bar:
-            for chunk in _chunks(_all_documents(args.inputs, args.input_format), CHUNK_DOCS):
-                for annotation, document in zip(engine.annotate(chunk, batch_size=args.batch_size), chunk):
-                    out.write(formatter(annotation, document))
-                    counts.update(e.label for e in annotation.entities)
-                n_docs += len(chunk)
-                bar.update(len(chunk))
-    finally:
-        if not to_stdout:
-            out.close()
-    if not to_stdout:
-        if n_docs == 0:
-            tmp.unlink()
-        else:
-            os.replace(tmp, args.output)
-    if n_docs == 0:
-        raise InputError(", ".join(args.inputs), "no documents found")
-    summary = ", ".join(f"{label}: {n}" for label, n in sorted(counts.items())) or "no entities"
-    print(f"annotated {n_docs} documents in {time.time() - started:.1f} s ({summary}) -> {args.output}",
-          file=sys.stderr)
-    return 0
+        import ray
+    except ImportError:
+        raise InputError("--ray", 'needs Ray: pip install "bioprune[ray]"') from None
+    from batch.ray_runner import RayJob, job_summary, run_on_ray
+
+    if Path(args.output).is_file():
+        raise InputError(args.output, "is a file: with --ray, --output is a directory (one file per input)")
+    engine = _engine(args)  # validates the model and the pruning options before any actor starts
+    job = RayJob(inputs=tuple(args.inputs), output_dir=args.output, output_format=args.format,
+                 input_format=args.input_format, model=str(Path(args.model).resolve()) if args.model else None,
+                 config=asdict(engine.config), device=args.device, batch_size=args.batch_size,
+                 chunk_size=args.chunk_size, resume=args.resume, num_actors=args.num_actors,
+                 cpus_per_actor=args.cpus_per_actor, address=args.ray_address,
+                 fingerprint={k: v for k, v in _fingerprint(args, engine).items() if k != "inputs"})
+    del engine
+    started = time.perf_counter()
+    try:
+        total, shards = run_on_ray(job)
+    except ray.exceptions.RayError as err:
+        raise InputError("--ray", f"the Ray job failed: {str(err).strip().splitlines()[0]}") from None
+    wall_s = time.perf_counter() - started
+    summary = job_summary(job, total, shards, wall_s)
+    Path(args.output, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    failed = [s["input"] for s in shards if s["errors"]]
+    line = total.summary_line(wall_s=wall_s) + f" on Ray ({args.num_actors} actors) -> {args.output}/"
+    if failed:
+        line += f" (errors in {len(failed)} file(s): see *.errors.jsonl)"
+    print(line, file=sys.stderr)
+    return 1 if total.errors else 0
 
 
 def cmd_evaluate(args) -> int:
@@ -162,7 +203,9 @@ def format_pruning(result: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bioprune.batch_run import DEFAULT_CHUNK_DOCS
     from bioprune.config import PruningConfig
+    from bioprune.io.inputs import INPUT_FORMATS
 
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,13 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-recovery", dest="recovery", action="store_false",
                        help="never re-insert pruned tokens")
 
-    p = sub.add_parser("annotate", help="annotate PubTator or plain-text files")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="PubTator file or text file (one document per line)")
-    p.add_argument("--output", required=True, help="output file ('-' for standard output)")
-    p.add_argument("--format", default="pubtator", choices=["pubtator", "jsonl"], help="output format")
-    p.add_argument("--input-format", default="auto", choices=["auto", "pubtator", "text"],
-                   help="input format (default: detected from the first line)")
+    p = sub.add_parser("annotate", help="annotate PubMed XML, PubTator, BioC, JSONL or plain-text files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="input files (.xml/.xml.gz PubMed, BioC XML/JSON, PubTator, JSONL, text; gzip ok)")
+    p.add_argument("--output", required=True,
+                   help="output file ('-' for standard output); a directory with --ray")
+    p.add_argument("--format", default="pubtator", choices=["pubtator", "jsonl", "csv", "bioc"],
+                   help="output format (csv needs pandas; bioc is BioC JSON)")
+    p.add_argument("--input-format", default="auto", choices=list(INPUT_FORMATS),
+                   help="input format (default: detected from the content of each file)")
+    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_DOCS,
+                   help=f"records read, annotated and committed together (default {DEFAULT_CHUNK_DOCS})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run on the same output (no duplicates, no gaps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    ray_group = p.add_argument_group("Ray (pip install \"bioprune[ray]\")")
+    ray_group.add_argument("--ray", action="store_true",
+                           help="run on Ray Data: one actor per model, one input file per shard")
+    ray_group.add_argument("--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    ray_group.add_argument("--num-actors", type=int, default=2, help="actors (loaded models) in the pool (default 2)")
+    ray_group.add_argument("--cpus-per-actor", type=int, default=1,
+                           help="CPUs (and torch threads) per actor (default 1)")
     common(p)
     p.set_defaults(func=cmd_annotate)
 
@@ -211,13 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as err:
-        if args.command == "annotate" and args.output != "-":
-            Path(f"{args.output}.partial").unlink(missing_ok=True)
         print(f"bioprune: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         print(f"bioprune: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        hint = " (continue with --resume)" if args.command == "annotate" and args.output != "-" else ""
+        print(f"bioprune: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,9 +7,12 @@ special tokens and padding are applied here, the same way for every controller.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Protocol
 
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from bioprune.config import PruningConfig
 from bioprune.importance import TokenSignals, neighbourhood_max
@@ -38,11 +41,75 @@ class RuleController:
         return prunable, importance
 
 
-CONTROLLERS: dict[str, Controller] = {"rule": RuleController()}
+def controller_features(signals: TokenSignals) -> torch.Tensor:
+    """(B, T, F) features the learned controller sees for each token at a pruning point.
+
+    Exit-head probabilities and entropy, attention entropy and (log) attention received, a
+    hidden-state summary, the token's relative position, how deep the pruning point is, and the
+    neighbourhood's entity probability (max over 1 and 2 tokens on each side).
+    """
+    p_entity = 1.0 - signals.p_outside  # (B, T)
+    layer = torch.full_like(p_entity, signals.layer_fraction)
+    return torch.stack([
+        *signals.exit_probs.unbind(dim=-1), signals.exit_entropy, signals.attention_entropy,
+        signals.attention_received.clamp(min=0).log1p(), signals.hidden_norm, signals.relative_position, layer,
+        neighbourhood_max(p_entity, 1), neighbourhood_max(p_entity, 2),
+    ], dim=-1)
 
 
-def register_controller(name: str, controller: Controller) -> None:
-    CONTROLLERS[name] = controller
+class LearnedController(nn.Module):
+    """A small MLP scoring how unsafe it is to prune each token (``training/train_controller.py``).
+
+    It reads :func:`controller_features` (standardised with training statistics) and outputs
+    p(unsafe): the token's exit label disagrees with the dense model's final label, or the token
+    is in or next to a dense entity. A token may leave when p(unsafe) <= threshold * λ, the
+    threshold calibrated on held-out MEDLINE text against the dense model's predictions.
+    """
+
+    def __init__(self, n_features: int, hidden: int = 32):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.register_buffer("threshold", torch.tensor(0.01))
+
+    def unsafe_logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.std).squeeze(-1)  # (..., F) -> (...)
+
+    @torch.no_grad()
+    def importance(self, signals: TokenSignals, config: PruningConfig):
+        p_unsafe = torch.sigmoid(self.unsafe_logit(controller_features(signals)))  # (B, T)
+        threshold = config.mlp_threshold if config.mlp_threshold is not None else float(self.threshold)
+        return p_unsafe <= threshold * config.aggressiveness, p_unsafe
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CONTROLLER_FILE
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path))
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str = "cpu") -> "LearnedController | None":
+        path = Path(directory) / CONTROLLER_FILE
+        if not path.is_file():
+            return None
+        state = load_file(str(path))
+        n_features, hidden = state["mlp.0.weight"].shape[1], state["mlp.0.weight"].shape[0]
+        controller = cls(n_features, hidden)
+        controller.load_state_dict(state)
+        return controller.to(device).eval()
+
+
+CONTROLLER_FILE = "controller.safetensors"
+
+
+def load_controllers(directory: str | Path | None, device: str = "cpu") -> dict[str, Controller]:
+    """The rule controller, plus the learned one when ``directory`` holds it."""
+    controllers: dict[str, Controller] = {"rule": RuleController()}
+    learned = LearnedController.load(directory, device) if directory is not None and Path(directory).is_dir() else None
+    if learned is not None:
+        controllers["mlp"] = learned
+    return controllers
 
 
 def keep_mask(prunable: torch.Tensor, importance: torch.Tensor, valid: torch.Tensor, special: torch.Tensor,

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from bioprune.config import DENSE, PruningConfig
+from bioprune.controllers import Controller, RuleController, load_controllers
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
@@ -54,11 +55,13 @@ class PruningEngine:
     """
 
     def __init__(self, model, tokenizer, config: PruningConfig = DENSE, exit_heads: ExitHeads | None = None,
-                 device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS):
+                 device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+                 controllers: dict[str, Controller] | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.exit_heads = exit_heads
-        self.encoder = PrunedEncoder(model, exit_heads)
+        self.controllers = {"rule": RuleController()} if controllers is None else controllers
+        self.encoder = PrunedEncoder(model, exit_heads, self.controllers)
         self.encoder.check(config)
         self.config = config
         self.device = device
@@ -80,12 +83,13 @@ class PruningEngine:
         if config is None:
             config = PruningConfig() if exit_heads is not None else DENSE
         logger.info("loaded %s on %s (%s)", path, device, config)
-        return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device, **kwargs)
+        return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
+                   controllers=load_controllers(path, device), **kwargs)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
         """The same loaded model with another pruning configuration (no copy of the weights)."""
         return PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
-                             device=self.device, overlap_tokens=self.overlap_tokens)
+                             device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers)
 
     def encode(self, texts: Sequence[str]) -> list[EncodedDocument]:
         return encode_texts(self.tokenizer, texts, self.max_positions, self.overlap_tokens)

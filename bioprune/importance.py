@@ -25,26 +25,34 @@ class TokenSignals:
     exit_probs: torch.Tensor  # (B, T, C) exit-head label probabilities
     p_outside: torch.Tensor  # exit p(O)
     exit_entropy: torch.Tensor  # nats
+    hidden_norm: torch.Tensor  # L2 norm of the state / sqrt(H): a cheap hidden-state summary
+    relative_position: torch.Tensor  # original position / real length, in [0, 1)
+    layer_fraction: float  # layers run before this point / all layers
 
 
 def attention_signals(probs: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(entropy, received), each (B, T), from attention probabilities (B, nh, T, T)."""
     n = valid.sum(dim=1, keepdim=True).clamp(min=2).float()  # (B, 1)
-    row_entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1).mean(dim=1)  # (B, T)
+    row_entropy = torch.special.entr(probs).sum(dim=-1).mean(dim=1)  # (B, T): mean over heads, nats
     entropy = (row_entropy / n.log()).masked_fill(~valid, 0.0)
-    query_mask = valid[:, None, :, None].float()  # (B, 1, T, 1): only real queries vote
-    # mean over heads of the summed attention from real queries; the uniform share sums to 1
-    received = (probs * query_mask).sum(dim=2).mean(dim=1).masked_fill(~valid, 0.0)  # (B, T)
-    return entropy, received
+    # attention each key receives from the real queries, mean over heads; the uniform share sums to 1
+    received = torch.einsum("bhqk,bq->bk", probs, valid.to(probs.dtype)) / probs.size(1)  # (B, T)
+    return entropy, received.masked_fill(~valid, 0.0)
 
 
 def token_signals(attn_probs: torch.Tensor, exit_logits: torch.Tensor, valid: torch.Tensor,
-                  outside_index: int = 0) -> TokenSignals:
+                  hidden: torch.Tensor, positions: torch.Tensor, n_real: torch.Tensor,
+                  layer_fraction: float, outside_index: int = 0) -> TokenSignals:
+    """All signals at a pruning point; hidden (B, T, H), positions (B, T), n_real (B,)."""
     entropy, received = attention_signals(attn_probs, valid)
     exit_probs = exit_logits.float().softmax(dim=-1)  # (B, T, C)
     exit_entropy = -(exit_probs * exit_probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
+    hidden_norm = hidden.float().norm(dim=-1) / hidden.size(-1) ** 0.5  # (B, T)
+    relative_position = positions.float() / n_real.clamp(min=1).float()[:, None]  # (B, T)
     return TokenSignals(attention_entropy=entropy, attention_received=received, exit_probs=exit_probs,
-                        p_outside=exit_probs[..., outside_index], exit_entropy=exit_entropy)
+                        p_outside=exit_probs[..., outside_index], exit_entropy=exit_entropy,
+                        hidden_norm=hidden_norm, relative_position=relative_position,
+                        layer_fraction=layer_fraction)
 
 
 def neighbourhood_max(x: torch.Tensor, window: int) -> torch.Tensor:

@@ -11,10 +11,12 @@ Everything is batched tensor work under ``torch.no_grad()``; the only Python loo
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from bioprune.config import PruningConfig
-from bioprune.controllers import CONTROLLERS, keep_mask
+from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.encoder import ForwardResult, Sequences, base_of, classify, embed, prune, restore, run_layer
 from bioprune.exits import ExitHeads
 from bioprune.flops import head_flops, layer_flops
@@ -25,9 +27,10 @@ from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
 class PrunedEncoder:
     """Runs a ``*ForTokenClassification`` model layer by layer, pruning as ``config`` says."""
 
-    def __init__(self, model, exit_heads: ExitHeads | None = None):
+    def __init__(self, model, exit_heads: ExitHeads | None = None, controllers: dict[str, Controller] | None = None):
         self.model = model
         self.exit_heads = exit_heads
+        self.controllers = {"rule": RuleController()} if controllers is None else controllers
         self.layers = list(base_of(model).encoder.layer)
         cfg = model.config
         self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
@@ -43,8 +46,9 @@ class PrunedEncoder:
             have = self.exit_heads.layers if self.exit_heads is not None else ()
             raise ValueError(f"no exit head after layer(s) {missing}; this model has exit heads at {have} "
                              "(train them with training/train_exits.py)")
-        if config.controller not in CONTROLLERS:
-            raise ValueError(f"controller {config.controller!r} is not available (have {sorted(CONTROLLERS)})")
+        if config.controller not in self.controllers:
+            raise ValueError(f"controller {config.controller!r} is not available for this model (have "
+                             f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
 
     def _layer_flops(self, n: torch.Tensor) -> torch.Tensor:
         return layer_flops(n, self.hidden, self.intermediate)
@@ -79,7 +83,8 @@ class PrunedEncoder:
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double())
-            seqs.hidden, attn = run_layer(layer, seqs.hidden, seqs.valid, need_probs=(i + 1) in points)
+            hidden, attn = run_layer(layer, seqs.hidden, seqs.valid, need_probs=(i + 1) in points)
+            seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
         probs = restore(probs, final, seqs.positions, seqs.valid)
@@ -88,7 +93,6 @@ class PrunedEncoder:
         events: dict[str, torch.Tensor] = {t: torch.zeros_like(valid) for t in TRIGGERS}
         if buffer is not None and config.recovery:
             events = recovery_triggers(probs, buffer.pruned, valid, config)
-            recovered = torch.zeros_like(valid)
             for mask in events.values():
                 recovered |= mask
             rows = recovered.any(dim=1).nonzero().flatten()  # (R,)
@@ -104,9 +108,10 @@ class PrunedEncoder:
                      config: PruningConfig, probs, pruned_layer, pruned_score, n_real: torch.Tensor) -> Sequences:
         """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers."""
         exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
-        signals = token_signals(attn, exit_logits, seqs.valid)
+        signals = token_signals(attn, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
+                                layer / len(self.layers))
         special_here = special.gather(1, seqs.positions)  # (B, T')
-        prunable, importance = CONTROLLERS[config.controller].importance(signals, config)
+        prunable, importance = self.controllers[config.controller].importance(signals, config)
         keep = keep_mask(prunable, importance, seqs.valid, special_here, config.min_keep_ratio, n_real)
         leaving = seqs.valid & ~keep  # (B, T')
         if leaving.any():
@@ -133,7 +138,7 @@ class PrunedEncoder:
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
         for layer in self.layers[buffer.first_layer:]:
             extra += self._layer_flops(seqs.lengths.double())
-            seqs.hidden, _ = run_layer(layer, seqs.hidden, seqs.valid)
+            seqs = replace(seqs, hidden=run_layer(layer, seqs.hidden, seqs.valid)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

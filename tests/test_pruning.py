@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bioprune.config import DENSE, PruningConfig
-from bioprune.controllers import CONTROLLERS, keep_mask
+from bioprune.controllers import keep_mask
 from bioprune.encoder import Sequences, prune, restore
 from bioprune.encoding import window_input_ids
 from bioprune.engine import PruningEngine
@@ -518,9 +518,8 @@ def test_engine_rejects_prune_layers_beyond_model(outside_engine, prune_layers):
         outside_engine.with_config(PruningConfig(prune_layers=prune_layers))
 
 
-def test_engine_rejects_unregistered_controller(outside_engine):
-    if "mlp" in CONTROLLERS:
-        pytest.skip("the learned controller is registered")
+def test_engine_rejects_controller_the_model_lacks(outside_engine):
+    assert "mlp" not in outside_engine.controllers  # the fixture model has no controller.safetensors
     with pytest.raises(ValueError, match="mlp"):
         outside_engine.with_config(PruningConfig(controller="mlp", prune_layers=(1, 2)))
 

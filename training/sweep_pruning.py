@@ -3,9 +3,13 @@
     python training/sweep_pruning.py --model runs/dev-minilm --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt \
         --lambdas 0.5 1 2 4 --prune-layers 2 --prune-layers 2 4 --output results/sweep_dev.json
 
-Chooses the defaults: run it with the model trained on *train only* and score on *dev*, which that
-model never saw; the test set is kept for the final report. The dense model is scored once, in the
-same process, with the same weights.
+Two modes. With ``--gold`` a PubTator file is scored against its gold mentions. With
+``--unlabelled`` PubMed XML is scored against the dense model's own predictions (fidelity: the
+dense entities are the reference), which is how the shipped model's defaults are chosen — it was
+trained on train+dev, so the labelled text it never saw is the test set, kept for the final report;
+the MEDLINE slice it never saw is split in halves, the first for choosing (``--half first``), the
+second for the held-out fidelity report. The dense model runs once, in the same process, with the
+same weights.
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_engine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.io.pubmed_xml import iter_pubmed_xml  # noqa: E402
+from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator  # noqa: E402
 
 
 def row(scores: dict, dense: dict, config: PruningConfig) -> dict:
@@ -43,7 +48,11 @@ def main(argv=None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--gold", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--gold", help="PubTator file with gold mentions")
+    source.add_argument("--unlabelled", help="PubMed XML scored against the dense predictions")
+    parser.add_argument("--half", choices=["first", "second", "all"], default="first",
+                        help="with --unlabelled: which half of the documents")
     parser.add_argument("--output", required=True)
     parser.add_argument("--controller", default="rule", choices=["rule", "mlp"])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[1.0])
@@ -56,10 +65,18 @@ def main(argv=None) -> dict:
                         help="other PruningConfig fields, e.g. guard_window_tokens=2")
     ns = parser.parse_args(argv)
     torch.set_num_threads(ns.threads)
-    gold = read_pubtator(ns.gold)
-    gold = gold[: ns.limit_docs] if ns.limit_docs else gold
     extra = {k: type(getattr(DENSE, k))(v) for k, v in (kv.split("=", 1) for kv in ns.set)}
     engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    if ns.gold:
+        gold = read_pubtator(ns.gold)
+    else:
+        docs = [d for d in iter_pubmed_xml(ns.unlabelled) if d.text.strip()]
+        half = len(docs) // 2
+        docs = {"first": docs[:half], "second": docs[half:], "all": docs}[ns.half]
+        gold = [PubTatorDocument(pmid=a.id, title=d.text[: d.title_end], abstract=d.text[d.title_end + 1:] or None,
+                                 mentions=tuple(Mention(e.start, e.end, e.text, e.label) for e in a.entities))
+                for d, a in zip(docs, engine.annotate(docs))]
+    gold = gold[: ns.limit_docs] if ns.limit_docs else gold
     dense = evaluate_engine(engine, gold)
     recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
     grid = list(itertools.product(ns.prune_layers or [list(PruningConfig().prune_layers)], ns.lambdas,
@@ -74,7 +91,7 @@ def main(argv=None) -> dict:
                      mkr, rec, r["f1"]["micro"], r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
     result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "model": ns.model, "gold": ns.gold, "n_documents": len(gold),
+              "model": ns.model, "gold": ns.gold or f"dense predictions on {ns.unlabelled} ({ns.half} half)", "n_documents": len(gold),
               "dense_f1": {t: dense["mention"][t]["f1"] for t in dense["mention"]}, "rows": rows}
     Path(ns.output).parent.mkdir(parents=True, exist_ok=True)
     Path(ns.output).write_text(json.dumps(result, indent=2))

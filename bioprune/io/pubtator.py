@@ -9,7 +9,9 @@ One block per document, blocks separated by blank lines::
 
 Offsets are 0-based, end-exclusive, over ``title + " " + abstract``. ``iter_pubtator`` streams
 records one block at a time and raises :class:`~bioprune.errors.InputError` naming the file and
-line of the first problem (missing ``|t|``, offsets outside the text, non-UTF-8 bytes, ...).
+line of the first problem (missing ``|t|``, offsets outside the text, non-UTF-8 bytes, ...);
+``iter_pubtator_records`` reports a bad block as a :class:`~bioprune.io.records.RecordError` and
+goes on with the next one.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from bioprune.errors import InputError
+from bioprune.io.records import RecordError
 from bioprune.types import Annotation, Document
 
 _TEXT_LINE = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
@@ -81,20 +84,59 @@ def read_pubtator(path: str | Path) -> list[PubTatorDocument]:
     return docs
 
 
-def _parse(handle: BinaryIO, source: str) -> Iterator[PubTatorDocument]:
+def iter_pubtator_records(path: str | Path) -> Iterator[PubTatorDocument | RecordError]:
+    """Like :func:`iter_pubtator`, but a bad block becomes a :class:`RecordError` and reading goes on
+    with the next block (the batch annotator's lenient mode; evaluation keeps the strict reader)."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        for block, bad in _blocks(handle):
+            first = block[0][1]
+            if bad is not None:
+                line_no, err = bad
+                yield RecordError(str(path), f"not valid UTF-8 ({err.reason} at byte {err.start} of the "
+                                  "line)", _block_id(first), line_no)
+                continue
+            try:
+                yield _parse_block(block, str(path))
+            except InputError as err:
+                yield RecordError(str(path), err.reason, _block_id(first), err.line)
+
+
+def _block_id(first_line: str) -> str | None:
+    """The PMID a block's first line names, if any (for the error report)."""
+    head = re.split(r"[|\t]", first_line, maxsplit=1)[0].strip()
+    return head or None
+
+
+def _blocks(handle: BinaryIO) -> Iterator[tuple[list[tuple[int, str]], tuple[int, UnicodeDecodeError] | None]]:
+    """Blank-line separated blocks of (line number, line); with the first undecodable line, if any
+    (its text is decoded with replacement characters so the block still splits and names its id)."""
     block: list[tuple[int, str]] = []
+    bad: tuple[int, UnicodeDecodeError] | None = None
     for line_no, raw in enumerate(handle, start=1):
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as err:
-            raise InputError(source, f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)",
-                             line_no) from None
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if bad is None:
+                bad = (line_no, err)
+            if not line.strip():  # undecodable bytes on a line that is otherwise blank
+                line = "\ufffd"
         if line.strip():
             block.append((line_no, line))
         elif block:
-            yield _parse_block(block, source)
-            block = []
+            yield block, bad
+            block, bad = [], None
     if block:
+        yield block, bad
+
+
+def _parse(handle: BinaryIO, source: str) -> Iterator[PubTatorDocument]:
+    for block, bad in _blocks(handle):
+        if bad is not None:
+            line_no, err = bad
+            raise InputError(source, f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)",
+                             line_no)
         yield _parse_block(block, source)
 
 

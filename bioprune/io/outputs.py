@@ -1,0 +1,66 @@
+"""Output formats for the batch annotator: a header, chunks of formatted documents, a footer.
+
+Each format turns a chunk of (Annotation, Document) pairs into text; ``first_index`` is the
+position of the chunk's first document in the whole output, so formats with separators (BioC JSON)
+or a header row (CSV) write the same bytes however the run was cut into chunks or resumed.
+
+    pubtator  one |t|/|a| block per document plus its mention lines (bioprune.io.pubtator)
+    jsonl     one {"id", "text", "entities", "trace"?} object per line (bioprune.io.jsonl)
+    bioc      a BioC JSON collection, one document per line (bioprune.io.bioc)
+    csv       one row per entity, a row with empty entity columns for a document without any;
+              needs pandas (``pip install "bioprune[csv]"``) and lives outside the core, in
+              ``batch.csv_output``
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from bioprune.errors import InputError
+from bioprune.types import Annotation, Document
+
+OUTPUT_FORMATS: tuple[str, ...] = ("pubtator", "jsonl", "csv", "bioc")  # csv: batch.csv_output
+
+
+class OutputFormat(Protocol):
+    name: str
+    extension: str  # file name ending for sharded (Ray) outputs
+
+    def header(self) -> str: ...
+
+    def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str: ...
+
+    def footer(self) -> str: ...
+
+
+class LineOutput:
+    """A format with no header or footer: each document formats on its own."""
+
+    def __init__(self, name: str, extension: str, formatter):
+        self.name, self.extension, self._formatter = name, extension, formatter
+
+    def header(self) -> str:
+        return ""
+
+    def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str:
+        return "".join(self._formatter(annotation, document) for annotation, document in pairs)
+
+    def footer(self) -> str:
+        return ""
+
+
+def output_format(name: str) -> OutputFormat:
+    """The writer for a core format (pubtator, jsonl, bioc); the CLI adds csv from ``batch``."""
+    if name == "pubtator":
+        from bioprune.io.pubtator import format_pubtator
+
+        return LineOutput("pubtator", ".pubtator", format_pubtator)
+    if name == "jsonl":
+        from bioprune.io.jsonl import format_jsonl
+
+        return LineOutput("jsonl", ".jsonl", format_jsonl)
+    if name == "bioc":
+        from bioprune.io.bioc import BioCJsonOutput
+
+        return BioCJsonOutput()
+    raise InputError("--format", f"unknown output format {name!r}; one of {', '.join(OUTPUT_FORMATS)}")

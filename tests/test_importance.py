@@ -1,0 +1,77 @@
+"""Token importance signals and recovery triggers on hand-made tensors."""
+import math
+
+import torch
+
+from bioprune.config import PruningConfig
+from bioprune.importance import attention_signals, neighbourhood_max
+from bioprune.memory import recovery_triggers
+
+
+def test_uniform_attention_has_entropy_one_and_uniform_share():
+    B, H, T = 2, 3, 5
+    valid = torch.ones(B, T, dtype=torch.bool)
+    valid[1, 3:] = False
+    probs = torch.zeros(B, H, T, T)
+    probs[0] = 1.0 / T
+    probs[1, :, :, :3] = 1.0 / 3  # padding keys get nothing
+    entropy, received = attention_signals(probs, valid)
+    assert torch.allclose(entropy[0], torch.ones(T), atol=1e-6)
+    assert torch.allclose(entropy[1, :3], torch.ones(3), atol=1e-6)
+    assert torch.all(entropy[1, 3:] == 0) and torch.all(received[1, 3:] == 0)
+    # every real key gets the uniform share from the real queries: sums to 1
+    assert torch.allclose(received[0], torch.ones(T), atol=1e-6)
+    assert torch.allclose(received[1, :3], torch.ones(3), atol=1e-6)
+
+
+def test_one_hot_attention_marks_a_hub_with_zero_entropy():
+    T = 4
+    probs = torch.zeros(1, 2, T, T)
+    probs[..., 2] = 1.0  # everyone looks at token 2
+    entropy, received = attention_signals(probs, torch.ones(1, T, dtype=torch.bool))
+    assert torch.allclose(entropy, torch.zeros(1, T), atol=1e-6)
+    assert received[0].tolist() == [0.0, 0.0, float(T), 0.0]
+
+
+def test_neighbourhood_max_excludes_the_token_itself():
+    x = torch.tensor([[0.0, 0.9, 0.0, 0.0, 0.5]])
+    assert torch.equal(neighbourhood_max(x, 1), torch.tensor([[0.9, 0.0, 0.9, 0.5, 0.0]]))
+    assert torch.equal(neighbourhood_max(x, 2), torch.tensor([[0.9, 0.0, 0.9, 0.9, 0.0]]))
+    assert torch.all(neighbourhood_max(x, 0) == 0)
+
+
+def _probs(labels, confident=0.99):
+    """(1, T, 5) probabilities putting ``confident`` on each token's label."""
+    out = torch.full((1, len(labels), 5), (1 - confident) / 4)
+    for i, label in enumerate(labels):
+        out[0, i, label] = confident
+    return out
+
+
+def test_entity_loss_fires_for_a_pruned_token_next_to_a_kept_entity():
+    probs = _probs([0, 0, 1, 0, 0, 0, 0])  # token 2 is B-Chemical
+    pruned = torch.tensor([[False, False, False, True, False, False, True]])
+    valid = torch.ones_like(pruned)
+    config = PruningConfig(recovery_window_tokens=0, spike_entropy_nats=10.0)
+    triggers = recovery_triggers(probs, pruned, valid, config)
+    assert triggers["entity_loss"].tolist() == [[False, False, False, True, False, False, False]]
+    assert not triggers["entropy_spike"].any()
+
+
+def test_entity_loss_fires_for_a_pruned_token_that_still_looks_like_an_entity():
+    probs = _probs([0, 0, 0, 0])
+    probs[0, 1] = torch.tensor([0.8, 0.2, 0.0, 0.0, 0.0])  # exit head: p(entity) = 0.2
+    pruned = torch.tensor([[False, True, False, False]])
+    config = PruningConfig(loss_entity_prob=0.1, recovery_window_tokens=0, spike_entropy_nats=10.0)
+    assert recovery_triggers(probs, pruned, torch.ones_like(pruned), config)["entity_loss"][0, 1]
+    calm = PruningConfig(loss_entity_prob=0.3, recovery_window_tokens=0, spike_entropy_nats=10.0)
+    assert not recovery_triggers(probs, pruned, torch.ones_like(pruned), calm)["entity_loss"].any()
+
+
+def test_entropy_spike_recovers_pruned_tokens_near_an_uncertain_kept_token():
+    probs = _probs([0] * 6)
+    probs[0, 2] = torch.full((5,), 0.2)  # kept token 2 is maximally uncertain: entropy log 5
+    pruned = torch.tensor([[False, True, False, False, True, True]])
+    config = PruningConfig(spike_entropy_nats=math.log(5) - 0.01, recovery_window_tokens=2)
+    spike = recovery_triggers(probs, pruned, torch.ones_like(pruned), config)["entropy_spike"]
+    assert spike.tolist() == [[False, True, False, False, True, False]]  # within 2 of token 2, pruned only
