@@ -8,8 +8,10 @@ Both sides run the same engine object (same weights, same pruning config) on the
 pass: ``nlp.pipe(texts, batch_size=B)`` on ``spacy.blank("en")`` + ``bioprune_ner``, and
 ``engine.annotate(chunk, batch_size=B)`` per chunk of B texts. After a warm-up, rounds alternate
 (and alternate which side goes first) so drift hits both alike. The overhead is the median over
-rounds of spaCy time / engine time − 1; the issue asks for ≤ 10%. What the component adds is
-spaCy's tokenizer (timed alone as ``tokenizer_ms_per_doc``), alignment and the extensions.
+rounds of spaCy time / engine time − 1; the issue asks for ≤ 10%. What the component adds —
+spaCy's tokenizer, alignment and the extensions — is also timed alone (``tokenizer_ms_per_doc``,
+``set_annotations_ms_per_doc``, ``component_share_of_engine_time``), which stays meaningful on a
+busy machine where the ratio of two long timings does not.
 """
 from __future__ import annotations
 
@@ -91,17 +93,25 @@ def main(args: SpacyBenchArgs) -> dict:
                     times[name].append(time.perf_counter() - started)
                     bar.update(1)
             started = time.perf_counter()
-            list(nlp.tokenizer.pipe(texts))
+            tokenized = list(nlp.tokenizer.pipe(texts))
             tokenizer_s = time.perf_counter() - started
+            started = time.perf_counter()
+            pipe.set_annotations(tokenized, outputs["engine"])  # alignment + extensions, no engine
+            annotate_s = time.perf_counter() - started
             ratios = [s / e for s, e in zip(times["spacy_pipe"], times["engine"])]
             entry = {name: {"seconds_per_round": ts, "median_s": statistics.median(ts),
                             "docs_per_s": len(texts) / statistics.median(ts),
                             "ms_per_doc": 1000 * statistics.median(ts) / len(texts)} for name, ts in times.items()}
             entry["overhead_ratio"] = statistics.median(ratios) - 1.0  # spaCy time / engine time - 1
             entry["overhead_within_10_percent"] = entry["overhead_ratio"] <= 0.10
+            # the component's own work, timed alone (robust to a busy machine, unlike the ratio above)
             entry["tokenizer_ms_per_doc"] = 1000 * tokenizer_s / len(texts)
+            entry["set_annotations_ms_per_doc"] = 1000 * annotate_s / len(texts)
+            entry["component_share_of_engine_time"] = (tokenizer_s + annotate_s) / entry["engine"]["median_s"]
             entry["entities_equal"] = (_entities_spacy(outputs["spacy_pipe"])
                                        == _entities_engine(outputs["engine"], pipe.label_map))
+            entry["engine_entities"] = sum(len(a.entities) for a in outputs["engine"])
+            entry["spacy_entities"] = sum(len(d.ents) for d in outputs["spacy_pipe"])
             entry["skipped_entities"] = sum(d._.bioprune_skipped_count for d in outputs["spacy_pipe"])
             results["batch"][f"batch_{bs}"] = entry
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -125,5 +135,5 @@ if __name__ == "__main__":
     ns["batch_sizes"] = tuple(ns["batch_sizes"])
     res = main(SpacyBenchArgs(**ns))
     print(json.dumps({bs: {k: v[k] if not isinstance(v[k], dict) else v[k]["docs_per_s"] for k in
-                           ("spacy_pipe", "engine", "overhead_ratio", "entities_equal")}
+                           ("spacy_pipe", "engine", "overhead_ratio", "component_share_of_engine_time")}
                       for bs, v in res["batch"].items()}, indent=2))

@@ -1,0 +1,45 @@
+"""From the engine's character spans to spaCy entity spans, and merging them with existing ents.
+
+Pure functions over a ``Doc``: the engine decodes entities on its own subword tokens, so a span
+need not fall on spaCy token boundaries (e.g. "U.S." is one spaCy token but several words to a
+BERT tokenizer). ``Doc.char_span(alignment_mode=...)`` snaps each span; what cannot be snapped, or
+collides with the previous entity after snapping, is returned as skipped rather than raising.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from spacy.tokens import Doc, Span
+
+
+def align_entities(doc: Doc, entities: Sequence, labels: Mapping[str, str],
+                   alignment_mode: str) -> tuple[list[tuple[Span, object]], list]:
+    """Pair each entity (sorted, non-overlapping ``Entity`` records) with its span, or skip it.
+
+    Returns ``(aligned, skipped)``: ``aligned`` holds ``(span, entity)`` pairs in document order,
+    labelled through ``labels``; ``skipped`` the entities with no span of their own.
+    """
+    aligned: list[tuple[Span, object]] = []
+    skipped = []
+    for entity in entities:
+        span = doc.char_span(entity.start, entity.end, label=labels[entity.label], alignment_mode=alignment_mode)
+        if span is None or len(span) == 0 or (aligned and span.start < aligned[-1][0].end):
+            skipped.append(entity)
+            continue
+        aligned.append((span, entity))
+    return aligned, skipped
+
+
+def merge_entities(existing: Sequence[Span], new: Sequence[Span], overwrite: bool) -> tuple[list[Span], list[Span]]:
+    """``doc.ents`` after adding ``new``: on overlap the existing span wins unless ``overwrite``.
+
+    Non-overlapping existing entities are always kept (as spaCy's EntityRuler does). Returns the
+    merged spans, sorted, and those of ``new`` among them.
+    """
+    if overwrite or not existing:
+        taken = {i for span in new for i in range(span.start, span.end)}
+        kept = [span for span in existing if not taken.intersection(range(span.start, span.end))]
+        return sorted(kept + list(new), key=lambda s: s.start), list(new)
+    taken = {i for span in existing for i in range(span.start, span.end)}
+    added = [span for span in new if not taken.intersection(range(span.start, span.end))]
+    return sorted(list(existing) + added, key=lambda s: s.start), added

@@ -1,0 +1,137 @@
+"""The ``bioprune_ner`` factory: spaCy config → validated settings → engine source → pipe.
+
+A factory function (config → objects) kept apart from the ``Pipe`` class (objects → behaviour), as
+in spacy-huggingface-pipelines. spaCy checks each setting's type from the signature below; this
+module checks the values and answers a bad one with an error that shows a working example.
+
+This module is imported by spaCy through the ``spacy_factories`` entry point whenever *any*
+pipeline is created, so it must stay cheap to import: bioprune (torch, transformers) is imported
+only when the factory actually runs.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from spacy.language import Language
+
+from spacy_component.engine_source import EngineSource
+from spacy_component.errors import ConfigError
+from spacy_component.pipe import DEFAULT_LABELS, BioPruneNER
+
+Controller = Literal["default", "none", "rule", "mlp"]
+CONTROLLERS: tuple[str, ...] = ("default", "none", "rule", "mlp")
+AlignmentMode = Literal["strict", "contract", "expand"]
+ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
+
+# spaCy needs the defaults when this module is imported, before bioprune is; lambda_,
+# min_keep_ratio and recovery mirror PruningConfig's defaults (a test keeps them in step).
+DEFAULT_CONFIG = {
+    "model": None,  # a model directory written by training/; None (null in a .cfg): the shipped model
+    "controller": "default",  # "default": pruning if the model has exit heads, else dense
+    "lambda_": 1.0,  # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it)
+    "min_keep_ratio": 0.3,  # at least this fraction of each sequence's tokens runs every layer
+    "recovery": True,  # re-insert pruned tokens and re-run when the pruned result looks unsafe
+    "batch_size": 16,  # sequences (≤512-token windows) per forward pass
+    "device": "cpu",  # torch device string: "cpu", "cuda", "cuda:1", ...
+    "labels": dict(DEFAULT_LABELS),  # engine type -> spaCy label, as in scispaCy's BC5CDR model
+    "alignment_mode": "expand",  # how character spans snap to spaCy tokens (Doc.char_span)
+    "overwrite_ents": False,  # True: our entities replace overlapping doc.ents; False: existing win
+}
+
+
+@dataclass(frozen=True)
+class ComponentSettings:
+    """Every ``bioprune_ner`` setting, checked on construction (see :data:`DEFAULT_CONFIG`)."""
+
+    model: Optional[str] = None
+    controller: Controller = "default"
+    lambda_: float = 1.0
+    min_keep_ratio: float = 0.3
+    recovery: bool = True
+    batch_size: int = 16
+    device: str = "cpu"
+    labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
+    alignment_mode: AlignmentMode = "expand"
+    overwrite_ents: bool = False
+
+    def __post_init__(self):
+        from bioprune.types import ENTITY_TYPES
+
+        if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
+            raise ConfigError("model", self.model, "must be a model directory or None (the shipped model)", None)
+        if self.controller not in CONTROLLERS:
+            raise ConfigError("controller", self.controller, f"must be one of {_quoted(CONTROLLERS)}", "default")
+        if isinstance(self.lambda_, bool) or not isinstance(self.lambda_, (int, float)) or not self.lambda_ >= 0:
+            raise ConfigError("lambda_", self.lambda_, "(pruning aggressiveness λ) must be a number >= 0", 1.0)
+        if isinstance(self.min_keep_ratio, bool) or not isinstance(self.min_keep_ratio, (int, float)) \
+                or not 0.0 <= self.min_keep_ratio <= 1.0:
+            raise ConfigError("min_keep_ratio", self.min_keep_ratio, "must be a fraction in [0, 1]", 0.3)
+        if not isinstance(self.recovery, bool):
+            raise ConfigError("recovery", self.recovery, "must be true or false", True)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError("batch_size", self.batch_size, "must be a whole number >= 1", 16)
+        _check_device(self.device)
+        if not isinstance(self.labels, Mapping) or set(self.labels) != set(ENTITY_TYPES) \
+                or not all(isinstance(v, str) and v.strip() for v in self.labels.values()):
+            raise ConfigError("labels", dict(self.labels) if isinstance(self.labels, Mapping) else self.labels,
+                              f"must map each of {_quoted(ENTITY_TYPES)} to a non-empty spaCy label",
+                              dict(DEFAULT_LABELS))
+        if self.alignment_mode not in ALIGNMENT_MODES:
+            raise ConfigError("alignment_mode", self.alignment_mode, f"must be one of {_quoted(ALIGNMENT_MODES)}",
+                              "expand")
+        if not isinstance(self.overwrite_ents, bool):
+            raise ConfigError("overwrite_ents", self.overwrite_ents, "must be true or false", False)
+        object.__setattr__(self, "labels", dict(self.labels))
+        self.engine_source()  # the pruning settings must make a valid PruningConfig
+
+    def engine_source(self) -> EngineSource:
+        """Where and how the engine will be loaded (it loads when first needed)."""
+        return EngineSource(model_dir=self.model, device=self.device, controller=self.controller,
+                            aggressiveness=float(self.lambda_), min_keep_ratio=float(self.min_keep_ratio),
+                            recovery=self.recovery)
+
+
+@Language.factory(
+    "bioprune_ner",
+    default_config=DEFAULT_CONFIG,
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller: str, lambda_: float,
+                      min_keep_ratio: float, recovery: bool, batch_size: int, device: str,
+                      labels: dict[str, str], alignment_mode: str, overwrite_ents: bool) -> BioPruneNER:
+    """Validate the config and build the pipe over a lazily loaded engine.
+
+    The choices (``controller``, ``alignment_mode``) are plain ``str`` here and ``Literal`` in
+    :class:`ComponentSettings`, so a wrong choice reaches our error, with its working example,
+    rather than spaCy's generic type error.
+
+    The engine's weights are read on first use (or by ``nlp.initialize()``), not here: when
+    ``spacy.load`` rebuilds a saved pipeline, ``from_disk`` then reads the copy saved beside it and
+    never the original ``model`` path, which need not exist on the loading machine.
+    """
+    settings = ComponentSettings(model=model, controller=controller, lambda_=lambda_,
+                                 min_keep_ratio=min_keep_ratio, recovery=recovery, batch_size=batch_size,
+                                 device=device, labels=labels, alignment_mode=alignment_mode,
+                                 overwrite_ents=overwrite_ents)
+    settings.engine_source().check_model_dir()
+    return BioPruneNER(nlp.vocab, settings.engine_source(), name=name, labels=settings.labels,
+                       batch_size=settings.batch_size, alignment_mode=settings.alignment_mode,
+                       overwrite_ents=settings.overwrite_ents)
+
+
+def _check_device(device) -> None:
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError("device", device, 'must be a torch device string such as "cpu" or "cuda"', "cpu") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", device, "asks for CUDA, which this torch cannot use", "cpu")
+
+
+def _quoted(values) -> str:
+    return ", ".join(repr(v) for v in values)
