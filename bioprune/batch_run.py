@@ -62,7 +62,7 @@ class RunStats:
     def add(self, other: "RunStats") -> None:
         for name in self.__dataclass_fields__:
             if name == "entities":
-                self.entities = dict(Counter(self.entities) + Counter(other.entities))
+                self.entities = dict(sorted((Counter(self.entities) + Counter(other.entities)).items()))
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
 
@@ -112,7 +112,7 @@ def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: 
     stats = RunStats(records=len(chunk), documents=len(docs), chunks=1)
     stats.errors = sum(isinstance(r, RecordError) for r in chunk)
     stats.deleted = sum(isinstance(r, DeletedRecord) for r in chunk)
-    stats.entities = dict(Counter(e.label for a in annotations for e in a.entities))
+    stats.entities = dict(sorted(Counter(e.label for a in annotations for e in a.entities).items()))
     for a in annotations:
         if a.trace is not None:
             stats.tokens += a.trace.tokens_per_layer[0] if a.trace.tokens_per_layer else 0

@@ -53,11 +53,9 @@ def _output_format(name: str):
     """The writer for ``--format``: core formats from bioprune.io, csv from the pandas adapter."""
     if name == "csv":
         try:
-            import pandas  # noqa: F401
-        except ImportError:
-            raise InputError("--format csv", 'needs pandas: pip install "bioprune[csv]"') from None
-        from batch.csv_output import CsvOutput
-
+            from batch.csv_output import CsvOutput  # imports pandas
+        except ImportError as err:
+            raise InputError("--format csv", f'needs pandas ({err}): pip install "bioprune[csv]"') from None
         return CsvOutput()
     from bioprune.io.outputs import output_format
 
@@ -94,6 +92,10 @@ def cmd_annotate(args) -> int:
 
     _check_annotate_args(args)
     fmt = _output_format(args.format)
+    if args.quiet:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if args.ray:
         return _annotate_on_ray(args)
     to_stdout = args.output == "-"
@@ -119,9 +121,10 @@ def _annotate_on_ray(args) -> int:
 
     try:
         import ray
-    except ImportError:
-        raise InputError("--ray", 'needs Ray: pip install "bioprune[ray]"') from None
-    from batch.ray_runner import RayJob, job_summary, run_on_ray
+
+        from batch.ray_runner import RayJob, job_summary, run_on_ray
+    except ImportError as err:
+        raise InputError("--ray", f'needs Ray ({err}): pip install "bioprune[ray]"') from None
 
     if Path(args.output).is_file():
         raise InputError(args.output, "is a file: with --ray, --output is a directory (one file per input)")
@@ -130,7 +133,7 @@ def _annotate_on_ray(args) -> int:
                  input_format=args.input_format, model=str(Path(args.model).resolve()) if args.model else None,
                  config=asdict(engine.config), device=args.device, batch_size=args.batch_size,
                  chunk_size=args.chunk_size, resume=args.resume, num_actors=args.num_actors,
-                 cpus_per_actor=args.cpus_per_actor, address=args.ray_address,
+                 cpus_per_actor=args.cpus_per_actor, address=args.ray_address, quiet=args.quiet,
                  fingerprint={k: v for k, v in _fingerprint(args, engine).items() if k != "inputs"})
     del engine
     started = time.perf_counter()
@@ -142,7 +145,7 @@ def _annotate_on_ray(args) -> int:
     summary = job_summary(job, total, shards, wall_s)
     Path(args.output, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     failed = [s["input"] for s in shards if s["errors"]]
-    line = total.summary_line(wall_s=wall_s) + f" on Ray ({args.num_actors} actors) -> {args.output}/"
+    line = total.summary_line(wall_s=wall_s) + f" on Ray (actors: {args.num_actors}) -> {args.output}/"
     if failed:
         line += f" (errors in {len(failed)} file(s): see *.errors.jsonl)"
     print(line, file=sys.stderr)

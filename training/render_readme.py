@@ -2,8 +2,10 @@
 
     python training/render_readme.py
 
-Reads results/evaluate_test.json (``bioprune evaluate``), results/benchmark_dense.json
-(training/benchmark_dense.py) and results/dev_curve.json (training/export_dev_curve.py) and replaces
+Reads results/evaluate_test.json and results/evaluate_test_pruned.json (``bioprune evaluate``),
+results/benchmark_dense.json and results/benchmark_pruning.json (training/benchmark_*.py),
+results/sweep_medline.json (training/sweep_pruning.py) and results/dev_curve.json
+(training/export_dev_curve.py) and replaces
 the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers in README.md and
 in the shipped model's card. A missing results file leaves its block as it is.
 """
@@ -69,6 +71,49 @@ def dev_curve_table(res: dict) -> str:
     return "\n".join(rows)
 
 
+def pruning_table(ev: dict, bench: dict | None, sweep: dict | None) -> str:
+    p, c = ev["pruning"], ev["config"]
+    rows = ["| | dense | pruned (defaults) |", "|---|---|---|"]
+    for t in ("Chemical", "Disease", "micro"):
+        rows.append(f"| F1 {t} | {ev['dense']['mention'][t]['f1']:.4f} | {ev['mention'][t]['f1']:.4f} "
+                    f"(drop {ev['f1_drop_points'][t]:.2f} points) |")
+    rows.append(f"| tokens pruned | – | {p['tokens_pruned_ratio']:.1%} |")
+    rows.append(f"| tokens per layer | {p['tokens_per_layer'][0]:,} × {len(p['tokens_per_layer'])} | "
+                f"{' / '.join(f'{n:,}' for n in p['tokens_per_layer'])} |")
+    rows.append(f"| FLOPs saved | – | {p['flops_saved_ratio']:.1%} |")
+    rows.append(f"| documents with recovery | – | {p['recovery_rate_documents']:.1%} "
+                f"({', '.join(f'{k}: {v}' for k, v in p['recovery_events_by_trigger'].items()) or 'none'}) |")
+    if bench:
+        for bs, e in bench["batch"].items():
+            rows.append(f"| batch {bs}: abstracts/s (ms/abstract) | {e['dense']['abstracts_per_s']:.1f} "
+                        f"({e['dense']['ms_per_abstract']:.1f}) | {e['pruned']['abstracts_per_s']:.1f} "
+                        f"({e['pruned']['ms_per_abstract']:.1f}) |")
+            rows.append(f"| batch {bs}: speedup (median of rounds) | 1.00× | **{e['speedup_median']:.2f}×** "
+                        f"({e['speedup_vs_flops_prediction']:.0%} of the {bench['flops_predicted_speedup']:.2f}× "
+                        "the FLOPs predict) |")
+    rows.append("")
+    rows.append(f"BC5CDR test set, shipped model, controller `{c['controller']}`, λ={c['aggressiveness']}, "
+                f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
+                f"{'on' if c['recovery'] else 'off'}. Accuracy: `{ev['command']}` → "
+                "`results/evaluate_test_pruned.json`.")
+    if bench:
+        rows.append(f"Speed: {bench['threads']} CPU threads, {bench['n_abstracts']} abstracts, dense and pruned "
+                    f"alternating in one process: `{bench['command']}` → `results/benchmark_pruning.json`.")
+    if sweep:
+        rows += ["", "How the defaults were chosen — fidelity to the dense model on the first half of the MEDLINE "
+                 "slice (text the model never saw; the dense entities are the reference):", "",
+                 "| prune layers | λ | recovery | agreement F1 | FLOPs saved | tokens pruned | docs recovered |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in sweep["rows"]:
+            cfg = r["config"]
+            rows.append(f"| {tuple(cfg['prune_layers'])} | {cfg['aggressiveness']} | {'on' if cfg['recovery'] else 'off'} "
+                        f"| {r['f1']['micro']:.4f} | {r['flops_saved_ratio']:.1%} | {r['tokens_pruned_ratio']:.1%} "
+                        f"| {r['recovery_rate_documents']:.1%} |")
+        rows.append("")
+        rows.append(f"`{sweep['command']}` → `results/sweep_medline.json`.")
+    return "\n".join(rows)
+
+
 def fill(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
@@ -82,6 +127,9 @@ def main() -> None:
         res = _load(file)
         if res is not None:
             blocks[name] = render(res)
+    ev = _load("evaluate_test_pruned.json")
+    if ev is not None:
+        blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"), _load("sweep_medline.json"))
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
             continue

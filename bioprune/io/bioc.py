@@ -88,7 +88,7 @@ def _offset(value) -> int | None:
 def iter_bioc_xml_records(path: str | Path) -> Iterator[Record]:
     from lxml import etree
 
-    from bioprune.io.pubmed_xml import open_binary
+    from bioprune.io.compression import open_binary
 
     source = str(path)
     try:
@@ -133,7 +133,7 @@ def iter_bioc_json_records(path: str | Path) -> Iterator[Record]:
     """The documents of a BioC JSON collection, parsed one at a time from the ``documents`` array."""
     import io
 
-    from bioprune.io.pubmed_xml import open_binary
+    from bioprune.io.compression import open_binary
 
     source = str(path)
     try:

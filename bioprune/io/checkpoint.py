@@ -120,9 +120,7 @@ class CheckpointedOutput:
             self._start(header)
 
     def _start(self, header: str) -> None:
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (self.output, summary_path(self.output), *(side_path(self.output, s) for s in _SIDES)):
-            stale.unlink(missing_ok=True)
+        self.output.parent.mkdir(parents=True, exist_ok=True)  # an older OUTPUT stays until replaced
         self.sizes = {}
         for key, path in self.paths.items():
             with open(path, "wb") as handle:
@@ -187,11 +185,11 @@ class CheckpointedOutput:
     def _move_into_place(self) -> None:
         for side in _SIDES:
             partial, final = self.paths[side], side_path(self.output, side)
-            if partial.exists():
-                if self.sizes[side]:
-                    os.replace(partial, final)
-                else:
-                    partial.unlink()
+            if self.sizes[side] and partial.exists():
+                os.replace(partial, final)
+            elif not self.sizes[side]:  # nothing to report: no file (nor an older run's)
+                partial.unlink(missing_ok=True)
+                final.unlink(missing_ok=True)
         if self.paths["output"].exists():
             os.replace(self.paths["output"], self.output)
         _write_atomic(summary_path(self.output), json.dumps(

@@ -36,21 +36,24 @@ _XML_NAME = re.compile(r"<([^\s>/]+)")
 
 
 def _head(path: Path) -> bytes:
-    """Up to SNIFF_BYTES of the (gunzipped) content; what could be read of a truncated gzip."""
-    from bioprune.io.pubmed_xml import open_binary
+    """Up to SNIFF_BYTES of the (gunzipped) content; what can be decompressed of a truncated gzip."""
+    from bioprune.io.compression import GZIP_MAGIC
 
-    chunks, size = [], 0
-    try:
-        with open_binary(path) as handle:
-            while size < SNIFF_BYTES:
-                chunk = handle.read(4096)
-                if not chunk:
+    with open(path, "rb") as handle:
+        raw = handle.read(SNIFF_BYTES)
+        if not raw.startswith(GZIP_MAGIC):
+            return raw
+        inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        out = b""
+        try:
+            while raw and len(out) < SNIFF_BYTES:
+                out += inflate.decompress(raw, SNIFF_BYTES - len(out))
+                raw = inflate.unconsumed_tail or handle.read(SNIFF_BYTES)
+                if inflate.eof:
                     break
-                chunks.append(chunk)
-                size += len(chunk)
-    except (EOFError, zlib.error, OSError):
-        pass
-    return b"".join(chunks)
+        except zlib.error:
+            pass
+        return out
 
 
 def xml_root(text: str) -> str | None:
@@ -90,7 +93,7 @@ def detect_format(path: str | Path) -> str:
 
 def iter_text_records(path: str | Path) -> Iterator[Record]:
     """Plain text: one Document per non-blank line (id = line number); bad UTF-8 is a RecordError."""
-    from bioprune.io.pubmed_xml import open_binary
+    from bioprune.io.compression import open_binary
 
     with open_binary(path) as handle:
         for line_no, raw in enumerate(handle, start=1):

@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from bioprune.io.compression import open_binary
 from bioprune.io.records import Record, RecordError
 from bioprune.types import Annotation, Document
 
@@ -34,7 +35,7 @@ def iter_jsonl_records(path: str | Path) -> Iterator[Record]:
     from bioprune.io.bioc import bioc_document  # bioc imports lxml; only needed for BioC lines
 
     source = str(path)
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # gzipped or not
         for line_no, raw in enumerate(handle, start=1):
             try:
                 line = raw.decode("utf-8")

@@ -31,19 +31,12 @@ from pathlib import Path
 from lxml import etree
 
 from bioprune.errors import InputError
+from bioprune.io.compression import open_binary
 from bioprune.io.records import DeletedRecord, Record, RecordError
 from bioprune.types import Document
 
 ROOTS = ("PubmedArticleSet", "MedlineCitationSet")
 _RECORD_TAGS = ("MedlineCitation", "BookDocument", "DeleteCitation", "PubmedArticle", "PubmedBookArticle")
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def open_binary(path: str | Path):
-    """The file's bytes, gunzipped when it starts with the gzip magic number."""
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
 def flat_text(element) -> str:

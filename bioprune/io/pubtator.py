@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from bioprune.errors import InputError
+from bioprune.io.compression import open_binary
 from bioprune.io.records import RecordError
 from bioprune.types import Annotation, Document
 
@@ -88,7 +89,7 @@ def iter_pubtator_records(path: str | Path) -> Iterator[PubTatorDocument | Recor
     """Like :func:`iter_pubtator`, but a bad block becomes a :class:`RecordError` and reading goes on
     with the next block (the batch annotator's lenient mode; evaluation keeps the strict reader)."""
     path = Path(path)
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # gzipped or not
         for block, bad in _blocks(handle):
             first = block[0][1]
             if bad is not None:

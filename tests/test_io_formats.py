@@ -1,0 +1,317 @@
+"""Input readers and output writers of the batch annotator: every format in and out, the documented
+text layouts, and malformed input turning into error records while reading goes on."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+
+from bioprune.errors import InputError
+from bioprune.io.bioc import BioCJsonOutput, _JsonStream, bioc_document, iter_bioc_json_records
+from bioprune.io.inputs import detect_format, iter_documents, iter_records
+from bioprune.io.outputs import output_format
+from bioprune.io.pubmed_xml import iter_pubmed_records, iter_pubmed_xml
+from bioprune.io.pubtator import iter_pubtator_records, read_pubtator
+from bioprune.io.records import DeletedRecord, RecordError
+from bioprune.types import Annotation, Document, Entity
+
+from conftest import FIXTURES
+
+LEGACY = FIXTURES / "medline_legacy.xml"
+CURRENT = FIXTURES / "pubmed_current.xml"
+BIOC_XML = FIXTURES / "sample.bioc.xml"
+BIOC_JSON = FIXTURES / "sample.bioc.json"
+JSONL = FIXTURES / "sample.jsonl"
+
+
+def _docs(records):
+    return [r for r in records if isinstance(r, Document)]
+
+
+def _errors(records):
+    return [r for r in records if isinstance(r, RecordError)]
+
+
+def _write(tmp_path, name: str, content: str | bytes):
+    path = tmp_path / name
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(gzip.compress(content, mtime=0) if name.endswith(".gz") else content)
+    return path
+
+
+# --- PubMed XML ------------------------------------------------------------------------------------
+
+def test_legacy_medline_layout_structured_title_only_markup_and_deletions():
+    records = list(iter_records(LEGACY))
+    docs = _docs(records)
+    assert [d.id for d in docs] == ["90000101", "90000102", "90000103", "90000104"]
+    title = "Famotidine-associated delirium."
+    assert docs[0].text == (f"{title} BACKGROUND: A man developed delirium after treatment with famotidine. "
+                            "RESULTS: Symptoms resolved after famotidine was stopped.")
+    assert docs[0].title_end == len(title) and docs[0].text[docs[0].title_end] == " "
+    assert docs[1].text == "Cisplatin and acute kidney injury." and docs[1].title_end == len(docs[1].text)
+    assert docs[2].text == "Magnesium sulfate in rats."  # inline <i> flattened, empty AbstractText dropped
+    # <sup>/<b> flattened, &#160; is whitespace, &lt; decoded, OtherAbstract not read
+    assert docs[3].text == "Haloperidol and seizures. Rats treated with Mg2+ and haloperidol developed seizures (<5%)."
+    assert [r.record_id for r in records if isinstance(r, DeletedRecord)] == ["90000001", "90000002"]
+    assert not _errors(records)
+
+
+def test_pubmed_article_set_books_empty_labels_and_gzip(tmp_path):
+    plain = list(iter_records(CURRENT))
+    gz = list(iter_records(_write(tmp_path, "current.xml.gz", CURRENT.read_bytes())))
+    assert [(d.id, d.text, d.title_end) for d in _docs(plain)] == [(d.id, d.text, d.title_end) for d in _docs(gz)]
+    docs = _docs(plain)
+    assert docs[0].text == "Renal failure after cisplatin. OBJECTIVE: To study renal failure. Two patients were treated."
+    assert docs[1].id == "90000202" and docs[1].text == "A book on delirium. Delirium is common."
+    assert docs[2].text == "Indented title with markup."  # line break and indentation collapsed
+    assert [r.record_id for r in plain if isinstance(r, DeletedRecord)] == ["90000003"]
+
+
+def test_truncated_xml_keeps_records_before_and_reports_the_rest(tmp_path):
+    data = LEGACY.read_bytes()
+    cut = data.index(b"<PMID Version=\"1\">90000103")
+    records = list(iter_records(_write(tmp_path, "cut.xml", data[:cut])))
+    assert [d.id for d in _docs(records)] == ["90000101", "90000102"]
+    (err,) = _errors(records)
+    assert "malformed XML" in err.reason and "90000102" in err.reason and err.line is not None
+
+
+def test_truncated_gzip_stream(tmp_path):
+    blob = gzip.compress(LEGACY.read_bytes() * 1, mtime=0)
+    path = tmp_path / "cut.xml.gz"
+    path.write_bytes(blob[: len(blob) * 2 // 3])
+    records = list(iter_records(path))
+    assert len(_errors(records)) == 1 and len(_docs(records)) < 4
+    assert "the rest of the file is skipped" in _errors(records)[0].reason
+
+
+def test_non_utf8_bytes_in_xml(tmp_path):
+    data = LEGACY.read_bytes().replace(b"Cisplatin and", b"Cisplatin \xff and")
+    records = list(iter_records(_write(tmp_path, "bad.xml", data)))
+    assert [d.id for d in _docs(records)] == ["90000101"]
+    assert len(_errors(records)) == 1
+
+
+def test_citation_without_pmid_is_one_error_and_reading_goes_on(tmp_path):
+    data = LEGACY.read_text().replace('<PMID Version="1">90000102</PMID>', "")
+    records = list(iter_records(_write(tmp_path, "nopmid.xml", data)))
+    assert [d.id for d in _docs(records)] == ["90000101", "90000103", "90000104"]
+    (err,) = _errors(records)
+    assert "without a PMID" in err.reason and err.line == 21  # where the <MedlineCitation> starts
+
+
+def test_50k_character_abstract(tmp_path):
+    body = ("Famotidine induced delirium in patients with renal failure. " * 900).strip()
+    assert len(body) > 50_000
+    xml = (f"<PubmedArticleSet><PubmedArticle><MedlineCitation><PMID>7</PMID><Article><ArticleTitle>Long."
+           f"</ArticleTitle><Abstract><AbstractText>{body}</AbstractText></Abstract></Article></MedlineCitation>"
+           "</PubmedArticle></PubmedArticleSet>")
+    (doc,) = list(iter_records(_write(tmp_path, "long.xml", xml)))
+    assert doc.text == "Long. " + body and doc.title_end == 5
+
+
+def test_strict_pubmed_reader_raises():
+    assert len(list(iter_pubmed_xml(LEGACY))) == 4
+    assert sum(isinstance(r, DeletedRecord) for r in iter_pubmed_records(LEGACY)) == 2
+
+
+def test_strict_pubmed_reader_raises_on_truncation(tmp_path):
+    path = _write(tmp_path, "cut.xml", LEGACY.read_bytes()[:900])
+    with pytest.raises(InputError, match="malformed XML"):
+        list(iter_pubmed_xml(path))
+
+
+# --- detection ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, fmt", [(LEGACY, "pubmed"), (CURRENT, "pubmed"), (BIOC_XML, "bioc"),
+                                       (BIOC_JSON, "bioc"), (JSONL, "jsonl"),
+                                       (FIXTURES / "sample.pubtator", "pubtator")])
+def test_detect_format_and_read_gzipped(path, fmt, tmp_path):
+    assert detect_format(path) == fmt
+    gz = _write(tmp_path, "x.gz", path.read_bytes())
+    assert detect_format(gz) == fmt
+    assert _docs(iter_records(gz)) == _docs(iter_records(path)) != []
+
+
+def test_detect_text_and_unknown_xml(tmp_path):
+    assert detect_format(_write(tmp_path, "a.txt", "Aspirin overdose.\n")) == "text"
+    other = _write(tmp_path, "other.xml", "<?xml version='1.0'?><html><body/></html>")
+    (err,) = list(iter_records(other))
+    assert isinstance(err, RecordError) and "<html>" in err.reason
+
+
+def test_empty_and_blank_files_are_one_error_each(tmp_path):
+    (err,) = list(iter_records(_write(tmp_path, "empty.txt", b"")))
+    assert "empty file" in err.reason
+    (err,) = list(iter_records(_write(tmp_path, "blank.txt", "\n  \n")))
+    assert "no documents" in err.reason
+    with pytest.raises(InputError, match="empty file"):
+        iter_documents(tmp_path / "empty.txt")
+
+
+# --- PubTator, text and JSONL: lenient readers ---------------------------------------------------
+
+GOOD = "1|t|Famotidine and delirium.\n1|a|Delirium followed famotidine.\n1\t0\t10\tFamotidine\tChemical\tD015738\n"
+
+
+def test_pubtator_bad_offsets_and_bytes_are_reported_and_reading_goes_on(tmp_path):
+    bad_offsets = "2|t|Aspirin.\n2|a|Overdose.\n2\t0\t99\tAspirin\tChemical\n"
+    bad_bytes = b"3|t|Caf\xff.\n3|a|x\n"
+    last = "4|t|Haloperidol.\n4|a|Seizures.\n"
+    content = (GOOD + "\n" + bad_offsets + "\n").encode() + bad_bytes + b"\n" + last.encode()
+    path = _write(tmp_path, "mixed.pubtator", content)
+    records = list(iter_records(path))
+    assert [type(r).__name__ for r in records] == ["Document", "RecordError", "RecordError", "Document"]
+    assert records[1].record_id == "2" and records[1].line == 7 and "outside the text" in records[1].reason
+    assert records[2].record_id == "3" and records[2].line == 9 and "UTF-8" in records[2].reason
+    assert [r.pmid for r in iter_pubtator_records(path) if not isinstance(r, RecordError)] == ["1", "4"]
+    with pytest.raises(InputError):  # evaluation keeps the strict reader
+        read_pubtator(path)
+
+
+def test_text_non_utf8_line(tmp_path):
+    records = list(iter_records(_write(tmp_path, "t.txt", b"Aspirin.\n\nCaf\xe9\xff\nDelirium.\n")))
+    assert [(type(r).__name__, getattr(r, "id", None) or r.record_id) for r in records] == [
+        ("Document", "1"), ("RecordError", "3"), ("Document", "4")]
+
+
+def test_jsonl_shapes():
+    docs = _docs(iter_records(JSONL))
+    assert [(d.id, d.text, d.title_end) for d in docs] == [
+        ("doc-1", "Famotidine-associated delirium.", None),
+        ("90000501", "Cisplatin nephrotoxicity. Renal failure followed.", len("Cisplatin nephrotoxicity.")),
+        ("90000502", "Title only.", len("Title only.")),
+        ("90000503", "A BioC line.", len("A BioC line."))]
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b'{"id": "x", "text": ', "not valid JSON"),
+    (b'["id", "text"]', "expected a JSON object"),
+    (b'{"text": "no id"}', '"id"'),
+    (b'{"id": true, "text": "bool id"}', '"id"'),
+    (b'{"id": "x", "text": 5}', '"text" must be a string'),
+    (b'{"pmid": "x", "title": "t", "abstract": 3}', '"abstract"'),
+    (b'{"id": "x", "body": "?"}', "expected"),
+    (b'{"id": "x", "text": "caf\xff"}', "UTF-8"),
+])
+def test_jsonl_malformed_lines(tmp_path, line, reason):
+    path = _write(tmp_path, "x.jsonl", b'{"id": "a", "text": "A."}\n' + line + b'\n{"id": "b", "text": "B."}\n')
+    records = list(iter_records(path, "jsonl"))
+    assert [d.id for d in _docs(records)] == ["a", "b"]
+    (err,) = _errors(records)
+    assert err.line == 2 and reason in err.reason
+
+
+# --- BioC ------------------------------------------------------------------------------------------
+
+def test_bioc_xml_passages_and_sentences_at_their_offsets():
+    docs = _docs(iter_records(BIOC_XML))
+    assert docs[0] == Document("90000301", "Famotidine and delirium. Delirium followed famotidine.", 24)
+    assert docs[0].text[25:33] == "Delirium"  # the fixture's own annotation offset still holds
+    assert docs[1] == Document("90000302", "Cisplatin was given.  Renal failure followed.", None)
+
+
+def test_bioc_json_streams_documents_past_decoy_keys():
+    docs = _docs(iter_records(BIOC_JSON))
+    assert docs == [Document("90000401", "Haloperidol and seizures. Seizures were reported.", 25),
+                    Document("90000402", "Title only.", 11)]
+
+
+def test_bioc_json_stream_in_tiny_chunks_gives_the_same_items():
+    text = BIOC_JSON.read_text()
+    full = [item for item, _ in _JsonStream(io.StringIO(text)).array_items("documents")]
+    small = [(item, line) for item, line in _JsonStream(io.StringIO(text), chunk_chars=3).array_items("documents")]
+    assert [item for item, _ in small] == full and [line for _, line in small] == [7, 12]
+    nums = '{"documents": [1234567, 89]}'
+    assert [v for v, _ in _JsonStream(io.StringIO(nums), chunk_chars=2).array_items("documents")] == [1234567, 89]
+
+
+def test_bioc_json_malformed_midway(tmp_path):
+    text = BIOC_JSON.read_text()
+    cut = text.index('{"id": 90000402')
+    records = list(iter_records(_write(tmp_path, "cut.json", text[:cut] + '{"id": 9, "passages": [}')))
+    assert [d.id for d in _docs(records)] == ["90000401"]
+    (err,) = _errors(records)
+    assert "malformed BioC JSON" in err.reason and err.line == 12
+
+
+def test_bioc_bad_documents_are_errors_and_the_next_is_read(tmp_path):
+    bad = [{"passages": []},
+           {"id": "o", "passages": [{"offset": 5, "text": "abcdef"}, {"offset": 7, "text": "overlap"}]},
+           {"id": "n", "passages": [{"offset": -1, "text": "negative"}]},
+           {"id": "g", "passages": [{"offset": 10 ** 9, "text": "far"}]},
+           {"id": "ok", "passages": [{"offset": 3, "text": "late start"}]}]
+    path = _write(tmp_path, "bad.json", json.dumps({"documents": bad}))
+    records = list(iter_bioc_json_records(path))
+    assert [type(r).__name__ for r in records] == ["RecordError"] * 4 + ["Document"]
+    assert "without an id" in records[0].reason and "overlaps" in records[1].reason
+    assert "gap" in records[3].reason and records[4].text == "   late start"
+    assert isinstance(bioc_document([], "x"), RecordError)
+
+
+# --- writers ---------------------------------------------------------------------------------------
+
+TEXT = "Famotidine and delirium. Delirium followed famotidine."
+DOC = Document("9", TEXT, title_end=24)
+ANN = Annotation("9", TEXT, entities=(Entity(0, 10, "Chemical", "Famotidine", 0.9),
+                                      Entity(25, 33, "Disease", "Delirium", 0.8)))
+EMPTY_DOC = Document("10", "")
+EMPTY_ANN = Annotation("10", "")
+
+
+def _whole(fmt, pairs, chunk: int) -> str:
+    out, done = fmt.header(), 0
+    for i in range(0, len(pairs), chunk):
+        out += fmt.format(pairs[i:i + chunk], done)
+        done += len(pairs[i:i + chunk])
+    return out + fmt.footer()
+
+
+@pytest.mark.parametrize("name", ["pubtator", "jsonl", "bioc", "csv"])
+def test_chunked_output_equals_one_chunk(name):
+    if name == "csv":
+        pytest.importorskip("pandas")
+        from batch.csv_output import CsvOutput
+        fmt = CsvOutput()
+    else:
+        fmt = output_format(name)
+    pairs = [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC), (ANN, DOC)]
+    assert _whole(fmt, pairs, 1) == _whole(fmt, pairs, 3) == _whole(fmt, pairs, 2)
+
+
+def test_bioc_json_output_reads_back(tmp_path):
+    fmt = BioCJsonOutput()
+    path = _write(tmp_path, "out.json", _whole(fmt, [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC)], 1))
+    collection = json.loads(path.read_text())
+    title, abstract = collection["documents"][0]["passages"]
+    assert (title["infons"]["type"], title["offset"], abstract["offset"]) == ("title", 0, 25)
+    assert [a["text"] for a in title["annotations"]] == ["Famotidine"]
+    (annotation,) = abstract["annotations"]
+    loc = annotation["locations"][0]
+    assert TEXT[loc["offset"]:loc["offset"] + loc["length"]] == annotation["text"] == "Delirium"
+    assert annotation["infons"] == {"type": "Disease", "score": "0.8000"}
+    assert _docs(iter_records(path)) == [DOC, Document("10", "", None)]
+
+
+def test_jsonl_and_pubtator_output_read_back(tmp_path):
+    for name in ("jsonl", "pubtator"):
+        path = _write(tmp_path, f"out.{name}", _whole(output_format(name), [(ANN, DOC)], 1))
+        (doc,) = _docs(iter_records(path))
+        assert (doc.id, doc.text) == ("9", TEXT)
+
+
+def test_csv_rows_one_per_entity_and_one_for_an_empty_document():
+    pd = pytest.importorskip("pandas")
+    from batch.csv_output import CsvOutput
+
+    text = _whole(CsvOutput(), [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC)], 1)
+    table = pd.read_csv(io.StringIO(text), dtype={"id": str})
+    assert list(table.columns) == ["id", "start", "end", "label", "text", "score"]
+    assert table["id"].tolist() == ["9", "9", "10"]
+    assert table.iloc[1].to_dict() == {"id": "9", "start": 25, "end": 33, "label": "Disease", "text": "Delirium",
+                                       "score": 0.8}
+    assert table.iloc[2][["start", "end", "label", "text", "score"]].isna().all()

@@ -1,0 +1,247 @@
+"""Batch annotation throughput on the MEDLINE slice: dense vs pruned, single process vs Ray local, peak memory.
+
+    python training/benchmark_batch.py --data ../shared/data/pubmed/medline16n0902.xml.gz \
+        --output results/benchmark_batch.json [--model DIR] [--threads 2] [--rounds 2]
+    python training/benchmark_batch.py --render docs/batch_annotation.md   # tables from the JSON only
+
+Every measurement is a fresh ``bioprune annotate`` process, so its peak RSS (``os.wait4``) is its
+own: the slice is split into ``--shards`` PubMed XML files (whole citations, same text), then
+
+- single process: ``bioprune annotate SHARDS... --controller none|rule`` on ``--threads`` torch threads;
+  abstracts/s = documents / the run's own annotate time (reading, running and writing; model load
+  excluded), dense and pruned alternating for ``--rounds`` rounds, medians reported;
+- Ray local: ``bioprune annotate SHARDS... --ray --num-actors A --cpus-per-actor C`` with A*C =
+  ``--threads``; abstracts/s = documents / the busiest actor's annotate time (actors run in
+  parallel; Ray start-up and model loading are reported apart, as end-to-end seconds);
+- memory: the pruned single-process run on the shards given once and ``--memory-repeats`` times;
+  streaming means the peak RSS should not grow with the input.
+
+The cost of annotating all of PubMed (``--pubmed-abstracts``) follows from the measured per-core
+throughput and an assumed price per core-hour (``--usd-per-core-hour``, an on-demand cloud vCPU; set
+your own), assuming throughput scales linearly with cores (files are independent shards).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
+
+
+@dataclass(frozen=True)
+class BatchBenchArgs:
+    data: str = "../shared/data/pubmed/medline16n0902.xml.gz"  # MEDLINE/PubMed XML slice (plain or .gz)
+    output: str = "results/benchmark_batch.json"  # results JSON
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory (with exit heads for the pruned runs)
+    threads: int = 2  # CPU cores used: torch threads single-process, actors x cpus-per-actor on Ray
+    shards: int = 4  # the slice is split into this many XML files (Ray's unit of work)
+    limit_docs: int = 0  # 0: every citation of the slice; else the first N (quick checks)
+    rounds: int = 2  # alternating dense/pruned rounds per setting; medians reported
+    batch_size: int = 16  # windows per forward pass
+    chunk_size: int = 256  # records per committed chunk
+    ray: bool = True  # also measure Ray local (needs pip install "bioprune[ray]")
+    ray_cpus_per_actor: int = 1  # actors = threads // this
+    memory_repeats: int = 4  # memory check: the input given this many times
+    controller: str = "rule"  # the pruned setting's controller ("rule" or "mlp")
+    aggressiveness: float = 1.0  # λ of the pruned setting
+    pubmed_abstracts: int = 36_000_000  # PubMed records to estimate for (~36M citations, 2024)
+    usd_per_core_hour: float = 0.0425  # ASSUMPTION: on-demand x86 vCPU-hour (e.g. a c7i/c6i class VM)
+    workdir: str = ""  # scratch directory for shards and outputs ("" = a temporary one)
+
+
+def split_slice(data: str, workdir: Path, shards: int, limit_docs: int) -> tuple[list[Path], int]:
+    """Write the slice's citations round-robin into ``shards`` MedlineCitationSet files."""
+    from lxml import etree
+
+    from bioprune.io.compression import open_binary
+
+    parts: list[list[bytes]] = [[] for _ in range(shards)]
+    n = 0
+    with open_binary(data) as handle:
+        for _, element in etree.iterparse(handle, events=("end",), tag="MedlineCitation"):
+            parts[n % shards].append(etree.tostring(element))
+            element.clear()
+            n += 1
+            if limit_docs and n >= limit_docs:
+                break
+    paths = []
+    for i, part in enumerate(parts):
+        path = workdir / f"shard{i:02d}.xml"
+        path.write_bytes(b"<?xml version='1.0' encoding='UTF-8'?>\n<MedlineCitationSet>\n"
+                         + b"\n".join(part) + b"\n</MedlineCitationSet>\n")
+        paths.append(path)
+    return paths, n
+
+
+def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, pruned: bool, ray: bool) -> dict:
+    """One ``bioprune annotate`` process: its summary, peak RSS and end-to-end seconds."""
+    cmd = [sys.executable, "-m", "bioprune.cli", "annotate", *map(str, inputs), "--output", str(output),
+           "--model", args.model, "--quiet", "--batch-size", str(args.batch_size),
+           "--chunk-size", str(args.chunk_size), "--controller", args.controller if pruned else "none",
+           "--lambda", str(args.aggressiveness)]
+    threads = args.ray_cpus_per_actor if ray else args.threads
+    if ray:
+        cmd += ["--ray", "--num-actors", str(max(1, args.threads // args.ray_cpus_per_actor)),
+                "--cpus-per-actor", str(args.ray_cpus_per_actor)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT),
+           "RAY_ADDRESS": ""}
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{stderr.decode()[-3000:]}")
+    result = {"end_to_end_s": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024}
+    if ray:
+        summary = json.loads((output / "summary.json").read_text())
+        busy: dict[str, float] = {}
+        for shard in summary["shards"]:
+            busy[shard["actor"]] = busy.get(shard["actor"], 0.0) + shard["wall_s"]
+        totals = summary["totals"]
+        result.update(documents=totals["documents"], annotate_s=max(busy.values()), actors=len(busy),
+                      actor_peak_rss_mb=max(s["peak_rss_mb"] for s in summary["shards"]),
+                      driver_peak_rss_mb=result.pop("peak_rss_mb"), totals=totals)
+    else:
+        totals = json.loads(Path(f"{output}.summary.json").read_text())["state"]
+        result.update(documents=totals["documents"], annotate_s=totals["wall_s"], totals=totals)
+    result["abstracts_per_s"] = result["documents"] / result["annotate_s"]
+    return result
+
+
+def _median_entry(runs: list[dict]) -> dict:
+    keys = ("abstracts_per_s", "annotate_s", "end_to_end_s")
+    entry = {k: statistics.median(r[k] for r in runs) for k in keys}
+    for k in ("peak_rss_mb", "actor_peak_rss_mb", "driver_peak_rss_mb"):
+        if k in runs[0]:
+            entry[k] = max(r[k] for r in runs)
+    entry["rounds"] = [{k: r[k] for k in (*keys, "documents")} for r in runs]
+    entry["ms_per_abstract"] = 1000 / entry["abstracts_per_s"]
+    last = runs[-1]["totals"]
+    entry["pruning"] = {"tokens_pruned_ratio": last["tokens_pruned"] / last["tokens"] if last["tokens"] else 0.0,
+                        "flops_saved_ratio": 1 - last["flops"] / last["dense_flops"] if last["dense_flops"] else 0.0}
+    entry["entities"] = last["entities"]
+    return entry
+
+
+def cost_estimate(args: BatchBenchArgs, abstracts_per_s: float, cores: int) -> dict:
+    per_core = abstracts_per_s / cores
+    core_hours = args.pubmed_abstracts / per_core / 3600
+    return {"abstracts_per_s_per_core": per_core, "core_hours": core_hours,
+            "usd": core_hours * args.usd_per_core_hour, "usd_per_core_hour_assumed": args.usd_per_core_hour,
+            "wall_hours_by_cluster_cores": {str(c): core_hours / c for c in (16, 64, 256, 1024)}}
+
+
+def run(args: BatchBenchArgs) -> dict:
+    with tempfile.TemporaryDirectory(dir=args.workdir or None) as tmp:
+        work = Path(tmp)
+        shards, n_docs = split_slice(args.data, work, args.shards, args.limit_docs)
+        settings = [("single", False), ("single", True)] + ([("ray", False), ("ray", True)] if args.ray else [])
+        runs: dict[str, list[dict]] = {f"{w}_{'pruned' if p else 'dense'}": [] for w, p in settings}
+        for r in range(args.rounds):
+            for where, pruned in settings:  # dense and pruned alternate within each round
+                name = f"{where}_{'pruned' if pruned else 'dense'}"
+                out = work / f"{name}-{r}" / ("out" if where == "ray" else "out.pubtator")
+                out.parent.mkdir()
+                runs[name].append(run_annotate(args, shards, out, pruned, ray=where == "ray"))
+                print(f"round {r} {name}: {runs[name][-1]['abstracts_per_s']:.1f} abstracts/s", file=sys.stderr)
+        systems = {name: _median_entry(rs) for name, rs in runs.items()}
+        memory = {}
+        for repeats in (1, args.memory_repeats):
+            out = work / f"memory-{repeats}" / "out.pubtator"
+            out.parent.mkdir()
+            res = run_annotate(args, shards * repeats, out, pruned=True, ray=False)
+            memory[str(repeats)] = {"documents": res["documents"], "peak_rss_mb": res["peak_rss_mb"]}
+    results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "systems": systems,
+               "memory_peak_rss_by_input_repeats": memory,
+               "memory_growth_ratio": memory[str(args.memory_repeats)]["peak_rss_mb"] / memory["1"]["peak_rss_mb"]}
+    for name in ("single", "ray"):
+        if f"{name}_pruned" in systems:
+            results[f"{name}_pruned_vs_dense_speedup"] = (systems[f"{name}_pruned"]["abstracts_per_s"]
+                                                         / systems[f"{name}_dense"]["abstracts_per_s"])
+    for entry in systems.values():
+        entry["pubmed_cost_estimate"] = cost_estimate(args, entry["abstracts_per_s"], args.threads)
+    best = max(systems, key=lambda k: systems[k]["abstracts_per_s"])
+    results["pubmed_cost_estimate"] = {"from": best, **cost_estimate(args, systems[best]["abstracts_per_s"],
+                                                                      args.threads)}
+    return results
+
+
+# --- the docs table, from the JSON only ----------------------------------------------------------
+
+def render_markdown(res: dict) -> str:
+    names = {"single_dense": "single process, dense", "single_pruned": "single process, pruned",
+             "ray_dense": "Ray local, dense", "ray_pruned": "Ray local, pruned"}
+    rows = ["| setting | abstracts/s | ms/abstract | end-to-end s | peak RSS MB | tokens pruned | FLOPs saved |",
+            "|---|---|---|---|---|---|---|"]
+    for key, label in names.items():
+        if key not in res["systems"]:
+            continue
+        s = res["systems"][key]
+        rss = s.get("peak_rss_mb") or s.get("actor_peak_rss_mb")
+        rows.append(f"| {label} | {s['abstracts_per_s']:.1f} | {s['ms_per_abstract']:.1f} | {s['end_to_end_s']:.1f} "
+                    f"| {rss:.0f} | {s['pruning']['tokens_pruned_ratio']:.1%} | {s['pruning']['flops_saved_ratio']:.1%} |")
+    a = res["args"]
+    mem = res["memory_peak_rss_by_input_repeats"]
+    c = res["pubmed_cost_estimate"]
+    hours = ", ".join(f"{h:.1f} h on {cores} cores" for cores, h in c["wall_hours_by_cluster_cores"].items())
+    rows += ["", f"{res['n_abstracts']} citations of `{Path(a['data']).name}` in {a['shards']} files, {a['threads']} CPU "
+             f"cores, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor. "
+             f"Memory: peak RSS {mem['1']['peak_rss_mb']:.0f} MB for {mem['1']['documents']} abstracts, "
+             f"{mem[str(a['memory_repeats'])]['peak_rss_mb']:.0f} MB for {mem[str(a['memory_repeats'])]['documents']} "
+             f"(×{res['memory_growth_ratio']:.2f}).",
+             "",
+             f"**All of PubMed** ({a['pubmed_abstracts']:,} abstracts) at the measured "
+             f"{c['abstracts_per_s_per_core']:.1f} abstracts/s per core ({names[c['from']]}): "
+             f"{c['core_hours']:,.0f} core-hours, about **${c['usd']:,.0f}** at an assumed "
+             f"${c['usd_per_core_hour_assumed']}/core-hour; {hours} (linear scaling assumed).",
+             "", f"`{res.get('command', 'python training/benchmark_batch.py')}` → `{a['output']}`."]
+    return "\n".join(rows)
+
+
+def fill(path: Path, body: str, name: str = "batch") -> None:
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    path.write_text(pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text), encoding="utf-8")
+
+
+def main(argv=None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for f in fields(BatchBenchArgs):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=f.default)
+    parser.add_argument("--render", metavar="MARKDOWN", help="only fill the results:batch block of this file "
+                        "from --output's JSON")
+    ns = vars(parser.parse_args(argv))
+    render = ns.pop("render")
+    args = BatchBenchArgs(**ns)
+    if render:
+        fill(Path(render), render_markdown(json.loads(Path(args.output).read_text())))
+        return None
+    res = run(args)
+    res["command"] = "python training/benchmark_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
+    print(render_markdown(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()
