@@ -27,7 +27,7 @@ logger = logging.getLogger("bioprune")
 def _config(args, has_exit_heads: bool):
     from bioprune.config import PruningConfig
 
-    controller = args.controller or ("rule" if has_exit_heads else "none")
+    controller = args.controller or "none"  # pruning is opt-in: see PruningEngine.from_pretrained
     try:
         return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
                              min_keep_ratio=args.min_keep_ratio, prune_layers=tuple(args.prune_layers),
@@ -219,8 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
         d = PruningConfig()
         p.add_argument("--controller", choices=["none", "rule", "mlp"],
-                       help=f"pruning controller; none = dense (default {d.controller} when the model "
-                            "has exit heads, else none)")
+                       help="pruning controller; none = dense (default: none, pruning is opt-in)")
         p.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness,
                        help=f"pruning aggressiveness λ (default {d.aggressiveness})")
         p.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio,

@@ -54,7 +54,8 @@ def recovery_triggers(probs: torch.Tensor, pruned: torch.Tensor, valid: torch.Te
     p_entity = 1.0 - probs[..., outside_index]  # (B, T)
     is_entity = probs.argmax(dim=-1) != outside_index  # (B, T)
     entity_kept = (kept & is_entity).float()
-    loss_points = pruned & ((p_entity >= config.loss_entity_prob) | (neighbourhood_max(entity_kept, 1) > 0))
+    next_to_entity = (neighbourhood_max(entity_kept, 1) > 0) & config.loss_next_to_entity
+    loss_points = pruned & ((p_entity >= config.loss_entity_prob) | next_to_entity)
     entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
     near_pruned = neighbourhood_max(pruned.float(), config.recovery_window_tokens) > 0
     spike_points = kept & near_pruned & (entropy >= config.spike_entropy_nats)

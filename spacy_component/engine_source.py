@@ -53,9 +53,9 @@ class EngineSource:
         """The PruningConfig these settings mean for a model with or without exit heads."""
         from bioprune.config import DENSE, PruningConfig
 
-        if self.controller == "none" or (self.controller == "default" and not has_exit_heads):
+        if self.controller in ("none", "default"):  # the engine's default: dense, pruning is opt-in
             return DENSE
-        base = PruningConfig() if self.controller == "default" else PruningConfig(controller=self.controller)
+        base = PruningConfig(controller=self.controller)
         return base.with_(aggressiveness=self.aggressiveness, min_keep_ratio=self.min_keep_ratio,
                           recovery=self.recovery)
 

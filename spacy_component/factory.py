@@ -29,7 +29,7 @@ ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 # min_keep_ratio and recovery mirror PruningConfig's defaults (a test keeps them in step).
 DEFAULT_CONFIG = {
     "model": None,  # a model directory written by training/; None (null in a .cfg): the shipped model
-    "controller": "default",  # "default": pruning if the model has exit heads, else dense
+    "controller": "default",  # "default": the engine's default (dense; pruning is opt-in)
     "lambda_": 1.0,  # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it)
     "min_keep_ratio": 0.3,  # at least this fraction of each sequence's tokens runs every layer
     "recovery": True,  # re-insert pruned tokens and re-run when the pruned result looks unsafe

@@ -225,8 +225,8 @@ def test_standard_output_and_error_lines_on_stderr(tmp_path, tiny_model_dir, cap
 
 def test_pruned_run_reports_tokens_pruned_and_flops(tmp_path, pruning_model_dir, capsys):
     out = tmp_path / "out.pubtator"
-    assert _annotate(pruning_model_dir, [FIXTURES / "sample.pubtator"], out, "--prune-layers", 1, 2,
-                     "--min-keep-ratio", 0.1) == 0
+    assert _annotate(pruning_model_dir, [FIXTURES / "sample.pubtator"], out, "--controller", "rule",
+                     "--prune-layers", 1, 2, "--min-keep-ratio", 0.1) == 0
     state = json.loads((tmp_path / "out.pubtator.summary.json").read_text())["state"]
     assert state["tokens"] > 0 and state["dense_flops"] > 0 and state["flops"] > 0
     assert "tokens pruned" in capsys.readouterr().err

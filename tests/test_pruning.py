@@ -527,7 +527,7 @@ def test_engine_rejects_controller_the_model_lacks(outside_engine):
 def test_from_pretrained_loads_exit_heads(outside_model_dir):
     engine = PruningEngine.from_pretrained(outside_model_dir)
     assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)
-    assert engine.config == PruningConfig()  # default pruning config when heads exist
+    assert engine.config == DENSE  # pruning is opt-in, heads or not
     assert float(engine.exit_heads.heads["1"].bias.detach()[0]) == 8.0
 
 

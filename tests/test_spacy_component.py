@@ -125,7 +125,7 @@ def test_defaults_are_the_engine_defaults(nlp):
 
 
 def test_pruning_settings_and_extensions(outside_model_dir):
-    nlp = _nlp(outside_model_dir, lambda_=2.0, min_keep_ratio=0.5, recovery=False)
+    nlp = _nlp(outside_model_dir, controller="rule", lambda_=2.0, min_keep_ratio=0.5, recovery=False)
     engine = nlp.get_pipe("bioprune_ner").engine
     assert engine.config == PruningConfig(aggressiveness=2.0, min_keep_ratio=0.5, recovery=False)
     docs = list(nlp.pipe(TEXTS))
@@ -281,7 +281,7 @@ def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_
     nlp = _nlp(outside_model_dir)
     nlp.to_disk(tmp_path / "pruning")
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
-    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == PruningConfig()
+    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DENSE  # opt-in pruning
     engine = PruningEngine.from_pretrained(tiny_model_dir)
     pipe = BioPruneNER(nlp.vocab, engine, overwrite_ents=True)  # no directory behind it: saved from memory
     pipe.to_disk(tmp_path / "memory")
