@@ -52,8 +52,10 @@ def test_entity_loss_fires_for_a_pruned_token_next_to_a_kept_entity():
     probs = _probs([0, 0, 1, 0, 0, 0, 0])  # token 2 is B-Chemical
     pruned = torch.tensor([[False, False, False, True, False, False, True]])
     valid = torch.ones_like(pruned)
-    config = PruningConfig(recovery_window_tokens=0, spike_entropy_nats=10.0)
+    config = PruningConfig(loss_next_to_entity=True, recovery_window_tokens=0, spike_entropy_nats=10.0)
     triggers = recovery_triggers(probs, pruned, valid, config)
+    off = PruningConfig(loss_next_to_entity=False, recovery_window_tokens=0, spike_entropy_nats=10.0)
+    assert not recovery_triggers(probs, pruned, valid, off)["entity_loss"].any()
     assert triggers["entity_loss"].tolist() == [[False, False, False, True, False, False, False]]
     assert not triggers["entropy_spike"].any()
 
