@@ -105,9 +105,7 @@ class PruningEngine:
         for i in range(0, len(items), batch_size):
             batch = items[i:i + batch_size]
             seqs = [window_input_ids(encoded[d], encoded[d].windows[w], cls_id, sep_id) for d, w in batch]
-            input_ids, attention_mask = _pad(seqs, self.tokenizer.pad_token_id, self.device)
-            special = torch.isin(input_ids, self._special_ids)
-            out = self.encoder.forward(input_ids, attention_mask, special, self.config)
+            out = _to_numpy(self.encoder.forward(*self.batch_inputs(seqs), self.config))  # one copy per batch
             for row, ((d, w), seq) in enumerate(zip(batch, seqs)):
                 results[(d, w)] = _WindowResult.take(out, row, len(seq))
         docs = []
@@ -117,6 +115,14 @@ class PruningEngine:
             trace = _document_trace(doc, parts, self.encoder.n_classes) if self.config.enabled else None
             docs.append((probs, trace))
         return docs
+
+    def batch_inputs(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask, special), each (B, T), for windows of token ids, right-padded.
+
+        ``special`` marks the tokens that never leave: [CLS] and [SEP].
+        """
+        input_ids, attention_mask = _pad(seqs, self.tokenizer.pad_token_id, self.device)
+        return input_ids, attention_mask, torch.isin(input_ids, self._special_ids)
 
     def predict_probs(self, encoded: Sequence[EncodedDocument], batch_size: int = 16) -> list[np.ndarray]:
         """Per document, (T, C) label probabilities over its content tokens."""
@@ -147,15 +153,23 @@ class _WindowResult:
     dense_flops: float
 
     @classmethod
-    def take(cls, out: ForwardResult, row: int, seq_len: int) -> "_WindowResult":
+    def take(cls, out: dict, row: int, seq_len: int) -> "_WindowResult":
+        """Row ``row`` of a batch already moved to numpy by :func:`_to_numpy`."""
         inner = slice(1, seq_len - 1)
-        return cls(probs=out.probs[row, inner].cpu().numpy(),
-                   pruned_layer=out.pruned_layer[row, inner].cpu().numpy(),
-                   pruned_score=out.pruned_score[row, inner].cpu().numpy(),
-                   labels_before=out.labels_before[row, inner].cpu().numpy(),
-                   recovery={t: m[row, inner].cpu().numpy() for t, m in out.recovery.items()},
-                   tokens_per_layer=out.tokens_per_layer[row].cpu().numpy(),
-                   flops=float(out.flops[row]), dense_flops=float(out.dense_flops[row]))
+        return cls(probs=out["probs"][row, inner], pruned_layer=out["pruned_layer"][row, inner],
+                   pruned_score=out["pruned_score"][row, inner], labels_before=out["labels_before"][row, inner],
+                   recovery={t: m[row, inner] for t, m in out["recovery"].items()},
+                   tokens_per_layer=out["tokens_per_layer"][row],
+                   flops=float(out["flops"][row]), dense_flops=float(out["dense_flops"][row]))
+
+
+def _to_numpy(out: ForwardResult) -> dict:
+    """The whole batch's result as numpy arrays: one device-to-host copy per tensor, not per row."""
+    return {"probs": out.probs.cpu().numpy(), "pruned_layer": out.pruned_layer.cpu().numpy(),
+            "pruned_score": out.pruned_score.cpu().numpy(), "labels_before": out.labels_before.cpu().numpy(),
+            "recovery": {t: m.cpu().numpy() for t, m in out.recovery.items()},
+            "tokens_per_layer": out.tokens_per_layer.cpu().numpy(), "flops": out.flops.cpu().numpy(),
+            "dense_flops": out.dense_flops.cpu().numpy()}
 
 
 def _document_trace(doc: EncodedDocument, parts: list[_WindowResult], n_classes: int) -> Trace:

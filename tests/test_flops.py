@@ -17,15 +17,7 @@ def batch(outside_engine, sample_path):
     engine = outside_engine
     texts = [d.text for d in read_pubtator(sample_path)] + ["Seizures."]
     cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
-    seqs = [window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), engine.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-    special = torch.isin(ids, torch.tensor(engine.tokenizer.all_special_ids))
-    return ids, mask, special
+    return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
 
 
 def _dims(engine):

@@ -53,15 +53,7 @@ def mixed_texts(texts, long_text) -> list[str]:
 def _batch(engine: PruningEngine, texts: list[str]):
     """(input_ids, attention_mask, special) for the first window of each text, right-padded."""
     cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
-    seqs = [window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), engine.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-    special = torch.isin(ids, torch.tensor(engine.tokenizer.all_special_ids))
-    return ids, mask, special
+    return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
 
 
 def _entity_tuples(annotation) -> list[tuple[int, int, str, str]]:
