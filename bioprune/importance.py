@@ -1,6 +1,6 @@
 """Token importance signals at a pruning point, as batched tensor ops.
 
-From the attention probabilities of the layer that feeds the decision (B, nh, T, T):
+From the attention of the layer that feeds the decision (computed per sequence, padding sliced off):
   * attention entropy of each token's own attention row, normalised by log(n): 1 = uniform,
     0 = all on one token (the signal the attention-entropy pruning design follows);
   * attention received: the mean over heads and queries of the attention a token gets, times n,
@@ -12,6 +12,8 @@ From the exit head at that layer (token-level early exit, TOKEE, Li et al., ACL 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import math
 
 import torch
 
@@ -30,21 +32,30 @@ class TokenSignals:
     layer_fraction: float  # layers run before this point / all layers
 
 
-def attention_signals(probs: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(entropy, received), each (B, T), from attention probabilities (B, nh, T, T)."""
-    n = valid.sum(dim=1, keepdim=True).clamp(min=2).float()  # (B, 1)
-    row_entropy = torch.special.entr(probs).sum(dim=-1).mean(dim=1)  # (B, T): mean over heads, nats
-    entropy = (row_entropy / n.log()).masked_fill(~valid, 0.0)
-    # attention each key receives from the real queries, mean over heads; the uniform share sums to 1
-    received = torch.einsum("bhqk,bq->bk", probs, valid.to(probs.dtype)) / probs.size(1)  # (B, T)
-    return entropy, received.masked_fill(~valid, 0.0)
+AttentionSignals = tuple[torch.Tensor, torch.Tensor]  # (entropy, received), each (B, T)
 
 
-def token_signals(attn_probs: torch.Tensor, exit_logits: torch.Tensor, valid: torch.Tensor,
+def row_attention_signals(scores: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(entropy, received), each (n,), for one sequence with no padding.
+
+    scores: (nh, n, n) attention logits (scaled), probs: their softmax. The entropy uses
+    H = logsumexp(s) - sum(p * s), which needs no elementwise log over the n x n matrix (several
+    times cheaper on CPU than ``entr``); ``scores`` is overwritten.
+    """
+    n = scores.size(-1)
+    lse = torch.logsumexp(scores, dim=-1)  # (nh, n)
+    row_entropy = (lse - scores.mul_(probs).sum(dim=-1)).mean(dim=0)  # (n,): mean over heads, nats
+    entropy = row_entropy / math.log(max(n, 2))
+    received = probs.sum(dim=1).mean(dim=0)  # (n,): attention each key gets from all queries, mean over heads
+    return entropy, received
+
+
+def token_signals(attention: AttentionSignals, exit_logits: torch.Tensor, valid: torch.Tensor,
                   hidden: torch.Tensor, positions: torch.Tensor, n_real: torch.Tensor,
                   layer_fraction: float, outside_index: int = 0) -> TokenSignals:
-    """All signals at a pruning point; hidden (B, T, H), positions (B, T), n_real (B,)."""
-    entropy, received = attention_signals(attn_probs, valid)
+    """All signals at a pruning point; ``attention`` from :func:`bioprune.encoder.run_layer`
+    (``need_signals=True``) at the layer before; hidden (B, T, H), positions (B, T), n_real (B,)."""
+    entropy, received = attention
     exit_probs = exit_logits.float().softmax(dim=-1)  # (B, T, C)
     exit_entropy = -(exit_probs * exit_probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
     hidden_norm = hidden.float().norm(dim=-1) / hidden.size(-1) ** 0.5  # (B, T)

@@ -71,19 +71,19 @@ class PrunedEncoder:
         flops = torch.zeros(B, dtype=torch.float64, device=input_ids.device)
         points = set(config.prune_layers) if config.enabled else set()
         buffer = None
-        attn = None
+        attention = None  # (entropy, received) from the layer before a pruning point
         for i, layer in enumerate(self.layers):
             if i in points:
                 if buffer is None:
                     buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
                                           pruned_score=pruned_score)
                 flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
-                seqs = self._prune_point(i, seqs, attn, special, config, probs, pruned_layer, pruned_score,
+                seqs = self._prune_point(i, seqs, attention, special, config, probs, pruned_layer, pruned_score,
                                          n_real=valid.sum(dim=1))
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double())
-            hidden, attn = run_layer(layer, seqs.hidden, seqs.valid, need_probs=(i + 1) in points)
+            hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, need_signals=(i + 1) in points)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
@@ -104,11 +104,11 @@ class PrunedEncoder:
                              recovered=recovered, recovery=events, labels_before=labels_before,
                              tokens_per_layer=tokens, flops=flops, dense_flops=dense)
 
-    def _prune_point(self, layer: int, seqs: Sequences, attn: torch.Tensor, special: torch.Tensor,
+    def _prune_point(self, layer: int, seqs: Sequences, attention, special: torch.Tensor,
                      config: PruningConfig, probs, pruned_layer, pruned_score, n_real: torch.Tensor) -> Sequences:
         """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers."""
         exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
-        signals = token_signals(attn, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
+        signals = token_signals(attention, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
                                 layer / len(self.layers))
         special_here = special.gather(1, seqs.positions)  # (B, T')
         prunable, importance = self.controllers[config.controller].importance(signals, config)

@@ -4,18 +4,24 @@ import math
 import torch
 
 from bioprune.config import PruningConfig
-from bioprune.importance import attention_signals, neighbourhood_max
+from bioprune.encoder import _attention_with_signals
+from bioprune.importance import neighbourhood_max
 from bioprune.memory import recovery_triggers
+
+
+def _attention(scores, valid):
+    """Run the engine's eager attention (with signals) on given (B, nh, T, T) scores: q = scores, k = I."""
+    B, H, T, _ = scores.shape
+    k = torch.eye(T).expand(B, H, T, T).contiguous()
+    v = torch.randn(B, H, T, 4)
+    return _attention_with_signals(scores, k, v, valid)
 
 
 def test_uniform_attention_has_entropy_one_and_uniform_share():
     B, H, T = 2, 3, 5
     valid = torch.ones(B, T, dtype=torch.bool)
-    valid[1, 3:] = False
-    probs = torch.zeros(B, H, T, T)
-    probs[0] = 1.0 / T
-    probs[1, :, :, :3] = 1.0 / 3  # padding keys get nothing
-    entropy, received = attention_signals(probs, valid)
+    valid[1, 3:] = False  # padding keys are sliced off: the real ones share the attention
+    _, (entropy, received) = _attention(torch.zeros(B, H, T, T), valid)
     assert torch.allclose(entropy[0], torch.ones(T), atol=1e-6)
     assert torch.allclose(entropy[1, :3], torch.ones(3), atol=1e-6)
     assert torch.all(entropy[1, 3:] == 0) and torch.all(received[1, 3:] == 0)
@@ -26,11 +32,25 @@ def test_uniform_attention_has_entropy_one_and_uniform_share():
 
 def test_one_hot_attention_marks_a_hub_with_zero_entropy():
     T = 4
-    probs = torch.zeros(1, 2, T, T)
-    probs[..., 2] = 1.0  # everyone looks at token 2
-    entropy, received = attention_signals(probs, torch.ones(1, T, dtype=torch.bool))
-    assert torch.allclose(entropy, torch.zeros(1, T), atol=1e-6)
-    assert received[0].tolist() == [0.0, 0.0, float(T), 0.0]
+    scores = torch.zeros(1, 2, T, T)
+    scores[..., 2] = 100.0  # everyone looks at token 2
+    _, (entropy, received) = _attention(scores, torch.ones(1, T, dtype=torch.bool))
+    assert torch.allclose(entropy, torch.zeros(1, T), atol=1e-4)
+    assert torch.allclose(received[0], torch.tensor([0.0, 0.0, float(T), 0.0]), atol=1e-4)
+
+
+def test_signals_match_the_textbook_entropy_and_padding_changes_nothing():
+    torch.manual_seed(0)
+    H, T, n = 3, 7, 5
+    scores = torch.randn(1, H, T, T) * 3
+    valid = torch.zeros(1, T, dtype=torch.bool)
+    valid[0, :n] = True
+    context, (entropy, received) = _attention(scores, valid)
+    probs = scores[0, :, :n, :n].softmax(dim=-1)  # (H, n, n)
+    expected = torch.special.entr(probs).sum(dim=-1).mean(dim=0) / math.log(n)
+    assert torch.allclose(entropy[0, :n], expected, atol=1e-5)
+    assert torch.allclose(received[0, :n], probs.sum(dim=1).mean(dim=0), atol=1e-5)
+    assert torch.all(context[0, :, n:] == 0)
 
 
 def test_neighbourhood_max_excludes_the_token_itself():

@@ -78,7 +78,7 @@ def collect(model, tokenizer, exit_heads: ExitHeads, texts: list[str], layers: t
                 logits = exit_heads(j, hidden)
                 signals = token_signals(attn, logits, valid, hidden, positions, n_real, j / n_layers)
                 feats[j], exits[j] = controller_features(signals), logits.argmax(-1)
-            hidden, attn = run_layer(layer, hidden, valid, need_probs=(j + 1) in out)
+            hidden, attn = run_layer(layer, hidden, valid, need_signals=(j + 1) in out)
         dense = classify(model, hidden).argmax(-1)  # (B, T)
         entity = (dense != 0) & content
         near_entity = entity | (neighbourhood_max(entity.float(), 1) > 0)
