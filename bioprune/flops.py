@@ -4,6 +4,8 @@ Per layer and sequence of n tokens, hidden size H, feed-forward size I (Kaplan e
 nanoGPT's ``estimate_mfu``, without the causal halving):
   linear:    2 n (4 H^2 + 2 H I)       Q, K, V, output projection and the two feed-forward matmuls
   attention: 2 * 2 n^2 H               QK^T and attention-times-V, quadratic in n
+With m frozen context tokens (pruned tokens kept as keys and values): + 2 m (2 H^2) for their K and
+V projections, and the attention term becomes 2 * 2 n (n + m) H.
 Token heads (classifier, exit heads): 2 n H C. Embedding lookups, softmax, LayerNorm and GELU are
 left out: they are linear in n and small. Padding is never counted: these are the FLOPs the model
 needs, which a padded batch only approaches.
@@ -11,8 +13,10 @@ needs, which a padded batch only approaches.
 from __future__ import annotations
 
 
-def layer_flops(n_tokens: int, hidden: int, intermediate: int) -> int:
-    return 2 * n_tokens * (4 * hidden * hidden + 2 * hidden * intermediate) + 4 * n_tokens * n_tokens * hidden
+def layer_flops(n_tokens: int, hidden: int, intermediate: int, n_context: int = 0) -> int:
+    """``n_context`` frozen tokens add only their key and value projections and their attention columns."""
+    return (2 * n_tokens * (4 * hidden * hidden + 2 * hidden * intermediate) + 4 * n_context * hidden * hidden
+            + 4 * n_tokens * (n_tokens + n_context) * hidden)
 
 
 def head_flops(n_tokens: int, hidden: int, n_classes: int) -> int:

@@ -36,9 +36,9 @@ AttentionSignals = tuple[torch.Tensor, torch.Tensor]  # (entropy, received), eac
 
 
 def row_attention_signals(scores: torch.Tensor, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(entropy, received), each (n,), for one sequence with no padding.
+    """(entropy (n,), received (nk,)) for one sequence of n queries over nk keys, no padding.
 
-    scores: (nh, n, n) attention logits (scaled), probs: their softmax. The entropy uses
+    scores: (nh, n, nk) attention logits (scaled), probs: their softmax. The entropy uses
     H = logsumexp(s) - sum(p * s), which needs no elementwise log over the n x n matrix (several
     times cheaper on CPU than ``entr``); ``scores`` is overwritten.
     """
@@ -46,7 +46,7 @@ def row_attention_signals(scores: torch.Tensor, probs: torch.Tensor) -> tuple[to
     lse = torch.logsumexp(scores, dim=-1)  # (nh, n)
     row_entropy = (lse - scores.mul_(probs).sum(dim=-1)).mean(dim=0)  # (n,): mean over heads, nats
     entropy = row_entropy / math.log(max(n, 2))
-    received = probs.sum(dim=1).mean(dim=0)  # (n,): attention each key gets from all queries, mean over heads
+    received = probs.sum(dim=1).mean(dim=0)  # (nk,): attention each key gets from all queries, mean over heads
     return entropy, received
 
 

@@ -24,6 +24,58 @@ from bioprune.importance import token_signals
 from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
 
 
+def split_rows(lengths: list[int], min_saving: float = 0.1) -> list[list[int]]:
+    """Rows of a right-padded batch in one or two groups, so that each group pads only to its own longest.
+
+    After pruning, rows keep different numbers of tokens and the batch pads to the longest: on CPU
+    those padding slots cost as much as real tokens in every linear layer. Sorted by length, the
+    batch splits where the padded size is smallest, if that saves at least ``min_saving`` of it.
+    """
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    sizes = [lengths[r] for r in order]
+    full = len(sizes) * sizes[-1]
+    best, cut = full, 0
+    for c in range(1, len(sizes)):
+        padded = c * sizes[c - 1] + (len(sizes) - c) * sizes[-1]
+        if padded < best:
+            best, cut = padded, c
+    if cut == 0 or best > (1 - min_saving) * full:
+        return [list(range(len(lengths)))]
+    return [order[:cut], order[cut:]]
+
+
+def run_layer_grouped(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bool = False,
+                      context: Sequences | None = None):
+    """:func:`run_layer` over (B, T, H), in up to two length groups (:func:`split_rows`); same results."""
+    groups = split_rows(valid.sum(dim=1).tolist())
+    if len(groups) == 1:
+        return run_layer(layer, hidden, valid, need_signals, context)
+    out = torch.zeros_like(hidden)  # (B, T, H)
+    entropy, received = hidden.new_zeros(valid.shape), hidden.new_zeros(valid.shape)
+    for rows in groups:
+        idx = torch.tensor(rows, device=hidden.device)
+        width = max(int(valid[idx].sum(dim=1).max()), 1)
+        part_context = None
+        if context is not None:
+            c_width = max(int(context.valid[idx].sum(dim=1).max()), 1)
+            part_context = Sequences(hidden=context.hidden[idx, :c_width], positions=context.positions[idx, :c_width],
+                                     valid=context.valid[idx, :c_width])
+        part, signals = run_layer(layer, hidden[idx, :width], valid[idx, :width], need_signals, part_context)
+        out[idx, :width] = part
+        if signals is not None:
+            entropy[idx, :width], received[idx, :width] = signals
+    return out, ((entropy, received) if need_signals else None)
+
+
+def merge(a: Sequences | None, b: Sequences) -> Sequences:
+    """Two packed batches of the same rows as one packed (right-padded) batch."""
+    if a is None:
+        return b
+    both = Sequences(hidden=torch.cat([a.hidden, b.hidden], dim=1), positions=torch.cat([a.positions, b.positions], dim=1),
+                     valid=torch.cat([a.valid, b.valid], dim=1))  # (B, Ta + Tb, ...)
+    return prune(both, both.valid)[0]
+
+
 class PrunedEncoder:
     """Runs a ``*ForTokenClassification`` model layer by layer, pruning as ``config`` says."""
 
@@ -50,8 +102,9 @@ class PrunedEncoder:
             raise ValueError(f"controller {config.controller!r} is not available for this model (have "
                              f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
 
-    def _layer_flops(self, n: torch.Tensor) -> torch.Tensor:
-        return layer_flops(n, self.hidden, self.intermediate)
+    def _layer_flops(self, n: torch.Tensor, context: Sequences | None = None) -> torch.Tensor:
+        n_context = context.lengths.double() if context is not None else 0
+        return layer_flops(n, self.hidden, self.intermediate, n_context)
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
@@ -72,18 +125,22 @@ class PrunedEncoder:
         points = set(config.prune_layers) if config.enabled else set()
         buffer = None
         attention = None  # (entropy, received) from the layer before a pruning point
+        frozen = None  # pruned tokens' states, kept as keys and values when config.frozen_context
         for i, layer in enumerate(self.layers):
             if i in points:
                 if buffer is None:
                     buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
                                           pruned_score=pruned_score)
                 flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
-                seqs = self._prune_point(i, seqs, attention, special, config, probs, pruned_layer, pruned_score,
-                                         n_real=valid.sum(dim=1))
+                seqs, leaving = self._prune_point(i, seqs, attention, special, config, probs, pruned_layer,
+                                                  pruned_score, n_real=valid.sum(dim=1))
+                if config.frozen_context:
+                    frozen = merge(frozen, leaving)
             n = seqs.lengths
             tokens[:, i] = n
-            flops += self._layer_flops(n.double())
-            hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, need_signals=(i + 1) in points)
+            flops += self._layer_flops(n.double(), frozen)
+            hidden, attention = run_layer_grouped(layer, seqs.hidden, seqs.valid, need_signals=(i + 1) in points,
+                                                  context=frozen)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
@@ -97,7 +154,7 @@ class PrunedEncoder:
                 recovered |= mask
             rows = recovered.any(dim=1).nonzero().flatten()  # (R,)
             if rows.numel():
-                final, kept, extra = self._recover(buffer, rows, recovered[rows])
+                final, kept, extra = self._recover(buffer, rows, recovered[rows], config.frozen_context)
                 probs[rows] = restore(probs[rows], final, kept.positions, kept.valid)
                 flops[rows] += extra
         return ForwardResult(probs=probs, pruned_layer=pruned_layer, pruned_score=pruned_score,
@@ -105,8 +162,12 @@ class PrunedEncoder:
                              tokens_per_layer=tokens, flops=flops, dense_flops=dense)
 
     def _prune_point(self, layer: int, seqs: Sequences, attention, special: torch.Tensor,
-                     config: PruningConfig, probs, pruned_layer, pruned_score, n_real: torch.Tensor) -> Sequences:
-        """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers."""
+                     config: PruningConfig, probs, pruned_layer, pruned_score,
+                     n_real: torch.Tensor) -> tuple[Sequences, Sequences]:
+        """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers.
+
+        Returns the kept sequences and the leaving tokens (packed, with their states at this point).
+        """
         exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
         signals = token_signals(attention, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
                                 layer / len(self.layers))
@@ -121,10 +182,9 @@ class PrunedEncoder:
                                        leaving).squeeze(-1))
             pruned_score.copy_(restore(pruned_score.unsqueeze(-1), importance.unsqueeze(-1).float(),
                                        seqs.positions, leaving).squeeze(-1))
-        seqs, _ = prune(seqs, keep)
-        return seqs
+        return prune(seqs, keep)[0], prune(seqs, leaving)[0]
 
-    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor):
+    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor, frozen_context: bool):
         """Re-run layers first_layer..L-1 for ``rows`` with the recovered tokens back in.
 
         Returns (R, T', C) probabilities of the tokens the second pass ran on, those sequences
@@ -134,11 +194,12 @@ class PrunedEncoder:
         seqs = Sequences(hidden=state.hidden[rows], positions=state.positions[rows], valid=state.valid[rows])
         pruned = buffer.pruned[rows]  # (R, T): at the first point the state still holds every position
         keep = seqs.valid & (~pruned.gather(1, seqs.positions) | recovered.gather(1, seqs.positions))
+        frozen = prune(seqs, seqs.valid & ~keep)[0] if frozen_context else None  # still-pruned tokens' states
         seqs, _ = prune(seqs, keep)
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
         for layer in self.layers[buffer.first_layer:]:
-            extra += self._layer_flops(seqs.lengths.double())
-            seqs = replace(seqs, hidden=run_layer(layer, seqs.hidden, seqs.valid)[0])
+            extra += self._layer_flops(seqs.lengths.double(), frozen)
+            seqs = replace(seqs, hidden=run_layer_grouped(layer, seqs.hidden, seqs.valid, context=frozen)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

@@ -92,9 +92,11 @@ def test_flops_with_nothing_pruned_are_dense_plus_exit_heads(outside_engine, bat
 
 def _bounds(out, config, H, I, C):
     """Layer FLOPs from tokens_per_layer plus the final head, and the exit heads' cost on the
-    tokens each one runs on (those present at its pruning point, before any leave)."""
+    tokens each one runs on (those present at its pruning point, before any leave). With frozen
+    context, every token pruned before layer i adds its keys and values there."""
     tpl = out.tokens_per_layer.double()  # (B, L)
-    layers = sum(layer_flops(tpl[:, i], H, I) for i in range(tpl.size(1))) + head_flops(tpl[:, -1], H, C)
+    context = [(tpl[:, 0] - tpl[:, i]) * config.frozen_context for i in range(tpl.size(1))]
+    layers = sum(layer_flops(tpl[:, i], H, I, context[i]) for i in range(tpl.size(1))) + head_flops(tpl[:, -1], H, C)
     exits = sum(head_flops(tpl[:, k - 1], H, C) for k in config.prune_layers)
     return layers, exits
 
@@ -103,6 +105,7 @@ PRUNING_CONFIGS = [
     PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, recovery=False),
     PruningConfig(prune_layers=(1,), aggressiveness=1e6, min_keep_ratio=0.3, recovery=False),
     PruningConfig(prune_layers=(2,), aggressiveness=0.2, min_keep_ratio=0.0, recovery=False),
+    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, recovery=False, frozen_context=False),
 ]
 
 

@@ -13,18 +13,21 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from bioprune import flops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bioprune.config import DENSE, PruningConfig
 from bioprune.controllers import keep_mask
-from bioprune.encoder import Sequences, prune, restore
+from bioprune.encoder import Sequences, prune, restore, run_layer
 from bioprune.encoding import window_input_ids
 from bioprune.engine import PruningEngine
 from bioprune.exits import ExitHeads
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABELS
 from bioprune.memory import TRIGGERS
+from bioprune.pruned_encoder import run_layer_grouped, split_rows
 from bioprune.types import ENTITY_TYPES
 
 AGGRESSIVE = PruningConfig(aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2), recovery=False)
@@ -201,6 +204,45 @@ def test_enabled_config_with_nothing_pruned_equals_dense(outside_engine, texts):
     assert torch.equal(out.tokens_per_layer, dense.tokens_per_layer)
 
 
+def test_frozen_context_before_the_last_layer_leaves_kept_tokens_exactly_dense(outside_engine, texts):
+    """Pruned before the last layer (3 layers, point 2), kept tokens attend to every token's state
+    after layer 2 - pruned ones as frozen keys/values - which is exactly what the dense last layer
+    sees; without frozen context they lose that context and their outputs move."""
+    ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
+    dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
+    kept_equal = {}
+    for frozen in (True, False):
+        config = PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.3, recovery=False,
+                               frozen_context=frozen)
+        out = outside_engine.encoder.forward(ids, mask, special, config)
+        kept = mask.bool() & ~out.pruned_layer.bool()
+        assert out.pruned_layer.any() and kept.any()
+        kept_equal[frozen] = torch.allclose(out.probs[kept], dense.probs[kept], atol=1e-5, rtol=0)
+    assert kept_equal == {True: True, False: False}
+
+
+def test_split_rows_groups_by_length_only_when_it_saves():
+    assert split_rows([10, 10, 9, 10]) == [[0, 1, 2, 3]]  # < 10% padding to save
+    assert split_rows([50, 5, 48, 6]) == [[1, 3], [2, 0]]  # short rows apart, each group sorted
+    assert split_rows([7]) == [[0]]
+
+
+def test_grouped_layer_equals_one_padded_batch(outside_engine):
+    torch.manual_seed(0)
+    layer = outside_engine.encoder.layers[0]
+    lengths = [30, 4, 28, 3]
+    valid = torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]  # (4, 30) right-padded
+    hidden = torch.randn(4, 30, outside_engine.encoder.hidden)
+    assert len(split_rows(lengths)) == 2
+    for signals in (False, True):
+        ref, ref_sig = run_layer(layer, hidden, valid, signals)
+        out, sig = run_layer_grouped(layer, hidden, valid, signals)
+        torch.testing.assert_close(out[valid], ref[valid], atol=1e-5, rtol=0)
+        if signals:
+            for a, b in zip(sig, ref_sig):
+                torch.testing.assert_close(a[valid], b[valid], atol=1e-5, rtol=0)
+
+
 def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
     full = outside_engine.with_config(PruningConfig(min_keep_ratio=1.0, controller="rule", prune_layers=(1, 2)))
     dense = outside_engine.with_config(DENSE)
@@ -345,7 +387,9 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
         assert t_on.flops > t_off.flops
         if config.prune_layers == (2,):  # second pass: layer 2 and the classifier on kept + recovered
             n2 = t_on.tokens_per_layer[-1] + len(recovered)
-            extra = engine._layer_flops(torch.tensor(float(n2))) + 2 * n2 * engine.hidden * engine.n_classes
+            still_pruned = t_on.tokens_per_layer[0] - n2  # frozen keys and values in the second pass
+            extra = (flops.layer_flops(float(n2), engine.hidden, engine.intermediate, float(still_pruned))
+                     + 2 * n2 * engine.hidden * engine.n_classes)
             assert t_on.flops - t_off.flops == pytest.approx(float(extra), rel=1e-12)
     assert n_recovered_docs > 0
 
