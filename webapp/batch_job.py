@@ -1,0 +1,244 @@
+"""The Batch tab's job: uploaded files -> annotated PubTator, JSONL and CSV, plus a summary.
+
+Pure Python over bioprune's batch annotator: records come from :func:`bioprune.batch_run.iter_all_records`
+(every reader in :mod:`bioprune.io`, format detected from the content), each chunk goes through
+:func:`bioprune.batch_run.annotate_chunk`, and the writers are bioprune's own (``batch.csv_output``
+for CSV). One annotation pass feeds all three outputs. Everything is written into one new folder
+under the app's output directory; uploads are only read.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bioprune.batch_run import RunStats, annotate_chunk, iter_all_records
+from bioprune.io.compression import GZIP_MAGIC, open_binary
+from bioprune.io.outputs import output_format
+from bioprune.io.records import DeletedRecord, RecordError
+from bioprune.types import Document
+
+from webapp.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+# file names the Batch tab accepts (the content decides the format; gzip is recognised by its bytes)
+ACCEPTED_SUFFIXES = (".txt", ".text", ".pubtator", ".xml", ".jsonl", ".ndjson", ".json", ".gz")
+OUTPUT_STEM = "bioprune_annotated"
+SNIFF_BYTES = 8192
+
+ProgressCallback = Callable[[int, int], None]  # (documents done, documents to do)
+
+
+@dataclass
+class BatchResult:
+    """What one batch run produced: the files to download, totals, failed records and what was left out."""
+
+    run_dir: Path
+    outputs: list[Path]
+    stats: RunStats
+    files: list[str]  # the uploaded file names, in order
+    errors: list[dict] = field(default_factory=list)  # {"file", "record_id", "line", "reason"}
+    over_limit: bool = False  # more documents than the app's limit: only the first ones were annotated
+    limit: int = 0
+    dense: bool = True
+
+
+def display_name(path: str | Path) -> str:
+    """The uploaded file's own name (Gradio keeps it as the last path part), never the server path."""
+    return Path(path).name
+
+
+def check_uploads(paths: Sequence[str | Path] | None, max_files: int, max_file_bytes: int) -> list[Path]:
+    """The uploaded files, or UserError naming the first one that is missing, too big or of a wrong type."""
+    if not paths:
+        raise UserError("Upload at least one file (PubTator, PubMed XML .xml/.xml.gz, JSONL or plain text).")
+    if len(paths) > max_files:
+        raise UserError(f"{len(paths)} files uploaded; the app takes at most {max_files} per run.")
+    checked = []
+    for raw in paths:
+        path = Path(raw)
+        name = display_name(path)
+        if not path.is_file():
+            raise UserError(f"{name}: the upload is missing on the server; upload it again.")
+        if not name.lower().endswith(ACCEPTED_SUFFIXES):
+            raise UserError(f"{name}: not a file type the app reads. Upload PubTator (.txt/.pubtator), PubMed "
+                            "XML (.xml, .xml.gz), JSONL (.jsonl) or plain text (.txt, one document per line).")
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise UserError(f"{name}: {size / 2**20:,.1f} MiB; the app takes files up to "
+                            f"{max_file_bytes / 2**20:,.0f} MiB. Use `bioprune annotate` for bigger ones.")
+        if size == 0:
+            raise UserError(f"{name}: the file is empty.")
+        _check_content(path, name)
+        checked.append(path)
+    return checked
+
+
+def _check_content(path: Path, name: str) -> None:
+    """UserError for a broken gzip or a binary file (an image, a PDF, ...) under an accepted name."""
+    try:
+        with open_binary(path) as handle:
+            head = handle.read(SNIFF_BYTES)
+    except (OSError, EOFError) as err:
+        raise UserError(f"{name}: cannot be read ({err}); is it a complete .gz file?") from None
+    if not head:
+        raise UserError(f"{name}: no content after decompression.")
+    if b"\x00" in head or head.startswith((b"%PDF", b"\x89PNG", b"PK\x03\x04", GZIP_MAGIC)):
+        raise UserError(f"{name}: looks like a binary file, not text or XML. Upload PubTator, PubMed XML, "
+                        "JSONL or plain text.")
+
+
+def count_documents(paths: Sequence[Path], limit: int) -> tuple[int, list[RecordError]]:
+    """Documents in ``paths`` (reading stops after ``limit + 1``) and the read errors met on the way."""
+    documents, errors = 0, []
+    for record in iter_all_records(paths):
+        if isinstance(record, Document):
+            documents += 1
+            if documents > limit:
+                break
+        elif isinstance(record, RecordError) and len(errors) < 20:
+            errors.append(record)
+    return documents, errors
+
+
+class _RecordingEngine:
+    """Passes ``annotate`` through and keeps its result, so one pass feeds every output format."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.last: list = []
+
+    def annotate(self, documents, batch_size: int = 16):
+        self.last = self.engine.annotate(documents, batch_size=batch_size)
+        return self.last
+
+
+def _output_formats() -> dict:
+    try:
+        from batch.csv_output import CsvOutput  # pandas
+    except ImportError as err:
+        raise UserError(f"CSV output needs pandas, which is not installed here ({err}).") from None
+    return {"pubtator": output_format("pubtator"), "jsonl": output_format("jsonl"), "csv": CsvOutput()}
+
+
+def _limited(records: Iterable, limit: int) -> Iterable:
+    """Records up to and including the ``limit``-th document (errors and deletions pass through)."""
+    documents = 0
+    for record in records:
+        if isinstance(record, Document):
+            if documents == limit:
+                return
+            documents += 1
+        yield record
+
+
+def _error_entry(record: RecordError, names: dict[str, str]) -> dict:
+    return {**record.to_dict(), "file": names.get(record.source, display_name(record.source))}
+
+
+def new_run_dir(out_root: Path, keep: int) -> Path:
+    """A fresh folder for one run under ``out_root``; older runs beyond the newest ``keep`` are removed."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    runs = sorted((p for p in out_root.glob("run-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[: max(0, len(runs) - keep + 1)]:
+        shutil.rmtree(old, ignore_errors=True)
+    run_dir = out_root / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk_docs: int = 32,
+              batch_size: int = 16, on_progress: ProgressCallback | None = None) -> BatchResult:
+    """Annotate every document of ``paths`` (at most ``limit``) into PubTator, JSONL and CSV in ``run_dir``.
+
+    Failed records (a broken PubTator block, bad XML, invalid UTF-8, ...) go to
+    ``bioprune_errors.jsonl`` and the run goes on; PubMed DeleteCitations to ``bioprune_deleted.jsonl``.
+    UserError when no document at all could be read.
+    """
+    names = {str(p): display_name(p) for p in paths}
+    total, early_errors = count_documents(paths, limit)
+    if total == 0:
+        reasons = "; ".join(f"{names.get(e.source, display_name(e.source))}: {e.reason}" for e in early_errors[:3])
+        raise UserError("No documents could be read from the upload" + (f" ({reasons})." if reasons else "."))
+    over_limit = total > limit
+    total = min(total, limit)
+    formats = _output_formats()
+    recorder = _RecordingEngine(engine)
+    stats, errors, deleted = RunStats(), [], []
+    outputs = {name: run_dir / f"{OUTPUT_STEM}{fmt.extension}" for name, fmt in formats.items()}
+    handles = {name: open(path, "w", encoding="utf-8", newline="") for name, path in outputs.items()}
+    try:
+        for name, fmt in formats.items():
+            handles[name].write(fmt.header())
+        if on_progress:
+            on_progress(0, total)
+        records = iter(_limited(iter_all_records(paths), limit))
+        started = time.perf_counter()
+        while chunk := list(itertools.islice(records, chunk_docs)):
+            first = stats.documents
+            texts, chunk_stats = annotate_chunk(recorder, chunk, formats["pubtator"], first, batch_size)
+            documents = [r for r in chunk if isinstance(r, Document)]
+            pairs = list(zip(recorder.last, documents)) if documents else []
+            recorder.last = []
+            handles["pubtator"].write(texts["output"])
+            for name in ("jsonl", "csv"):
+                handles[name].write(formats[name].format(pairs, first))
+            errors += [_error_entry(r, names) for r in chunk if isinstance(r, RecordError)]
+            deleted += [{"file": names.get(r.source, display_name(r.source)), "record_id": r.record_id}
+                        for r in chunk if isinstance(r, DeletedRecord)]
+            stats.add(chunk_stats)
+            now = time.perf_counter()
+            stats.wall_s += now - started
+            started = now
+            if on_progress:
+                on_progress(stats.documents, total)
+        for name, fmt in formats.items():
+            handles[name].write(fmt.footer())
+    finally:
+        for handle in handles.values():
+            handle.close()
+    files = list(outputs.values())
+    for kind, entries in (("errors", errors), ("deleted", deleted)):
+        if entries:
+            path = run_dir / f"bioprune_{kind}.jsonl"
+            path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries), encoding="utf-8")
+            files.append(path)
+    logger.info("batch run %s: %s", run_dir.name, stats.summary_line())
+    return BatchResult(run_dir=run_dir, outputs=files, stats=stats, files=list(names.values()), errors=errors,
+                       over_limit=over_limit, limit=limit, dense=not engine.config.enabled)
+
+
+def summary_rows(result: BatchResult) -> list[list[str]]:
+    """The summary table: [measure, value] rows."""
+    s = result.stats
+    rows = [["files", ", ".join(result.files)],
+            ["documents annotated", f"{s.documents:,}"]]
+    for label in ("Chemical", "Disease"):
+        rows.append([f"entities: {label}", f"{s.entities.get(label, 0):,}"])
+    rows += [[f"entities: {label}", f"{n:,}"] for label, n in sorted(s.entities.items())
+             if label not in ("Chemical", "Disease")]
+    rows.append(["records that failed (see bioprune_errors.jsonl)", f"{s.errors:,}"])
+    if s.deleted:
+        rows.append(["deleted citations (PubMed DeleteCitation)", f"{s.deleted:,}"])
+    rows.append(["documents over the app's limit", f"more than {result.limit:,}: only the first {result.limit:,} "
+                 "were annotated" if result.over_limit else "none"])
+    if result.dense:
+        rows += [["tokens pruned", "– (dense model)"], ["FLOPs saved", "– (dense model)"]]
+    else:
+        rows += [["tokens pruned", f"{s.tokens_pruned:,} of {s.tokens:,} ({s.tokens_pruned_ratio:.1%})"],
+                 ["FLOPs saved", f"{s.flops_saved_ratio:.1%}"],
+                 ["documents with recovery", f"{s.recovered_documents:,}"]]
+    rows.append(["time", f"{s.wall_s:.1f} s ({s.docs_per_s:.1f} documents/s)"])
+    return rows
+
+
+def error_rows(result: BatchResult, limit: int = 50) -> list[list]:
+    """The first ``limit`` failed records: [file, record id, line, reason]."""
+    return [[e["file"], e.get("record_id") or "", e.get("line") or "", e["reason"]] for e in result.errors[:limit]]

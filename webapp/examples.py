@@ -1,0 +1,38 @@
+"""Example abstracts for the Annotate tab: ``examples/app/*.txt``, one abstract per file.
+
+They are written for the app in PubMed style (fictional studies): the BC5CDR corpora are read by
+the training scripts and never copied into the repository.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+MAX_LABEL_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Example:
+    label: str  # the abstract's title (its first sentence), shortened for a button
+    text: str
+
+
+def example_label(text: str) -> str:
+    """The title of an abstract (up to its first ". "), cut to a button-sized label."""
+    title = text.split(". ", 1)[0].rstrip(".")
+    return title if len(title) <= MAX_LABEL_CHARS else title[: MAX_LABEL_CHARS - 1].rstrip() + "…"
+
+
+def load_examples(directory: str | Path) -> list[Example]:
+    """Every non-empty ``*.txt`` in ``directory``, sorted by file name; [] when there is none."""
+    directory = Path(directory)
+    examples = []
+    for path in sorted(directory.glob("*.txt")):
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            examples.append(Example(label=example_label(text), text=text))
+    if not examples:
+        logger.warning("no example abstracts in %s", directory)
+    return examples

@@ -1,0 +1,40 @@
+"""AppSettings: the app's limits, concurrency and directories, in one frozen record."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What the app accepts and how many requests it runs at once.
+
+    The defaults suit a CPU Space with 2 vCPUs: one abstract annotates (dense and pruned) in well
+    under a second, so a request waits in the queue rather than sharing the CPU with many others.
+    """
+
+    max_text_chars: int = 20_000  # Annotate tab: about ten abstracts; longer text -> the Batch tab
+    max_files: int = 10  # Batch tab: files per run
+    max_file_bytes: int = 50 * 1024 * 1024  # Batch tab: per file (also Gradio's upload limit)
+    max_batch_documents: int = 1_000  # Batch tab: documents per run; the rest are reported as skipped
+    batch_chunk_docs: int = 32  # documents annotated together (and per progress step)
+    annotate_concurrency: int = 2  # Annotate requests running at once (each runs dense + pruned)
+    batch_concurrency: int = 1  # Batch runs at once (they are long; they queue)
+    queue_max_size: int = 64  # requests waiting beyond this are refused with "queue full"
+    keep_batch_runs: int = 20  # newest batch-run output folders kept in the app's temp directory
+    results_dir: Path = REPO_ROOT / "results"  # evaluation charts (*.png) and evaluate_test.json
+    examples_dir: Path = REPO_ROOT / "examples" / "app"  # example abstracts, one per .txt file
+
+    def __post_init__(self):
+        for name in ("max_text_chars", "max_files", "max_file_bytes", "max_batch_documents", "batch_chunk_docs",
+                     "annotate_concurrency", "batch_concurrency", "queue_max_size", "keep_batch_runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def torch_threads(self, cpus: int | None = None) -> int:
+        """Intra-op threads per request so that concurrent requests do not oversubscribe the CPUs."""
+        cpus = cpus or os.cpu_count() or 1
+        return max(1, cpus // self.annotate_concurrency)
