@@ -1,28 +1,33 @@
-"""Gradio app (a Hugging Face Space) over the bioprune engine: highlighted entities for a text.
+"""bioprune's Gradio app (the Hugging Face Space entry point): entities, pruned tokens, recovery, speed.
 
-    python app.py
+    python app.py                      # http://127.0.0.1:7860, the shipped model, offline
 
-Minimal until its own issue (#7) adds pruning views, the batch tab and browser tests. Needs
-``pip install gradio``.
+Tabs: Annotate (a text, dense vs pruned), Batch (files in, PubTator/JSONL/CSV out), Results (the
+evaluation suite's charts). The logic lives in the ``webapp`` package; this file only loads the
+model once and launches. Environment: ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` as usual.
 """
 from __future__ import annotations
 
-from bioprune import PruningEngine
+import logging
+import os
 
-EXAMPLE = open("examples/abstract.txt", encoding="utf-8").read().strip()
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the shipped model is on disk: never reach for the Hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_app(engine: PruningEngine):
-    import gradio as gr
+def main() -> None:
+    import torch
 
-    def annotate(text: str):
-        [ann] = engine.annotate([text])
-        return {"text": text, "entities": [{"start": e.start, "end": e.end, "entity": e.label}
-                                            for e in ann.entities]}
+    from bioprune import PruningEngine
+    from webapp.settings import AppSettings
+    from webapp.ui import build_app, launch
 
-    return gr.Interface(fn=annotate, inputs=gr.Textbox(lines=8, value=EXAMPLE, label="Abstract"),
-                        outputs=gr.HighlightedText(label="Entities"), title="bioprune")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = AppSettings()
+    torch.set_num_threads(settings.torch_threads())  # concurrent requests must not oversubscribe the CPUs
+    engine = PruningEngine.from_pretrained()  # loaded once; every tab and request shares the weights
+    launch(build_app(engine, settings), settings)
 
 
 if __name__ == "__main__":
-    build_app(PruningEngine.from_pretrained()).launch()
+    main()

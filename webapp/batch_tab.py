@@ -1,0 +1,94 @@
+"""The Batch tab: upload files -> download annotated PubTator / JSONL / CSV, with progress and a summary.
+
+A thin Gradio adapter over :mod:`webapp.batch_job`.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+
+import gradio as gr
+
+from webapp.batch_job import ACCEPTED_SUFFIXES, check_uploads, error_rows, new_run_dir, run_batch, summary_rows
+from webapp.context import AppContext
+from webapp.engines import CONTROLLER_CHOICES, PruningChoice
+from webapp.errors import user_facing
+
+logger = logging.getLogger(__name__)
+SAMPLE_FILE = "batch_sample.pubtator"
+
+
+def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float, min_keep_ratio: float,
+                  recovery: bool, progress: gr.Progress | None = None) -> tuple:
+    """(download paths, summary rows, error rows) for one run; UserError for a bad upload."""
+    s = ctx.settings
+    paths = check_uploads(files, s.max_files, s.max_file_bytes)
+    choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
+                           recovery=recovery)
+    engine = ctx.hub.engine_for(choice)
+
+    def on_progress(done: int, total: int) -> None:
+        if progress is not None:
+            progress((done, total), desc=f"annotating: {done:,} of {total:,} documents", unit="documents")
+
+    run_dir = new_run_dir(ctx.batch_dir, s.keep_batch_runs)
+    try:
+        result = run_batch(engine, paths, run_dir, limit=s.max_batch_documents, chunk_docs=s.batch_chunk_docs,
+                           on_progress=on_progress)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing to download from a failed run
+        raise
+    if result.stats.errors:
+        gr.Warning(f"{result.stats.errors:,} record(s) could not be read; they are listed below and in "
+                   "bioprune_errors.jsonl. Everything else was annotated.")
+    if result.over_limit:
+        gr.Warning(f"Only the first {result.limit:,} documents were annotated (the app's limit). "
+                   "Use `bioprune annotate` for the rest.")
+    return [str(p) for p in result.outputs], summary_rows(result), error_rows(result)
+
+
+def sample_file(ctx: AppContext) -> str | None:
+    """A copy of the example PubTator file in the app's output directory, to load into the upload box."""
+    source = ctx.settings.examples_dir / SAMPLE_FILE
+    if not source.is_file():
+        gr.Warning("The sample file is not available in this installation.")
+        return None
+    target = ctx.output_dir / "sample" / SAMPLE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return str(target)
+
+
+def build_batch_tab(ctx: AppContext) -> None:
+    s = ctx.settings
+    gr.Markdown(f"Upload up to {s.max_files} files (each up to {s.max_file_bytes // 2**20} MiB): PubTator, PubMed "
+                "XML (`.xml`, `.xml.gz`), JSONL or plain text (each non-blank line is a document). The format is "
+                f"detected from the content. At most {s.max_batch_documents:,} documents per run; "
+                "`bioprune annotate` has no limit.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            files = gr.File(label="Input files", file_count="multiple", file_types=list(ACCEPTED_SUFFIXES),
+                            elem_id="batch-files")
+            sample = gr.Button("Load a sample PubTator file", size="sm", elem_id="batch-sample")
+        with gr.Column(scale=2):
+            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="none", label="Controller",
+                                  info="Dense is the most accurate; a controller reports tokens pruned and FLOPs saved.")
+            aggressiveness = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="λ (aggressiveness)")
+            min_keep = gr.Slider(0.05, 1.0, value=0.3, step=0.05, label="min_keep_ratio")
+            recovery = gr.Checkbox(value=True, label="Recovery")
+            button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
+    downloads = gr.File(label="Annotated files (PubTator, JSONL, CSV; errors if any)", file_count="multiple",
+                        interactive=False, elem_id="batch-downloads")
+    summary = gr.Dataframe(headers=["measure", "value"], label="Summary", interactive=False, wrap=True,
+                           elem_id="batch-summary")
+    errors = gr.Dataframe(headers=["file", "record id", "line", "reason"], label="Records that failed (first 50)",
+                          interactive=False, wrap=True, elem_id="batch-errors")
+
+    @user_facing("running the batch")
+    def annotate_files(files_value, controller_value, lam, keep, recover, progress=gr.Progress()):
+        return batch_outputs(ctx, files_value, controller_value, lam, keep, recover, progress)
+
+    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery],
+                 outputs=[downloads, summary, errors], api_name="annotate_files",
+                 concurrency_limit=s.batch_concurrency, concurrency_id="batch")
+    sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")

@@ -1,0 +1,82 @@
+"""build_app(): the Blocks with the Annotate, Batch and Results tabs; launch(): serve it with the app's limits.
+
+    engine = PruningEngine.from_pretrained()         # once, at start
+    demo = build_app(engine)                         # no server yet
+    launch(demo)                                     # python app.py
+
+Files: the app writes only into its own temporary directory (removed at exit). Gradio serves
+uploads, files the handlers return (copied into its cache) and nothing else: no ``allowed_paths``
+are given, so the repository and the rest of the disk stay private.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no calls home
+
+import gradio as gr  # noqa: E402
+
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
+
+from webapp.annotate_tab import build_annotate_tab, controller_info  # noqa: E402
+from webapp.batch_tab import build_batch_tab  # noqa: E402
+from webapp.context import AppContext  # noqa: E402
+from webapp.engines import EngineHub  # noqa: E402
+from webapp.results_tab import build_results_tab  # noqa: E402
+from webapp.settings import AppSettings  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+INTRO = """# bioprune: chemical and disease NER with adaptive token pruning
+Entities of the BC5CDR types (**Chemical**, **Disease**) found by a BERT token classifier that lets tokens
+leave the sequence after the first layers. See which tokens were pruned, when recovery re-inserted them,
+and what it saved against the dense model on the same text."""
+
+
+def _own_output_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="bioprune-app-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def build_app(engine: PruningEngine, settings: AppSettings | None = None, *, model_dir: str | Path | None = DEFAULT_MODEL_DIR,
+              output_dir: str | Path | None = None) -> gr.Blocks:
+    """The app over a loaded ``engine`` (its weights are shared by every tab and request).
+
+    ``model_dir`` is where the MLP controller file may appear (the shipped model's directory by
+    default); ``output_dir`` the only directory the app writes to (default: a new temporary one,
+    removed at exit). The queue is set up; nothing is launched.
+    """
+    settings = settings or AppSettings()
+    out = Path(output_dir) if output_dir is not None else _own_output_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = AppContext(hub=EngineHub(engine, model_dir), settings=settings, output_dir=out)
+    with gr.Blocks(title="bioprune: NER with adaptive token pruning", delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Annotate", id="annotate"):
+            controller = build_annotate_tab(ctx)
+        with gr.Tab("Batch", id="batch"):
+            build_batch_tab(ctx)
+        with gr.Tab("Results", id="results"):
+            build_results_tab(ctx)
+        demo.load(lambda: controller_info(ctx), outputs=controller, api_visibility="private")
+    demo.queue(default_concurrency_limit=settings.annotate_concurrency, max_size=settings.queue_max_size)
+    demo.bioprune_context = ctx  # for tests and the load script
+    logger.info("app built; outputs in %s", out)
+    return demo
+
+
+def launch(demo: gr.Blocks, settings: AppSettings | None = None, **kwargs):
+    """``demo.launch`` with the app's upload limit and no extra served paths; kwargs override (port, ...)."""
+    settings = settings or AppSettings()
+    options = dict(max_file_size=settings.max_file_bytes, show_error=False, ssr_mode=False,
+                   footer_links=["api", "gradio"])
+    options.update(kwargs)
+    if options.get("allowed_paths"):
+        raise ValueError("the app serves only its own outputs: do not pass allowed_paths")
+    return demo.launch(**options)
