@@ -165,3 +165,41 @@ def outside_engine(outside_model_dir) -> PruningEngine:
     from bioprune.config import PruningConfig
 
     return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(prune_layers=(1, 2)))
+
+
+# --- app fixtures (tests/test_app*.py): the shipped model, the built app, one launched server -----
+
+@pytest.fixture(scope="session")
+def shipped_engine() -> PruningEngine:
+    """The shipped model (dense config), loaded once for every app test."""
+    return PruningEngine.from_pretrained()
+
+
+@pytest.fixture(scope="session")
+def app_output_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("app-outputs")
+
+
+@pytest.fixture(scope="session")
+def built_app(shipped_engine, app_output_dir):
+    """The Gradio app over the shipped model, built (queue set up) but not launched."""
+    pytest.importorskip("gradio", reason="the app tests need gradio: pip install '.[test]'")
+    from webapp.ui import build_app
+
+    return build_app(shipped_engine, output_dir=app_output_dir)
+
+
+@pytest.fixture(scope="session")
+def app_url(built_app):
+    """The app served in-process on a free local port; closed when the session ends."""
+    import socket
+
+    from webapp.ui import launch
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, url, _ = launch(built_app, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
+                       quiet=True, inbrowser=False, share=False)
+    yield url.rstrip("/")
+    built_app.close()

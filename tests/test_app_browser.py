@@ -1,0 +1,87 @@
+"""The app in a real headless Chromium: pick an example, annotate, see entities and pruned tokens.
+
+Chromium is Debian's ``chromium`` package (``apt-get install chromium``; ``.ci/run`` installs it),
+driven by Playwright's Python package through ``executable_path``: no ``playwright install``
+download. Without a Chromium the test is skipped with the reason. The full-page screenshot is kept
+as a test artefact in ``tests/artifacts/`` (git-ignored); the path is printed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio: pip install '.[test]'")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install '.[test]'")
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT_MS = 180_000  # a CPU shared with training jobs can be slow; a healthy run takes seconds
+
+
+def chromium_path() -> str | None:
+    """$BIOPRUNE_CHROMIUM, else ``chromium`` / ``chromium-browser`` on PATH."""
+    explicit = os.environ.get("BIOPRUNE_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium found (install Debian's package: apt-get install -y chromium; "
+                    "or set BIOPRUNE_CHROMIUM to its path)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.wait_for_selector("#annotate-btn")
+        yield page
+        browser.close()
+
+
+def test_example_annotates_with_entities_and_pruned_tokens(page):
+    page.locator("#examples").get_by_role("button", name=re.compile("Valproate-associated")).click()
+    textarea = page.locator("#text textarea")
+    page.wait_for_function("document.querySelector('#text textarea').value.startsWith('Valproate-associated')")
+    assert "valproic acid" in textarea.input_value()
+    page.locator("#controller").get_by_text("rule", exact=True).click()
+    page.click("#annotate-btn")
+    page.wait_for_function("document.querySelector('#summary') && "
+                           "document.querySelector('#summary').innerText.includes('tokens pruned')")
+
+    entities = page.locator("#entities")
+    legend = entities.get_by_test_id("highlighted-text:category-legend").inner_text()
+    assert "Chemical" in legend and "Disease" in legend
+    highlighted = entities.locator(".highlighted")
+    assert highlighted.count() >= 5
+    marked = " | ".join(highlighted.all_inner_texts())
+    assert "valproic acid" in marked.lower() or "valproate" in marked.lower(), marked
+
+    pruned = page.locator("#pruned")
+    assert "pruned after layer" in pruned.get_by_test_id("highlighted-text:category-legend").inner_text()
+    assert pruned.locator(".highlighted").count() > 0
+    heat = page.locator("#heatmap .bp-pruned")
+    assert heat.count() > 0 and heat.first.get_attribute("data-layer").isdigit()
+    assert "FLOPs" in page.locator("#summary").inner_text()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "app_annotate.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"\nscreenshot: {shot}")
+
+
+def test_empty_text_shows_a_message_not_a_traceback(page):
+    page.locator("#text textarea").fill("")
+    page.click("#annotate-btn")
+    toast = page.get_by_text("Enter some text to annotate")
+    toast.first.wait_for()
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body

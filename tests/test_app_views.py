@@ -1,0 +1,229 @@
+"""The app's pure parts, without a model or a server: views, input checks, batch job, results, engine hub."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
+
+from webapp import views
+from webapp.annotate import Comparison, validate_text
+from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
+from webapp.engines import PruningChoice
+from webapp.errors import UserError
+from webapp.examples import example_label, load_examples
+from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
+from webapp.settings import REPO_ROOT, AppSettings
+
+TEXT = "Cisplatin caused <b>renal</b> failure & seizures."
+
+
+def _entity(text: str, start: int, end: int, label: str) -> Entity:
+    return Entity(start=start, end=end, label=label, text=text[start:end])
+
+
+def _annotations():
+    dense = Annotation(id="0", text=TEXT, entities=(
+        _entity(TEXT, 0, 9, "Chemical"), _entity(TEXT, 17, 37, "Disease"), _entity(TEXT, 40, 48, "Disease")))
+    trace = Trace(
+        pruned_tokens=(PrunedToken(position=1, start=10, end=16, layer=2, score=0.002, label="O"),
+                       PrunedToken(position=8, start=38, end=39, layer=2, score=0.0001, label="O")),
+        recovery_events=(RecoveryEvent(trigger="entropy_spike", positions=(1,), layer=2, labels_before=("O",),
+                                       labels_after=("B-Disease",)),),
+        tokens_per_layer=(12, 12, 10, 10), flops=80.0, dense_flops=100.0)
+    pruned = Annotation(id="0", text=TEXT, trace=trace, entities=(
+        _entity(TEXT, 0, 9, "Disease"), _entity(TEXT, 17, 37, "Disease"), _entity(TEXT, 10, 16, "Disease")))
+    return dense, pruned
+
+
+def test_entity_and_pruned_highlights_use_character_offsets():
+    dense, pruned = _annotations()
+    value = views.entity_highlights(dense)
+    assert value["text"] == TEXT
+    assert [(TEXT[e["start"]:e["end"]], e["entity"]) for e in value["entities"]] == [
+        ("Cisplatin", "Chemical"), ("<b>renal</b> failure", "Disease"), ("seizures", "Disease")]
+    marks = views.pruned_highlights(pruned)["entities"]
+    assert [(TEXT[m["start"]:m["end"]], m["entity"]) for m in marks] == [
+        ("caused", "pruned after layer 2"), ("&", "pruned after layer 2")]
+    assert list(views.pruned_color_map((2, 1))) == ["pruned after layer 1", "pruned after layer 2"]
+    assert views.pruned_highlights(dense)["entities"] == []  # dense: no trace, nothing pruned
+
+
+def test_heatmap_escapes_the_text_and_shades_pruned_tokens():
+    dense, pruned = _annotations()
+    html = views.importance_heatmap_html(pruned)
+    assert "<b>" not in html and "&lt;b&gt;renal&lt;/b&gt;" in html  # user text never becomes markup
+    assert html.count('class="bp-pruned"') == 2 and 'data-layer="2"' in html
+    assert ">&amp;</span>" in html and "importance 0.002" in html
+    assert "nothing is pruned" in views.importance_heatmap_html(dense)
+
+
+def test_diff_rows_mark_every_difference():
+    dense, pruned = _annotations()
+    rows = views.diff_rows(dense, pruned)
+    status = {row[0]: row[-1] for row in rows}
+    assert status == {"Cisplatin": views.LABEL_DIFFERS, "<b>renal</b> failure": views.SAME,
+                      "caused": views.PRUNED_ONLY, "seizures": views.DENSE_ONLY}
+    assert views.count_differences(rows) == 3
+    assert views.count_differences(views.diff_rows(dense, None)) == 0  # dense against itself
+
+
+def test_layer_recovery_rows_and_summary():
+    dense, pruned = _annotations()
+    assert views.layer_rows(pruned.trace, 12, 4) == [[1, 12, 12, "100%"], [2, 12, 12, "100%"],
+                                                     [3, 12, 10, "83%"], [4, 12, 10, "83%"]]
+    assert views.layer_rows(None, 12, 2) == [[1, 12, 12, "100%"], [2, 12, 12, "100%"]]
+    offsets = [(0, 9), (10, 16)]
+    assert views.recovery_rows(pruned.trace, TEXT, offsets) == [["entropy_spike", 2, "caused", "O", "B-Disease"]]
+    comparison = Comparison(text=TEXT, choice=PruningChoice("rule"), dense=dense, dense_s=0.05, pruned=pruned,
+                            pruned_s=0.04, token_offsets=tuple(offsets), dense_tokens=12, n_layers=4)
+    md = views.summary_markdown(comparison)
+    assert "20.0% saved" in md and "50 ms" in md and "40 ms" in md and "1.25× dense: faster" in md
+    assert "3 differ" in md and "entropy_spike (1 tokens)" in md
+    worse = Trace(tokens_per_layer=(12, 12), flops=120.0, dense_flops=100.0)
+    comparison = Comparison(text=TEXT, choice=PruningChoice("rule"), dense=dense, dense_s=0.05,
+                            pruned=Annotation(id="0", text=TEXT, trace=worse), pruned_s=0.06,
+                            token_offsets=tuple(offsets), dense_tokens=12, n_layers=2)
+    assert "20.0% more** than dense" in views.summary_markdown(comparison)
+
+
+def test_text_limits_are_clear_messages():
+    assert validate_text("Aspirin.", 100) == "Aspirin."
+    with pytest.raises(UserError, match="Enter some text"):
+        validate_text("   \n", 100)
+    with pytest.raises(UserError, match="at most 100"):
+        validate_text("x" * 101, 100)
+
+
+def test_pruning_choice_validates_and_describes():
+    assert PruningChoice("none").dense and not PruningChoice("rule").dense
+    assert PruningChoice("rule", 2.0, 0.5, False).config().min_keep_ratio == 0.5
+    assert "λ 2.0" in PruningChoice("rule", 2.0).describe()
+    with pytest.raises(UserError, match="min_keep_ratio"):
+        PruningChoice("rule", 1.0, 1.5).config()
+    with pytest.raises(UserError, match="Unknown controller"):
+        PruningChoice("magic").config()
+
+
+def test_examples_are_our_own_pubmed_style_abstracts():
+    examples = load_examples(AppSettings().examples_dir)
+    assert len(examples) >= 4
+    assert all(60 >= len(e.label) > 10 and len(e.text) > 300 for e in examples)
+    assert example_label("A short title. Body text.") == "A short title"
+    assert load_examples(REPO_ROOT / "no-such-dir") == []
+
+
+def test_uploads_are_checked_by_name_size_and_content(tmp_path):
+    good = tmp_path / "a.pubtator"
+    good.write_text("1|t|Aspirin.\n1|a|Pain.\n\n")
+    assert check_uploads([str(good)], 3, 1000) == [good]
+    with pytest.raises(UserError, match="Upload at least one file"):
+        check_uploads([], 3, 1000)
+    with pytest.raises(UserError, match="at most 1 per run"):
+        check_uploads([good, good], 1, 1000)
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n")
+    with pytest.raises(UserError, match="photo.png: not a file type"):
+        check_uploads([image], 3, 1000)
+    binary = tmp_path / "data.txt"
+    binary.write_bytes(b"\x00\x01\x02 binary")
+    with pytest.raises(UserError, match="data.txt: looks like a binary file"):
+        check_uploads([binary], 3, 1000)
+    broken = tmp_path / "medline.xml.gz"
+    broken.write_bytes(b"\x1f\x8b\x08\x00broken")
+    with pytest.raises(UserError, match="medline.xml.gz: cannot be read"):
+        check_uploads([broken], 3, 1000)
+    with pytest.raises(UserError, match="up to 0 MiB"):
+        check_uploads([good], 3, 10)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(UserError, match="empty"):
+        check_uploads([empty], 3, 1000)
+    assert display_name("/tmp/gradio/abc123/notes.txt") == "notes.txt"
+
+
+def test_count_documents_stops_after_the_limit(tmp_path):
+    text = tmp_path / "lines.txt"
+    text.write_text("one\ntwo\nthree\n")
+    assert count_documents([text], 10) == (3, [])
+    assert count_documents([text], 1)[0] == 2  # limit + 1: enough to know it is over
+    gz = tmp_path / "lines.txt.gz"
+    gz.write_bytes(gzip.compress(b"alpha\nbeta\n"))
+    assert count_documents([gz], 10)[0] == 2
+
+
+def test_new_run_dir_keeps_the_newest_runs(tmp_path):
+    made = [new_run_dir(tmp_path, keep=2) for _ in range(4)]
+    assert all(p.parent == tmp_path for p in made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made[-2:])
+
+
+def test_results_charts_captions_and_scores(tmp_path):
+    assert find_charts(tmp_path / "missing") == []
+    assert "No charts yet" in charts_note(tmp_path, [])
+    for name in ("ablation_min_keep_ratio.png", "pareto_f1_latency.png", "zz_other.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG fake")
+    charts = find_charts(tmp_path)
+    assert [c.path.name for c in charts] == ["pareto_f1_latency.png", "ablation_min_keep_ratio.png", "zz_other.png"]
+    assert caption_for("ablation_min_keep_ratio.png") == "Ablation: min keep ratio"
+    assert caption_for("ablation_f1_vs_flops.png") == "Ablation: F1 vs FLOPs"
+    assert caption_for("pareto_f1_latency.png").startswith("F1 vs latency")
+    staged = stage_charts(charts, tmp_path / "out" / "charts")
+    assert [c.path.parent for c in staged] == [tmp_path / "out" / "charts"] * 3
+    assert dense_score_rows(tmp_path) is None
+    (tmp_path / "evaluate_test.json").write_text(json.dumps(
+        {"mention": {"Chemical": {"precision": 0.9, "recall": 0.8, "f1": 0.847, "n_gold": 5, "n_pred": 4}}}))
+    assert dense_score_rows(tmp_path) == [["Chemical", 0.9, 0.8, 0.847, 5, 4]]
+    (tmp_path / "evaluate_test.json").write_text("{broken")
+    assert dense_score_rows(tmp_path) is None
+
+
+def test_the_repository_results_give_dense_scores():
+    rows = dense_score_rows(Path(REPO_ROOT, "results"))
+    if rows is None:
+        pytest.skip("results/evaluate_test.json not present")
+    assert {row[0] for row in rows} >= {"Chemical", "Disease"}
+
+
+def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, tmp_path):
+    import shutil
+
+    from bioprune.controllers import LearnedController, controller_features  # noqa: F401
+    from bioprune.engine import PruningEngine
+    from webapp.engines import EngineHub
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(pruning_model_dir, model_dir)
+    hub = EngineHub(PruningEngine.from_pretrained(model_dir), model_dir)
+    choice = PruningChoice("mlp", 1.0, 0.3, True)
+    assert not hub.mlp_available() and "not trained yet" in hub.mlp_status()
+    with pytest.raises(UserError, match="MLP controller is not trained yet"):
+        hub.engine_for(choice)
+    (model_dir / "controller.safetensors").write_bytes(b"half-written")
+    with pytest.raises(UserError, match="could not be loaded"):
+        hub.engine_for(choice)
+    n_features = _n_controller_features(hub)
+    LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
+    engine = hub.engine_for(PruningChoice("mlp", 1.0, 0.3, True))
+    assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
+    [annotation] = engine.annotate(["cisplatin induced renal failure in rats"])
+    assert annotation.trace is not None
+    assert hub.engine_for(PruningChoice("none")).config.controller == "none"
+
+
+def _n_controller_features(hub) -> int:
+    """How many features the learned controller reads for this model (its exit heads' classes + the rest)."""
+    import torch
+
+    from bioprune.controllers import controller_features
+    from bioprune.importance import TokenSignals
+
+    n_classes = hub.dense.encoder.n_classes
+    fields = TokenSignals.__dataclass_fields__
+    example = {name: torch.zeros(1, 2) for name in fields}
+    example["exit_probs"] = torch.zeros(1, 2, n_classes)
+    example["layer_fraction"] = 0.5
+    return controller_features(TokenSignals(**example)).shape[-1]
