@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import pruning_summary  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.timing import TimingPlan, time_systems  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -49,25 +48,13 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "pruning": summary,
                "flops_predicted_speedup": summary["dense_flops"] / summary["flops"], "batch": {}}
+    plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)
+    systems = {"dense": lambda t, bs: dense.annotate(t, batch_size=bs),
+               "pruned": lambda t, bs: pruned.annotate(t, batch_size=bs)}
     with tqdm(total=len(args.batch_sizes) * args.rounds * 2, desc="benchmark", unit="run") as bar:
-        for bs in args.batch_sizes:
-            for engine in (dense, pruned):
-                engine.annotate(texts[: args.warmup_docs], batch_size=bs)
-            times = {"dense": [], "pruned": []}
-            for _ in range(args.rounds):
-                for name, engine in (("dense", dense), ("pruned", pruned)):
-                    started = time.perf_counter()
-                    engine.annotate(texts, batch_size=bs)
-                    times[name].append(time.perf_counter() - started)
-                    bar.update(1)
-            ratios = [d / p for d, p in zip(times["dense"], times["pruned"])]
-            entry = {"speedup_median": statistics.median(ratios), "speedup_per_round": ratios}
-            for name, ts in times.items():
-                med = statistics.median(ts)
-                entry[name] = {"seconds_per_round": ts, "median_s": med, "abstracts_per_s": len(texts) / med,
-                               "ms_per_abstract": 1000 * med / len(texts)}
-            entry["speedup_vs_flops_prediction"] = entry["speedup_median"] / results["flops_predicted_speedup"]
-            results["batch"][str(bs)] = entry
+        results["batch"] = time_systems(systems, texts, plan, on_run=lambda: bar.update(1))
+    for entry in results["batch"].values():
+        entry["speedup_vs_flops_prediction"] = entry["speedup_median"] / results["flops_predicted_speedup"]
     return results
 
 
