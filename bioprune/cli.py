@@ -31,7 +31,7 @@ def _config(args, has_exit_heads: bool):
     try:
         return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
                              min_keep_ratio=args.min_keep_ratio, prune_layers=tuple(args.prune_layers),
-                             recovery=args.recovery)
+                             recovery=args.recovery, frozen_context=args.frozen_context)
     except ValueError as err:
         raise InputError("command line", str(err)) from None
 
@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"prune after this many layers (default {' '.join(map(str, d.prune_layers))})")
         p.add_argument("--no-recovery", dest="recovery", action="store_false",
                        help="never re-insert pruned tokens")
+        p.add_argument("--frozen-context", action="store_true",
+                       help="later layers still attend to pruned tokens' frozen states (more accurate, slower)")
 
     p = sub.add_parser("annotate", help="annotate PubMed XML, PubTator, BioC, JSONL or plain-text files")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
