@@ -367,6 +367,7 @@ def _recovered_positions(trace) -> set[int]:
 @pytest.mark.parametrize("config", [
     PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
     PruningConfig(prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
+    PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
     PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
 ])
 def test_recovery_flops_are_recorded(outside_engine, texts, config):
@@ -387,7 +388,7 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
         assert t_on.flops > t_off.flops
         if config.prune_layers == (2,):  # second pass: layer 2 and the classifier on kept + recovered
             n2 = t_on.tokens_per_layer[-1] + len(recovered)
-            still_pruned = t_on.tokens_per_layer[0] - n2  # frozen keys and values in the second pass
+            still_pruned = (t_on.tokens_per_layer[0] - n2) * config.frozen_context  # frozen keys/values
             extra = (flops.layer_flops(float(n2), engine.hidden, engine.intermediate, float(still_pruned))
                      + 2 * n2 * engine.hidden * engine.n_classes)
             assert t_on.flops - t_off.flops == pytest.approx(float(extra), rel=1e-12)
