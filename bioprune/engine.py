@@ -22,6 +22,7 @@ from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
 from bioprune.exits import ExitHeads
+from bioprune.postprocess import PASSES, load_postprocess
 from bioprune.pruned_encoder import PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
 from bioprune.windows import merge_windows, window_owners
@@ -52,11 +53,17 @@ class PruningEngine:
         exit_heads: exit heads at the pruning layers (needed unless the config is dense).
         device: "cpu" or "cuda" (or any torch device string).
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
+        postprocess: document-level consistency passes applied after decoding, by name
+            (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
     """
 
     def __init__(self, model, tokenizer, config: PruningConfig = DENSE, exit_heads: ExitHeads | None = None,
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-                 controllers: dict[str, Controller] | None = None):
+                 controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = ()):
+        unknown = [p for p in postprocess if p not in PASSES]
+        if unknown:
+            raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
+        self.postprocess = tuple(postprocess)
         self.model = model
         self.tokenizer = tokenizer
         self.exit_heads = exit_heads
@@ -76,21 +83,25 @@ class PruningEngine:
         """The shipped model when ``path`` is None, else a model directory written by training/.
 
         ``config=None`` is the dense model: pruning is opt-in (``PruningConfig(controller="rule")``)
-        because on the shipped model it still costs several F1 points (see the README).
+        because it trades F1 for speed (see the README). ``postprocess=None`` applies the passes
+        the model directory lists in ``postprocess.json`` (chosen on the development set).
         """
         path = DEFAULT_MODEL_DIR if path is None else path
         tokenizer, model = load_model(path, device)
         exit_heads = ExitHeads.load(path, device) if Path(path).is_dir() else None
         if config is None:
             config = DENSE
-        logger.info("loaded %s on %s (%s)", path, device, config)
+        if kwargs.get("postprocess") is None:
+            kwargs["postprocess"] = load_postprocess(path)
+        logger.info("loaded %s on %s (%s, postprocess %s)", path, device, config, kwargs["postprocess"])
         return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
                    controllers=load_controllers(path, device), **kwargs)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
         """The same loaded model with another pruning configuration (no copy of the weights)."""
         return PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
-                             device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers)
+                             device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
+                             postprocess=self.postprocess)
 
     def encode(self, texts: Sequence[str]) -> list[EncodedDocument]:
         return encode_texts(self.tokenizer, texts, self.max_positions, self.overlap_tokens)
@@ -134,9 +145,15 @@ class PruningEngine:
         encoded = self.encode([d.text for d in docs])
         outputs = self.run(encoded, batch_size=batch_size)
         return [Annotation(id=doc.id, text=doc.text,
-                           entities=tuple(decode_entities(doc.text, enc.offsets, enc.word_ids, probs)),
+                           entities=tuple(self._entities(doc.text, decode_entities(doc.text, enc.offsets, enc.word_ids,
+                                                                                   probs))),
                            trace=trace)
                 for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
+
+    def _entities(self, text: str, entities: list) -> list:
+        for name in self.postprocess:
+            entities = PASSES[name](text, entities)
+        return entities
 
 
 @dataclass

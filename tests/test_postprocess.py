@@ -1,0 +1,61 @@
+"""Document-level consistency passes over character spans."""
+import json
+
+import pytest
+
+from bioprune.postprocess import (abbreviations, expand_abbreviations, load_postprocess, propagate_mentions)
+from bioprune.types import Entity
+
+TEXT = "Famotidine-associated delirium in Parkinson disease (PD). PD patients took famotidine and Famotidine."
+
+
+def _e(text, start, end, label, score=0.9):
+    return Entity(start=start, end=end, label=label, text=text[start:end], score=score)
+
+
+def test_propagate_tags_other_whole_word_occurrences_with_the_same_type():
+    out = propagate_mentions(TEXT, [_e(TEXT, 0, 10, "Chemical")])
+    assert [(e.start, e.end, e.label) for e in out] == [(0, 10, "Chemical"), (90, 100, "Chemical")]
+    assert out[1].text == TEXT[90:100] and out[1].score == 0.9  # case-sensitive: "famotidine" is left
+
+
+def test_propagate_skips_ambiguous_short_and_overlapping_names():
+    text = "NO and NO. Iron (Fe) and iron oxide; iron."
+    ambiguous = [_e(text, 0, 2, "Chemical"), _e(text, 7, 9, "Disease")]
+    assert propagate_mentions(text, ambiguous, min_chars=2) == sorted(ambiguous, key=lambda e: e.start)
+    assert propagate_mentions(text, [_e(text, 0, 2, "Chemical")]) == [_e(text, 0, 2, "Chemical")]  # < 3 chars
+    oxide, iron = _e(text, 25, 35, "Chemical"), _e(text, 37, 41, "Chemical")  # "iron oxide", last "iron"
+    out = propagate_mentions(text, [oxide, iron])
+    assert [(e.start, e.end) for e in out] == [(25, 35), (37, 41)]  # the "iron" inside "iron oxide" is left
+
+
+def test_abbreviation_pairs_follow_schwartz_hearst():
+    assert abbreviations(TEXT) == [((34, 51), (53, 55))]
+    assert abbreviations("was given (p < 0.05) and (2010)") == []  # spaces / no letters: not short forms
+    assert abbreviations("tumour necrosis factor (TNF) rose") == [((0, 22), (24, 27))]
+    assert abbreviations("a random phrase (XYZ)") == []  # letters not found in order
+
+
+def test_short_forms_get_the_long_forms_type_everywhere():
+    out = expand_abbreviations(TEXT, [_e(TEXT, 34, 51, "Disease")])
+    assert [(e.start, e.end, e.label, e.text) for e in out] == [
+        (34, 51, "Disease", "Parkinson disease"), (53, 55, "Disease", "PD"), (58, 60, "Disease", "PD")]
+    assert expand_abbreviations(TEXT, [_e(TEXT, 44, 51, "Disease")]) == [_e(TEXT, 44, 51, "Disease")]  # not the long form
+
+
+def test_offsets_stay_true_to_the_text():
+    out = expand_abbreviations(TEXT, propagate_mentions(TEXT, [_e(TEXT, 0, 10, "Chemical"), _e(TEXT, 34, 51, "Disease")]))
+    assert all(TEXT[e.start:e.end] == e.text for e in out)
+
+
+def test_model_directory_names_its_passes(tmp_path):
+    assert load_postprocess(tmp_path) == ()
+    (tmp_path / "postprocess.json").write_text(json.dumps({"passes": ["abbreviations"]}))
+    assert load_postprocess(tmp_path) == ("abbreviations",)
+
+
+def test_engine_rejects_unknown_pass(tiny_model_dir):
+    from bioprune.engine import PruningEngine
+
+    with pytest.raises(ValueError, match="unknown postprocess"):
+        PruningEngine.from_pretrained(tiny_model_dir, postprocess=("spellcheck",))
