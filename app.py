@@ -16,17 +16,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> None:
+    import signal
+    import sys
+
     import torch
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a normal exit, so the temp directory is removed
+
     from bioprune import PruningEngine
-    from webapp.settings import AppSettings
+    from webapp.settings import AppSettings, make_output_dir
+
+    output_dir = make_output_dir(gradio_cache=True)  # before Gradio is imported: its uploads land here too
     from webapp.ui import build_app, launch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = AppSettings()
     torch.set_num_threads(settings.torch_threads())  # concurrent requests must not oversubscribe the CPUs
     engine = PruningEngine.from_pretrained()  # loaded once; every tab and request shares the weights
-    launch(build_app(engine, settings), settings)
+    launch(build_app(engine, settings, output_dir=output_dir), settings)
 
 
 if __name__ == "__main__":

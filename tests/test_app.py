@@ -47,6 +47,30 @@ def test_launch_refuses_allowed_paths(built_app):
         launch(built_app, allowed_paths=[str(REPO_ROOT)], prevent_thread_lock=True)
 
 
+def test_launch_retries_gradios_localhost_check_only():
+    from webapp.ui import LAUNCH_ATTEMPTS, launch
+
+    class FlakyDemo:  # Gradio's one-HEAD, 3-second start-up check times out on a saturated CPU
+        def __init__(self, message):
+            self.message, self.calls, self.closed = message, 0, 0
+
+        def launch(self, **options):
+            self.calls += 1
+            if self.calls < LAUNCH_ATTEMPTS:
+                raise ValueError(self.message)
+            return "launched"
+
+        def close(self):
+            self.closed += 1
+
+    demo = FlakyDemo("When localhost is not accessible, a shareable link must be created.")
+    assert launch(demo) == "launched" and demo.calls == LAUNCH_ATTEMPTS and demo.closed == LAUNCH_ATTEMPTS - 1
+    other = FlakyDemo("some other problem")
+    with pytest.raises(ValueError, match="some other problem"):
+        launch(other)
+    assert other.calls == 1
+
+
 def test_annotate_through_the_client_shows_entities_pruning_and_speed(client):
     (summary, dense, entities, diff, pruned, heatmap, layers, recovery) = client.predict(
         EXAMPLE, "rule", 1.0, 0.3, True, api_name="/annotate")

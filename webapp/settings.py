@@ -1,7 +1,10 @@
 """AppSettings: the app's limits, concurrency and directories, in one frozen record."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +41,16 @@ class AppSettings:
         """Intra-op threads per request so that concurrent requests do not oversubscribe the CPUs."""
         cpus = cpus or os.cpu_count() or 1
         return max(1, cpus // self.annotate_concurrency)
+
+
+def make_output_dir(gradio_cache: bool = False) -> Path:
+    """A new temporary directory for everything the app writes, removed when the process exits.
+
+    ``gradio_cache=True`` also points Gradio's upload/cache directory into it (``GRADIO_TEMP_DIR``,
+    unless already set); call it before Gradio is imported for that to take effect everywhere.
+    """
+    path = Path(tempfile.mkdtemp(prefix="bioprune-app-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    if gradio_cache:
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(path / "gradio"))
+    return path

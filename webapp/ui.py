@@ -4,17 +4,15 @@
     demo = build_app(engine)                         # no server yet
     launch(demo)                                     # python app.py
 
-Files: the app writes only into its own temporary directory (removed at exit). Gradio serves
-uploads, files the handlers return (copied into its cache) and nothing else: no ``allowed_paths``
-are given, so the repository and the rest of the disk stay private.
+Files: the app writes only into its own temporary directory (removed at exit; ``app.py`` puts
+Gradio's upload/cache directory there too). Gradio serves uploads, files the handlers return
+(copied into its cache) and nothing else: no ``allowed_paths`` are given, so the repository and the
+rest of the disk stay private.
 """
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no calls home
@@ -28,20 +26,15 @@ from webapp.batch_tab import build_batch_tab  # noqa: E402
 from webapp.context import AppContext  # noqa: E402
 from webapp.engines import EngineHub  # noqa: E402
 from webapp.results_tab import build_results_tab  # noqa: E402
-from webapp.settings import AppSettings  # noqa: E402
+from webapp.settings import AppSettings, make_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
+LAUNCH_ATTEMPTS = 3
 
 INTRO = """# bioprune: chemical and disease NER with adaptive token pruning
 Entities of the BC5CDR types (**Chemical**, **Disease**) found by a BERT token classifier that lets tokens
 leave the sequence after the first layers. See which tokens were pruned, when recovery re-inserted them,
 and what it saved against the dense model on the same text."""
-
-
-def _own_output_dir() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="bioprune-app-"))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
 
 
 def build_app(engine: PruningEngine, settings: AppSettings | None = None, *, model_dir: str | Path | None = DEFAULT_MODEL_DIR,
@@ -53,7 +46,7 @@ def build_app(engine: PruningEngine, settings: AppSettings | None = None, *, mod
     removed at exit). The queue is set up; nothing is launched.
     """
     settings = settings or AppSettings()
-    out = Path(output_dir) if output_dir is not None else _own_output_dir()
+    out = Path(output_dir) if output_dir is not None else make_output_dir()
     out.mkdir(parents=True, exist_ok=True)
     ctx = AppContext(hub=EngineHub(engine, model_dir), settings=settings, output_dir=out)
     with gr.Blocks(title="bioprune: NER with adaptive token pruning", delete_cache=(3600, 3600)) as demo:
@@ -79,4 +72,14 @@ def launch(demo: gr.Blocks, settings: AppSettings | None = None, **kwargs):
     options.update(kwargs)
     if options.get("allowed_paths"):
         raise ValueError("the app serves only its own outputs: do not pass allowed_paths")
-    return demo.launch(**options)
+    for attempt in range(1, LAUNCH_ATTEMPTS + 1):
+        try:
+            return demo.launch(**options)
+        except ValueError as err:
+            # Gradio checks that the started server answers on localhost within 3 s (one HEAD request);
+            # on a saturated CPU that check can time out although the server is fine: start again.
+            if "localhost is not accessible" not in str(err) or attempt == LAUNCH_ATTEMPTS:
+                raise
+            logger.warning("Gradio's start-up check of localhost timed out (busy CPU?); retrying (%d/%d)",
+                           attempt, LAUNCH_ATTEMPTS)
+            demo.close()
