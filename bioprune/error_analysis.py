@@ -19,9 +19,10 @@ An error is identified by ``(kind, gold, pred)``, so the errors of two systems o
 compare as sets: those of the pruned model that the dense model does not make are the errors
 **pruning adds**.
 
-**Attribution** of an added error, from the pruned run's trace (tokens that left early, with the
-label their exit head gave them). The error's *region* is its gold span and its predicted span;
-a pruned token belongs to it when their character ranges overlap. Three flags, not exclusive:
+**Attribution** of an added error, from the pruned run's trace: the tokens that left early and
+were not re-inserted by recovery (:func:`still_pruned`), with the label their exit head gave
+them. The error's *region* is its gold span and its predicted span; a pruned token belongs to it
+when their character ranges overlap. Three flags, not exclusive:
 
 * ``entity_tokens_pruned``: a token of the gold mention was pruned;
 * ``wrong_early_exit``: a pruned token in the region kept a label whose entity type (``O``,
@@ -38,7 +39,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from bioprune.types import PrunedToken
+from bioprune.types import PrunedToken, Trace
 
 Span = tuple[int, int, str]  # (start, end, type), characters, end-exclusive
 
@@ -72,6 +73,15 @@ class Attribution:
     wrong_early_exit: bool
     context_lost: bool
     pruned_in_region: tuple[PrunedToken, ...]
+
+
+def still_pruned(trace: Trace | None) -> tuple[PrunedToken, ...]:
+    """The trace's pruned tokens that recovery did not re-insert (a re-inserted token ran the later
+    layers again, so its label is no longer an early exit's); none for a dense run."""
+    if trace is None:
+        return ()
+    recovered = {p for event in trace.recovery_events for p in event.positions}
+    return tuple(t for t in trace.pruned_tokens if t.position not in recovered)
 
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:

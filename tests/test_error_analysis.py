@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from bioprune.error_analysis import (CAUSES, MentionError, added_errors, attribute, attribution_counts,
                                      classify_errors, corpus_errors, count_kinds, example, gold_type_at,
-                                     pick_examples)
-from bioprune.types import PrunedToken
+                                     pick_examples, still_pruned)
+from bioprune.types import PrunedToken, RecoveryEvent, Trace
 
 TEXT = "Cisplatin induced acute renal failure in rats ."
 #       0        9 10     17 18  23 24  29 30     37 38 40 41 45
@@ -137,3 +137,11 @@ def test_pick_examples_spreads_over_kinds():
             attribute(MentionError("e", "missed", CIS, None), [], gold),
             attribute(MentionError("f", "spurious", None, (41, 45, "Chemical")), [], gold)]
     assert sorted(a.error.kind for a in pick_examples(atts, per_cause=2)) == ["missed", "spurious"]
+
+
+def test_tokens_re_inserted_by_recovery_are_not_counted_as_pruned():
+    a, b = PrunedToken(3, 18, 23, 2, 0.0, "B-Disease"), PrunedToken(7, 41, 45, 2, 0.0, "O")
+    trace = Trace(pruned_tokens=(a, b), recovery_events=(
+        RecoveryEvent("entity_loss", positions=(3,), layer=2, labels_before=("O",), labels_after=("B-Disease",)),))
+    assert still_pruned(trace) == (b,)
+    assert still_pruned(None) == ()
