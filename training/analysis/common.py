@@ -1,0 +1,106 @@
+"""Shared plumbing of the evaluation-suite scripts: data paths, JSON output, pruning arguments,
+dense-and-pruned annotation of gold documents. Torch is imported only by :func:`annotate_pair`'s
+caller's engine, never here."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from bioprune.config import PruningConfig
+from bioprune.types import ENTITY_TYPES
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = ROOT.parent / "shared" / "data"  # never copied into the repository
+TEST_SET = DATA_DIR / "bc5cdr" / "CDR_TestSet.PubTator.txt"
+TRAINING_SETS = (DATA_DIR / "bc5cdr" / "CDR_TrainingSet.PubTator.txt",
+                 DATA_DIR / "bc5cdr" / "CDR_DevelopmentSet.PubTator.txt")  # the shipped model trains on both
+MEDLINE_SLICE = DATA_DIR / "pubmed" / "medline16n0902.xml.gz"
+RESULTS_DIR = ROOT / "results"
+
+Span = tuple[int, int, str]
+
+
+def json_safe(obj):
+    """``obj`` with non-finite floats as strings (``"inf"``), so the JSON is strict (no ``Infinity``)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def config_dict(config: PruningConfig) -> dict:
+    """A PruningConfig as strict-JSON data (``float('inf')`` trigger thresholds become ``"inf"``)."""
+    return json_safe(asdict(config))
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """Write strict JSON to ``path`` through a temporary file in the same folder and a rename, so a
+    run killed mid-write leaves the previous complete file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(json_safe(obj), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_pruning_args(parser, controller: str = "rule") -> None:
+    """``--controller --lambda --min-keep-ratio --prune-layers --no-recovery``, defaults from
+    PruningConfig() (so a changed default flows through)."""
+    d = PruningConfig()
+    parser.add_argument("--controller", default=controller, choices=["rule", "mlp"])
+    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness)
+    parser.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio)
+    parser.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers))
+    parser.add_argument("--no-recovery", dest="recovery", action="store_false")
+
+
+def pruning_config(ns) -> PruningConfig:
+    """The PruningConfig of :func:`add_pruning_args`' arguments, other fields at their defaults."""
+    return PruningConfig().with_(controller=ns.controller, aggressiveness=ns.aggressiveness,
+                                 min_keep_ratio=ns.min_keep_ratio, prune_layers=tuple(ns.prune_layers),
+                                 recovery=ns.recovery)
+
+
+def gold_spans(docs) -> dict[str, list[Span]]:
+    """Gold Chemical/Disease spans per PMID of PubTator documents."""
+    return {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+
+
+def predicted_spans(annotations) -> dict[str, list[Span]]:
+    """Predicted spans per document id of engine Annotations."""
+    return {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
+
+
+def annotate_pair(engine, config: PruningConfig, docs: Sequence, batch_size: int = 16):
+    """(dense, pruned) Annotations of PubTator ``docs``, one model in memory (``engine`` with the
+    dense config and with ``config``)."""
+    from bioprune.config import DENSE
+
+    documents = [d.to_document() for d in docs]
+    logger.info("annotating %d documents dense", len(documents))
+    dense = engine.with_config(DENSE).annotate(documents, batch_size=batch_size)
+    logger.info("annotating %d documents pruned (%s)", len(documents), config)
+    pruned = engine.with_config(config).annotate(documents, batch_size=batch_size)
+    return dense, pruned
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """How a script was run, for the results file (paths as given)."""
+    return " ".join(["python", script, *argv])
