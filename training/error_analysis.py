@@ -1,0 +1,90 @@
+"""Error analysis, dense vs pruned, on the BC5CDR test set: which errors pruning adds, and why.
+
+    python training/error_analysis.py --output results/error_analysis.json [--controller rule --lambda 1 ...]
+
+Both models run in one process on the same weights. Errors are classified as boundary, type,
+boundary+type, missed and spurious (:mod:`bioprune.error_analysis`); the errors the pruned model
+makes and the dense one does not are attributed from the pruned run's trace to entity tokens
+pruned, wrong early exits or context lost, with a few short examples of each.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DENSE  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
+from bioprune.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,  # noqa: E402
+                                     attribution_counts, corpus_errors, count_kinds, example, pick_examples,
+                                     still_pruned)
+from bioprune.evaluation import mention_scores, pruning_summary  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from training.analysis.common import (TEST_SET, add_pruning_args, annotate_pair, command_line, config_dict,  # noqa: E402
+                                      gold_spans, predicted_spans, pruning_config, write_json_atomic)
+
+logger = logging.getLogger("error_analysis")
+
+
+def _keys(spans: dict) -> list[tuple[str, int, int, str]]:
+    return [(d, s, e, t) for d, ss in spans.items() for s, e, t in ss]
+
+
+def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int = 3) -> dict:
+    """The results of the module docstring from gold documents and both runs' Annotations."""
+    gold = gold_spans(docs)
+    dense_pred, pruned_pred = predicted_spans(dense_annotations), predicted_spans(pruned_annotations)
+    dense_errors, pruned_errors = corpus_errors(gold, dense_pred), corpus_errors(gold, pruned_pred)
+    added, removed = added_errors(dense_errors, pruned_errors), added_errors(pruned_errors, dense_errors)
+    pruned_tokens = {a.id: still_pruned(a.trace) for a in pruned_annotations}
+    attributions = attribute_added(added, pruned_tokens, gold)
+    texts = {d.pmid: d.text for d in docs}
+    return {
+        "scores": {"dense": mention_scores(_keys(gold), _keys(dense_pred))["micro"],
+                   "pruned": mention_scores(_keys(gold), _keys(pruned_pred))["micro"]},
+        "errors": {"dense": count_kinds(dense_errors), "pruned": count_kinds(pruned_errors),
+                   "added_by_pruning": count_kinds(added), "removed_by_pruning": count_kinds(removed)},
+        "attribution": attribution_counts(attributions),
+        "documents_with_added_errors": len({e.doc_id for e in added}),
+        "examples": [example(a, texts[a.error.doc_id], dense_pred.get(a.error.doc_id, ()))
+                     for a in pick_examples(attributions, examples_per_cause)],
+        "kinds": list(ERROR_KINDS), "causes": list(CAUSES),
+    }
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gold", default=str(TEST_SET))
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--output", default="results/error_analysis.json")
+    parser.add_argument("--limit-docs", type=int, default=0, help="0: every document")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--examples-per-cause", type=int, default=3)
+    add_pruning_args(parser)
+    ns = parser.parse_args(argv)
+    torch.set_num_threads(ns.threads)
+    config = pruning_config(ns)
+    docs = read_pubtator(ns.gold)
+    docs = docs[: ns.limit_docs] if ns.limit_docs else docs
+    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    dense, pruned = annotate_pair(engine, config, docs, ns.batch_size)
+    result = {"command": command_line("training/error_analysis.py", argv), "gold": ns.gold, "model": ns.model,
+              "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
+              **analyse(docs, dense, pruned, ns.examples_per_cause)}
+    write_json_atomic(ns.output, result)
+    a = result["attribution"]
+    logger.info("errors dense %d, pruned %d, added by pruning %d (%s)", sum(result["errors"]["dense"].values()),
+                sum(result["errors"]["pruned"].values()), a["total"],
+                ", ".join(f"{k} {v}" for k, v in a["by_cause"].items()))
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    main()
