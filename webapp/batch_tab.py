@@ -89,6 +89,6 @@ def build_batch_tab(ctx: AppContext) -> None:
         return batch_outputs(ctx, files_value, controller_value, lam, keep, recover, progress)
 
     button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery],
-                 outputs=[downloads, summary, errors], api_name="annotate_files",
+                 outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
                  concurrency_limit=s.batch_concurrency, concurrency_id="batch")
     sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")
