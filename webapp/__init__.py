@@ -2,6 +2,7 @@
 
     settings.py     AppSettings: limits, concurrency, where outputs go
     errors.py       UserError and the adapter that turns it into a message in the UI
+    context.py      AppContext: the engines, settings and output directory the tabs share
     engines.py      EngineHub: the model loaded once; an engine per pruning choice; the MLP controller
     examples.py     the example abstracts shown in the Annotate tab (``examples/app/*.txt``)
     annotate.py     one request: validate the text, run dense and pruned, time both (pure)
