@@ -5,7 +5,9 @@
 Reads results/evaluate_test.json and results/evaluate_test_pruned.json (``bioprune evaluate``),
 results/benchmark_dense.json and results/benchmark_pruning.json (training/benchmark_*.py),
 results/sweep_medline.json (training/sweep_pruning.py) and results/dev_curve.json
-(training/export_dev_curve.py) and replaces
+(training/export_dev_curve.py), and the evaluation suite's results/eval_suite.json,
+error_analysis.json, fairness.json and fidelity_medline.json (training/eval_suite.py,
+error_analysis.py, fairness_analysis.py, fidelity_medline.py), and replaces
 the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers in README.md and
 in the shipped model's card. A missing results file leaves its block as it is.
 """
@@ -124,6 +126,163 @@ def pruning_table(ev: dict, bench: dict | None, sweep: dict | None) -> str:
     return "\n".join(rows)
 
 
+# --- Evaluation suite (training/eval_suite.py, error_analysis.py, fairness_analysis.py, fidelity_medline.py) ---
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _timing_cells(timing: dict | None, batches=("1", "16")) -> list[str]:
+    """'ms/abstract (speedup×)' of the pruned system per batch size; '–' where untimed."""
+    cells = []
+    for bs in batches:
+        e = (timing or {}).get(bs)
+        cells.append(f"{e['pruned']['ms_per_abstract']:.1f} ({e['speedup_median']:.2f}×)" if e else "–")
+    return cells
+
+
+def _suite_footer(res: dict, what: str) -> str:
+    plan = res.get("timing_plan", {})
+    if res.get("timed_groups"):
+        timing = (f"Timing (groups {', '.join(res['timed_groups'])}): ms/abstract of the pruned model and its speedup "
+                  f"over dense (median of {plan.get('rounds', '?')} alternating rounds after warm-up, the same first "
+                  f"{res['timing_docs']} abstracts, {res['threads']} CPU threads).")
+    else:
+        timing = "Not timed in this run (`--timing`)."
+    return (f"{what}: BC5CDR test set, {res['n_documents']} abstracts, shipped model, exact mention match; drop = "
+            f"dense − pruned in F1 points. {timing} `{res['command']}` → `results/eval_suite.json`.")
+
+
+def eval_suite_table(res: dict) -> str | None:
+    rows = [r for r in res["rows"] if r["group"] == "pareto"]
+    if not rows:
+        return None
+    out = ["| configuration | F1 Chemical | F1 Disease | F1 micro | drop | tokens pruned | FLOPs saved "
+           "| docs recovered | batch 1 ms (speedup) | batch 16 ms (speedup) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    dense_t = res.get("dense_timing", {})
+    for r in rows:
+        f = r["f1"]
+        if r["family"] == "dense":
+            timing = [f"{dense_t[bs]['ms_per_abstract']:.1f} (1.00×)" if bs in dense_t else "–" for bs in ("1", "16")]
+            cost = ["–", "–", "–"]
+        else:
+            timing = _timing_cells(r.get("timing"))
+            cost = [_pct(r["tokens_pruned_ratio"]), _pct(r["flops_saved_ratio"]), _pct(r["recovery_rate_documents"])]
+        name = f"**{r['name']}** (default)" if r.get("is_default") else r["name"]
+        out.append(f"| {name} | {f['Chemical']:.4f} | {f['Disease']:.4f} | {f['micro']:.4f} "
+                   f"| {r['f1_drop_points']['micro']:.2f} | " + " | ".join(cost + timing) + " |")
+    out.append("")
+    if not res.get("mlp_available", True):
+        out.append("No `controller.safetensors` beside the model when this ran: the MLP rows are missing.")
+    out.append(_suite_footer(res, "Controllers over λ"))
+    return "\n".join(out)
+
+
+def ablations_table(res: dict) -> str | None:
+    rows = [r for r in res["rows"] if r["group"] == "ablations"]
+    if not rows:
+        return None
+    out = ["| ablation | setting | F1 micro | drop | tokens pruned | FLOPs saved | docs recovered (events) "
+           "| batch 1 ms (speedup) | batch 16 ms (speedup) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        events = ", ".join(f"{k}: {v}" for k, v in r.get("recovery_events_by_trigger", {}).items()) or "none"
+        setting = f"**{r['x']}** (default)" if r.get("is_default") else str(r["x"])
+        out.append(f"| {r['family']} | {setting} | {r['f1']['micro']:.4f} | {r['f1_drop_points']['micro']:.2f} "
+                   f"| {_pct(r['tokens_pruned_ratio'])} | {_pct(r['flops_saved_ratio'])} "
+                   f"| {_pct(r['recovery_rate_documents'])} ({events}) | " + " | ".join(_timing_cells(r.get("timing")))
+                   + " |")
+    out.append("")
+    out.append("Rule controller, every other setting at its default (the λ sweep is the rule curve above). "
+               "`entity_loss only`: `spike_entropy_nats=inf`; `entropy_spike only`: `loss_entity_prob=inf`, "
+               "`loss_next_to_entity=False`.")
+    out.append(_suite_footer(res, "Ablations"))
+    return "\n".join(out)
+
+
+def _mention_text(m: dict | None) -> str:
+    return "–" if m is None else f"“{m['text']}” ({m['type']})"
+
+
+def error_analysis_table(res: dict) -> str:
+    e = res["errors"]
+    out = ["| error kind | dense | pruned | added by pruning | removed by pruning |", "|---|---|---|---|---|"]
+    for k in res["kinds"]:
+        out.append(f"| {k} | {e['dense'][k]} | {e['pruned'][k]} | {e['added_by_pruning'][k]} "
+                   f"| {e['removed_by_pruning'][k]} |")
+    out.append(f"| **total** | {sum(e['dense'].values())} | {sum(e['pruned'].values())} "
+               f"| {sum(e['added_by_pruning'].values())} | {sum(e['removed_by_pruning'].values())} |")
+    a = res["attribution"]
+    out += ["", "| cause of an added error | errors | share |", "|---|---|---|"]
+    for c in res["causes"]:
+        out.append(f"| {c} | {a['by_cause'][c]} | {a['by_cause'][c] / a['total']:.0%} |" if a["total"]
+                   else f"| {c} | 0 | – |")
+    f = a["by_flag"]
+    out += ["", f"Flags (not exclusive): a gold-entity token pruned in {f['entity_tokens_pruned']}, a pruned token "
+            f"with a wrong exit label in {f['wrong_early_exit']}, no token of the mention pruned (context lost) in "
+            f"{f['context_lost']} of the {a['total']} added errors, spread over "
+            f"{res['documents_with_added_errors']} documents.", "", "Examples:", ""]
+    for x in res["examples"]:
+        dense = ", ".join(_mention_text(m) for m in x["dense"]) or "nothing"
+        pruned_tokens = ", ".join(f"“{t['text']}”→{t['label']}" for t in x["pruned_tokens"]) or "none"
+        out.append(f"- {x['doc_id']}, {x['kind']}, *{x['cause']}*: gold {_mention_text(x['gold'])}; dense "
+                   f"{dense}; pruned {_mention_text(x['pruned'])}; pruned tokens there: {pruned_tokens}")
+    c = res["config"]
+    out += ["", f"BC5CDR test set, {res['n_documents']} abstracts; pruned = controller `{c['controller']}`, "
+            f"λ={c['aggressiveness']}, min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, "
+            f"recovery {'on' if c['recovery'] else 'off'}. `{res['command']}` → `results/error_analysis.json`."]
+    return "\n".join(out)
+
+
+def fairness_table(res: dict) -> str:
+    out = ["| grouping | group | gold mentions | recall dense → pruned | recall drop | F1 dense → pruned | F1 drop |",
+           "|---|---|---|---|---|---|---|"]
+    for name, groups in res["groups"].items():
+        for g, v in groups.items():
+            out.append(f"| {name} | {g} | {v['n_gold']} | {v['dense']['recall']:.4f} → {v['pruned']['recall']:.4f} "
+                       f"| {v['drop_points']['recall']:.2f} | {v['dense']['f1']:.4f} → {v['pruned']['f1']:.4f} "
+                       f"| {v['drop_points']['f1']:.2f} |")
+    o = res["overall"]
+    c = res["config"]
+    out += ["", f"All mentions: F1 {o['dense']['f1']:.4f} → {o['pruned']['f1']:.4f} (drop {o['drop_points']['f1']:.2f}). "
+            "Recall is over the group's gold mentions; precision (in the JSON) over predictions whose own text falls "
+            "in the group. Seen = the lower-cased mention string is a gold mention of CDR train + dev "
+            f"({res['training_vocabulary_size']:,} strings); abbreviation: {res['definitions']['abbreviation']}; "
+            f"abstract length in quartiles of the test abstracts. Pruned = controller `{c['controller']}`, "
+            f"λ={c['aggressiveness']}, defaults otherwise. `{res['command']}` → `results/fairness.json`."]
+    return "\n".join(out)
+
+
+def fidelity_table(res: dict) -> str:
+    out = ["| controller | λ | recovery | agreement F1 micro | Chemical | Disease | tokens pruned | FLOPs saved "
+           "| docs recovered |", "|---|---|---|---|---|---|---|---|---|"]
+    for controller, rows in res["controllers"].items():
+        for r in rows:
+            c, f = r["config"], r["f1"]
+            out.append(f"| {controller} | {c['aggressiveness']} | {'on' if c['recovery'] else 'off'} | {f['micro']:.4f} "
+                       f"| {f['Chemical']:.4f} | {f['Disease']:.4f} | {_pct(r['tokens_pruned_ratio'])} "
+                       f"| {_pct(r['flops_saved_ratio'])} | {_pct(r['recovery_rate_documents'])} |")
+    out += ["", f"Agreement = exact-match F1 of the pruned entities against the dense model's on the {res['half']} half "
+            f"of the MEDLINE slice ({res['n_documents']} abstracts with text, never seen in training nor used to choose "
+            f"settings). `{res['command']}` → `results/fidelity_medline.json`."]
+    return "\n".join(out)
+
+
+SUITE_BLOCKS = (("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
+                ("error_analysis", "error_analysis.json", error_analysis_table),
+                ("fairness", "fairness.json", fairness_table), ("fidelity", "fidelity_medline.json", fidelity_table))
+
+
+def suite_blocks() -> dict[str, str]:
+    """The evaluation suite's README blocks, for the results files present."""
+    blocks = {}
+    for name, file, render in SUITE_BLOCKS:
+        res = _load(file)
+        body = render(res) if res is not None else None
+        if body is not None:
+            blocks[name] = body
+    return blocks
+
+
 def fill(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
@@ -140,6 +299,7 @@ def main() -> None:
     ev = _load("evaluate_test_pruned.json")
     if ev is not None:
         blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"), _load("sweep_medline.json"))
+    blocks.update(suite_blocks())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
             continue

@@ -1,0 +1,133 @@
+"""The evaluation suite's plan (rows, timing selection), its JSON output, and the shared timing loop."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bioprune.config import DENSE, PruningConfig
+from bioprune.timing import TimingPlan, time_systems
+from training.analysis.common import config_dict, json_safe, write_json_atomic
+from training.analysis.suite import (ablation_rows, pareto_rows, recovery_variant, suite_rows, timed_groups)
+
+
+def test_pareto_rows_dense_first_mlp_only_when_available():
+    rows = pareto_rows([0.5, 2.0], with_mlp=False)
+    assert [r.name for r in rows] == ["dense", "rule λ=0.5", "rule λ=2"]
+    assert rows[0].config == DENSE and rows[1].config.aggressiveness == 0.5
+    with_mlp = pareto_rows([1.0], with_mlp=True)
+    assert [(r.family, r.config.controller, r.config.recovery) for r in with_mlp[2:]] == \
+        [("mlp", "mlp", False), ("mlp+recovery", "mlp", True)]
+
+
+def test_rows_vary_one_field_from_the_defaults():
+    d = PruningConfig()
+    for row in ablation_rows([0.1], [(2, 4)]):
+        changed = {k for k, v in vars(row.config).items() if getattr(d, k) != v}
+        assert changed <= {"min_keep_ratio", "prune_layers", "recovery", "spike_entropy_nats", "loss_entity_prob",
+                           "loss_next_to_entity"}
+    mkr = ablation_rows([0.1], [])[0]
+    assert mkr.config == d.with_(min_keep_ratio=0.1) and mkr.x == 0.1
+
+
+def test_default_rule_row_is_marked_and_appears_in_several_ablations():
+    rows = suite_rows(["pareto", "ablations"], lambdas=[1.0], with_mlp=False)
+    defaults = [r.name for r in rows if r.is_default]
+    assert defaults == ["rule λ=1", f"min_keep_ratio={PruningConfig().min_keep_ratio:g}",
+                        "prune_layers=(2,)", "recovery on"]
+
+
+def test_recovery_variants_isolate_each_trigger():
+    base = PruningConfig()
+    assert recovery_variant("off", base).recovery is False
+    ent = recovery_variant("entity_loss only", base)
+    assert ent.recovery and ent.spike_entropy_nats == math.inf and ent.loss_entity_prob == base.loss_entity_prob
+    spike = recovery_variant("entropy_spike only", base.with_(loss_next_to_entity=True))
+    assert spike.loss_entity_prob == math.inf and spike.loss_next_to_entity is False
+    assert spike.spike_entropy_nats == base.spike_entropy_nats
+    with pytest.raises(ValueError):
+        recovery_variant("both off", base)
+
+
+def test_timed_groups_flag_semantics():
+    assert timed_groups(None, ["pareto", "ablations"]) == set()
+    assert timed_groups([], ["pareto"]) == {"pareto"}
+    assert timed_groups(["ablations"], ["pareto", "ablations"]) == {"ablations"}
+    assert timed_groups(["ablations"], ["pareto"]) == set()  # not selected, not run, not timed
+    with pytest.raises(ValueError):
+        suite_rows(["pareto", "speed"])
+
+
+def test_json_is_strict_and_written_atomically(tmp_path):
+    config = recovery_variant("entity_loss only")
+    assert config_dict(config)["spike_entropy_nats"] == "inf"
+    assert json_safe({"a": (1.0, float("nan"))}) == {"a": [1.0, "nan"]}
+    path = tmp_path / "out" / "r.json"
+    write_json_atomic(path, {"config": config_dict(config), "x": float("-inf")})
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}"))["x"] == "-inf"
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_time_systems_alternates_after_warm_up_and_takes_median_ratios():
+    calls = []
+    now = [0.0]
+    cost = {"dense": 2.0, "pruned": 1.0}  # seconds per text
+
+    def system(name):
+        def annotate(texts, batch_size):
+            calls.append((name, len(texts), batch_size))
+            now[0] += cost[name] * len(texts)
+        return annotate
+
+    out = time_systems({"dense": system("dense"), "pruned": system("pruned")}, ["t"] * 4,
+                       TimingPlan(rounds=2, warmup_docs=1, batch_sizes=(1, 16)), clock=lambda: now[0])
+    assert calls[:6] == [("dense", 1, 1), ("pruned", 1, 1), ("dense", 4, 1), ("pruned", 4, 1), ("dense", 4, 1),
+                         ("pruned", 4, 1)]
+    assert list(out) == ["1", "16"]
+    assert out["16"]["speedup_median"] == pytest.approx(2.0)
+    assert out["1"]["dense"]["ms_per_abstract"] == pytest.approx(2000.0)
+    assert out["1"]["pruned"]["abstracts_per_s"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        TimingPlan(rounds=0)
+
+
+def _row(group, family, name, x, f1, flops, timing_ms=None, default=False):
+    timing = None if timing_ms is None else {"16": {"pruned": {"ms_per_abstract": timing_ms}, "speedup_median": 1.5,
+                                                    "dense": {"ms_per_abstract": 1.5 * timing_ms}}}
+    return {"group": group, "family": family, "name": name, "x": x, "is_default": default,
+            "f1": {"Chemical": f1, "Disease": f1, "micro": f1}, "f1_drop_points": {"micro": 100 * (0.85 - f1)},
+            "flops_saved_ratio": flops, "tokens_pruned_ratio": 2 * flops, "recovery_rate_documents": 0.1,
+            "recovery_events_by_trigger": {"entropy_spike": 3}, "timing": timing}
+
+
+SUITE = {"n_documents": 500, "timing_docs": 100, "threads": 2, "command": "python training/eval_suite.py",
+         "timed_groups": ["pareto"], "timing_plan": {"rounds": 3}, "mlp_available": False,
+         "dense": {"mention": {"micro": {"f1": 0.85}}}, "dense_timing": {"16": {"ms_per_abstract": 60.0}},
+         "rows": [_row("pareto", "dense", "dense", None, 0.85, 0.0),
+                  _row("pareto", "rule", "rule λ=2", 2.0, 0.83, 0.4, timing_ms=40.0),
+                  _row("pareto", "rule", "rule λ=1", 1.0, 0.84, 0.3, default=True),
+                  _row("ablations", "min_keep_ratio", "min_keep_ratio=0.3", 0.3, 0.84, 0.3, default=True),
+                  _row("ablations", "recovery", "recovery off", "off", 0.839, 0.35)]}
+
+
+def test_plot_data_curves_sorted_by_lambda_with_untimed_points_none():
+    from training.plot_results import ablation_series, dense_point, pareto_curves
+
+    curves = pareto_curves(SUITE)
+    assert list(curves) == ["rule"]  # dense is a point, not a curve
+    assert [p["lambda"] for p in curves["rule"]] == [1.0, 2.0]
+    assert [p["ms"] for p in curves["rule"]] == [None, 40.0]
+    assert dense_point(SUITE) == {"f1": 0.85, "ms": 60.0}
+    series = ablation_series(SUITE, "recovery")
+    assert [s["label"] for s in series] == ["off"] and series[0]["f1_drop"] == pytest.approx(1.1)
+
+
+def test_readme_tables_mark_the_default_and_say_where_mlp_rows_are():
+    from training.render_readme import ablations_table, eval_suite_table
+
+    table = eval_suite_table(SUITE)
+    assert "| **rule λ=1** (default) |" in table and "| 40.0 (1.50×) |" in table
+    assert "controller.safetensors" in table and "`python training/eval_suite.py`" in table
+    assert "| min_keep_ratio | **0.3** (default) |" in ablations_table(SUITE)
+    assert ablations_table({**SUITE, "rows": SUITE["rows"][:3]}) is None  # no ablations run: block left alone

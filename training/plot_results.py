@@ -1,0 +1,189 @@
+"""Charts of the evaluation suite, from the results files (matplotlib, Agg; ``pip install -e ".[eval]"``).
+
+    python training/plot_results.py [--results-dir results] [--output-dir results]
+
+Reads ``eval_suite.json`` (training/eval_suite.py) and ``fairness.json``
+(training/fairness_analysis.py) and writes, where their data is present:
+
+* ``pareto_f1_latency.png``: micro F1 vs ms/abstract at batch 16 (timed rows) and vs FLOPs saved,
+  one curve per controller over λ, dense as a point;
+* ``ablation_min_keep_ratio.png``, ``ablation_prune_layers.png``, ``ablation_recovery.png``: F1 drop,
+  FLOPs saved and documents with recovery along each ablation;
+* ``fairness_groups.png``: F1 and recall drop per group, with the number of gold mentions.
+
+The data selection is plain functions (testable without matplotlib); the plotting is thin.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+logger = logging.getLogger("plot_results")
+
+CURVE_FAMILIES = ("rule", "mlp", "mlp+recovery")
+ABLATIONS = {"min_keep_ratio": ("ablation_min_keep_ratio.png", "min_keep_ratio"),
+             "prune_layers": ("ablation_prune_layers.png", "prune layers"),
+             "recovery": ("ablation_recovery.png", "recovery")}
+TIMED_BATCH = "16"
+
+
+def pareto_curves(suite: dict, batch: str = TIMED_BATCH) -> dict[str, list[dict]]:
+    """Per controller family, its pareto rows sorted by λ: λ, micro F1, FLOPs saved, and the pruned
+    ms/abstract at ``batch`` (None when the row was not timed)."""
+    curves: dict[str, list[dict]] = {}
+    for r in suite["rows"]:
+        if r["group"] != "pareto" or r["family"] not in CURVE_FAMILIES:
+            continue
+        timing = (r.get("timing") or {}).get(batch)
+        curves.setdefault(r["family"], []).append({
+            "lambda": r["x"], "f1": r["f1"]["micro"], "flops_saved": r["flops_saved_ratio"],
+            "ms": timing["pruned"]["ms_per_abstract"] if timing else None})
+    return {f: sorted(pts, key=lambda p: p["lambda"]) for f, pts in curves.items()}
+
+
+def dense_point(suite: dict, batch: str = TIMED_BATCH) -> dict:
+    """Dense micro F1 and its median ms/abstract at ``batch`` over the timed rows (None if untimed)."""
+    timing = suite.get("dense_timing", {}).get(batch)
+    return {"f1": suite["dense"]["mention"]["micro"]["f1"], "ms": timing["ms_per_abstract"] if timing else None}
+
+
+def ablation_series(suite: dict, family: str) -> list[dict]:
+    """The rows of one ablation in run order: label, F1 drop (points), FLOPs saved, tokens pruned,
+    documents with recovery, and whether it is the default configuration."""
+    return [{"label": str(r["x"]), "x": r["x"], "f1_drop": r["f1_drop_points"]["micro"],
+             "flops_saved": r["flops_saved_ratio"], "tokens_pruned": r["tokens_pruned_ratio"],
+             "recovery": r["recovery_rate_documents"], "default": r.get("is_default", False)}
+            for r in suite["rows"] if r["group"] == "ablations" and r["family"] == family]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pareto(suite: dict, path: Path) -> None:
+    plt = _pyplot()
+    curves, dense = pareto_curves(suite), dense_point(suite)
+    fig, (ax_ms, ax_fl) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for family, pts in curves.items():
+        for ax, key, scale in ((ax_ms, "ms", 1.0), (ax_fl, "flops_saved", 100.0)):
+            shown = [p for p in pts if p[key] is not None]
+            if not shown:
+                continue
+            xs = [scale * p[key] for p in shown]
+            ax.plot(xs, [p["f1"] for p in shown], marker="o", label=family)
+            for x, p in zip(xs, shown):
+                ax.annotate(f"λ={p['lambda']:g}", (x, p["f1"]), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    if dense["ms"] is not None:
+        ax_ms.plot([dense["ms"]], [dense["f1"]], marker="*", markersize=12, color="black", linestyle="", label="dense")
+    else:
+        ax_ms.text(0.5, 0.5, "no timing in eval_suite.json\n(run it with --timing pareto)", ha="center",
+                   va="center", transform=ax_ms.transAxes)
+    ax_fl.plot([0.0], [dense["f1"]], marker="*", markersize=12, color="black", linestyle="", label="dense")
+    ax_ms.set_xlabel(f"ms / abstract, batch {TIMED_BATCH}, {suite.get('threads', '?')} CPU threads")
+    ax_fl.set_xlabel("FLOPs saved (%)")
+    for ax in (ax_ms, ax_fl):
+        ax.set_ylabel("micro F1 (exact mention)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"BC5CDR test ({suite['n_documents']} abstracts): F1 vs cost, one curve per controller over λ")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_ablation(suite: dict, family: str, title: str, path: Path) -> bool:
+    series = ablation_series(suite, family)
+    if not series:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    labels = [s["label"] + (" *" if s["default"] else "") for s in series]
+    panels = (("f1_drop", 1.0, "micro F1 drop vs dense (points)"), ("flops_saved", 100.0, "FLOPs saved (%)"),
+              ("recovery", 100.0, "documents with recovery (%)"))
+    numeric = all(isinstance(s["x"], (int, float)) for s in series)
+    for ax, (key, scale, ylabel) in zip(axes, panels):
+        values = [scale * s[key] for s in series]
+        if numeric:
+            ax.plot([s["x"] for s in series], values, marker="o")
+            ax.plot([s["x"] for s in series if s["default"]], [v for s, v in zip(series, values) if s["default"]],
+                     marker="o", linestyle="", color="tab:orange", label="default")
+            ax.set_xlabel(title)
+        else:
+            ax.bar(range(len(series)), values, color=["tab:orange" if s["default"] else "tab:blue" for s in series])
+            ax.set_xticks(range(len(series)), labels, rotation=20, fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Ablation: {title} (rule controller, other settings at their defaults; * = default)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_fairness(fair: dict, path: Path) -> None:
+    plt = _pyplot()
+    groupings = list(fair["groups"].items())
+    fig, axes = plt.subplots(1, len(groupings), figsize=(3.4 * len(groupings), 4.2), squeeze=False)
+    for ax, (name, groups) in zip(axes[0], groupings):
+        names = list(groups)
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], [groups[g]["drop_points"]["f1"] for g in names], width=0.4, label="F1")
+        ax.bar([x + 0.2 for x in xs], [groups[g]["drop_points"]["recall"] for g in names], width=0.4, label="recall")
+        long = max(len(g) for g in names) > 10
+        ax.set_xticks(list(xs), [f"{g}\nn={groups[g]['n_gold']}" for g in names], fontsize=7,
+                      rotation=30 if long else 0, ha="right" if long else "center")
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("drop vs dense (points)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Drop per group, pruned ({fair['config']['controller']}, λ={fair['config']['aggressiveness']:g}) "
+                 f"vs dense, BC5CDR test ({fair['n_documents']} abstracts)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--output-dir", default=None, help="default: the results dir")
+    ns = parser.parse_args(argv)
+    src = Path(ns.results_dir)
+    out = Path(ns.output_dir or ns.results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    suite_file, fair_file = src / "eval_suite.json", src / "fairness.json"
+    if suite_file.is_file():
+        suite = json.loads(suite_file.read_text())
+        if pareto_curves(suite):
+            plot_pareto(suite, out / "pareto_f1_latency.png")
+            written.append(out / "pareto_f1_latency.png")
+        for family, (name, title) in ABLATIONS.items():
+            if plot_ablation(suite, family, title, out / name):
+                written.append(out / name)
+    else:
+        logger.warning("%s not found: no pareto or ablation charts", suite_file)
+    if fair_file.is_file():
+        plot_fairness(json.loads(fair_file.read_text()), out / "fairness_groups.png")
+        written.append(out / "fairness_groups.png")
+    else:
+        logger.warning("%s not found: no fairness chart", fair_file)
+    for p in written:
+        logger.info("wrote %s", p)
+    return written
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    main()
