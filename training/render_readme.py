@@ -4,7 +4,7 @@
 
 Reads results/evaluate_test.json and results/evaluate_test_pruned.json (``bioprune evaluate``),
 results/benchmark_dense.json and results/benchmark_pruning.json (training/benchmark_*.py),
-results/sweep_medline.json (training/sweep_pruning.py) and results/dev_curve.json
+results/dev_curve.json
 (training/export_dev_curve.py), and the evaluation suite's results/eval_suite.json,
 error_analysis.json, fairness.json and fidelity_medline.json (training/eval_suite.py,
 error_analysis.py, fairness_analysis.py, fidelity_medline.py), and replaces
@@ -73,7 +73,7 @@ def dev_curve_table(res: dict) -> str:
     return "\n".join(rows)
 
 
-def pruning_table(ev: dict, bench: dict | None, sweep: dict | None) -> str:
+def pruning_table(ev: dict, bench: dict | None) -> str:
     p, c = ev["pruning"], ev["config"]
     rows = ["| | dense | pruned (defaults) |", "|---|---|---|"]
     for t in ("Chemical", "Disease", "micro"):
@@ -98,31 +98,18 @@ def pruning_table(ev: dict, bench: dict | None, sweep: dict | None) -> str:
                 f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
                 f"{'on' if c['recovery'] else 'off'}. Accuracy: `{ev['command']}` → "
                 "`results/evaluate_test_pruned.json`.")
-    norec = _load("evaluate_test_pruned_norecovery.json")
-    if norec:
-        q = norec["pruning"]
-        rows.append(f"Same run with `--no-recovery`: micro F1 {norec['mention']['micro']['f1']:.4f} (drop "
-                    f"{norec['f1_drop_points']['micro']:.2f} points), FLOPs saved {q['flops_saved_ratio']:.1%}, "
-                    f"tokens pruned {q['tokens_pruned_ratio']:.1%}: `{norec['command']}` → "
-                    "`results/evaluate_test_pruned_norecovery.json` (run with the first trigger defaults, "
-                    "which recovery off makes irrelevant).")
+    for name, flag in (("evaluate_test_pruned_norecovery.json", "--no-recovery"),
+                       ("evaluate_test_pruned_frozen.json", "--frozen-context")):
+        other = _load(name)
+        if other:
+            q = other["pruning"]
+            rows.append(f"Same evaluation with `{flag}`: micro F1 {other['mention']['micro']['f1']:.4f} (drop "
+                        f"{other['f1_drop_points']['micro']:.2f} points), FLOPs saved {q['flops_saved_ratio']:.1%}, "
+                        f"tokens pruned {q['tokens_pruned_ratio']:.1%}, documents with recovery "
+                        f"{q['recovery_rate_documents']:.1%}: `{other['command']}` → `results/{name}`.")
     if bench:
         rows.append(f"Speed: {bench['threads']} CPU threads, {bench['n_abstracts']} abstracts, dense and pruned "
                     f"alternating in one process: `{bench['command']}` → `results/benchmark_pruning.json`.")
-    if sweep:
-        rows += ["", "Sweep of pruning layers and λ — fidelity to the dense model on the first half of the MEDLINE "
-                 "slice (text the model never saw; the dense entities are the reference), run with the first, "
-                 "over-eager recovery triggers (see each row's config in the JSON); it showed recovery firing on "
-                 "> 90% of documents, which led to the current trigger defaults:", "",
-                 "| prune layers | λ | recovery | agreement F1 | FLOPs saved | tokens pruned | docs recovered |",
-                 "|---|---|---|---|---|---|---|"]
-        for r in sweep["rows"]:
-            cfg = r["config"]
-            rows.append(f"| {tuple(cfg['prune_layers'])} | {cfg['aggressiveness']} | {'on' if cfg['recovery'] else 'off'} "
-                        f"| {r['f1']['micro']:.4f} | {r['flops_saved_ratio']:.1%} | {r['tokens_pruned_ratio']:.1%} "
-                        f"| {r['recovery_rate_documents']:.1%} |")
-        rows.append("")
-        rows.append(f"`{sweep['command']}` → `results/sweep_medline.json`.")
     return "\n".join(rows)
 
 
@@ -298,7 +285,7 @@ def main() -> None:
             blocks[name] = render(res)
     ev = _load("evaluate_test_pruned.json")
     if ev is not None:
-        blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"), _load("sweep_medline.json"))
+        blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"))
     blocks.update(suite_blocks())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
