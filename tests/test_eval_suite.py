@@ -26,7 +26,7 @@ def test_rows_vary_one_field_from_the_defaults():
     for row in ablation_rows([0.1], [(2, 4)]):
         changed = {k for k, v in vars(row.config).items() if getattr(d, k) != v}
         assert changed <= {"min_keep_ratio", "prune_layers", "recovery", "spike_entropy_nats", "loss_entity_prob",
-                           "loss_next_to_entity"}
+                           "loss_next_to_entity", "frozen_context"}
     mkr = ablation_rows([0.1], [])[0]
     assert mkr.config == d.with_(min_keep_ratio=0.1) and mkr.x == 0.1
 
@@ -35,7 +35,7 @@ def test_default_rule_row_is_marked_and_appears_in_several_ablations():
     rows = suite_rows(["pareto", "ablations"], lambdas=[1.0], with_mlp=False)
     defaults = [r.name for r in rows if r.is_default]
     assert defaults == ["rule λ=1", f"min_keep_ratio={PruningConfig().min_keep_ratio:g}",
-                        "prune_layers=(2,)", "recovery on"]
+                        "prune_layers=(2,)", "recovery on", "frozen_context off"]
 
 
 def test_recovery_variants_isolate_each_trigger():

@@ -90,13 +90,15 @@ def pareto_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = Tru
 def ablation_rows(min_keep_ratios: Sequence[float] = DEFAULT_MIN_KEEP_RATIOS,
                   layer_sets: Sequence[Sequence[int]] = DEFAULT_LAYER_SETS,
                   base: PruningConfig = PruningConfig()) -> list[SuiteRow]:
-    """Rule controller (unless the base says otherwise): min_keep_ratio, prune layers, recovery."""
+    """Rule controller (unless the base says otherwise): min_keep_ratio, prune layers, recovery, frozen context."""
     rows = [SuiteRow("ablations", "min_keep_ratio", f"min_keep_ratio={_num(r)}", base.with_(min_keep_ratio=r), r)
             for r in min_keep_ratios]
     rows += [SuiteRow("ablations", "prune_layers", f"prune_layers={layers_text(ls)}",
                       base.with_(prune_layers=tuple(ls)), layers_text(ls)) for ls in layer_sets]
     rows += [SuiteRow("ablations", "recovery", f"recovery {v}", recovery_variant(v, base), v)
              for v in RECOVERY_VARIANTS]
+    rows += [SuiteRow("ablations", "frozen_context", f"frozen_context {v}", base.with_(frozen_context=v == "on"), v)
+             for v in ("off", "on")]
     return rows
 
 
