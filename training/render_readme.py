@@ -162,6 +162,13 @@ def eval_suite_table(res: dict) -> str | None:
     if not res.get("mlp_available", True):
         out.append("No `controller.safetensors` beside the model when this ran: the MLP rows are missing.")
     out.append(_suite_footer(res, "Controllers over λ"))
+    overhead = _load("controller_overhead.json")
+    if overhead:
+        us = overhead["us_per_token"]
+        out.append(f"Controller overhead per token: MLP {us['mlp_controller']:.3f} µs, rule {us['rule_controller']:.3f} µs, "
+                   f"exit head {us['exit_head']:.3f} µs, against {us['encoder_layer']:.1f} µs for one encoder layer "
+                   f"(MLP = {overhead['mlp_vs_layer']:.2%} of a layer): `{overhead['command'].strip()}` → "
+                   "`results/controller_overhead.json`.")
     return "\n".join(out)
 
 
