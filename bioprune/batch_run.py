@@ -14,6 +14,8 @@ uninterrupted run would. Output to a stream (``output=None``) has no journal and
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import json
 import logging
@@ -96,6 +98,25 @@ def record_line(record: RecordError | DeletedRecord) -> str:
 def iter_all_records(paths: Sequence[str | Path], input_format: str = "auto") -> Iterator[Record]:
     for path in paths:
         yield from iter_records(path, input_format)
+
+
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (like ``MALLOC_ARENA_MAX``); call before worker threads start.
+
+    Each torch and tokenizer worker thread otherwise gets its own arena, and freed tensor memory
+    of ever-new shapes piles up in them: the peak RSS of a long run grew with the input (MEDLINE
+    slice given 1x, 4x, 16x: 919, 1,164, 1,929 MB) though the working set does not. False where
+    there is no glibc.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
+    except OSError:
+        return False
+    return bool(mallopt and mallopt(M_ARENA_MAX, arenas))
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
