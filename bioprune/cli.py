@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from bioprune.batch_run import limit_malloc_arenas
 
-    limit_malloc_arenas()  # before torch or the tokenizer start threads: keeps long runs' memory flat
+    limit_malloc_arenas()  # before torch or the tokenizer start threads: less memory growth on long runs
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
