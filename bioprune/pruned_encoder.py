@@ -132,10 +132,11 @@ class PrunedEncoder:
                     buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
                                           pruned_score=pruned_score)
                 flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
+                before = seqs
                 seqs, leaving = self._prune_point(i, seqs, attention, special, config, probs, pruned_layer,
                                                   pruned_score, n_real=valid.sum(dim=1))
-                if config.frozen_context:
-                    frozen = merge(frozen, leaving)
+                if config.frozen_context:  # gather the leavers' states only when they serve as context
+                    frozen = merge(frozen, prune(before, leaving)[0])
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double(), frozen)
@@ -163,10 +164,10 @@ class PrunedEncoder:
 
     def _prune_point(self, layer: int, seqs: Sequences, attention, special: torch.Tensor,
                      config: PruningConfig, probs, pruned_layer, pruned_score,
-                     n_real: torch.Tensor) -> tuple[Sequences, Sequences]:
+                     n_real: torch.Tensor) -> tuple[Sequences, torch.Tensor]:
         """Decide and remove; record the leavers' exit probabilities into the (B, T) buffers.
 
-        Returns the kept sequences and the leaving tokens (packed, with their states at this point).
+        Returns the kept sequences and ``leaving`` (B, T'), the tokens that left (a mask over ``seqs``).
         """
         exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
         signals = token_signals(attention, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
@@ -182,7 +183,7 @@ class PrunedEncoder:
                                        leaving).squeeze(-1))
             pruned_score.copy_(restore(pruned_score.unsqueeze(-1), importance.unsqueeze(-1).float(),
                                        seqs.positions, leaving).squeeze(-1))
-        return prune(seqs, keep)[0], prune(seqs, leaving)[0]
+        return prune(seqs, keep)[0], leaving
 
     def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor, frozen_context: bool):
         """Re-run layers first_layer..L-1 for ``rows`` with the recovered tokens back in.
