@@ -12,6 +12,11 @@ abbreviations. Tags are BIO on the model's own subword tokens (bioprune.labels).
 run scores mention-level exact-match F1 on dev after every epoch (the dev curve); the shipped model
 is then trained on train+dev with the recipe chosen on dev.
 
+``--prune-layers 2`` makes it pruning-aware (training/prune_aware.py): on half the steps the tokens
+the model itself is confident are O leave after layer 2, so the kept tokens learn not to lean on
+them. The shipped model is the 8-epoch dense fine-tune continued for 2 such epochs
+(``--base`` that model, ``--learning-rate 3e-5``); its ``training_run.json`` nests the first run.
+
 Writes to ``--output``: model.safetensors (fp16 by default), config.json, tokenizer files and
 ``training_run.json`` (arguments, seed, data md5s, library versions, per-epoch loss and dev scores).
 """
@@ -39,6 +44,7 @@ from bioprune.evaluation import evaluate_engine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402
+from training.prune_aware import PruneAwareConfig, training_loss  # noqa: E402
 
 logger = logging.getLogger("finetune")
 
@@ -68,6 +74,8 @@ class FinetuneArgs:
     threads: int = 2  # torch CPU threads
     device: str = "cpu"  # "cpu" or "cuda"
     save_fp16: bool = True  # store weights in half precision (inference upcasts to fp32)
+    prune_layers: tuple[int, ...] = ()  # pruning-aware training at these points (training/prune_aware.py); () off
+    prune_step_probability: float = 0.5  # share of steps that train with tokens removed
 
 
 def md5(path: str) -> str:
@@ -139,6 +147,9 @@ def finetune(args: FinetuneArgs) -> dict:
     steps = args.epochs * math.ceil(len(examples) / args.batch_size)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * steps), steps)
     rng = random.Random(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    prune_aware = (PruneAwareConfig(layers=tuple(args.prune_layers), step_probability=args.prune_step_probability)
+                   if args.prune_layers else None)
     history = []
     started = time.time()
     progress = tqdm(total=steps, desc="finetune", unit="step")
@@ -146,7 +157,8 @@ def finetune(args: FinetuneArgs) -> dict:
         model.train()
         total, n = 0.0, 0
         for idx in make_batches(examples, args.batch_size, rng):
-            loss = model(**collate(examples, idx, tokenizer.pad_token_id, args.device)).loss
+            loss = training_loss(model, collate(examples, idx, tokenizer.pad_token_id, args.device), prune_aware,
+                                 generator)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -185,6 +197,9 @@ def _write_run(out: Path, args: FinetuneArgs, docs, dropped: int, history: list)
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "epochs": history,
     }
+    base_run = Path(args.base) / "training_run.json"
+    if base_run.is_file() and base_run.resolve() != (out / "training_run.json").resolve():
+        run["base_run"] = json.loads(base_run.read_text())  # continued training: how the starting weights were made
     (out / "training_run.json").write_text(json.dumps(run, indent=2))
     return run
 
@@ -202,8 +217,11 @@ def parse_args(argv=None) -> FinetuneArgs:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     parser.add_argument("--no-fp16", dest="save_fp16", action="store_false")
+    parser.add_argument("--prune-layers", type=int, nargs="*", default=[],
+                        help="pruning-aware training: remove confident-O tokens after these layers on a share of steps")
+    parser.add_argument("--prune-step-probability", type=float, default=defaults.prune_step_probability)
     ns = parser.parse_args(argv)
-    return FinetuneArgs(**{**vars(ns), "train": tuple(ns.train)})
+    return FinetuneArgs(**{**vars(ns), "train": tuple(ns.train), "prune_layers": tuple(ns.prune_layers)})
 
 
 if __name__ == "__main__":

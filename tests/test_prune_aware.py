@@ -1,0 +1,75 @@
+"""Pruning-aware fine-tuning (training/prune_aware.py): the pruned loss is the real forward with tokens removed."""
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForTokenClassification
+
+from bioprune.labels import IGNORE_INDEX
+from training.prune_aware import PruneAwareConfig, leaving_candidates, pruned_loss, training_loss
+
+
+def _batch(vocab_size: int, lengths=(9, 6)) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    B, T = len(lengths), max(lengths)
+    ids = torch.randint(5, vocab_size, (B, T), generator=g)
+    mask = torch.zeros(B, T, dtype=torch.long)
+    labels = torch.randint(0, 5, (B, T), generator=g)
+    for b, n in enumerate(lengths):
+        mask[b, :n] = 1
+        labels[b, 0] = labels[b, n - 1] = IGNORE_INDEX  # [CLS], [SEP]
+        labels[b, n:] = IGNORE_INDEX
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _model(tiny_model_dir):
+    return AutoModelForTokenClassification.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+def test_nothing_leaving_gives_the_dense_loss(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    batch = _batch(model.config.vocab_size)
+    with torch.no_grad():
+        dense = model(**batch).loss
+        pruned = pruned_loss(model, **batch, leave=torch.zeros_like(batch["labels"], dtype=torch.bool), layer=1)
+    assert torch.allclose(dense, pruned, atol=1e-5)
+
+
+def test_removed_tokens_are_out_of_the_loss_and_the_context(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    batch = _batch(model.config.vocab_size)
+    leave = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    leave[0, 3:6] = True
+    # changing the removed tokens' labels changes nothing: they are not scored
+    other = dict(batch, labels=batch["labels"].clone())
+    other["labels"][0, 3:6] = (other["labels"][0, 3:6] + 1) % 5
+    with torch.no_grad():
+        assert torch.equal(pruned_loss(model, **batch, leave=leave, layer=1),
+                           pruned_loss(model, **other, leave=leave, layer=1))
+        # removed before the first layer they leave no trace: their ids do not matter; after it they do
+        swapped = dict(batch, input_ids=batch["input_ids"].clone())
+        swapped["input_ids"][0, 3:6] = 7
+        a = pruned_loss(model, **batch, leave=leave, layer=0)
+        b = pruned_loss(model, **swapped, leave=leave, layer=0)
+        c = pruned_loss(model, **swapped, leave=leave, layer=1)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(pruned_loss(model, **batch, leave=leave, layer=1).detach(), c, atol=1e-6)
+
+
+def test_candidates_never_special_or_padding(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    batch = _batch(model.config.vocab_size)
+    every = leaving_candidates(model, batch["input_ids"], batch["attention_mask"], batch["labels"], confident_o=0.0)
+    assert torch.equal(every, batch["labels"] != IGNORE_INDEX)
+    assert not leaving_candidates(model, batch["input_ids"], batch["attention_mask"], batch["labels"], 1.01).any()
+
+
+def test_training_loss_dense_when_off_and_finite_when_pruning(tiny_model_dir):
+    model = _model(tiny_model_dir)
+    batch = _batch(model.config.vocab_size)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        assert torch.equal(training_loss(model, batch, None, g), model(**batch).loss)
+        always = PruneAwareConfig(layers=(1,), step_probability=1.0, confident_o=0.0)
+        losses = {float(training_loss(model, batch, always, g)) for _ in range(4)}
+    assert all(torch.isfinite(torch.tensor(sorted(losses))))
+    assert len(losses) > 1  # the leaving share is drawn per step

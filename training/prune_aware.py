@@ -1,0 +1,78 @@
+"""Pruning-aware fine-tuning: train the encoder with token removal in the loop.
+
+Pruning after layer k takes context away from the tokens that stay, and that is what costs F1:
+the error analysis (results/error_analysis.json) traces 565 of the 599 errors pruning adds to
+"context lost" — every token of the mention ran every layer, yet its label changed. A model that
+only ever saw full sequences has no reason to make its kept tokens independent of the tokens the
+controller removes. Training steps that remove them teach exactly that (the idea of Learned Token
+Pruning, Kim et al., KDD 2022, with real removal instead of LTP's masking).
+
+Which tokens leave during training mimics inference without needing exit heads or a controller:
+tokens the current model itself labels O with p(O) >= ``confident_o`` (a no-grad dense pass in eval
+mode: self-distilled, like the exit heads), of which a random share leaves, so the model sees light
+and heavy pruning. Special tokens and padding never leave. The loss is cross-entropy with the gold
+tags on the kept tokens only: pruned tokens get their labels from the exit heads, trained afterwards
+on the new backbone (training/train_exits.py). Layers run through :func:`bioprune.encoder.run_layer`,
+the same code inference runs (it applies hidden dropout in train mode, not attention dropout).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from bioprune.encoder import Sequences, base_of, classify, embed, prune, run_layer
+from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID
+
+
+@dataclass(frozen=True)
+class PruneAwareConfig:
+    """How training steps prune (all probabilities in [0, 1])."""
+
+    layers: tuple[int, ...] = (2,)  # pruning points to train for: one is drawn per pruned step
+    step_probability: float = 0.5  # share of steps that prune; the others train the dense path
+    confident_o: float = 0.9  # candidates: tokens the model itself labels O with at least this p(O)
+    min_leave_share: float = 0.3  # each pruned step removes a share drawn uniformly in [min, max]
+    max_leave_share: float = 1.0  # of the candidates
+
+
+@torch.no_grad()
+def leaving_candidates(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                       confident_o: float) -> torch.Tensor:
+    """(B, T) bool: real, non-special tokens the model's own dense pass labels O with p(O) >= confident_o."""
+    was_training = model.training
+    model.eval()
+    probs = model(input_ids=input_ids, attention_mask=attention_mask).logits.softmax(dim=-1)  # (B, T, C)
+    model.train(was_training)
+    special = labels == IGNORE_INDEX  # [CLS], [SEP] and padding carry no tag
+    return attention_mask.bool() & ~special & (probs[..., LABEL_TO_ID["O"]] >= confident_o)
+
+
+def pruned_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                leave: torch.Tensor, layer: int) -> torch.Tensor:
+    """Cross-entropy on the kept tokens when the tokens in ``leave`` (B, T) are removed after ``layer`` layers."""
+    B, T = input_ids.shape
+    seqs = Sequences(hidden=embed(model, input_ids), positions=torch.arange(T, device=input_ids.device).expand(B, T),
+                     valid=attention_mask.bool())
+    for i, block in enumerate(base_of(model).encoder.layer):
+        if i == layer:
+            seqs = prune(seqs, seqs.valid & ~leave.gather(1, seqs.positions))[0]
+        seqs = replace(seqs, hidden=run_layer(block, seqs.hidden, seqs.valid)[0])
+    logits = classify(model, seqs.hidden)  # (B, T', C)
+    gold = labels.gather(1, seqs.positions).masked_fill(~seqs.valid, IGNORE_INDEX)  # (B, T')
+    return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def training_loss(model, batch: dict[str, torch.Tensor], config: PruneAwareConfig | None,
+                  generator: torch.Generator) -> torch.Tensor:
+    """The step's loss: the plain dense loss, or (with ``config.step_probability``) a pruned one."""
+    if config is None or torch.rand((), generator=generator) >= config.step_probability:
+        return model(**batch).loss
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    candidates = leaving_candidates(model, ids, mask, labels, config.confident_o)
+    low, high = config.min_leave_share, config.max_leave_share
+    share = low + (high - low) * float(torch.rand((), generator=generator))
+    leave = candidates & (torch.rand(ids.shape, generator=generator).to(ids.device) < share)  # (B, T)
+    layer = config.layers[int(torch.randint(len(config.layers), (), generator=generator))]
+    return pruned_loss(model, ids, mask, labels, leave, layer)
