@@ -83,6 +83,9 @@ class ShardAnnotator:
     """A Ray actor: one engine, loaded once; each call annotates whole input files."""
 
     def __init__(self, job: RayJob):
+        from bioprune.batch_run import limit_malloc_growth
+
+        limit_malloc_growth()  # each actor is a long-running process: keep its memory flat too
         import torch
 
         from bioprune.config import PruningConfig

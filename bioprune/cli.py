@@ -226,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"fraction of tokens that always stay (default {d.min_keep_ratio})")
         p.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers),
                        help=f"prune after this many layers (default {' '.join(map(str, d.prune_layers))})")
-        p.add_argument("--no-recovery", dest="recovery", action="store_false",
-                       help="never re-insert pruned tokens")
+        p.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery,
+                       help="re-insert pruned tokens and re-run where the result looks unsafe "
+                            f"(default {'on' if d.recovery else 'off'})")
         p.add_argument("--frozen-context", action="store_true",
                        help="later layers still attend to pruned tokens' frozen states (more accurate, slower)")
 
@@ -264,9 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bioprune.batch_run import limit_malloc_arenas
+    from bioprune.batch_run import limit_malloc_growth
 
-    limit_malloc_arenas()  # before torch or the tokenizer start threads: less memory growth on long runs
+    limit_malloc_growth()  # before torch or the tokenizer start threads: memory flat on long runs
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:

@@ -6,6 +6,7 @@ import csv
 import gzip
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bioprune.batch_run import limit_malloc_growth
 from bioprune.cli import main
 from bioprune.io.checkpoint import CheckpointedOutput, journal_path
 from bioprune.io.inputs import iter_records
@@ -259,3 +261,9 @@ def test_kill_midway_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_mod
     assert _annotate(tiny_model_dir, [src], full, *opts) == 0
     assert killed.read_bytes() == full.read_bytes()
     assert [r["id"] for r in _jsonl(killed)] == [r["id"] for r in rows]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_malloc_growth_limits_are_accepted_by_glibc():
+    # mallopt answers 0 for a parameter it does not know: this fails if either constant is wrong
+    assert limit_malloc_growth() is True
