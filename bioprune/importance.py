@@ -40,10 +40,12 @@ def row_attention_signals(scores: torch.Tensor, probs: torch.Tensor) -> tuple[to
 
     scores: (nh, n, nk) attention logits (scaled), probs: their softmax. The entropy uses
     H = logsumexp(s) - sum(p * s), which needs no elementwise log over the n x n matrix (several
-    times cheaper on CPU than ``entr``); ``scores`` is overwritten.
+    times cheaper on CPU than ``entr``); and logsumexp(s) = max(s) - log(max(p)), since
+    log p = s - logsumexp(s) at every key and the largest p sits at the largest s: two max passes
+    instead of another exp over the matrix. ``scores`` is overwritten.
     """
     n = scores.size(-1)
-    lse = torch.logsumexp(scores, dim=-1)  # (nh, n)
+    lse = scores.amax(dim=-1) - probs.amax(dim=-1).log()  # (nh, n); max p >= 1/nk, so the log is safe
     row_entropy = (lse - scores.mul_(probs).sum(dim=-1)).mean(dim=0)  # (n,): mean over heads, nats
     entropy = row_entropy / math.log(max(n, 2))
     received = probs.sum(dim=1).mean(dim=0)  # (nk,): attention each key gets from all queries, mean over heads
