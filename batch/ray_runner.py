@@ -55,6 +55,7 @@ class RayJob:
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
     fingerprint: dict = field(default_factory=dict)  # the job identity, for each file's journal
     quiet: bool = False  # no Ray Data progress bars or progress logging
+    memory: str = "flat"  # the actors' malloc set-up (bioprune.batch_run.limit_malloc_growth)
 
     def shard_fingerprint(self, source: str | Path) -> dict:
         stat = Path(source).stat()
@@ -85,7 +86,7 @@ class ShardAnnotator:
     def __init__(self, job: RayJob):
         from bioprune.batch_run import limit_malloc_growth
 
-        limit_malloc_growth()  # each actor is a long-running process: keep its memory flat too
+        limit_malloc_growth(job.memory)  # each actor is a long-running process: the same memory set-up
         import torch
 
         from bioprune.config import PruningConfig

@@ -102,21 +102,26 @@ def iter_all_records(paths: Sequence[str | Path], input_format: str = "auto") ->
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
 M_ARENA_MAX = -8
-MMAP_THRESHOLD_BYTES = 1 << 20  # allocations from 1 MiB up (tensors) get their own mapping, freed to the OS
+MMAP_THRESHOLD_BYTES = 1 << 20  # in "flat" mode, allocations from 1 MiB up (tensors) get their own mapping
+MEMORY_MODES = ("flat", "fast")
 
 
-def limit_malloc_growth(arenas: int = 2, mmap_threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Keep glibc malloc from hoarding freed tensor memory on long runs; call before worker threads start.
+def limit_malloc_growth(mode: str = "flat", arenas: int = 2) -> bool:
+    """Set glibc malloc up for a long batch run; call before torch or the tokenizer start threads.
 
     A batch run allocates tensors of ever-new shapes (batches are as long as their documents). glibc
     raises its mmap threshold each time a mapped block is freed (up to 32 MiB), so after warm-up
-    tensors live in the heap arenas, one per torch/tokenizer thread, and the freed holes of
-    different sizes pile up: the peak RSS of ``bioprune annotate`` grew with the input (MEDLINE slice
-    given 1x, 4x, 16x: 919, 1,164, 1,929 MB) though the working set does not. A fixed threshold
-    (like ``MALLOC_MMAP_THRESHOLD_``) gives every tensor its own mapping, returned to the OS when
-    freed, and capping the arenas (like ``MALLOC_ARENA_MAX``) bounds the small-object heaps.
+    tensors live in the heap, and freed holes of different sizes pile up: the peak RSS grows with
+    the input although the working set does not. Both modes cap the arenas at ``arenas`` (like
+    ``MALLOC_ARENA_MAX``), which bounds the per-thread heaps. ``"flat"`` also fixes the threshold at
+    1 MiB (like ``MALLOC_MMAP_THRESHOLD_``): every tensor gets its own mapping, returned to the OS
+    when freed, so the peak stays flat however long the input (MEDLINE slice given 1x, 4x, 16x:
+    results/benchmark_batch.json) — but fresh mappings are page-faulted in for every tensor, which
+    cost about 30% of throughput on a 2-core machine. ``"fast"`` keeps glibc's adaptive threshold.
     False where there is no glibc.
     """
+    if mode not in MEMORY_MODES:
+        raise ValueError(f"memory mode must be one of {MEMORY_MODES}, got {mode!r}")
     name = ctypes.util.find_library("c")
     try:
         mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
@@ -124,7 +129,8 @@ def limit_malloc_growth(arenas: int = 2, mmap_threshold_bytes: int = MMAP_THRESH
         return False
     if mallopt is None:
         return False
-    return bool(mallopt(M_ARENA_MAX, arenas)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold_bytes))
+    ok = bool(mallopt(M_ARENA_MAX, arenas))
+    return ok and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) if mode == "flat" else ok
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

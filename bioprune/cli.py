@@ -133,7 +133,7 @@ def _annotate_on_ray(args) -> int:
                  input_format=args.input_format, model=str(Path(args.model).resolve()) if args.model else None,
                  config=asdict(engine.config), device=args.device, batch_size=args.batch_size,
                  chunk_size=args.chunk_size, resume=args.resume, num_actors=args.num_actors,
-                 cpus_per_actor=args.cpus_per_actor, address=args.ray_address, quiet=args.quiet,
+                 cpus_per_actor=args.cpus_per_actor, address=args.ray_address, quiet=args.quiet, memory=args.memory,
                  fingerprint={k: v for k, v in _fingerprint(args, engine).items() if k != "inputs"})
     del engine
     started = time.perf_counter()
@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run on the same output (no duplicates, no gaps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--memory", default="flat", choices=["flat", "fast"],
+                   help="flat (default): peak memory does not grow with the input; fast: glibc's own "
+                        "allocation strategy, about 30%% faster on 2 cores, peak memory grows slowly with the input")
     ray_group = p.add_argument_group("Ray (pip install \"bioprune[ray]\")")
     ray_group.add_argument("--ray", action="store_true",
                            help="run on Ray Data: one actor per model, one input file per shard")
@@ -267,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from bioprune.batch_run import limit_malloc_growth
 
-    limit_malloc_growth()  # before torch or the tokenizer start threads: memory flat on long runs
     args = build_parser().parse_args(argv)
+    limit_malloc_growth(getattr(args, "memory", "flat"))  # before torch or the tokenizer start threads
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
         print(f"bioprune: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)

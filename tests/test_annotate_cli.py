@@ -266,4 +266,7 @@ def test_kill_midway_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_mod
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_malloc_growth_limits_are_accepted_by_glibc():
     # mallopt answers 0 for a parameter it does not know: this fails if either constant is wrong
-    assert limit_malloc_growth() is True
+    assert limit_malloc_growth("flat") is True
+    assert limit_malloc_growth("fast") is True
+    with pytest.raises(ValueError, match="memory mode"):
+        limit_malloc_growth("small")
