@@ -30,9 +30,9 @@ ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 DEFAULT_CONFIG = {
     "model": None,  # a model directory written by training/; None (null in a .cfg): the shipped model
     "controller": "default",  # "default": the engine's default (dense; pruning is opt-in)
-    "lambda_": 1.0,  # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it)
+    "lambda_": 2.0,  # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it)
     "min_keep_ratio": 0.3,  # at least this fraction of each sequence's tokens runs every layer
-    "recovery": True,  # re-insert pruned tokens and re-run when the pruned result looks unsafe
+    "recovery": False,  # re-insert pruned tokens and re-run when the pruned result looks unsafe
     "batch_size": 16,  # sequences (≤512-token windows) per forward pass
     "device": "cpu",  # torch device string: "cpu", "cuda", "cuda:1", ...
     "labels": dict(DEFAULT_LABELS),  # engine type -> spaCy label, as in scispaCy's BC5CDR model
@@ -47,9 +47,9 @@ class ComponentSettings:
 
     model: Optional[str] = None
     controller: Controller = "default"
-    lambda_: float = 1.0
+    lambda_: float = 2.0
     min_keep_ratio: float = 0.3
-    recovery: bool = True
+    recovery: bool = False
     batch_size: int = 16
     device: str = "cpu"
     labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))

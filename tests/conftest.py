@@ -156,7 +156,7 @@ def outside_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 def pruning_engine(pruning_model_dir) -> PruningEngine:
     from bioprune.config import PruningConfig
 
-    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(prune_layers=(1, 2)))
+    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)))
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +164,7 @@ def outside_engine(outside_model_dir) -> PruningEngine:
     """Engine over the O-biased exit heads; tests switch configs with ``with_config``."""
     from bioprune.config import PruningConfig
 
-    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(prune_layers=(1, 2)))
+    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)))
 
 
 # --- app fixtures (tests/test_app*.py): the shipped model, the built app, one launched server -----

@@ -32,10 +32,11 @@ def test_rows_vary_one_field_from_the_defaults():
 
 
 def test_default_rule_row_is_marked_and_appears_in_several_ablations():
-    rows = suite_rows(["pareto", "ablations"], lambdas=[1.0], with_mlp=False)
+    d = PruningConfig()
+    rows = suite_rows(["pareto", "ablations"], lambdas=[1.0, d.aggressiveness], with_mlp=False)
     defaults = [r.name for r in rows if r.is_default]
-    assert defaults == ["rule λ=1", f"min_keep_ratio={PruningConfig().min_keep_ratio:g}",
-                        "prune_layers=(2,)", "recovery on", "frozen_context off"]
+    assert defaults == [f"rule λ={d.aggressiveness:g}", f"min_keep_ratio={d.min_keep_ratio:g}",
+                        "prune_layers=(2,)", f"recovery {'on' if d.recovery else 'off'}", "frozen_context off"]
 
 
 def test_recovery_variants_isolate_each_trigger():

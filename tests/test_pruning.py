@@ -194,7 +194,7 @@ def test_enabled_config_with_nothing_pruned_equals_dense(outside_engine, texts):
     """λ = 0: no token is prunable, so the pruning points (explicit attention probs, exit heads,
     gather) run but the forward must still be the dense model."""
     ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
-    config = PruningConfig(aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2))
+    config = PruningConfig(recovery=True, aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2))
     assert config.enabled
     dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
     out = outside_engine.encoder.forward(ids, mask, special, config)
@@ -244,7 +244,8 @@ def test_grouped_layer_equals_one_padded_batch(outside_engine):
 
 
 def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
-    full = outside_engine.with_config(PruningConfig(min_keep_ratio=1.0, controller="rule", prune_layers=(1, 2)))
+    full = outside_engine.with_config(PruningConfig(recovery=True, aggressiveness=1.0, min_keep_ratio=1.0,
+                                                    controller="rule", prune_layers=(1, 2)))
     dense = outside_engine.with_config(DENSE)
     a_full, a_dense = full.annotate(mixed_texts), dense.annotate(mixed_texts)
     assert [_entity_tuples(a) for a in a_full] == [_entity_tuples(a) for a in a_dense]
@@ -281,11 +282,11 @@ def test_special_tokens_and_padding_never_pruned(outside_engine, texts, recovery
 # --- 4. recovered tokens are pruned tokens -------------------------------------------------------
 
 RECOVERY_CONFIGS = [
-    PruningConfig(prune_layers=(1, 2)),
-    PruningConfig(prune_layers=(2,), aggressiveness=5.0, min_keep_ratio=0.1),
-    PruningConfig(prune_layers=(1,), aggressiveness=0.3, min_keep_ratio=0.0, recovery_window_tokens=4),
-    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, spike_entropy_nats=0.0),
-    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.2, loss_entity_prob=0.0,
+    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
+    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=5.0, min_keep_ratio=0.1),
+    PruningConfig(recovery=True, prune_layers=(1,), aggressiveness=0.3, min_keep_ratio=0.0, recovery_window_tokens=4),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, spike_entropy_nats=0.0),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.2, loss_entity_prob=0.0,
                   guard_window_tokens=0),
 ]
 
@@ -365,10 +366,10 @@ def _recovered_positions(trace) -> set[int]:
 
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
-    PruningConfig(prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
-    PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
-    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
+    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
+    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
+    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
 ])
 def test_recovery_flops_are_recorded(outside_engine, texts, config):
     on = outside_engine.with_config(config).annotate(texts)
@@ -398,8 +399,8 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
 # --- 7. batching does not change pruning decisions ------------------------------------------------
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(prune_layers=(1, 2)),
-    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.3),
+    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.3),
     PruningConfig(prune_layers=(2,), aggressiveness=0.2, min_keep_ratio=0.0, recovery=False),
 ])
 def test_batched_equals_one_at_a_time_under_pruning(outside_engine, mixed_texts, config):
@@ -426,8 +427,8 @@ ODD_TEXTS = ["", "   ", "\n\t", "a", "😀famotidine😀 中文 e\u0301 ﬁ\x07 
 
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(prune_layers=(1, 2)),
-    PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
+    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
     PruningConfig(prune_layers=(2,), aggressiveness=0.2, min_keep_ratio=0.5, recovery=False),
 ])
 def test_offsets_valid_with_pruning(outside_engine, long_text, texts, config):
@@ -463,11 +464,11 @@ def test_offsets_valid_with_pruning(outside_engine, long_text, texts, config):
 # --- 9. trace sanity -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(prune_layers=(2,), recovery=False),
+    PruningConfig(aggressiveness=1.0, prune_layers=(2,), recovery=False),
     PruningConfig(prune_layers=(2,), aggressiveness=0.0, recovery=False),  # nothing prunable
     PruningConfig(prune_layers=(1,), aggressiveness=0.2, min_keep_ratio=0.5, recovery=False),
     PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, recovery=False),
-    PruningConfig(prune_layers=(1, 2)),
+    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
 ])
 def test_trace_sanity(outside_engine, mixed_texts, config):
     engine = outside_engine.with_config(config)

@@ -137,7 +137,7 @@ def test_pruning_settings_and_extensions(outside_model_dir):
         assert doc._.bioprune_keep_ratio == pytest.approx(ann.trace.keep_ratio)
         assert doc._.bioprune_keep_ratio < 1.0
         assert doc._.bioprune_flops_saved_ratio == pytest.approx(ann.trace.flops_saved_ratio)
-    recovering = _nlp(outside_model_dir, controller="rule")
+    recovering = _nlp(outside_model_dir, controller="rule", lambda_=1.0, recovery=True)
     doc = recovering(TEXTS[0])
     [ann] = recovering.get_pipe("bioprune_ner").engine.annotate([TEXTS[0]])
     assert ann.trace.recovery_events  # the O-biased exit heads trigger recovery on this text

@@ -72,7 +72,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--lambda", dest="aggressiveness", type=float, default=c.aggressiveness)
     parser.add_argument("--min-keep-ratio", type=float, default=c.min_keep_ratio)
     parser.add_argument("--prune-layers", type=int, nargs="+", default=list(c.prune_layers))
-    parser.add_argument("--no-recovery", dest="recovery", action="store_false")
+    parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=c.recovery)
     ns = parser.parse_args(argv)
     config = PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
                            min_keep_ratio=ns.min_keep_ratio, prune_layers=tuple(ns.prune_layers),

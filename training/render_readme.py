@@ -98,7 +98,7 @@ def pruning_table(ev: dict, bench: dict | None) -> str:
                 f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
                 f"{'on' if c['recovery'] else 'off'}. Accuracy: `{ev['command']}` → "
                 "`results/evaluate_test_pruned.json`.")
-    for name, flag in (("evaluate_test_pruned_norecovery.json", "--no-recovery"),
+    for name, flag in (("evaluate_test_pruned_recovery.json", "--recovery"),
                        ("evaluate_test_pruned_frozen.json", "--frozen-context")):
         other = _load(name)
         if other:
@@ -290,6 +290,10 @@ def main() -> None:
         res = _load(file)
         if res is not None:
             blocks[name] = render(res)
+    pa = _load("prune_aware_dev.json")
+    if pa is not None:
+        from training.compare_prune_aware import render_markdown as prune_aware_table
+        blocks["prune_aware_dev"] = prune_aware_table(pa)
     ev = _load("evaluate_test_pruned.json")
     if ev is not None:
         blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"))

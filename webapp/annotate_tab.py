@@ -16,6 +16,7 @@ from webapp.engines import CONTROLLER_CHOICES, PruningChoice
 from webapp.errors import user_facing
 from webapp.examples import load_examples
 
+DEFAULTS = PruningChoice()  # the engine's pruning defaults, as the controls start
 logger = logging.getLogger(__name__)
 
 
@@ -60,11 +61,11 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
         with gr.Column(scale=2):
             controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="rule", label="Controller",
                                   info=ctx.hub.mlp_status(), elem_id="controller")
-            aggressiveness = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="λ (aggressiveness)",
+            aggressiveness = gr.Slider(0.0, 5.0, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)",
                                        info="Higher prunes tokens the exit head is less sure about.")
-            min_keep = gr.Slider(0.05, 1.0, value=0.3, step=0.05, label="min_keep_ratio",
+            min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio",
                                  info="At least this fraction of each sequence's tokens runs every layer.")
-            recovery = gr.Checkbox(value=True, label="Recovery",
+            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery",
                                    info="Re-insert pruned tokens and re-run later layers when the result looks unsafe.")
             button = gr.Button("Annotate", variant="primary", elem_id="annotate-btn")
     summary = gr.Markdown(elem_id="summary")

@@ -14,6 +14,7 @@ from webapp.context import AppContext
 from webapp.engines import CONTROLLER_CHOICES, PruningChoice
 from webapp.errors import user_facing
 
+DEFAULTS = PruningChoice()  # the engine's pruning defaults, as the controls start
 logger = logging.getLogger(__name__)
 SAMPLE_FILE = "batch_sample.pubtator"
 
@@ -73,9 +74,9 @@ def build_batch_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="none", label="Controller",
                                   info="Dense is the most accurate; a controller reports tokens pruned and FLOPs saved.")
-            aggressiveness = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="λ (aggressiveness)")
-            min_keep = gr.Slider(0.05, 1.0, value=0.3, step=0.05, label="min_keep_ratio")
-            recovery = gr.Checkbox(value=True, label="Recovery")
+            aggressiveness = gr.Slider(0.0, 5.0, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
+            min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio")
+            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery")
             button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
     downloads = gr.File(label="Annotated files (PubTator, JSONL, CSV; errors if any)", file_count="multiple",
                         interactive=False, elem_id="batch-downloads")

@@ -31,9 +31,9 @@ class PruningChoice:
     """What the person picked in the UI: controller, λ, min_keep_ratio, recovery."""
 
     controller: str = "rule"
-    aggressiveness: float = 1.0
-    min_keep_ratio: float = 0.3
-    recovery: bool = True
+    aggressiveness: float = PruningConfig().aggressiveness
+    min_keep_ratio: float = PruningConfig().min_keep_ratio
+    recovery: bool = PruningConfig().recovery
 
     @property
     def dense(self) -> bool:

@@ -3,6 +3,7 @@ dense-and-pruned annotation of gold documents. Torch is imported only by :func:`
 caller's engine, never here."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -61,14 +62,14 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 
 def add_pruning_args(parser, controller: str = "rule") -> None:
-    """``--controller --lambda --min-keep-ratio --prune-layers --no-recovery``, defaults from
+    """``--controller --lambda --min-keep-ratio --prune-layers --[no-]recovery``, defaults from
     PruningConfig() (so a changed default flows through)."""
     d = PruningConfig()
     parser.add_argument("--controller", default=controller, choices=["rule", "mlp"])
     parser.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness)
     parser.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio)
     parser.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers))
-    parser.add_argument("--no-recovery", dest="recovery", action="store_false")
+    parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery)
 
 
 def pruning_config(ns) -> PruningConfig:
