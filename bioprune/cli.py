@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--memory", default="flat", choices=["flat", "fast"],
                    help="flat (default): peak memory does not grow with the input; fast: glibc's own "
-                        "allocation strategy, about 30%% faster on 2 cores, peak memory grows slowly with the input")
+                        "allocation strategy, about 30%% faster on 2 cores, but peak memory grows with the input")
     ray_group = p.add_argument_group("Ray (pip install \"bioprune[ray]\")")
     ray_group.add_argument("--ray", action="store_true",
                            help="run on Ray Data: one actor per model, one input file per shard")
