@@ -110,6 +110,14 @@ def pruning_table(ev: dict, bench: dict | None) -> str:
     if bench:
         rows.append(f"Speed: {bench['threads']} CPU threads, {bench['n_abstracts']} abstracts, dense and pruned "
                     f"alternating in one process: `{bench['command']}` → `results/benchmark_pruning.json`.")
+    with_recovery = _load("benchmark_pruning_recovery.json")
+    if with_recovery:
+        speeds = "; ".join(f"batch {bs}: {e['speedup_median']:.2f}× ({e['speedup_vs_flops_prediction']:.0%} of the "
+                           f"{with_recovery['flops_predicted_speedup']:.2f}× predicted)"
+                           for bs, e in with_recovery["batch"].items())
+        rows.append(f"Speed with recovery on ({with_recovery['pruning']['recovery_rate_documents']:.1%} of documents "
+                    f"recovered, FLOPs saved {with_recovery['pruning']['flops_saved_ratio']:.1%}): {speeds}: "
+                    f"`{with_recovery['command']}` → `results/benchmark_pruning_recovery.json`.")
     return "\n".join(rows)
 
 
