@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run on the same output (no duplicates, no gaps)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # batch_run.MEMORY_MODES, spelled out: importing batch_run here would load torch before the arena cap
     p.add_argument("--memory", default="flat", choices=["flat", "fast"],
                    help="flat (default): peak memory does not grow with the input; fast: glibc's own "
                         "allocation strategy, about 30%% faster on 2 cores, but peak memory grows with the input")
