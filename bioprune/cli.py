@@ -30,7 +30,8 @@ def _config(args, has_exit_heads: bool):
     controller = args.controller or "none"  # pruning is opt-in: see PruningEngine.from_pretrained
     try:
         return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
-                             min_keep_ratio=args.min_keep_ratio, prune_layers=tuple(args.prune_layers),
+                             min_keep_ratio=args.min_keep_ratio,
+                             prune_layers=tuple(args.prune_layers) if args.prune_layers else None,
                              recovery=args.recovery, frozen_context=args.frozen_context)
     except ValueError as err:
         raise InputError("command line", str(err)) from None
@@ -207,8 +208,11 @@ def format_pruning(result: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from bioprune.batch_run import DEFAULT_CHUNK_DOCS
-    from bioprune.config import PruningConfig
+    from bioprune.config import OPERATING_POINTS, PruningConfig
     from bioprune.io.inputs import INPUT_FORMATS
+
+    def per_controller(value) -> str:
+        return ", ".join(f"{c} {value(OPERATING_POINTS[c])}" for c in ("rule", "mlp"))
 
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,12 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
         d = PruningConfig()
         p.add_argument("--controller", choices=["none", "rule", "mlp"],
                        help="pruning controller; none = dense (default: none, pruning is opt-in)")
-        p.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness,
-                       help=f"pruning aggressiveness λ (default {d.aggressiveness})")
+        p.add_argument("--lambda", dest="aggressiveness", type=float, default=None,
+                       help="pruning aggressiveness λ (default: the controller's, "
+                            f"{per_controller(lambda o: f'{o.aggressiveness:g}')})")
         p.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio,
                        help=f"fraction of tokens that always stay (default {d.min_keep_ratio})")
-        p.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers),
-                       help=f"prune after this many layers (default {' '.join(map(str, d.prune_layers))})")
+        p.add_argument("--prune-layers", type=int, nargs="+", default=None,
+                       help="prune after this many layers (default: the controller's, "
+                            f"{per_controller(lambda o: ' '.join(map(str, o.prune_layers)))})")
         p.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery,
                        help="re-insert pruned tokens and re-run where the result looks unsafe "
                             f"(default {'on' if d.recovery else 'off'})")

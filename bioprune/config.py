@@ -9,6 +9,26 @@ CONTROLLERS: tuple[str, ...] = ("none", "rule", "mlp")
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """A controller's default λ and pruning layers, chosen on the development set with train-only models."""
+
+    aggressiveness: float
+    prune_layers: tuple[int, ...]
+
+
+# Each controller's operating point (README, "Adaptive token pruning"; chosen on dev, never on test):
+# rule: λ=2 after layer 2 keeps the dev drop under 1 point with the most FLOPs saved
+#   (results/prune_aware_dev.json); it cannot reach 45% FLOPs saved at any λ.
+# mlp: the smallest λ whose dev FLOPs saved reach the 45% target, pruning after layers 1 and 2 (after
+#   layer 2 alone it saves at most 41% at λ=16) (results/controllers_dev.json).
+OPERATING_POINTS: dict[str, OperatingPoint] = {
+    "none": OperatingPoint(2.0, (2,)),  # unused by the dense model; the rule point keeps DENSE comparable
+    "rule": OperatingPoint(2.0, (2,)),
+    "mlp": OperatingPoint(6.0, (1, 2)),
+}
+
+
+@dataclass(frozen=True)
 class PruningConfig:
     """How the engine prunes. ``controller="none"`` is the dense model.
 
@@ -20,12 +40,12 @@ class PruningConfig:
     """
 
     controller: Controller = "rule"  # "none" (dense), "rule" (thresholds) or "mlp" (learned)
-    # Defaults chosen on the development set with train-only models (results/prune_aware_dev.json):
-    # λ=2 keeps the drop under 1 point with the most FLOPs saved; recovery did not lower the drop there
-    # (0.86 vs 0.84 points at λ=2) and cost 1.5 points of FLOPs saved, so it is opt-in.
-    aggressiveness: float = 2.0  # λ: scales how far below certainty a token may be and still leave
+    # λ and the pruning layers default to the controller's operating point (OPERATING_POINTS).
+    # Recovery did not lower the dev drop of the rule controller (0.86 vs 0.84 points at λ=2) and cost
+    # 1.5 points of FLOPs saved (results/prune_aware_dev.json), so it is opt-in.
+    aggressiveness: float | None = None  # λ: scales how far below certainty a token may be and still leave
     min_keep_ratio: float = 0.3  # at least this fraction of each sequence's real tokens stays
-    prune_layers: tuple[int, ...] = (2,)  # prune after this many layers have run (1..L-1)
+    prune_layers: tuple[int, ...] | None = None  # prune after this many layers have run (1..L-1)
     recovery: bool = False  # re-insert pruned tokens and re-run when the result looks unsafe
     # Later layers still attend to pruned tokens' frozen states (keys and values only): on the BC5CDR
     # test set it halves the F1 drop but costs ~7 points of FLOPs saved and more wall clock on CPU,
@@ -46,6 +66,11 @@ class PruningConfig:
     def __post_init__(self):
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        point = OPERATING_POINTS[self.controller]
+        if self.aggressiveness is None:
+            object.__setattr__(self, "aggressiveness", point.aggressiveness)
+        if self.prune_layers is None:
+            object.__setattr__(self, "prune_layers", point.prune_layers)
         if not self.aggressiveness >= 0:  # also rejects NaN
             raise ValueError(f"aggressiveness (lambda) must be >= 0, got {self.aggressiveness}")
         if not 0.0 <= self.min_keep_ratio <= 1.0:
@@ -60,6 +85,8 @@ class PruningConfig:
         return self.controller != "none" and self.min_keep_ratio < 1.0 and bool(self.prune_layers)
 
     def with_(self, **changes) -> "PruningConfig":
+        """A copy with ``changes``; λ and the pruning layers stay as they are unless changed (pass
+        ``aggressiveness=None`` / ``prune_layers=None`` for the new controller's operating point)."""
         return replace(self, **changes)
 
 

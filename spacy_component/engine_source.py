@@ -31,7 +31,7 @@ class EngineSource:
     model_dir: Optional[Union[str, Path]] = None  # None: the shipped model
     device: str = "cpu"
     controller: str = "default"  # "default" | "none" | "rule" | "mlp"
-    aggressiveness: float = 1.0  # λ
+    aggressiveness: Optional[float] = None  # λ; None: the controller's operating point
     min_keep_ratio: float = 0.3
     recovery: bool = True
 
@@ -55,9 +55,8 @@ class EngineSource:
 
         if self.controller in ("none", "default"):  # the engine's default: dense, pruning is opt-in
             return DENSE
-        base = PruningConfig(controller=self.controller)
-        return base.with_(aggressiveness=self.aggressiveness, min_keep_ratio=self.min_keep_ratio,
-                          recovery=self.recovery)
+        return PruningConfig(controller=self.controller, aggressiveness=self.aggressiveness,
+                             min_keep_ratio=self.min_keep_ratio, recovery=self.recovery)
 
     def check_model_dir(self) -> None:
         """Early, cheap checks when the directory is there (it may legitimately not be: see module doc)."""

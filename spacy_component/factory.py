@@ -25,12 +25,14 @@ CONTROLLERS: tuple[str, ...] = ("default", "none", "rule", "mlp")
 AlignmentMode = Literal["strict", "contract", "expand"]
 ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 
-# spaCy needs the defaults when this module is imported, before bioprune is; lambda_,
-# min_keep_ratio and recovery mirror PruningConfig's defaults (a test keeps them in step).
+# spaCy needs the defaults when this module is imported, before bioprune is; min_keep_ratio and
+# recovery mirror PruningConfig's defaults (a test keeps them in step).
 DEFAULT_CONFIG = {
     "model": None,  # a model directory written by training/; None (null in a .cfg): the shipped model
     "controller": "default",  # "default": the engine's default (dense; pruning is opt-in)
-    "lambda_": 2.0,  # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it)
+    # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it);
+    # None (null in a .cfg): the controller's operating point (rule 2, mlp 6; bioprune.config.OPERATING_POINTS)
+    "lambda_": None,
     "min_keep_ratio": 0.3,  # at least this fraction of each sequence's tokens runs every layer
     "recovery": False,  # re-insert pruned tokens and re-run when the pruned result looks unsafe
     "batch_size": 16,  # sequences (≤512-token windows) per forward pass
@@ -47,7 +49,7 @@ class ComponentSettings:
 
     model: Optional[str] = None
     controller: Controller = "default"
-    lambda_: float = 2.0
+    lambda_: Optional[float] = None
     min_keep_ratio: float = 0.3
     recovery: bool = False
     batch_size: int = 16
@@ -63,7 +65,8 @@ class ComponentSettings:
             raise ConfigError("model", self.model, "must be a model directory or None (the shipped model)", None)
         if self.controller not in CONTROLLERS:
             raise ConfigError("controller", self.controller, f"must be one of {_quoted(CONTROLLERS)}", "default")
-        if isinstance(self.lambda_, bool) or not isinstance(self.lambda_, (int, float)) or not self.lambda_ >= 0:
+        if self.lambda_ is not None and (isinstance(self.lambda_, bool) or not isinstance(self.lambda_, (int, float))
+                                         or not self.lambda_ >= 0):
             raise ConfigError("lambda_", self.lambda_, "(pruning aggressiveness λ) must be a number >= 0", 1.0)
         if isinstance(self.min_keep_ratio, bool) or not isinstance(self.min_keep_ratio, (int, float)) \
                 or not 0.0 <= self.min_keep_ratio <= 1.0:
@@ -89,7 +92,8 @@ class ComponentSettings:
     def engine_source(self) -> EngineSource:
         """Where and how the engine will be loaded (it loads when first needed)."""
         return EngineSource(model_dir=self.model, device=self.device, controller=self.controller,
-                            aggressiveness=float(self.lambda_), min_keep_ratio=float(self.min_keep_ratio),
+                            aggressiveness=None if self.lambda_ is None else float(self.lambda_),
+                            min_keep_ratio=float(self.min_keep_ratio),
                             recovery=self.recovery)
 
 
@@ -99,7 +103,7 @@ class ComponentSettings:
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller: str, lambda_: float,
+def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller: str, lambda_: Optional[float],
                       min_keep_ratio: float, recovery: bool, batch_size: int, device: str,
                       labels: dict[str, str], alignment_mode: str, overwrite_ents: bool) -> BioPruneNER:
     """Validate the config and build the pipe over a lazily loaded engine.

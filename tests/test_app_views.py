@@ -12,7 +12,7 @@ from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 from webapp import views
 from webapp.annotate import Comparison, validate_text
 from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
-from webapp.engines import PruningChoice
+from webapp.engines import MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import UserError
 from webapp.examples import example_label, load_examples
 from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
@@ -106,6 +106,16 @@ def test_pruning_choice_validates_and_describes():
         PruningChoice("rule", 1.0, 1.5).config()
     with pytest.raises(UserError, match="Unknown controller"):
         PruningChoice("magic").config()
+
+
+def test_picking_a_controller_sets_its_own_lambda():
+    from bioprune.config import PruningConfig
+
+    assert default_lambda("rule") == PruningConfig(controller="rule").aggressiveness
+    assert default_lambda("mlp") == PruningConfig(controller="mlp").aggressiveness
+    assert default_lambda("mlp") <= MAX_LAMBDA  # the slider can reach every default
+    # the MLP's default λ chosen in the UI gives the MLP's operating point, layers included
+    assert PruningChoice("mlp", default_lambda("mlp")).config() == PruningConfig(controller="mlp")
 
 
 def test_examples_are_our_own_pubmed_style_abstracts():

@@ -520,6 +520,20 @@ def test_config_rejects_bad_values(kwargs):
         PruningConfig().with_(**kwargs)
 
 
+def test_each_controller_defaults_to_its_operating_point():
+    from bioprune.config import OPERATING_POINTS
+
+    rule, mlp = PruningConfig(controller="rule"), PruningConfig(controller="mlp")
+    assert (rule.aggressiveness, rule.prune_layers) == (2.0, (2,))
+    assert (mlp.aggressiveness, mlp.prune_layers) == (OPERATING_POINTS["mlp"].aggressiveness,
+                                                      OPERATING_POINTS["mlp"].prune_layers)
+    assert mlp.prune_layers != rule.prune_layers  # the points differ, so a mix-up shows
+    assert PruningConfig(controller="mlp", aggressiveness=1.5, prune_layers=[3]).prune_layers == (3,)
+    assert PruningConfig(controller="mlp", aggressiveness=1.5).aggressiveness == 1.5
+    assert rule.with_(controller="mlp").aggressiveness == rule.aggressiveness  # with_ changes only what it is told
+    assert rule.with_(controller="mlp", aggressiveness=None, prune_layers=None) == mlp
+
+
 def test_config_rejects_nan_aggressiveness():
     with pytest.raises(ValueError):
         PruningConfig(aggressiveness=float("nan"))

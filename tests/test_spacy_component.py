@@ -29,6 +29,7 @@ from bioprune.engine import PruningEngine, load_model  # noqa: E402
 from bioprune.labels import LABEL_TO_ID  # noqa: E402
 from spacy_component import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
                              ConfigError)
+from spacy_component.factory import ComponentSettings  # noqa: E402
 
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
@@ -117,8 +118,9 @@ def test_after_sentencizer_and_with_mapped_labels(tiny_model_dir, tiny_engine_de
 
 def test_defaults_are_the_engine_defaults(nlp):
     defaults = PruningConfig()
-    assert (DEFAULT_CONFIG["lambda_"], DEFAULT_CONFIG["min_keep_ratio"], DEFAULT_CONFIG["recovery"]) == \
-        (defaults.aggressiveness, defaults.min_keep_ratio, defaults.recovery)
+    assert (DEFAULT_CONFIG["min_keep_ratio"], DEFAULT_CONFIG["recovery"]) == \
+        (defaults.min_keep_ratio, defaults.recovery)
+    assert DEFAULT_CONFIG["lambda_"] is None  # each controller's own operating point
     assert nlp.get_pipe("bioprune_ner").engine.config == DENSE  # no exit heads: "default" runs dense
     cfg = nlp.config["components"]["bioprune_ner"]
     assert cfg["labels"] == LABELS and cfg["alignment_mode"] == "expand" and cfg["overwrite_ents"] is False
@@ -137,6 +139,8 @@ def test_pruning_settings_and_extensions(outside_model_dir):
         assert doc._.bioprune_keep_ratio == pytest.approx(ann.trace.keep_ratio)
         assert doc._.bioprune_keep_ratio < 1.0
         assert doc._.bioprune_flops_saved_ratio == pytest.approx(ann.trace.flops_saved_ratio)
+    mlp_default = ComponentSettings(controller="mlp").engine_source().pruning_config(has_exit_heads=True)
+    assert mlp_default == PruningConfig(controller="mlp")  # lambda_ null: the MLP's own operating point
     recovering = _nlp(outside_model_dir, controller="rule", lambda_=1.0, recovery=True)
     doc = recovering(TEXTS[0])
     [ann] = recovering.get_pipe("bioprune_ner").engine.annotate([TEXTS[0]])

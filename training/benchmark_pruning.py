@@ -69,14 +69,16 @@ def main(argv=None) -> dict:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
     parser.add_argument("--controller", default=c.controller, choices=["rule", "mlp"])
-    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=c.aggressiveness)
+    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=None,
+                        help="default: the controller's operating point")
     parser.add_argument("--min-keep-ratio", type=float, default=c.min_keep_ratio)
-    parser.add_argument("--prune-layers", type=int, nargs="+", default=list(c.prune_layers))
+    parser.add_argument("--prune-layers", type=int, nargs="+", default=None,
+                        help="default: the controller's operating point")
     parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=c.recovery)
     ns = parser.parse_args(argv)
     config = PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                           min_keep_ratio=ns.min_keep_ratio, prune_layers=tuple(ns.prune_layers),
-                           recovery=ns.recovery)
+                           min_keep_ratio=ns.min_keep_ratio,
+                           prune_layers=tuple(ns.prune_layers) if ns.prune_layers else None, recovery=ns.recovery)
     args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
                             warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
     res = run(args, config)

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import PruningConfig  # noqa: E402
 from bioprune.controllers import CONTROLLER_FILE  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
 from training import sweep_pruning  # noqa: E402
@@ -39,7 +38,8 @@ def main(argv=None) -> dict:
                         help="second: the held-out half (the default); first: the half settings are chosen on")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--output", default="results/fidelity_medline.json")
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[PruningConfig().aggressiveness])
+    parser.add_argument("--lambdas", type=float, nargs="+",
+                        help="default: each controller's operating point (its λ and pruning layers)")
     parser.add_argument("--limit-docs", type=int, default=0, help="0: every document of the half")
     parser.add_argument("--threads", type=int, default=2)
     ns = parser.parse_args(argv)
@@ -51,7 +51,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for controller in controllers:
             sweep = sweep_pruning.main(["--model", ns.model, "--unlabelled", ns.unlabelled, "--half", ns.half,
-                                        "--controller", controller, "--lambdas", *map(str, ns.lambdas),
+                                        "--controller", controller,
+                                        *(["--lambdas", *map(str, ns.lambdas)] if ns.lambdas else []),
                                         "--recovery", "both", "--limit-docs", str(ns.limit_docs),
                                         "--threads", str(ns.threads), "--output", str(Path(tmp) / f"{controller}.json")])
             result["reference"] = sweep["gold"]

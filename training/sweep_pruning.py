@@ -55,9 +55,10 @@ def main(argv=None) -> dict:
                         help="with --unlabelled: which half of the documents")
     parser.add_argument("--output", required=True)
     parser.add_argument("--controller", default="rule", choices=["rule", "mlp"])
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--lambdas", type=float, nargs="+", help="default: the controller's operating point")
     parser.add_argument("--min-keep-ratios", type=float, nargs="+", default=[PruningConfig().min_keep_ratio])
-    parser.add_argument("--prune-layers", type=int, nargs="+", action="append")
+    parser.add_argument("--prune-layers", type=int, nargs="+", action="append",
+                        help="repeat for several sets; default: the controller's operating point")
     parser.add_argument("--recovery", choices=["on", "off", "both"], default="on")
     parser.add_argument("--limit-docs", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -79,16 +80,16 @@ def main(argv=None) -> dict:
     gold = gold[: ns.limit_docs] if ns.limit_docs else gold
     dense = evaluate_engine(engine, gold)
     recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
-    grid = list(itertools.product(ns.prune_layers or [list(PruningConfig().prune_layers)], ns.lambdas,
+    grid = list(itertools.product(ns.prune_layers or [None], ns.lambdas or [None],
                                   ns.min_keep_ratios, recoveries))
     rows = []
     for layers, lam, mkr, rec in tqdm(grid, desc="sweep", unit="config"):
         config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
-                               prune_layers=tuple(layers), recovery=rec, **extra)
+                               prune_layers=tuple(layers) if layers else None, recovery=rec, **extra)
         rows.append(row(evaluate_engine(engine.with_config(config), gold), dense, config))
         r = rows[-1]
-        logging.info("%s λ=%s mkr=%s rec=%s: F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%", layers, lam,
-                     mkr, rec, r["f1"]["micro"], r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
+        logging.info("%s λ=%s mkr=%s rec=%s: F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%",
+                     config.prune_layers, config.aggressiveness, mkr, rec, r["f1"]["micro"], r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
     result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": ns.model, "gold": ns.gold or f"dense predictions on {ns.unlabelled} ({ns.half} half)", "n_documents": len(gold),

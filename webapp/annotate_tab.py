@@ -12,7 +12,7 @@ import gradio as gr
 from webapp import views
 from webapp.annotate import compare
 from webapp.context import AppContext
-from webapp.engines import CONTROLLER_CHOICES, PruningChoice
+from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import user_facing
 from webapp.examples import load_examples
 
@@ -61,8 +61,10 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
         with gr.Column(scale=2):
             controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="rule", label="Controller",
                                   info=ctx.hub.mlp_status(), elem_id="controller")
-            aggressiveness = gr.Slider(0.0, 5.0, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)",
-                                       info="Higher prunes tokens the exit head is less sure about.")
+            aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1,
+                                       label="λ (aggressiveness)",
+                                       info="Higher prunes tokens the exit head is less sure about; picking a "
+                                            "controller sets its default.")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio",
                                  info="At least this fraction of each sequence's tokens runs every layer.")
             recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery",
@@ -96,6 +98,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery], outputs=outputs,
                  api_name="annotate", concurrency_limit=ctx.settings.annotate_concurrency,
                  concurrency_id="annotate")
+    controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")
     return controller
 
 

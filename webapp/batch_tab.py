@@ -11,7 +11,7 @@ import gradio as gr
 
 from webapp.batch_job import ACCEPTED_SUFFIXES, check_uploads, error_rows, new_run_dir, run_batch, summary_rows
 from webapp.context import AppContext
-from webapp.engines import CONTROLLER_CHOICES, PruningChoice
+from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import user_facing
 
 DEFAULTS = PruningChoice()  # the engine's pruning defaults, as the controls start
@@ -74,7 +74,7 @@ def build_batch_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="none", label="Controller",
                                   info="Dense is the most accurate; a controller reports tokens pruned and FLOPs saved.")
-            aggressiveness = gr.Slider(0.0, 5.0, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
+            aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio")
             recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery")
             button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
@@ -93,3 +93,4 @@ def build_batch_tab(ctx: AppContext) -> None:
                  outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
                  concurrency_limit=s.batch_concurrency, concurrency_id="batch")
     sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")
+    controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DENSE, OPERATING_POINTS, PruningConfig
 from bioprune.controllers import CONTROLLER_FILE, LearnedController
 from bioprune.engine import PruningEngine
 
@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 CONTROLLER_CHOICES: tuple[tuple[str, str], ...] = (
     ("dense (no pruning)", "none"), ("rule", "rule"), ("MLP (learned)", "mlp"))
 CONTROLLER_NAMES = {value: label for label, value in CONTROLLER_CHOICES}
+MAX_LAMBDA = 16.0  # the λ slider's end: the largest λ the evaluation suite sweeps
+
+
+def default_lambda(controller: str) -> float:
+    """The λ slider's value when ``controller`` is picked: that controller's operating point."""
+    point = OPERATING_POINTS.get(controller, OPERATING_POINTS["rule"])
+    return point.aggressiveness
 
 
 @dataclass(frozen=True)

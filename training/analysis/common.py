@@ -63,20 +63,21 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 def add_pruning_args(parser, controller: str = "rule") -> None:
     """``--controller --lambda --min-keep-ratio --prune-layers --[no-]recovery``, defaults from
-    PruningConfig() (so a changed default flows through)."""
+    PruningConfig() (so a changed default flows through); λ and the layers default to the
+    controller's operating point."""
     d = PruningConfig()
     parser.add_argument("--controller", default=controller, choices=["rule", "mlp"])
-    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=d.aggressiveness)
+    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=None)
     parser.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio)
-    parser.add_argument("--prune-layers", type=int, nargs="+", default=list(d.prune_layers))
+    parser.add_argument("--prune-layers", type=int, nargs="+", default=None)
     parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery)
 
 
 def pruning_config(ns) -> PruningConfig:
     """The PruningConfig of :func:`add_pruning_args`' arguments, other fields at their defaults."""
-    return PruningConfig().with_(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                                 min_keep_ratio=ns.min_keep_ratio, prune_layers=tuple(ns.prune_layers),
-                                 recovery=ns.recovery)
+    return PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
+                         min_keep_ratio=ns.min_keep_ratio,
+                         prune_layers=tuple(ns.prune_layers) if ns.prune_layers else None, recovery=ns.recovery)
 
 
 def gold_spans(docs) -> dict[str, list[Span]]:
