@@ -103,6 +103,7 @@ def _row(group, family, name, x, f1, flops, timing_ms=None, default=False):
 
 
 SUITE = {"n_documents": 500, "timing_docs": 100, "threads": 2, "command": "python training/eval_suite.py",
+         "gold": "data/bc5cdr/CDR_TestSet.PubTator.txt", "model": "runs/some-model", "output": "results/eval_suite.json",
          "timed_groups": ["pareto"], "timing_plan": {"rounds": 3}, "mlp_available": False,
          "dense": {"mention": {"micro": {"f1": 0.85}}}, "dense_timing": {"16": {"ms_per_abstract": 60.0}},
          "rows": [_row("pareto", "dense", "dense", None, 0.85, 0.0),
@@ -132,3 +133,28 @@ def test_readme_tables_mark_the_default_and_say_where_mlp_rows_are():
     assert "controller.safetensors" in table and "`python training/eval_suite.py`" in table
     assert "| min_keep_ratio | **0.3** (default) |" in ablations_table(SUITE)
     assert ablations_table({**SUITE, "rows": SUITE["rows"][:3]}) is None  # no ablations run: block left alone
+
+
+def _controllers_suite(mlp_f1s):
+    rows = []
+    for lam, rule_f1, mlp_f1, flops in zip((1.0, 2.0, 4.0), (0.84, 0.83, 0.82), mlp_f1s, (0.30, 0.35, 0.40)):
+        rows.append(_row("controllers", "rule (2,)", f"rule (2,) λ={lam:g}", lam, rule_f1, flops, default=lam == 2.0))
+        rows.append(_row("controllers", "mlp (2,)", f"mlp (2,) λ={lam:g}", lam, mlp_f1, flops + 0.01))
+    return {**SUITE, "gold": "x/CDR_DevelopmentSet.PubTator.txt", "output": "results/controllers_dev.json",
+            "rows": rows}
+
+
+def test_controller_comparison_says_whether_the_mlp_dominates():
+    from training.plot_results import controller_curves
+    from training.render_readme import controllers_table
+
+    better = _controllers_suite((0.845, 0.835, 0.825))
+    curves = controller_curves(better)
+    assert list(curves) == ["(2,)"] and set(curves["(2,)"]) == {"rule", "mlp"}
+    assert [p["lambda"] for p in curves["(2,)"]["mlp"]] == [1.0, 2.0, 4.0]
+    table = controllers_table(better)
+    assert "the MLP dominates" in table and "| (2,) | rule | 1.00 @ 30.0% | **2.00 @ 35.0%** | 3.00 @ 40.0% |" in table
+    assert "BC5CDR dev set" in table and "`results/controllers_dev.json`" in table
+    worse = controllers_table(_controllers_suite((0.845, 0.80, 0.81)))
+    assert "no dominance" in worse and "the MLP dominates" not in worse
+    assert controllers_table(SUITE) is None  # no controllers group: its block is left alone

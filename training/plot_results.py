@@ -2,11 +2,13 @@
 
     python training/plot_results.py [--results-dir results] [--output-dir results]
 
-Reads ``eval_suite.json`` (training/eval_suite.py) and ``fairness.json``
+Reads ``eval_suite.json`` and ``controllers_dev.json`` (training/eval_suite.py) and ``fairness.json``
 (training/fairness_analysis.py) and writes, where their data is present:
 
 * ``pareto_f1_latency.png``: micro F1 vs ms/abstract at batch 16 (timed rows) and vs FLOPs saved,
   one curve per controller over λ, dense as a point;
+* ``controllers_test.png``, ``controllers_dev.png``: F1 drop vs FLOPs saved of the rule and MLP
+  controllers at the same pruning layers (the ``controllers`` group), on test and on dev;
 * ``ablation_min_keep_ratio.png``, ``ablation_prune_layers.png``, ``ablation_recovery.png``: F1 drop,
   FLOPs saved and documents with recovery along each ablation;
 * ``fairness_groups.png``: F1 and recall drop per group, with the number of gold mentions.
@@ -50,6 +52,19 @@ def dense_point(suite: dict, batch: str = TIMED_BATCH) -> dict:
     """Dense micro F1 and its median ms/abstract at ``batch`` over the timed rows (None if untimed)."""
     timing = suite.get("dense_timing", {}).get(batch)
     return {"f1": suite["dense"]["mention"]["micro"]["f1"], "ms": timing["ms_per_abstract"] if timing else None}
+
+
+def controller_curves(suite: dict) -> dict[str, dict[str, list[dict]]]:
+    """The ``controllers`` group by layer set, then controller: points (λ, F1 drop, FLOPs saved) by λ."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for r in suite["rows"]:
+        if r["group"] != "controllers":
+            continue
+        controller, layers = r["family"].split(" ", 1)
+        out.setdefault(layers, {}).setdefault(controller, []).append(
+            {"lambda": r["x"], "f1": r["f1"]["micro"], "drop": r["f1_drop_points"]["micro"],
+             "flops_saved": r["flops_saved_ratio"], "default": r["is_default"]})
+    return {ls: {c: sorted(pts, key=lambda p: p["lambda"]) for c, pts in by_c.items()} for ls, by_c in out.items()}
 
 
 def ablation_series(suite: dict, family: str) -> list[dict]:
@@ -99,6 +114,33 @@ def plot_pareto(suite: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_controllers(suite: dict, path: Path, split: str) -> bool:
+    curves = controller_curves(suite)
+    if not curves:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4.0), squeeze=False, sharey=True)
+    for ax, (layers, by_controller) in zip(axes[0], curves.items()):
+        for controller, pts in by_controller.items():
+            xs = [100 * p["flops_saved"] for p in pts]
+            ax.plot(xs, [p["drop"] for p in pts], marker="o", label=controller)
+            for x, p in zip(xs, pts):
+                ax.annotate(f"λ={p['lambda']:g}" + (" *" if p["default"] else ""), (x, p["drop"]),
+                            textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.set_title(f"pruning after layers {layers}", fontsize=9)
+        ax.set_xlabel("FLOPs saved (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("micro F1 drop vs dense (points; lower is better)")
+    fig.suptitle(f"Rule vs MLP controller at the same pruning layers, {split} "
+                 f"({suite['n_documents']} abstracts; * = a controller's default)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
 
 
 def plot_ablation(suite: dict, family: str, title: str, path: Path) -> bool:
@@ -172,8 +214,14 @@ def main(argv=None) -> list[Path]:
         for family, (name, title) in ABLATIONS.items():
             if plot_ablation(suite, family, title, out / name):
                 written.append(out / name)
+        if plot_controllers(suite, out / "controllers_test.png", "BC5CDR test, shipped model"):
+            written.append(out / "controllers_test.png")
     else:
         logger.warning("%s not found: no pareto or ablation charts", suite_file)
+    dev_file = src / "controllers_dev.json"
+    if dev_file.is_file() and plot_controllers(json.loads(dev_file.read_text()), out / "controllers_dev.png",
+                                               "BC5CDR dev, model trained on train only"):
+        written.append(out / "controllers_dev.png")
     if fair_file.is_file():
         plot_fairness(json.loads(fair_file.read_text()), out / "fairness_groups.png")
         written.append(out / "fairness_groups.png")

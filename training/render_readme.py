@@ -73,9 +73,20 @@ def dev_curve_table(res: dict) -> str:
     return "\n".join(rows)
 
 
-def pruning_table(ev: dict, bench: dict | None) -> str:
+# Per controller: its evaluation at the default, its benchmark, same-evaluation variants, benchmark with recovery.
+PRUNING_FILES = {
+    "rule": ("evaluate_test_pruned.json", "benchmark_pruning.json",
+             (("evaluate_test_pruned_recovery.json", "--recovery"), ("evaluate_test_pruned_frozen.json", "--frozen-context")),
+             "benchmark_pruning_recovery.json"),
+    "mlp": ("evaluate_test_pruned_mlp.json", "benchmark_pruning_mlp.json",
+            (("evaluate_test_pruned_mlp_recovery.json", "--recovery"),), None),
+}
+
+
+def pruning_table(ev: dict, bench: dict | None, controller: str = "rule") -> str:
+    ev_file, bench_file, variants, bench_recovery_file = PRUNING_FILES[controller]
     p, c = ev["pruning"], ev["config"]
-    rows = ["| | dense | pruned (defaults) |", "|---|---|---|"]
+    rows = [f"| | dense | pruned ({c['controller']} default) |", "|---|---|---|"]
     for t in ("Chemical", "Disease", "micro"):
         rows.append(f"| F1 {t} | {ev['dense']['mention'][t]['f1']:.4f} | {ev['mention'][t]['f1']:.4f} "
                     f"(drop {ev['f1_drop_points'][t]:.2f} points) |")
@@ -97,9 +108,8 @@ def pruning_table(ev: dict, bench: dict | None) -> str:
     rows.append(f"BC5CDR test set, shipped model, controller `{c['controller']}`, λ={c['aggressiveness']}, "
                 f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
                 f"{'on' if c['recovery'] else 'off'}. Accuracy: `{ev['command']}` → "
-                "`results/evaluate_test_pruned.json`.")
-    for name, flag in (("evaluate_test_pruned_recovery.json", "--recovery"),
-                       ("evaluate_test_pruned_frozen.json", "--frozen-context")):
+                f"`results/{ev_file}`.")
+    for name, flag in variants:
         other = _load(name)
         if other:
             q = other["pruning"]
@@ -109,15 +119,15 @@ def pruning_table(ev: dict, bench: dict | None) -> str:
                         f"{q['recovery_rate_documents']:.1%}: `{other['command']}` → `results/{name}`.")
     if bench:
         rows.append(f"Speed: {bench['threads']} CPU threads, {bench['n_abstracts']} abstracts, dense and pruned "
-                    f"alternating in one process: `{bench['command']}` → `results/benchmark_pruning.json`.")
-    with_recovery = _load("benchmark_pruning_recovery.json")
+                    f"alternating in one process: `{bench['command']}` → `results/{bench_file}`.")
+    with_recovery = _load(bench_recovery_file) if bench_recovery_file else None
     if with_recovery:
         speeds = "; ".join(f"batch {bs}: {e['speedup_median']:.2f}× ({e['speedup_vs_flops_prediction']:.0%} of the "
                            f"{with_recovery['flops_predicted_speedup']:.2f}× predicted)"
                            for bs, e in with_recovery["batch"].items())
         rows.append(f"Speed with recovery on ({with_recovery['pruning']['recovery_rate_documents']:.1%} of documents "
                     f"recovered, FLOPs saved {with_recovery['pruning']['flops_saved_ratio']:.1%}): {speeds}: "
-                    f"`{with_recovery['command']}` → `results/benchmark_pruning_recovery.json`.")
+                    f"`{with_recovery['command']}` → `results/{bench_recovery_file}`.")
     return "\n".join(rows)
 
 
@@ -144,8 +154,16 @@ def _suite_footer(res: dict, what: str) -> str:
                   f"{res['timing_docs']} abstracts, {res['threads']} CPU threads).")
     else:
         timing = "Not timed in this run (`--timing`)."
-    return (f"{what}: BC5CDR test set, {res['n_documents']} abstracts, shipped model, exact mention match; drop = "
-            f"dense − pruned in F1 points. {timing} `{res['command']}` → `results/eval_suite.json`.")
+    return (f"{what}: {_data_and_model(res)}, exact mention match; drop = dense − pruned in F1 points. {timing} "
+            f"`{res['command']}` → `results/{Path(res['output']).name}`.")
+
+
+def _data_and_model(res: dict) -> str:
+    """'BC5CDR test set, 500 abstracts, shipped model', from a results file's gold and model paths."""
+    gold = Path(res["gold"]).name
+    split = "test" if "Test" in gold else "dev" if "Development" in gold else "training" if "Training" in gold else gold
+    model = "shipped model" if Path(res["model"]).resolve() == DEFAULT_MODEL_DIR.resolve() else f"model `{res['model']}`"
+    return f"BC5CDR {split} set, {res['n_documents']} abstracts, {model}"
 
 
 def eval_suite_table(res: dict) -> str | None:
@@ -177,6 +195,45 @@ def eval_suite_table(res: dict) -> str | None:
                    f"exit head {us['exit_head']:.3f} µs, against {us['encoder_layer']:.1f} µs for one encoder layer "
                    f"(MLP = {overhead['mlp_vs_layer']:.2%} of a layer): `{overhead['command'].strip()}` → "
                    "`results/controller_overhead.json`.")
+    return "\n".join(out)
+
+
+def controllers_table(res: dict) -> str | None:
+    """Rule vs MLP at the same pruning layers (the suite's ``controllers`` group) and whether the MLP
+    dominates: its F1 against the rule curve's, interpolated at equal FLOPs saved."""
+    from training.analysis.frontier import compare
+
+    rows = [r for r in res["rows"] if r["group"] == "controllers"]
+    if not rows:
+        return None
+    by_layers: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        controller, layers = r["family"].split(" ", 1)
+        by_layers.setdefault(layers, {}).setdefault(controller, []).append(r)
+    lambdas = sorted({r["x"] for r in rows})
+    out = ["| pruning after layers | controller | " + " | ".join(f"λ={x:g}" for x in lambdas) + " |",
+           "|---|---|" + "---|" * len(lambdas)]
+    verdicts = []
+    for layers, by_controller in by_layers.items():
+        for controller, rs in by_controller.items():
+            cell = {r["x"]: (f"{'**' if r['is_default'] else ''}{r['f1_drop_points']['micro']:.2f} @ "
+                             f"{_pct(r['flops_saved_ratio'])}{'**' if r['is_default'] else ''}") for r in rs}
+            out.append(f"| {layers} | {controller} | " + " | ".join(cell.get(x, "–") for x in lambdas) + " |")
+        curves = {c: [(r["flops_saved_ratio"], r["f1"]["micro"]) for r in rs] for c, rs in by_controller.items()}
+        if "mlp" in curves and "rule" in curves:
+            c = compare(curves["mlp"], curves["rule"])
+            if c.n_compared:
+                verdicts.append(f"after layers {layers}: MLP − rule F1 at equal FLOPs saved, over "
+                                f"{_pct(c.flops_range[0])}–{_pct(c.flops_range[1])} ({c.n_compared} points): "
+                                f"min {c.min_gain_points:+.2f}, mean {c.mean_gain_points:+.2f} points → "
+                                f"{'the MLP dominates' if c.dominates else 'no dominance'}")
+            else:
+                verdicts.append(f"after layers {layers}: the curves' FLOPs ranges do not overlap")
+    out.append("")
+    out.append("Cells: F1 drop vs dense (points) @ FLOPs saved; bold = that controller's default. "
+               + ("Dominance (F1 of the other curve interpolated linearly at each point's FLOPs saved, inside "
+                  "its range; `training/analysis/frontier.py`): " + "; ".join(verdicts) + "." if verdicts else ""))
+    out.append(_suite_footer(res, "Rule vs MLP"))
     return "\n".join(out)
 
 
@@ -270,6 +327,8 @@ def fidelity_table(res: dict) -> str:
 
 
 SUITE_BLOCKS = (("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
+                ("controllers_test", "eval_suite.json", controllers_table),
+                ("controllers_dev", "controllers_dev.json", controllers_table),
                 ("error_analysis", "error_analysis.json", error_analysis_table),
                 ("fairness", "fairness.json", fairness_table), ("fidelity", "fidelity_medline.json", fidelity_table))
 
@@ -302,9 +361,11 @@ def main() -> None:
     if pa is not None:
         from training.compare_prune_aware import render_markdown as prune_aware_table
         blocks["prune_aware_dev"] = prune_aware_table(pa)
-    ev = _load("evaluate_test_pruned.json")
-    if ev is not None:
-        blocks["pruning"] = pruning_table(ev, _load("benchmark_pruning.json"))
+    for controller, block in (("rule", "pruning"), ("mlp", "pruning_mlp")):
+        ev_file, bench_file = PRUNING_FILES[controller][:2]
+        ev = _load(ev_file)
+        if ev is not None:
+            blocks[block] = pruning_table(ev, _load(bench_file), controller)
     blocks.update(suite_blocks())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():

@@ -45,7 +45,7 @@ class ControllerArgs:
     model: str = str(DEFAULT_MODEL_DIR)  # model directory with exit heads; the controller is written into it
     texts: tuple[str, ...] = ()  # PubTator files: training texts (labels ignored; targets come from the dense model)
     unlabelled: tuple[str, ...] = ()  # PubMed XML: first half calibrates the threshold, second half held out
-    layers: tuple[int, ...] = (2, 3, 4)  # pruning points the controller serves
+    layers: tuple[int, ...] = (1, 2, 3, 4)  # pruning points the controller serves (the MLP default prunes after 1 and 2)
     hidden: int = 32  # MLP width
     epochs: int = 8  # passes over the training tokens
     learning_rate: float = 2e-3  # Adam

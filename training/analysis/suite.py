@@ -6,7 +6,10 @@ that does not vary that field. Torch-free, so the plan is testable without a mod
 Groups:
 
 * ``pareto``: dense; the rule controller over λ; the learned (MLP) controller over λ without and
-  with recovery (only where the model directory holds ``controller.safetensors``).
+  with recovery (only where the model directory holds ``controller.safetensors``); each controller
+  at its own operating point's pruning layers, so its default is one of the rows.
+* ``controllers``: rule vs MLP over λ at the *same* pruning layers, for each layer set (the
+  operating points' by default): the comparison behind "the MLP dominates the rule controller".
 * ``ablations`` (rule controller, defaults otherwise): ``min_keep_ratio``, the pruning layer(s),
   and recovery — on (both triggers), off, ``entity_loss`` alone, ``entropy_spike`` alone.
 """
@@ -16,12 +19,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DENSE, OPERATING_POINTS, PruningConfig
 
-GROUPS: tuple[str, ...] = ("pareto", "ablations")
+GROUPS: tuple[str, ...] = ("pareto", "controllers", "ablations")
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_MIN_KEEP_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
 DEFAULT_LAYER_SETS: tuple[tuple[int, ...], ...] = ((1,), (2,), (3,), (4,), (2, 4))
+CONTROLLER_LAYER_SETS: tuple[tuple[int, ...], ...] = tuple(sorted(
+    {OPERATING_POINTS[c].prune_layers for c in ("rule", "mlp")}, key=lambda ls: (len(ls), ls)))
 MLP_FAMILIES = ("mlp", "mlp+recovery")
 RECOVERY_VARIANTS = ("on", "off", "entity_loss only", "entropy_spike only")
 
@@ -43,8 +48,8 @@ class SuiteRow:
 
     @property
     def is_default(self) -> bool:
-        """The engine's default pruned configuration (the reference point of every ablation)."""
-        return self.config == PruningConfig()
+        """Its controller's default configuration (the rule one is the reference of every ablation)."""
+        return self.config.enabled and self.config == PruningConfig(controller=self.config.controller)
 
 
 def _num(x: float) -> str:
@@ -73,16 +78,29 @@ def recovery_variant(variant: str, base: PruningConfig = PruningConfig()) -> Pru
     raise ValueError(f"unknown recovery variant {variant!r}; one of {RECOVERY_VARIANTS}")
 
 
-def pareto_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = True,
-                base: PruningConfig = PruningConfig()) -> list[SuiteRow]:
-    """Dense, then rule over λ, then MLP without and with recovery over λ (``with_mlp``)."""
+def pareto_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = True) -> list[SuiteRow]:
+    """Dense, then rule over λ, then MLP without and with recovery over λ (``with_mlp``), each at its
+    controller's operating-point layers."""
     rows = [SuiteRow("pareto", "dense", "dense", DENSE)]
-    rows += [SuiteRow("pareto", "rule", f"rule λ={_num(lam)}", base.with_(controller="rule", aggressiveness=lam), lam)
-             for lam in lambdas]
+    rows += [SuiteRow("pareto", "rule", f"rule λ={_num(lam)}", PruningConfig(controller="rule", aggressiveness=lam),
+                      lam) for lam in lambdas]
     if with_mlp:
         for family, recovery in zip(MLP_FAMILIES, (False, True)):
             rows += [SuiteRow("pareto", family, f"{family} λ={_num(lam)}",
-                              base.with_(controller="mlp", aggressiveness=lam, recovery=recovery), lam)
+                              PruningConfig(controller="mlp", aggressiveness=lam, recovery=recovery), lam)
+                     for lam in lambdas]
+    return rows
+
+
+def controller_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = True,
+                    layer_sets: Sequence[Sequence[int]] = CONTROLLER_LAYER_SETS) -> list[SuiteRow]:
+    """Rule and (``with_mlp``) MLP over λ at each of ``layer_sets``: family ``"rule (2,)"`` etc."""
+    rows = []
+    for ls in layer_sets:
+        for controller in ("rule", "mlp") if with_mlp else ("rule",):
+            family = f"{controller} {layers_text(ls)}"
+            rows += [SuiteRow("controllers", family, f"{family} λ={_num(lam)}",
+                              PruningConfig(controller=controller, aggressiveness=lam, prune_layers=tuple(ls)), lam)
                      for lam in lambdas]
     return rows
 
@@ -112,6 +130,8 @@ def suite_rows(groups: Sequence[str], lambdas: Sequence[float] = DEFAULT_LAMBDAS
     rows: list[SuiteRow] = []
     if "pareto" in groups:
         rows += pareto_rows(lambdas, with_mlp)
+    if "controllers" in groups:
+        rows += controller_rows(lambdas, with_mlp)
     if "ablations" in groups:
         rows += ablation_rows(min_keep_ratios, layer_sets)
     return rows
