@@ -78,6 +78,17 @@ def test_example_annotates_with_entities_and_pruned_tokens(page):
     print(f"\nscreenshot: {shot}")
 
 
+def test_picking_a_controller_sets_its_default_lambda(page):
+    from bioprune.config import PruningConfig
+
+    lam = page.locator("#lambda input[type=number]")
+    for label, controller in (("MLP (learned)", "mlp"), ("rule", "rule")):
+        page.locator("#controller").get_by_text(label, exact=True).click()
+        expected = PruningConfig(controller=controller).aggressiveness
+        page.wait_for_function(f"Number(document.querySelector('#lambda input[type=number]').value) === {expected}")
+        assert float(lam.input_value()) == expected
+
+
 def test_empty_text_shows_a_message_not_a_traceback(page):
     page.locator("#text textarea").fill("")
     page.click("#annotate-btn")

@@ -135,8 +135,8 @@ def plot_controllers(suite: dict, path: Path, split: str) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("micro F1 drop vs dense (points; lower is better)")
-    fig.suptitle(f"Rule vs MLP controller at the same pruning layers, {split} "
-                 f"({suite['n_documents']} abstracts; * = a controller's default)")
+    fig.suptitle(f"Rule vs MLP controller at the same pruning layers\n{split} "
+                 f"({suite['n_documents']} abstracts; * = a controller's default)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

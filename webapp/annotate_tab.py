@@ -62,7 +62,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
             controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="rule", label="Controller",
                                   info=ctx.hub.mlp_status(), elem_id="controller")
             aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1,
-                                       label="λ (aggressiveness)",
+                                       label="λ (aggressiveness)", elem_id="lambda",
                                        info="Higher prunes tokens the exit head is less sure about; picking a "
                                             "controller sets its default.")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio",
