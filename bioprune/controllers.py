@@ -19,6 +19,8 @@ from bioprune.importance import TokenSignals, neighbourhood_max
 
 
 class Controller(Protocol):
+    needs_attention: bool  # whether it reads the attention signals (the layer before then runs eagerly)
+
     def importance(self, signals: TokenSignals, config: PruningConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """(prunable, importance), each (B, T): which tokens may leave, and how much each matters."""
 
@@ -31,6 +33,8 @@ class RuleController:
     those first.
     """
 
+    needs_attention = True  # the hub check and the importance nudge read them
+
     def importance(self, signals: TokenSignals, config: PruningConfig):
         p_entity = 1.0 - signals.p_outside  # (B, T)
         confident = p_entity <= config.exit_margin * config.aggressiveness
@@ -39,6 +43,12 @@ class RuleController:
         prunable = confident & not_hub & ~guarded
         importance = p_entity + 1e-3 * (1.0 - signals.attention_entropy) + 1e-3 * signals.attention_received
         return prunable, importance
+
+
+def attention_feature_columns(n_classes: int) -> tuple[int, ...]:
+    """Where :func:`controller_features` puts the two attention signals (after the exit
+    probabilities and entropy)."""
+    return n_classes + 1, n_classes + 2
 
 
 def controller_features(signals: TokenSignals) -> torch.Tensor:
@@ -64,10 +74,18 @@ class LearnedController(nn.Module):
     p(unsafe): the token's exit label disagrees with the dense model's final label, or the token
     is in or next to a dense entity. A token may leave when p(unsafe) <= threshold * λ, the
     threshold calibrated on held-out MEDLINE text against the dense model's predictions.
+
+    ``columns`` picks which of :func:`controller_features` it reads (default: all). Without the
+    attention signals (``uses_attention`` False) the layer before each pruning point runs fused
+    attention instead of the eager per-sequence version the signals need: on 2 CPU threads that was
+    the largest overhead of pruning at two points.
     """
 
-    def __init__(self, n_features: int, hidden: int = 32):
+    def __init__(self, n_features: int, hidden: int = 32, columns: list[int] | None = None,
+                 uses_attention: bool = True):
         super().__init__()
+        self.register_buffer("columns", torch.tensor(list(range(n_features)) if columns is None else columns))
+        self.register_buffer("uses_attention", torch.tensor(bool(uses_attention)))
         self.mlp = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
         self.register_buffer("mean", torch.zeros(n_features))
@@ -77,9 +95,14 @@ class LearnedController(nn.Module):
     def unsafe_logit(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp((features - self.mean) / self.std).squeeze(-1)  # (..., F) -> (...)
 
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.uses_attention)
+
     @torch.no_grad()
     def importance(self, signals: TokenSignals, config: PruningConfig):
-        p_unsafe = torch.sigmoid(self.unsafe_logit(controller_features(signals)))  # (B, T)
+        features = controller_features(signals).index_select(-1, self.columns)  # (B, T, F)
+        p_unsafe = torch.sigmoid(self.unsafe_logit(features))  # (B, T)
         threshold = config.mlp_threshold if config.mlp_threshold is not None else float(self.threshold)
         return p_unsafe <= threshold * config.aggressiveness, p_unsafe
 
@@ -96,6 +119,8 @@ class LearnedController(nn.Module):
         state = load_file(str(path))
         n_features, hidden = state["mlp.0.weight"].shape[1], state["mlp.0.weight"].shape[0]
         controller = cls(n_features, hidden)
+        state.setdefault("columns", controller.columns)  # files from before feature selection: every feature
+        state.setdefault("uses_attention", controller.uses_attention)
         controller.load_state_dict(state)
         return controller.to(device).eval()
 

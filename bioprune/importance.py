@@ -56,7 +56,10 @@ def token_signals(attention: AttentionSignals, exit_logits: torch.Tensor, valid:
                   hidden: torch.Tensor, positions: torch.Tensor, n_real: torch.Tensor,
                   layer_fraction: float, outside_index: int = 0) -> TokenSignals:
     """All signals at a pruning point; ``attention`` from :func:`bioprune.encoder.run_layer`
-    (``need_signals=True``) at the layer before; hidden (B, T, H), positions (B, T), n_real (B,)."""
+    (``need_signals=True``) at the layer before, or None when the controller does not read them
+    (both are then zeros); hidden (B, T, H), positions (B, T), n_real (B,)."""
+    if attention is None:
+        attention = (hidden.new_zeros(valid.shape, dtype=torch.float32),) * 2
     entropy, received = attention
     exit_probs = exit_logits.float().softmax(dim=-1)  # (B, T, C)
     exit_entropy = -(exit_probs * exit_probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)

@@ -123,6 +123,7 @@ class PrunedEncoder:
         tokens = torch.zeros(B, L, dtype=torch.long, device=input_ids.device)
         flops = torch.zeros(B, dtype=torch.float64, device=input_ids.device)
         points = set(config.prune_layers) if config.enabled else set()
+        needs_attention = bool(points) and self.controllers[config.controller].needs_attention
         buffer = None
         attention = None  # (entropy, received) from the layer before a pruning point
         frozen = None  # pruned tokens' states, kept as keys and values when config.frozen_context
@@ -140,8 +141,8 @@ class PrunedEncoder:
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double(), frozen)
-            hidden, attention = run_layer_grouped(layer, seqs.hidden, seqs.valid, need_signals=(i + 1) in points,
-                                                  context=frozen)
+            hidden, attention = run_layer_grouped(layer, seqs.hidden, seqs.valid, context=frozen,
+                                                  need_signals=(i + 1) in points and needs_attention)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)

@@ -576,6 +576,51 @@ def test_engine_rejects_controller_the_model_lacks(outside_engine):
         outside_engine.with_config(PruningConfig(controller="mlp", prune_layers=(1, 2)))
 
 
+def _with_controller(model_dir, tmp_path, controller) -> Path:
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    controller.save(target)
+    return target
+
+
+def test_mlp_without_attention_features_skips_the_attention_signals(outside_model_dir, tmp_path, monkeypatch):
+    import bioprune.pruned_encoder as pruned_encoder
+    from bioprune.controllers import LearnedController, attention_feature_columns
+
+    n_classes = PruningEngine.from_pretrained(outside_model_dir).model.config.num_labels
+    n_features = n_classes + 8
+    dropped = attention_feature_columns(n_classes)
+    columns = [c for c in range(n_features) if c not in dropped]
+    torch.manual_seed(0)
+    calls = []
+    real = pruned_encoder.run_layer_grouped
+    monkeypatch.setattr(pruned_encoder, "run_layer_grouped",
+                        lambda *a, **k: calls.append(k["need_signals"]) or real(*a, **k))
+    config = PruningConfig(controller="mlp", aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2))
+    for controller, wants_signals in ((LearnedController(len(columns), columns=columns, uses_attention=False), False),
+                                      (LearnedController(n_features), True)):
+        engine = PruningEngine.from_pretrained(_with_controller(outside_model_dir, tmp_path / str(wants_signals),
+                                                                controller), config=config)
+        assert engine.controllers["mlp"].needs_attention is wants_signals
+        calls.clear()
+        [ann] = engine.annotate(["Famotidine associated delirium in a patient treated with cisplatin ."])
+        assert ann.trace.pruned_tokens  # λ = 1e6: every content token may leave
+        assert any(calls) is wants_signals  # the layers before pruning points ran eager attention or not
+
+
+def test_controller_files_from_before_feature_selection_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    from bioprune.controllers import CONTROLLER_FILE, LearnedController
+
+    state = {k: v for k, v in LearnedController(13).state_dict().items() if k not in ("columns", "uses_attention")}
+    save_file(state, str(tmp_path / CONTROLLER_FILE))
+    loaded = LearnedController.load(tmp_path)
+    assert loaded.columns.tolist() == list(range(13)) and loaded.needs_attention
+
+
 def test_from_pretrained_loads_exit_heads(outside_model_dir):
     engine = PruningEngine.from_pretrained(outside_model_dir)
     assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)

@@ -70,6 +70,10 @@ def main(args: OverheadArgs) -> dict:
             "mlp_controller": _median_us(lambda: engine.controllers["mlp"].importance(signals, config), args.repeats, n),
             "exit_head": _median_us(lambda: engine.exit_heads(2, after), args.repeats, n),
             "encoder_layer": _median_us(lambda: run_layer(layers[2], after, valid), args.repeats, n),
+            # the layer before a pruning point when the controller reads attention signals (rule; an MLP
+            # trained with them): eager per-sequence attention instead of the fused kernel
+            "encoder_layer_with_attention_signals": _median_us(
+                lambda: run_layer(layers[2], after, valid, need_signals=True), args.repeats, n),
         },
     }
     us = result["us_per_token"]

@@ -193,8 +193,12 @@ def eval_suite_table(res: dict) -> str | None:
         us = overhead["us_per_token"]
         out.append(f"Controller overhead per token: MLP {us['mlp_controller']:.3f} µs, rule {us['rule_controller']:.3f} µs, "
                    f"exit head {us['exit_head']:.3f} µs, against {us['encoder_layer']:.1f} µs for one encoder layer "
-                   f"(MLP = {overhead['mlp_vs_layer']:.2%} of a layer): `{overhead['command'].strip()}` → "
-                   "`results/controller_overhead.json`.")
+                   f"(MLP = {overhead['mlp_vs_layer']:.2%} of a layer)"
+                   + (f"; the layer before a pruning point costs {us['encoder_layer_with_attention_signals']:.1f} µs "
+                      "when the controller reads attention signals (the rule controller does; the shipped MLP "
+                      f"{'does not' if _shipped_mlp_without_attention() else 'does too'})"
+                      if "encoder_layer_with_attention_signals" in us else "")
+                   + f": `{overhead['command'].strip()}` → `results/controller_overhead.json`.")
     return "\n".join(out)
 
 
@@ -235,6 +239,11 @@ def controllers_table(res: dict) -> str | None:
                   "its range; `training/analysis/frontier.py`): " + "; ".join(verdicts) + "." if verdicts else ""))
     out.append(_suite_footer(res, "Rule vs MLP"))
     return "\n".join(out)
+
+
+def _shipped_mlp_without_attention() -> bool:
+    report = DEFAULT_MODEL_DIR / "controller.json"
+    return report.is_file() and json.loads(report.read_text())["args"].get("without_attention", False)
 
 
 def ablations_table(res: dict) -> str | None:

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.controllers import LearnedController, controller_features  # noqa: E402
+from bioprune.controllers import LearnedController, attention_feature_columns, controller_features  # noqa: E402
 from bioprune.encoder import base_of, classify, embed, run_layer  # noqa: E402
 from bioprune.encoding import encode_texts, window_input_ids  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model  # noqa: E402
@@ -53,6 +53,9 @@ class ControllerArgs:
     max_entity_pruned: float = 0.002  # calibration: share of dense entity tokens the threshold may prune
     seed: int = 13
     threads: int = 2
+    # Leave out the attention entropy and received attention: the layer before each pruning point
+    # then runs fused attention (cheaper on CPU); the README compares both on dev.
+    without_attention: bool = False
 
 
 @torch.no_grad()
@@ -94,8 +97,9 @@ def pool(data: dict, layers) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tuple(torch.cat([data[k][i] for k in layers]) for i in range(3))
 
 
-def train(x: torch.Tensor, y: torch.Tensor, args: ControllerArgs) -> LearnedController:
-    controller = LearnedController(x.size(1), args.hidden)
+def train(x: torch.Tensor, y: torch.Tensor, args: ControllerArgs, columns: list[int]) -> LearnedController:
+    """x: (N, F) the selected feature ``columns`` of every training token; y: (N,) unsafe targets."""
+    controller = LearnedController(x.size(1), args.hidden, columns, uses_attention=not args.without_attention)
     controller.mean.copy_(x.mean(0))
     controller.std.copy_(x.std(0).clamp(min=1e-4))
     opt = torch.optim.Adam(controller.mlp.parameters(), lr=args.learning_rate)
@@ -132,10 +136,15 @@ def main(args: ControllerArgs) -> dict:
     medline = [d.text for p in args.unlabelled for d in iter_pubmed_xml(p)]
     half = len(medline) // 2
     x, y, _ = pool(collect(model, tokenizer, exit_heads, texts, args.layers), args.layers)
-    controller = train(x, y, args)
+    dropped = attention_feature_columns(model.config.num_labels) if args.without_attention else ()
+    columns = [c for c in range(x.size(1)) if c not in dropped]
+    x = x[:, columns]
+    controller = train(x, y, args, columns)
     calib = collect(model, tokenizer, exit_heads, medline[:half], args.layers)
-    held = collect(model, tokenizer, exit_heads, medline[half:], args.layers)
+    held = {k: (f[:, columns], t, e) for k, (f, t, e) in
+            collect(model, tokenizer, exit_heads, medline[half:], args.layers).items()}
     cx, cy, ce = pool(calib, args.layers)
+    cx = cx[:, columns]
     curve = [rates(controller, cx, cy, ce, t) for t in (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)]
     ok = [r for r in curve if r["entity_tokens_pruned"] <= args.max_entity_pruned]
     threshold = max(r["threshold"] for r in ok) if ok else curve[0]["threshold"]
@@ -143,7 +152,7 @@ def main(args: ControllerArgs) -> dict:
     controller.save(args.model)
     result = {"args": asdict(args),
               "data": {p: hashlib.md5(Path(p).read_bytes()).hexdigest() for p in list(args.texts) + list(args.unlabelled)},
-              "n_features": x.size(1), "n_train_tokens": len(x), "unsafe_rate_train": float(y.mean()),
+              "n_features": x.size(1), "columns": columns, "n_train_tokens": len(x), "unsafe_rate_train": float(y.mean()),
               "threshold": threshold, "calibration_curve": curve,
               "held_out": {k: rates(controller, *held[k], threshold) for k in args.layers}}
     Path(args.model, "controller.json").write_text(json.dumps(result, indent=2))
@@ -161,6 +170,8 @@ if __name__ == "__main__":
     parser.add_argument("--texts", nargs="*", default=[])
     parser.add_argument("--unlabelled", nargs="*", default=[])
     parser.add_argument("--layers", nargs="+", type=int, default=list(d.layers))
+    parser.add_argument("--without-attention", action="store_true",
+                        help="leave out the attention features (cheaper pruning points on CPU)")
     for name in ("hidden", "epochs", "learning_rate", "batch_tokens", "max_entity_pruned", "seed", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
     ns = vars(parser.parse_args())
