@@ -241,6 +241,25 @@ def controllers_table(res: dict) -> str | None:
     return "\n".join(out)
 
 
+def recovery_dev_table(res: dict) -> str:
+    """Recovery on/off and the entity-loss trigger's threshold (training/sweep_pruning.py on dev)."""
+    out = ["| recovery | entity-loss trigger: pruned token with p(entity) ≥ | F1 micro | drop | FLOPs saved "
+           "| docs recovered (events) |", "|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        c = r["config"]
+        events = ", ".join(f"{k}: {v}" for k, v in r.get("recovery_events_by_trigger", {}).items()) or "none"
+        out.append(f"| {'on' if c['recovery'] else 'off'} | {c['loss_entity_prob'] if c['recovery'] else '–'} "
+                   f"| {r['f1']['micro']:.4f} | {r['f1_drop_points']['micro']:.2f} | {_pct(r['flops_saved_ratio'])} "
+                   f"| {_pct(r['recovery_rate_documents'])} ({events}) |")
+    c = res["rows"][0]["config"]
+    out.append("")
+    out.append(f"BC5CDR dev set ({res['n_documents']} abstracts), model `{res['model']}`, controller "
+               f"`{c['controller']}`, λ={c['aggressiveness']:g}, prune_layers={tuple(c['prune_layers'])}; "
+               f"entropy-spike trigger at {c['spike_entropy_nats']:g} nats throughout. `{res['command']}` → "
+               "`results/recovery_dev.json`.")
+    return "\n".join(out)
+
+
 def _shipped_mlp_without_attention() -> bool:
     report = DEFAULT_MODEL_DIR / "controller.json"
     return report.is_file() and json.loads(report.read_text())["args"].get("without_attention", False)
@@ -375,6 +394,9 @@ def main() -> None:
         ev = _load(ev_file)
         if ev is not None:
             blocks[block] = pruning_table(ev, _load(bench_file), controller)
+    rec = _load("recovery_dev.json")
+    if rec is not None:
+        blocks["recovery_dev"] = recovery_dev_table(rec)
     blocks.update(suite_blocks())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():

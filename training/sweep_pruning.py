@@ -60,6 +60,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--prune-layers", type=int, nargs="+", action="append",
                         help="repeat for several sets; default: the controller's operating point")
     parser.add_argument("--recovery", choices=["on", "off", "both"], default="on")
+    parser.add_argument("--loss-entity-probs", type=float, nargs="+", default=[PruningConfig().loss_entity_prob],
+                        help="entity-loss recovery trigger thresholds to sweep")
     parser.add_argument("--limit-docs", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
@@ -81,11 +83,14 @@ def main(argv=None) -> dict:
     dense = evaluate_engine(engine, gold)
     recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
     grid = list(itertools.product(ns.prune_layers or [None], ns.lambdas or [None],
-                                  ns.min_keep_ratios, recoveries))
+                                  ns.min_keep_ratios, recoveries, ns.loss_entity_probs))
     rows = []
-    for layers, lam, mkr, rec in tqdm(grid, desc="sweep", unit="config"):
+    for layers, lam, mkr, rec, loss_p in tqdm(grid, desc="sweep", unit="config"):
+        if not rec and loss_p != ns.loss_entity_probs[0]:
+            continue  # the trigger threshold changes nothing with recovery off
         config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
-                               prune_layers=tuple(layers) if layers else None, recovery=rec, **extra)
+                               prune_layers=tuple(layers) if layers else None, recovery=rec,
+                               **{"loss_entity_prob": loss_p, **extra})
         rows.append(row(evaluate_engine(engine.with_config(config), gold), dense, config))
         r = rows[-1]
         logging.info("%s λ=%s mkr=%s rec=%s: F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%",

@@ -2,7 +2,7 @@
 
     python training/train_controller.py --model bioprune/assets/bc5cdr-minilm-l6 \
         --texts DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
-        --unlabelled DATA/pubmed/medline16n0902.xml.gz --layers 1 2 3 4
+        --unlabelled DATA/pubmed/medline16n0902.xml.gz --layers 1 2 3 4 --without-attention
 
 Features are what the engine computes at a pruning point anyway (bioprune.controllers.
 controller_features). Targets come from the dense model on the training texts: a token is
