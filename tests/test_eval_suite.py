@@ -158,3 +158,19 @@ def test_controller_comparison_says_whether_the_mlp_dominates():
     worse = controllers_table(_controllers_suite((0.845, 0.80, 0.81)))
     assert "no dominance" in worse and "the MLP dominates" not in worse
     assert controllers_table(SUITE) is None  # no controllers group: its block is left alone
+
+
+def test_recovery_table_shows_the_trigger_threshold_only_where_recovery_runs():
+    from training.render_readme import recovery_dev_table
+
+    def row(recovery, loss_p, f1, docs):
+        return {"config": {**config_dict(PruningConfig(controller="mlp", recovery=recovery, loss_entity_prob=loss_p))},
+                "f1": {"micro": f1}, "f1_drop_points": {"micro": 100 * (0.82 - f1)}, "flops_saved_ratio": 0.45,
+                "recovery_rate_documents": docs, "recovery_events_by_trigger": {"entity_loss": 3} if recovery else {}}
+
+    res = {"n_documents": 500, "model": "runs/dev", "command": "python training/sweep_pruning.py",
+           "rows": [row(True, 0.5, 0.805, 0.07), row(False, 0.05, 0.805, 0.0)]}
+    table = recovery_dev_table(res)
+    assert "| on | 0.5 | 0.8050 | 1.50 | 45.0% | 7.0% (entity_loss: 3) |" in table
+    assert "| off | – | 0.8050 | 1.50 | 45.0% | 0.0% (none) |" in table
+    assert "prune_layers=(1, 2)" in table and "`results/recovery_dev.json`" in table
