@@ -101,9 +101,11 @@ def pruning_table(ev: dict, bench: dict | None, controller: str = "rule") -> str
             rows.append(f"| batch {bs}: abstracts/s (ms/abstract) | {e['dense']['abstracts_per_s']:.1f} "
                         f"({e['dense']['ms_per_abstract']:.1f}) | {e['pruned']['abstracts_per_s']:.1f} "
                         f"({e['pruned']['ms_per_abstract']:.1f}) |")
+            spread = (f"; rounds {min(e['speedup_per_round']):.2f}–{max(e['speedup_per_round']):.2f}×"
+                      if e.get("speedup_per_round") else "")
             rows.append(f"| batch {bs}: speedup (median of rounds) | 1.00× | **{e['speedup_median']:.2f}×** "
                         f"({e['speedup_vs_flops_prediction']:.0%} of the {bench['flops_predicted_speedup']:.2f}× "
-                        "the FLOPs predict) |")
+                        f"the FLOPs predict{spread}) |")
     rows.append("")
     rows.append(f"BC5CDR test set, shipped model, controller `{c['controller']}`, λ={c['aggressiveness']}, "
                 f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
