@@ -342,12 +342,13 @@ def fairness_table(res: dict) -> str:
 
 
 def fidelity_table(res: dict) -> str:
-    out = ["| controller | λ | recovery | agreement F1 micro | Chemical | Disease | tokens pruned | FLOPs saved "
-           "| docs recovered |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| controller | λ | pruning after layers | recovery | agreement F1 micro | Chemical | Disease "
+           "| tokens pruned | FLOPs saved | docs recovered |", "|---|---|---|---|---|---|---|---|---|---|"]
     for controller, rows in res["controllers"].items():
         for r in rows:
             c, f = r["config"], r["f1"]
-            out.append(f"| {controller} | {c['aggressiveness']} | {'on' if c['recovery'] else 'off'} | {f['micro']:.4f} "
+            out.append(f"| {controller} | {c['aggressiveness']} | {tuple(c['prune_layers'])} "
+                       f"| {'on' if c['recovery'] else 'off'} | {f['micro']:.4f} "
                        f"| {f['Chemical']:.4f} | {f['Disease']:.4f} | {_pct(r['tokens_pruned_ratio'])} "
                        f"| {_pct(r['flops_saved_ratio'])} | {_pct(r['recovery_rate_documents'])} |")
     out += ["", f"Agreement = exact-match F1 of the pruned entities against the dense model's on the {res['half']} half "
