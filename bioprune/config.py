@@ -1,7 +1,7 @@
 """PruningConfig: every knob of adaptive token pruning, validated, with units in the names."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Controller = Literal["none", "rule", "mlp"]

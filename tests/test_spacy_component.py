@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 
