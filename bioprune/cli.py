@@ -30,8 +30,7 @@ def _config(args, has_exit_heads: bool):
     controller = args.controller or "none"  # pruning is opt-in: see PruningEngine.from_pretrained
     try:
         return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
-                             min_keep_ratio=args.min_keep_ratio,
-                             prune_layers=tuple(args.prune_layers) if args.prune_layers else None,
+                             min_keep_ratio=args.min_keep_ratio, prune_layers=args.prune_layers,
                              recovery=args.recovery, frozen_context=args.frozen_context)
     except ValueError as err:
         raise InputError("command line", str(err)) from None

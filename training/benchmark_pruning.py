@@ -77,8 +77,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=c.recovery)
     ns = parser.parse_args(argv)
     config = PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                           min_keep_ratio=ns.min_keep_ratio,
-                           prune_layers=tuple(ns.prune_layers) if ns.prune_layers else None, recovery=ns.recovery)
+                           min_keep_ratio=ns.min_keep_ratio, prune_layers=ns.prune_layers, recovery=ns.recovery)
     args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
                             warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
     res = run(args, config)

@@ -89,12 +89,13 @@ def main(argv=None) -> dict:
         if not rec and loss_p != ns.loss_entity_probs[0]:
             continue  # the trigger threshold changes nothing with recovery off
         config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
-                               prune_layers=tuple(layers) if layers else None, recovery=rec,
+                               prune_layers=layers, recovery=rec,
                                **{"loss_entity_prob": loss_p, **extra})
         rows.append(row(evaluate_engine(engine.with_config(config), gold), dense, config))
         r = rows[-1]
         logging.info("%s λ=%s mkr=%s rec=%s: F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%",
-                     config.prune_layers, config.aggressiveness, mkr, rec, r["f1"]["micro"], r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
+                     config.prune_layers, config.aggressiveness, mkr, rec, r["f1"]["micro"],
+                     r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
     result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": ns.model, "gold": ns.gold or f"dense predictions on {ns.unlabelled} ({ns.half} half)", "n_documents": len(gold),

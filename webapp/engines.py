@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from bioprune.config import DENSE, OPERATING_POINTS, PruningConfig
+from bioprune.config import DENSE, PruningConfig
 from bioprune.controllers import CONTROLLER_FILE, LearnedController
 from bioprune.engine import PruningEngine
 
@@ -29,8 +29,7 @@ MAX_LAMBDA = 16.0  # the λ slider's end: the largest λ the evaluation suite sw
 
 def default_lambda(controller: str) -> float:
     """The λ slider's value when ``controller`` is picked: that controller's operating point."""
-    point = OPERATING_POINTS.get(controller, OPERATING_POINTS["rule"])
-    return point.aggressiveness
+    return PruningConfig(controller=controller).aggressiveness
 
 
 @dataclass(frozen=True)

@@ -76,8 +76,7 @@ def add_pruning_args(parser, controller: str = "rule") -> None:
 def pruning_config(ns) -> PruningConfig:
     """The PruningConfig of :func:`add_pruning_args`' arguments, other fields at their defaults."""
     return PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                         min_keep_ratio=ns.min_keep_ratio,
-                         prune_layers=tuple(ns.prune_layers) if ns.prune_layers else None, recovery=ns.recovery)
+                         min_keep_ratio=ns.min_keep_ratio, prune_layers=ns.prune_layers, recovery=ns.recovery)
 
 
 def gold_spans(docs) -> dict[str, list[Span]]:

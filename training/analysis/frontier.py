@@ -32,9 +32,9 @@ def interpolate_f1(curve: Sequence[Point], flops: float) -> float | None:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``challenger`` vs ``reference`` at the challenger's points inside the reference's FLOPs range."""
+    """``challenger`` vs ``reference`` wherever their FLOPs ranges overlap (see :func:`compare`)."""
 
-    n_compared: int  # challenger points compared
+    n_compared: int  # points compared, of either curve
     min_gain_points: float | None  # smallest F1 gain (challenger − reference) in points; None: none compared
     mean_gain_points: float | None
     flops_range: tuple[float, float] | None  # FLOPs saved range of the compared points

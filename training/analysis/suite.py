@@ -100,7 +100,7 @@ def controller_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool =
         for controller in ("rule", "mlp") if with_mlp else ("rule",):
             family = f"{controller} {layers_text(ls)}"
             rows += [SuiteRow("controllers", family, f"{family} λ={_num(lam)}",
-                              PruningConfig(controller=controller, aggressiveness=lam, prune_layers=tuple(ls)), lam)
+                              PruningConfig(controller=controller, aggressiveness=lam, prune_layers=ls), lam)
                      for lam in lambdas]
     return rows
 
