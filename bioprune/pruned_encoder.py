@@ -5,7 +5,8 @@
         pruned tokens keep exit-head probabilities; the MemoryBuffer keeps the states at point k
     layers k..L-1 on the kept tokens only (gathered into shorter sequences)
     recovery: triggers pick pruned tokens to re-insert; only the rows that need it re-run
-        layers k1..L-1 (k1: the first pruning point) with those tokens back in place
+        layers k1..L-1 (k1: the first pruning point) with those tokens back in place; the others
+        leave at the point they left in the first pass
 
 Everything is batched tensor work under ``torch.no_grad()``; the only Python loop is over layers.
 """
@@ -156,7 +157,7 @@ class PrunedEncoder:
                 recovered |= mask
             rows = recovered.any(dim=1).nonzero().flatten()  # (R,)
             if rows.numel():
-                final, kept, extra = self._recover(buffer, rows, recovered[rows], config.frozen_context)
+                final, kept, extra = self._recover(buffer, rows, recovered[rows], config)
                 probs[rows] = restore(probs[rows], final, kept.positions, kept.valid)
                 flops[rows] += extra
         return ForwardResult(probs=probs, pruned_layer=pruned_layer, pruned_score=pruned_score,
@@ -186,22 +187,27 @@ class PrunedEncoder:
                                        seqs.positions, leaving).squeeze(-1))
         return prune(seqs, keep)[0], leaving
 
-    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor, frozen_context: bool):
+    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor, config: PruningConfig):
         """Re-run layers first_layer..L-1 for ``rows`` with the recovered tokens back in.
 
+        Tokens that stay pruned leave at the same point as in the first pass (a token pruned after
+        layer 2 still runs layer 2), so the second pass never has less context than the first.
         Returns (R, T', C) probabilities of the tokens the second pass ran on, those sequences
         (their positions say where the probabilities go) and (R,) the FLOPs the pass cost.
         """
         state = buffer.first_state
         seqs = Sequences(hidden=state.hidden[rows], positions=state.positions[rows], valid=state.valid[rows])
-        pruned = buffer.pruned[rows]  # (R, T): at the first point the state still holds every position
-        keep = seqs.valid & (~pruned.gather(1, seqs.positions) | recovered.gather(1, seqs.positions))
-        frozen = prune(seqs, seqs.valid & ~keep)[0] if frozen_context else None  # still-pruned tokens' states
-        seqs, _ = prune(seqs, keep)
+        stays_out = buffer.pruned_layer[rows] * ~recovered  # (R, T): the point a still-pruned token leaves at, else 0
+        frozen = None  # still-pruned tokens' states, when config.frozen_context
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
-        for layer in self.layers[buffer.first_layer:]:
+        for i in range(buffer.first_layer, len(self.layers)):
+            if i in config.prune_layers:
+                leaving = seqs.valid & (stays_out.gather(1, seqs.positions) == i)  # (R, T')
+                if config.frozen_context:
+                    frozen = merge(frozen, prune(seqs, leaving)[0])
+                seqs = prune(seqs, seqs.valid & ~leaving)[0]
             extra += self._layer_flops(seqs.lengths.double(), frozen)
-            seqs = replace(seqs, hidden=run_layer_grouped(layer, seqs.hidden, seqs.valid, context=frozen)[0])
+            seqs = replace(seqs, hidden=run_layer_grouped(self.layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

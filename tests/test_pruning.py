@@ -370,6 +370,7 @@ def _recovered_positions(trace) -> set[int]:
     PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
     PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
     PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
+    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1.0, min_keep_ratio=0.0, frozen_context=True),
 ])
 def test_recovery_flops_are_recorded(outside_engine, texts, config):
     on = outside_engine.with_config(config).annotate(texts)
@@ -387,12 +388,17 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
             continue
         n_recovered_docs += 1
         assert t_on.flops > t_off.flops
-        if config.prune_layers == (2,):  # second pass: layer 2 and the classifier on kept + recovered
-            n2 = t_on.tokens_per_layer[-1] + len(recovered)
-            still_pruned = (t_on.tokens_per_layer[0] - n2) * config.frozen_context  # frozen keys/values
-            extra = (flops.layer_flops(float(n2), engine.hidden, engine.intermediate, float(still_pruned))
-                     + 2 * n2 * engine.hidden * engine.n_classes)
-            assert t_on.flops - t_off.flops == pytest.approx(float(extra), rel=1e-12)
+        # second pass, layers k1..L-1: the tokens that ran them the first time plus the recovered ones
+        # that had left by then; the still-pruned ones leave at their own point (frozen keys/values after)
+        left_at = {p.position: p.layer for p in t_on.pruned_tokens}
+        first = min(config.prune_layers)
+        extra = 0.0
+        for i in range(first, len(t_on.tokens_per_layer)):
+            n_i = t_on.tokens_per_layer[i] + sum(left_at[p] <= i for p in recovered)
+            context = (t_on.tokens_per_layer[0] - n_i) * config.frozen_context
+            extra += float(flops.layer_flops(float(n_i), engine.hidden, engine.intermediate, float(context)))
+        extra += 2 * n_i * engine.hidden * engine.n_classes
+        assert t_on.flops - t_off.flops == pytest.approx(extra, rel=1e-12)
     assert n_recovered_docs > 0
 
 
