@@ -75,9 +75,29 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x.view(B, T, n_heads, H // n_heads).transpose(1, 2)  # (B, nh, T, dh)
 
 
+# Below this share of padding slots a layer runs on the padded batch as it is: packing costs two
+# copies of the states per layer, more than the few padded rows it would spare.
+MIN_PADDING_TO_PACK = 0.05
+
+
+def real_token_index(valid: torch.Tensor) -> torch.Tensor | None:
+    """(N,) flat indices into B*T of the real tokens of ``valid`` (B, T), or None when padding is too
+    little to be worth packing them (:data:`MIN_PADDING_TO_PACK`)."""
+    n_real = int(valid.sum())
+    if n_real >= (1.0 - MIN_PADDING_TO_PACK) * valid.numel():
+        return None
+    return valid.flatten().nonzero().squeeze(1)
+
+
 def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bool = False,
               context: "Sequences | None" = None):
     """One BERT layer over (B, T, H) states with key padding ``valid`` (B, T).
+
+    After pruning, rows keep different numbers of tokens and the batch pads to the longest; on CPU
+    a padding slot costs a linear layer as much as a real token. So the linear layers (Q, K, V,
+    attention output, feed-forward: ~95% of a layer's FLOPs) run on the real tokens packed into one
+    (N, H) matrix, and only the attention itself sees the padded (B, T) layout (as in the "remove
+    padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023). Padding slots come out as zeros.
 
     ``context``: frozen states of pruned tokens (B, Tc, H): the tokens attend to them as extra keys
     and values, but they are not updated (no query, no feed-forward): kept tokens keep the context
@@ -85,24 +105,34 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     ``need_signals``, the attention entropy and received attention of each token ((B, T) each,
     :func:`bioprune.importance.row_attention_signals`); else None.
     """
+    B, T, H = hidden.shape
     attn = layer.attention.self
     n_heads = attn.num_attention_heads
-    kv_in, kv_valid = hidden, valid
+    index = real_token_index(valid)
+    x = hidden if index is None else hidden.reshape(B * T, H).index_select(0, index)  # (B, T, H) or (N, H)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:  # (N, D) -> (B, T, D); as it is when not packed
+        return t if index is None else t.new_zeros(B * T, t.size(-1)).index_copy_(0, index, t).view(B, T, -1)
+
+    q = _heads(padded(attn.query(x)), n_heads)  # (B, nh, T, dh)
+    k, v = padded(attn.key(x)), padded(attn.value(x))  # (B, T, H)
+    kv_valid = valid
     if context is not None:
-        kv_in = torch.cat([hidden, context.hidden], dim=1)  # (B, T + Tc, H)
+        k = torch.cat([k, attn.key(context.hidden)], dim=1)  # (B, T + Tc, H)
+        v = torch.cat([v, attn.value(context.hidden)], dim=1)
         kv_valid = torch.cat([valid, context.valid], dim=1)  # (B, T + Tc)
-    q = _heads(attn.query(hidden), n_heads)  # (B, nh, T, dh)
-    k = _heads(attn.key(kv_in), n_heads)  # (B, nh, T + Tc, dh)
-    v = _heads(attn.value(kv_in), n_heads)
+    k, v = _heads(k, n_heads), _heads(v, n_heads)  # (B, nh, T + Tc, dh)
     signals = None
     if need_signals:
         out, signals = _attention_with_signals(q * attn.scaling, k, v, valid, None if context is None else kv_valid)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=kv_valid[:, None, None, :])  # (B, nh, T, dh)
-    out = out.transpose(1, 2).reshape(hidden.shape)  # (B, T, H)
-    attended = layer.attention.output(out, hidden)
-    out = layer.output(layer.intermediate(attended), attended)  # (B, T, H)
-    return out, signals
+    out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+    if index is not None:
+        out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
+    attended = layer.attention.output(out, x)
+    out = layer.output(layer.intermediate(attended), attended)  # (N, H) or (B, T, H)
+    return padded(out), signals
 
 
 def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,

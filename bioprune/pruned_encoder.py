@@ -25,49 +25,6 @@ from bioprune.importance import token_signals
 from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
 
 
-def split_rows(lengths: list[int], min_saving: float = 0.1) -> list[list[int]]:
-    """Rows of a right-padded batch in one or two groups, so that each group pads only to its own longest.
-
-    After pruning, rows keep different numbers of tokens and the batch pads to the longest: on CPU
-    those padding slots cost as much as real tokens in every linear layer. Sorted by length, the
-    batch splits where the padded size is smallest, if that saves at least ``min_saving`` of it.
-    """
-    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
-    sizes = [lengths[r] for r in order]
-    full = len(sizes) * sizes[-1]
-    best, cut = full, 0
-    for c in range(1, len(sizes)):
-        padded = c * sizes[c - 1] + (len(sizes) - c) * sizes[-1]
-        if padded < best:
-            best, cut = padded, c
-    if cut == 0 or best > (1 - min_saving) * full:
-        return [list(range(len(lengths)))]
-    return [order[:cut], order[cut:]]
-
-
-def run_layer_grouped(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bool = False,
-                      context: Sequences | None = None):
-    """:func:`run_layer` over (B, T, H), in up to two length groups (:func:`split_rows`); same results."""
-    groups = split_rows(valid.sum(dim=1).tolist())
-    if len(groups) == 1:
-        return run_layer(layer, hidden, valid, need_signals, context)
-    out = torch.zeros_like(hidden)  # (B, T, H)
-    entropy, received = hidden.new_zeros(valid.shape), hidden.new_zeros(valid.shape)
-    for rows in groups:
-        idx = torch.tensor(rows, device=hidden.device)
-        width = max(int(valid[idx].sum(dim=1).max()), 1)
-        part_context = None
-        if context is not None:
-            c_width = max(int(context.valid[idx].sum(dim=1).max()), 1)
-            part_context = Sequences(hidden=context.hidden[idx, :c_width], positions=context.positions[idx, :c_width],
-                                     valid=context.valid[idx, :c_width])
-        part, signals = run_layer(layer, hidden[idx, :width], valid[idx, :width], need_signals, part_context)
-        out[idx, :width] = part
-        if signals is not None:
-            entropy[idx, :width], received[idx, :width] = signals
-    return out, ((entropy, received) if need_signals else None)
-
-
 def merge(a: Sequences | None, b: Sequences) -> Sequences:
     """Two packed batches of the same rows as one packed (right-padded) batch."""
     if a is None:
@@ -142,7 +99,7 @@ class PrunedEncoder:
             n = seqs.lengths
             tokens[:, i] = n
             flops += self._layer_flops(n.double(), frozen)
-            hidden, attention = run_layer_grouped(layer, seqs.hidden, seqs.valid, context=frozen,
+            hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, context=frozen,
                                                   need_signals=(i + 1) in points and needs_attention)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
@@ -207,7 +164,7 @@ class PrunedEncoder:
                     frozen = merge(frozen, prune(seqs, leaving)[0])
                 seqs = prune(seqs, seqs.valid & ~leaving)[0]
             extra += self._layer_flops(seqs.lengths.double(), frozen)
-            seqs = replace(seqs, hidden=run_layer_grouped(self.layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
+            seqs = replace(seqs, hidden=run_layer(self.layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

@@ -27,7 +27,6 @@ from bioprune.exits import ExitHeads
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABELS
 from bioprune.memory import TRIGGERS
-from bioprune.pruned_encoder import run_layer_grouped, split_rows
 from bioprune.types import ENTITY_TYPES
 
 AGGRESSIVE = PruningConfig(aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2), recovery=False)
@@ -221,22 +220,30 @@ def test_frozen_context_before_the_last_layer_leaves_kept_tokens_exactly_dense(o
     assert kept_equal == {True: True, False: False}
 
 
-def test_split_rows_groups_by_length_only_when_it_saves():
-    assert split_rows([10, 10, 9, 10]) == [[0, 1, 2, 3]]  # < 10% padding to save
-    assert split_rows([50, 5, 48, 6]) == [[1, 3], [2, 0]]  # short rows apart, each group sorted
-    assert split_rows([7]) == [[0]]
+@pytest.mark.parametrize("with_context", [False, True])
+def test_packed_layer_equals_padded_layer(outside_engine, monkeypatch, with_context):
+    """Running the linear layers on the packed real tokens changes nothing on them."""
+    import bioprune.encoder as encoder
 
-
-def test_grouped_layer_equals_one_padded_batch(outside_engine):
     torch.manual_seed(0)
-    layer = outside_engine.encoder.layers[0]
+    layer = outside_engine.encoder.layers[1]
     lengths = [30, 4, 28, 3]
-    valid = torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]  # (4, 30) right-padded
+    valid = torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]  # (4, 30): 46% padding
     hidden = torch.randn(4, 30, outside_engine.encoder.hidden)
-    assert len(split_rows(lengths)) == 2
+    context = None
+    if with_context:
+        c_valid = torch.arange(5)[None, :] < torch.tensor([5, 0, 2, 1])[:, None]  # (4, 5)
+        context = Sequences(hidden=torch.randn(4, 5, outside_engine.encoder.hidden),
+                            positions=torch.zeros(4, 5, dtype=torch.long), valid=c_valid)
+    assert encoder.real_token_index(valid) is not None
+    assert encoder.real_token_index(torch.ones(4, 30, dtype=torch.bool)) is None  # nothing to pack
     for signals in (False, True):
-        ref, ref_sig = run_layer(layer, hidden, valid, signals)
-        out, sig = run_layer_grouped(layer, hidden, valid, signals)
+        out, sig = run_layer(layer, hidden, valid, signals, context)
+        assert not out[~valid].any()  # padding slots come out as zeros
+        monkeypatch.setattr(encoder, "MIN_PADDING_TO_PACK", 1.01)  # never pack
+        assert encoder.real_token_index(valid) is None
+        ref, ref_sig = run_layer(layer, hidden, valid, signals, context)
+        monkeypatch.undo()
         torch.testing.assert_close(out[valid], ref[valid], atol=1e-5, rtol=0)
         if signals:
             for a, b in zip(sig, ref_sig):
@@ -601,8 +608,8 @@ def test_mlp_without_attention_features_skips_the_attention_signals(outside_mode
     columns = [c for c in range(n_features) if c not in dropped]
     torch.manual_seed(0)
     calls = []
-    real = pruned_encoder.run_layer_grouped
-    monkeypatch.setattr(pruned_encoder, "run_layer_grouped",
+    real = pruned_encoder.run_layer
+    monkeypatch.setattr(pruned_encoder, "run_layer",
                         lambda *a, **k: calls.append(k["need_signals"]) or real(*a, **k))
     config = PruningConfig(controller="mlp", aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2))
     for controller, wants_signals in ((LearnedController(len(columns), columns=columns, uses_attention=False), False),
