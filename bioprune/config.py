@@ -55,12 +55,16 @@ class PruningConfig:
     hub_attention_ratio: float = 3.0  # keep tokens receiving > this × uniform attention share
     guard_entity_prob: float = 0.2  # a token this likely to be in an entity protects its neighbours
     guard_window_tokens: int = 1  # how many neighbours on each side it protects
-    # Recovery triggers, chosen on the first half of the MEDLINE slice (fidelity to dense, recovery on
-    # <= 15% of documents): the neighbour rule and a 0.5-nat spike fired on > 90% of documents.
-    loss_entity_prob: float = 0.05  # recovery trigger: a pruned token at least this likely an entity
+    # Recovery triggers, chosen on dev with the train-only model (results/recovery_dev.json): recovery
+    # on <= 15% of abstracts for both controllers at their operating points. The errors pruning adds
+    # sit on kept tokens that lost context, so the trigger that pays counts uncertain kept tokens and
+    # re-inserts the pruned tokens around them; a pruned token that still looks like an entity
+    # (entity_loss) is rare at 0.5 and re-inserting those won nothing back at lower thresholds.
+    loss_entity_prob: float = 0.5  # recovery trigger: a pruned token at least this likely an entity
     loss_next_to_entity: bool = False  # recovery trigger: a pruned token right next to a kept predicted entity
-    spike_entropy_nats: float = 1.2  # recovery trigger: final entropy of a kept token next to pruned ones
-    recovery_window_tokens: int = 2  # pruned tokens this close to a trigger are re-inserted
+    spike_entropy_nats: float = 0.3  # recovery trigger: final entropy of a kept token near pruned ones
+    spike_min_tokens: int = 32  # the entropy spike fires in a sequence only when this many kept tokens spike
+    recovery_window_tokens: int = 8  # pruned tokens this close to a trigger are re-inserted
     mlp_threshold: float | None = None  # learned controller's keep threshold (None: its calibrated one)
 
     def __post_init__(self):
@@ -75,6 +79,9 @@ class PruningConfig:
             raise ValueError(f"aggressiveness (lambda) must be >= 0, got {self.aggressiveness}")
         if not 0.0 <= self.min_keep_ratio <= 1.0:
             raise ValueError(f"min_keep_ratio must be in [0, 1], got {self.min_keep_ratio}")
+        if self.spike_min_tokens < 1 or self.recovery_window_tokens < 0:
+            raise ValueError(f"spike_min_tokens must be >= 1 and recovery_window_tokens >= 0, got "
+                             f"{self.spike_min_tokens} and {self.recovery_window_tokens}")
         layers = tuple(self.prune_layers)
         if any(k < 1 for k in layers) or list(layers) != sorted(set(layers)):
             raise ValueError(f"prune_layers must be increasing layer counts >= 1, got {self.prune_layers}")

@@ -10,7 +10,9 @@ Triggers (batched over the whole batch, no Python loop over rows):
   * entity_loss: a pruned token whose exit head still gave an entity ``loss_entity_prob`` or more,
     or a pruned token right next to a kept token predicted as an entity (its boundary could move);
   * entropy_spike: a kept token next to pruned ones whose final-layer label entropy is at least
-    ``spike_entropy_nats`` (the context it lost may matter).
+    ``spike_entropy_nats`` (the context it lost may matter), in a sequence with at least
+    ``spike_min_tokens`` of them: one uncertain token is common, many mark the sequences where
+    pruning changed the most.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def recovery_triggers(probs: torch.Tensor, pruned: torch.Tensor, valid: torch.Te
     loss_points = pruned & ((p_entity >= config.loss_entity_prob) | next_to_entity)
     entropy = -(probs * probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
     near_pruned = neighbourhood_max(pruned.float(), config.recovery_window_tokens) > 0
-    spike_points = kept & near_pruned & (entropy >= config.spike_entropy_nats)
+    spike_points = kept & near_pruned & (entropy >= config.spike_entropy_nats)  # (B, T)
+    spike_points &= spike_points.sum(dim=1, keepdim=True) >= config.spike_min_tokens
     w = config.recovery_window_tokens
     return {
         "entity_loss": pruned & (loss_points | (neighbourhood_max(loss_points.float(), w) > 0)),

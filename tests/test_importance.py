@@ -94,6 +94,17 @@ def test_entropy_spike_recovers_pruned_tokens_near_an_uncertain_kept_token():
     probs = _probs([0] * 6)
     probs[0, 2] = torch.full((5,), 0.2)  # kept token 2 is maximally uncertain: entropy log 5
     pruned = torch.tensor([[False, True, False, False, True, True]])
-    config = PruningConfig(spike_entropy_nats=math.log(5) - 0.01, recovery_window_tokens=2)
+    config = PruningConfig(spike_entropy_nats=math.log(5) - 0.01, recovery_window_tokens=2, spike_min_tokens=1)
     spike = recovery_triggers(probs, pruned, torch.ones_like(pruned), config)["entropy_spike"]
     assert spike.tolist() == [[False, True, False, False, True, False]]  # within 2 of token 2, pruned only
+
+
+def test_entropy_spike_needs_spike_min_tokens_uncertain_tokens_in_the_sequence():
+    probs = _probs([0] * 8).repeat(2, 1, 1)  # (2, 8, 5)
+    probs[0, 2] = probs[1, 2] = probs[1, 5] = torch.full((5,), 0.2)  # row 0: one uncertain token, row 1: two
+    pruned = torch.tensor([[False, True, False, False, False, False, True, False]]).repeat(2, 1)
+    config = PruningConfig(spike_entropy_nats=math.log(5) - 0.01, recovery_window_tokens=1, spike_min_tokens=2)
+    spike = recovery_triggers(probs, pruned, torch.ones_like(pruned), config)["entropy_spike"]
+    assert spike.tolist() == [[False] * 8, [False, True, False, False, False, False, True, False]]
+    one = recovery_triggers(probs, pruned, torch.ones_like(pruned), config.with_(spike_min_tokens=1))["entropy_spike"]
+    assert one[0].tolist() == [False, True] + [False] * 6

@@ -29,6 +29,16 @@ from bioprune.labels import LABELS
 from bioprune.memory import TRIGGERS
 from bioprune.types import ENTITY_TYPES
 
+# Recovery triggers that fire often on the tiny random model: its texts hold a few dozen tokens, so
+# a sequence never reaches the default spike_min_tokens uncertain tokens.
+EAGER_TRIGGERS = dict(loss_entity_prob=0.05, spike_entropy_nats=1.2, spike_min_tokens=1, recovery_window_tokens=2)
+
+
+def _recovering(**kwargs) -> PruningConfig:
+    """Recovery on, with :data:`EAGER_TRIGGERS` unless ``kwargs`` set a trigger."""
+    return PruningConfig(recovery=True, **{**EAGER_TRIGGERS, **kwargs})
+
+
 AGGRESSIVE = PruningConfig(aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2), recovery=False)
 
 
@@ -193,7 +203,7 @@ def test_enabled_config_with_nothing_pruned_equals_dense(outside_engine, texts):
     """λ = 0: no token is prunable, so the pruning points (explicit attention probs, exit heads,
     gather) run but the forward must still be the dense model."""
     ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
-    config = PruningConfig(recovery=True, aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2))
+    config = _recovering( aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2))
     assert config.enabled
     dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
     out = outside_engine.encoder.forward(ids, mask, special, config)
@@ -251,7 +261,7 @@ def test_packed_layer_equals_padded_layer(outside_engine, monkeypatch, with_cont
 
 
 def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
-    full = outside_engine.with_config(PruningConfig(recovery=True, aggressiveness=1.0, min_keep_ratio=1.0,
+    full = outside_engine.with_config(_recovering( aggressiveness=1.0, min_keep_ratio=1.0,
                                                     controller="rule", prune_layers=(1, 2)))
     dense = outside_engine.with_config(DENSE)
     a_full, a_dense = full.annotate(mixed_texts), dense.annotate(mixed_texts)
@@ -289,11 +299,11 @@ def test_special_tokens_and_padding_never_pruned(outside_engine, texts, recovery
 # --- 4. recovered tokens are pruned tokens -------------------------------------------------------
 
 RECOVERY_CONFIGS = [
-    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
-    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=5.0, min_keep_ratio=0.1),
-    PruningConfig(recovery=True, prune_layers=(1,), aggressiveness=0.3, min_keep_ratio=0.0, recovery_window_tokens=4),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, spike_entropy_nats=0.0),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.2, loss_entity_prob=0.0,
+    _recovering( aggressiveness=1.0, prune_layers=(1, 2)),
+    _recovering( prune_layers=(2,), aggressiveness=5.0, min_keep_ratio=0.1),
+    _recovering( prune_layers=(1,), aggressiveness=0.3, min_keep_ratio=0.0, recovery_window_tokens=4),
+    _recovering( prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, spike_entropy_nats=0.0),
+    _recovering( prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.2, loss_entity_prob=0.0,
                   guard_window_tokens=0),
 ]
 
@@ -373,11 +383,11 @@ def _recovered_positions(trace) -> set[int]:
 
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
-    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
-    PruningConfig(recovery=True, prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1.0, min_keep_ratio=0.0, frozen_context=True),
+    _recovering( prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
+    _recovering( prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
+    _recovering( prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0, frozen_context=True),
+    _recovering( prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
+    _recovering( prune_layers=(1, 2), aggressiveness=1.0, min_keep_ratio=0.0, frozen_context=True),
 ])
 def test_recovery_flops_are_recorded(outside_engine, texts, config):
     on = outside_engine.with_config(config).annotate(texts)
@@ -412,8 +422,8 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
 # --- 7. batching does not change pruning decisions ------------------------------------------------
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.3),
+    _recovering( aggressiveness=1.0, prune_layers=(1, 2)),
+    _recovering( prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.3),
     PruningConfig(prune_layers=(2,), aggressiveness=0.2, min_keep_ratio=0.0, recovery=False),
 ])
 def test_batched_equals_one_at_a_time_under_pruning(outside_engine, mixed_texts, config):
@@ -440,8 +450,8 @@ ODD_TEXTS = ["", "   ", "\n\t", "a", "😀famotidine😀 中文 e\u0301 ﬁ\x07 
 
 
 @pytest.mark.parametrize("config", [
-    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
-    PruningConfig(recovery=True, prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
+    _recovering( aggressiveness=1.0, prune_layers=(1, 2)),
+    _recovering( prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0),
     PruningConfig(prune_layers=(2,), aggressiveness=0.2, min_keep_ratio=0.5, recovery=False),
 ])
 def test_offsets_valid_with_pruning(outside_engine, long_text, texts, config):
@@ -481,7 +491,7 @@ def test_offsets_valid_with_pruning(outside_engine, long_text, texts, config):
     PruningConfig(prune_layers=(2,), aggressiveness=0.0, recovery=False),  # nothing prunable
     PruningConfig(prune_layers=(1,), aggressiveness=0.2, min_keep_ratio=0.5, recovery=False),
     PruningConfig(prune_layers=(1, 2), aggressiveness=1e6, min_keep_ratio=0.0, recovery=False),
-    PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)),
+    _recovering( aggressiveness=1.0, prune_layers=(1, 2)),
 ])
 def test_trace_sanity(outside_engine, mixed_texts, config):
     engine = outside_engine.with_config(config)
@@ -524,7 +534,7 @@ def test_dense_configs_give_no_trace(outside_engine, texts):
     {"aggressiveness": -0.1}, {"aggressiveness": -1e-9},
     {"min_keep_ratio": -0.01}, {"min_keep_ratio": 1.01}, {"min_keep_ratio": float("nan")},
     {"prune_layers": (2, 1)}, {"prune_layers": (1, 1)}, {"prune_layers": (0,)}, {"prune_layers": (-1, 2)},
-    {"prune_layers": (1, 3, 2)},
+    {"prune_layers": (1, 3, 2)}, {"spike_min_tokens": 0}, {"recovery_window_tokens": -1},
 ])
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):

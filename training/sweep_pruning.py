@@ -64,6 +64,8 @@ def main(argv=None) -> dict:
                         help="entity-loss recovery trigger thresholds to sweep (above 1: the trigger is off)")
     parser.add_argument("--spike-entropies", type=float, nargs="+", default=[PruningConfig().spike_entropy_nats],
                         help="entropy-spike recovery trigger thresholds (nats) to sweep")
+    parser.add_argument("--spike-min-tokens", type=int, nargs="+", default=[PruningConfig().spike_min_tokens],
+                        help="uncertain kept tokens a sequence needs before the entropy spike fires, to sweep")
     parser.add_argument("--recovery-windows", type=int, nargs="+", default=[PruningConfig().recovery_window_tokens],
                         help="how far from a trigger pruned tokens are re-inserted (tokens) to sweep")
     parser.add_argument("--limit-docs", type=int, default=0)
@@ -88,20 +90,20 @@ def main(argv=None) -> dict:
     recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
     grid = list(itertools.product(ns.prune_layers or [None], ns.lambdas or [None],
                                   ns.min_keep_ratios, recoveries, ns.loss_entity_probs, ns.spike_entropies,
-                                  ns.recovery_windows))
+                                  ns.spike_min_tokens, ns.recovery_windows))
     rows = []
-    for layers, lam, mkr, rec, loss_p, spike, window in tqdm(grid, desc="sweep", unit="config"):
-        if not rec and (loss_p, spike, window) != (ns.loss_entity_probs[0], ns.spike_entropies[0],
-                                                   ns.recovery_windows[0]):
+    for layers, lam, mkr, rec, loss_p, spike, min_tokens, window in tqdm(grid, desc="sweep", unit="config"):
+        if not rec and (loss_p, spike, min_tokens, window) != (ns.loss_entity_probs[0], ns.spike_entropies[0],
+                                                               ns.spike_min_tokens[0], ns.recovery_windows[0]):
             continue  # the triggers change nothing with recovery off
         config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
                                prune_layers=layers, recovery=rec,
                                **{"loss_entity_prob": loss_p, "spike_entropy_nats": spike,
-                                  "recovery_window_tokens": window, **extra})
+                                  "spike_min_tokens": min_tokens, "recovery_window_tokens": window, **extra})
         rows.append(row(evaluate_engine(engine.with_config(config), gold), dense, config))
         r = rows[-1]
-        logging.info("%s λ=%s mkr=%s rec=%s (loss %s, spike %s, window %s): F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%",
-                     config.prune_layers, config.aggressiveness, mkr, rec, loss_p, spike, window, r["f1"]["micro"],
+        logging.info("%s λ=%s mkr=%s rec=%s (loss %s, spike %s x%s, window %s): F1 %.4f (drop %.2f) FLOPs saved %.1f%% recovery %.1f%%",
+                     config.prune_layers, config.aggressiveness, mkr, rec, loss_p, spike, min_tokens, window, r["f1"]["micro"],
                      r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
     result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
