@@ -243,22 +243,40 @@ def controllers_table(res: dict) -> str | None:
     return "\n".join(out)
 
 
-def recovery_dev_table(res: dict) -> str:
-    """Recovery on/off and the entity-loss trigger's threshold (training/sweep_pruning.py on dev)."""
-    out = ["| recovery | entity-loss trigger: pruned token with p(entity) ≥ | F1 micro | drop | FLOPs saved "
-           "| docs recovered (events) |", "|---|---|---|---|---|---|"]
-    for r in res["rows"]:
-        c = r["config"]
-        events = ", ".join(f"{k}: {v}" for k, v in r.get("recovery_events_by_trigger", {}).items()) or "none"
-        out.append(f"| {'on' if c['recovery'] else 'off'} | {c['loss_entity_prob'] if c['recovery'] else '–'} "
-                   f"| {r['f1']['micro']:.4f} | {r['f1_drop_points']['micro']:.2f} | {_pct(r['flops_saved_ratio'])} "
-                   f"| {_pct(r['recovery_rate_documents'])} ({events}) |")
-    c = res["rows"][0]["config"]
+def recovery_dev_table(sweeps: list[dict], curves: dict | None) -> str:
+    """Recovery on/off and the entropy spike's minimum of uncertain tokens, per controller
+    (training/sweep_pruning.py on dev), beside what a lower λ without recovery gives at the same FLOPs
+    saved (the controller's λ curve in ``curves``, results/controllers_dev.json, interpolated)."""
+    from training.analysis.frontier import interpolate_f1
+    from training.analysis.suite import layers_text
+
+    out = ["| controller | recovery | entropy spike: uncertain kept tokens ≥ | F1 micro | drop | FLOPs saved "
+           "| docs recovered (events) | drop of a lower λ without recovery at the same FLOPs |",
+           "|---|---|---|---|---|---|---|---|"]
+    commands = []
+    for res in sweeps:
+        dense = res["dense_f1"]["micro"]
+        for r in sorted(res["rows"], key=lambda r: (r["config"]["recovery"], r["config"]["spike_min_tokens"])):
+            c = r["config"]
+            family = f"{c['controller']} {layers_text(c['prune_layers'])}"
+            curve = [(p["flops_saved_ratio"], p["f1"]["micro"]) for p in (curves or {}).get("rows", [])
+                     if p["family"] == family]
+            same = interpolate_f1(curve, r["flops_saved_ratio"]) if c["recovery"] else None
+            events = ", ".join(f"{k}: {v}" for k, v in r.get("recovery_events_by_trigger", {}).items()) or "none"
+            out.append(f"| {c['controller']} λ={c['aggressiveness']:g} {layers_text(c['prune_layers'])} "
+                       f"| {'on' if c['recovery'] else 'off'} | {c['spike_min_tokens'] if c['recovery'] else '–'} "
+                       f"| {r['f1']['micro']:.4f} | {r['f1_drop_points']['micro']:.2f} | {_pct(r['flops_saved_ratio'])} "
+                       f"| {_pct(r['recovery_rate_documents'])} ({events}) "
+                       f"| {'–' if same is None else f'{100 * (dense - same):.2f}'} |")
+        commands.append(f"`{res['command']}`")
+    c = sweeps[0]["rows"][0]["config"]
     out.append("")
-    out.append(f"BC5CDR dev set ({res['n_documents']} abstracts), model `{res['model']}`, controller "
-               f"`{c['controller']}`, λ={c['aggressiveness']:g}, prune_layers={tuple(c['prune_layers'])}; "
-               f"entropy-spike trigger at {c['spike_entropy_nats']:g} nats throughout. `{res['command']}` → "
-               "`results/recovery_dev.json`.")
+    out.append(f"BC5CDR dev set ({sweeps[0]['n_documents']} abstracts), model `{sweeps[0]['model']}`, each controller "
+               f"at its operating point; entropy spike at {c['spike_entropy_nats']:g} nats, pruned tokens within "
+               f"{c['recovery_window_tokens']} of a spike re-inserted, entity-loss trigger at p(entity) ≥ "
+               f"{c['loss_entity_prob']:g}. Last column: the same controller and layers without recovery, its λ "
+               "curve (`results/controllers_dev.json`) interpolated at the row's FLOPs saved (– outside the curve's "
+               "range). " + "; ".join(commands) + " → `results/recovery_dev.json`, `results/recovery_dev_rule.json`.")
     return "\n".join(out)
 
 
@@ -397,9 +415,9 @@ def main() -> None:
         ev = _load(ev_file)
         if ev is not None:
             blocks[block] = pruning_table(ev, _load(bench_file), controller)
-    rec = _load("recovery_dev.json")
-    if rec is not None:
-        blocks["recovery_dev"] = recovery_dev_table(rec)
+    sweeps = [res for res in (_load("recovery_dev.json"), _load("recovery_dev_rule.json")) if res is not None]
+    if sweeps:
+        blocks["recovery_dev"] = recovery_dev_table(sweeps, _load("controllers_dev.json"))
     blocks.update(suite_blocks())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
