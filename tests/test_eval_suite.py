@@ -160,17 +160,24 @@ def test_controller_comparison_says_whether_the_mlp_dominates():
     assert controllers_table(SUITE) is None  # no controllers group: its block is left alone
 
 
-def test_recovery_table_shows_the_trigger_threshold_only_where_recovery_runs():
+def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
     from training.render_readme import recovery_dev_table
 
-    def row(recovery, loss_p, f1, docs):
-        return {"config": {**config_dict(PruningConfig(controller="mlp", recovery=recovery, loss_entity_prob=loss_p))},
-                "f1": {"micro": f1}, "f1_drop_points": {"micro": 100 * (0.82 - f1)}, "flops_saved_ratio": 0.45,
-                "recovery_rate_documents": docs, "recovery_events_by_trigger": {"entity_loss": 3} if recovery else {}}
+    def row(recovery, min_tokens, f1, flops, docs):
+        config = config_dict(PruningConfig(controller="mlp", recovery=recovery, spike_min_tokens=min_tokens))
+        return {"config": config, "f1": {"micro": f1}, "f1_drop_points": {"micro": 100 * (0.82 - f1)},
+                "flops_saved_ratio": flops, "recovery_rate_documents": docs,
+                "recovery_events_by_trigger": {"entropy_spike": 3} if recovery else {}}
 
-    res = {"n_documents": 500, "model": "runs/dev", "command": "python training/sweep_pruning.py",
-           "rows": [row(True, 0.5, 0.805, 0.07), row(False, 0.05, 0.805, 0.0)]}
-    table = recovery_dev_table(res)
-    assert "| on | 0.5 | 0.8050 | 1.50 | 45.0% | 7.0% (entity_loss: 3) |" in table
-    assert "| off | – | 0.8050 | 1.50 | 45.0% | 0.0% (none) |" in table
-    assert "prune_layers=(1, 2)" in table and "`results/recovery_dev.json`" in table
+    res = {"n_documents": 500, "model": "runs/dev", "command": "python training/sweep_pruning.py", "dense_f1": {"micro": 0.82},
+           "rows": [row(False, 32, 0.805, 0.45, 0.0), row(True, 32, 0.81, 0.38, 0.07), row(True, 8, 0.82, 0.05, 0.7)]}
+    curve = {"rows": [{"family": "mlp (1, 2)", "flops_saved_ratio": x, "f1": {"micro": f1}}
+                      for x, f1 in ((0.34, 0.818), (0.40, 0.812))] +
+                     [{"family": "mlp (2,)", "flops_saved_ratio": 0.38, "f1": {"micro": 0.5}}]}  # other layers: ignored
+    table = recovery_dev_table([res], curve)
+    assert "| mlp λ=6 (1, 2) | off | – | 0.8050 | 1.50 | 45.0% | 0.0% (none) | – |" in table
+    # the λ curve at 38% FLOPs: 0.818 + (0.812 - 0.818) * 4/6 = 0.814 -> drop 0.60
+    assert "| mlp λ=6 (1, 2) | on | 32 | 0.8100 | 1.00 | 38.0% | 7.0% (entropy_spike: 3) | 0.60 |" in table
+    assert "| mlp λ=6 (1, 2) | on | 8 | 0.8200 | 0.00 | 5.0% | 70.0% (entropy_spike: 3) | – |" in table  # outside the curve
+    assert table.index("| off |") < table.index("| on | 8 |") < table.index("| on | 32 |")
+    assert "`results/recovery_dev.json`" in table and "0.3 nats" in table
