@@ -100,7 +100,7 @@ class PrunedEncoder:
             tokens[:, i] = n
             flops += self._layer_flops(n.double(), frozen)
             hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, context=frozen,
-                                                  need_signals=(i + 1) in points and needs_attention)
+                                          need_signals=(i + 1) in points and needs_attention)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
