@@ -1,7 +1,8 @@
 """PruningConfig: every knob of adaptive token pruning, validated, with units in the names."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 Controller = Literal["none", "rule", "mlp"]
@@ -26,6 +27,21 @@ OPERATING_POINTS: dict[str, OperatingPoint] = {
     "rule": OperatingPoint(2.0, (2,)),
     "mlp": OperatingPoint(6.0, (1, 2)),
 }
+
+
+class IgnoredSettingWarning(UserWarning):
+    """A pruning setting given to the dense model (``controller="none"``), which ignores it.
+
+    A warning, not an error, in the library: ``with_(controller="none")`` keeps the pruned
+    config's other knobs, and that is a legitimate way to get the dense twin of a config. The CLI
+    turns it into an error (a ``--lambda`` without ``--controller`` is a mistake there).
+    ``settings`` names the fields, so a caller can name its own spelling of them (``--lambda``).
+    """
+
+    def __init__(self, settings: tuple[str, ...]):
+        self.settings = settings
+        super().__init__(f"{', '.join(settings)} set but ignored: controller='none' is the dense model, which "
+                         "does not prune; choose controller='rule' or 'mlp', or leave them at their defaults")
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,16 @@ class PruningConfig:
         if any(k < 1 for k in layers) or list(layers) != sorted(set(layers)):
             raise ValueError(f"prune_layers must be increasing layer counts >= 1, got {self.prune_layers}")
         object.__setattr__(self, "prune_layers", layers)
+        if self.controller == "none" and self.ignored_settings:
+            warnings.warn(IgnoredSettingWarning(self.ignored_settings), stacklevel=3)  # the caller's line
+
+    @property
+    def ignored_settings(self) -> tuple[str, ...]:
+        """Settings that differ from their defaults but do nothing here: every pruning knob, when
+        the controller is ``"none"`` (the dense model); otherwise none."""
+        if self.controller != "none":
+            return ()
+        return tuple(name for name, default in _dense_defaults().items() if getattr(self, name) != default)
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +121,14 @@ class PruningConfig:
         """A copy with ``changes``; λ and the pruning layers stay as they are unless changed (pass
         ``aggressiveness=None`` / ``prune_layers=None`` for the new controller's operating point)."""
         return replace(self, **changes)
+
+
+def _dense_defaults() -> dict:
+    """Each pruning knob's default for the dense model, from the field declarations (λ and the
+    pruning layers from the "none" operating point): the one place those defaults are written."""
+    point = OPERATING_POINTS["none"]
+    resolved = {"aggressiveness": point.aggressiveness, "prune_layers": point.prune_layers}
+    return {f.name: resolved.get(f.name, f.default) for f in fields(PruningConfig) if f.name != "controller"}
 
 
 DENSE = PruningConfig(controller="none")
