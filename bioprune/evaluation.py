@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from bioprune.flops import flops_saved_ratio
 from bioprune.labels import spans_to_tags
 from bioprune.types import ENTITY_TYPES
 
@@ -95,7 +96,7 @@ def pruning_summary(annotations) -> dict:
         "tokens_pruned_ratio": sum(len(t.pruned_tokens) for t in traces) / per_layer[0] if per_layer[0] else 0.0,
         "flops": flops,
         "dense_flops": dense,
-        "flops_saved_ratio": 1.0 - flops / dense if dense else 0.0,
+        "flops_saved_ratio": flops_saved_ratio(flops, dense),  # net of pruning's own cost: may be < 0
         "recovery_rate_documents": sum(bool(t.recovery_events) for t in traces) / len(traces),
         "recovered_tokens": sum(len(e.positions) for t in traces for e in t.recovery_events),
         "recovery_events_by_trigger": {
@@ -104,10 +105,32 @@ def pruning_summary(annotations) -> dict:
     }
 
 
-def evaluate_engine(engine, documents, batch_size: int = 16) -> dict:
-    """Annotate gold PubTator documents with ``engine`` and score the predictions against them."""
+EVAL_CHUNK_DOCS = 64  # documents annotated per engine call: how often the progress bar moves
+
+
+def annotate_with_progress(engine, documents: Sequence, batch_size: int = 16, progress: bool = False,
+                           desc: str = "evaluate") -> list:
+    """``engine.annotate(documents)`` in chunks of EVAL_CHUNK_DOCS, with a tqdm bar (on stderr) when
+    ``progress``. The chunks are the same with the bar on or off, so the scores never depend on it
+    (and an annotation does not depend on its batch: tests/test_engine.py)."""
+    from tqdm.auto import tqdm
+
+    annotations = []
+    with tqdm(total=len(documents), desc=desc, unit="doc", disable=not progress, leave=False) as bar:
+        for start in range(0, len(documents), EVAL_CHUNK_DOCS):
+            chunk = documents[start:start + EVAL_CHUNK_DOCS]
+            annotations += engine.annotate(chunk, batch_size=batch_size)
+            bar.update(len(chunk))
+    return annotations
+
+
+def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = False, desc: str = "evaluate") -> dict:
+    """Annotate gold PubTator documents with ``engine`` and score the predictions against them.
+
+    ``progress`` shows a bar on stderr (the CLI's, unless --quiet); ``desc`` labels it.
+    """
     docs = list(documents)
-    annotations = engine.annotate([d.to_document() for d in docs], batch_size=batch_size)
+    annotations = annotate_with_progress(engine, [d.to_document() for d in docs], batch_size, progress, desc)
     encoded = engine.encode([d.text for d in docs])
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     pred = {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}

@@ -136,3 +136,17 @@ def test_evaluate_engine_ignores_other_gold_types(per_word_engine):
     assert result["mention"]["micro"]["n_gold"] == 1
     assert result["mention"]["Disease"]["tp"] == 1  # "delirium" predicted as a one-word Disease
     assert result["mention"]["micro"]["n_pred"] == 3
+
+
+def test_evaluate_engine_progress_bar_and_chunks_leave_the_scores_alone(tiny_engine, sample_path, monkeypatch,
+                                                                          capsys):
+    import bioprune.evaluation as evaluation
+
+    docs = read_pubtator(sample_path)
+    quiet = evaluate_engine(tiny_engine, docs)
+    assert "doc/s" not in capsys.readouterr().err  # no bar unless asked: library callers see nothing
+    monkeypatch.setattr(evaluation, "EVAL_CHUNK_DOCS", 2)  # 3 documents in 2 engine calls
+    shown = evaluate_engine(tiny_engine, docs, progress=True, desc="scoring")
+    assert shown == quiet
+    err = capsys.readouterr().err
+    assert "scoring: " in err and "/3 [" in err
