@@ -1,13 +1,30 @@
-"""bioprune: chemical and disease NER (BC5CDR types) with a BERT-family token classifier.
+"""bioprune: chemical and disease NER (BC5CDR types) with a BERT-family token classifier that prunes tokens.
 
-    from bioprune import PruningEngine
-    engine = PruningEngine.from_pretrained()          # the shipped model, offline
+    from bioprune import PruningEngine, PruningConfig
+    engine = PruningEngine.from_pretrained()          # the shipped model, offline; dense by default
+    engine = engine.with_config(PruningConfig(controller="rule"))   # same weights, pruned
     [ann] = engine.annotate(["Famotidine-associated delirium."])
     ann.entities                                       # (Entity(start=0, end=10, label='Chemical', ...), ...)
+    ann.trace                                          # what pruning did: pruned tokens, recoveries, FLOPs
+
+Everything a user of the engine touches is importable from here; ``__all__`` is that list (the
+README and docs/ use nothing else from the core, and tests/test_docs.py runs their examples).
 """
+from importlib.metadata import PackageNotFoundError, version
+
+from bioprune.config import DENSE, OPERATING_POINTS, IgnoredSettingWarning, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.errors import InputError
-from bioprune.types import ENTITY_TYPES, Annotation, Document, Entity
+from bioprune.loading import resolve_device
+from bioprune.types import ENTITY_TYPES, Annotation, Document, Entity, PrunedToken, RecoveryEvent, Trace
 
-__all__ = ["PruningEngine", "DEFAULT_MODEL_DIR", "InputError", "Annotation", "Document", "Entity", "ENTITY_TYPES"]
-__version__ = "0.1.0"
+try:  # pyproject.toml's version is the only one: read it from the installed package's metadata
+    __version__ = version("bioprune")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "PruningEngine", "PruningConfig", "DENSE", "OPERATING_POINTS", "DEFAULT_MODEL_DIR",
+    "Annotation", "Document", "Entity", "Trace", "PrunedToken", "RecoveryEvent", "ENTITY_TYPES",
+    "InputError", "IgnoredSettingWarning", "resolve_device", "__version__",
+]

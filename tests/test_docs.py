@@ -1,0 +1,95 @@
+"""Every ```python block of README.md and docs/*.md runs, so the documentation cannot rot.
+
+One test per block, named ``FILE:LINE`` (the line of its opening fence). A block runs on its own,
+in a fresh namespace, from the repository root, offline (conftest sets HF_HUB_OFFLINE): a block
+that needs another's names defines them itself, as a reader who copies it would. Two HTML
+comments on the line before a fence, each with its reason, are the only ways out:
+
+    <!-- requires: en_core_sci_sm -->      skipped unless these modules import (an optional model)
+    <!-- no-run: needs ../shared/data -->  never run (data or a network the tests do not have)
+
+Keep them rare: rewrite a block so it runs before marking it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>[\w+-]*)\s*$")
+MARKER = re.compile(r"^\s*<!--\s*(?P<kind>no-run|requires):\s*(?P<text>.+?)\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    path: Path
+    line: int  # 1-based line of the opening fence
+    code: str
+    marker: tuple[str, str] | None  # ("no-run" | "requires", its text) from the line before the fence
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def python_blocks(path: Path) -> list[CodeBlock]:
+    """The ```python blocks of a Markdown file, dedented by their fence's indentation."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        fence = FENCE.match(lines[i])
+        if not fence or not fence["lang"]:
+            i += 1
+            continue
+        start, indent = i, len(fence["indent"])
+        i += 1
+        while i < len(lines) and not (FENCE.match(lines[i]) and not FENCE.match(lines[i])["lang"]):
+            i += 1
+        if fence["lang"] == "python":
+            previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
+            marker = MARKER.match(previous)
+            code = "\n".join(line[indent:] for line in lines[start + 1:i])
+            blocks.append(CodeBlock(path, start + 1, code, (marker["kind"], marker["text"]) if marker else None))
+        i += 1
+    return blocks
+
+
+BLOCKS = [block for path in DOC_FILES for block in python_blocks(path)]
+
+
+def test_the_extractor_finds_the_readme_examples():
+    names = [b.name for b in BLOCKS]
+    assert sum(n.startswith("README.md:") for n in names) >= 5, names
+    assert len(set(names)) == len(names)
+
+
+def test_extractor_on_a_hand_made_file(tmp_path):
+    doc = tmp_path / "x.md"
+    doc.write_text("text\n```python\na = 1\n```\n\n<!-- no-run: needs a GPU -->\n\n```python\nb = 2\n```\n"
+                   "```bash\nls\n```\n1. step\n   ```python\n   c = 3\n   ```\n", encoding="utf-8")
+    blocks = python_blocks(doc)
+    assert [(b.line, b.code, b.marker) for b in blocks] == [
+        (2, "a = 1", None), (8, "b = 2", ("no-run", "needs a GPU")), (15, "c = 3", None)]
+
+
+def test_markers_are_rare_and_say_why():
+    marked = [b for b in BLOCKS if b.marker]
+    assert len(marked) <= 2, [b.name for b in marked]
+    assert all(len(b.marker[1]) >= 8 for b in marked)
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+def test_doc_block_runs(block: CodeBlock, monkeypatch):
+    if block.marker and block.marker[0] == "no-run":
+        pytest.skip(f"{block.name}: no-run: {block.marker[1]}")
+    if block.marker and block.marker[0] == "requires":
+        missing = [m for m in block.marker[1].split() if importlib.util.find_spec(m) is None]
+        if missing:
+            pytest.skip(f"{block.name} needs {', '.join(missing)}")
+    monkeypatch.chdir(ROOT)
+    exec(compile(block.code, block.name, "exec"), {"__name__": "__doc_block__"})
