@@ -12,10 +12,9 @@ README and docs/ use nothing else from the core, and tests/test_docs.py runs the
 """
 from importlib.metadata import PackageNotFoundError, version
 
-from bioprune.config import DENSE, OPERATING_POINTS, IgnoredSettingWarning, PruningConfig
+from bioprune.config import DENSE, IgnoredSettingWarning, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.errors import InputError
-from bioprune.loading import resolve_device
 from bioprune.types import ENTITY_TYPES, Annotation, Document, Entity, PrunedToken, RecoveryEvent, Trace
 
 try:  # pyproject.toml's version is the only one: read it from the installed package's metadata
@@ -24,7 +23,7 @@ except PackageNotFoundError:  # a source tree on sys.path that was never install
     __version__ = "0+unknown"
 
 __all__ = [
-    "PruningEngine", "PruningConfig", "DENSE", "OPERATING_POINTS", "DEFAULT_MODEL_DIR",
+    "PruningEngine", "PruningConfig", "DENSE", "DEFAULT_MODEL_DIR",
     "Annotation", "Document", "Entity", "Trace", "PrunedToken", "RecoveryEvent", "ENTITY_TYPES",
-    "InputError", "IgnoredSettingWarning", "resolve_device", "__version__",
+    "InputError", "IgnoredSettingWarning", "__version__",
 ]

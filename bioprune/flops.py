@@ -43,3 +43,11 @@ def flops_saved_ratio(flops: float, dense_flops: float) -> float:
     Every report of FLOPs saved (traces, corpus summaries, CLI lines) is this one function.
     """
     return 1.0 - flops / dense_flops if dense_flops else 0.0
+
+
+def format_flops_saved(ratio: float) -> str:
+    """A FLOPs-saved ratio as a percentage for report lines, never "-0.0%": a small net cost (pruning
+    removed less than its exit heads cost, see :func:`flops_saved_ratio`) keeps its digits and says so."""
+    if -0.0005 < ratio < 0:
+        return f"{ratio:.3%} (the exit heads cost more than pruning saved)"
+    return f"{ratio:.1%}"
