@@ -7,7 +7,10 @@ the CLI, the spaCy component, the Gradio app and Ray actors hold.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,7 +25,8 @@ from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
 from bioprune.exits import ExitHeads
-from bioprune.postprocess import PASSES, load_postprocess
+from bioprune.model_files import copy_model_files, resolve_model_dir
+from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
 from bioprune.pruned_encoder import PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
 from bioprune.windows import merge_windows, window_owners
@@ -30,10 +34,30 @@ from bioprune.windows import merge_windows, window_owners
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "assets" / "bc5cdr-minilm-l6"
+MODEL_CARD_FILE = "README.md"
+
+
+def _one_thread_after_fork() -> None:
+    """In a child made by ``fork``, run torch on one intra-op thread.
+
+    torch's CPU build runs its parallel regions on GNU OpenMP, whose thread pool does not survive
+    ``fork``: once the parent has run one multi-threaded op (``nlp("x")`` before
+    ``nlp.pipe(texts, n_process=2)``, which forks on Linux), the child's first multi-threaded op
+    waits forever on pool threads that were not copied. Reloading the model in the child does not
+    help (the pool is process state, not model state); one thread never enters the pool. PyTorch's
+    own DataLoader workers do the same. Each of the N processes then uses one core, which is what
+    N workers on N cores want; for more threads per worker use the "spawn" start method.
+    """
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def load_model(path: str | Path, device: str = "cpu"):
-    """Tokenizer and token classifier from a local directory (or hub id), weights from safetensors only."""
+    """Tokenizer and token classifier from a model folder or hub id (:func:`resolve_model_dir`),
+    weights from safetensors only."""
+    path = resolve_model_dir(path)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForTokenClassification.from_pretrained(str(path), use_safetensors=True,
                                                             dtype=torch.float32)
@@ -55,15 +79,19 @@ class PruningEngine:
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
         postprocess: document-level consistency passes applied after decoding, by name
             (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
+        source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
+            ``save_pretrained`` copies its files as they are rather than re-serialising the weights.
     """
 
     def __init__(self, model, tokenizer, config: PruningConfig = DENSE, exit_heads: ExitHeads | None = None,
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-                 controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = ()):
+                 controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
+                 source_dir: str | Path | None = None):
         unknown = [p for p in postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
         self.postprocess = tuple(postprocess)
+        self.source_dir = None if source_dir is None else Path(source_dir)
         self.model = model
         self.tokenizer = tokenizer
         self.exit_heads = exit_heads
@@ -80,28 +108,79 @@ class PruningEngine:
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: PruningConfig | None = None,
                         device: str = "cpu", **kwargs) -> "PruningEngine":
-        """The shipped model when ``path`` is None, else a model directory written by training/.
+        """The shipped model when ``path`` is None, else a model folder (training/, :meth:`save_pretrained`)
+        or a Hugging Face Hub id (downloaded whole, see :func:`bioprune.model_files.resolve_model_dir`).
 
-        ``config=None`` is the dense model: pruning is opt-in (``PruningConfig(controller="rule")``)
-        because it trades F1 for speed (see the README). ``postprocess=None`` applies the passes
-        the model directory lists in ``postprocess.json`` (chosen on the development set).
+        Weights, tokenizer, exit heads, learned controller and ``postprocess.json`` all come from
+        that one folder. ``config=None`` is the dense model: pruning is opt-in
+        (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
+        ``postprocess=None`` applies the passes the model lists in ``postprocess.json`` (chosen
+        on the development set).
         """
-        path = DEFAULT_MODEL_DIR if path is None else path
+        path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
         tokenizer, model = load_model(path, device)
-        exit_heads = ExitHeads.load(path, device) if Path(path).is_dir() else None
+        exit_heads = ExitHeads.load(path, device)
         if config is None:
             config = DENSE
         if kwargs.get("postprocess") is None:
             kwargs["postprocess"] = load_postprocess(path)
         logger.info("loaded %s on %s (%s, postprocess %s)", path, device, config, kwargs["postprocess"])
         return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
-                   controllers=load_controllers(path, device), **kwargs)
+                   controllers=load_controllers(path, device), source_dir=path, **kwargs)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
         """The same loaded model with another pruning configuration (no copy of the weights)."""
         return PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
                              device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
-                             postprocess=self.postprocess)
+                             postprocess=self.postprocess, source_dir=self.source_dir)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write everything :meth:`from_pretrained` reads into ``directory``, so it round-trips exactly.
+
+        Weights (safetensors) with their config, tokenizer, exit heads, learned controller,
+        ``postprocess.json`` (this engine's passes) and a model card (``README.md``). An engine
+        read from a folder that is still there gets that folder's files copied as they are (fp16
+        weights stay fp16, training reports and model card come along); one built in memory is
+        serialised from its modules, with a short generated model card. Returns ``directory``.
+        """
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        if self.source_dir is not None and (self.source_dir / "config.json").is_file():
+            copy_model_files(self.source_dir, target)
+        else:
+            self._save_modules(target)
+        if load_postprocess(target) != self.postprocess:
+            (target / POSTPROCESS_FILE).write_text(json.dumps({"passes": list(self.postprocess)}, indent=2) + "\n")
+        if not (target / MODEL_CARD_FILE).is_file():
+            (target / MODEL_CARD_FILE).write_text(model_card(self), encoding="utf-8")
+        logger.info("saved %s to %s", self.source_dir or "an in-memory model", target)
+        return target
+
+    def _save_modules(self, target: Path) -> None:
+        """Serialise the model, tokenizer, exit heads and learned controller held in memory."""
+        self.model.save_pretrained(str(target), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(target))
+        if self.exit_heads is not None:
+            self.exit_heads.save(target)
+        learned = self.controllers.get("mlp")
+        if learned is not None:
+            learned.save(target)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                    commit_message: str = "Upload bioprune model"):
+        """Upload what :meth:`save_pretrained` writes to the Hub repository ``repo_id`` (created if new).
+
+        Needs ``huggingface_hub`` and a token with write access (``hf auth login`` or ``token=``).
+        ``from_pretrained(repo_id)`` then loads it, exit heads and controller included.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="bioprune-push-") as folder:
+            self.save_pretrained(folder)
+            return api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=folder,
+                                     commit_message=commit_message)
 
     def encode(self, texts: Sequence[str]) -> list[EncodedDocument]:
         return encode_texts(self.tokenizer, texts, self.max_positions, self.overlap_tokens)
@@ -139,9 +218,13 @@ class PruningEngine:
         """Per document, (T, C) label probabilities over its content tokens."""
         return [probs for probs, _ in self.run(encoded, batch_size)]
 
-    def annotate(self, documents: Iterable[str | Document], batch_size: int = 16) -> list[Annotation]:
-        """Annotate texts or :class:`Document` records; one Annotation per input, in order."""
-        docs = [d if isinstance(d, Document) else Document(id=str(i), text=d) for i, d in enumerate(documents)]
+    def annotate(self, documents: Iterable[str | Document] | str | Document, batch_size: int = 16) -> list[Annotation]:
+        """Annotate texts or :class:`Document` records; one Annotation per input, in order.
+
+        A single str (or Document) is one document, not a sequence of one-character documents:
+        ``engine.annotate("aspirin")`` returns one Annotation, like ``annotate(["aspirin"])``.
+        """
+        docs = _documents(documents)
         encoded = self.encode([d.text for d in docs])
         outputs = self.run(encoded, batch_size=batch_size)
         return [Annotation(id=doc.id, text=doc.text,
@@ -154,6 +237,50 @@ class PruningEngine:
         for name in self.postprocess:
             entities = PASSES[name](text, entities)
         return entities
+
+
+def _documents(documents) -> list[Document]:
+    """``annotate``'s input as Documents (ids "0", "1", ... for plain texts); TypeError for anything else."""
+    if isinstance(documents, (str, Document)):
+        documents = [documents]
+    elif isinstance(documents, (bytes, bytearray)):
+        raise TypeError("annotate takes str texts or Documents, got bytes; decode them first, e.g. "
+                        "annotate([data.decode('utf-8')])")
+    docs = []
+    for i, d in enumerate(documents):
+        if not isinstance(d, (str, Document)):
+            raise TypeError(f"annotate takes str texts or Documents, got {type(d).__name__} at position {i}")
+        docs.append(d if isinstance(d, Document) else Document(id=str(i), text=d))
+    return docs
+
+
+def model_card(engine: PruningEngine) -> str:
+    """A short model card (``README.md``) for a model saved from memory."""
+    config = engine.model.config
+    heads = f"after layers {list(engine.exit_heads.layers)}" if engine.exit_heads is not None else "none (dense only)"
+    controllers = ", ".join(sorted(engine.controllers))
+    return f"""---
+library_name: bioprune
+pipeline_tag: token-classification
+tags: [biomedical, ner, bc5cdr, token-pruning]
+---
+
+# bioprune model
+
+A {config.model_type} token classifier ({config.num_hidden_layers} layers, hidden {config.hidden_size}) for
+Chemical and Disease mentions (BC5CDR types), saved by `PruningEngine.save_pretrained`.
+
+- labels: {", ".join(LABELS)}
+- exit heads: {heads}
+- controllers: {controllers}
+- postprocess passes: {", ".join(engine.postprocess) or "none"}
+
+```python
+from bioprune import PruningEngine, PruningConfig
+engine = PruningEngine.from_pretrained("<this folder or hub id>", config=PruningConfig(controller="rule"))
+[ann] = engine.annotate(["Famotidine-associated delirium."])
+```
+"""
 
 
 @dataclass

@@ -1,0 +1,113 @@
+"""Where a model's files are: a local directory, or a Hugging Face Hub repository fetched to one.
+
+Everything bioprune reads for a model — weights, tokenizer, exit heads, controller,
+``postprocess.json``, model card — lives in one folder. :func:`resolve_model_dir` turns what a user
+names (a directory, or a hub id such as ``"org/bc5cdr-minilm"``) into that folder, downloading the
+whole repository (safetensors, JSON and tokenizer files only; never pickled ``.bin``/``.pt``
+weights) with ``huggingface_hub.snapshot_download``, so a hub model prunes exactly like a local one.
+``PruningEngine.from_pretrained`` and the spaCy component both call it. :func:`copy_model_files`
+is the other half: writing a model folder somewhere else, as shipped.
+
+    resolve_model_dir("runs/final-minilm")        # Path("runs/final-minilm")
+    resolve_model_dir("org/bc5cdr-minilm")        # ~/.cache/huggingface/hub/models--org--bc5cdr-minilm/snapshots/<sha>
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+# What a model folder may hold that bioprune reads or carries along: config and reports (JSON),
+# weights, exit heads and controller (safetensors), tokenizer vocabularies, the model card.
+HUB_FILE_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "README.md")
+SKIPPED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # pickled weights: bioprune never reads (nor copies) them
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The named model is neither a local model directory nor a reachable Hub repository (one line)."""
+
+    def __init__(self, name: str | Path, reason: str):
+        self.name = str(name)
+        self.reason = reason  # what is wrong and the fix, without the name
+        super().__init__(f"{name}: {reason}")
+
+
+def resolve_model_dir(name: str | Path) -> Path:
+    """The local folder holding the model ``name`` names: a directory, or a Hub repository's snapshot.
+
+    A directory is used as it is (it must hold ``config.json``). Anything else that is a valid hub
+    id is fetched with ``snapshot_download`` (from the local cache when offline or already there).
+    Raises :class:`ModelNotFoundError` with one line naming ``name``, what is wrong and the fix.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(name, "a directory but not a model directory (no config.json); pass the "
+                                     "folder written by save_pretrained or training/")
+        return path
+    if path.exists():
+        raise ModelNotFoundError(name, "a file, not a model directory; pass the folder that holds config.json")
+    if not _is_hub_id(str(name)):
+        raise ModelNotFoundError(name, "no such model directory; pass a folder written by save_pretrained or "
+                                 "training/, or a Hugging Face Hub id such as 'org/model'")
+    return _snapshot(str(name))
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` could name a Hub repository ("org/name" or a legacy "name")."""
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError:  # no huggingface_hub: only local directories
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _snapshot(repo_id: str) -> Path:
+    """The repository's files in the local Hub cache, downloaded first when the Hub can be reached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=list(HUB_FILE_PATTERNS)))
+    except OSError as e:  # every hub failure is an OSError: not found, gated, offline, unreachable, incomplete
+        raise ModelNotFoundError(repo_id, f"no such model directory, and not a model on the Hugging Face Hub "
+                                 f"({_hub_failure(e)}); pass a local model folder, or a Hub id you can "
+                                 "reach") from e
+    if not (folder / "config.json").is_file():
+        raise ModelNotFoundError(repo_id, "the Hub repository has no config.json; it is not a bioprune "
+                                 "model (one written by save_pretrained or push_to_hub)")
+    logger.info("resolved hub model %s to %s", repo_id, folder)
+    return folder
+
+
+def _hub_failure(error: OSError) -> str:
+    """Why ``snapshot_download`` failed, in a few words."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(error, RepositoryNotFoundError):
+        return "no such repository, or it is private or gated and no token gave access"
+    if isinstance(error, LocalEntryNotFoundError) and constants.HF_HUB_OFFLINE:
+        return f"HF_HUB_OFFLINE is set and it is not in the local Hub cache {constants.HF_HUB_CACHE}"
+    if isinstance(error, LocalEntryNotFoundError):
+        return f"the Hub could not be reached and it is not in the local Hub cache {constants.HF_HUB_CACHE}"
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}"
+
+
+def copy_model_files(source: Path, target: Path) -> None:
+    """Copy a model folder's files into ``target`` exactly as they are (fp16 weights stay fp16).
+
+    Pickled weights (``SKIPPED_SUFFIXES``) are left behind: bioprune loads safetensors only.
+    Nothing happens when ``source`` and ``target`` are the same folder.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    if source.resolve() == target.resolve():
+        return
+    for file in sorted(source.iterdir()):
+        if file.is_file() and file.suffix not in SKIPPED_SUFFIXES:
+            shutil.copy2(file, target / file.name)
