@@ -1,14 +1,15 @@
-"""Where the component's engine comes from, and how its model files are saved beside a pipeline.
+"""Where the component's engine comes from: a model (directory, Hub id or the shipped one) and settings.
 
-An :class:`EngineSource` is the recipe (model directory, pruning settings, device); ``load()``
-turns it into a :class:`~bioprune.PruningEngine`. The component loads it when first needed, so
-``spacy.load`` reads only the copy that ``to_disk`` saved, never the original directory.
+An :class:`EngineSource` is the recipe (model, pruning settings, device); ``checked()`` resolves
+the model to a local folder (``bioprune.model_files.resolve_model_dir``: a directory, or a Hub
+repository downloaded whole) with cheap checks only, and ``load()`` turns it into a
+:class:`~bioprune.PruningEngine`. The component loads it when first needed, so ``spacy.load``
+reads only the copy that ``to_disk`` saved (``PruningEngine.save_pretrained``), never the original.
 """
 from __future__ import annotations
 
 import logging
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -20,15 +21,12 @@ if TYPE_CHECKING:  # bioprune imports torch: only when an engine is really neede
 
 logger = logging.getLogger(__name__)
 
-EXIT_HEADS_FILE = "exit_heads.safetensors"  # as bioprune.exits.EXIT_HEADS_FILE
-SKIPPED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # weights bioprune never reads (it loads safetensors)
-
 
 @dataclass(frozen=True)
 class EngineSource:
-    """A model directory plus the pruning settings and device to load it with."""
+    """A model (directory or Hub id) plus the pruning settings and device to load it with."""
 
-    model_dir: Optional[Union[str, Path]] = None  # None: the shipped model
+    model_dir: Optional[Union[str, Path]] = None  # None: the shipped model; else a directory or Hub id
     device: str = "cpu"
     controller: str = "default"  # "default" | "none" | "rule" | "mlp"
     aggressiveness: Optional[float] = None  # λ; None: the controller's operating point
@@ -58,50 +56,40 @@ class EngineSource:
         return PruningConfig(controller=self.controller, aggressiveness=self.aggressiveness,
                              min_keep_ratio=self.min_keep_ratio, recovery=self.recovery)
 
-    def check_model_dir(self) -> None:
-        """Early, cheap checks when the directory is there (it may legitimately not be: see module doc)."""
-        path = self.path
-        if not (path / "config.json").is_file():
-            logger.debug("model directory %s not present yet; it is read on first use", path)
-            return
-        if self.controller in ("rule", "mlp") and not (path / EXIT_HEADS_FILE).is_file():
+    def checked(self) -> "EngineSource":
+        """This source with its model resolved to a local model folder, or a ConfigError showing the fix.
+
+        Cheap: no weights are read. A directory must hold ``config.json``; any other name must be a
+        Hub id that ``snapshot_download`` can fetch (or find in the cache), so it is fetched here,
+        once. A pruning controller also needs the exit heads (and "mlp" its learned controller).
+        """
+        from bioprune.controllers import CONTROLLER_FILE
+        from bioprune.exits import EXIT_HEADS_FILE
+        from bioprune.model_files import ModelNotFoundError, resolve_model_dir
+
+        if self.model_dir is None and not (self.path / "config.json").is_file():
+            raise ConfigError("model", None, f"null means the shipped model, which is not in this install "
+                              f"({self.path})", "path/to/model-directory")
+        try:
+            path = resolve_model_dir(self.path)
+        except ModelNotFoundError as e:
+            raise ConfigError("model", str(self.model_dir), f"is wrong: {e.reason}", None) from None
+        needed = {"rule": [EXIT_HEADS_FILE], "mlp": [EXIT_HEADS_FILE, CONTROLLER_FILE]}.get(self.controller, [])
+        what = {EXIT_HEADS_FILE: "exit heads", CONTROLLER_FILE: "a learned controller"}
+        missing = [f"{what[name]} ({name})" for name in needed if not (path / name).is_file()]
+        if missing:
             raise ConfigError("controller", self.controller,
-                              f"needs exit heads ({EXIT_HEADS_FILE}), which {path} does not have", "none")
+                              f"needs {' and '.join(missing)}, which {path} does not have", "none")
+        return replace(self, model_dir=path)
 
     def load(self) -> "PruningEngine":
         """Read the model and build the engine (seconds for a small model)."""
         from bioprune.config import DENSE
         from bioprune.engine import PruningEngine
 
-        path = self.path
-        if not (path / "config.json").is_file():
-            what = "the shipped model is not in this install" if self.model_dir is None else \
-                "is not a model directory (no config.json)"
-            raise ConfigError("model", str(path), what, None)
+        path = self.checked().path
         engine = PruningEngine.from_pretrained(path, config=DENSE, device=self.device)  # valid on any model
         try:
             return engine.with_config(self.pruning_config(engine.exit_heads is not None))
         except ValueError as e:
             raise ConfigError("controller", self.controller, f"cannot run on {path}: {e}", "none") from None
-
-
-def save_model_files(engine: "PruningEngine | None", source_dir: Optional[Path], target: Path) -> None:
-    """Write the model to ``target``: copy ``source_dir``'s files if given, else save ``engine``'s.
-
-    Copying keeps the files exactly as shipped (fp16 weights stay fp16); the engine is saved only
-    when it has no directory behind it (built in memory).
-    """
-    target.mkdir(parents=True, exist_ok=True)
-    if source_dir is not None and (source_dir / "config.json").is_file():
-        if source_dir.resolve() == target.resolve():
-            return
-        for file in sorted(source_dir.iterdir()):
-            if file.is_file() and file.suffix not in SKIPPED_SUFFIXES:
-                shutil.copy2(file, target / file.name)
-        return
-    if engine is None:
-        raise FileNotFoundError(f"no model to save: {source_dir} is not a model directory and no engine is loaded")
-    engine.model.save_pretrained(str(target), safe_serialization=True)
-    engine.tokenizer.save_pretrained(str(target))
-    if engine.exit_heads is not None:
-        engine.exit_heads.save(target)

@@ -10,6 +10,8 @@ only when the factory actually runs.
 """
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Optional
@@ -18,7 +20,13 @@ from spacy.language import Language
 
 from spacy_component.engine_source import EngineSource
 from spacy_component.errors import ConfigError
-from spacy_component.pipe import DEFAULT_LABELS, BioPruneNER
+from spacy_component.pipe import DEFAULT_LABELS, MODEL_DIR, BioPruneNER
+
+logger = logging.getLogger(__name__)
+
+# nlp.meta[META_KEY]["model_files"]: pipe name -> its model folder inside a saved pipeline. Written
+# when the component is added, so a pipeline saved with it says its model travels with it.
+META_KEY = "bioprune"
 
 Controller = Literal["default", "none", "rule", "mlp"]
 CONTROLLERS: tuple[str, ...] = ("default", "none", "rule", "mlp")
@@ -28,7 +36,7 @@ ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 # spaCy needs the defaults when this module is imported, before bioprune is; min_keep_ratio and
 # recovery mirror PruningConfig's defaults (a test keeps them in step).
 DEFAULT_CONFIG = {
-    "model": None,  # a model directory written by training/; None (null in a .cfg): the shipped model
+    "model": None,  # a model directory (training/, save_pretrained) or Hub id; None (null in a .cfg): the shipped model
     "controller": "default",  # "default": the engine's default (dense; pruning is opt-in)
     # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it);
     # None (null in a .cfg): the controller's operating point (rule 2, mlp 6; bioprune.config.OPERATING_POINTS)
@@ -62,7 +70,8 @@ class ComponentSettings:
         from bioprune.types import ENTITY_TYPES
 
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
-            raise ConfigError("model", self.model, "must be a model directory or None (the shipped model)", None)
+            raise ConfigError("model", self.model, "must be a model directory, a Hub id or None (the shipped model)",
+                              None)
         if self.controller not in CONTROLLERS:
             raise ConfigError("controller", self.controller, f"must be one of {_quoted(CONTROLLERS)}", "default")
         if self.lambda_ is not None and (isinstance(self.lambda_, bool) or not isinstance(self.lambda_, (int, float))
@@ -112,18 +121,44 @@ def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller
     :class:`ComponentSettings`, so a wrong choice reaches our error, with its working example,
     rather than spaCy's generic type error.
 
-    The engine's weights are read on first use (or by ``nlp.initialize()``), not here: when
-    ``spacy.load`` rebuilds a saved pipeline, ``from_disk`` then reads the copy saved beside it and
-    never the original ``model`` path, which need not exist on the loading machine.
+    ``model`` is checked here, cheaply (:meth:`EngineSource.checked`: the directory and its
+    config.json, or the Hub id, fetched once), so a wrong value stops ``add_pipe``. The weights are
+    read on first use (or by ``nlp.initialize()``). When ``spacy.load`` rebuilds a saved pipeline
+    (its meta lists this component under :data:`META_KEY`), ``model`` is not checked: ``from_disk``
+    then reads the copy saved beside the pipeline and never the original, which need not exist on
+    the loading machine.
+
+    Also records in ``nlp.meta`` that the pipeline needs bioprune (``requirements``), as spaCy
+    records spaCy's own version, so the saved ``meta.json`` says what to install.
     """
     settings = ComponentSettings(model=model, controller=controller, lambda_=lambda_,
                                  min_keep_ratio=min_keep_ratio, recovery=recovery, batch_size=batch_size,
                                  device=device, labels=labels, alignment_mode=alignment_mode,
                                  overwrite_ents=overwrite_ents)
-    settings.engine_source().check_model_dir()
-    return BioPruneNER(nlp.vocab, settings.engine_source(), name=name, labels=settings.labels,
+    source = settings.engine_source()
+    if name in nlp.meta.get(META_KEY, {}).get("model_files", {}):
+        logger.debug("%s: model files come from the saved pipeline (from_disk), %r is not read", name, model)
+    else:
+        source = source.checked()
+    _record_in_meta(nlp.meta, name)
+    return BioPruneNER(nlp.vocab, source, name=name, labels=settings.labels,
                        batch_size=settings.batch_size, alignment_mode=settings.alignment_mode,
                        overwrite_ents=settings.overwrite_ents)
+
+
+def _record_in_meta(meta: dict, name: str) -> None:
+    """Add ``bioprune>=<version>`` to ``meta["requirements"]`` and this pipe's saved model folder under
+    :data:`META_KEY` (both idempotent; an existing bioprune requirement is kept as it is)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("bioprune")
+    except PackageNotFoundError:  # a source tree that was never installed
+        installed = None
+    requirements = meta.setdefault("requirements", [])
+    if installed and not any(_requirement_name(r) == "bioprune" for r in requirements):
+        requirements.append(f"bioprune>={installed}")
+    meta.setdefault(META_KEY, {}).setdefault("model_files", {})[name] = f"{name}/{MODEL_DIR}"
 
 
 def _check_device(device) -> None:
@@ -135,6 +170,11 @@ def _check_device(device) -> None:
         raise ConfigError("device", device, 'must be a torch device string such as "cpu" or "cuda"', "cpu") from None
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", device, "asks for CUDA, which this torch cannot use", "cpu")
+
+
+def _requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement string ("bioprune>=0.1" -> "bioprune")."""
+    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower()
 
 
 def _quoted(values) -> str:

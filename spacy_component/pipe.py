@@ -21,7 +21,7 @@ from spacy.util import make_tempdir, minibatch
 from spacy.vocab import Vocab
 
 from spacy_component.alignment import align_entities, merge_entities
-from spacy_component.engine_source import EngineSource, save_model_files
+from spacy_component.engine_source import EngineSource
 from spacy_component.errors import AlignmentWarning
 from spacy_component.extensions import register_extensions, trace_records
 
@@ -71,7 +71,6 @@ class BioPruneNER(Pipe):
         self.name = name
         self._source: Optional[EngineSource] = engine if isinstance(engine, EngineSource) else None
         self._engine: Optional["PruningEngine"] = None if isinstance(engine, EngineSource) else engine
-        self._model_dir: Optional[Path] = self._source.path if self._source is not None else None
         self.label_map = dict(labels)
         self.batch_size = batch_size
         self.alignment_mode = alignment_mode
@@ -149,12 +148,11 @@ class BioPruneNER(Pipe):
     # --- serialisation: the model files travel with the pipeline -----------------------------
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        """Save the model files into ``path/model`` (copied as they are when they came from a directory)."""
+        """Save the model into ``path/model`` with ``PruningEngine.save_pretrained`` (loading it first if
+        needed): the files are copied as they are when they came from a folder, else serialised."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        source = self._model_dir if self._model_dir is not None and (self._model_dir / "config.json").is_file() \
-            else None
-        save_model_files(self._engine if source is not None else self.engine, source, path / MODEL_DIR)
+        self.engine.save_pretrained(path / MODEL_DIR)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "BioPruneNER":
         """Load the engine from the model files ``to_disk`` saved (settings stay this pipe's own)."""
@@ -169,7 +167,6 @@ class BioPruneNER(Pipe):
             old = self._engine
             self._engine = PruningEngine.from_pretrained(model_dir, config=DENSE, device=old.device,
                                                          overlap_tokens=old.overlap_tokens).with_config(old.config)
-        self._model_dir = model_dir
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
@@ -185,5 +182,7 @@ class BioPruneNER(Pipe):
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 (tmp / name).write_bytes(data)
             self.from_disk(tmp, exclude=exclude)
-        self._source, self._model_dir = None, None  # the folder is gone: a later to_disk saves the engine
+        # the folder is gone: the engine's source_dir no longer holds a model, so a later to_disk
+        # serialises the engine from memory (save_pretrained)
+        self._source = None
         return self
