@@ -111,6 +111,23 @@ def test_one_annotation_per_input_in_order(tiny_engine, texts):
     assert tiny_engine.annotate([]) == []
 
 
+def test_a_single_string_is_one_document(tiny_engine, texts):
+    assert tiny_engine.annotate("aspirin") == tiny_engine.annotate(["aspirin"])
+    [one] = tiny_engine.annotate(texts[0])  # not one document per character
+    assert one == tiny_engine.annotate([texts[0]])[0] and one.text == texts[0]
+    [doc] = tiny_engine.annotate(Document(id="pmid-1", text=texts[1]))
+    assert doc.id == "pmid-1" and doc.text == texts[1]
+
+
+@pytest.mark.parametrize("documents, message", [
+    (b"aspirin", "got bytes; decode them first"),
+    (["aspirin", 7], "got int at position 1"),
+])
+def test_documents_that_are_not_text_are_a_type_error(tiny_engine, documents, message):
+    with pytest.raises(TypeError, match=message):
+        tiny_engine.annotate(documents)
+
+
 def test_document_ids_preserved(tiny_engine, texts):
     docs = [Document(id="pmid-b", text=texts[1]), "plain text here", Document(id="pmid-a", text=texts[0])]
     annotations = tiny_engine.annotate(docs, batch_size=2)

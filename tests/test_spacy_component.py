@@ -258,10 +258,35 @@ def test_invalid_config_shows_a_working_example(tiny_model_dir, key, value, mess
     assert nlp("Famotidine associated delirium .").text
 
 
-def test_missing_model_directory_errors_on_first_use(tmp_path):
-    nlp = _nlp(tmp_path / "no-such-model")  # not read yet: spacy.load may never need it
-    with pytest.raises(ConfigError, match="is not a model directory"):
-        nlp("text")
+@pytest.fixture
+def empty_hub_cache(tmp_path, monkeypatch) -> Path:
+    """An empty local Hugging Face cache, offline: a hub id resolves only if it is cached here."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+@pytest.mark.parametrize("model, problem", [
+    ("{tmp}/no-such-model", "no such model directory"),
+    ("{tmp}/empty-dir", "a directory but not a model directory (no config.json)"),
+    ("en_ner_bc5cdr_md", "not a model on the Hugging Face Hub"),  # a scispaCy package name, not our model
+])
+def test_bad_model_stops_add_pipe_with_a_working_example(tmp_path, empty_hub_cache, model, problem):
+    (tmp_path / "empty-dir").mkdir()
+    model = model.format(tmp=tmp_path)
+    nlp = spacy.blank("en")
+    with pytest.raises(ConfigError, match="A working example") as info:
+        nlp.add_pipe("bioprune_ner", config={"model": model})
+    message = str(info.value)
+    assert message.startswith("bioprune_ner: model is wrong: ") and problem in message
+    assert "model = null" in message and nlp.pipe_names == []
+    nlp.add_pipe("bioprune_ner", config={"model": info.value.example})  # the shipped model: it works
 
 
 def test_to_disk_and_bytes_save_the_model_files(tiny_model_dir, tmp_path):
@@ -276,7 +301,7 @@ def test_to_disk_and_bytes_save_the_model_files(tiny_model_dir, tmp_path):
     assert loaded.get_pipe("bioprune_ner").alignment_mode == "contract"
     assert _found(loaded.pipe(TEXTS)) == expected
     again = spacy.blank("en")
-    again.add_pipe("bioprune_ner", config={"model": str(tmp_path / "elsewhere")})
+    again.add_pipe("bioprune_ner")  # the shipped model, checked but not read: from_bytes replaces it
     again.from_bytes(loaded.to_bytes())
     assert _found(again.pipe(TEXTS)) == expected
 
@@ -286,13 +311,55 @@ def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_
     nlp.to_disk(tmp_path / "pruning")
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
     assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DENSE  # opt-in pruning
-    engine = PruningEngine.from_pretrained(tiny_model_dir)
+    tokenizer, model = load_model(tiny_model_dir)
+    engine = PruningEngine(model, tokenizer)
     pipe = BioPruneNER(nlp.vocab, engine, overwrite_ents=True)  # no directory behind it: saved from memory
     pipe.to_disk(tmp_path / "memory")
     restored = BioPruneNER(nlp.vocab, engine).from_disk(tmp_path / "memory")
     assert restored.engine is not engine
     doc = spacy.blank("en")(TEXTS[0])
     assert _found([restored(doc)]) == _expected(engine, TEXTS[:1])
+
+
+def test_saved_pipeline_meta_requires_bioprune(nlp, tmp_path):
+    bioprune_version = metadata.version("bioprune")
+    assert f"bioprune>={bioprune_version}" in nlp.meta["requirements"]
+    nlp.to_disk(tmp_path / "pipeline")
+    meta = json.loads((tmp_path / "pipeline" / "meta.json").read_text())
+    assert [r for r in meta["requirements"] if r.startswith("bioprune")] == [f"bioprune>={bioprune_version}"]
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert [r for r in loaded.meta["requirements"] if r.startswith("bioprune")] == [f"bioprune>={bioprune_version}"]
+
+
+def test_pipe_with_two_processes_after_a_warm_call(tiny_model_dir, tmp_path):
+    """``nlp("x")`` then ``nlp.pipe(texts, n_process=2)``: the forked workers must not hang.
+
+    Run in a fresh process with two torch threads (the suite itself runs torch on one thread,
+    which hides the bug), under a timeout, so a hang fails the test instead of blocking it.
+    """
+    script = tmp_path / "warm_then_two_processes.py"
+    script.write_text(textwrap.dedent(f"""
+        import json
+        import spacy
+        import torch
+        torch.set_num_threads(2)  # a thread pool in the parent, as on any multi-core machine
+        texts = {TEXTS!r}
+        nlp = spacy.blank("en")
+        nlp.add_pipe("bioprune_ner", config={{"model": {str(tiny_model_dir)!r}}})
+        nlp("Famotidine associated delirium .")  # the warm call: torch has now run multi-threaded
+        ents = lambda docs: [[(e.start_char, e.end_char, e.label_) for e in d.ents] for d in docs]
+        single = ents(nlp.pipe(texts, batch_size=2))
+        multi = ents(nlp.pipe(texts, batch_size=2, n_process=2))
+        print(json.dumps({{"single": single, "multi": multi, "threads": torch.get_num_threads()}}))
+    """))
+    try:
+        run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("nlp.pipe(n_process=2) after a warm call hung (no result in 120 s)")
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["multi"] == out["single"] and sum(map(len, out["single"])) > 5
+    assert out["threads"] == 2  # only the forked workers run on one thread
 
 
 def test_scores_and_displacy(nlp):
