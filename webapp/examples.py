@@ -1,7 +1,9 @@
-"""Example abstracts for the Annotate tab: ``examples/app/*.txt``, one abstract per file.
+"""Example abstracts for the Annotate tab: ``webapp/abstracts/*.txt``, one abstract per file.
 
-They are written for the app in PubMed style (fictional studies): the BC5CDR corpora are read by
-the training scripts and never copied into the repository.
+They ship inside the package (package data), so an installed app finds them without a checkout.
+Most are written for the app in PubMed style (fictional studies); one is a MEDLINE abstract chosen
+because recovery triggers on it. ``webapp/abstracts/SOURCES.md`` says where each comes from; the
+BC5CDR corpora are read by the training scripts and never copied into the repository.
 """
 from __future__ import annotations
 

@@ -5,10 +5,20 @@ import atexit
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent  # the checkout, when the app runs from one (a Space, development)
+EXAMPLES_DIR = PACKAGE_DIR / "abstracts"  # package data: example abstracts and the Batch tab's sample file
+# The evaluation suite writes results/ at the repository root; building the package (setup.py's
+# build_py) copies its charts and JSON into webapp/shipped_results, so an installed app has them.
+SHIPPED_RESULTS_DIR = PACKAGE_DIR / "shipped_results"
+
+
+def default_results_dir() -> Path:
+    """Where the Results tab reads charts and scores: the copy shipped in the package, else the checkout's."""
+    return SHIPPED_RESULTS_DIR if SHIPPED_RESULTS_DIR.is_dir() else REPO_ROOT / "results"
 
 
 @dataclass(frozen=True)
@@ -28,8 +38,8 @@ class AppSettings:
     batch_concurrency: int = 1  # Batch runs at once (they are long; they queue)
     queue_max_size: int = 64  # requests waiting beyond this are refused with "queue full"
     keep_batch_runs: int = 20  # newest batch-run output folders kept in the app's temp directory
-    results_dir: Path = REPO_ROOT / "results"  # evaluation charts (*.png) and evaluate_test.json
-    examples_dir: Path = REPO_ROOT / "examples" / "app"  # example abstracts, one per .txt file
+    results_dir: Path = field(default_factory=default_results_dir)  # charts (*.png) and evaluate_test.json
+    examples_dir: Path = EXAMPLES_DIR  # example abstracts, one per .txt file
 
     def __post_init__(self):
         for name in ("max_text_chars", "max_files", "max_file_bytes", "max_batch_documents", "batch_chunk_docs",
