@@ -10,19 +10,24 @@ import logging
 import gradio as gr
 
 from webapp import views
-from webapp.annotate import compare
+from webapp.annotate import compare, validate_text
 from webapp.context import AppContext
 from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import user_facing
 from webapp.examples import load_examples
 
-DEFAULTS = PruningChoice()  # the engine's pruning defaults, as the controls start
+DEFAULTS = PruningChoice()  # where the controls start: the engine's (and the CLI's) default, dense
 logger = logging.getLogger(__name__)
+HIGHLIGHT_CLASS = "bp-text"  # HighlightedText laid out as running text (webapp.ui.APP_CSS)
+
+# The /annotate endpoint's outputs, in order; each is also its component's label, so the API names them.
+OUTPUT_NAMES = ("Summary", "Dense model", "Chosen setting", "Dense vs pruned entities",
+                "Pruned tokens, on whole words", "Importance heat-map", "Tokens per layer", "Recovery events")
 
 
 def annotate_outputs(ctx: AppContext, text: str, controller: str, aggressiveness: float, min_keep_ratio: float,
                      recovery: bool) -> tuple:
-    """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES`."""
+    """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES` (plain values: the API's answer)."""
     choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
                            recovery=recovery)
     c = compare(ctx.hub, text, choice, ctx.settings.max_text_chars)
@@ -35,11 +40,32 @@ def annotate_outputs(ctx: AppContext, text: str, controller: str, aggressiveness
             views.pruned_highlights(result),
             views.importance_heatmap_html(result),
             views.layer_rows(trace, c.dense_tokens, c.n_layers),
-            views.recovery_rows(trace, c.text, c.token_offsets))
+            views.recovery_rows(trace, c.text, c.token_offsets, recovery=choice.config().recovery))
 
 
-OUTPUT_NAMES = ("summary", "dense entities", "entities", "dense vs pruned", "pruned tokens", "heat-map",
-                "tokens per layer", "recovery events")
+def pruned_legend_update(controller: str) -> dict:
+    """The pruned-tokens legend for ``controller``: the layers its config prunes after (none when dense).
+
+    Sent right after each annotation (not in the /annotate answer, which stays plain values).
+    """
+    return gr.update(color_map=views.pruned_legend(PruningChoice(controller=controller).config()))
+
+
+def entities_answer(ctx: AppContext, text: str, controller: str = DEFAULTS.controller,
+                    aggressiveness: float | None = None, min_keep_ratio: float = DEFAULTS.min_keep_ratio,
+                    recovery: bool = DEFAULTS.recovery) -> dict:
+    """The ``/entities`` endpoint: one text through the chosen setting, as JSON (no dense comparison).
+
+    ``aggressiveness=None`` is the controller's own default λ.
+    """
+    text = validate_text(text, ctx.settings.max_text_chars)
+    lam = default_lambda(controller) if aggressiveness is None else aggressiveness
+    choice = PruningChoice(controller=controller, aggressiveness=lam, min_keep_ratio=min_keep_ratio,
+                           recovery=recovery)
+    engine = ctx.hub.engine_for(choice)
+    [annotation] = engine.annotate([text])
+    n_tokens = len(ctx.hub.dense.encode([text])[0].offsets)
+    return views.entities_json(annotation, n_tokens, choice.describe())
 
 
 def build_annotate_tab(ctx: AppContext) -> gr.Radio:
@@ -48,6 +74,8 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     Returns the controller choice, whose help text :func:`controller_info` refreshes on page load.
     """
     examples = load_examples(ctx.settings.examples_dir)
+    names = dict(zip(("summary", "dense", "entities", "diff", "pruned", "heatmap", "layers", "recovery"),
+                     OUTPUT_NAMES))
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(label="Abstract", lines=9, max_lines=20, elem_id="text",
@@ -59,7 +87,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                             example_labels=[e.label for e in examples], cache_examples=False,
                             elem_id="examples")
         with gr.Column(scale=2):
-            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="rule", label="Controller",
+            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="Controller",
                                   info=ctx.hub.mlp_status(), elem_id="controller")
             aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1,
                                        label="λ (aggressiveness)", elem_id="lambda",
@@ -67,37 +95,52 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                                             "controller sets its default.")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio",
                                  info="At least this fraction of each sequence's tokens runs every layer.")
-            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery",
+            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery", elem_id="recovery-on",
                                    info="Re-insert pruned tokens and re-run later layers when the result looks unsafe.")
             button = gr.Button("Annotate", variant="primary", elem_id="annotate-btn")
-    summary = gr.Markdown(elem_id="summary")
+    summary = gr.Markdown(label=names["summary"], elem_id="summary")
     gr.Markdown("### Entities: dense vs the chosen setting")
     with gr.Row():
-        dense_entities = gr.HighlightedText(label="Dense model", color_map=views.ENTITY_COLORS, show_legend=True,
-                                            elem_id="entities-dense")
-        entities = gr.HighlightedText(label="Chosen setting", color_map=views.ENTITY_COLORS, show_legend=True,
-                                      elem_id="entities")
-    diff = gr.Dataframe(headers=views.DIFF_HEADERS, label="Dense vs pruned entities (✗ marks a difference)",
-                        interactive=False, wrap=True, elem_id="diff")
-    gr.Markdown("### What pruning did")
-    pruned = gr.HighlightedText(label="Pruned tokens, by the layer after which they left the sequence",
-                                color_map=views.pruned_color_map(ctx.hub.prune_points), show_legend=True,
-                                show_inline_category=False, elem_id="pruned")
-    heatmap = gr.HTML(label="Importance heat-map", elem_id="heatmap")
+        dense_entities = gr.HighlightedText(label=names["dense"], color_map=views.ENTITY_COLORS, show_legend=True,
+                                            show_inline_category=False, elem_id="entities-dense",
+                                            elem_classes=[HIGHLIGHT_CLASS])
+        entities = gr.HighlightedText(label=names["entities"], color_map=views.ENTITY_COLORS, show_legend=True,
+                                      show_inline_category=False, elem_id="entities", elem_classes=[HIGHLIGHT_CLASS])
+    diff = gr.Dataframe(headers=views.DIFF_HEADERS, label=names["diff"], interactive=False, wrap=True,
+                        elem_id="diff")
+    gr.Markdown("### What pruning did\nEach word with a pruned subword token is marked with the earliest layer "
+                "after which one of its tokens left the sequence; the heat-map below shows single tokens.")
+    pruned = gr.HighlightedText(label=names["pruned"], color_map=views.pruned_legend(DEFAULTS.config()),
+                                show_legend=True, show_inline_category=False, elem_id="pruned",
+                                elem_classes=[HIGHLIGHT_CLASS])
+    heatmap = gr.HTML(label=names["heatmap"], elem_id="heatmap")
     with gr.Row():
-        layers = gr.Dataframe(headers=views.LAYER_HEADERS, label="Tokens per layer", interactive=False,
+        layers = gr.Dataframe(headers=views.LAYER_HEADERS, label=names["layers"], interactive=False,
                               elem_id="layers")
-        recovery_events = gr.Dataframe(headers=views.RECOVERY_HEADERS, label="Recovery events",
+        recovery_events = gr.Dataframe(headers=views.RECOVERY_HEADERS, label=names["recovery"],
                                        interactive=False, wrap=True, elem_id="recovery")
 
     @user_facing("annotating")
     def annotate(text_value, controller_value, lam, keep, recover):
         return annotate_outputs(ctx, text_value, controller_value, lam, keep, recover)
 
+    @user_facing("annotating")
+    def entities_endpoint(text: str, controller: str = DEFAULTS.controller, aggressiveness: float | None = None,
+                          min_keep_ratio: float = DEFAULTS.min_keep_ratio, recovery: bool = DEFAULTS.recovery) -> dict:
+        """Entities of one text as JSON: {"entities": [{start, end, label, text, score}], "trace": {...}}.
+
+        controller: "none" (dense), "rule" or "mlp"; aggressiveness: λ, empty for the controller's default.
+        """
+        return entities_answer(ctx, text, controller, aggressiveness, min_keep_ratio, recovery)
+
     outputs = [summary, dense_entities, entities, diff, pruned, heatmap, layers, recovery_events]
     button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery], outputs=outputs,
                  api_name="annotate", concurrency_limit=ctx.settings.annotate_concurrency,
-                 concurrency_id="annotate")
+                 concurrency_id="annotate"
+                 ).success(user_facing("showing the legend")(pruned_legend_update), inputs=controller, outputs=pruned,
+                           api_visibility="private", queue=False)
+    gr.api(entities_endpoint, api_name="entities", concurrency_limit=ctx.settings.annotate_concurrency,
+           concurrency_id="annotate")
     controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")
     return controller
 

@@ -25,6 +25,9 @@ CONTROLLER_CHOICES: tuple[tuple[str, str], ...] = (
     ("dense (no pruning)", "none"), ("rule", "rule"), ("MLP (learned)", "mlp"))
 CONTROLLER_NAMES = {value: label for label, value in CONTROLLER_CHOICES}
 MAX_LAMBDA = 16.0  # the λ slider's end: the largest λ the evaluation suite sweeps
+# Where both tabs start: the engine's own default config (PruningEngine.from_pretrained without
+# config=), which the CLI's default (no --controller) also is: dense, because pruning is opt-in.
+DEFAULT_CONTROLLER: str = DENSE.controller
 
 
 def default_lambda(controller: str) -> float:
@@ -36,20 +39,25 @@ def default_lambda(controller: str) -> float:
 class PruningChoice:
     """What the person picked in the UI: controller, λ, min_keep_ratio, recovery."""
 
-    controller: str = "rule"
-    aggressiveness: float = PruningConfig().aggressiveness
-    min_keep_ratio: float = PruningConfig().min_keep_ratio
-    recovery: bool = PruningConfig().recovery
+    controller: str = DEFAULT_CONTROLLER
+    aggressiveness: float = DENSE.aggressiveness  # the λ slider's start: the default controller's λ
+    min_keep_ratio: float = DENSE.min_keep_ratio
+    recovery: bool = DENSE.recovery
 
     @property
     def dense(self) -> bool:
         return self.controller == "none"
 
     def config(self) -> PruningConfig:
-        """The engine's config (other knobs at their defaults); UserError for an invalid value."""
+        """The engine's config (other knobs at their defaults); UserError for an invalid value.
+
+        The dense choice is :data:`DENSE` whatever the sliders say: they do not apply to it.
+        """
         if self.controller not in CONTROLLER_NAMES:
             raise UserError(f"Unknown controller {self.controller!r}: choose one of "
                             f"{', '.join(CONTROLLER_NAMES)}.")
+        if self.dense:
+            return DENSE
         try:
             return PruningConfig(controller=self.controller, aggressiveness=float(self.aggressiveness),
                                  min_keep_ratio=float(self.min_keep_ratio), recovery=bool(self.recovery))

@@ -21,7 +21,7 @@ import gradio as gr  # noqa: E402
 
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 
-from webapp.annotate_tab import build_annotate_tab, controller_info  # noqa: E402
+from webapp.annotate_tab import HIGHLIGHT_CLASS, build_annotate_tab, controller_info  # noqa: E402
 from webapp.batch_tab import build_batch_tab  # noqa: E402
 from webapp.context import AppContext  # noqa: E402
 from webapp.engines import EngineHub  # noqa: E402
@@ -30,6 +30,22 @@ from webapp.settings import AppSettings, make_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 LAUNCH_ATTEMPTS = 3
+
+# Gradio lays HighlightedText out as a wrapping flex row of boxes with side margins: a word cut into
+# segments then looks split ("Electroencephalog raphy"), an entity gets a space after it ("Valproate
+# -associated") and lines break inside words. Ours read as running text: the segments flow inline
+# with the original spacing (the segments hold it), boxes get no margins, and the whitespace nodes
+# of Gradio's markup take no room (font-size 0 around the text; a highlighted box is an inline-block
+# sized by its text, so its colour shows).
+APP_CSS = f"""
+.{HIGHLIGHT_CLASS} .textfield {{ display: block !important; word-break: normal !important;
+    overflow-wrap: break-word; font-size: 0; line-height: 1.9; }}
+.{HIGHLIGHT_CLASS} .textfield .token-container, .{HIGHLIGHT_CLASS} .textfield .token {{ display: inline; font-size: 0; }}
+.{HIGHLIGHT_CLASS} .textfield .text {{ font-size: var(--text-md); white-space: pre-wrap; }}
+.{HIGHLIGHT_CLASS} .textfield .token.highlighted {{ display: inline-block; margin: 0 !important;
+    padding: 0 !important; line-height: 1.5; border-radius: 3px; }}
+.{HIGHLIGHT_CLASS} .textfield .line-break {{ display: block; height: 0; }}
+"""
 
 INTRO = """# bioprune: chemical and disease NER with adaptive token pruning
 Entities of the BC5CDR types (**Chemical**, **Disease**) found by a BERT token classifier that lets tokens
@@ -68,7 +84,7 @@ def launch(demo: gr.Blocks, settings: AppSettings | None = None, **kwargs):
     """``demo.launch`` with the app's upload limit and no extra served paths; kwargs override (port, ...)."""
     settings = settings or AppSettings()
     options = dict(max_file_size=settings.max_file_bytes, show_error=False, ssr_mode=False,
-                   footer_links=["api", "gradio"])
+                   footer_links=["api", "gradio"], css=APP_CSS)
     options.update(kwargs)
     if options.get("allowed_paths"):
         raise ValueError("the app serves only its own outputs: do not pass allowed_paths")

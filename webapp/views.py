@@ -1,14 +1,17 @@
 """Pure functions turning annotations and traces into what the Annotate tab shows.
 
-No Gradio here: HighlightedText values are plain ``{"text", "entities"}`` dicts, tables are
-(headers, rows) lists, the heat-map and summary are HTML/Markdown strings, so everything is
-testable without a browser. Text from the user is HTML-escaped wherever it enters HTML.
+No Gradio here: HighlightedText values are lists of ``(segment, category)`` pairs cut from the
+original text at character offsets (the segments concatenate to the text exactly, spacing and all),
+tables are (headers, rows) lists, the heat-map and summary are HTML/Markdown strings, so everything
+is testable without a browser. Text from the user is HTML-escaped wherever it enters HTML.
 """
 from __future__ import annotations
 
+import bisect
 import html
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from bioprune.types import Annotation, Entity, Trace
 
@@ -22,6 +25,14 @@ LAYER_RGB = ((157, 78, 221), (231, 111, 81), (233, 196, 106), (42, 157, 143), (1
 DIFF_HEADERS = ["text", "start", "end", "dense", "pruned", "difference"]
 LAYER_HEADERS = ["layer", "tokens (dense)", "tokens (pruned)", "kept"]
 RECOVERY_HEADERS = ["trigger", "from layer", "tokens re-inserted", "labels before", "labels after"]
+
+# a word as BERT's pre-tokenizer cuts text: a run of letters/digits, or one punctuation character;
+# subword tokens never cross these boundaries, so a pruned piece widens to the word it belongs to
+WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
+
+NOT_PRUNED_ROW = ["dense model: nothing pruned, nothing to recover", "–", "–", "–", "–"]
+RECOVERY_OFF_ROW = ["recovery off (tick Recovery to let it re-insert pruned tokens)", "–", "–", "–", "–"]
+NOT_TRIGGERED_ROW = ["not triggered: no trigger fired on this text", "–", "–", "–", "–"]
 
 SAME, LABEL_DIFFERS, DENSE_ONLY, PRUNED_ONLY = ("✓ same", "✗ label differs", "✗ only dense (lost when pruned)",
                                                 "✗ only pruned (added when pruned)")
@@ -37,26 +48,80 @@ def layer_rgb(layer: int) -> tuple[int, int, int]:
 
 
 def pruned_color_map(layers: Sequence[int]) -> dict[str, str]:
-    """Colours for the possible pruning points (the layers with an exit head), for HighlightedText."""
+    """Colours for the given pruning points (layer counts after which tokens leave), for HighlightedText."""
     return {pruned_label(k): "#%02x%02x%02x" % layer_rgb(k) for k in sorted(layers)}
 
 
-def entity_highlights(annotation: Annotation | None) -> dict | None:
-    """HighlightedText value with the entities of ``annotation`` over its text."""
+def pruned_legend(config) -> dict[str, str]:
+    """The pruned-tokens legend for a ``PruningConfig``: one entry per layer it prunes after; none when dense.
+
+    Derived from the active config, so the legend never lists a layer the controller cannot prune after.
+    """
+    return pruned_color_map(config.prune_layers) if config.enabled else {}
+
+
+def highlight_segments(text: str, marks: Iterable[tuple[int, int, str]]) -> list[tuple[str, str | None]]:
+    """``text`` cut into (segment, category) pairs at the marks' character offsets.
+
+    Unmarked stretches get category None; touching marks of the same category become one segment;
+    a mark overlapping an earlier one is dropped. The segments concatenate to ``text`` exactly, so
+    the view keeps the original spacing and never invents or drops a character.
+    """
+    segments: list[tuple[str, str | None]] = []
+    cursor = 0
+    for start, end, category in sorted(marks, key=lambda m: (m[0], m[1])):
+        if start < cursor or end <= start:  # overlapping or empty: keep the text exact
+            continue
+        if start > cursor:
+            segments.append((text[cursor:start], None))
+        if segments and segments[-1][1] == category and start == cursor:
+            segments[-1] = (segments[-1][0] + text[start:end], category)
+        else:
+            segments.append((text[start:end], category))
+        cursor = end
+    if cursor < len(text) or not segments:
+        segments.append((text[cursor:], None))
+    return segments
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of ``text`` (:data:`WORD_PATTERN`), in order."""
+    return [m.span() for m in WORD_PATTERN.finditer(text)]
+
+
+def widen_to_words(text: str, spans: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(start, end, layer) of every word that holds part of a span, with the smallest layer among its spans.
+
+    A pruned subword piece ("##raphy") is shown on its whole word ("Electroencephalography"): a word
+    is marked when any of its pieces left, with the earliest layer one of them left after.
+    """
+    words = word_spans(text)
+    starts = [start for start, _ in words]
+    layer_of: dict[int, int] = {}
+    for start, end, layer in spans:
+        i = max(bisect.bisect_right(starts, start) - 1, 0)
+        while i < len(words) and words[i][0] < end:
+            if words[i][1] > start:
+                layer_of[i] = min(layer, layer_of.get(i, layer))
+            i += 1
+    return [(*words[i], layer_of[i]) for i in sorted(layer_of)]
+
+
+def entity_highlights(annotation: Annotation | None) -> list[tuple[str, str | None]] | None:
+    """HighlightedText value: the text of ``annotation`` in segments, each entity labelled with its type."""
     if annotation is None:
         return None
-    return {"text": annotation.text,
-            "entities": [{"start": e.start, "end": e.end, "entity": e.label} for e in annotation.entities]}
+    return highlight_segments(annotation.text, ((e.start, e.end, e.label) for e in annotation.entities))
 
 
-def pruned_highlights(annotation: Annotation | None) -> dict | None:
-    """HighlightedText value marking each pruned token with the layer after which it left."""
+def pruned_highlights(annotation: Annotation | None) -> list[tuple[str, str | None]] | None:
+    """HighlightedText value: each word with a pruned token, labelled with the earliest layer one left after."""
     if annotation is None:
         return None
     trace = annotation.trace
     tokens = trace.pruned_tokens if trace is not None else ()
-    return {"text": annotation.text,
-            "entities": [{"start": p.start, "end": p.end, "entity": pruned_label(p.layer)} for p in tokens]}
+    words = widen_to_words(annotation.text, ((p.start, p.end, p.layer) for p in tokens))
+    return highlight_segments(annotation.text, ((start, end, pruned_label(layer)) for start, end, layer in words))
 
 
 def _importance_alpha(score: float, low: float, high: float) -> float:
@@ -147,10 +212,17 @@ def layer_rows(trace: Trace | None, dense_tokens: int, n_layers: int) -> list[li
     return rows
 
 
-def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[int, int]]) -> list[list]:
-    """One row per recovery event: trigger, layer, the re-inserted tokens, their labels before and after."""
+def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[int, int]],
+                  recovery: bool = True) -> list[list]:
+    """One row per recovery event: trigger, layer, the re-inserted tokens, their labels before and after.
+
+    When there is no event the table says why in one row: the dense model, recovery off, or no
+    trigger fired (never an empty table that looks like a failure).
+    """
     if trace is None:
-        return []
+        return [list(NOT_PRUNED_ROW)]
+    if not trace.recovery_events:
+        return [list(NOT_TRIGGERED_ROW if recovery else RECOVERY_OFF_ROW)]
     rows = []
     for event in trace.recovery_events:
         tokens = [text[slice(*token_offsets[i])] if 0 <= i < len(token_offsets) else f"#{i}"
@@ -158,6 +230,32 @@ def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[
         rows.append([event.trigger, event.layer, " ".join(tokens), " ".join(event.labels_before),
                      " ".join(event.labels_after)])
     return rows
+
+
+def trace_summary(trace: Trace | None, n_tokens: int) -> dict:
+    """What pruning did, in JSON types: tokens pruned, tokens per layer, FLOPs saved, recovery events.
+
+    ``n_tokens`` is the document's subword token count; a dense run (``trace`` None) prunes nothing.
+    """
+    if trace is None:
+        return {"pruned": False, "tokens": n_tokens, "tokens_pruned": 0, "flops_saved_ratio": 0.0,
+                "recovery_events": []}
+    return {"pruned": True, "tokens": n_tokens, "tokens_pruned": len(trace.pruned_tokens),
+            "pruned_tokens_per_layer": {str(k): sum(p.layer == k for p in trace.pruned_tokens)
+                                        for k in sorted({p.layer for p in trace.pruned_tokens})},
+            "tokens_per_layer": list(trace.tokens_per_layer), "flops": trace.flops,
+            "dense_flops": trace.dense_flops, "flops_saved_ratio": trace.flops_saved_ratio,
+            "keep_ratio": trace.keep_ratio,
+            "recovery_events": [{"trigger": e.trigger, "layer": e.layer, "tokens_reinserted": len(e.positions),
+                                 "positions": list(e.positions)} for e in trace.recovery_events]}
+
+
+def entities_json(annotation: Annotation, n_tokens: int, setting: str) -> dict:
+    """The ``/entities`` API answer: entities with character offsets and scores, and the trace summary."""
+    return {"text_length": len(annotation.text), "setting": setting,
+            "entities": [{"start": e.start, "end": e.end, "label": e.label, "text": e.text,
+                          "score": round(float(e.score), 4)} for e in annotation.entities],
+            "trace": trace_summary(annotation.trace, n_tokens)}
 
 
 def _ms(seconds: float) -> str:
