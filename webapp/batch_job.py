@@ -1,9 +1,9 @@
-"""The Batch tab's job: uploaded files -> annotated PubTator, JSONL and CSV, plus a summary.
+"""The Batch tab's job: uploaded files -> annotated PubTator, JSONL, CSV and BioC JSON, plus a summary.
 
 Pure Python over bioprune's batch annotator: records come from :func:`bioprune.batch_run.iter_all_records`
 (every reader in :mod:`bioprune.io`, format detected from the content), each chunk goes through
 :func:`bioprune.batch_run.annotate_chunk`, and the writers are bioprune's own (``batch.csv_output``
-for CSV). One annotation pass feeds all three outputs. Everything is written into one new folder
+for CSV). One annotation pass feeds every chosen output. Everything is written into one new folder
 under the app's output directory; uploads are only read.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bioprune.batch_run import RunStats, annotate_chunk, iter_all_records
 from bioprune.io.compression import GZIP_MAGIC, open_binary
-from bioprune.io.outputs import output_format
+from bioprune.io.outputs import OUTPUT_FORMATS, output_format
 from bioprune.io.records import DeletedRecord, RecordError
 from bioprune.types import Document
 
@@ -34,6 +34,9 @@ OUTPUT_STEM = "bioprune_annotated"
 SNIFF_BYTES = 8192
 
 ProgressCallback = Callable[[int, int], None]  # (documents done, documents to do)
+# the output formats offered, as (label, name): every format the CLI writes (bioprune.io.outputs)
+FORMAT_LABELS = {"pubtator": "PubTator", "jsonl": "JSONL", "csv": "CSV", "bioc": "BioC JSON"}
+FORMAT_CHOICES: tuple[tuple[str, str], ...] = tuple((FORMAT_LABELS.get(name, name), name) for name in OUTPUT_FORMATS)
 
 
 @dataclass
@@ -120,12 +123,26 @@ class _RecordingEngine:
         return self.last
 
 
-def _output_formats() -> dict:
-    try:
-        from batch.csv_output import CsvOutput  # pandas
-    except ImportError as err:
-        raise UserError(f"CSV output needs pandas, which is not installed here ({err}).") from None
-    return {"pubtator": output_format("pubtator"), "jsonl": output_format("jsonl"), "csv": CsvOutput()}
+def output_formats(names: Sequence[str] | None) -> dict:
+    """The writers for the chosen format ``names`` (in :data:`FORMAT_CHOICES` order); UserError when none
+    or an unknown one is chosen, or CSV without pandas."""
+    chosen = list(dict.fromkeys(names or ()))
+    if not chosen:
+        raise UserError("Choose at least one output format (PubTator, JSONL, CSV or BioC JSON).")
+    unknown = [n for n in chosen if n not in OUTPUT_FORMATS]
+    if unknown:
+        raise UserError(f"Unknown output format {unknown[0]!r}: choose from {', '.join(OUTPUT_FORMATS)}.")
+    formats = {}
+    for name in (n for n in OUTPUT_FORMATS if n in chosen):
+        if name == "csv":
+            try:
+                from batch.csv_output import CsvOutput  # pandas
+            except ImportError as err:
+                raise UserError(f"CSV output needs pandas, which is not installed here ({err}).") from None
+            formats[name] = CsvOutput()
+        else:
+            formats[name] = output_format(name)
+    return formats
 
 
 def _limited(records: Iterable, limit: int) -> Iterable:
@@ -155,13 +172,15 @@ def new_run_dir(out_root: Path, keep: int) -> Path:
 
 
 def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk_docs: int = 32,
-              batch_size: int = 16, on_progress: ProgressCallback | None = None) -> BatchResult:
-    """Annotate every document of ``paths`` (at most ``limit``) into PubTator, JSONL and CSV in ``run_dir``.
+              batch_size: int = 16, on_progress: ProgressCallback | None = None,
+              formats: Sequence[str] = OUTPUT_FORMATS) -> BatchResult:
+    """Annotate every document of ``paths`` (at most ``limit``) into each of ``formats`` in ``run_dir``.
 
     Failed records (a broken PubTator block, bad XML, invalid UTF-8, ...) go to
     ``bioprune_errors.jsonl`` and the run goes on; PubMed DeleteCitations to ``bioprune_deleted.jsonl``.
     UserError when no document at all could be read.
     """
+    writers = output_formats(formats)  # a bad choice is refused before any reading
     names = {str(p): display_name(p) for p in paths}
     total, early_errors = count_documents(paths, limit)
     if total == 0:
@@ -169,27 +188,27 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
         raise UserError("No documents could be read from the upload" + (f" ({reasons})." if reasons else "."))
     over_limit = total > limit
     total = min(total, limit)
-    formats = _output_formats()
     recorder = _RecordingEngine(engine)
     stats, errors, deleted = RunStats(), [], []
-    outputs = {name: run_dir / f"{OUTPUT_STEM}{fmt.extension}" for name, fmt in formats.items()}
+    outputs = {name: run_dir / f"{OUTPUT_STEM}{fmt.extension}" for name, fmt in writers.items()}
+    first, *others = writers  # the first format comes out of annotate_chunk, the others from its annotations
     handles = {name: open(path, "w", encoding="utf-8", newline="") for name, path in outputs.items()}
     try:
-        for name, fmt in formats.items():
+        for name, fmt in writers.items():
             handles[name].write(fmt.header())
         if on_progress:
             on_progress(0, total)
         records = iter(_limited(iter_all_records(paths), limit))
         started = time.perf_counter()
         while chunk := list(itertools.islice(records, chunk_docs)):
-            first = stats.documents
-            texts, chunk_stats = annotate_chunk(recorder, chunk, formats["pubtator"], first, batch_size)
+            done = stats.documents
+            texts, chunk_stats = annotate_chunk(recorder, chunk, writers[first], done, batch_size)
             documents = [r for r in chunk if isinstance(r, Document)]
             pairs = list(zip(recorder.last, documents)) if documents else []
             recorder.last = []
-            handles["pubtator"].write(texts["output"])
-            for name in ("jsonl", "csv"):
-                handles[name].write(formats[name].format(pairs, first))
+            handles[first].write(texts["output"])
+            for name in others:
+                handles[name].write(writers[name].format(pairs, done))
             errors += [_error_entry(r, names) for r in chunk if isinstance(r, RecordError)]
             deleted += [{"file": names.get(r.source, display_name(r.source)), "record_id": r.record_id}
                         for r in chunk if isinstance(r, DeletedRecord)]
@@ -199,7 +218,7 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
             started = now
             if on_progress:
                 on_progress(stats.documents, total)
-        for name, fmt in formats.items():
+        for name, fmt in writers.items():
             handles[name].write(fmt.footer())
     finally:
         for handle in handles.values():

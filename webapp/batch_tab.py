@@ -1,4 +1,4 @@
-"""The Batch tab: upload files -> download annotated PubTator / JSONL / CSV, with progress and a summary.
+"""The Batch tab: upload files -> download annotated PubTator / JSONL / CSV / BioC JSON, with progress and a summary.
 
 A thin Gradio adapter over :mod:`webapp.batch_job`.
 """
@@ -9,20 +9,25 @@ import shutil
 
 import gradio as gr
 
-from webapp.batch_job import ACCEPTED_SUFFIXES, check_uploads, error_rows, new_run_dir, run_batch, summary_rows
+from webapp.batch_job import (ACCEPTED_SUFFIXES, FORMAT_CHOICES, check_uploads, error_rows, new_run_dir, run_batch,
+                              summary_rows)
 from webapp.context import AppContext
 from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import user_facing
 
-DEFAULTS = PruningChoice()  # the engine's pruning defaults, as the controls start
+DEFAULTS = PruningChoice()  # where the controls start: the engine's default, as in the Annotate tab and the CLI
 logger = logging.getLogger(__name__)
 SAMPLE_FILE = "batch_sample.pubtator"
 
 
 def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float, min_keep_ratio: float,
-                  recovery: bool, progress: gr.Progress | None = None) -> tuple:
-    """(download paths, summary rows, error rows) for one run; UserError for a bad upload."""
+                  recovery: bool, formats=None, progress: gr.Progress | None = None) -> tuple:
+    """(download paths, summary rows, error rows) for one run; UserError for a bad upload.
+
+    ``formats``: output format names (:data:`FORMAT_CHOICES`); None is every one.
+    """
     s = ctx.settings
+    all_formats = [name for _, name in FORMAT_CHOICES]
     paths = check_uploads(files, s.max_files, s.max_file_bytes)
     choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
                            recovery=recovery)
@@ -35,7 +40,7 @@ def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float
     run_dir = new_run_dir(ctx.batch_dir, s.keep_batch_runs)
     try:
         result = run_batch(engine, paths, run_dir, limit=s.max_batch_documents, chunk_docs=s.batch_chunk_docs,
-                           on_progress=on_progress)
+                           on_progress=on_progress, formats=all_formats if formats is None else formats)
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing to download from a failed run
         raise
@@ -72,13 +77,15 @@ def build_batch_tab(ctx: AppContext) -> None:
                             elem_id="batch-files")
             sample = gr.Button("Load a sample PubTator file", size="sm", elem_id="batch-sample")
         with gr.Column(scale=2):
-            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value="none", label="Controller",
+            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="Controller",
                                   info="Dense is the most accurate; a controller reports tokens pruned and FLOPs saved.")
             aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio")
             recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery")
+            formats = gr.CheckboxGroup(choices=list(FORMAT_CHOICES), value=[name for _, name in FORMAT_CHOICES],
+                                       label="Output formats", elem_id="batch-formats")
             button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
-    downloads = gr.File(label="Annotated files (PubTator, JSONL, CSV; errors if any)", file_count="multiple",
+    downloads = gr.File(label="Annotated files (the chosen formats; errors if any)", file_count="multiple",
                         interactive=False, elem_id="batch-downloads")
     summary = gr.Dataframe(headers=["measure", "value"], label="Summary", interactive=False, wrap=True,
                            elem_id="batch-summary")
@@ -86,10 +93,10 @@ def build_batch_tab(ctx: AppContext) -> None:
                           interactive=False, wrap=True, elem_id="batch-errors")
 
     @user_facing("running the batch")
-    def annotate_files(files_value, controller_value, lam, keep, recover, progress=gr.Progress()):
-        return batch_outputs(ctx, files_value, controller_value, lam, keep, recover, progress)
+    def annotate_files(files_value, controller_value, lam, keep, recover, formats_value, progress=gr.Progress()):
+        return batch_outputs(ctx, files_value, controller_value, lam, keep, recover, formats_value, progress)
 
-    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery],
+    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery, formats],
                  outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
                  concurrency_limit=s.batch_concurrency, concurrency_id="batch")
     sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")

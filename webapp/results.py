@@ -1,8 +1,11 @@
 """The Results tab's content: charts and scores the evaluation suite writes into ``results/``.
 
-Charts are every ``results/*.png`` (the F1-vs-latency Pareto plot, the ablations, ...), captioned
-from their file names. They are copied into the app's own output directory before they are shown,
-so the app never serves a file from the repository itself.
+Charts are every ``*.png`` of the results directory (the F1-vs-latency Pareto plot, the ablations,
+...), each shown full width with a caption: a sentence for the charts ``training/plot_results.py``
+writes (:data:`CAPTIONS`), else one made from the file name. The directory is the package's shipped
+copy when installed, the checkout's ``results/`` otherwise (:func:`webapp.settings.default_results_dir`).
+Charts are copied into the app's own output directory before they are shown, so the app never
+serves a file from the repository or the installation itself.
 """
 from __future__ import annotations
 
@@ -16,7 +19,23 @@ logger = logging.getLogger(__name__)
 
 EVALUATION_FILE = "evaluate_test.json"
 SCORE_HEADERS = ["type", "precision", "recall", "F1", "gold mentions", "predicted"]
-_KNOWN_CAPTIONS = {"pareto_f1_latency": "F1 vs latency (Pareto front of pruning settings)"}
+# what each chart of training/plot_results.py shows (its docstring lists them)
+CAPTIONS = {
+    "pareto_f1_latency": "F1 vs latency (Pareto front of pruning settings): micro F1 against ms/abstract at "
+                         "batch 16 and against FLOPs saved, one curve per controller over λ, dense as a point.",
+    "controllers_test": "Rule vs MLP controller on the BC5CDR test set: F1 drop against FLOPs saved at the same "
+                        "pruning layers.",
+    "controllers_dev": "Rule vs MLP controller on the development set (train-only models): F1 drop against FLOPs "
+                       "saved at the same pruning layers.",
+    "ablation_min_keep_ratio": "Ablation: min keep ratio. F1 drop, FLOPs saved and documents with recovery "
+                               "as min_keep_ratio changes.",
+    "ablation_prune_layers": "Ablation: prune layers. F1 drop, FLOPs saved and documents with recovery for each "
+                             "set of pruning layers.",
+    "ablation_recovery": "Ablation: recovery. F1 drop, FLOPs saved and documents with recovery with recovery off, "
+                         "on, and each trigger alone.",
+    "fairness_groups": "Fairness: F1 and recall drop of the pruned model per group of mentions, with the number "
+                       "of gold mentions in each.",
+}
 _WORDS = {"f1": "F1", "flops": "FLOPs", "mlp": "MLP", "lambda": "λ", "vs": "vs", "cpu": "CPU", "gpu": "GPU"}
 
 
@@ -29,8 +48,8 @@ class Chart:
 def caption_for(path: str | Path) -> str:
     """A caption from a chart's file name: ``ablation_min_keep_ratio.png`` -> "Ablation: min keep ratio"."""
     stem = Path(path).stem
-    if stem in _KNOWN_CAPTIONS:
-        return _KNOWN_CAPTIONS[stem]
+    if stem in CAPTIONS:
+        return CAPTIONS[stem]
     words = [_WORDS.get(w.lower(), w) for w in stem.replace("-", "_").split("_") if w]
     if words and words[0].lower() == "ablation":
         return "Ablation: " + " ".join(words[1:]) if len(words) > 1 else "Ablation"
@@ -74,7 +93,8 @@ def charts_note(results_dir: str | Path, charts: list[Chart]) -> str:
     if not charts:
         return (f"**No charts yet.** The evaluation suite writes its charts (F1 vs latency, ablations) as PNG "
                 f"files into `{Path(results_dir).name}/`; none exist there yet. Press *Reload* once they do.")
-    return f"{len(charts)} chart(s) from `{Path(results_dir).name}/`, written by the evaluation suite."
+    return (f"{len(charts)} chart(s) written by the evaluation suite (`training/plot_results.py`), each at full "
+            "width with its caption; click a chart to see it full screen.")
 
 
 def dense_score_rows(results_dir: str | Path) -> list[list] | None:
