@@ -1,8 +1,10 @@
 """The Gradio app over the shipped model: it builds without a server, and a launched one answers
-through gradio_client (annotate, batch, clear messages for bad input, no files outside its own)."""
+through gradio_client (annotate, entities as JSON, batch, clear messages for bad input, no files
+outside its own), with named endpoints and outputs."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,10 +17,11 @@ pytest.importorskip("gradio_client", reason="the app tests need gradio_client: p
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from webapp.settings import REPO_ROOT, AppSettings  # noqa: E402
+from webapp.settings import EXAMPLES_DIR, REPO_ROOT, AppSettings  # noqa: E402
 
-EXAMPLE = (REPO_ROOT / "examples" / "app" / "haloperidol_qt.txt").read_text(encoding="utf-8").strip()
-SAMPLE_PUBTATOR = REPO_ROOT / "examples" / "app" / "batch_sample.pubtator"
+EXAMPLE = (EXAMPLES_DIR / "haloperidol_qt.txt").read_text(encoding="utf-8").strip()
+SAMPLE_PUBTATOR = EXAMPLES_DIR / "batch_sample.pubtator"
+API_NAMES = {"/annotate", "/entities", "/annotate_files", "/reload_results"}  # everything the API exposes
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ def test_app_builds_without_launching(built_app, app_output_dir):
     assert isinstance(built_app, gr.Blocks)
     config = built_app.get_config_file()
     api_names = {d.get("api_name") for d in config["dependencies"]}
-    assert {"annotate", "annotate_files", "reload_results"} <= api_names
+    assert {"annotate", "entities", "annotate_files", "reload_results"} <= api_names
     ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     assert {"text", "entities", "entities-dense", "pruned", "heatmap", "recovery", "layers", "diff",
             "batch-files", "batch-summary", "charts"} <= ids
@@ -71,6 +74,75 @@ def test_launch_retries_gradios_localhost_check_only():
     assert other.calls == 1
 
 
+def test_the_api_has_named_endpoints_and_named_outputs(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == API_NAMES and not api["unnamed_endpoints"]
+    for name, endpoint in api["named_endpoints"].items():
+        labels = [p.get("label") or p.get("parameter_name") for p in endpoint["parameters"] + endpoint["returns"]]
+        assert all(labels) and not [x for x in labels if re.fullmatch(r"value_\d+", x)], (name, labels)
+    returns = [r["label"] for r in api["named_endpoints"]["/annotate"]["returns"]]
+    assert "Recovery events" in returns and "Summary" in returns
+
+
+def test_entities_endpoint_returns_json_for_gradio_client_users(client):
+    answer = client.predict(EXAMPLE, "rule", api_name="/entities")  # λ and the rest: the defaults
+    assert answer["entities"], answer
+    for e in answer["entities"]:
+        assert set(e) == {"start", "end", "label", "text", "score"}
+        assert EXAMPLE[e["start"]:e["end"]] == e["text"] and e["label"] in {"Chemical", "Disease"}
+    assert any(e["text"] == "haloperidol" and e["label"] == "Chemical" for e in answer["entities"])
+    trace = answer["trace"]
+    assert trace["pruned"] and 0 < trace["tokens_pruned"] < trace["tokens"]
+    assert 0 < trace["flops_saved_ratio"] < 1 and trace["recovery_events"] == []
+    assert "rule controller, λ 2.0" in answer["setting"]  # the rule controller's own default λ
+    dense = client.predict(EXAMPLE, api_name="/entities")  # the default controller: dense, as the CLI
+    assert not dense["trace"]["pruned"] and dense["trace"]["tokens_pruned"] == 0
+    with pytest.raises(AppError, match="Enter some text"):
+        client.predict("  ", "rule", api_name="/entities")
+
+
+def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_engine):
+    from bioprune.config import PruningConfig
+    from webapp.examples import load_examples
+
+    triggering = []  # (text, controller): recovery fires with every other knob at the controller's default
+    for example in load_examples(AppSettings().examples_dir):
+        for controller in ("rule", "mlp"):
+            engine = shipped_engine.with_config(PruningConfig(controller=controller, recovery=True))
+            [annotation] = engine.annotate([example.text])
+            if annotation.trace.recovery_events:
+                triggering.append((example.text, controller))
+    assert triggering, "no example abstract triggers recovery at any controller's defaults"
+    text, controller = triggering[0]
+    # the app shows it: the recovery table lists the events, /entities reports them
+    defaults = PruningConfig(controller=controller)
+    recovery = client.predict(text, controller, defaults.aggressiveness, defaults.min_keep_ratio, True,
+                              api_name="/annotate")[-1]
+    assert recovery["data"][0][0] in ("entropy_spike", "entity_loss") and recovery["data"][0][2]
+    answer = client.predict(text, controller, None, defaults.min_keep_ratio, True, api_name="/entities")
+    assert answer["trace"]["recovery_events"][0]["tokens_reinserted"] > 0
+
+
+def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
+    from webapp.annotate_tab import annotate_outputs, pruned_legend_update
+
+    assert list(pruned_legend_update("rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2 only
+    assert list(pruned_legend_update("mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]
+    assert pruned_legend_update("none")["color_map"] == {}
+    ctx = built_app.bioprune_context
+    assert annotate_outputs(ctx, EXAMPLE, "rule", 2.0, 0.3, True)[-1][0][0].startswith("not triggered")
+    assert annotate_outputs(ctx, EXAMPLE, "mlp", 6.0, 0.3, False)[-1][0][0].startswith("recovery off")
+    assert annotate_outputs(ctx, EXAMPLE, "none", 2.0, 0.3, False)[-1][0][0].startswith("dense model")
+
+
+def test_both_tabs_start_at_the_engines_default_controller(built_app):
+    from bioprune.config import DENSE
+
+    radios = [c["props"] for c in built_app.get_config_file()["components"]
+              if c.get("type") == "radio" and c["props"].get("label") == "Controller"]
+    assert len(radios) == 2 and {r["value"] for r in radios} == {DENSE.controller}
+
+
 def test_annotate_through_the_client_shows_entities_pruning_and_speed(client):
     (summary, dense, entities, diff, pruned, heatmap, layers, recovery) = client.predict(
         EXAMPLE, "rule", 1.0, 0.3, True, api_name="/annotate")
@@ -86,6 +158,7 @@ def test_annotate_through_the_client_shows_entities_pruning_and_speed(client):
     rows = layers["data"]
     assert len(rows) == 6 and rows[0][1] == rows[0][2] and rows[-1][2] < rows[-1][1]  # fewer tokens late
     assert recovery["headers"][0] == "trigger"
+    assert recovery["data"][0][0].startswith("not triggered")  # a row that says so, not bare headers
 
 
 def test_dense_choice_prunes_nothing(client):
@@ -117,27 +190,42 @@ def test_mlp_choice_works_or_says_what_is_missing(client):
             client.predict("Lithium toxicity.", "mlp", 1.0, 0.3, True, api_name="/annotate")
 
 
-def test_batch_writes_pubtator_jsonl_csv_and_a_summary(client, app_output_dir, tmp_path):
+def _names(downloads) -> list[str]:
+    return sorted(Path(d["path"] if isinstance(d, dict) else d).name for d in downloads)
+
+
+def test_batch_writes_pubtator_jsonl_csv_bioc_and_a_summary(client, app_output_dir, tmp_path):
     broken = tmp_path / "notes.txt"
     broken.write_bytes(b"Cisplatin caused acute renal failure.\n\xff\xfe not utf-8\n")
     downloads, summary, errors = client.predict(
         [handle_file(str(SAMPLE_PUBTATOR)), handle_file(str(broken))], "rule", 1.0, 0.3, True,
-        api_name="/annotate_files")
-    names = sorted(Path(d["path"] if isinstance(d, dict) else d).name for d in downloads)
-    assert names == ["bioprune_annotated.csv", "bioprune_annotated.jsonl", "bioprune_annotated.pubtator",
-                     "bioprune_errors.jsonl"]
+        api_name="/annotate_files")  # output formats: the default, all of them
+    assert _names(downloads) == ["bioprune_annotated.bioc.json", "bioprune_annotated.csv",
+                                 "bioprune_annotated.jsonl", "bioprune_annotated.pubtator", "bioprune_errors.jsonl"]
     table = dict(summary["data"])
     assert table["documents annotated"] == "4"
     assert table["records that failed (see bioprune_errors.jsonl)"] == "1"
     assert int(table["entities: Chemical"]) > 0 and int(table["entities: Disease"]) > 0
     assert "%" in table["tokens pruned"] and "%" in table["FLOPs saved"]
     assert errors["data"][0][0] == "notes.txt" and "UTF-8" in errors["data"][0][3]  # the name, not a server path
-    [run] = [p for p in (app_output_dir / "batch").iterdir() if p.is_dir()]  # written into the app's own dir
+    [run] = [p for p in (app_output_dir / "batch").iterdir() if p.is_dir() and (p / "bioprune_errors.jsonl").is_file()]
     pubtator = (run / "bioprune_annotated.pubtator").read_text(encoding="utf-8")
     assert pubtator.count("|t|") == 4 and "90000002\t" in pubtator
     lines = (run / "bioprune_annotated.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["90000001", "90000002", "90000003", "1"]
     assert (run / "bioprune_annotated.csv").read_text(encoding="utf-8").startswith("id,start,end,label,text,score")
+    bioc = json.loads((run / "bioprune_annotated.bioc.json").read_text(encoding="utf-8"))
+    assert [d["id"] for d in bioc["documents"]] == ["90000001", "90000002", "90000003", "1"]
+    assert any(a["infons"]["type"] == "Chemical" for d in bioc["documents"] for p in d["passages"]
+               for a in p.get("annotations", []))
+
+
+def test_batch_writes_only_the_chosen_formats(client):
+    downloads, summary, errors = client.predict(
+        [handle_file(str(SAMPLE_PUBTATOR))], "none", 2.0, 0.3, False, ["bioc"], api_name="/annotate_files")
+    assert _names(downloads) == ["bioprune_annotated.bioc.json"]
+    with pytest.raises(AppError, match="at least one output format"):
+        client.predict([handle_file(str(SAMPLE_PUBTATOR))], "none", 2.0, 0.3, False, [], api_name="/annotate_files")
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -157,14 +245,15 @@ def test_no_file_upload_is_a_clear_message(client):
         client.predict([], "none", 1.0, 0.3, True, api_name="/annotate_files")
 
 
-def test_results_tab_reloads(client):
-    note, gallery, score_note, scores = client.predict(api_name="/reload_results")
-    charts = sorted((REPO_ROOT / "results").glob("*.png"))
-    if charts:
-        assert len(gallery) == len(charts)
-    else:
+def test_results_tab_reloads_every_chart_with_a_caption(client):
+    note, charts, score_note, scores = client.predict(api_name="/reload_results")
+    results_dir = AppSettings().results_dir
+    pngs = sorted(p.name for p in results_dir.glob("*.png"))
+    assert sorted(c["name"] for c in charts) == pngs  # every chart, one full-size image each
+    assert all(len(c["caption"]) > 20 for c in charts)
+    if not pngs:
         assert "No charts yet" in note
-    if (REPO_ROOT / "results" / "evaluate_test.json").is_file():
+    if (results_dir / "evaluate_test.json").is_file():
         assert {row[0] for row in scores["data"]} >= {"Chemical", "Disease"}
 
 

@@ -11,8 +11,8 @@ from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 
 from webapp import views
 from webapp.annotate import Comparison, validate_text
-from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
-from webapp.engines import MAX_LAMBDA, PruningChoice, default_lambda
+from webapp.batch_job import FORMAT_CHOICES, check_uploads, count_documents, display_name, new_run_dir, output_formats
+from webapp.engines import DEFAULT_CONTROLLER, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import UserError
 from webapp.examples import example_label, load_examples
 from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
@@ -39,17 +39,101 @@ def _annotations():
     return dense, pruned
 
 
+def _segments(value) -> list[tuple[str, str | None]]:
+    """The (segment, category) pairs Gradio's HighlightedText sends to the browser for ``value``."""
+    gr = pytest.importorskip("gradio")
+    data = gr.HighlightedText().postprocess(value)
+    return [(t.token, t.class_or_confidence) for t in data.root]
+
+
+def _split_words(text: str, segments) -> list[str]:
+    """Words cut by a segment boundary (a letter or digit on both sides of it)."""
+    cuts, at = [], 0
+    for token, _ in segments[:-1]:
+        at += len(token)
+        if text[at - 1].isalnum() and text[at].isalnum():
+            cuts.append(text[max(0, at - 8):at] + "|" + text[at:at + 8])
+    return cuts
+
+
 def test_entity_and_pruned_highlights_use_character_offsets():
     dense, pruned = _annotations()
-    value = views.entity_highlights(dense)
-    assert value["text"] == TEXT
-    assert [(TEXT[e["start"]:e["end"]], e["entity"]) for e in value["entities"]] == [
+    segments = _segments(views.entity_highlights(dense))
+    assert "".join(t for t, _ in segments) == TEXT
+    assert [(t, c) for t, c in segments if c] == [
         ("Cisplatin", "Chemical"), ("<b>renal</b> failure", "Disease"), ("seizures", "Disease")]
-    marks = views.pruned_highlights(pruned)["entities"]
-    assert [(TEXT[m["start"]:m["end"]], m["entity"]) for m in marks] == [
-        ("caused", "pruned after layer 2"), ("&", "pruned after layer 2")]
+    marks = [(t, c) for t, c in _segments(views.pruned_highlights(pruned)) if c]
+    assert marks == [("caused", "pruned after layer 2"), ("&", "pruned after layer 2")]
     assert list(views.pruned_color_map((2, 1))) == ["pruned after layer 1", "pruned after layer 2"]
-    assert views.pruned_highlights(dense)["entities"] == []  # dense: no trace, nothing pruned
+    assert _segments(views.pruned_highlights(dense)) == [(TEXT, None)]  # dense: no trace, nothing pruned
+
+
+WORDY = "Electroencephalography showed unexplained lethargy; 24-year-old woman.\n\nValproate-associated  coma"
+
+
+def _piece(position: int, word: str, piece: str, layer: int) -> PrunedToken:
+    start = WORDY.index(word) + word.index(piece)
+    return PrunedToken(position=position, start=start, end=start + len(piece), layer=layer, score=0.01, label="O")
+
+
+def test_pruned_tokens_show_on_whole_words_and_segments_are_the_text_byte_for_byte():
+    # subword pieces pruned at different layers, some words only partly: each word is marked whole
+    pieces = (_piece(1, "Electroencephalography", "raphy", 2), _piece(2, "unexplained", "ex", 2),
+              _piece(3, "unexplained", "aine", 1), _piece(4, "24-year-old", "year", 2),
+              _piece(5, "24-year-old", "old", 2), _piece(6, "Valproate", "ate", 1))
+    pruned = Annotation(id="0", text=WORDY, trace=Trace(pruned_tokens=pieces, tokens_per_layer=(20, 20, 14)),
+                        entities=(_entity(WORDY, WORDY.index("Valproate"), WORDY.index("Valproate") + 9, "Chemical"),
+                                  _entity(WORDY, WORDY.index("coma"), len(WORDY), "Disease")))
+    segments = _segments(views.pruned_highlights(pruned))
+    assert "".join(t for t, _ in segments).encode() == WORDY.encode()  # original spacing, newlines kept
+    assert _split_words(WORDY, segments) == []
+    assert [(t, c) for t, c in segments if c] == [
+        ("Electroencephalography", "pruned after layer 2"), ("unexplained", "pruned after layer 1"),
+        ("year", "pruned after layer 2"), ("old", "pruned after layer 2"), ("Valproate", "pruned after layer 1")]
+    entity_segments = _segments(views.entity_highlights(pruned))
+    assert "".join(t for t, _ in entity_segments) == WORDY and _split_words(WORDY, entity_segments) == []
+    assert views.widen_to_words("a b", [(0, 3, 2)]) == [(0, 1, 2), (2, 3, 2)]  # a span over two words
+
+
+def test_highlight_segments_merge_touching_marks_and_drop_overlaps():
+    text = "24-year-old woman"
+    assert views.highlight_segments(text, [(0, 2, "x"), (2, 3, "x"), (3, 7, "x"), (12, 17, "y"), (13, 15, "z")]) == [
+        ("24-year", "x"), ("-old ", None), ("woman", "y")]
+    assert views.highlight_segments("", []) == [("", None)]
+
+
+def test_the_pruned_legend_lists_the_layers_the_active_config_prunes_after():
+    from bioprune.config import DENSE, PruningConfig
+
+    assert list(views.pruned_legend(PruningConfig(controller="rule"))) == ["pruned after layer 2"]
+    assert list(views.pruned_legend(PruningConfig(controller="mlp"))) == ["pruned after layer 1",
+                                                                          "pruned after layer 2"]
+    assert list(views.pruned_legend(PruningConfig(controller="rule", prune_layers=(1, 3)))) == [
+        "pruned after layer 1", "pruned after layer 3"]
+    assert views.pruned_legend(DENSE) == {}
+
+
+def test_an_empty_recovery_table_says_why():
+    dense, pruned = _annotations()
+    quiet = Trace(tokens_per_layer=(12, 12, 10), flops=80.0, dense_flops=100.0)
+    assert views.recovery_rows(quiet, TEXT, [], recovery=True)[0][0].startswith("not triggered")
+    assert views.recovery_rows(quiet, TEXT, [], recovery=False)[0][0].startswith("recovery off")
+    assert views.recovery_rows(None, TEXT, [])[0][0].startswith("dense model")
+    assert all(len(row) == len(views.RECOVERY_HEADERS) for row in views.recovery_rows(quiet, TEXT, []))
+
+
+def test_entities_json_has_offsets_scores_and_the_trace_summary():
+    dense, pruned = _annotations()
+    answer = views.entities_json(pruned, 12, "rule controller")
+    json.dumps(answer)  # plain JSON types only
+    assert [(e["start"], e["end"], e["label"], e["text"]) for e in answer["entities"]] == [
+        (e.start, e.end, e.label, e.text) for e in pruned.entities]
+    assert all(isinstance(e["score"], float) for e in answer["entities"])
+    trace = answer["trace"]
+    assert trace["tokens_pruned"] == 2 and trace["tokens"] == 12 and trace["flops_saved_ratio"] == pytest.approx(0.2)
+    assert trace["recovery_events"] == [{"trigger": "entropy_spike", "layer": 2, "tokens_reinserted": 1,
+                                         "positions": [1]}]
+    assert views.entities_json(dense, 12, "dense")["trace"]["tokens_pruned"] == 0
 
 
 def test_heatmap_escapes_the_text_and_shades_pruned_tokens():
@@ -98,6 +182,28 @@ def test_text_limits_are_clear_messages():
         validate_text("x" * 101, 100)
 
 
+def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
+    from bioprune.config import DENSE
+    from bioprune.engine import PruningEngine
+
+    # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
+    assert DEFAULT_CONTROLLER == PruningEngine.from_pretrained(tiny_model_dir).config.controller == DENSE.controller
+    assert PruningChoice().controller == DEFAULT_CONTROLLER
+    assert PruningChoice("none", 9.0, 0.9, True).config() == DENSE  # the sliders do not apply to dense
+
+
+def test_batch_offers_every_output_format_bioc_included():
+    from bioprune.io.outputs import OUTPUT_FORMATS
+
+    assert [name for _, name in FORMAT_CHOICES] == list(OUTPUT_FORMATS) and ("BioC JSON", "bioc") in FORMAT_CHOICES
+    assert list(output_formats(["bioc", "pubtator"])) == ["pubtator", "bioc"]
+    assert output_formats(["bioc"])["bioc"].extension == ".bioc.json"
+    with pytest.raises(UserError, match="at least one output format"):
+        output_formats([])
+    with pytest.raises(UserError, match="Unknown output format 'xml'"):
+        output_formats(["xml"])
+
+
 def test_pruning_choice_validates_and_describes():
     assert PruningChoice("none").dense and not PruningChoice("rule").dense
     assert PruningChoice("rule", 2.0, 0.5, False).config().min_keep_ratio == 0.5
@@ -124,6 +230,8 @@ def test_examples_are_our_own_pubmed_style_abstracts():
     assert all(60 >= len(e.label) > 10 and len(e.text) > 300 for e in examples)
     assert example_label("A short title. Body text.") == "A short title"
     assert load_examples(REPO_ROOT / "no-such-dir") == []
+    # package data: inside the webapp package, so an installed app has them (tests/test_app_install.py)
+    assert AppSettings().examples_dir.parent == Path(views.__file__).parent
 
 
 def test_uploads_are_checked_by_name_size_and_content(tmp_path):
@@ -178,7 +286,7 @@ def test_results_charts_captions_and_scores(tmp_path):
         (tmp_path / name).write_bytes(b"\x89PNG fake")
     charts = find_charts(tmp_path)
     assert [c.path.name for c in charts] == ["pareto_f1_latency.png", "ablation_min_keep_ratio.png", "zz_other.png"]
-    assert caption_for("ablation_min_keep_ratio.png") == "Ablation: min keep ratio"
+    assert caption_for("ablation_min_keep_ratio.png").startswith("Ablation: min keep ratio")
     assert caption_for("ablation_f1_vs_flops.png") == "Ablation: F1 vs FLOPs"
     assert caption_for("pareto_f1_latency.png").startswith("F1 vs latency")
     staged = stage_charts(charts, tmp_path / "out" / "charts")
