@@ -10,6 +10,7 @@ character offsets into the document text (the same text the other formats write)
 """
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
 
 import pandas as pd
@@ -28,17 +29,34 @@ class CsvOutput:
     def header(self) -> str:
         return ",".join(COLUMNS) + "\n"
 
+    def problem(self, document: Document) -> str | None:
+        return None  # CSV quotes any id (commas, quotes, tabs, line breaks)
+
     def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str:
         rows = []
         for annotation, document in pairs:
             if not annotation.entities:
                 rows.append((document.id, None, None, "", "", None))
             rows += [(document.id, e.start, e.end, e.label, e.text, e.score) for e in annotation.entities]
-        if not rows:
-            return ""
-        table = pd.DataFrame(rows, columns=list(COLUMNS)).astype(
-            {"id": str, "start": "Int64", "end": "Int64", "label": str, "text": str, "score": "Float64"})
-        return table.to_csv(index=False, header=False, lineterminator="\n")
+        parts, start = [], 0
+        for i, row in enumerate(rows):
+            if any(isinstance(value, str) and "\r" in value for value in row):  # see _to_csv
+                parts += [_to_csv(rows[start:i]), _to_csv([row], csv.QUOTE_NONNUMERIC)]
+                start = i + 1
+        parts.append(_to_csv(rows[start:]))
+        return "".join(parts)
 
     def footer(self) -> str:
         return ""
+
+
+def _to_csv(rows: list[tuple], quoting: int = csv.QUOTE_MINIMAL) -> str:
+    """Rows as CSV text. Python's csv writer (under pandas) quotes a field holding a line feed but not
+    one holding a lone carriage return, which every CSV reader then takes for a line break: a row
+    with a ``\r`` anywhere is written with its text fields quoted (``QUOTE_NONNUMERIC``). The
+    choice is per row, so the bytes do not depend on how the run was cut into chunks."""
+    if not rows:
+        return ""
+    table = pd.DataFrame(rows, columns=list(COLUMNS)).astype(
+        {"id": str, "start": "Int64", "end": "Int64", "label": str, "text": str, "score": "Float64"})
+    return table.to_csv(index=False, header=False, lineterminator="\n", quoting=quoting)

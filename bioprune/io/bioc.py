@@ -255,6 +255,9 @@ class BioCJsonOutput:
     name = "bioc"
     extension = ".bioc.json"
 
+    def problem(self, document: Document) -> str | None:
+        return None  # JSON holds any id and text
+
     def header(self) -> str:
         return '{"source": "bioprune", "date": "", "key": "bioprune.key", "infons": {}, "documents": [\n'
 

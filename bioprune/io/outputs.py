@@ -3,6 +3,8 @@
 Each format turns a chunk of (Annotation, Document) pairs into text; ``first_index`` is the
 position of the chunk's first document in the whole output, so formats with separators (BioC JSON)
 or a header row (CSV) write the same bytes however the run was cut into chunks or resumed.
+``problem(document)`` says why a document cannot be written in the format (None when it can): the
+batch annotator reports such a document as a failed record, before annotating it, and goes on.
 
     pubtator  one |t|/|a| block per document plus its mention lines (bioprune.io.pubtator)
     jsonl     one {"id", "text", "entities", "trace"?} object per line (bioprune.io.jsonl)
@@ -28,19 +30,27 @@ class OutputFormat(Protocol):
 
     def header(self) -> str: ...
 
+    def problem(self, document: Document) -> str | None: ...
+
     def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str: ...
 
     def footer(self) -> str: ...
 
 
 class LineOutput:
-    """A format with no header or footer: each document formats on its own."""
+    """A format with no header or footer: each document formats on its own.
 
-    def __init__(self, name: str, extension: str, formatter):
-        self.name, self.extension, self._formatter = name, extension, formatter
+    ``checker(document)`` says why a document cannot be written (None: it can); default: any can.
+    """
+
+    def __init__(self, name: str, extension: str, formatter, checker=None):
+        self.name, self.extension, self._formatter, self._checker = name, extension, formatter, checker
 
     def header(self) -> str:
         return ""
+
+    def problem(self, document: Document) -> str | None:
+        return self._checker(document) if self._checker is not None else None
 
     def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str:
         return "".join(self._formatter(annotation, document) for annotation, document in pairs)
@@ -52,9 +62,9 @@ class LineOutput:
 def output_format(name: str) -> OutputFormat:
     """The writer for a core format (pubtator, jsonl, bioc); the CLI adds csv from ``batch``."""
     if name == "pubtator":
-        from bioprune.io.pubtator import format_pubtator
+        from bioprune.io.pubtator import format_pubtator, pubtator_id_problem
 
-        return LineOutput("pubtator", ".pubtator", format_pubtator)
+        return LineOutput("pubtator", ".pubtator", format_pubtator, lambda doc: pubtator_id_problem(doc.id))
     if name == "jsonl":
         from bioprune.io.jsonl import format_jsonl
 

@@ -73,7 +73,7 @@ def iter_pubtator(path: str | Path) -> Iterator[PubTatorDocument]:
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "no such file")
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:  # gzipped or not, without a leading BOM
         yield from _parse(handle, str(path))
 
 
@@ -200,6 +200,25 @@ def _one_line(text: str) -> str:
 
 _LINE_BREAKS = str.maketrans({"\n": " ", "\r": " ", "\t": " ", "\v": " ", "\f": " ", "\x1c": " ",
                               "\x1d": " ", "\x1e": " ", "\x85": " ", "\u2028": " ", "\u2029": " "})
+_ID_BREAKERS = frozenset("|" + "".join(chr(c) for c in _LINE_BREAKS))  # what an id cannot hold
+
+
+def pubtator_id_problem(doc_id: str) -> str | None:
+    """Why ``doc_id`` cannot be a PubTator id, or None when it can.
+
+    An id is the first column of every line of its block, ended by ``|`` on the text lines and by a
+    tab on the mention lines: an id holding ``|``, a tab or a line break would write a block that no
+    PubTator reader (bioprune's included) reads back as the same document. There is no escape in
+    the format, so such a document is refused (the batch annotator reports it and goes on); JSONL,
+    CSV and BioC output keep any id.
+    """
+    bad = sorted({c for c in doc_id if c in _ID_BREAKERS})
+    if bad:
+        return (f"id {doc_id!r} holds {', '.join(map(repr, bad))}, which PubTator cannot represent "
+                "(choose --format jsonl, csv or bioc for such ids)")
+    if not doc_id:
+        return "empty id, which PubTator cannot represent"
+    return None
 
 
 def format_pubtator(annotation: Annotation, document: Document) -> str:
@@ -207,8 +226,12 @@ def format_pubtator(annotation: Annotation, document: Document) -> str:
 
     A document with a title (``title_end``) is split back into its ``|t|`` and ``|a|`` lines; a
     plain-text document is written whole as the title with an empty abstract, so that offsets over
-    ``title + " " + abstract`` still point at the same characters.
+    ``title + " " + abstract`` still point at the same characters. ValueError for an id PubTator
+    cannot hold (:func:`pubtator_id_problem`): never a block that reads back as something else.
     """
+    problem = pubtator_id_problem(document.id)
+    if problem is not None:
+        raise ValueError(problem)
     text = _one_line(document.text)
     if document.title_end is None:
         title, abstract = text, ""
