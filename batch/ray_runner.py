@@ -18,6 +18,10 @@ one continues from its journal. Actors always call the loop with ``resume=True``
 Ray Data retries after an actor died (its actor pools restart actors and retry tasks by default)
 picks up where it stopped; the driver decides once, up front, whether this is a fresh run (it
 clears old results) or a resume.
+
+Every shard output is checked by the driver before anything is written (none may be an input
+file, nor a device, FIFO or symlink: :func:`bioprune.io.output_target.check_paths`), and each
+actor claims its shard's output and lock through ``annotate_files``, as a single-process run does.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bioprune.batch_run import RunStats
+from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, RunStats
 from bioprune.errors import InputError
 
 _KNOWN_SUFFIXES = re.compile(r"(\.(xml|json|jsonl|ndjson|txt|pubtator|bioc|tsv))?(\.gz)?$", re.I)
@@ -56,6 +60,7 @@ class RayJob:
     fingerprint: dict = field(default_factory=dict)  # the job identity, for each file's journal
     quiet: bool = False  # no Ray Data progress bars or progress logging
     memory: str = "flat"  # the actors' malloc set-up (bioprune.batch_run.limit_malloc_growth)
+    max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS  # longer documents are failed records; None: no limit
 
     def shard_fingerprint(self, source: str | Path) -> dict:
         stat = Path(source).stat()
@@ -107,7 +112,7 @@ class ShardAnnotator:
             result = annotate_files(self.engine, [str(source)], str(output), self.fmt,
                                     input_format=self.job.input_format, chunk_size=self.job.chunk_size,
                                     batch_size=self.job.batch_size, resume=True,
-                                    fingerprint=self.job.shard_fingerprint(source))
+                                    max_doc_chars=self.job.max_doc_chars, fingerprint=self.job.shard_fingerprint(source))
             stats.append(json.dumps(result.to_dict()))
             rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB (Linux)
         return {"input": list(batch["input"]), "stats": stats, "peak_rss_mb": rss,
@@ -151,9 +156,12 @@ def run_on_ray(job: RayJob) -> tuple[RunStats, list[dict]]:
     import ray
 
     from bioprune.io.checkpoint import completed_state, journal_path, summary_path
+    from bioprune.io.output_target import check_paths
 
     fmt = output_format(job.output_format)
     outputs = shard_outputs(job, fmt.extension)
+    for path in outputs:  # before anything is written or cleared: no shard may land on an input
+        check_paths(path, job.inputs)
     Path(job.output_dir).mkdir(parents=True, exist_ok=True)
     interrupted = [p for p in outputs if journal_path(p).exists()]
     if interrupted and not job.resume:

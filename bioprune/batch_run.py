@@ -10,7 +10,14 @@ every record lands in exactly one of the output, the error report or the deletio
 order. Duplicate ids are kept: each occurrence is annotated and written once, in order (PubMed
 update files legitimately repeat a PMID with a revised citation; the last one wins downstream).
 ``resume=True`` continues an interrupted run from its journal and writes the same bytes an
-uninterrupted run would. Output to a stream (``output=None``) has no journal and no resume.
+uninterrupted run would. Output to a stream (``output=None``, ``-`` or ``/dev/stdout``) has no
+journal and no resume.
+
+Before anything is written, the output is claimed (:mod:`bioprune.io.output_target`): never onto
+an input, never over a device, FIFO or symlink, and locked for the whole run. Records are screened
+as they are read (:func:`screen_record`): a document over ``max_doc_chars`` or one the output
+format cannot hold is a failed record. The progress bar counts tokens as they enter the model, so
+it moves within a long document too.
 """
 from __future__ import annotations
 
@@ -22,19 +29,25 @@ import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from bioprune.io.checkpoint import CheckpointedOutput, completed_state
 from bioprune.io.inputs import iter_records
+from bioprune.io.output_target import claim_output, is_stdout
 from bioprune.io.outputs import OutputFormat
 from bioprune.io.records import DeletedRecord, Record, RecordError
 from bioprune.types import Document
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_DOCS = 256  # records read, annotated and committed together: bounds memory, sets resume granularity
+# Longest document annotated (characters): far above a PubMed abstract (a few thousand) and most
+# full-text articles, low enough that one pathological record (a whole file on one line: a 2 MB line
+# ran for over 10 minutes) cannot stall a run. Longer ones are failed records; --max-doc-chars.
+DEFAULT_MAX_DOC_CHARS = 200_000
 
 
 @dataclass
@@ -80,13 +93,24 @@ class RunStats:
     def docs_per_s(self) -> float:
         return self.documents / self.wall_s if self.wall_s else 0.0
 
-    def summary_line(self, wall_s: float | None = None) -> str:
-        """One line for the end of a run; ``wall_s`` overrides the summed time (Ray: elapsed time)."""
+    def summary_line(self, wall_s: float | None = None, controller: str | None = None) -> str:
+        """One line for the end of a run; ``wall_s`` overrides the summed time (Ray: elapsed time).
+
+        ``controller`` is the run's configured controller ("none": dense). Pruning figures come from
+        the totals; when there are none (no tokens seen, e.g. no document read) the line says what
+        was configured, or nothing about pruning when that is not given, never a guess.
+        """
         wall_s = self.wall_s if wall_s is None else wall_s
         rate = self.documents / wall_s if wall_s else 0.0
         entities = ", ".join(f"{label}: {n}" for label, n in sorted(self.entities.items())) or "no entities"
-        pruning = (f"; tokens pruned {self.tokens_pruned_ratio:.1%}, FLOPs saved {self.flops_saved_ratio:.1%}"
-                   if self.dense_flops else "; dense (no pruning)")
+        if self.dense_flops:
+            pruning = f"; tokens pruned {self.tokens_pruned_ratio:.1%}, FLOPs saved {self.flops_saved_ratio:.1%}"
+        elif controller == "none":
+            pruning = "; dense (no pruning)"
+        elif controller:
+            pruning = f"; pruning with the {controller} controller (no tokens seen)"
+        else:
+            pruning = ""
         return (f"annotated {self.documents} documents ({self.errors} failed, {self.deleted} deleted) in "
                 f"{wall_s:.1f} s, {rate:.1f} docs/s; {entities}{pruning}")
 
@@ -95,9 +119,32 @@ def record_line(record: RecordError | DeletedRecord) -> str:
     return json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
 
 
-def iter_all_records(paths: Sequence[str | Path], input_format: str = "auto") -> Iterator[Record]:
+def screen_record(record: Record, source: str, fmt: OutputFormat | None = None,
+                  max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS) -> Record:
+    """A document that must not be annotated, as a RecordError (anything else passes through).
+
+    A document longer than ``max_doc_chars`` (None: no limit) would hold the run for minutes with no
+    way to tell it from a hang; a document ``fmt`` cannot write (:meth:`OutputFormat.problem`, e.g. a
+    PubTator id holding ``|``) would make a file that does not read back. Both are reported, and the
+    run goes on.
+    """
+    if not isinstance(record, Document):
+        return record
+    if max_doc_chars is not None and len(record.text) > max_doc_chars:
+        return RecordError(source, f"document of {len(record.text):,} characters is longer than the limit of "
+                           f"{max_doc_chars:,} (raise it with --max-doc-chars)", record.id)
+    problem = fmt.problem(record) if fmt is not None else None
+    if problem is not None:
+        return RecordError(source, problem, record.id)
+    return record
+
+
+def iter_all_records(paths: Sequence[str | Path], input_format: str = "auto", *, fmt: OutputFormat | None = None,
+                     max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS) -> Iterator[Record]:
+    """Every record of every file, in order, each screened by :func:`screen_record`."""
     for path in paths:
-        yield from iter_records(path, input_format)
+        for record in iter_records(path, input_format):
+            yield screen_record(record, str(path), fmt, max_doc_chars)
 
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
@@ -139,11 +186,39 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
-def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: int,
-                   batch_size: int) -> tuple[dict[str, str], RunStats]:
-    """Annotate one chunk of records: its texts keyed "output"/"errors"/"deleted", and its stats."""
+@contextmanager
+def _token_progress(engine, on_tokens: Callable[[int], object] | None) -> Iterator[None]:
+    """Call ``on_tokens(n)`` as each batch of windows enters the model, ``n`` its tokens (special
+    tokens in, padding out): progress within one long document, which is many windows.
+
+    A forward hook on the model's embeddings, removed on the way out; nothing else changes.
+    """
+    embeddings = getattr(getattr(getattr(engine, "model", None), "base_model", None), "embeddings", None)
+    if on_tokens is None or embeddings is None:
+        yield
+        return
+    pad_id = engine.tokenizer.pad_token_id
+
+    def count(module, args, kwargs, output) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        on_tokens(int((ids != pad_id).sum()) if ids is not None else int(output.shape[0] * output.shape[1]))
+
+    handle = embeddings.register_forward_hook(count, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: int, batch_size: int,
+                   on_tokens: Callable[[int], object] | None = None) -> tuple[dict[str, str], RunStats]:
+    """Annotate one chunk of records: its texts keyed "output"/"errors"/"deleted", and its stats.
+
+    ``on_tokens(n)``, when given, is called as each batch of ``n`` tokens enters the model.
+    """
     docs = [r for r in chunk if isinstance(r, Document)]
-    annotations = engine.annotate(docs, batch_size=batch_size) if docs else []
+    with _token_progress(engine, on_tokens):
+        annotations = engine.annotate(docs, batch_size=batch_size) if docs else []
     stats = RunStats(records=len(chunk), documents=len(docs), chunks=1)
     stats.errors = sum(isinstance(r, RecordError) for r in chunk)
     stats.deleted = sum(isinstance(r, DeletedRecord) for r in chunk)
@@ -164,21 +239,33 @@ def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: 
 def annotate_files(engine, inputs: Sequence[str | Path], output: str | Path | None, fmt: OutputFormat, *,
                    input_format: str = "auto", chunk_size: int = DEFAULT_CHUNK_DOCS, batch_size: int = 16,
                    resume: bool = False, fingerprint: dict | None = None, progress: bool = False,
-                   stream: TextIO | None = None, report: TextIO | None = None) -> RunStats:
-    """Annotate every record of ``inputs`` into ``output`` (a path) or ``stream`` (when output is None).
+                   stream: TextIO | None = None, report: TextIO | None = None,
+                   max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS) -> RunStats:
+    """Annotate every record of ``inputs`` into ``output`` (a path) or ``stream`` (when output is None,
+    ``-`` or ``/dev/stdout``).
 
+    A path is claimed first (:func:`bioprune.io.output_target.claim_output`): refused with
+    InputError, before anything is written, when it or one of its side files is an input or not a
+    regular file, or another run holds its lock; the lock is held until the run ends.
     ``fingerprint`` identifies the job for ``resume`` (see :class:`CheckpointedOutput`); errors and
     deletions go to the side files of ``output``, or as lines to ``report`` (default stderr) when
-    writing to a stream.
+    writing to a stream. Documents longer than ``max_doc_chars`` (None: no limit) and documents the
+    format cannot hold are failed records (:func:`screen_record`). ``progress`` shows a bar that
+    counts tokens as they enter the model, so it moves within a long document too.
     """
-    from tqdm import tqdm
-
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if output is None or is_stdout(output):
+        stream = stream or sys.stdout
+        report = report or sys.stderr
+        stream.write(fmt.header())
+        stats = _annotate_records(engine, inputs, fmt, RunStats(), _StreamSink(stream, report), input_format,
+                                  chunk_size, batch_size, progress, max_doc_chars)
+        stream.write(fmt.footer())
+        stream.flush()
+        return stats
     fingerprint = fingerprint or {}
-    checkpoint = None
-    stats = RunStats()
-    if output is not None:
+    with claim_output(output, inputs):
         if resume and (done := completed_state(output, fingerprint)) is not None:
             logger.info("%s is complete: nothing to resume", output)
             return RunStats.from_dict(done)
@@ -186,33 +273,45 @@ def annotate_files(engine, inputs: Sequence[str | Path], output: str | Path | No
         stats = RunStats.from_dict(checkpoint.state)
         if checkpoint.done:
             return stats
-    else:
-        stream = stream or sys.stdout
-        report = report or sys.stderr
-        stream.write(fmt.header())
-    records = itertools.islice(iter_all_records(inputs, input_format), stats.records, None)
-    with tqdm(desc="annotate", unit="doc", initial=stats.records, file=sys.stderr, disable=not progress,
+        stats = _annotate_records(engine, inputs, fmt, stats, checkpoint, input_format, chunk_size, batch_size,
+                                  progress, max_doc_chars)
+        checkpoint.finish(fmt.footer(), stats.to_dict())
+        return stats
+
+
+class _StreamSink:
+    """Where chunks go when the output is a stream: the text to it, report lines to ``report``."""
+
+    def __init__(self, stream: TextIO, report: TextIO):
+        self.stream, self.report = stream, report
+
+    def commit(self, texts: dict[str, str], state: dict) -> None:
+        self.stream.write(texts["output"])
+        self.stream.flush()
+        for key in ("errors", "deleted"):
+            for line in texts[key].splitlines():
+                self.report.write(f"bioprune: {key}: {line}\n")
+
+
+def _annotate_records(engine, inputs: Sequence[str | Path], fmt: OutputFormat, stats: RunStats, sink,
+                      input_format: str, chunk_size: int, batch_size: int, progress: bool,
+                      max_doc_chars: int | None) -> RunStats:
+    """The loop: read (skipping the ``stats.records`` already done), annotate and commit chunk by chunk."""
+    from tqdm import tqdm
+
+    records = itertools.islice(iter_all_records(inputs, input_format, fmt=fmt, max_doc_chars=max_doc_chars),
+                               stats.records, None)
+    with tqdm(desc="annotate", unit="tok", unit_scale=True, file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
+        bar.set_postfix(docs=stats.documents, failed=stats.errors, refresh=False)
         started = time.perf_counter()
         for chunk in _chunks(records, chunk_size):
-            texts, chunk_stats = annotate_chunk(engine, chunk, fmt, stats.documents, batch_size)
+            texts, chunk_stats = annotate_chunk(engine, chunk, fmt, stats.documents, batch_size,
+                                                on_tokens=bar.update if progress else None)
             stats.add(chunk_stats)
             now = time.perf_counter()
             stats.wall_s += now - started
             started = now
-            if checkpoint is not None:
-                checkpoint.commit(texts, stats.to_dict())
-            else:
-                stream.write(texts["output"])
-                stream.flush()
-                for key in ("errors", "deleted"):
-                    for line in texts[key].splitlines():
-                        report.write(f"bioprune: {key}: {line}\n")
-            bar.update(len(chunk))
-            bar.set_postfix(failed=stats.errors, refresh=False)
-    if checkpoint is not None:
-        checkpoint.finish(fmt.footer(), stats.to_dict())
-    else:
-        stream.write(fmt.footer())
-        stream.flush()
+            sink.commit(texts, stats.to_dict())
+            bar.set_postfix(docs=stats.documents, failed=stats.errors)
     return stats

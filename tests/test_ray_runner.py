@@ -63,3 +63,17 @@ def test_ray_output_equals_single_process_per_file_and_resume_skips_done_files(t
     assert main(_args(tiny_model_dir, inputs, out, "--ray", "--resume")) == 1  # all done: read back, not redone
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.pubtator")} == mtimes
     assert json.loads((out / "summary.json").read_text())["totals"]["documents"] == 9
+
+
+def test_ray_driver_refuses_a_shard_output_that_is_an_input_before_writing(tmp_path, tiny_model_dir, capsys):
+    pytest.importorskip("ray", reason='Ray is not installed: pip install "bioprune[ray]"')
+    out = tmp_path / "out"
+    out.mkdir()
+    gold = out / "a.pubtator"  # the shard of a.pubtator in out/ is out/a.pubtator: the input itself
+    gold.write_bytes((FIXTURES / "sample.pubtator").read_bytes())
+    (out / "a.pubtator.summary.json").write_text("{}\n")  # a fresh run would clear it: not when refused
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(_args(tiny_model_dir, [gold], out, "--ray")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bioprune: error: ") and "is the input file" in err and "\n" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -14,6 +14,10 @@ and skipping the input records it has counted, so nothing is written twice or lo
 footer is written, the files are renamed to ``OUTPUT``, ``OUTPUT.errors.jsonl`` and
 ``OUTPUT.deleted.jsonl`` (the side files only when not empty), the journal becomes
 ``OUTPUT.summary.json``, and a later ``--resume`` finds the run complete.
+
+These files (:func:`run_files`, with ``OUTPUT.lock``) are all a run touches; which of them may be
+written, and the lock that keeps a second run off them, are :mod:`bioprune.io.output_target`'s.
+Each rename checks again that it replaces a regular file (or nothing).
 """
 from __future__ import annotations
 
@@ -42,17 +46,50 @@ def journal_path(output: Path) -> Path:
     return output.with_name(f"{output.name}.journal")
 
 
+def lock_path(output: Path) -> Path:
+    """``OUTPUT.lock``: held by the run writing ``output`` (:mod:`bioprune.io.output_target`)."""
+    return output.with_name(f"{output.name}.lock")
+
+
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def run_files(output: Path) -> list[Path]:
+    """Every path a run on ``output`` writes, renames or deletes: the output and its side files,
+    their ``.partial`` files, the journal and the summary (and their ``.tmp``), and the lock."""
+    finals = [output, *(side_path(output, s) for s in _SIDES)]
+    return [*finals, *map(_partial, finals), journal_path(output), _tmp(journal_path(output)),
+            summary_path(output), _tmp(summary_path(output)), lock_path(output)]
+
+
+def interrupted_error(output: Path) -> InputError:
+    """The refusal to start over on top of an interrupted run (whose journal is still there)."""
+    return InputError(str(journal_path(output)), "an interrupted run left this journal: pass --resume to "
+                      f"continue it, or delete it and {_partial(output).name} to start over")
+
+
+def _replace(source: Path, target: Path) -> None:
+    """``os.replace`` onto a regular file or a new path only (never a device, FIFO or symlink)."""
+    from bioprune.io.output_target import replace_problem
+
+    problem = replace_problem(target)
+    if problem is not None:
+        raise InputError(str(target), problem)
+    os.replace(source, target)
+
+
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -113,8 +150,7 @@ class CheckpointedOutput:
         self.done = False  # True when the resumed run had already written everything
         if self.journal.exists():
             if not resume:
-                raise InputError(str(self.journal), "an interrupted run left this journal: pass --resume to "
-                                 f"continue it, or delete it and {self.paths['output'].name} to start over")
+                raise interrupted_error(self.output)
             self._reopen()
         else:
             self._start(header)
@@ -186,12 +222,12 @@ class CheckpointedOutput:
         for side in _SIDES:
             partial, final = self.paths[side], side_path(self.output, side)
             if self.sizes[side] and partial.exists():
-                os.replace(partial, final)
+                _replace(partial, final)
             elif not self.sizes[side]:  # nothing to report: no file (nor an older run's)
                 partial.unlink(missing_ok=True)
                 final.unlink(missing_ok=True)
         if self.paths["output"].exists():
-            os.replace(self.paths["output"], self.output)
+            _replace(self.paths["output"], self.output)
         _write_atomic(summary_path(self.output), json.dumps(
             {"version": JOURNAL_VERSION, "fingerprint": self.fingerprint, "state": self.state}, indent=2,
             sort_keys=True) + "\n")
