@@ -2,7 +2,7 @@
 
     python app.py                      # http://127.0.0.1:7860, the shipped model, offline
 
-Tabs: Annotate (a text, dense vs pruned), Batch (files in, PubTator/JSONL/CSV out), Results (the
+Tabs: Annotate (a text, dense vs pruned), Batch (files in, PubTator/JSONL/CSV/BioC JSON out), Results (the
 evaluation suite's charts). The logic lives in the ``webapp`` package; this file only loads the
 model once and launches. Environment: ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` as usual.
 """

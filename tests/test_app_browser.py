@@ -1,4 +1,5 @@
-"""The app in a real headless Chromium: pick an example, annotate, see entities and pruned tokens.
+"""The app in a real headless Chromium: pick an example, annotate, see entities and pruned tokens
+laid out as the text itself (no split words, no invented spaces), and every chart at full size.
 
 Chromium is Debian's ``chromium`` package (``apt-get install chromium``; ``.ci/run`` installs it),
 driven by Playwright's Python package through ``executable_path``: no ``playwright install``
@@ -65,11 +66,28 @@ def test_example_annotates_with_entities_and_pruned_tokens(page):
     assert "valproic acid" in marked.lower() or "valproate" in marked.lower(), marked
 
     pruned = page.locator("#pruned")
-    assert "pruned after layer" in pruned.get_by_test_id("highlighted-text:category-legend").inner_text()
+    page.wait_for_function("document.querySelector('#pruned [data-testid=\"highlighted-text:category-legend\"]')")
+    legend = pruned.get_by_test_id("highlighted-text:category-legend").inner_text()
+    assert re.findall(r"pruned after layer \d+", legend) == ["pruned after layer 2"]  # rule: after layer 2 only
     assert pruned.locator(".highlighted").count() > 0
     heat = page.locator("#heatmap .bp-pruned")
     assert heat.count() > 0 and heat.first.get_attribute("data-layer").isdigit()
     assert "FLOPs" in page.locator("#summary").inner_text()
+
+    text = textarea.input_value()
+    for view in ("#entities", "#pruned"):  # the segments are the text, byte for byte, and no word is cut
+        shown = page.evaluate(f"[...document.querySelectorAll('{view} .textfield .text')].map(e => e.textContent).join('')")
+        assert shown == text, view
+    # what a person sees: nothing between "Valproate" and "-associated" (Gradio's boxes put a margin there)
+    gap = page.evaluate("""() => {
+        const token = [...document.querySelectorAll('#entities .highlighted .text')].find(e => e.textContent === 'Valproate');
+        const next = token.closest('.token-container').nextElementSibling.querySelector('.text');
+        const range = document.createRange(); range.setStart(next.firstChild, 0); range.setEnd(next.firstChild, 1);
+        return range.getBoundingClientRect().left - token.getBoundingClientRect().right; }""")
+    assert abs(gap) < 1.5, f"{gap:.1f} px between 'Valproate' and '-associated'"
+    words = [w.lower() for w in re.findall(r"\w+", text)]
+    for piece in pruned.locator(".highlighted .text").all_inner_texts():  # pruned marks are whole words
+        assert all(w.lower() in words for w in re.findall(r"\w+", piece)), piece
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "app_annotate.png"
@@ -96,3 +114,22 @@ def test_empty_text_shows_a_message_not_a_traceback(page):
     toast.first.wait_for()
     body = page.locator("body").inner_text()
     assert "Traceback" not in body
+
+
+def test_results_tab_shows_every_chart_full_size_with_a_caption(page):
+    from webapp.settings import AppSettings
+
+    n_charts = len(list(AppSettings().results_dir.glob("*.png")))
+    page.get_by_role("tab", name="Results").click()
+    images = page.locator("#charts .bp-chart img")
+    page.wait_for_function(f"document.querySelectorAll('#charts .bp-chart img').length === {n_charts}")
+    page.wait_for_function("[...document.querySelectorAll('#charts .bp-chart img')].every(i => i.complete && i.naturalWidth > 0)")
+    width = page.evaluate("document.querySelector('#charts').getBoundingClientRect().width")
+    for i in range(n_charts):
+        box = images.nth(i).bounding_box()
+        assert box["width"] >= 0.8 * width, f"chart {i + 1} is {box['width']:.0f} px wide of {width:.0f}"
+    captions = list(dict.fromkeys(page.locator("#charts .bp-chart-caption").all_inner_texts()))  # block + prose
+    assert len(captions) == n_charts and all(c.startswith(f"Figure {i}.") for i, c in enumerate(captions, 1))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app_results.png"), full_page=True)
+    page.get_by_role("tab", name="Annotate").click()

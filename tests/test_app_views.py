@@ -122,6 +122,16 @@ def test_an_empty_recovery_table_says_why():
     assert all(len(row) == len(views.RECOVERY_HEADERS) for row in views.recovery_rows(quiet, TEXT, []))
 
 
+def test_recovery_rows_show_reinserted_tokens_on_whole_words_and_count_tags():
+    text = "AKT activation in keratinocytes, mouse skin"
+    offsets = [(0, 2), (2, 3), (4, 14), (15, 17), (18, 25), (25, 31), (31, 32), (33, 38), (39, 43)]
+    event = RecoveryEvent(trigger="entropy_spike", positions=(0, 1, 2, 5, 7), layer=1,
+                          labels_before=("O",) * 5, labels_after=("B-Chemical", "I-Chemical", "O", "O", "O"))
+    [row] = views.recovery_rows(Trace(recovery_events=(event,)), text, offsets)
+    assert row == ["entropy_spike", 1, "5 tokens: AKT activation … keratinocytes … mouse", "O ×5",
+                   "O ×3, B-Chemical, I-Chemical"]
+
+
 def test_entities_json_has_offsets_scores_and_the_trace_summary():
     dense, pruned = _annotations()
     answer = views.entities_json(pruned, 12, "rule controller")
@@ -161,7 +171,8 @@ def test_layer_recovery_rows_and_summary():
                                                      [3, 12, 10, "83%"], [4, 12, 10, "83%"]]
     assert views.layer_rows(None, 12, 2) == [[1, 12, 12, "100%"], [2, 12, 12, "100%"]]
     offsets = [(0, 9), (10, 16)]
-    assert views.recovery_rows(pruned.trace, TEXT, offsets) == [["entropy_spike", 2, "caused", "O", "B-Disease"]]
+    assert views.recovery_rows(pruned.trace, TEXT, offsets) == [["entropy_spike", 2, "1 token: caused", "O",
+                                                                 "B-Disease"]]
     comparison = Comparison(text=TEXT, choice=PruningChoice("rule"), dense=dense, dense_s=0.05, pruned=pruned,
                             pruned_s=0.04, token_offsets=tuple(offsets), dense_tokens=12, n_layers=4)
     md = views.summary_markdown(comparison)

@@ -118,7 +118,8 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
         layers = gr.Dataframe(headers=views.LAYER_HEADERS, label=names["layers"], interactive=False,
                               elem_id="layers")
         recovery_events = gr.Dataframe(headers=views.RECOVERY_HEADERS, label=names["recovery"],
-                                       interactive=False, wrap=True, elem_id="recovery")
+                                       interactive=False, wrap=True, elem_id="recovery",
+                                       column_widths=["20%", "14%", "30%", "18%", "18%"])
 
     @user_facing("annotating")
     def annotate(text_value, controller_value, lam, keep, recover):

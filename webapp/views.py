@@ -30,9 +30,10 @@ RECOVERY_HEADERS = ["trigger", "from layer", "tokens re-inserted", "labels befor
 # subword tokens never cross these boundaries, so a pruned piece widens to the word it belongs to
 WORD_PATTERN = re.compile(r"\w+|[^\w\s]")
 
-NOT_PRUNED_ROW = ["dense model: nothing pruned, nothing to recover", "–", "–", "–", "–"]
-RECOVERY_OFF_ROW = ["recovery off (tick Recovery to let it re-insert pruned tokens)", "–", "–", "–", "–"]
-NOT_TRIGGERED_ROW = ["not triggered: no trigger fired on this text", "–", "–", "–", "–"]
+# the recovery table's one row when there is no event: why (short), and what that means in "tokens re-inserted"
+NOT_PRUNED_ROW = ["dense model", "–", "none: nothing was pruned", "–", "–"]
+RECOVERY_OFF_ROW = ["recovery off", "–", "none: tick Recovery to allow it", "–", "–"]
+NOT_TRIGGERED_ROW = ["not triggered", "–", "none: no trigger fired on this text", "–", "–"]
 
 SAME, LABEL_DIFFERS, DENSE_ONLY, PRUNED_ONLY = ("✓ same", "✗ label differs", "✗ only dense (lost when pruned)",
                                                 "✗ only pruned (added when pruned)")
@@ -212,12 +213,34 @@ def layer_rows(trace: Trace | None, dense_tokens: int, n_layers: int) -> list[li
     return rows
 
 
+def words_text(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """The whole words holding ``spans``, as they read in ``text``: neighbours keep their gap, skips become " … "."""
+    parts, last_end = [], None
+    for start, end, _ in widen_to_words(text, ((s, e, 0) for s, e in spans)):
+        if last_end is not None:
+            gap = text[last_end:start]
+            parts.append(gap if not gap.strip() and len(gap) <= 2 else " … ")
+        parts.append(text[start:end])
+        last_end = end
+    return "".join(parts)
+
+
+def label_counts(labels: Sequence[str]) -> str:
+    """Tags with their counts, most frequent first: ``("O", "O", "B-Chemical")`` -> "O ×2, B-Chemical"."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(label if n == 1 else f"{label} ×{n}" for label, n in ordered)
+
+
 def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[int, int]],
                   recovery: bool = True) -> list[list]:
-    """One row per recovery event: trigger, layer, the re-inserted tokens, their labels before and after.
+    """One row per recovery event: trigger, layer, the words it re-inserted, their tags before and after.
 
-    When there is no event the table says why in one row: the dense model, recovery off, or no
-    trigger fired (never an empty table that looks like a failure).
+    The re-inserted tokens are shown on whole words, as the text has them (not subword pieces with
+    spaces between); the tags are counted ("O ×98, B-Chemical ×2"). When there is no event the table
+    says why in one row: the dense model, recovery off, or no trigger fired (never bare headers).
     """
     if trace is None:
         return [list(NOT_PRUNED_ROW)]
@@ -225,10 +248,9 @@ def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[
         return [list(NOT_TRIGGERED_ROW if recovery else RECOVERY_OFF_ROW)]
     rows = []
     for event in trace.recovery_events:
-        tokens = [text[slice(*token_offsets[i])] if 0 <= i < len(token_offsets) else f"#{i}"
-                  for i in event.positions]
-        rows.append([event.trigger, event.layer, " ".join(tokens), " ".join(event.labels_before),
-                     " ".join(event.labels_after)])
+        spans = [token_offsets[i] for i in sorted(event.positions) if 0 <= i < len(token_offsets)]
+        rows.append([event.trigger, event.layer, f"{len(event.positions)} token{'s' if len(event.positions) != 1 else ''}: {words_text(text, spans)}",
+                     label_counts(event.labels_before), label_counts(event.labels_after)])
     return rows
 
 
