@@ -177,6 +177,9 @@ def test_a_hub_id_not_in_the_cache_is_one_clear_line(hub_cache):
     ("./runs/missing", "no such model directory"),
 ])
 def test_a_path_that_is_not_there_is_one_clear_line(name, reason):
+    with pytest.raises(ModelNotFoundError, match=reason) as info:
+        PruningEngine.from_pretrained(name)
+    assert str(info.value).startswith(f"{name}: ") and "\n" not in str(info.value)
     with pytest.raises(ModelNotFoundError, match=reason):
         resolve_model_dir(name)
 

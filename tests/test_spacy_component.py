@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -352,12 +353,17 @@ def test_pipe_with_two_processes_after_a_warm_call(tiny_model_dir, tmp_path):
         multi = ents(nlp.pipe(texts, batch_size=2, n_process=2))
         print(json.dumps({{"single": single, "multi": multi, "threads": torch.get_num_threads()}}))
     """))
+    # its own session, so that a hang is ended with the spaCy workers it forked, not just the parent
+    run = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        stdout, stderr = run.communicate(timeout=120)
     except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
         pytest.fail("nlp.pipe(n_process=2) after a warm call hung (no result in 120 s)")
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert run.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout.strip().splitlines()[-1])
     assert out["multi"] == out["single"] and sum(map(len, out["single"])) > 5
     assert out["threads"] == 2  # only the forked workers run on one thread
 
