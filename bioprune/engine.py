@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from bioprune.config import DENSE, PruningConfig
-from bioprune.controllers import Controller, RuleController, load_controllers
+from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
@@ -138,14 +139,15 @@ class PruningEngine:
         """Write everything :meth:`from_pretrained` reads into ``directory``, so it round-trips exactly.
 
         Weights (safetensors) with their config, tokenizer, exit heads, learned controller,
-        ``postprocess.json`` (this engine's passes) and a model card (``README.md``). An engine
-        read from a folder that is still there gets that folder's files copied as they are (fp16
-        weights stay fp16, training reports and model card come along); one built in memory is
-        serialised from its modules, with a short generated model card. Returns ``directory``.
+        ``postprocess.json`` (this engine's passes) and a model card (``README.md``). When the folder
+        the engine was read from still holds exactly the weights in memory, its files are copied as
+        they are (fp16 weights stay fp16; training reports and model card come along); otherwise
+        (built in memory, fine-tuned since, folder gone) the modules are serialised, with a short
+        generated model card. Returns ``directory``.
         """
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        if self.source_dir is not None and (self.source_dir / "config.json").is_file():
+        if self._source_unchanged():
             copy_model_files(self.source_dir, target)
         else:
             self._save_modules(target)
@@ -155,6 +157,17 @@ class PruningEngine:
             (target / MODEL_CARD_FILE).write_text(model_card(self), encoding="utf-8")
         logger.info("saved %s to %s", self.source_dir or "an in-memory model", target)
         return target
+
+    def _source_unchanged(self) -> bool:
+        """Whether ``source_dir`` still holds this engine's model, exit heads and learned controller,
+        tensor for tensor (reading them costs well under a second for a MiniLM)."""
+        source = self.source_dir
+        if source is None or not (source / "config.json").is_file() or not (source / "model.safetensors").is_file():
+            return False
+        learned = self.controllers.get("mlp")
+        return (_same_tensors(self.model.state_dict(), load_file(str(source / "model.safetensors")))
+                and _same_module(self.exit_heads, ExitHeads.load(source))
+                and _same_module(learned, LearnedController.load(source)))
 
     def _save_modules(self, target: Path) -> None:
         """Serialise the model, tokenizer, exit heads and learned controller held in memory."""
@@ -237,6 +250,20 @@ class PruningEngine:
         for name in self.postprocess:
             entities = PASSES[name](text, entities)
         return entities
+
+
+def _same_tensors(state: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> bool:
+    """Every saved tensor is in ``state`` with the same values (compared at the in-memory precision)."""
+    return all(key in state and state[key].shape == value.shape
+               and torch.equal(value.to(state[key].dtype), state[key].detach().cpu()) for key, value in saved.items())
+
+
+def _same_module(module: torch.nn.Module | None, saved: torch.nn.Module | None) -> bool:
+    """Both absent, or both present with equal state (buffers included)."""
+    if module is None or saved is None:
+        return module is None and saved is None
+    return set(module.state_dict()) == set(saved.state_dict()) and \
+        _same_tensors(module.state_dict(), saved.state_dict())
 
 
 def _documents(documents) -> list[Document]:

@@ -96,6 +96,20 @@ def test_save_pretrained_writes_a_model_built_in_memory(outside_model_dir, tmp_p
     _same_results(engine, loaded)
 
 
+def test_save_pretrained_writes_weights_changed_since_loading(full_model_dir, tmp_path):
+    engine = PruningEngine.from_pretrained(full_model_dir)
+    with torch.no_grad():  # as fine-tuning would: the folder no longer holds these weights
+        engine.model.classifier.bias += 0.5
+        engine.exit_heads.heads["1"].bias -= 0.25
+    saved = engine.save_pretrained(tmp_path / "tuned")
+    assert (saved / "model.safetensors").read_bytes() != (full_model_dir / "model.safetensors").read_bytes()
+    loaded = PruningEngine.from_pretrained(saved)
+    assert torch.equal(loaded.model.classifier.bias, engine.model.classifier.bias)
+    assert torch.equal(loaded.exit_heads.heads["1"].bias, engine.exit_heads.heads["1"].bias)
+    assert loaded.postprocess == ("propagate",)
+    _same_results(engine, loaded)
+
+
 def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, tmp_path):
     engine = PruningEngine.from_pretrained(full_model_dir, postprocess=())  # overrides the folder's choice
     saved = engine.save_pretrained(tmp_path / "no-passes")
