@@ -20,8 +20,10 @@ picks up where it stopped; the driver decides once, up front, whether this is a 
 clears old results) or a resume.
 
 Every shard output is checked by the driver before anything is written (none may be an input
-file, nor a device, FIFO or symlink: :func:`bioprune.io.output_target.check_paths`), and each
-actor claims its shard's output and lock through ``annotate_files``, as a single-process run does.
+file, nor a device, FIFO or symlink: :func:`bioprune.io.output_target.check_paths`); the driver
+holds ``OUTPUT_DIR/summary.json.lock`` for the whole job, so a second job on the same directory is
+refused, and each actor claims its shard's output and lock through ``annotate_files``, as a
+single-process run does.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from pathlib import Path
 from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, RunStats
 from bioprune.errors import InputError
 
+JOB_SUMMARY = "summary.json"  # the job's totals in the output directory; its lock is summary.json.lock
 _KNOWN_SUFFIXES = re.compile(r"(\.(xml|json|jsonl|ndjson|txt|pubtator|bioc|tsv))?(\.gz)?$", re.I)
 
 
@@ -155,14 +158,22 @@ def run_on_ray(job: RayJob) -> tuple[RunStats, list[dict]]:
     order; ``peak_rss_mb`` is the peak memory of the actor that ran it, 0 for a file done earlier)."""
     import ray
 
-    from bioprune.io.checkpoint import completed_state, journal_path, summary_path
-    from bioprune.io.output_target import check_paths
+    from bioprune.io.output_target import check_paths, claim_output
 
     fmt = output_format(job.output_format)
     outputs = shard_outputs(job, fmt.extension)
     for path in outputs:  # before anything is written or cleared: no shard may land on an input
         check_paths(path, job.inputs)
-    Path(job.output_dir).mkdir(parents=True, exist_ok=True)
+    with claim_output(Path(job.output_dir) / JOB_SUMMARY, job.inputs):  # one job per output directory
+        return _run_shards(job, outputs)
+
+
+def _run_shards(job: RayJob, outputs: list[Path]) -> tuple[RunStats, list[dict]]:
+    """:func:`run_on_ray` once the output directory is claimed."""
+    import ray
+
+    from bioprune.io.checkpoint import completed_state, journal_path, summary_path
+
     interrupted = [p for p in outputs if journal_path(p).exists()]
     if interrupted and not job.resume:
         raise InputError(str(journal_path(interrupted[0])), f"an interrupted run left {len(interrupted)} "

@@ -6,6 +6,7 @@ Ray starts once for the module (``num_cpus=2``), so these tests are few and smal
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,16 @@ def test_ray_driver_refuses_a_shard_output_that_is_an_input_before_writing(tmp_p
     err = capsys.readouterr().err.strip()
     assert err.startswith("bioprune: error: ") and "is the input file" in err and "\n" not in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_second_ray_job_on_a_claimed_output_directory_is_refused(tmp_path, tiny_model_dir, capsys):
+    pytest.importorskip("ray", reason='Ray is not installed: pip install "bioprune[ray]"')
+    from bioprune.io.output_target import OutputLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with OutputLock(out / "summary.json"):  # what a live job's driver holds
+        assert main(_args(tiny_model_dir, [FIXTURES / "sample.jsonl"], out, "--ray")) == 2
+        err = capsys.readouterr().err.strip()
+    assert "another bioprune run" in err and f"PID {os.getpid()}" in err and "\n" not in err
+    assert list(out.iterdir()) == []
