@@ -23,6 +23,7 @@ from bioprune.exits import ExitHeads
 from bioprune.flops import head_flops, layer_flops
 from bioprune.importance import token_signals
 from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
+from bioprune.precision import autocast_context, resolve_precision
 
 
 def merge(a: Sequences | None, b: Sequences) -> Sequences:
@@ -67,7 +68,17 @@ class PrunedEncoder:
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
                 config: PruningConfig) -> ForwardResult:
-        """input_ids, attention_mask, special: (B, T); special marks tokens that never leave."""
+        """input_ids, attention_mask, special: (B, T); special marks tokens that never leave.
+
+        Runs at ``config.precision`` (:mod:`bioprune.precision`): fp32 is no context at all, bf16
+        runs under autocast; probabilities and FLOPs come out in fp32/fp64 either way.
+        """
+        device = input_ids.device
+        with autocast_context(resolve_precision(config.precision, device), device):
+            return self._forward(input_ids, attention_mask, special, config)
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+                 config: PruningConfig) -> ForwardResult:
         B, T = input_ids.shape
         L = len(self.layers)
         valid = attention_mask.bool()

@@ -203,7 +203,7 @@ def test_enabled_config_with_nothing_pruned_equals_dense(outside_engine, texts):
     """λ = 0: no token is prunable, so the pruning points (explicit attention probs, exit heads,
     gather) run but the forward must still be the dense model."""
     ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
-    config = _recovering( aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2))
+    config = _recovering(aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2), precision="fp32")
     assert config.enabled
     dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
     out = outside_engine.encoder.forward(ids, mask, special, config)
@@ -222,7 +222,7 @@ def test_frozen_context_before_the_last_layer_leaves_kept_tokens_exactly_dense(o
     kept_equal = {}
     for frozen in (True, False):
         config = PruningConfig(prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.3, recovery=False,
-                               frozen_context=frozen)
+                               frozen_context=frozen, precision="fp32")
         out = outside_engine.encoder.forward(ids, mask, special, config)
         kept = mask.bool() & ~out.pruned_layer.bool()
         assert out.pruned_layer.any() and kept.any()
@@ -261,8 +261,8 @@ def test_packed_layer_equals_padded_layer(outside_engine, monkeypatch, with_cont
 
 
 def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
-    full = outside_engine.with_config(_recovering( aggressiveness=1.0, min_keep_ratio=1.0,
-                                                    controller="rule", prune_layers=(1, 2)))
+    full = outside_engine.with_config(_recovering(aggressiveness=1.0, min_keep_ratio=1.0, controller="rule",
+                                                  prune_layers=(1, 2), precision="fp32"))
     dense = outside_engine.with_config(DENSE)
     a_full, a_dense = full.annotate(mixed_texts), dense.annotate(mixed_texts)
     assert [_entity_tuples(a) for a in a_full] == [_entity_tuples(a) for a in a_dense]

@@ -1,0 +1,82 @@
+"""Numeric precision of the forward pass: which one runs on this machine, and the context that runs it.
+
+    resolve_precision("auto", "cpu")        # "bf16" on a CPU with native bf16 (AVX-512 BF16, AMX), else "fp32"
+    with autocast_context("bf16", "cpu"):    # matmuls and linear layers in bf16, norms and softmax in fp32
+        ...
+
+Pruning removes tokens; precision makes each remaining token cheaper, so the two multiply. bf16
+runs through ``torch.autocast``: the weights stay fp32 (one copy of the model serves every
+precision), linear layers and attention run in bf16 where the hardware has native bf16 dot
+products, and the ops autocast keeps in fp32 (layer norm, softmax) keep their accuracy. On the
+shipped model it changed 0.3% of the dense model's entities on held-out MEDLINE and nothing
+measurable on BC5CDR (README, "Precision"). ``"fp32"`` is no context at all: the forward is
+bit for bit the dense fp32 model.
+
+Emulated bf16 (a CPU without native bf16 instructions) is several times *slower* than fp32, so
+``"bf16"`` there runs fp32 with a warning naming the fallback, and ``"auto"`` picks fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import warnings
+from typing import Literal
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+class PrecisionFallbackWarning(UserWarning):
+    """The requested precision cannot run natively here; the message names what runs instead."""
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` ("cpu", "cuda", ...) has native bf16 matmuls in this torch.
+
+    CPU: oneDNN's own check (AVX-512 BF16 / AMX). CUDA: ``torch.cuda.is_bf16_supported()``
+    (Ampere and newer). Anything else: False.
+    """
+    if device_type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a torch without oneDNN
+            return False
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return False
+
+
+def resolve_precision(requested: str, device: str | torch.device, has_native_bf16=None) -> str:
+    """The precision that will run (``"fp32"`` or ``"bf16"``) for ``requested`` on ``device``.
+
+    ``"auto"`` is bf16 where the device has native bf16 (``has_native_bf16(device_type)``, default
+    :func:`native_bf16`; a test passes its own probe), else fp32. ``"bf16"`` without native support runs fp32 and warns
+    (:class:`PrecisionFallbackWarning`). Raises ValueError for an unknown name.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    device_type = torch.device(device).type
+    native = (has_native_bf16 or native_bf16)(device_type)
+    if requested == "auto":
+        return "bf16" if native else "fp32"
+    if requested == "bf16" and not native:
+        warnings.warn(PrecisionFallbackWarning(
+            f"precision bf16: this {device_type} has no native bf16 (emulated bf16 is slower than fp32); "
+            "running fp32 instead"), stacklevel=2)
+        return "fp32"
+    return requested
+
+
+def autocast_context(precision: str, device: str | torch.device):
+    """The context a forward runs under at a resolved ``precision``: none for fp32, autocast for bf16."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32 or bf16)")

@@ -1,0 +1,88 @@
+"""Precision (bioprune.precision): how "auto" resolves, fp32 stays exact, bf16 stays close to fp32."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.io.pubtator import read_pubtator
+from bioprune.precision import PrecisionFallbackWarning, autocast_context, resolve_precision
+
+
+def _probe(answer: bool):
+    return lambda device_type: answer
+
+
+@pytest.mark.parametrize("native, device, expected", [
+    (True, "cpu", "bf16"), (False, "cpu", "fp32"), (True, "cuda:1", "bf16"), (False, "cuda", "fp32")])
+def test_auto_resolves_from_the_capability_probe(native, device, expected):
+    seen = []
+    probe = lambda device_type: seen.append(device_type) or native  # noqa: E731
+    assert resolve_precision("auto", device, has_native_bf16=probe) == expected
+    assert seen == [torch.device(device).type]  # asked about the device's type, once
+
+
+def test_bf16_without_native_support_warns_and_names_what_runs():
+    with pytest.warns(PrecisionFallbackWarning, match="running fp32 instead"):
+        assert resolve_precision("bf16", "cpu", has_native_bf16=_probe(False)) == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_precision("bf16", "cpu", has_native_bf16=_probe(True)) == "bf16"
+        assert resolve_precision("fp32", "cpu", has_native_bf16=_probe(True)) == "fp32"
+
+
+def test_unknown_precision_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="auto, fp32, bf16.*'int4'"):
+        resolve_precision("int4", "cpu")
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        PruningConfig(precision="fp16")
+
+
+def test_dense_is_exact_fp32_and_the_default_is_auto():
+    assert DENSE.precision == "fp32" and DENSE.controller == "none"
+    assert DEFAULT.precision == "auto" and PruningConfig().precision == "auto"
+    with warnings.catch_warnings():  # precision is no pruning knob: the dense model uses it too
+        warnings.simplefilter("error")
+        assert PruningConfig(controller="none", precision="bf16").ignored_settings == ()
+
+
+def test_fp32_runs_under_no_autocast():
+    with autocast_context("fp32", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast_context("bf16", "cpu"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="not a resolved precision"):
+        autocast_context("auto", "cpu")
+
+
+@pytest.fixture(scope="module")
+def texts(sample_path) -> list[str]:
+    return [d.text for d in read_pubtator(sample_path)]
+
+
+def _batch(engine, texts):
+    encoded = engine.encode(texts)
+    seqs = [[engine.tokenizer.cls_token_id, *doc.input_ids, engine.tokenizer.sep_token_id] for doc in encoded]
+    return engine.batch_inputs(seqs)
+
+
+@pytest.mark.parametrize("controller", ["none", "rule"])
+def test_bf16_probabilities_stay_close_to_fp32(outside_engine, texts, controller, monkeypatch):
+    """bf16 on the tiny model: probabilities within 0.005 of fp32 and 95% of the labels equal (its
+    random logits sit close together, so a few near-ties may flip; the shipped model's agreement is
+    measured in the README). Forced on, whatever this CPU has."""
+    import bioprune.precision as precision
+
+    monkeypatch.setattr(precision, "native_bf16", _probe(True))
+    ids, mask, special = _batch(outside_engine, texts)
+    fp32 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="fp32"))
+    bf16 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="bf16"))
+    valid = mask.bool()
+    assert bf16.probs.dtype == torch.float32
+    assert not torch.equal(bf16.probs[valid], fp32.probs[valid])  # it really ran in bf16
+    assert (bf16.probs[valid] - fp32.probs[valid]).abs().max() < 0.005
+    same = (bf16.probs.argmax(-1) == fp32.probs.argmax(-1))[valid].float().mean()
+    assert same >= 0.95
