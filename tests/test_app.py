@@ -17,8 +17,9 @@ pytest.importorskip("gradio_client", reason="the app tests need gradio_client: p
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from webapp.settings import EXAMPLES_DIR, REPO_ROOT, AppSettings  # noqa: E402
+from webapp.settings import REPO_ROOT, AppSettings  # noqa: E402
 
+EXAMPLES_DIR = AppSettings().examples_dir
 EXAMPLE = (EXAMPLES_DIR / "haloperidol_qt.txt").read_text(encoding="utf-8").strip()
 SAMPLE_PUBTATOR = EXAMPLES_DIR / "batch_sample.pubtator"
 API_NAMES = {"/annotate", "/entities", "/annotate_files", "/reload_results"}  # everything the API exposes

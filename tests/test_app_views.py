@@ -11,8 +11,8 @@ from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 
 from webapp import views
 from webapp.annotate import Comparison, validate_text
-from webapp.batch_job import FORMAT_CHOICES, check_uploads, count_documents, display_name, new_run_dir, output_formats
-from webapp.engines import DEFAULT_CONTROLLER, MAX_LAMBDA, PruningChoice, default_lambda
+from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
+from webapp.engines import MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import UserError
 from webapp.examples import example_label, load_examples
 from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
@@ -196,6 +196,7 @@ def test_text_limits_are_clear_messages():
 def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
     from bioprune.config import DENSE
     from bioprune.engine import PruningEngine
+    from webapp.engines import DEFAULT_CONTROLLER
 
     # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
     assert DEFAULT_CONTROLLER == PruningEngine.from_pretrained(tiny_model_dir).config.controller == DENSE.controller
@@ -205,6 +206,7 @@ def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
 
 def test_batch_offers_every_output_format_bioc_included():
     from bioprune.io.outputs import OUTPUT_FORMATS
+    from webapp.batch_job import FORMAT_CHOICES, output_formats
 
     assert [name for _, name in FORMAT_CHOICES] == list(OUTPUT_FORMATS) and ("BioC JSON", "bioc") in FORMAT_CHOICES
     assert list(output_formats(["bioc", "pubtator"])) == ["pubtator", "bioc"]
