@@ -6,8 +6,11 @@
 
 ``annotate`` exit status: 0 when every record was annotated, 1 when some records failed (they are
 in ``OUTPUT.errors.jsonl``; everything else was annotated), 2 for usage and fatal errors (missing
-input file, bad option, unreadable model, an interrupted run without --resume), printed as one line
-naming the file, never a traceback. An interrupted run (killed, Ctrl-C) continues with --resume.
+input file, bad option, unreadable model, an interrupted run without --resume, a refused output),
+printed as one line naming the file, never a traceback. An interrupted run (killed, Ctrl-C)
+continues with --resume. The output is refused when it (or a side file) is an input, or a device,
+FIFO, directory or symlink ('-' and /dev/stdout are standard output), or while another run holds
+its lock (OUTPUT.lock; the PID is named). Documents over --max-doc-chars are failed records.
 """
 from __future__ import annotations
 
@@ -24,27 +27,57 @@ from bioprune.errors import InputError
 logger = logging.getLogger("bioprune")
 
 
+# The pruning flags, by the PruningConfig field each one sets (to name them in errors).
+PRUNING_FLAGS = {"aggressiveness": "--lambda", "min_keep_ratio": "--min-keep-ratio", "prune_layers": "--prune-layers",
+                 "recovery": "--recovery", "frozen_context": "--frozen-context"}
+
+
 def _config(args, has_exit_heads: bool):
-    from bioprune.config import PruningConfig
+    """The PruningConfig the flags ask for; a pruning flag on the dense model is an error here.
+
+    The core only warns (IgnoredSettingWarning) about a knob the dense model ignores; on the command
+    line it is a mistake (``--lambda 4`` without ``--controller`` would silently run dense).
+    """
+    import warnings
+
+    from bioprune.config import IgnoredSettingWarning, PruningConfig
 
     controller = args.controller or "none"  # pruning is opt-in: see PruningEngine.from_pretrained
     try:
-        return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
-                             min_keep_ratio=args.min_keep_ratio, prune_layers=args.prune_layers,
-                             recovery=args.recovery, frozen_context=args.frozen_context)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", IgnoredSettingWarning)
+            return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
+                                 min_keep_ratio=args.min_keep_ratio, prune_layers=args.prune_layers,
+                                 recovery=args.recovery, frozen_context=args.frozen_context)
+    except IgnoredSettingWarning as ignored:
+        flags = ", ".join(PRUNING_FLAGS.get(name, name) for name in ignored.settings)
+        how = "the default" if args.controller is None else "--controller none"
+        raise InputError(flags, f"has no effect on the dense model ({how}): add --controller rule or "
+                         "--controller mlp to prune, or drop it") from None
     except ValueError as err:
         raise InputError("command line", str(err)) from None
 
 
 def _engine(args):
+    """The engine the flags ask for, after one-line checks of the device and the model directory."""
+    from transformers.utils import logging as hf_logging
+
     from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
     from bioprune.exits import EXIT_HEADS_FILE
+    from bioprune.loading import check_model_dir, resolve_device
 
     if args.model is not None and not Path(args.model).is_dir():
         raise InputError(args.model, "model directory not found")
-    has_exits = Path(args.model or DEFAULT_MODEL_DIR, EXIT_HEADS_FILE).is_file()
     try:
-        return PruningEngine.from_pretrained(args.model, config=_config(args, has_exits), device=args.device)
+        device = resolve_device(args.device)
+    except InputError as err:
+        raise InputError(f"--device {args.device}", err.reason) from None
+    check_model_dir(args.model or DEFAULT_MODEL_DIR)  # InputError naming the directory and what it lacks
+    has_exits = Path(args.model or DEFAULT_MODEL_DIR, EXIT_HEADS_FILE).is_file()
+    config = _config(args, has_exits)
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar is noise in CLI output
+    try:
+        return PruningEngine.from_pretrained(args.model, config=config, device=device)
     except ValueError as err:
         raise InputError(args.model or "shipped model", str(err)) from None
 
@@ -71,24 +104,35 @@ def _fingerprint(args, engine) -> dict:
         stat = Path(path).stat()
         inputs.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return {"inputs": inputs, "input_format": args.input_format, "format": args.format,
-            "chunk_size": args.chunk_size, "batch_size": args.batch_size,
+            "chunk_size": args.chunk_size, "batch_size": args.batch_size, "max_doc_chars": _max_doc_chars(args),
             "model": str(Path(args.model).resolve()) if args.model else "shipped", "config": asdict(engine.config)}
 
 
+def _max_doc_chars(args) -> int | None:
+    return args.max_doc_chars or None  # 0: no limit
+
+
 def _check_annotate_args(args) -> None:
+    from bioprune.io.output_target import check_output, is_stdout
+
     for path in args.inputs:  # fail before loading the model or touching the output
         if not Path(path).is_file():
             raise InputError(path, "no such file" if not Path(path).is_dir() else "is a directory, not a file")
     for name in ("chunk_size", "num_actors", "cpus_per_actor"):
         if getattr(args, name) < 1:
             raise InputError("--" + name.replace("_", "-"), f"must be >= 1, got {getattr(args, name)}")
-    if args.output == "-" and (args.resume or args.ray):
-        raise InputError("--output -", "--resume and --ray need an output path, not standard output")
+    if args.max_doc_chars < 0:
+        raise InputError("--max-doc-chars", f"must be >= 0 (0: no limit), got {args.max_doc_chars}")
+    if is_stdout(args.output) and (args.resume or args.ray):
+        raise InputError(f"--output {args.output}", "--resume and --ray need an output path, not standard output")
+    if not args.ray and not is_stdout(args.output):  # the output's own checks (bioprune.io.output_target)
+        check_output(args.output, args.inputs, resume=args.resume)
 
 
 def cmd_annotate(args) -> int:
     from bioprune.batch_run import annotate_files
-    from bioprune.io.checkpoint import journal_path, side_path
+    from bioprune.io.checkpoint import side_path
+    from bioprune.io.output_target import is_stdout
 
     _check_annotate_args(args)
     fmt = _output_format(args.format)
@@ -98,21 +142,16 @@ def cmd_annotate(args) -> int:
         hf_logging.disable_progress_bar()
     if args.ray:
         return _annotate_on_ray(args)
-    to_stdout = args.output == "-"
-    if not to_stdout and journal_path(Path(args.output)).exists() and not args.resume:
-        raise InputError(str(journal_path(Path(args.output))), "an interrupted run left this journal: pass "
-                         "--resume to continue it, or delete it to start over")
-    if not to_stdout and Path(args.output).is_dir():
-        raise InputError(args.output, "is a directory (an output directory is for --ray)")
+    to_stdout = is_stdout(args.output)
     engine = _engine(args)
     stats = annotate_files(engine, args.inputs, None if to_stdout else args.output, fmt,
                            input_format=args.input_format, chunk_size=args.chunk_size,
-                           batch_size=args.batch_size, resume=args.resume,
+                           batch_size=args.batch_size, resume=args.resume, max_doc_chars=_max_doc_chars(args),
                            fingerprint=_fingerprint(args, engine), progress=not args.quiet)
     where = "" if to_stdout else f" -> {args.output}"
     if stats.errors and not to_stdout:
         where += f" (errors: {side_path(Path(args.output), 'errors')})"
-    print(stats.summary_line() + where, file=sys.stderr)
+    print(stats.summary_line(controller=engine.config.controller) + where, file=sys.stderr)
     return 1 if stats.errors else 0
 
 
@@ -134,6 +173,7 @@ def _annotate_on_ray(args) -> int:
                  config=asdict(engine.config), device=args.device, batch_size=args.batch_size,
                  chunk_size=args.chunk_size, resume=args.resume, num_actors=args.num_actors,
                  cpus_per_actor=args.cpus_per_actor, address=args.ray_address, quiet=args.quiet, memory=args.memory,
+                 max_doc_chars=_max_doc_chars(args),
                  fingerprint={k: v for k, v in _fingerprint(args, engine).items() if k != "inputs"})
     del engine
     started = time.perf_counter()
@@ -145,7 +185,8 @@ def _annotate_on_ray(args) -> int:
     summary = job_summary(job, total, shards, wall_s)
     Path(args.output, "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     failed = [s["input"] for s in shards if s["errors"]]
-    line = total.summary_line(wall_s=wall_s) + f" on Ray (actors: {args.num_actors}) -> {args.output}/"
+    line = (total.summary_line(wall_s=wall_s, controller=job.config.get("controller"))
+            + f" on Ray (actors: {args.num_actors}) -> {args.output}/")
     if failed:
         line += f" (errors in {len(failed)} file(s): see *.errors.jsonl)"
     print(line, file=sys.stderr)
@@ -153,17 +194,17 @@ def _annotate_on_ray(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from bioprune.evaluation import evaluate_engine
-    from bioprune.io.pubtator import read_pubtator
-
     from dataclasses import asdict
 
     from bioprune.config import DENSE
+    from bioprune.evaluation import evaluate_engine
+    from bioprune.io.pubtator import read_pubtator
 
     gold = read_pubtator(args.gold)
     engine = _engine(args)
     started = time.time()
-    scores = evaluate_engine(engine, gold, batch_size=args.batch_size)
+    progress = not args.quiet
+    scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=progress)
     result = {
         "command": "bioprune " + " ".join(sys.argv[1:]),
         "gold": {"path": str(args.gold), "md5": hashlib.md5(Path(args.gold).read_bytes()).hexdigest()},
@@ -174,7 +215,8 @@ def cmd_evaluate(args) -> int:
     }
     print(format_scores(scores))
     if engine.config.enabled:  # the dense model on the same weights, same run: the F1 drop
-        dense = evaluate_engine(engine.with_config(DENSE), gold, batch_size=args.batch_size)
+        dense = evaluate_engine(engine.with_config(DENSE), gold, batch_size=args.batch_size, progress=progress,
+                                desc="evaluate (dense)")
         result["dense"] = {k: dense[k] for k in ("mention", "seqeval")}
         result["f1_drop_points"] = {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])
                                     for t in scores["mention"]}
@@ -197,16 +239,24 @@ def format_scores(scores: dict) -> str:
 
 
 def format_pruning(result: dict) -> str:
+    from bioprune.flops import format_flops_saved
+
     p = result["pruning"]
     drop = result["f1_drop_points"]["micro"]
     return (f"dense micro F1 {result['dense']['mention']['micro']['f1']:.4f}, pruned "
             f"{result['mention']['micro']['f1']:.4f} (drop {drop:.2f} points); tokens pruned "
-            f"{p['tokens_pruned_ratio']:.1%}, FLOPs saved {p['flops_saved_ratio']:.1%}, "
+            f"{p['tokens_pruned_ratio']:.1%}, FLOPs saved {format_flops_saved(p['flops_saved_ratio'])}, "
             f"recovery on {p['recovery_rate_documents']:.1%} of documents")
 
 
+def _version() -> str:
+    from bioprune import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from bioprune.batch_run import DEFAULT_CHUNK_DOCS
+    from bioprune.batch_run import DEFAULT_CHUNK_DOCS, DEFAULT_MAX_DOC_CHARS
     from bioprune.config import OPERATING_POINTS, PruningConfig
     from bioprune.io.inputs import INPUT_FORMATS
 
@@ -214,17 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
         return ", ".join(f"{c} {value(OPERATING_POINTS[c])}" for c in ("rule", "mlp"))
 
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
+    parser.add_argument("--version", action="version", version=f"bioprune {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
         p.add_argument("--model", help="model directory (default: the shipped model)")
         p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
-        p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
+        p.add_argument("--device", default="cpu",
+                       help="torch device: cpu, cuda or cuda:N (default cpu; checked before the model loads)")
         d = PruningConfig()
         p.add_argument("--controller", choices=["none", "rule", "mlp"],
                        help="pruning controller; none = dense (default: none, pruning is opt-in)")
         p.add_argument("--lambda", dest="aggressiveness", type=float, default=None,
-                       help="pruning aggressiveness λ (default: the controller's, "
+                       help="pruning aggressiveness λ, with --controller rule or mlp (default: the controller's, "
                             f"{per_controller(lambda o: f'{o.aggressiveness:g}')})")
         p.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio,
                        help=f"fraction of tokens that always stay (default {d.min_keep_ratio})")
@@ -241,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="input files (.xml/.xml.gz PubMed, BioC XML/JSON, PubTator, JSONL, text; gzip ok)")
     p.add_argument("--output", required=True,
-                   help="output file ('-' for standard output); a directory with --ray")
+                   help="output file ('-' or /dev/stdout for standard output); a directory with --ray. Never an "
+                        "input, a device, FIFO or symlink; locked while the run lasts (OUTPUT.lock)")
     p.add_argument("--format", default="pubtator", choices=["pubtator", "jsonl", "csv", "bioc"],
                    help="output format (csv needs pandas; bioc is BioC JSON)")
     p.add_argument("--input-format", default="auto", choices=list(INPUT_FORMATS),
@@ -250,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"records read, annotated and committed together (default {DEFAULT_CHUNK_DOCS})")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run on the same output (no duplicates, no gaps)")
+    p.add_argument("--max-doc-chars", type=int, default=DEFAULT_MAX_DOC_CHARS,
+                   help=f"longer documents are failed records, not annotated (default {DEFAULT_MAX_DOC_CHARS}; "
+                        "0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     # batch_run.MEMORY_MODES, spelled out: importing batch_run here would load torch before the arena cap
     p.add_argument("--memory", default="flat", choices=["flat", "fast"],
@@ -268,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score against gold PubTator (exact mention match + seqeval)")
     p.add_argument("--gold", required=True, help="gold PubTator file")
     p.add_argument("--output", help="results JSON to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     common(p)
     p.set_defaults(func=cmd_evaluate)
     return parser

@@ -1,0 +1,125 @@
+"""The CLI's edges: ``--version``, ``--device`` (cpu, cuda, cuda:N) and incomplete model directories as
+one-line errors with exit 2, pruning flags on the dense model refused, no transformers loading bar,
+and ``evaluate``'s progress bar. The core checks behind them: tests/test_api.py."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import bioprune
+from bioprune.cli import build_parser, main
+
+from conftest import SAMPLE_PUBTATOR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _one_error_line(capsys, *expected: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bioprune: error: ") and "\n" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+@pytest.fixture
+def one_doc(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("Cisplatin nephrotoxicity in rats.\n", encoding="utf-8")
+    return tmp_path / "in.txt"
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """This torch, pretending to see two CUDA devices (nothing is ever moved to them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+# --- the public API -------------------------------------------------------------------------------
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"bioprune {bioprune.__version__}\n"
+
+
+# --- --device ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
+def test_cuda_on_a_cpu_only_torch_is_one_line_exit_2(one_doc, tiny_model_dir, capsys, device):
+    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(tiny_model_dir), "--device", device]
+    assert main(argv) == 2
+    _one_error_line(capsys, f"bioprune: error: --device {device}: ", "use cpu")
+    assert not Path("out.pubtator").exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta"])
+def test_a_device_that_is_not_one_is_one_line_exit_2(one_doc, tiny_model_dir, capsys, device):
+    assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir), "--device", device]) == 2
+    _one_error_line(capsys, f"--device {device}: ")
+
+
+def test_cuda_n_is_accepted_up_to_the_gpus_there_are(fake_gpus, one_doc, tiny_model_dir, capsys):
+    assert build_parser().parse_args(["evaluate", "--gold", "g", "--device", "cuda:1"]).device == "cuda:1"
+    assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir), "--device", "cuda:2"]) == 2
+    _one_error_line(capsys, "--device cuda:2: this machine has 2 GPU(s)")
+
+
+# --- --model DIR without a tokenizer ----------------------------------------------------------------
+
+def test_a_model_directory_without_a_tokenizer_is_one_line_exit_2(one_doc, tiny_model_dir, tmp_path, capsys):
+    bare = tmp_path / "no-tokenizer"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, bare / name)
+    assert main(["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(bare)]) == 2
+    _one_error_line(capsys, f"{bare}: ", "no tokenizer (tokenizer.json or vocab.txt)")
+
+
+# --- pruning flags on the dense model ---------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, named", [(["--lambda", "3"], "--lambda"),
+                                          (["--controller", "none", "--lambda", "3"], "--lambda"),
+                                          (["--prune-layers", "1"], "--prune-layers"),
+                                          (["--min-keep-ratio", "0.5", "--lambda", "1"], "--lambda, --min-keep-ratio")])
+def test_pruning_flags_on_the_dense_model_are_refused(one_doc, tiny_model_dir, capsys, flags, named):
+    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(tiny_model_dir), "--quiet", *flags]
+    assert main(argv) == 2
+    _one_error_line(capsys, f"bioprune: error: {named}: has no effect on the dense model", "--controller rule")
+
+
+def test_lambda_with_a_controller_still_runs(one_doc, pruning_model_dir, capsys):
+    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(pruning_model_dir), "--quiet",
+            "--controller", "rule", "--lambda", "3", "--prune-layers", "1"]
+    assert main(argv) == 0
+    assert "tokens pruned" in capsys.readouterr().err
+
+
+# --- output noise and progress ----------------------------------------------------------------------
+
+def test_the_cli_hides_transformers_loading_bar(one_doc, tiny_model_dir, capsys):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()  # as in a fresh process, whatever ran before
+    try:
+        assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir)]) == 0
+    finally:
+        hf_logging.enable_progress_bar()
+    captured = capsys.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
+    assert "exact       micro" in captured.out
+
+
+def test_evaluate_shows_a_progress_bar_unless_quiet(tiny_model_dir, capsys):
+    argv = ["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir)]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "evaluate: " in err and "/3 [" in err and "doc/s" in err  # a tqdm bar over the 3 documents
+    assert main([*argv, "--quiet"]) == 0
+    assert "/3 [" not in capsys.readouterr().err
