@@ -80,9 +80,14 @@ def test_the_api_has_named_endpoints_and_named_outputs(client):
     assert set(api["named_endpoints"]) == API_NAMES and not api["unnamed_endpoints"]
     for name, endpoint in api["named_endpoints"].items():
         labels = [p.get("label") or p.get("parameter_name") for p in endpoint["parameters"] + endpoint["returns"]]
-        assert all(labels) and not [x for x in labels if re.fullmatch(r"value_\d+", x)], (name, labels)
+        assert all(labels) and not [x for x in labels if re.fullmatch(r"value_\d+|\d+(st|nd|rd|th)", x)], (name, labels)
     returns = [r["label"] for r in api["named_endpoints"]["/annotate"]["returns"]]
     assert "Recovery events" in returns and "Summary" in returns
+    knobs = ["controller", "aggressiveness", "min_keep_ratio", "recovery"]
+    for name, first in (("/annotate", "text"), ("/entities", "text"), ("/annotate_files", "files")):
+        params = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
+        assert params[:5] == [first, *knobs], (name, params)
+    assert [r["label"] for r in api["named_endpoints"]["/entities"]["returns"]] == ["entities and trace summary"]
 
 
 def test_entities_endpoint_returns_json_for_gradio_client_users(client):

@@ -121,18 +121,30 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                                        interactive=False, wrap=True, elem_id="recovery",
                                        column_widths=["20%", "14%", "30%", "18%", "18%"])
 
-    @user_facing("annotating")
-    def annotate(text_value, controller_value, lam, keep, recover):
-        return annotate_outputs(ctx, text_value, controller_value, lam, keep, recover)
+    # The /entities endpoint, for API users only: hidden components give its inputs and its answer names
+    with gr.Column(visible=False):
+        api_text = gr.Textbox(label="text")
+        api_controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="controller")
+        api_lambda = gr.Number(value=None, label="aggressiveness (λ; empty: the controller's default)")
+        api_keep = gr.Number(value=DEFAULTS.min_keep_ratio, label="min_keep_ratio")
+        api_recovery = gr.Checkbox(value=DEFAULTS.recovery, label="recovery")
+        api_answer = gr.JSON(label="entities and trace summary")
+        api_button = gr.Button("entities")
 
     @user_facing("annotating")
-    def entities_endpoint(text: str, controller: str = DEFAULTS.controller, aggressiveness: float | None = None,
-                          min_keep_ratio: float = DEFAULTS.min_keep_ratio, recovery: bool = DEFAULTS.recovery) -> dict:
+    def annotate(text, controller, aggressiveness, min_keep_ratio, recovery):
+        return annotate_outputs(ctx, text, controller, aggressiveness, min_keep_ratio, recovery)
+
+    @user_facing("annotating")
+    def entities_endpoint(text, controller, aggressiveness=None, min_keep_ratio=None, recovery=None):
         """Entities of one text as JSON: {"entities": [{start, end, label, text, score}], "trace": {...}}.
 
-        controller: "none" (dense), "rule" or "mlp"; aggressiveness: λ, empty for the controller's default.
+        The None defaults make those parameters optional for gradio_client (the hidden inputs'
+        values fill them in); λ None is the controller's own default.
         """
-        return entities_answer(ctx, text, controller, aggressiveness, min_keep_ratio, recovery)
+        return entities_answer(ctx, text, controller, aggressiveness,
+                               DEFAULTS.min_keep_ratio if min_keep_ratio is None else min_keep_ratio,
+                               DEFAULTS.recovery if recovery is None else recovery)
 
     outputs = [summary, dense_entities, entities, diff, pruned, heatmap, layers, recovery_events]
     button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery], outputs=outputs,
@@ -140,8 +152,9 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                  concurrency_id="annotate"
                  ).success(user_facing("showing the legend")(pruned_legend_update), inputs=controller, outputs=pruned,
                            api_visibility="private", queue=False)
-    gr.api(entities_endpoint, api_name="entities", concurrency_limit=ctx.settings.annotate_concurrency,
-           concurrency_id="annotate")
+    api_button.click(entities_endpoint, inputs=[api_text, api_controller, api_lambda, api_keep, api_recovery],
+                     outputs=api_answer, api_name="entities", concurrency_limit=ctx.settings.annotate_concurrency,
+                     concurrency_id="annotate")
     controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")
     return controller
 

@@ -93,8 +93,8 @@ def build_batch_tab(ctx: AppContext) -> None:
                           interactive=False, wrap=True, elem_id="batch-errors")
 
     @user_facing("running the batch")
-    def annotate_files(files_value, controller_value, lam, keep, recover, formats_value, progress=gr.Progress()):
-        return batch_outputs(ctx, files_value, controller_value, lam, keep, recover, formats_value, progress)
+    def annotate_files(files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress=gr.Progress()):
+        return batch_outputs(ctx, files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress)
 
     button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery, formats],
                  outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
