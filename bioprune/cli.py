@@ -27,33 +27,27 @@ from bioprune.errors import InputError
 logger = logging.getLogger("bioprune")
 
 
-# The pruning flags, by the PruningConfig field each one sets (to name them in errors).
-PRUNING_FLAGS = {"aggressiveness": "--lambda", "min_keep_ratio": "--min-keep-ratio", "prune_layers": "--prune-layers",
-                 "recovery": "--recovery", "frozen_context": "--frozen-context"}
-
-
 def _config(args, has_exit_heads: bool):
-    """The PruningConfig the flags ask for; a pruning flag on the dense model is an error here.
+    """The PruningConfig the flags ask for (:mod:`bioprune.options`); a pruning flag on the dense
+    model is an error here.
 
     The core only warns (IgnoredSettingWarning) about a knob the dense model ignores; on the command
     line it is a mistake (``--lambda 4`` without ``--controller`` would silently run dense).
     """
     import warnings
 
-    from bioprune.config import IgnoredSettingWarning, PruningConfig
+    from bioprune.config import IgnoredSettingWarning
+    from bioprune.options import SETTINGS, config_from_values
 
-    controller = args.controller or "none"  # pruning is opt-in: see PruningEngine.from_pretrained
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", IgnoredSettingWarning)
-            return PruningConfig(controller=controller, aggressiveness=args.aggressiveness,
-                                 min_keep_ratio=args.min_keep_ratio, prune_layers=args.prune_layers,
-                                 recovery=args.recovery, frozen_context=args.frozen_context)
+            return config_from_values({s.key: getattr(args, s.key) for s in SETTINGS})
     except IgnoredSettingWarning as ignored:
-        flags = ", ".join(PRUNING_FLAGS.get(name, name) for name in ignored.settings)
-        how = "the default" if args.controller is None else "--controller none"
-        raise InputError(flags, f"has no effect on the dense model ({how}): add --controller rule or "
-                         "--controller mlp to prune, or drop it") from None
+        flag = {s.field: s.flag for s in SETTINGS}
+        flags = ", ".join(flag.get(name, name) for name in ignored.settings)
+        raise InputError(flags, "has no effect on the dense model (--controller none, the default): add "
+                         "--controller rule or --controller mlp to prune, or drop it") from None
     except ValueError as err:
         raise InputError("command line", str(err)) from None
 
@@ -257,11 +251,8 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from bioprune.batch_run import DEFAULT_CHUNK_DOCS, DEFAULT_MAX_DOC_CHARS
-    from bioprune.config import OPERATING_POINTS, PruningConfig
     from bioprune.io.inputs import INPUT_FORMATS
-
-    def per_controller(value) -> str:
-        return ", ".join(f"{c} {value(OPERATING_POINTS[c])}" for c in ("rule", "mlp"))
+    from bioprune.options import add_config_arguments
 
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
     parser.add_argument("--version", action="version", version=f"bioprune {_version()}")
@@ -272,22 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
         p.add_argument("--device", default="cpu",
                        help="torch device: cpu, cuda or cuda:N (default cpu; checked before the model loads)")
-        d = PruningConfig()
-        p.add_argument("--controller", choices=["none", "rule", "mlp"],
-                       help="pruning controller; none = dense (default: none, pruning is opt-in)")
-        p.add_argument("--lambda", dest="aggressiveness", type=float, default=None,
-                       help="pruning aggressiveness λ, with --controller rule or mlp (default: the controller's, "
-                            f"{per_controller(lambda o: f'{o.aggressiveness:g}')})")
-        p.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio,
-                       help=f"fraction of tokens that always stay (default {d.min_keep_ratio})")
-        p.add_argument("--prune-layers", type=int, nargs="+", default=None,
-                       help="prune after this many layers (default: the controller's, "
-                            f"{per_controller(lambda o: ' '.join(map(str, o.prune_layers)))})")
-        p.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery,
-                       help="re-insert pruned tokens and re-run where the result looks unsafe "
-                            f"(default {'on' if d.recovery else 'off'})")
-        p.add_argument("--frozen-context", action="store_true",
-                       help="later layers still attend to pruned tokens' frozen states (more accurate, slower)")
+        add_config_arguments(p)  # --controller, --lambda, ..., --precision: one per PruningConfig face setting
 
     p = sub.add_parser("annotate", help="annotate PubMed XML, PubTator, BioC, JSONL or plain-text files")
     p.add_argument("inputs", nargs="+", metavar="INPUT",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 from bioprune.precision import PRECISIONS, Precision
@@ -46,6 +46,13 @@ class IgnoredSettingWarning(UserWarning):
                          "does not prune; choose controller='rule' or 'mlp', or leave them at their defaults")
 
 
+def face(help: str, flag: str | None = None, key: str | None = None) -> dict:
+    """Field metadata marking a setting every face offers (CLI flag, spaCy key, app control), with
+    its help text; ``flag``/``key`` only where the field's own name will not do (``lambda`` is a
+    Python keyword). :mod:`bioprune.options` derives each face's options from these."""
+    return {"face": True, "help": help, "flag": flag, "key": key}
+
+
 @dataclass(frozen=True)
 class PruningConfig:
     """How the engine prunes. ``controller="none"`` is the dense model.
@@ -57,18 +64,25 @@ class PruningConfig:
     ``min_keep_ratio`` is a floor on the fraction of real tokens that stay.
     """
 
-    controller: Controller = "rule"  # "none" (dense), "rule" (thresholds) or "mlp" (learned)
+    controller: Controller = field(default="rule", metadata=face(
+        "pruning controller: none = dense (no pruning), rule = thresholds, mlp = learned"))
     # λ and the pruning layers default to the controller's operating point (OPERATING_POINTS).
     # Recovery did not lower the dev drop of the rule controller (0.86 vs 0.84 points at λ=2) and cost
     # 1.5 points of FLOPs saved (results/prune_aware_dev.json), so it is opt-in.
-    aggressiveness: float | None = None  # λ: scales how far below certainty a token may be and still leave
-    min_keep_ratio: float = 0.3  # at least this fraction of each sequence's real tokens stays
-    prune_layers: tuple[int, ...] | None = None  # prune after this many layers have run (1..L-1); any sequence
-    recovery: bool = False  # re-insert pruned tokens and re-run when the result looks unsafe
+    aggressiveness: float | None = field(default=None, metadata=face(
+        "pruning aggressiveness λ: how far below certainty a token may be and still leave",
+        flag="--lambda", key="lambda_"))
+    min_keep_ratio: float = field(default=0.3, metadata=face(
+        "fraction of each sequence's real tokens that always stays"))
+    prune_layers: tuple[int, ...] | None = field(default=None, metadata=face(
+        "prune after this many layers have run (1..L-1)"))
+    recovery: bool = field(default=False, metadata=face(
+        "re-insert pruned tokens and re-run where the pruned result looks unsafe"))
     # Later layers still attend to pruned tokens' frozen states (keys and values only): on the BC5CDR
     # test set it halves the F1 drop but costs ~7 points of FLOPs saved and more wall clock on CPU,
     # so it is an accuracy option, not the default (README, "Adaptive token pruning").
-    frozen_context: bool = False
+    frozen_context: bool = field(default=False, metadata=face(
+        "later layers still attend to pruned tokens' frozen states (more accurate, slower)"))
     exit_margin: float = 0.01  # 1 - p(O) a token may carry at λ = 1 (p(O) >= 0.99)
     hub_attention_ratio: float = 3.0  # keep tokens receiving > this × uniform attention share
     guard_entity_prob: float = 0.2  # a token this likely to be in an entity protects its neighbours
@@ -87,7 +101,8 @@ class PruningConfig:
     # Numeric precision of the forward (bioprune.precision): "auto" is bf16 where the device has native
     # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, README "Precision"), else fp32;
     # "fp32" with controller "none" is the exact dense model (DENSE).
-    precision: Precision = "auto"
+    precision: Precision = field(default="auto", metadata=face(
+        "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32"))
 
     def __post_init__(self):
         if self.controller not in CONTROLLERS:

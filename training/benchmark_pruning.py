@@ -1,7 +1,10 @@
 """Dense vs pruned on the same abstracts, in one process, alternating, after warm-up (2 CPU threads).
 
     python training/benchmark_pruning.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
-        --output results/benchmark_pruning.json [--controller rule --lambda 1 ...]
+        --output results/benchmark_pruning.json [--controller rule --lambda 1 ... --precision auto]
+
+The reference is always the exact dense fp32 model (bioprune.config.DENSE); ``--controller none
+--precision bf16`` times precision alone.
 
 For batch 1 and batch 16: abstracts/s and ms/abstract of each, the speedup as the median of the
 per-round ratios dense/pruned, tokens kept per layer, FLOPs saved, recovery rate, and the speedup
@@ -24,6 +27,8 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import pruning_summary  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from bioprune.options import add_config_arguments  # noqa: E402
+from training.analysis.common import pruning_config  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     summary = pruning_summary(pruned.annotate(texts))
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "pruning": summary,
-               "flops_predicted_speedup": summary["dense_flops"] / summary["flops"], "batch": {}}
+               "flops_predicted_speedup": summary["dense_flops"] / summary["flops"] if summary else 1.0, "batch": {}}
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)
     systems = {"dense": lambda t, bs: dense.annotate(t, batch_size=bs),
                "pruned": lambda t, bs: pruned.annotate(t, batch_size=bs)}
@@ -63,21 +68,13 @@ def main(argv=None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     d = PruningBenchArgs(data="")
-    c = PruningConfig()
     parser.add_argument("--data", required=True)
     for name in ("output", "model", "threads", "rounds", "warmup_docs", "limit_docs"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
-    parser.add_argument("--controller", default=c.controller, choices=["rule", "mlp"])
-    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=None,
-                        help="default: the controller's operating point")
-    parser.add_argument("--min-keep-ratio", type=float, default=c.min_keep_ratio)
-    parser.add_argument("--prune-layers", type=int, nargs="+", default=None,
-                        help="default: the controller's operating point")
-    parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=c.recovery)
+    add_config_arguments(parser, controllers=("rule", "mlp", "none"))  # none: dense at --precision vs dense fp32
     ns = parser.parse_args(argv)
-    config = PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                           min_keep_ratio=ns.min_keep_ratio, prune_layers=ns.prune_layers, recovery=ns.recovery)
+    config = pruning_config(ns)
     args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
                             warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
     res = run(args, config)
@@ -92,4 +89,5 @@ if __name__ == "__main__":
     out = main()
     print(json.dumps({bs: {k: e[k] for k in ("speedup_median", "speedup_vs_flops_prediction")}
                       for bs, e in out["batch"].items()}, indent=2))
-    print(f"FLOPs saved {out['pruning']['flops_saved_ratio']:.1%}, predicted speedup {out['flops_predicted_speedup']:.2f}")
+    print(f"FLOPs saved {out['pruning'].get('flops_saved_ratio', 0.0):.1%}, "
+          f"predicted speedup {out['flops_predicted_speedup']:.2f}")

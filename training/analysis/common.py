@@ -3,7 +3,6 @@ dense-and-pruned annotation of gold documents. Torch is imported only by :func:`
 caller's engine, never here."""
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -62,21 +61,19 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 
 def add_pruning_args(parser, controller: str = "rule") -> None:
-    """``--controller --lambda --min-keep-ratio --prune-layers --[no-]recovery``, defaults from
-    PruningConfig() (so a changed default flows through); λ and the layers default to the
-    controller's operating point."""
-    d = PruningConfig()
-    parser.add_argument("--controller", default=controller, choices=["rule", "mlp"])
-    parser.add_argument("--lambda", dest="aggressiveness", type=float, default=None)
-    parser.add_argument("--min-keep-ratio", type=float, default=d.min_keep_ratio)
-    parser.add_argument("--prune-layers", type=int, nargs="+", default=None)
-    parser.add_argument("--recovery", action=argparse.BooleanOptionalAction, default=d.recovery)
+    """One flag per face setting of PruningConfig (bioprune.options: --controller --lambda
+    --min-keep-ratio --prune-layers --[no-]recovery --[no-]frozen-context --precision), for a
+    script that prunes: --controller is rule or mlp, default ``controller``."""
+    from bioprune.options import add_config_arguments
+
+    add_config_arguments(parser, controllers=tuple(dict.fromkeys((controller, "rule", "mlp"))))
 
 
 def pruning_config(ns) -> PruningConfig:
     """The PruningConfig of :func:`add_pruning_args`' arguments, other fields at their defaults."""
-    return PruningConfig(controller=ns.controller, aggressiveness=ns.aggressiveness,
-                         min_keep_ratio=ns.min_keep_ratio, prune_layers=ns.prune_layers, recovery=ns.recovery)
+    from bioprune.options import SETTINGS, config_from_values
+
+    return config_from_values({s.key: getattr(ns, s.key) for s in SETTINGS})
 
 
 def gold_spans(docs) -> dict[str, list[Span]]:

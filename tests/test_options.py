@@ -1,0 +1,75 @@
+"""One adapter (bioprune.options): every face setting of PruningConfig shows up in every face."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+import pytest
+
+from bioprune.cli import build_parser
+from bioprune.config import DEFAULT, PruningConfig
+from bioprune.options import DEFAULT_SETTINGS, SETTINGS, Setting, add_config_arguments, config_from_values, setting_values
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def test_face_settings_are_the_fields_marked_face():
+    marked = [f.name for f in fields(PruningConfig) if f.metadata.get("face")]
+    assert [s.field for s in SETTINGS] == marked
+    assert {"controller", "aggressiveness", "precision"} <= set(marked)
+    assert "exit_margin" not in marked  # an expert knob: Python and the scripts' --set only
+    assert DEFAULT_SETTINGS["lambda_"] is None  # λ: the controller's operating point
+    assert DEFAULT_SETTINGS["controller"] == DEFAULT.controller and DEFAULT_SETTINGS["precision"] == DEFAULT.precision
+
+
+@pytest.mark.parametrize("command", ["annotate", "evaluate"])
+def test_every_setting_is_a_cli_flag_of_each_command(command):
+    assert {s.flag for s in SETTINGS} <= _flags(_subparser(build_parser(), command))
+
+
+def test_a_new_field_reaches_the_cli_through_the_adapter(monkeypatch):
+    """What adding a face field to PruningConfig does to the CLI, without editing the CLI."""
+    import bioprune.options as options
+
+    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
+                    default=0.5, help="a knob added to PruningConfig")
+    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, extra))
+    ns = _subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y", "--new-knob", "0.7"])
+    assert ns.new_knob == 0.7
+
+
+def test_the_scripts_take_the_same_flags():
+    from training.analysis.common import add_pruning_args, pruning_config
+
+    parser = argparse.ArgumentParser()
+    add_pruning_args(parser)
+    assert {s.flag for s in SETTINGS} <= _flags(parser)
+    config = pruning_config(parser.parse_args(["--controller", "mlp", "--precision", "fp32", "--lambda", "3"]))
+    assert (config.controller, config.precision, config.aggressiveness) == ("mlp", "fp32", 3.0)
+    assert config.prune_layers == PruningConfig(controller="mlp").prune_layers  # the controller's point
+
+
+def test_values_round_trip_and_unknown_keys_are_refused():
+    config = PruningConfig(controller="mlp", aggressiveness=4.0, prune_layers=(1, 3), recovery=True, precision="bf16")
+    assert config_from_values(setting_values(config)) == config
+    assert config_from_values({}) == DEFAULT
+    assert config_from_values({"controller": "rule", "aggressiveness": 3}).aggressiveness == 3.0  # field names too
+    with pytest.raises(ValueError, match="unknown setting.*'lambda'"):
+        config_from_values({"lambda": 3})
+
+
+def test_cli_flags_build_the_config():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    ns = parser.parse_args(["--controller", "rule", "--prune-layers", "1", "2", "--no-recovery", "--precision", "bf16"])
+    config = config_from_values(vars(ns))
+    assert (config.controller, config.prune_layers, config.recovery, config.precision) == ("rule", (1, 2), False, "bf16")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "int4"])
