@@ -12,8 +12,7 @@ README and docs/ use nothing else from the core, and tests/test_docs.py runs the
 """
 from importlib.metadata import PackageNotFoundError, version
 
-from bioprune.config import DENSE, IgnoredSettingWarning, PruningConfig
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.config import DEFAULT, DENSE, IgnoredSettingWarning, PruningConfig
 from bioprune.errors import InputError
 from bioprune.types import ENTITY_TYPES, Annotation, Document, Entity, PrunedToken, RecoveryEvent, Trace
 
@@ -23,7 +22,18 @@ except PackageNotFoundError:  # a source tree on sys.path that was never install
     __version__ = "0+unknown"
 
 __all__ = [
-    "PruningEngine", "PruningConfig", "DENSE", "DEFAULT_MODEL_DIR",
+    "PruningEngine", "PruningConfig", "DEFAULT", "DENSE", "DEFAULT_MODEL_DIR",
     "Annotation", "Document", "Entity", "Trace", "PrunedToken", "RecoveryEvent", "ENTITY_TYPES",
     "InputError", "IgnoredSettingWarning", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """The engine (torch, transformers) loads on first use, so ``bioprune.config`` and
+    ``bioprune.options`` stay cheap to import (spaCy imports the component's factory, and with it
+    the settings, whenever any pipeline is built)."""
+    if name in ("PruningEngine", "DEFAULT_MODEL_DIR"):
+        from bioprune import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'bioprune' has no attribute {name!r}")

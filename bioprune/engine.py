@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DEFAULT, PruningConfig
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
@@ -28,6 +28,7 @@ from bioprune.labels import LABELS, decode_entities
 from bioprune.exits import ExitHeads
 from bioprune.model_files import copy_model_files, resolve_model_dir
 from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
+from bioprune.precision import resolve_precision
 from bioprune.pruned_encoder import PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
 from bioprune.windows import merge_windows, window_owners
@@ -74,7 +75,8 @@ class PruningEngine:
     Args:
         model: a ``*ForTokenClassification`` model with bioprune's label set.
         tokenizer: its fast tokenizer.
-        config: how to prune (``PruningConfig(controller="none")`` is the dense model).
+        config: how to prune and at which precision (default :data:`~bioprune.config.DEFAULT`: dense
+            at the device's best precision; :data:`~bioprune.config.DENSE` is the exact fp32 model).
         exit_heads: exit heads at the pruning layers (needed unless the config is dense).
         device: "cpu" or "cuda" (or any torch device string).
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
@@ -84,7 +86,7 @@ class PruningEngine:
             ``save_pretrained`` copies its files as they are rather than re-serialising the weights.
     """
 
-    def __init__(self, model, tokenizer, config: PruningConfig = DENSE, exit_heads: ExitHeads | None = None,
+    def __init__(self, model, tokenizer, config: PruningConfig = DEFAULT, exit_heads: ExitHeads | None = None,
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
                  controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
                  source_dir: str | Path | None = None):
@@ -101,6 +103,8 @@ class PruningEngine:
         self.encoder.check(config)
         self.config = config
         self.device = device
+        # the precision the forward runs at ("auto" resolved for this device; PrunedEncoder.forward resolves the same)
+        self.precision = resolve_precision(config.precision, device)
         self.overlap_tokens = overlap_tokens
         self.max_positions = min(MAX_POSITIONS, model.config.max_position_embeddings)
         # [CLS] and [SEP] never leave; [UNK] and the rest are ordinary tokens for pruning
@@ -113,8 +117,9 @@ class PruningEngine:
         or a Hugging Face Hub id (downloaded whole, see :func:`bioprune.model_files.resolve_model_dir`).
 
         Weights, tokenizer, exit heads, learned controller and ``postprocess.json`` all come from
-        that one folder. ``config=None`` is the dense model: pruning is opt-in
-        (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
+        that one folder. ``config=None`` is :data:`~bioprune.config.DEFAULT`, the dense model at the
+        device's best precision (bf16 where it is native; ``DENSE`` for exact fp32): pruning is
+        opt-in (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
         ``postprocess=None`` applies the passes the model lists in ``postprocess.json`` (chosen
         on the development set).
         """
@@ -122,10 +127,11 @@ class PruningEngine:
         tokenizer, model = load_model(path, device)
         exit_heads = ExitHeads.load(path, device)
         if config is None:
-            config = DENSE
+            config = DEFAULT
         if kwargs.get("postprocess") is None:
             kwargs["postprocess"] = load_postprocess(path)
-        logger.info("loaded %s on %s (%s, postprocess %s)", path, device, config, kwargs["postprocess"])
+        logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s)", path, device, config,
+                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"])
         return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
                    controllers=load_controllers(path, device), source_dir=path, **kwargs)
 

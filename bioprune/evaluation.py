@@ -124,19 +124,39 @@ def annotate_with_progress(engine, documents: Sequence, batch_size: int = 16, pr
     return annotations
 
 
-def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = False, desc: str = "evaluate") -> dict:
+def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = False, desc: str = "evaluate",
+                    reference=None) -> dict:
     """Annotate gold PubTator documents with ``engine`` and score the predictions against them.
 
     ``progress`` shows a bar on stderr (the CLI's, unless --quiet); ``desc`` labels it.
+    ``reference``: another engine (the exact dense fp32 model, :data:`bioprune.config.DENSE`) run on
+    the same documents: adds its scores (``dense``), the F1 drop in points (``f1_drop_points``) and
+    ``agreement``, the exact-match scores of our entities against the reference's (fidelity).
     """
     docs = list(documents)
     annotations = annotate_with_progress(engine, [d.to_document() for d in docs], batch_size, progress, desc)
     encoded = engine.encode([d.text for d in docs])
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    pred = {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
+    pred = _spans(annotations)
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     scores = evaluate_predictions(gold, pred, words)
     summary = pruning_summary(annotations)
     if summary:
         scores["pruning"] = summary
+    if reference is not None:
+        ref = _spans(annotate_with_progress(reference, [d.to_document() for d in docs], batch_size, progress,
+                                            f"{desc} (dense fp32)"))
+        dense = evaluate_predictions(gold, ref, words)
+        scores["dense"] = {k: dense[k] for k in ("mention", "seqeval")}
+        scores["f1_drop_points"] = {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])
+                                    for t in scores["mention"]}
+        scores["agreement"] = mention_scores(_keys(ref), _keys(pred))
     return scores
+
+
+def _spans(annotations) -> dict[str, list[tuple[int, int, str]]]:
+    return {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
+
+
+def _keys(spans: Mapping[str, Sequence[tuple[int, int, str]]]) -> list[Key]:
+    return [(d, s, e, t) for d, doc_spans in spans.items() for s, e, t in doc_spans]

@@ -21,9 +21,10 @@ import contextlib
 import functools
 import logging
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch loads when a precision is resolved, not when the config is imported
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def native_bf16(device_type: str) -> bool:
     CPU: oneDNN's own check (AVX-512 BF16 / AMX). CUDA: ``torch.cuda.is_bf16_supported()``
     (Ampere and newer). Anything else: False.
     """
+    import torch
+
     if device_type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -59,6 +62,8 @@ def resolve_precision(requested: str, device: str | torch.device, has_native_bf1
     :func:`native_bf16`; a test passes its own probe), else fp32. ``"bf16"`` without native support runs fp32 and warns
     (:class:`PrecisionFallbackWarning`). Raises ValueError for an unknown name.
     """
+    import torch
+
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     device_type = torch.device(device).type
@@ -75,6 +80,8 @@ def resolve_precision(requested: str, device: str | torch.device, has_native_bf1
 
 def autocast_context(precision: str, device: str | torch.device):
     """The context a forward runs under at a resolved ``precision``: none for fp32, autocast for bf16."""
+    import torch
+
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision == "bf16":

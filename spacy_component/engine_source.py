@@ -24,20 +24,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineSource:
-    """A model (directory or Hub id) plus the pruning settings and device to load it with."""
+    """A model (directory or Hub id) plus the PruningConfig and device to load it with."""
 
     model_dir: Optional[Union[str, Path]] = None  # None: the shipped model; else a directory or Hub id
     device: str = "cpu"
-    controller: str = "default"  # "default" | "none" | "rule" | "mlp"
-    aggressiveness: Optional[float] = None  # λ; None: the controller's operating point
-    min_keep_ratio: float = 0.3
-    recovery: bool = True
+    config: Optional["PruningConfig"] = None  # None: bioprune.config.DEFAULT, what every face runs
 
-    def __post_init__(self):
-        try:  # PruningConfig's own checks, with the component's error message
-            self.pruning_config(has_exit_heads=True)
-        except ValueError as e:
-            raise ConfigError("controller", self.controller, f"with these settings is invalid ({e})", "rule") from None
+    @property
+    def controller(self) -> str:
+        return self.pruning_config().controller
 
     @property
     def path(self) -> Path:
@@ -47,14 +42,11 @@ class EngineSource:
 
         return DEFAULT_MODEL_DIR
 
-    def pruning_config(self, has_exit_heads: bool) -> "PruningConfig":
-        """The PruningConfig these settings mean for a model with or without exit heads."""
-        from bioprune.config import DENSE, PruningConfig
+    def pruning_config(self) -> "PruningConfig":
+        """The PruningConfig the engine runs with."""
+        from bioprune.config import DEFAULT
 
-        if self.controller in ("none", "default"):  # the engine's default: dense, pruning is opt-in
-            return DENSE
-        return PruningConfig(controller=self.controller, aggressiveness=self.aggressiveness,
-                             min_keep_ratio=self.min_keep_ratio, recovery=self.recovery)
+        return DEFAULT if self.config is None else self.config
 
     def checked(self) -> "EngineSource":
         """This source with its model resolved to a local model folder, or a ConfigError showing the fix.
@@ -90,6 +82,6 @@ class EngineSource:
         path = self.checked().path
         engine = PruningEngine.from_pretrained(path, config=DENSE, device=self.device)  # valid on any model
         try:
-            return engine.with_config(self.pruning_config(engine.exit_heads is not None))
+            return engine.with_config(self.pruning_config())
         except ValueError as e:
             raise ConfigError("controller", self.controller, f"cannot run on {path}: {e}", "none") from None

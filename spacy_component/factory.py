@@ -1,15 +1,22 @@
 """The ``bioprune_ner`` factory: spaCy config → validated settings → engine source → pipe.
 
 A factory function (config → objects) kept apart from the ``Pipe`` class (objects → behaviour), as
-in spacy-huggingface-pipelines. spaCy checks each setting's type from the signature below; this
-module checks the values and answers a bad one with an error that shows a working example.
+in spacy-huggingface-pipelines. spaCy checks each setting's type from the factory's signature;
+this module checks the values and answers a bad one with an error that shows a working example.
+
+The pruning and precision keys (``controller``, ``lambda_``, ``min_keep_ratio``, ``prune_layers``,
+``recovery``, ``frozen_context``, ``precision``) are not written here: they are PruningConfig's
+face settings (:mod:`bioprune.options`), so a new one reaches the component with no change to it.
+spaCy reads a factory's settings from its signature, so the signature is built from them
+(:func:`_signature`).
 
 This module is imported by spaCy through the ``spacy_factories`` entry point whenever *any*
-pipeline is created, so it must stay cheap to import: bioprune (torch, transformers) is imported
-only when the factory actually runs.
+pipeline is created, so it must stay cheap to import: ``bioprune.options`` is (no torch); the
+engine (torch, transformers) is imported only when the factory actually runs.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Mapping
@@ -18,6 +25,7 @@ from typing import Literal, Optional
 
 from spacy.language import Language
 
+from bioprune.options import DEFAULT_SETTINGS, SETTINGS
 from spacy_component.engine_source import EngineSource
 from spacy_component.errors import ConfigError
 from spacy_component.pipe import DEFAULT_LABELS, MODEL_DIR, BioPruneNER
@@ -28,38 +36,35 @@ logger = logging.getLogger(__name__)
 # when the component is added, so a pipeline saved with it says its model travels with it.
 META_KEY = "bioprune"
 
-Controller = Literal["default", "none", "rule", "mlp"]
-CONTROLLERS: tuple[str, ...] = ("default", "none", "rule", "mlp")
+# "default" is what pipelines saved before the settings came from bioprune.options wrote: the engine's default
+LEGACY_CONTROLLER = "default"
 AlignmentMode = Literal["strict", "contract", "expand"]
 ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 
-# spaCy needs the defaults when this module is imported, before bioprune is; min_keep_ratio and
-# recovery mirror PruningConfig's defaults (a test keeps them in step).
-DEFAULT_CONFIG = {
+COMPONENT_DEFAULTS = {
     "model": None,  # a model directory (training/, save_pretrained) or Hub id; None (null in a .cfg): the shipped model
-    "controller": "default",  # "default": the engine's default (dense; pruning is opt-in)
-    # pruning aggressiveness λ (`lambda` is a Python keyword, so spaCy cannot take it);
-    # None (null in a .cfg): the controller's operating point (rule 2, mlp 6; bioprune.config.OPERATING_POINTS)
-    "lambda_": None,
-    "min_keep_ratio": 0.3,  # at least this fraction of each sequence's tokens runs every layer
-    "recovery": False,  # re-insert pruned tokens and re-run when the pruned result looks unsafe
     "batch_size": 16,  # sequences (≤512-token windows) per forward pass
     "device": "cpu",  # torch device string: "cpu", "cuda", "cuda:1", ...
     "labels": dict(DEFAULT_LABELS),  # engine type -> spaCy label, as in scispaCy's BC5CDR model
     "alignment_mode": "expand",  # how character spans snap to spaCy tokens (Doc.char_span)
     "overwrite_ents": False,  # True: our entities replace overlapping doc.ents; False: existing win
 }
+# The pruning/precision settings, defaults as every face has them (bioprune.config.DEFAULT: dense at the
+# device's best precision; lambda_ and prune_layers null: the controller's operating point).
+DEFAULT_CONFIG = {"model": None, **DEFAULT_SETTINGS,
+                  **{k: v for k, v in COMPONENT_DEFAULTS.items() if k != "model"}}
 
 
 @dataclass(frozen=True)
 class ComponentSettings:
-    """Every ``bioprune_ner`` setting, checked on construction (see :data:`DEFAULT_CONFIG`)."""
+    """Every ``bioprune_ner`` setting, checked on construction (see :data:`DEFAULT_CONFIG`).
+
+    ``pruning``: the face settings of :mod:`bioprune.options` by key (``controller``, ``lambda_``,
+    ``precision``, ...); missing ones at their defaults.
+    """
 
     model: Optional[str] = None
-    controller: Controller = "default"
-    lambda_: Optional[float] = None
-    min_keep_ratio: float = 0.3
-    recovery: bool = False
+    pruning: Mapping[str, object] = field(default_factory=dict)
     batch_size: int = 16
     device: str = "cpu"
     labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
@@ -72,16 +77,12 @@ class ComponentSettings:
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise ConfigError("model", self.model, "must be a model directory, a Hub id or None (the shipped model)",
                               None)
-        if self.controller not in CONTROLLERS:
-            raise ConfigError("controller", self.controller, f"must be one of {_quoted(CONTROLLERS)}", "default")
-        if self.lambda_ is not None and (isinstance(self.lambda_, bool) or not isinstance(self.lambda_, (int, float))
-                                         or not self.lambda_ >= 0):
-            raise ConfigError("lambda_", self.lambda_, "(pruning aggressiveness λ) must be a number >= 0", 1.0)
-        if isinstance(self.min_keep_ratio, bool) or not isinstance(self.min_keep_ratio, (int, float)) \
-                or not 0.0 <= self.min_keep_ratio <= 1.0:
-            raise ConfigError("min_keep_ratio", self.min_keep_ratio, "must be a fraction in [0, 1]", 0.3)
-        if not isinstance(self.recovery, bool):
-            raise ConfigError("recovery", self.recovery, "must be true or false", True)
+        pruning = {**DEFAULT_SETTINGS, **self.pruning}
+        if pruning["controller"] == LEGACY_CONTROLLER:
+            pruning["controller"] = DEFAULT_SETTINGS["controller"]
+        for setting in SETTINGS:
+            _check_setting(setting, pruning[setting.key])
+        object.__setattr__(self, "pruning", pruning)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError("batch_size", self.batch_size, "must be a whole number >= 1", 16)
         _check_device(self.device)
@@ -96,30 +97,48 @@ class ComponentSettings:
         if not isinstance(self.overwrite_ents, bool):
             raise ConfigError("overwrite_ents", self.overwrite_ents, "must be true or false", False)
         object.__setattr__(self, "labels", dict(self.labels))
-        self.engine_source()  # the pruning settings must make a valid PruningConfig
 
     def engine_source(self) -> EngineSource:
         """Where and how the engine will be loaded (it loads when first needed)."""
-        return EngineSource(model_dir=self.model, device=self.device, controller=self.controller,
-                            aggressiveness=None if self.lambda_ is None else float(self.lambda_),
-                            min_keep_ratio=float(self.min_keep_ratio),
-                            recovery=self.recovery)
+        from bioprune.options import config_from_values
+
+        return EngineSource(model_dir=self.model, device=self.device, config=config_from_values(self.pruning))
 
 
-@Language.factory(
-    "bioprune_ner",
-    default_config=DEFAULT_CONFIG,
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
-def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller: str, lambda_: Optional[float],
-                      min_keep_ratio: float, recovery: bool, batch_size: int, device: str,
-                      labels: dict[str, str], alignment_mode: str, overwrite_ents: bool) -> BioPruneNER:
+def _check_setting(setting, value) -> None:
+    """A ConfigError with a working example when ``value`` is not a valid ``setting``
+    (PruningConfig's own checks, made on that setting alone)."""
+    from bioprune.config import PruningConfig
+    from bioprune.options import config_from_values
+
+    example = setting.default if setting.default is not None else getattr(PruningConfig(controller="rule"),
+                                                                           setting.field)
+    example = list(example) if isinstance(example, tuple) else example
+    if setting.kind == "choice":
+        if value not in setting.choices:
+            raise ConfigError(setting.key, value, f"must be one of {_quoted(setting.choices)}", example)
+        return
+    if value is None and setting.default is None:
+        return
+    wrong_type = {"bool": not isinstance(value, bool),
+                  "float": isinstance(value, bool) or not isinstance(value, (int, float)),
+                  "layers": not isinstance(value, (list, tuple)) or not all(isinstance(k, int) for k in value)}
+    if wrong_type[setting.kind]:
+        what = {"bool": "true or false", "float": "a number", "layers": "a list of layer counts"}[setting.kind]
+        raise ConfigError(setting.key, value, f"({setting.help}) must be {what}", example)
+    try:
+        config_from_values({"controller": "rule", setting.key: value})
+    except ValueError as e:
+        raise ConfigError(setting.key, value, f"({setting.help}) is invalid: {e}", example) from None
+
+
+def make_bioprune_ner(nlp: Language, name: str, **config) -> BioPruneNER:
     """Validate the config and build the pipe over a lazily loaded engine.
 
-    The choices (``controller``, ``alignment_mode``) are plain ``str`` here and ``Literal`` in
-    :class:`ComponentSettings`, so a wrong choice reaches our error, with its working example,
-    rather than spaCy's generic type error.
+    ``config`` holds :data:`DEFAULT_CONFIG`'s keys (spaCy fills in the defaults and checks the types
+    the signature gives, :func:`_signature`). The choices (``controller``, ``alignment_mode``) are
+    plain ``str`` there, so a wrong choice reaches our error, with its working example, rather than
+    spaCy's generic type error.
 
     ``model`` is checked here, cheaply (:meth:`EngineSource.checked`: the directory and its
     config.json, or the Hub id, fetched once), so a wrong value stops ``add_pipe``. The weights are
@@ -131,19 +150,38 @@ def make_bioprune_ner(nlp: Language, name: str, model: Optional[str], controller
     Also records in ``nlp.meta`` that the pipeline needs bioprune (``requirements``), as spaCy
     records spaCy's own version, so the saved ``meta.json`` says what to install.
     """
-    settings = ComponentSettings(model=model, controller=controller, lambda_=lambda_,
-                                 min_keep_ratio=min_keep_ratio, recovery=recovery, batch_size=batch_size,
-                                 device=device, labels=labels, alignment_mode=alignment_mode,
-                                 overwrite_ents=overwrite_ents)
+    settings = ComponentSettings(model=config["model"], pruning={k: config[k] for k in DEFAULT_SETTINGS},
+                                 **{k: config[k] for k in COMPONENT_DEFAULTS if k != "model"})
     source = settings.engine_source()
     if name in nlp.meta.get(META_KEY, {}).get("model_files", {}):
-        logger.debug("%s: model files come from the saved pipeline (from_disk), %r is not read", name, model)
+        logger.debug("%s: model files come from the saved pipeline (from_disk), %r is not read", name, config["model"])
     else:
         source = source.checked()
     _record_in_meta(nlp.meta, name)
     return BioPruneNER(nlp.vocab, source, name=name, labels=settings.labels,
                        batch_size=settings.batch_size, alignment_mode=settings.alignment_mode,
                        overwrite_ents=settings.overwrite_ents)
+
+
+def _signature() -> tuple[inspect.Signature, dict]:
+    """``make_bioprune_ner``'s signature and annotations: nlp, name, then one keyword per key of
+    :data:`DEFAULT_CONFIG`, typed (spaCy validates a config against them and rejects other keys)."""
+    kinds = {"choice": str, "float": Optional[float], "bool": bool, "layers": Optional[list[int]]}
+    types = {"nlp": Language, "name": str, "model": Optional[str],
+             **{s.key: kinds[s.kind] for s in SETTINGS},
+             "batch_size": int, "device": str, "labels": dict[str, str], "alignment_mode": str,
+             "overwrite_ents": bool}
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in types.items()]
+    return inspect.Signature(params, return_annotation=BioPruneNER), {**types, "return": BioPruneNER}
+
+
+make_bioprune_ner.__signature__, make_bioprune_ner.__annotations__ = _signature()
+make_bioprune_ner = Language.factory(
+    "bioprune_ner",
+    default_config=DEFAULT_CONFIG,
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)(make_bioprune_ner)
 
 
 def _record_in_meta(meta: dict, name: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bioprune.config import DENSE
 from bioprune.engine import PruningEngine, load_model
 from bioprune.labels import LABEL_TO_ID, LABELS
 
@@ -91,7 +92,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir) -> PruningEngine:
-    return PruningEngine.from_pretrained(tiny_model_dir)
+    """The exact dense fp32 model (DENSE), so tests can compare with the plain HF model's outputs."""
+    from bioprune.config import DENSE
+
+    return PruningEngine.from_pretrained(tiny_model_dir, config=DENSE)
 
 
 def _biased_engine(model_dir: Path, label: str) -> PruningEngine:
@@ -101,7 +105,7 @@ def _biased_engine(model_dir: Path, label: str) -> PruningEngine:
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
         model.classifier.bias[LABEL_TO_ID[label]] = 10.0
-    return PruningEngine(model, tokenizer)
+    return PruningEngine(model, tokenizer, config=DENSE)
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +160,8 @@ def outside_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 def pruning_engine(pruning_model_dir) -> PruningEngine:
     from bioprune.config import PruningConfig
 
-    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)))
+    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(
+        recovery=True, aggressiveness=1.0, prune_layers=(1, 2), precision="fp32"))  # fp32: compared with DENSE
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +169,8 @@ def outside_engine(outside_model_dir) -> PruningEngine:
     """Engine over the O-biased exit heads; tests switch configs with ``with_config``."""
     from bioprune.config import PruningConfig
 
-    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2)))
+    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(
+        recovery=True, aggressiveness=1.0, prune_layers=(1, 2), precision="fp32"))  # fp32: compared with DENSE
 
 
 # --- app fixtures (tests/test_app*.py): the shipped model, the built app, one launched server -----

@@ -73,3 +73,34 @@ def test_cli_flags_build_the_config():
     assert (config.controller, config.prune_layers, config.recovery, config.precision) == ("rule", (1, 2), False, "bf16")
     with pytest.raises(SystemExit):
         parser.parse_args(["--precision", "int4"])
+
+
+def test_every_setting_is_a_spacy_config_key_with_its_default():
+    import inspect
+
+    from spacy_component.factory import DEFAULT_CONFIG, make_bioprune_ner
+
+    params = inspect.signature(make_bioprune_ner).parameters
+    for s in SETTINGS:
+        assert s.key in params and DEFAULT_CONFIG[s.key] == s.default
+
+
+def test_a_new_field_reaches_the_spacy_signature(monkeypatch):
+    from typing import Optional
+
+    import spacy_component.factory as factory
+
+    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
+                    default=0.5, help="a knob added to PruningConfig")
+    monkeypatch.setattr(factory, "SETTINGS", (*factory.SETTINGS, extra))
+    signature, annotations = factory._signature()
+    assert "new_knob" in signature.parameters and annotations["new_knob"] == Optional[float]
+
+
+def test_spacy_pipelines_saved_with_controller_default_still_build(tiny_model_dir):
+    """Pipelines saved before the settings came from bioprune.options say controller = "default"."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "controller": "default", "precision": "fp32"})
+    assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(precision="fp32")

@@ -86,3 +86,29 @@ def test_bf16_probabilities_stay_close_to_fp32(outside_engine, texts, controller
     assert (bf16.probs[valid] - fp32.probs[valid]).abs().max() < 0.005
     same = (bf16.probs.argmax(-1) == fp32.probs.argmax(-1))[valid].float().mean()
     assert same >= 0.95
+
+
+def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_dir, sample_path, tmp_path, capsys,
+                                                                    monkeypatch):
+    """`bioprune evaluate` at bf16 reports the dense fp32 scores, the F1 drop and the entity agreement
+    (fidelity) from the same run; at --precision fp32 (the exact dense model) there is nothing to compare."""
+    import json
+
+    import bioprune.precision as precision
+    from bioprune.cli import main
+
+    monkeypatch.setattr(precision, "native_bf16", _probe(True))
+    out = tmp_path / "bf16.json"
+    assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--precision", "bf16",
+                 "--quiet", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["precision"] == "bf16" and result["precision"] == "bf16"
+    assert 0.9 <= result["agreement"]["micro"]["f1"] <= 1.0
+    drop = result["dense"]["mention"]["micro"]["f1"] - result["mention"]["micro"]["f1"]
+    assert result["f1_drop_points"]["micro"] == pytest.approx(100 * drop)
+    assert "entity agreement with dense fp32" in capsys.readouterr().out
+    exact = tmp_path / "fp32.json"
+    assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--precision", "fp32",
+                 "--quiet", "--output", str(exact)]) == 0
+    assert "agreement" not in json.loads(exact.read_text()) and result["precision"] == "bf16"
+    assert "entity agreement" not in capsys.readouterr().out

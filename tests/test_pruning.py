@@ -18,7 +18,7 @@ from bioprune import flops
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.controllers import keep_mask
 from bioprune.encoder import Sequences, prune, restore, run_layer
 from bioprune.encoding import window_input_ids
@@ -582,7 +582,7 @@ def test_engine_names_missing_exit_head(outside_engine, tiny_model_dir):
     PruningEngine(model, tokenizer, config=PruningConfig(prune_layers=(2,)), exit_heads=only_two)  # fine
     with pytest.raises(ValueError, match=r"\[2\]"):
         PruningEngine.from_pretrained(tiny_model_dir, config=PruningConfig(prune_layers=(2,)))  # no heads at all
-    assert PruningEngine.from_pretrained(tiny_model_dir).config == DENSE  # without heads: dense by default
+    assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT  # without heads: dense by default
     # disabled configs need no heads
     PruningEngine(model, tokenizer, config=PruningConfig(min_keep_ratio=1.0, prune_layers=(1,)))
 
@@ -647,7 +647,7 @@ def test_controller_files_from_before_feature_selection_still_load(tmp_path):
 def test_from_pretrained_loads_exit_heads(outside_model_dir):
     engine = PruningEngine.from_pretrained(outside_model_dir)
     assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)
-    assert engine.config == DENSE  # pruning is opt-in, heads or not
+    assert engine.config == DEFAULT  # pruning is opt-in, heads or not
     assert float(engine.exit_heads.heads["1"].bias.detach()[0]) == 8.0
 
 

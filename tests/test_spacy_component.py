@@ -24,7 +24,7 @@ from spacy import displacy  # noqa: E402
 from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
 
-from bioprune.config import DENSE, PruningConfig  # noqa: E402
+from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import PruningEngine, load_model  # noqa: E402
 from bioprune.labels import LABEL_TO_ID  # noqa: E402
 from spacy_component import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
@@ -118,10 +118,10 @@ def test_after_sentencizer_and_with_mapped_labels(tiny_model_dir, tiny_engine_de
 
 def test_defaults_are_the_engine_defaults(nlp):
     defaults = PruningConfig()
-    assert (DEFAULT_CONFIG["min_keep_ratio"], DEFAULT_CONFIG["recovery"]) == \
-        (defaults.min_keep_ratio, defaults.recovery)
+    assert (DEFAULT_CONFIG["min_keep_ratio"], DEFAULT_CONFIG["recovery"], DEFAULT_CONFIG["precision"]) == \
+        (defaults.min_keep_ratio, defaults.recovery, defaults.precision)
     assert DEFAULT_CONFIG["lambda_"] is None  # each controller's own operating point
-    assert nlp.get_pipe("bioprune_ner").engine.config == DENSE  # no exit heads: "default" runs dense
+    assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT  # what every face runs with no options
     cfg = nlp.config["components"]["bioprune_ner"]
     assert cfg["labels"] == LABELS and cfg["alignment_mode"] == "expand" and cfg["overwrite_ents"] is False
 
@@ -139,7 +139,7 @@ def test_pruning_settings_and_extensions(outside_model_dir):
         assert doc._.bioprune_keep_ratio == pytest.approx(ann.trace.keep_ratio)
         assert doc._.bioprune_keep_ratio < 1.0
         assert doc._.bioprune_flops_saved_ratio == pytest.approx(ann.trace.flops_saved_ratio)
-    mlp_default = ComponentSettings(controller="mlp").engine_source().pruning_config(has_exit_heads=True)
+    mlp_default = ComponentSettings(pruning={"controller": "mlp"}).engine_source().pruning_config()
     assert mlp_default == PruningConfig(controller="mlp")  # lambda_ null: the MLP's own operating point
     recovering = _nlp(outside_model_dir, controller="rule", lambda_=1.0, recovery=True)
     text = " ".join(TEXTS * 4)  # long enough to hold the entropy spike's minimum of uncertain kept tokens
@@ -240,8 +240,11 @@ def test_existing_entities_kept_unless_overwrite(per_word_model_dir, overwrite):
 
 @pytest.mark.parametrize("key, value, message", [
     ("controller", "fast", "controller must be one of"),
-    ("lambda_", -1.0, "lambda_ (pruning aggressiveness λ) must be a number >= 0"),
-    ("min_keep_ratio", 1.5, "min_keep_ratio must be a fraction in [0, 1]"),
+    ("lambda_", -1.0, "lambda_ (pruning aggressiveness λ: how far below certainty a token may be and still "
+                      "leave) is invalid: aggressiveness (lambda) must be >= 0"),
+    ("min_keep_ratio", 1.5, "min_keep_ratio (fraction of each sequence's real tokens that always stays) is invalid"),
+    ("precision", "int4", "precision must be one of 'auto', 'fp32', 'bf16'"),
+    ("prune_layers", [0], "prune_layers (prune after this many layers have run (1..L-1)) is invalid"),
     ("batch_size", 0, "batch_size must be a whole number >= 1"),
     ("device", "tpu9", "device must be a torch device string"),
     ("labels", {"Gene": "GENE"}, "labels must map each of 'Chemical', 'Disease'"),
@@ -311,7 +314,7 @@ def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_
     nlp = _nlp(outside_model_dir)
     nlp.to_disk(tmp_path / "pruning")
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
-    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DENSE  # opt-in pruning
+    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DEFAULT  # opt-in pruning
     tokenizer, model = load_model(tiny_model_dir)
     engine = PruningEngine(model, tokenizer)
     pipe = BioPruneNER(nlp.vocab, engine, overwrite_ents=True)  # no directory behind it: saved from memory
