@@ -1,12 +1,14 @@
 """Fidelity on unlabelled text: agreement of pruned with dense entities on the MEDLINE slice's
 second half (held out: the first half is for choosing settings and calibrating the MLP threshold).
 
-    python training/fidelity_medline.py --output results/fidelity_medline.json
+    python training/fidelity_medline.py --output results/fidelity_medline.json [--precision fp32]
 
 The dense model's own entities are the reference; a pruned configuration's exact-match F1 against
 them is its agreement. Runs ``training/sweep_pruning.py --unlabelled SLICE --half second`` once per
-controller (rule; mlp when ``controller.safetensors`` is beside the model), recovery on and off,
-at the given λ values, and gathers the rows into one file.
+controller (none: the dense model at ``--precision``; rule; mlp when ``controller.safetensors`` is
+beside the model), recovery on and off for the pruning ones, at the given λ values, every row at
+``--precision`` (default auto: what the engine runs by default), and gathers the rows into one file.
+The reference is always the exact dense fp32 model.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DEFAULT  # noqa: E402
 from bioprune.controllers import CONTROLLER_FILE  # noqa: E402
+from bioprune.precision import PRECISIONS  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
 from training import sweep_pruning  # noqa: E402
 from training.analysis.common import MEDLINE_SLICE, command_line, json_safe, write_json_atomic  # noqa: E402
@@ -26,8 +30,8 @@ logger = logging.getLogger("fidelity_medline")
 
 
 def controllers_available(model: str | Path) -> list[str]:
-    """``rule``, plus ``mlp`` when the learned controller's file is beside the model."""
-    return ["rule"] + (["mlp"] if (Path(model) / CONTROLLER_FILE).is_file() else [])
+    """``none`` (dense) and ``rule``, plus ``mlp`` when the learned controller's file is beside the model."""
+    return ["none", "rule"] + (["mlp"] if (Path(model) / CONTROLLER_FILE).is_file() else [])
 
 
 def main(argv=None) -> dict:
@@ -42,6 +46,8 @@ def main(argv=None) -> dict:
                         help="default: each controller's operating point (its λ and pruning layers)")
     parser.add_argument("--limit-docs", type=int, default=0, help="0: every document of the half")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT.precision,
+                        help="precision of every row (the reference is dense fp32)")
     ns = parser.parse_args(argv)
     controllers = controllers_available(ns.model)
     if "mlp" not in controllers:
@@ -53,7 +59,8 @@ def main(argv=None) -> dict:
             sweep = sweep_pruning.main(["--model", ns.model, "--unlabelled", ns.unlabelled, "--half", ns.half,
                                         "--controller", controller,
                                         *(["--lambdas", *map(str, ns.lambdas)] if ns.lambdas else []),
-                                        "--recovery", "both", "--limit-docs", str(ns.limit_docs),
+                                        "--recovery", "off" if controller == "none" else "both",
+                                        "--set", f"precision={ns.precision}", "--limit-docs", str(ns.limit_docs),
                                         "--threads", str(ns.threads), "--output", str(Path(tmp) / f"{controller}.json")])
             result["reference"] = sweep["gold"]
             result["n_documents"] = sweep["n_documents"]

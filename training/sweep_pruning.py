@@ -54,7 +54,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--half", choices=["first", "second", "all"], default="first",
                         help="with --unlabelled: which half of the documents")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--controller", default="rule", choices=["rule", "mlp"])
+    parser.add_argument("--controller", default="rule", choices=["rule", "mlp", "none"],
+                        help="none: the dense model at --set precision=... (default auto) against dense fp32")
     parser.add_argument("--lambdas", type=float, nargs="+", help="default: the controller's operating point")
     parser.add_argument("--min-keep-ratios", type=float, nargs="+", default=[PruningConfig().min_keep_ratio])
     parser.add_argument("--prune-layers", type=int, nargs="+", action="append",
