@@ -133,3 +133,15 @@ def test_results_tab_shows_every_chart_full_size_with_a_caption(page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "app_results.png"), full_page=True)
     page.get_by_role("tab", name="Annotate").click()
+
+
+def test_the_batch_sample_runs_and_offers_bioc_json(page):
+    page.get_by_role("tab", name="Batch").click()
+    assert "BioC JSON" in page.locator("#batch-formats").inner_text()
+    page.click("#batch-sample")
+    page.wait_for_function("document.querySelector('#batch-files').innerText.includes('batch_sample')")
+    page.click("#batch-btn")
+    page.wait_for_function("document.querySelector('#batch-summary').innerText.includes('documents annotated')")
+    downloads = page.locator("#batch-downloads").inner_text().replace("\n", "")
+    assert "bioprune_annotated.bioc.json" in downloads and "Error" not in downloads
+    page.get_by_role("tab", name="Annotate").click()

@@ -53,8 +53,11 @@ def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float
     return [str(p) for p in result.outputs], summary_rows(result), error_rows(result)
 
 
-def sample_file(ctx: AppContext) -> str | None:
-    """A copy of the example PubTator file in the app's output directory, to load into the upload box."""
+def sample_file(ctx: AppContext) -> list[str] | None:
+    """A copy of the example PubTator file in the app's output directory, as the upload box's value.
+
+    A list: the box takes several files, and Gradio refuses a bare path there when the run starts.
+    """
     source = ctx.settings.examples_dir / SAMPLE_FILE
     if not source.is_file():
         gr.Warning("The sample file is not available in this installation.")
@@ -62,7 +65,7 @@ def sample_file(ctx: AppContext) -> str | None:
     target = ctx.output_dir / "sample" / SAMPLE_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
-    return str(target)
+    return [str(target)]
 
 
 def build_batch_tab(ctx: AppContext) -> None:
