@@ -112,12 +112,6 @@ class EngineHub:
         path = self._controller_path()
         return "mlp" in self._base.controllers or (path is not None and path.is_file())
 
-    @property
-    def prune_points(self) -> tuple[int, ...]:
-        """Layer counts after which tokens can leave: where the model has exit heads."""
-        heads = self._base.exit_heads
-        return tuple(heads.layers) if heads is not None else ()
-
     def mlp_status(self) -> str:
         """A short line for the controller choice: whether the learned controller can be chosen."""
         if self.mlp_available():
