@@ -107,6 +107,18 @@ def test_entities_endpoint_returns_json_for_gradio_client_users(client):
         client.predict("  ", "rule", api_name="/entities")
 
 
+def test_precision_is_a_choice_of_the_api_and_the_dense_reference_stays_fp32(client):
+    """Precision comes from bioprune.options into both endpoints; the dense panel is always exact fp32."""
+    exact = client.predict(text=EXAMPLE, controller="none", precision="fp32", api_name="/entities")
+    bf16 = client.predict(text=EXAMPLE, controller="none", precision="bf16", api_name="/entities")
+    assert "precision fp32" in exact["setting"] and "precision bf16" in bf16["setting"]
+    assert [e["text"] for e in bf16["entities"]] == [e["text"] for e in exact["entities"]]  # bf16 keeps them here
+    summary = client.predict(EXAMPLE, "none", 2.0, 0.3, False, "bf16", api_name="/annotate")[0]
+    assert "from dense fp32" in summary and "precision bf16" in summary  # compared with exact dense
+    summary = client.predict(EXAMPLE, "none", 2.0, 0.3, False, "fp32", api_name="/annotate")[0]
+    assert "Pick the rule or MLP controller" in summary  # the exact dense model: nothing to compare
+
+
 def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_engine):
     from bioprune.config import PruningConfig
     from webapp.examples import load_examples

@@ -194,14 +194,18 @@ def test_text_limits_are_clear_messages():
 
 
 def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
-    from bioprune.config import DENSE
+    from bioprune.config import DEFAULT, DENSE
     from bioprune.engine import PruningEngine
-    from webapp.engines import DEFAULT_CONTROLLER
+    from webapp.engines import DEFAULT_CONTROLLER, DEFAULT_PRECISION, PRECISION_CHOICES
 
     # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
-    assert DEFAULT_CONTROLLER == PruningEngine.from_pretrained(tiny_model_dir).config.controller == DENSE.controller
-    assert PruningChoice().controller == DEFAULT_CONTROLLER
-    assert PruningChoice("none", 9.0, 0.9, True).config() == DENSE  # the sliders do not apply to dense
+    assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT == PruningChoice().config()
+    assert (DEFAULT_CONTROLLER, DEFAULT_PRECISION) == (DEFAULT.controller, DEFAULT.precision)
+    assert PRECISION_CHOICES == ("auto", "fp32", "bf16")
+    # the sliders do not apply to dense, the precision does
+    assert PruningChoice("none", 9.0, 0.9, True).config() == DEFAULT
+    assert PruningChoice("none", 9.0, 0.9, True, "fp32").config() == DENSE and PruningChoice(precision="fp32").exact
+    assert PruningChoice("rule", precision="bf16").config().precision == "bf16"
 
 
 def test_batch_offers_every_output_format_bioc_included():

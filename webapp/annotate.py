@@ -58,7 +58,7 @@ def compare(hub: EngineHub, text: str, choice: PruningChoice, max_chars: int) ->
     """Annotate ``text`` with ``choice`` and with the dense model (same weights), timing each call."""
     text = validate_text(text, max_chars)
     engine = hub.engine_for(choice)  # refuses a bad choice before any work
-    pruned, pruned_s = (None, None) if choice.dense else _timed(engine, text)
+    pruned, pruned_s = (None, None) if choice.exact else _timed(engine, text)
     dense, dense_s = _timed(hub.dense, text)
     encoded = hub.dense.encode([text])[0]
     dense_tokens = sum(end - start + 2 for start, end in encoded.windows)

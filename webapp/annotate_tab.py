@@ -12,7 +12,7 @@ import gradio as gr
 from webapp import views
 from webapp.annotate import compare, validate_text
 from webapp.context import AppContext
-from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
+from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PRECISION_CHOICES, PruningChoice, default_lambda
 from webapp.errors import user_facing
 from webapp.examples import load_examples
 
@@ -26,10 +26,10 @@ OUTPUT_NAMES = ("Summary", "Dense model", "Chosen setting", "Dense vs pruned ent
 
 
 def annotate_outputs(ctx: AppContext, text: str, controller: str, aggressiveness: float, min_keep_ratio: float,
-                     recovery: bool) -> tuple:
+                     recovery: bool, precision: str = DEFAULTS.precision) -> tuple:
     """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES` (plain values: the API's answer)."""
     choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery)
+                           recovery=recovery, precision=precision)
     c = compare(ctx.hub, text, choice, ctx.settings.max_text_chars)
     result = c.result
     trace = result.trace
@@ -53,7 +53,7 @@ def pruned_legend_update(controller: str) -> dict:
 
 def entities_answer(ctx: AppContext, text: str, controller: str = DEFAULTS.controller,
                     aggressiveness: float | None = None, min_keep_ratio: float = DEFAULTS.min_keep_ratio,
-                    recovery: bool = DEFAULTS.recovery) -> dict:
+                    recovery: bool = DEFAULTS.recovery, precision: str = DEFAULTS.precision) -> dict:
     """The ``/entities`` endpoint: one text through the chosen setting, as JSON (no dense comparison).
 
     ``aggressiveness=None`` is the controller's own default λ.
@@ -61,11 +61,18 @@ def entities_answer(ctx: AppContext, text: str, controller: str = DEFAULTS.contr
     text = validate_text(text, ctx.settings.max_text_chars)
     lam = default_lambda(controller) if aggressiveness is None else aggressiveness
     choice = PruningChoice(controller=controller, aggressiveness=lam, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery)
+                           recovery=recovery, precision=precision)
     engine = ctx.hub.engine_for(choice)
     [annotation] = engine.annotate([text])
     n_tokens = len(ctx.hub.dense.encode([text])[0].offsets)
     return views.entities_json(annotation, n_tokens, choice.describe())
+
+
+def precision_control(elem_id: str = "precision") -> gr.Radio:
+    """The precision choice (bioprune.options' choices and default), shared by both tabs."""
+    return gr.Radio(choices=list(PRECISION_CHOICES), value=DEFAULTS.precision, label="Precision",
+                    elem_id=elem_id, info="auto: bf16 where the CPU/GPU has native bf16, else fp32; "
+                                              "fp32 with the dense model is the exact reference.")
 
 
 def build_annotate_tab(ctx: AppContext) -> gr.Radio:
@@ -97,6 +104,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                                  info="At least this fraction of each sequence's tokens runs every layer.")
             recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery", elem_id="recovery-on",
                                    info="Re-insert pruned tokens and re-run later layers when the result looks unsafe.")
+            precision = precision_control()
             button = gr.Button("Annotate", variant="primary", elem_id="annotate-btn")
     summary = gr.Markdown(label=names["summary"], elem_id="summary")
     gr.Markdown("### Entities: dense vs the chosen setting")
@@ -128,15 +136,16 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
         api_lambda = gr.Number(value=None, label="aggressiveness (λ; empty: the controller's default)")
         api_keep = gr.Number(value=DEFAULTS.min_keep_ratio, label="min_keep_ratio")
         api_recovery = gr.Checkbox(value=DEFAULTS.recovery, label="recovery")
+        api_precision = gr.Radio(choices=list(PRECISION_CHOICES), value=DEFAULTS.precision, label="precision")
         api_answer = gr.JSON(label="entities and trace summary")
         api_button = gr.Button("entities")
 
     @user_facing("annotating")
-    def annotate(text, controller, aggressiveness, min_keep_ratio, recovery):
-        return annotate_outputs(ctx, text, controller, aggressiveness, min_keep_ratio, recovery)
+    def annotate(text, controller, aggressiveness, min_keep_ratio, recovery, precision=DEFAULTS.precision):
+        return annotate_outputs(ctx, text, controller, aggressiveness, min_keep_ratio, recovery, precision)
 
     @user_facing("annotating")
-    def entities_endpoint(text, controller, aggressiveness=None, min_keep_ratio=None, recovery=None):
+    def entities_endpoint(text, controller, aggressiveness=None, min_keep_ratio=None, recovery=None, precision=None):
         """Entities of one text as JSON: {"entities": [{start, end, label, text, score}], "trace": {...}}.
 
         The None defaults make those parameters optional for gradio_client (the hidden inputs'
@@ -144,15 +153,17 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
         """
         return entities_answer(ctx, text, controller, aggressiveness,
                                DEFAULTS.min_keep_ratio if min_keep_ratio is None else min_keep_ratio,
-                               DEFAULTS.recovery if recovery is None else recovery)
+                               DEFAULTS.recovery if recovery is None else recovery,
+                               DEFAULTS.precision if precision is None else precision)
 
     outputs = [summary, dense_entities, entities, diff, pruned, heatmap, layers, recovery_events]
-    button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery], outputs=outputs,
+    button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery, precision], outputs=outputs,
                  api_name="annotate", concurrency_limit=ctx.settings.annotate_concurrency,
                  concurrency_id="annotate"
                  ).success(user_facing("showing the legend")(pruned_legend_update), inputs=controller, outputs=pruned,
                            api_visibility="private", queue=False)
-    api_button.click(entities_endpoint, inputs=[api_text, api_controller, api_lambda, api_keep, api_recovery],
+    api_button.click(entities_endpoint, inputs=[api_text, api_controller, api_lambda, api_keep, api_recovery,
+                                                api_precision],
                      outputs=api_answer, api_name="entities", concurrency_limit=ctx.settings.annotate_concurrency,
                      concurrency_id="annotate")
     controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")

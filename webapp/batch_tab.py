@@ -12,6 +12,7 @@ import gradio as gr
 from webapp.batch_job import (ACCEPTED_SUFFIXES, FORMAT_CHOICES, check_uploads, error_rows, new_run_dir, run_batch,
                               summary_rows)
 from webapp.context import AppContext
+from webapp.annotate_tab import precision_control
 from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
 from webapp.errors import user_facing
 
@@ -21,7 +22,8 @@ SAMPLE_FILE = "batch_sample.pubtator"
 
 
 def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float, min_keep_ratio: float,
-                  recovery: bool, formats=None, progress: gr.Progress | None = None) -> tuple:
+                  recovery: bool, formats=None, progress: gr.Progress | None = None,
+                  precision: str = DEFAULTS.precision) -> tuple:
     """(download paths, summary rows, error rows) for one run; UserError for a bad upload.
 
     ``formats``: output format names (:data:`FORMAT_CHOICES`); None is every one.
@@ -30,7 +32,7 @@ def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float
     all_formats = [name for _, name in FORMAT_CHOICES]
     paths = check_uploads(files, s.max_files, s.max_file_bytes)
     choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery)
+                           recovery=recovery, precision=precision)
     engine = ctx.hub.engine_for(choice)
 
     def on_progress(done: int, total: int) -> None:
@@ -85,6 +87,7 @@ def build_batch_tab(ctx: AppContext) -> None:
             aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
             min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio")
             recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery")
+            precision = precision_control("batch-precision")
             formats = gr.CheckboxGroup(choices=list(FORMAT_CHOICES), value=[name for _, name in FORMAT_CHOICES],
                                        label="Output formats", elem_id="batch-formats")
             button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
@@ -96,10 +99,12 @@ def build_batch_tab(ctx: AppContext) -> None:
                           interactive=False, wrap=True, elem_id="batch-errors")
 
     @user_facing("running the batch")
-    def annotate_files(files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress=gr.Progress()):
-        return batch_outputs(ctx, files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress)
+    def annotate_files(files, controller, aggressiveness, min_keep_ratio, recovery, formats,
+                       precision=DEFAULTS.precision, progress=gr.Progress()):
+        return batch_outputs(ctx, files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress,
+                             precision)
 
-    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery, formats],
+    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery, formats, precision],
                  outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
                  concurrency_limit=s.batch_concurrency, concurrency_id="batch")
     sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bioprune.config import DENSE, PruningConfig
+from bioprune.options import DEFAULT_SETTINGS, SETTINGS, config_from_values
 from bioprune.controllers import CONTROLLER_FILE, LearnedController
 from bioprune.engine import PruningEngine
 
@@ -26,8 +27,11 @@ CONTROLLER_CHOICES: tuple[tuple[str, str], ...] = (
 CONTROLLER_NAMES = {value: label for label, value in CONTROLLER_CHOICES}
 MAX_LAMBDA = 16.0  # the λ slider's end: the largest λ the evaluation suite sweeps
 # Where both tabs start: the engine's own default config (PruningEngine.from_pretrained without
-# config=), which the CLI's default (no --controller) also is: dense, because pruning is opt-in.
-DEFAULT_CONTROLLER: str = DENSE.controller
+# config=, bioprune.config.DEFAULT), which the CLI's default also is: dense, because pruning is opt-in,
+# at the machine's best precision (bioprune.options derives every face's defaults from it).
+DEFAULT_CONTROLLER: str = DEFAULT_SETTINGS["controller"]
+DEFAULT_PRECISION: str = DEFAULT_SETTINGS["precision"]
+PRECISION_CHOICES: tuple[str, ...] = next(s.choices for s in SETTINGS if s.field == "precision")
 
 
 def default_lambda(controller: str) -> float:
@@ -37,38 +41,45 @@ def default_lambda(controller: str) -> float:
 
 @dataclass(frozen=True)
 class PruningChoice:
-    """What the person picked in the UI: controller, λ, min_keep_ratio, recovery."""
+    """What the person picked in the UI: controller, λ, min_keep_ratio, recovery, precision."""
 
     controller: str = DEFAULT_CONTROLLER
     aggressiveness: float = DENSE.aggressiveness  # the λ slider's start: the default controller's λ
-    min_keep_ratio: float = DENSE.min_keep_ratio
-    recovery: bool = DENSE.recovery
+    min_keep_ratio: float = DEFAULT_SETTINGS["min_keep_ratio"]
+    recovery: bool = DEFAULT_SETTINGS["recovery"]
+    precision: str = DEFAULT_PRECISION
 
     @property
     def dense(self) -> bool:
         return self.controller == "none"
 
-    def config(self) -> PruningConfig:
-        """The engine's config (other knobs at their defaults); UserError for an invalid value.
+    @property
+    def exact(self) -> bool:
+        """The exact dense fp32 model: what the app compares every other choice with."""
+        return self.config() == DENSE
 
-        The dense choice is :data:`DENSE` whatever the sliders say: they do not apply to it.
+    def config(self) -> PruningConfig:
+        """The engine's config (other knobs at their defaults; bioprune.options); UserError for an invalid value.
+
+        The dense choice ignores the pruning sliders (they do not apply to it), not the precision.
         """
         if self.controller not in CONTROLLER_NAMES:
             raise UserError(f"Unknown controller {self.controller!r}: choose one of "
                             f"{', '.join(CONTROLLER_NAMES)}.")
-        if self.dense:
-            return DENSE
+        values = {"controller": self.controller, "precision": self.precision}
+        if not self.dense:
+            values.update(lambda_=self.aggressiveness, min_keep_ratio=self.min_keep_ratio, recovery=bool(self.recovery))
         try:
-            return PruningConfig(controller=self.controller, aggressiveness=float(self.aggressiveness),
-                                 min_keep_ratio=float(self.min_keep_ratio), recovery=bool(self.recovery))
+            return config_from_values(values)
         except (TypeError, ValueError) as err:
-            raise UserError(f"Invalid pruning setting: {err}.") from None
+            raise UserError(f"Invalid setting: {err}.") from None
 
     def describe(self) -> str:
         if self.dense:
-            return "dense model (no pruning)"
+            return f"dense model (no pruning), precision {self.precision}"
         return (f"{CONTROLLER_NAMES[self.controller]} controller, λ {float(self.aggressiveness):.1f}, "
-                f"min_keep_ratio {float(self.min_keep_ratio):.2f}, recovery {'on' if self.recovery else 'off'}")
+                f"min_keep_ratio {float(self.min_keep_ratio):.2f}, recovery {'on' if self.recovery else 'off'}, "
+                f"precision {self.precision}")
 
 
 class EngineHub:
@@ -99,7 +110,7 @@ class EngineHub:
     def engine_for(self, choice: PruningChoice) -> PruningEngine:
         """An engine on the shared weights for ``choice``; UserError when it cannot run."""
         config = choice.config()
-        if not config.enabled:
+        if config == self._base.config:
             return self._base
         if config.controller == "mlp":
             self._ensure_mlp()

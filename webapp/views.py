@@ -304,6 +304,11 @@ def summary_markdown(comparison: Comparison) -> str:
                 "pruning.")
     trace = c.pruned.trace
     speedup = c.dense_s / c.pruned_s if c.pruned_s else float("nan")
+    if trace is None:  # the dense model at another precision: nothing pruned, every token ran every layer
+        n_diff = count_differences(rows_diff)
+        return (f"**{c.choice.describe()}** · {len(c.pruned.entities)} entities "
+                f"({'no differences' if n_diff == 0 else f'{n_diff} differ'} from dense fp32) · latency "
+                f"{_ms(c.pruned_s)} ({speedup:.2f}× dense fp32) · every layer ran on all {c.dense_tokens} tokens.")
     faster = "faster" if speedup > 1 else "slower"
     last = trace.tokens_per_layer[-1] if trace and trace.tokens_per_layer else c.dense_tokens
     n_diff = count_differences(rows_diff)
