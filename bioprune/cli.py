@@ -27,7 +27,7 @@ from bioprune.errors import InputError
 logger = logging.getLogger("bioprune")
 
 
-def _config(args, has_exit_heads: bool):
+def _config(args):
     """The PruningConfig the flags ask for (:mod:`bioprune.options`); a pruning flag on the dense
     model is an error here.
 
@@ -53,25 +53,26 @@ def _config(args, has_exit_heads: bool):
 
 
 def _engine(args):
-    """The engine the flags ask for, after one-line checks of the device and the model directory."""
+    """The engine the flags ask for, after one-line checks of the device and the model (a directory,
+    complete, or a Hub id: :func:`bioprune.model_files.resolve_model_dir`)."""
     from transformers.utils import logging as hf_logging
 
+    from bioprune.devices import resolve_device
     from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
-    from bioprune.exits import EXIT_HEADS_FILE
-    from bioprune.loading import check_model_dir, resolve_device
+    from bioprune.model_files import ModelNotFoundError, resolve_model_dir
 
-    if args.model is not None and not Path(args.model).is_dir():
-        raise InputError(args.model, "model directory not found")
     try:
         device = resolve_device(args.device)
     except InputError as err:
         raise InputError(f"--device {args.device}", err.reason) from None
-    check_model_dir(args.model or DEFAULT_MODEL_DIR)  # InputError naming the directory and what it lacks
-    has_exits = Path(args.model or DEFAULT_MODEL_DIR, EXIT_HEADS_FILE).is_file()
-    config = _config(args, has_exits)
+    try:
+        path = resolve_model_dir(args.model or DEFAULT_MODEL_DIR)
+    except ModelNotFoundError as err:
+        raise InputError(err.name, err.reason) from None
+    config = _config(args)
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar is noise in CLI output
     try:
-        return PruningEngine.from_pretrained(args.model, config=config, device=device)
+        return PruningEngine.from_pretrained(path, config=config, device=device)
     except ValueError as err:
         raise InputError(args.model or "shipped model", str(err)) from None
 

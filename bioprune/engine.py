@@ -25,6 +25,7 @@ from bioprune.controllers import Controller, LearnedController, RuleController, 
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
+from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.model_files import copy_model_files, resolve_model_dir
 from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
@@ -123,6 +124,7 @@ class PruningEngine:
         ``postprocess=None`` applies the passes the model lists in ``postprocess.json`` (chosen
         on the development set).
         """
+        device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
         tokenizer, model = load_model(path, device)
         exit_heads = ExitHeads.load(path, device)

@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 # weights, exit heads and controller (safetensors), tokenizer vocabularies, the model card.
 HUB_FILE_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "README.md")
 SKIPPED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # pickled weights: bioprune never reads (nor copies) them
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")  # safetensors only (engine.load_model)
+# The files a fast BERT-family tokenizer is built from: tokenizer.json, or the slow vocabularies
+# transformers converts (WordPiece vocab.txt, BPE vocab.json + merges.txt, SentencePiece models).
+# Without any, transformers 5 silently builds an empty tokenizer and every word becomes [UNK].
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -46,6 +51,7 @@ def resolve_model_dir(name: str | Path) -> Path:
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(name, "a directory but not a model directory (no config.json); pass the "
                                      "folder written by save_pretrained or training/")
+        _check_complete(name, path)
         return path
     if path.exists():
         raise ModelNotFoundError(name, "a file, not a model directory; pass the folder that holds config.json")
@@ -53,6 +59,19 @@ def resolve_model_dir(name: str | Path) -> Path:
         raise ModelNotFoundError(name, "no such model directory; pass a folder written by save_pretrained or "
                                  "training/, or a Hugging Face Hub id such as 'org/model'")
     return _snapshot(str(name))
+
+
+def _check_complete(name: str | Path, folder: Path) -> None:
+    """ModelNotFoundError naming what a model folder with config.json still lacks: safetensors weights
+    or tokenizer files (exit heads and the controller are optional: only pruning needs them)."""
+    missing = []
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        missing.append("weights (model.safetensors)")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        missing.append("tokenizer (tokenizer.json or vocab.txt)")
+    if missing:
+        raise ModelNotFoundError(name, f"not a complete model directory, no {', no '.join(missing)}; save the "
+                                 "model and its tokenizer there with save_pretrained")
 
 
 def _is_hub_id(name: str) -> bool:
@@ -81,6 +100,7 @@ def _snapshot(repo_id: str) -> Path:
     if not (folder / "config.json").is_file():
         raise ModelNotFoundError(repo_id, "the Hub repository has no config.json; it is not a bioprune "
                                  "model (one written by save_pretrained or push_to_hub)")
+    _check_complete(repo_id, folder)
     logger.info("resolved hub model %s to %s", repo_id, folder)
     return folder
 

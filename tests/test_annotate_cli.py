@@ -150,7 +150,7 @@ def test_malformed_records_go_to_the_error_report_and_the_run_goes_on(tmp_path, 
     (["annotate", "missing.txt", "--output", "o.pubtator"], "missing.txt: no such file"),
     (["annotate", "IN", "--output", "o.pubtator", "--chunk-size", "0"], "--chunk-size: must be >= 1"),
     (["annotate", "IN", "--output", "-", "--resume"], "need an output path"),
-    (["annotate", "IN", "--output", "o.pubtator", "--model", "no-such-model"], "model directory not found"),
+    (["annotate", "IN", "--output", "o.pubtator", "--model", "no-such-model"], "no-such-model: no such model directory"),
     (["annotate", "IN", "--output", "o.pubtator", "--batch-size", "0"], "--batch-size must be >= 1"),
 ])
 def test_fatal_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, message):

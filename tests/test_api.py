@@ -33,7 +33,7 @@ def test_version_comes_from_pyproject():
 
 
 def test_resolve_device_on_two_fake_gpus(monkeypatch):
-    from bioprune.loading import resolve_device
+    from bioprune.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -47,24 +47,23 @@ def test_resolve_device_on_two_fake_gpus(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use CUDA")
 def test_resolve_device_on_a_cpu_only_torch():
-    from bioprune.loading import resolve_device
+    from bioprune.devices import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="^cuda: this torch is built without CUDA; use cpu"):
         resolve_device("cuda")
 
 
-def test_check_model_dir_names_what_is_missing(tiny_model_dir, tmp_path):
-    from bioprune.loading import check_model_dir
+def test_an_incomplete_model_directory_names_what_is_missing(tiny_model_dir, tmp_path):
+    from bioprune.model_files import ModelNotFoundError, resolve_model_dir
 
-    check_model_dir(tiny_model_dir)  # complete: no error
-    check_model_dir("org/some-hub-id")  # not a local directory: left to the loader
+    assert resolve_model_dir(tiny_model_dir) == tiny_model_dir  # complete: no error
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(tiny_model_dir / "config.json", bare / "config.json")
-    with pytest.raises(ValueError, match=f"^{bare}: not a complete model directory, no weights "
-                                         r"\(model.safetensors\), no tokenizer \(tokenizer.json or vocab.txt\)"):
-        check_model_dir(bare)
+    with pytest.raises(ModelNotFoundError, match=f"^{bare}: not a complete model directory, no weights "
+                                                 r"\(model.safetensors\), no tokenizer \(tokenizer.json or vocab.txt\)"):
+        resolve_model_dir(bare)
 
 
 def test_the_core_warns_about_knobs_the_dense_model_ignores():
