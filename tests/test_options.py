@@ -104,3 +104,13 @@ def test_spacy_pipelines_saved_with_controller_default_still_build(tiny_model_di
     nlp = spacy.blank("en")
     nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "controller": "default", "precision": "fp32"})
     assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(precision="fp32")
+
+
+def test_the_sweeps_set_flag_parses_yes_no_fields():
+    """--set frozen_context=False must not become bool("False") == True."""
+    from training.sweep_pruning import _parse
+
+    assert _parse(False, "False") is False and _parse(False, "true") is True
+    assert _parse(0.3, "0.5") == 0.5 and _parse("auto", "bf16") == "bf16"
+    with pytest.raises(SystemExit, match="true or false"):
+        _parse(False, "maybe")

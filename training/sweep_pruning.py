@@ -31,6 +31,15 @@ from bioprune.io.pubmed_xml import iter_pubmed_xml  # noqa: E402
 from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator  # noqa: E402
 
 
+def _parse(default, text: str):
+    """``--set`` value ``text`` as the type of the field's ``default`` (bool("False") would be True)."""
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise SystemExit(f"sweep_pruning: --set expects true or false for a yes/no field, got {text!r}")
+        return text.lower() in ("true", "1")
+    return type(default)(text)
+
+
 def row(scores: dict, dense: dict, config: PruningConfig) -> dict:
     p = scores.get("pruning", {})
     return {"config": asdict(config),
@@ -75,7 +84,7 @@ def main(argv=None) -> dict:
                         help="other PruningConfig fields, e.g. guard_window_tokens=2")
     ns = parser.parse_args(argv)
     torch.set_num_threads(ns.threads)
-    extra = {k: type(getattr(DENSE, k))(v) for k, v in (kv.split("=", 1) for kv in ns.set)}
+    extra = {k: _parse(getattr(DENSE, k), v) for k, v in (kv.split("=", 1) for kv in ns.set)}
     engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
     if ns.gold:
         gold = read_pubtator(ns.gold)
