@@ -332,7 +332,9 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
 
     model_dir = tmp_path / "model"
     shutil.copytree(pruning_model_dir, model_dir)
+    (model_dir / "postprocess.json").write_text('{"passes": ["abbreviations"]}')
     hub = EngineHub(PruningEngine.from_pretrained(model_dir), model_dir)
+    assert hub.dense.postprocess == ("abbreviations",)
     choice = PruningChoice("mlp", 1.0, 0.3, True)
     assert not hub.mlp_available() and "not trained yet" in hub.mlp_status()
     with pytest.raises(UserError, match="MLP controller is not trained yet"):
@@ -344,6 +346,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
     engine = hub.engine_for(PruningChoice("mlp", 1.0, 0.3, True))
     assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
+    assert engine.postprocess == hub.dense.postprocess == ("abbreviations",)  # the reload keeps post-processing
     [annotation] = engine.annotate(["cisplatin induced renal failure in rats"])
     assert annotation.trace is not None
     assert hub.engine_for(PruningChoice("none")).config.controller == "none"

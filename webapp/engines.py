@@ -162,6 +162,7 @@ class EngineHub:
             base = self._base
             self._base = PruningEngine(base.model, base.tokenizer, config=DENSE, exit_heads=base.exit_heads,
                                        device=base.device, overlap_tokens=base.overlap_tokens,
-                                       controllers=controllers)
+                                       controllers=controllers, postprocess=base.postprocess,
+                                       source_dir=base.source_dir)
             self._mlp_stamp = stamp
             logger.info("loaded the MLP controller from %s", path)
