@@ -114,3 +114,19 @@ def test_the_sweeps_set_flag_parses_yes_no_fields():
     assert _parse(0.3, "0.5") == 0.5 and _parse("auto", "bf16") == "bf16"
     with pytest.raises(SystemExit, match="true or false"):
         _parse(False, "maybe")
+
+
+def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
+    """The CLI with no flags, from_pretrained() with no config, the spaCy component and the app all run DEFAULT."""
+    import spacy
+
+    from bioprune.cli import _config
+    from bioprune.engine import PruningEngine
+    from webapp.engines import PruningChoice
+
+    cli = _config(_subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y"]))
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir)})
+    spacy_config = nlp.get_pipe("bioprune_ner").engine.config
+    engine = PruningEngine.from_pretrained(tiny_model_dir).config
+    assert cli == spacy_config == engine == PruningChoice().config() == DEFAULT
