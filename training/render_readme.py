@@ -428,6 +428,24 @@ def precision_table() -> str | None:
     return "\n".join(out)
 
 
+def peers_table(res: dict) -> str:
+    """training/benchmark_peers.py: each system's F1, agreement with dense fp32 and speed at each batch size."""
+    batches = list(next(iter(res["systems"].values()))["batch"])
+    out = ["| system | F1 test (micro) | entity agreement with dense fp32 | "
+           + " | ".join(f"batch {bs}: speed vs dense fp32 (abstracts/s)" for bs in batches) + " |",
+           "|---|---|---|" + "---|" * len(batches)]
+    for name, e in res["systems"].items():
+        speeds = " | ".join(f"**{e['batch'][bs]['speedup_vs_dense_fp32']:.2f}×** ({e['batch'][bs]['abstracts_per_s']:.1f})"
+                            for bs in batches)
+        out.append(f"| {name} | {e['f1']['micro']:.4f} | {e['agreement_with_dense_fp32']:.4f} | {speeds} |")
+    out += ["", f"F1 and agreement on the {res['n_abstracts_scored']} BC5CDR test abstracts; speed on "
+            f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {res['threads']} "
+            f"threads for torch and ONNX Runtime ({res['onnxruntime']}) alike; every system goes through the "
+            "engine's own tokenization, windows and decoding, only the forward differs. "
+            f"`{res['command']}` → `results/benchmark_peers.json`."]
+    return "\n".join(out)
+
+
 SUITE_BLOCKS = (("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
                 ("controllers_test", "eval_suite.json", controllers_table),
                 ("controllers_dev", "controllers_dev.json", controllers_table),
@@ -474,6 +492,8 @@ def main() -> None:
     blocks.update(suite_blocks())
     if (table := precision_table()) is not None:
         blocks["precision"] = table
+    if (peers := _load("benchmark_peers.json")) is not None:
+        blocks["peers"] = peers_table(peers)
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
             continue

@@ -1,0 +1,163 @@
+"""bioprune against what a user would pick instead, on the same abstracts: speed, F1 and agreement.
+
+    pip install onnxruntime onnx     # the ONNX Runtime peers
+    python training/benchmark_peers.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+        --output results/benchmark_peers.json [--limit-docs 200 --rounds 3]
+
+Systems, all through the same tokenization, windows, decoding and post-processing (the engine's),
+so only the forward differs and F1 is comparable:
+  bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
+  bioprune default         bioprune.DEFAULT (dense at the machine's best precision)
+  bioprune MLP default     the learned controller's operating point at the default precision
+  ORT fp32 / ORT int8      ONNX Runtime on the same model: exported with torch.onnx (opset 17),
+                           ONNX Runtime's BERT optimizer (fused attention, layer norm, GELU), then
+                           dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
+Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
+batch 1 and 16. F1 and entity agreement with dense fp32 on all the abstracts (bioprune.evaluation).
+Still to add (issue 16): a spaCy CNN pipeline trained here, and the HF ``pipeline`` (benchmark_dense.py).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
+from bioprune.encoder import ForwardResult  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
+from bioprune.evaluation import evaluate_engine  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from training.analysis.common import command_line, write_json_atomic  # noqa: E402
+
+logger = logging.getLogger("benchmark_peers")
+
+
+class OrtEncoder:
+    """Stands in for PrunedEncoder inside a dense engine: the forward runs in an ONNX Runtime session.
+
+    Only ``probs`` carries information; the trace fields are the dense model's (nothing pruned).
+    """
+
+    def __init__(self, session, n_layers: int, n_classes: int):
+        self.session, self.n_layers, self.n_classes = session, n_layers, n_classes
+
+    def check(self, config: PruningConfig) -> None:
+        if config.enabled:
+            raise ValueError("ONNX Runtime runs the dense model only")
+
+    def forward(self, input_ids, attention_mask, special, config) -> ForwardResult:
+        logits = self.session.run(["logits"], {"input_ids": input_ids.numpy(),
+                                               "attention_mask": attention_mask.numpy()})[0]  # (B, T, C)
+        probs = torch.from_numpy(logits).float().softmax(dim=-1)
+        B, T = input_ids.shape
+        zeros = torch.zeros(B, T, dtype=torch.long)
+        return ForwardResult(probs=probs, pruned_layer=zeros, pruned_score=zeros.float(), recovered=zeros.bool(),
+                             recovery={}, labels_before=probs.argmax(-1),
+                             tokens_per_layer=attention_mask.sum(1, keepdim=True).expand(B, self.n_layers),
+                             flops=torch.zeros(B, dtype=torch.float64), dense_flops=torch.zeros(B, dtype=torch.float64))
+
+
+def export_onnx(engine: PruningEngine, folder: Path) -> dict[str, Path]:
+    """The model as ONNX: fp32 through ORT's BERT optimizer, and that quantized to dynamic per-channel int8."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    raw, fp32, int8 = folder / "model.onnx", folder / "model_fp32.onnx", folder / "model_int8.onnx"
+    example = (torch.ones(2, 16, dtype=torch.long), torch.ones(2, 16, dtype=torch.long))
+    axes = {0: "batch", 1: "tokens"}
+    model = copy.deepcopy(engine.model)
+    model.set_attn_implementation("eager")  # the attention pattern ORT's BERT optimizer fuses (SDPA's is not)
+    torch.onnx.export(Logits(model).eval(), example, str(raw), input_names=["input_ids", "attention_mask"],
+                      output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": axes})
+    cfg = engine.model.config
+    optimized = optimize_model(str(raw), model_type="bert", num_heads=cfg.num_attention_heads,
+                               hidden_size=cfg.hidden_size)
+    logger.info("ORT fusions: %s", optimized.get_fused_operator_statistics())
+    optimized.save_model_to_file(str(fp32))
+    quantize_dynamic(str(fp32), str(int8), per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return {"fp32": fp32, "int8": int8}
+
+
+def ort_engine(engine: PruningEngine, path: Path, threads: int) -> PruningEngine:
+    """A dense engine on the same tokenizer and post-processing whose forward is ONNX Runtime's."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = engine.with_config(DENSE)
+    out.encoder = OrtEncoder(session, engine.model.config.num_hidden_layers, engine.encoder.n_classes)
+    return out
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="PubTator file with gold mentions (the BC5CDR test set)")
+    parser.add_argument("--output", default="results/benchmark_peers.json")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit-docs", type=int, default=0, help="abstracts timed (0: all); F1 uses all")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    ns = parser.parse_args(argv)
+    torch.set_num_threads(ns.threads)
+    gold = read_pubtator(ns.data)
+    texts = [d.text for d in (gold[: ns.limit_docs] if ns.limit_docs else gold)]
+    base = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_files = export_onnx(base, Path(tmp))
+        systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(DEFAULT),
+                   "bioprune MLP default": base.with_config(PruningConfig(controller="mlp")),
+                   "ORT fp32": ort_engine(base, onnx_files["fp32"], ns.threads),
+                   "ORT int8": ort_engine(base, onnx_files["int8"], ns.threads)}
+        accuracy = {}
+        for name, engine in tqdm(systems.items(), desc="F1", unit="system"):
+            scores = evaluate_engine(engine, gold, reference=None if engine is base else base)
+            accuracy[name] = {"f1": {t: scores["mention"][t]["f1"] for t in scores["mention"]},
+                              "agreement_with_dense_fp32": scores.get("agreement", {}).get("micro", {}).get("f1", 1.0)}
+        plan = TimingPlan(rounds=ns.rounds, batch_sizes=tuple(ns.batch_sizes))
+        with tqdm(total=len(plan.batch_sizes) * plan.rounds * len(systems), desc="timing", unit="run") as bar:
+            timing = time_systems({n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()},
+                                  texts, plan, on_run=lambda: bar.update(1))
+    baseline = next(iter(systems))
+    result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads,
+              "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
+              "onnxruntime": __import__("onnxruntime").__version__, "systems": {}}
+    for name in systems:
+        entry = {**accuracy[name], "batch": {}}
+        for bs, t in timing.items():
+            s = t[name]
+            speedup = 1.0 if name == baseline else s.get(f"speedup_median_vs_{baseline}", t["speedup_median"])
+            entry["batch"][bs] = {"abstracts_per_s": s["abstracts_per_s"], "ms_per_abstract": s["ms_per_abstract"],
+                                  "speedup_vs_dense_fp32": speedup}
+        result["systems"][name] = entry
+    write_json_atomic(ns.output, result)
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    out = main()
+    for name, e in out["systems"].items():
+        print(f"{name:22s} F1 {e['f1']['micro']:.4f} agreement {e['agreement_with_dense_fp32']:.4f} "
+              + " ".join(f"b{bs} {b['speedup_vs_dense_fp32']:.2f}x" for bs, b in e["batch"].items()))
