@@ -365,3 +365,21 @@ def _n_controller_features(hub) -> int:
     example["exit_probs"] = torch.zeros(1, 2, n_classes)
     example["layer_fraction"] = 0.5
     return controller_features(TokenSignals(**example)).shape[-1]
+
+
+def test_batch_reports_an_id_pubtator_cannot_hold_and_goes_on(tiny_engine, tmp_path):
+    """A JSONL id with '|' is an error record (as in `bioprune annotate`), not a crash of the whole run."""
+    import json
+
+    from webapp.batch_job import run_batch
+
+    upload = tmp_path / "docs.jsonl"
+    upload.write_text(json.dumps({"id": "a|b", "text": "Cisplatin nephrotoxicity."}) + "\n"
+                      + json.dumps({"id": "ok", "text": "Haloperidol induced delirium."}) + "\n", encoding="utf-8")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    result = run_batch(tiny_engine, [upload], run_dir, limit=10, formats=["pubtator", "jsonl"])
+    assert result.stats.documents == 1 and result.stats.errors == 1
+    [error] = [json.loads(line) for line in (run_dir / "bioprune_errors.jsonl").read_text().splitlines()]
+    assert error["record_id"] == "a|b"
+    assert (run_dir / "bioprune_annotated.pubtator").read_text().startswith("ok|t|")

@@ -98,10 +98,22 @@ def _check_content(path: Path, name: str) -> None:
                         "JSONL or plain text.")
 
 
-def count_documents(paths: Sequence[Path], limit: int) -> tuple[int, list[RecordError]]:
-    """Documents in ``paths`` (reading stops after ``limit + 1``) and the read errors met on the way."""
+class _AllWriters:
+    """Screens a document against every chosen writer (``OutputFormat.problem``): one that any of them
+    cannot write (a PubTator id holding '|') becomes an error record, as in ``bioprune annotate``."""
+
+    def __init__(self, writers: dict):
+        self.writers = writers
+
+    def problem(self, document: Document) -> str | None:
+        return next((p for w in self.writers.values() if (p := w.problem(document)) is not None), None)
+
+
+def count_documents(paths: Sequence[Path], limit: int, writers: dict | None = None) -> tuple[int, list[RecordError]]:
+    """Documents in ``paths`` (reading stops after ``limit + 1``) and the read errors met on the way
+    (also documents one of ``writers`` cannot write)."""
     documents, errors = 0, []
-    for record in iter_all_records(paths):
+    for record in iter_all_records(paths, fmt=_AllWriters(writers or {})):
         if isinstance(record, Document):
             documents += 1
             if documents > limit:
@@ -182,7 +194,7 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
     """
     writers = output_formats(formats)  # a bad choice is refused before any reading
     names = {str(p): display_name(p) for p in paths}
-    total, early_errors = count_documents(paths, limit)
+    total, early_errors = count_documents(paths, limit, writers)
     if total == 0:
         reasons = "; ".join(f"{names.get(e.source, display_name(e.source))}: {e.reason}" for e in early_errors[:3])
         raise UserError("No documents could be read from the upload" + (f" ({reasons})." if reasons else "."))
@@ -198,7 +210,7 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
             handles[name].write(fmt.header())
         if on_progress:
             on_progress(0, total)
-        records = iter(_limited(iter_all_records(paths), limit))
+        records = iter(_limited(iter_all_records(paths, fmt=_AllWriters(writers)), limit))
         started = time.perf_counter()
         while chunk := list(itertools.islice(records, chunk_docs)):
             done = stats.documents
