@@ -6,7 +6,7 @@
 All requests are released at once (a barrier), each from its own thread, and each is timed from
 its release to its answer, queueing included: that is the latency a person sees when that many
 people press *Annotate* together. Each request runs the chosen setting and the dense model on one
-example abstract (``examples/app/*.txt``, in turn). One warm-up request goes first and is not
+example abstract (``webapp/abstracts/*.txt``, in turn). One warm-up request goes first and is not
 counted. Writes ``results/app_load.json``; exits 1 when any request failed.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def run(args: LoadTestArgs) -> dict:
 
     texts = [e.text for e in load_examples(AppSettings().examples_dir)]
     if not texts:
-        raise SystemExit("no example abstracts in examples/app/")
+        raise SystemExit("no example abstracts in webapp/abstracts/")
     close, settings = None, None
     url = args.url
     if url is None:
