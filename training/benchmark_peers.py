@@ -14,7 +14,10 @@ so only the forward differs and F1 is comparable:
                            dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
 Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
 batch 1 and 16. F1 and entity agreement with dense fp32 on all the abstracts (bioprune.evaluation).
-Still to add (issue 16): a spaCy CNN pipeline trained here, and the HF ``pipeline`` (benchmark_dense.py).
+  spaCy CNN                with --spacy-model: a spaCy `ner` pipeline (efficiency config, scispaCy's
+                           architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
+                           its own tokenizer, scored by the same exact-match measure
+Still to add (issue 16): the HF ``pipeline`` (it is in benchmark_dense.py).
 """
 from __future__ import annotations
 
@@ -32,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
 from bioprune.encoder import ForwardResult  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import evaluate_engine  # noqa: E402
+from bioprune.evaluation import mention_scores  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from bioprune.types import ENTITY_TYPES  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
 logger = logging.getLogger("benchmark_peers")
@@ -109,6 +113,31 @@ def ort_engine(engine: PruningEngine, path: Path, threads: int) -> PruningEngine
     return out
 
 
+SPACY_PEER = "spaCy CNN (ner efficiency config, trained here)"
+
+
+def spacy_annotator(path: str):
+    """annotate(documents or texts, batch_size) for a spaCy pipeline: its doc.ents as character spans."""
+    import spacy
+
+    nlp = spacy.load(path)
+
+    def annotate(items, batch_size: int):
+        texts = [getattr(item, "text", item) for item in items]
+        return [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
+                for doc in nlp.pipe(texts, batch_size=batch_size)]
+    return annotate
+
+
+def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
+    """(document id, start, end, type) of every predicted entity: from Annotations or from span lists."""
+    keys = []
+    for doc, result in zip(documents, results):
+        spans = [(e.start, e.end, e.label) for e in result.entities] if hasattr(result, "entities") else result
+        keys += [(doc.id, s, e, t) for s, e, t in spans]
+    return keys
+
+
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,6 +148,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--limit-docs", type=int, default=0, help="abstracts timed (0: all); F1 uses all")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--spacy-model", help="a spaCy NER pipeline (training/train_spacy_peer.py: runs/spacy-peer/model-best)")
     ns = parser.parse_args(argv)
     torch.set_num_threads(ns.threads)
     gold = read_pubtator(ns.data)
@@ -130,20 +160,25 @@ def main(argv=None) -> dict:
                    "bioprune MLP default": base.with_config(PruningConfig(controller="mlp")),
                    "ORT fp32": ort_engine(base, onnx_files["fp32"], ns.threads),
                    "ORT int8": ort_engine(base, onnx_files["int8"], ns.threads)}
-        accuracy = {}
-        for name, engine in tqdm(systems.items(), desc="F1", unit="system"):
-            scores = evaluate_engine(engine, gold, reference=None if engine is base else base)
-            accuracy[name] = {"f1": {t: scores["mention"][t]["f1"] for t in scores["mention"]},
-                              "agreement_with_dense_fp32": scores.get("agreement", {}).get("micro", {}).get("f1", 1.0)}
+        annotators = {n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()}
+        if ns.spacy_model:
+            annotators[SPACY_PEER] = spacy_annotator(ns.spacy_model)
+        documents = [d.to_document() for d in gold]
+        keys = {name: entity_keys(documents, annotate(documents, 16)) for name, annotate in
+                tqdm(annotators.items(), desc="F1", unit="system")}
+        gold_keys = [(d.pmid, m.start, m.end, m.type) for d in gold for m in d.mentions if m.type in ENTITY_TYPES]
+        accuracy = {name: {"f1": {t: v["f1"] for t, v in mention_scores(gold_keys, k).items()},
+                           "agreement_with_dense_fp32": mention_scores(keys[next(iter(systems))], k)["micro"]["f1"]}
+                    for name, k in keys.items()}
         plan = TimingPlan(rounds=ns.rounds, batch_sizes=tuple(ns.batch_sizes))
-        with tqdm(total=len(plan.batch_sizes) * plan.rounds * len(systems), desc="timing", unit="run") as bar:
-            timing = time_systems({n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()},
+        with tqdm(total=len(plan.batch_sizes) * plan.rounds * len(annotators), desc="timing", unit="run") as bar:
+            timing = time_systems({n: (lambda t, bs, a=a: a(t, bs)) for n, a in annotators.items()},
                                   texts, plan, on_run=lambda: bar.update(1))
     baseline = next(iter(systems))
     result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads,
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
               "onnxruntime": __import__("onnxruntime").__version__, "systems": {}}
-    for name in systems:
+    for name in annotators:
         entry = {**accuracy[name], "batch": {}}
         for bs, t in timing.items():
             s = t[name]
