@@ -200,14 +200,15 @@ def _record_in_meta(meta: dict, name: str) -> None:
 
 
 def _check_device(device) -> None:
-    import torch
+    """The engine's own device rule (bioprune.devices.resolve_device), as a ConfigError with a working example."""
+    from bioprune.devices import resolve_device
+    from bioprune.errors import InputError
 
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError("device", device, 'must be a torch device string such as "cpu" or "cuda"', "cpu") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", device, "asks for CUDA, which this torch cannot use", "cpu")
+        resolve_device(device)
+    except InputError as e:
+        raise ConfigError("device", device, f'must be a torch device string such as "cpu" or "cuda" that this '
+                          f"machine can use ({e.reason})", "cpu") from None
 
 
 def _requirement_name(requirement: str) -> str:
