@@ -227,3 +227,10 @@ def test_format_roundtrip_entity_spanning_line_break_or_tab(tmp_path, sep):
     assert entity.text == f"Parkinson's{sep}disease"
     back = _reparse(tmp_path, format_pubtator(Annotation("5", text, entities=(entity,)), doc))
     assert [(m.start, m.end) for m in back.mentions] == [(14, 33)]
+
+
+def test_bioreds_five_column_relation_lines_are_relations(tmp_path):
+    path = _write(tmp_path, GOOD_BLOCK + "1\tAssociation\tD015738\tD003693\tNovel\n")
+    [doc] = read_pubtator(path)
+    assert [m.text for m in doc.mentions] == ["Famotidine"]
+    assert doc.relations == (Relation(type="Association", arg1="D015738", arg2="D003693"),)

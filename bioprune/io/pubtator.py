@@ -6,6 +6,7 @@ One block per document, blocks separated by blank lines::
     PMID|a|Abstract text
     PMID<TAB>start<TAB>end<TAB>mention<TAB>Chemical|Disease<TAB>MeSH id(s)
     PMID<TAB>CID<TAB>chemical id<TAB>disease id          (relation line)
+    PMID<TAB>Association<TAB>id<TAB>id<TAB>Novel         (BioRED's relation line)
 
 Offsets are 0-based, end-exclusive, over ``title + " " + abstract``. ``iter_pubtator`` streams
 records one block at a time and raises :class:`~bioprune.errors.InputError` naming the file and
@@ -27,6 +28,7 @@ from bioprune.io.records import RecordError
 from bioprune.types import Annotation, Document
 
 _TEXT_LINE = re.compile(r"^([^|\t]+)\|([ta])\|(.*)$")
+_RELATION_TYPE = re.compile(r"^[A-Z][A-Za-z_]*$")  # CID, Association, Positive_Correlation, ...
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,8 @@ def _parse_block(block: list[tuple[int, str]], source: str) -> PubTatorDocument:
         cols = line.split("\t")
         if cols[0] != pmid:
             raise InputError(source, f"line for '{cols[0]}' inside the block of {pmid}", line_no)
-        if len(cols) == 4:
+        if len(cols) == 4 or (len(cols) == 5 and _RELATION_TYPE.match(cols[1])):
+            # a relation line; BioRED's carry a fifth column (novelty), kept out of the record
             relations.append(Relation(type=cols[1], arg1=cols[2], arg2=cols[3]))
         elif len(cols) >= 5:
             mention_lines.append((line_no, line))
