@@ -14,10 +14,20 @@ so only the forward differs and F1 is comparable:
                            dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
 Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
 batch 1 and 16. F1 and entity agreement with dense fp32 on all the abstracts (bioprune.evaluation).
+  HF pipeline              transformers' ``pipeline("token-classification")`` on the same weights,
+                           loaded as bioprune loads them (safetensors, fp32: the folder stores fp16 and
+                           transformers 5 would otherwise run fp16 on the CPU). Its own tokenization
+                           and chunking: ``stride`` (the engine's 128-token window overlap) so abstracts
+                           over 512 tokens are read whole, not truncated; chunks merged the pipeline's
+                           way (of two overlapping entities the longer wins). --hf-aggregation
+                           "average" (default) averages the label probabilities over a word's subwords
+                           and takes the argmax, the engine's own word-level decoding, so spans fall
+                           on word boundaries ("simple" can end an entity inside a word, "first" reads
+                           the first subword only). None of bioprune's document-level passes (the
+                           shipped model's abbreviation expansion): this is what a pipeline user gets
   spaCy CNN                with --spacy-model: a spaCy `ner` pipeline (efficiency config, scispaCy's
                            architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
                            its own tokenizer, scored by the same exact-match measure
-Still to add (issue 16): the HF ``pipeline`` (it is in benchmark_dense.py).
 """
 from __future__ import annotations
 
@@ -34,7 +44,8 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
 from bioprune.encoder import ForwardResult  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model  # noqa: E402
 from bioprune.evaluation import mention_scores  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.timing import TimingPlan, time_systems  # noqa: E402
@@ -129,6 +140,39 @@ def spacy_annotator(path: str):
     return annotate
 
 
+HF_PEER = "HF pipeline (transformers, fp32)"
+HF_AGGREGATIONS = ("average", "first", "max", "simple")  # the pipeline's strategies that yield entity spans
+
+
+def hf_pipeline(model_dir, aggregation: str = "average", stride: int | None = DEFAULT_OVERLAP_TOKENS):
+    """transformers' ``pipeline("token-classification")`` over a model folder (or hub id), fp32 on the CPU.
+
+    One implementation for benchmark_peers.py and benchmark_dense.py. The weights are read the way
+    bioprune reads them (:func:`bioprune.engine.load_model`: safetensors only, fp32), into a copy of
+    their own: the shipped folder stores fp16, which transformers 5 would otherwise keep. ``stride``
+    is the number of tokens consecutive chunks share, so a text over the tokenizer's length limit is
+    read whole; ``None`` truncates it there (the pipeline's default). A tokenizer that states no
+    limit (a test fixture's) gets the model's position limit, so a chunk always fits the model.
+    """
+    from transformers import pipeline
+
+    tokenizer, model = load_model(model_dir)
+    tokenizer.model_max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings)
+    return pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=aggregation,
+                    stride=stride, device=-1)
+
+
+def hf_annotator(pipe):
+    """annotate(documents or texts, batch_size) for a token-classification pipeline: its entity groups
+    of bioprune's types as (start, end, type) character spans (other groups, if any, are dropped)."""
+    def annotate(items, batch_size: int):
+        texts = [getattr(item, "text", item) for item in items]
+        return [[(int(g["start"]), int(g["end"]), g["entity_group"]) for g in groups
+                 if g["entity_group"] in ENTITY_TYPES]
+                for groups in pipe(texts, batch_size=batch_size)]
+    return annotate
+
+
 def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
     """(document id, start, end, type) of every predicted entity: from Annotations or from span lists."""
     keys = []
@@ -149,6 +193,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit-docs", type=int, default=0, help="abstracts timed (0: all); F1 uses all")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--spacy-model", help="a spaCy NER pipeline (training/train_spacy_peer.py: runs/spacy-peer/model-best)")
+    parser.add_argument("--hf-aggregation", choices=HF_AGGREGATIONS, default="average",
+                        help="the HF pipeline's aggregation_strategy (average: the engine's word-level decoding)")
     ns = parser.parse_args(argv)
     torch.set_num_threads(ns.threads)
     gold = read_pubtator(ns.data)
@@ -161,6 +207,7 @@ def main(argv=None) -> dict:
                    "ORT fp32": ort_engine(base, onnx_files["fp32"], ns.threads),
                    "ORT int8": ort_engine(base, onnx_files["int8"], ns.threads)}
         annotators = {n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()}
+        annotators[HF_PEER] = hf_annotator(hf_pipeline(base.source_dir, ns.hf_aggregation, base.overlap_tokens))
         if ns.spacy_model:
             annotators[SPACY_PEER] = spacy_annotator(ns.spacy_model)
         documents = [d.to_document() for d in gold]
@@ -177,7 +224,11 @@ def main(argv=None) -> dict:
     baseline = next(iter(systems))
     result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads,
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
-              "onnxruntime": __import__("onnxruntime").__version__, "systems": {}}
+              "onnxruntime": __import__("onnxruntime").__version__,
+              "transformers": __import__("transformers").__version__,
+              "hf_pipeline": {"system": HF_PEER, "aggregation_strategy": ns.hf_aggregation,
+                              "stride": base.overlap_tokens},
+              "bioprune_postprocess": list(base.postprocess), "systems": {}}
     for name in annotators:
         entry = {**accuracy[name], "batch": {}}
         for bs, t in timing.items():
