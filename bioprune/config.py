@@ -46,11 +46,14 @@ class IgnoredSettingWarning(UserWarning):
                          "does not prune; choose controller='rule' or 'mlp', or leave them at their defaults")
 
 
-def face(help: str, flag: str | None = None, key: str | None = None) -> dict:
+def face(help: str, flag: str | None = None, key: str | None = None,
+         ui: tuple[float, float, float] | None = None) -> dict:
     """Field metadata marking a setting every face offers (CLI flag, spaCy key, app control), with
     its help text; ``flag``/``key`` only where the field's own name will not do (``lambda`` is a
-    Python keyword). :mod:`bioprune.options` derives each face's options from these."""
-    return {"face": True, "help": help, "flag": flag, "key": key}
+    Python keyword); ``ui`` the (low, high, step) of a number's slider in the app, where a range
+    helps a person pick (the config's own checks still decide what is valid).
+    :mod:`bioprune.options` derives each face's options from these."""
+    return {"face": True, "help": help, "flag": flag, "key": key, "ui": ui}
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,9 @@ class PruningConfig:
     # 1.5 points of FLOPs saved (results/prune_aware_dev.json), so it is opt-in.
     aggressiveness: float | None = field(default=None, metadata=face(
         "pruning aggressiveness λ: how far below certainty a token may be and still leave",
-        flag="--lambda", key="lambda_"))
+        flag="--lambda", key="lambda_", ui=(0.0, 16.0, 0.1)))  # 16: the largest λ the evaluation suite sweeps
     min_keep_ratio: float = field(default=0.3, metadata=face(
-        "fraction of each sequence's real tokens that always stays"))
+        "fraction of each sequence's real tokens that always stays", ui=(0.05, 1.0, 0.05)))
     prune_layers: tuple[int, ...] | None = field(default=None, metadata=face(
         "prune after this many layers have run (1..L-1)"))
     recovery: bool = field(default=False, metadata=face(

@@ -32,6 +32,7 @@ class Setting:
     choices: tuple[str, ...]  # for kind "choice"
     default: object  # from DEFAULT; None: decided by the controller (its operating point)
     help: str
+    ui: tuple[float, float, float] | None = None  # kind "float": (low, high, step) of the app's slider, if any
 
 
 def _kind(hint) -> tuple[str, tuple[str, ...]]:
@@ -59,7 +60,7 @@ def _settings() -> tuple[Setting, ...]:
         default = getattr(DEFAULT, f.name) if f.name not in ("aggressiveness", "prune_layers") else None
         out.append(Setting(field=f.name, flag=f.metadata["flag"] or "--" + f.name.replace("_", "-"),
                            key=f.metadata["key"] or f.name, kind=kind, choices=choices, default=default,
-                           help=f.metadata["help"]))
+                           help=f.metadata["help"], ui=f.metadata.get("ui")))
     return tuple(out)
 
 
