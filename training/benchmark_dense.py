@@ -8,6 +8,8 @@ batch 16, after a warm-up; rounds alternate between the two so drift hits both a
 abstracts/s and ms/abstract per round and their medians. The pipeline is what a user would reach
 for otherwise (``aggregation_strategy="simple"``, which also yields character spans); note that it
 truncates at 512 tokens while the engine windows long abstracts, so the engine does slightly more work.
+The pipeline is ``training/benchmark_peers.py``'s ``hf_pipeline`` (the peers benchmark scores it too,
+windowed and with word-level aggregation), on its own fp32 copy of the same weights.
 """
 from __future__ import annotations
 
@@ -50,10 +52,9 @@ def main(args: BenchmarkArgs) -> dict:
     docs = read_pubtator(args.data)
     texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
     engine = PruningEngine.from_pretrained(args.model, config=DENSE)
-    from transformers import pipeline
+    from training.benchmark_peers import hf_pipeline
 
-    hf = pipeline("token-classification", model=engine.model, tokenizer=engine.tokenizer,
-                  aggregation_strategy="simple", device=-1)
+    hf = hf_pipeline(args.model, aggregation="simple", stride=None)  # this benchmark's settings, see the docstring
     systems = {
         "bioprune_dense": lambda bs: (lambda t: engine.annotate(t, batch_size=bs)),
         "hf_pipeline": lambda bs: (lambda t: hf(t, batch_size=bs)),

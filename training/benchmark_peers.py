@@ -4,30 +4,32 @@
     python training/benchmark_peers.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_peers.json [--limit-docs 200 --rounds 3]
 
-Systems, all through the same tokenization, windows, decoding and post-processing (the engine's),
-so only the forward differs and F1 is comparable:
+Systems (bioprune's and ONNX Runtime's all go through the engine's tokenization, windows, decoding
+and post-processing, so among them only the forward differs):
   bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
   bioprune default         bioprune.DEFAULT (dense at the machine's best precision)
   bioprune MLP default     the learned controller's operating point at the default precision
   ORT fp32 / ORT int8      ONNX Runtime on the same model: exported with torch.onnx (opset 17),
                            ONNX Runtime's BERT optimizer (fused attention, layer norm, GELU), then
                            dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
-Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
-batch 1 and 16. F1 and entity agreement with dense fp32 on all the abstracts (bioprune.evaluation).
   HF pipeline              transformers' ``pipeline("token-classification")`` on the same weights,
                            loaded as bioprune loads them (safetensors, fp32: the folder stores fp16 and
                            transformers 5 would otherwise run fp16 on the CPU). Its own tokenization
                            and chunking: ``stride`` (the engine's 128-token window overlap) so abstracts
-                           over 512 tokens are read whole, not truncated; chunks merged the pipeline's
-                           way (of two overlapping entities the longer wins). --hf-aggregation
-                           "average" (default) averages the label probabilities over a word's subwords
-                           and takes the argmax, the engine's own word-level decoding, so spans fall
-                           on word boundaries ("simple" can end an entity inside a word, "first" reads
-                           the first subword only). None of bioprune's document-level passes (the
-                           shipped model's abbreviation expansion): this is what a pipeline user gets
+                           over 512 tokens (45 of the 500 test abstracts) are read whole, not truncated;
+                           chunks placed and merged the pipeline's way (of two overlapping entities the
+                           longer wins). --hf-aggregation "average" (default) averages the label
+                           probabilities over a word's subwords and takes the argmax, the engine's own
+                           word-level decoding, so spans fall on word boundaries ("simple" can end an
+                           entity inside a word, "first" reads the first subword only). None of
+                           bioprune's document-level passes (the shipped model's abbreviation
+                           expansion): this is what a pipeline user gets
   spaCy CNN                with --spacy-model: a spaCy `ner` pipeline (efficiency config, scispaCy's
                            architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
                            its own tokenizer, scored by the same exact-match measure
+Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
+batch 1 and 16. F1 (exact match, bioprune.evaluation.mention_scores) and entity agreement with
+dense fp32 on all the abstracts, every system alike.
 """
 from __future__ import annotations
 
