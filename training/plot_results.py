@@ -11,7 +11,12 @@ Reads ``eval_suite.json`` and ``controllers_dev.json`` (training/eval_suite.py) 
   controllers at the same pruning layers (the ``controllers`` group), on test and on dev;
 * ``ablation_min_keep_ratio.png``, ``ablation_prune_layers.png``, ``ablation_recovery.png``: F1 drop,
   FLOPs saved and documents with recovery along each ablation;
-* ``fairness_groups.png``: F1 and recall drop per group, with the number of gold mentions.
+* ``fairness_groups.png``: F1 and recall drop per group, with the number of gold mentions;
+
+and from ``benchmark_peers.json`` (training/benchmark_peers.py):
+
+* ``benchmark_peers.png``: each peer's micro F1 against its speed over bioprune dense fp32 at batch
+  16, beside its speed at every batch size timed (grouped bars).
 
 The data selection is plain functions (testable without matplotlib); the plotting is thin.
 """
@@ -74,6 +79,14 @@ def ablation_series(suite: dict, family: str) -> list[dict]:
              "flops_saved": r["flops_saved_ratio"], "tokens_pruned": r["tokens_pruned_ratio"],
              "recovery": r["recovery_rate_documents"], "default": r.get("is_default", False)}
             for r in suite["rows"] if r["group"] == "ablations" and r["family"] == family]
+
+
+def peers_points(peers: dict) -> list[dict]:
+    """Per system of benchmark_peers.json, in its order: name, micro F1, entity agreement with dense
+    fp32, and speed over dense fp32 per batch size timed (``{"1": ratio, "16": ratio}``)."""
+    return [{"name": name, "f1": e["f1"]["micro"], "agreement": e["agreement_with_dense_fp32"],
+             "speed": {bs: b["speedup_vs_dense_fp32"] for bs, b in e["batch"].items()}}
+            for name, e in peers["systems"].items()]
 
 
 def _pyplot():
@@ -196,6 +209,47 @@ def plot_fairness(fair: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_peers(peers: dict, path: Path) -> None:
+    """Left: micro F1 against speed over dense fp32 at batch 16 (the last batch size timed if 16 was
+    not), one marker per system. Right: speed over dense fp32 per system, one bar per batch size."""
+    plt = _pyplot()
+    points = peers_points(peers)
+    batches = list(points[0]["speed"])
+    batch = TIMED_BATCH if TIMED_BATCH in batches else batches[-1]
+    fig, (ax_f1, ax_bars) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.15]})
+    markers = "o*sDv^P<>Xh"
+    for i, p in enumerate(points):
+        ax_f1.plot([p["speed"][batch]], [p["f1"]], marker=markers[i % len(markers)], markersize=10 if i else 14,
+                   linestyle="", color=f"C{i}", label=f"{p['name']} (agreement {p['agreement']:.3f})")
+    ax_f1.axvline(1.0, color="black", linewidth=0.6)
+    ax_f1.set_xlabel(f"speed vs bioprune dense fp32, batch {batch} (×; higher is faster)")
+    ax_f1.set_ylabel("micro F1 (exact mention)")
+    ax_f1.set_title(f"F1 vs speed, batch {batch}", fontsize=10)
+    ax_f1.grid(alpha=0.3)
+    ax_f1.legend(fontsize=7, loc="best")
+    width = 0.8 / len(batches)
+    ys = range(len(points))
+    for j, bs in enumerate(batches):
+        offsets = [y - 0.4 + width * (j + 0.5) for y in ys]
+        speeds = [p["speed"][bs] for p in points]
+        bars = ax_bars.barh(offsets, speeds, height=width, label=f"batch {bs}", color=f"C{j}", alpha=0.85)
+        ax_bars.bar_label(bars, labels=[f"{v:.2f}×" for v in speeds], fontsize=7, padding=2)
+    ax_bars.axvline(1.0, color="black", linewidth=0.6)
+    ax_bars.set_yticks(list(ys), [p["name"] for p in points], fontsize=8)
+    ax_bars.invert_yaxis()  # the results' order, dense fp32 on top
+    ax_bars.set_xlabel("speed vs bioprune dense fp32 (×)")
+    ax_bars.set_title("speed per batch size", fontsize=10)
+    ax_bars.grid(alpha=0.3, axis="x")
+    ax_bars.legend(fontsize=8, loc="upper right")  # beside the baseline's short bars
+    ax_bars.margins(x=0.12)
+    fig.suptitle(f"Peers on BC5CDR test: F1 on {peers['n_abstracts_scored']} abstracts, speed on "
+                 f"{peers['n_abstracts_timed']} ({peers['threads']} CPU threads, median of alternating rounds)",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results-dir", default="results")
@@ -227,6 +281,12 @@ def main(argv=None) -> list[Path]:
         written.append(out / "fairness_groups.png")
     else:
         logger.warning("%s not found: no fairness chart", fair_file)
+    peers_file = src / "benchmark_peers.json"
+    if peers_file.is_file():
+        plot_peers(json.loads(peers_file.read_text()), out / "benchmark_peers.png")
+        written.append(out / "benchmark_peers.png")
+    else:
+        logger.warning("%s not found: no peers chart", peers_file)
     for p in written:
         logger.info("wrote %s", p)
     return written

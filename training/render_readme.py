@@ -428,21 +428,43 @@ def precision_table() -> str | None:
     return "\n".join(out)
 
 
-def peers_table(res: dict) -> str:
-    """training/benchmark_peers.py: each system's F1, agreement with dense fp32 and speed at each batch size."""
+PEERS_CHART = "benchmark_peers.png"  # training/plot_results.py writes it from benchmark_peers.json
+
+
+def peers_table(res: dict, chart: bool = False) -> str:
+    """training/benchmark_peers.py: each system's F1, agreement with dense fp32 and speed at each batch size.
+
+    ``chart``: show results/benchmark_peers.png (training/plot_results.py) above the table. The HF
+    pipeline's note appears only for a results file that has its row (older ones do not).
+    """
     batches = list(next(iter(res["systems"].values()))["batch"])
-    out = ["| system | F1 test (micro) | entity agreement with dense fp32 | "
-           + " | ".join(f"batch {bs}: speed vs dense fp32 (abstracts/s)" for bs in batches) + " |",
-           "|---|---|---|" + "---|" * len(batches)]
+    out = [f"![F1 vs speed of the peers](results/{PEERS_CHART})", ""] if chart else []
+    out += ["| system | F1 test (micro) | entity agreement with dense fp32 | "
+            + " | ".join(f"batch {bs}: speed vs dense fp32 (abstracts/s)" for bs in batches) + " |",
+            "|---|---|---|" + "---|" * len(batches)]
     for name, e in res["systems"].items():
         speeds = " | ".join(f"**{e['batch'][bs]['speedup_vs_dense_fp32']:.2f}×** ({e['batch'][bs]['abstracts_per_s']:.1f})"
                             for bs in batches)
         out.append(f"| {name} | {e['f1']['micro']:.4f} | {e['agreement_with_dense_fp32']:.4f} | {speeds} |")
+    systems = ("the bioprune and ONNX Runtime rows go through the engine's own tokenization, windows and "
+               "decoding, only the forward differs")
+    torch_users = "torch"
+    hf = res.get("hf_pipeline")
+    if hf is not None and hf["system"] in res["systems"]:
+        passes = ", ".join(res.get("bioprune_postprocess", [])) or "none"
+        systems += (f"; the {hf['system']} row is the same fp32 weights through transformers "
+                    f"{res['transformers']}: `pipeline(\"token-classification\", aggregation_strategy="
+                    f"\"{hf['aggregation_strategy']}\", stride={hf['stride']})`, its own tokenization, abstracts "
+                    "over 512 tokens read whole in overlapping chunks, none of the engine's document-level passes "
+                    f"({passes})")
+        torch_users = "torch (bioprune and the HF pipeline)"
+    if any(name.startswith("spaCy") for name in res["systems"]):
+        systems += "; the spaCy row is its own pipeline and tokenizer"
+    threads = f"{res['threads']} threads for {torch_users} and ONNX Runtime ({res['onnxruntime']}) alike"
     out += ["", f"F1 and agreement on the {res['n_abstracts_scored']} BC5CDR test abstracts; speed on "
-            f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {res['threads']} "
-            f"threads for torch and ONNX Runtime ({res['onnxruntime']}) alike; every system goes through the "
-            "engine's own tokenization, windows and decoding, only the forward differs. "
-            f"`{res['command']}` → `results/benchmark_peers.json`."]
+            f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {threads}; "
+            f"{systems}. `{res['command']}` → `results/benchmark_peers.json`"
+            + (f"; chart: `python training/plot_results.py` → `results/{PEERS_CHART}`." if chart else ".")]
     return "\n".join(out)
 
 
@@ -493,7 +515,7 @@ def main() -> None:
     if (table := precision_table()) is not None:
         blocks["precision"] = table
     if (peers := _load("benchmark_peers.json")) is not None:
-        blocks["peers"] = peers_table(peers)
+        blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
         if not path.is_file():
             continue
