@@ -17,6 +17,7 @@ pytest.importorskip("gradio_client", reason="the app tests need gradio_client: p
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from bioprune.options import SETTINGS  # noqa: E402
 from webapp.settings import REPO_ROOT, AppSettings  # noqa: E402
 
 EXAMPLES_DIR = AppSettings().examples_dir
@@ -83,10 +84,11 @@ def test_the_api_has_named_endpoints_and_named_outputs(client):
         assert all(labels) and not [x for x in labels if re.fullmatch(r"value_\d+|\d+(st|nd|rd|th)", x)], (name, labels)
     returns = [r["label"] for r in api["named_endpoints"]["/annotate"]["returns"]]
     assert "Recovery events" in returns and "Summary" in returns
-    knobs = ["controller", "aggressiveness", "min_keep_ratio", "recovery"]
-    for name, first in (("/annotate", "text"), ("/entities", "text"), ("/annotate_files", "files")):
+    settings = [s.key for s in SETTINGS]  # one parameter per pruning setting, by its key (bioprune.options)
+    for name, expected in (("/annotate", ["text", *settings]), ("/entities", ["text", *settings]),
+                           ("/annotate_files", ["files", *settings, "formats"])):
         params = [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]]
-        assert params[:5] == [first, *knobs], (name, params)
+        assert params == expected, (name, params)
     assert [r["label"] for r in api["named_endpoints"]["/entities"]["returns"]] == ["entities and trace summary"]
 
 
@@ -113,10 +115,21 @@ def test_precision_is_a_choice_of_the_api_and_the_dense_reference_stays_fp32(cli
     bf16 = client.predict(text=EXAMPLE, controller="none", precision="bf16", api_name="/entities")
     assert "precision fp32" in exact["setting"] and "precision bf16" in bf16["setting"]
     assert [e["text"] for e in bf16["entities"]] == [e["text"] for e in exact["entities"]]  # bf16 keeps them here
-    summary = client.predict(EXAMPLE, "none", 2.0, 0.3, False, "bf16", api_name="/annotate")[0]
+    summary = client.predict(EXAMPLE, controller="none", precision="bf16", api_name="/annotate")[0]
     assert "from dense fp32" in summary and "precision bf16" in summary  # compared with exact dense
-    summary = client.predict(EXAMPLE, "none", 2.0, 0.3, False, "fp32", api_name="/annotate")[0]
+    summary = client.predict(EXAMPLE, controller="none", precision="fp32", api_name="/annotate")[0]
     assert "Pick the rule or MLP controller" in summary  # the exact dense model: nothing to compare
+
+
+def test_every_setting_reaches_the_engine_through_the_api(client):
+    """The pruning layers and frozen context, which the app once did not offer, arrive in the config like
+    the rest; an invalid value is a one-line message, as bioprune.options words it."""
+    answer = client.predict(EXAMPLE, controller="rule", min_keep_ratio=0.5, prune_layers=[1, 3], frozen_context=True,
+                            api_name="/entities")
+    assert "min_keep_ratio 0.50, prune_layers 1,3, recovery off, frozen_context on" in answer["setting"]
+    assert answer["trace"]["pruned"]
+    with pytest.raises(AppError, match=r"Invalid setting: min_keep_ratio must be in \[0, 1\], got 1.5"):
+        client.predict(EXAMPLE, controller="rule", min_keep_ratio=1.5, api_name="/entities")
 
 
 def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_engine):
@@ -134,36 +147,48 @@ def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_
     text, controller = triggering[0]
     # the app shows it: the recovery table lists the events, /entities reports them
     defaults = PruningConfig(controller=controller)
-    recovery = client.predict(text, controller, defaults.aggressiveness, defaults.min_keep_ratio, True,
-                              api_name="/annotate")[-1]
+    recovery = client.predict(text, controller=controller, lambda_=defaults.aggressiveness,
+                              prune_layers=list(defaults.prune_layers), recovery=True, api_name="/annotate")[-1]
     assert recovery["data"][0][0] in ("entropy_spike", "entity_loss") and recovery["data"][0][2]
-    answer = client.predict(text, controller, None, defaults.min_keep_ratio, True, api_name="/entities")
+    answer = client.predict(text, controller=controller, recovery=True, api_name="/entities")  # λ, layers: its own
     assert answer["trace"]["recovery_events"][0]["tokens_reinserted"] > 0
 
 
 def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
     from webapp.annotate_tab import annotate_outputs, pruned_legend_update
 
-    assert list(pruned_legend_update("rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2 only
-    assert list(pruned_legend_update("mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]
-    assert pruned_legend_update("none")["color_map"] == {}
+    assert list(pruned_legend_update(controller="rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2
+    assert list(pruned_legend_update(controller="mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]
+    assert list(pruned_legend_update(controller="rule", prune_layers=[1, 3])["color_map"]) == [
+        "pruned after layer 1", "pruned after layer 3"]  # the layers picked, not the controller's
+    assert pruned_legend_update(controller="none")["color_map"] == {}
     ctx = built_app.bioprune_context
-    assert annotate_outputs(ctx, EXAMPLE, "rule", 2.0, 0.3, True)[-1][0][0].startswith("not triggered")
-    assert annotate_outputs(ctx, EXAMPLE, "mlp", 6.0, 0.3, False)[-1][0][0].startswith("recovery off")
-    assert annotate_outputs(ctx, EXAMPLE, "none", 2.0, 0.3, False)[-1][0][0].startswith("dense model")
+    assert annotate_outputs(ctx, EXAMPLE, controller="rule", recovery=True)[-1][0][0].startswith("not triggered")
+    assert annotate_outputs(ctx, EXAMPLE, controller="mlp", lambda_=6.0)[-1][0][0].startswith("recovery off")
+    assert annotate_outputs(ctx, EXAMPLE, controller="none", recovery=True)[-1][0][0].startswith("dense model")
 
 
-def test_both_tabs_start_at_the_engines_default_controller(built_app):
-    from bioprune.config import DENSE
+def test_both_tabs_offer_every_setting_starting_at_the_engines_default(built_app):
+    """One control per setting of bioprune.options in each tab, of its kind, together at DEFAULT (dense)."""
+    from bioprune.config import DEFAULT
+    from bioprune.options import config_from_values
 
-    radios = [c["props"] for c in built_app.get_config_file()["components"]
-              if c.get("type") == "radio" and c["props"].get("label") == "Controller"]
-    assert len(radios) == 2 and {r["value"] for r in radios} == {DENSE.controller}
+    kinds = {"choice": {"radio"}, "float": {"slider", "number"}, "bool": {"checkbox"}, "layers": {"checkboxgroup"}}
+    components = {c["props"].get("elem_id"): c for c in built_app.get_config_file()["components"]}
+    for tab in ("annotate", "batch"):
+        controls = {s.key: components[f"{tab}-{s.key.strip('_').replace('_', '-')}"] for s in SETTINGS}
+        assert [controls[s.key]["type"] in kinds[s.kind] for s in SETTINGS] == [True] * len(SETTINGS), tab
+        assert config_from_values({k: c["props"]["value"] for k, c in controls.items()}) == DEFAULT
+        assert controls["controller"]["props"]["value"] == DEFAULT.controller == "none"
+        lam = controls["lambda_"]["props"]
+        assert (lam["minimum"], lam["maximum"], lam["step"]) == next(s.ui for s in SETTINGS if s.key == "lambda_")
+        layers = [value for _, value in controls["prune_layers"]["props"]["choices"]]
+        assert layers == list(built_app.bioprune_context.hub.exit_layers) == [1, 2, 3, 4]  # the shipped exit heads
 
 
 def test_annotate_through_the_client_shows_entities_pruning_and_speed(client):
     (summary, dense, entities, diff, pruned, heatmap, layers, recovery) = client.predict(
-        EXAMPLE, "rule", 1.0, 0.3, True, api_name="/annotate")
+        EXAMPLE, controller="rule", lambda_=1.0, recovery=True, api_name="/annotate")
     labels = {item["class_or_confidence"] for item in entities if item["class_or_confidence"]}
     assert labels == {"Chemical", "Disease"}
     assert any(i["token"] == "haloperidol" and i["class_or_confidence"] == "Chemical" for i in entities)
@@ -181,7 +206,7 @@ def test_annotate_through_the_client_shows_entities_pruning_and_speed(client):
 
 def test_dense_choice_prunes_nothing(client):
     summary, dense, entities, diff, pruned, heatmap, layers, recovery = client.predict(
-        "Cisplatin-induced nephrotoxicity.", "none", 1.0, 0.3, True, api_name="/annotate")
+        "Cisplatin-induced nephrotoxicity.", controller="none", lambda_=1.0, recovery=True, api_name="/annotate")
     assert "dense model" in summary and "nothing is pruned" in heatmap
     assert not any(i["class_or_confidence"] for i in pruned)
     assert all(row[-1].startswith("✓") for row in diff["data"])
@@ -193,7 +218,7 @@ def test_dense_choice_prunes_nothing(client):
 ])
 def test_bad_text_gives_a_clear_message(client, text, message):
     with pytest.raises(AppError, match=message):
-        client.predict(text, "rule", 1.0, 0.3, True, api_name="/annotate")
+        client.predict(text, controller="rule", api_name="/annotate")
 
 
 def test_mlp_choice_works_or_says_what_is_missing(client):
@@ -201,11 +226,13 @@ def test_mlp_choice_works_or_says_what_is_missing(client):
     from bioprune.engine import DEFAULT_MODEL_DIR
 
     if (DEFAULT_MODEL_DIR / CONTROLLER_FILE).is_file():
-        summary = client.predict("Lithium toxicity.", "mlp", 1.0, 0.3, True, api_name="/annotate")[0]
+        summary = client.predict("Lithium toxicity.", controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True,
+                                 api_name="/annotate")[0]
         assert "MLP (learned) controller" in summary
     else:
         with pytest.raises(AppError, match="MLP controller is not trained yet"):
-            client.predict("Lithium toxicity.", "mlp", 1.0, 0.3, True, api_name="/annotate")
+            client.predict("Lithium toxicity.", controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True,
+                           api_name="/annotate")
 
 
 def _names(downloads) -> list[str]:
@@ -216,7 +243,7 @@ def test_batch_writes_pubtator_jsonl_csv_bioc_and_a_summary(client, app_output_d
     broken = tmp_path / "notes.txt"
     broken.write_bytes(b"Cisplatin caused acute renal failure.\n\xff\xfe not utf-8\n")
     downloads, summary, errors = client.predict(
-        [handle_file(str(SAMPLE_PUBTATOR)), handle_file(str(broken))], "rule", 1.0, 0.3, True,
+        [handle_file(str(SAMPLE_PUBTATOR)), handle_file(str(broken))], controller="rule", lambda_=1.0, recovery=True,
         api_name="/annotate_files")  # output formats: the default, all of them
     assert _names(downloads) == ["bioprune_annotated.bioc.json", "bioprune_annotated.csv",
                                  "bioprune_annotated.jsonl", "bioprune_annotated.pubtator", "bioprune_errors.jsonl"]
@@ -240,10 +267,10 @@ def test_batch_writes_pubtator_jsonl_csv_bioc_and_a_summary(client, app_output_d
 
 def test_batch_writes_only_the_chosen_formats(client):
     downloads, summary, errors = client.predict(
-        [handle_file(str(SAMPLE_PUBTATOR))], "none", 2.0, 0.3, False, ["bioc"], api_name="/annotate_files")
+        [handle_file(str(SAMPLE_PUBTATOR))], controller="none", formats=["bioc"], api_name="/annotate_files")
     assert _names(downloads) == ["bioprune_annotated.bioc.json"]
     with pytest.raises(AppError, match="at least one output format"):
-        client.predict([handle_file(str(SAMPLE_PUBTATOR))], "none", 2.0, 0.3, False, [], api_name="/annotate_files")
+        client.predict([handle_file(str(SAMPLE_PUBTATOR))], controller="none", formats=[], api_name="/annotate_files")
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -255,12 +282,12 @@ def test_bad_files_give_a_clear_message(client, tmp_path, name, content, message
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
-        client.predict([handle_file(str(path))], "none", 1.0, 0.3, True, api_name="/annotate_files")
+        client.predict([handle_file(str(path))], controller="none", api_name="/annotate_files")
 
 
 def test_no_file_upload_is_a_clear_message(client):
     with pytest.raises(AppError, match="Upload at least one file"):
-        client.predict([], "none", 1.0, 0.3, True, api_name="/annotate_files")
+        client.predict([], controller="none", api_name="/annotate_files")
 
 
 def test_results_tab_reloads_every_chart_with_a_caption(client):

@@ -52,7 +52,7 @@ def test_example_annotates_with_entities_and_pruned_tokens(page):
     textarea = page.locator("#text textarea")
     page.wait_for_function("document.querySelector('#text textarea').value.startsWith('Valproate-associated')")
     assert "valproic acid" in textarea.input_value()
-    page.locator("#controller").get_by_text("rule", exact=True).click()
+    page.locator("#annotate-controller").get_by_text("rule", exact=True).click()
     page.click("#annotate-btn")
     page.wait_for_function("document.querySelector('#summary') && "
                            "document.querySelector('#summary').innerText.includes('tokens pruned')")
@@ -96,15 +96,22 @@ def test_example_annotates_with_entities_and_pruned_tokens(page):
     print(f"\nscreenshot: {shot}")
 
 
-def test_picking_a_controller_sets_its_default_lambda(page):
+def test_picking_a_controller_sets_its_operating_point(page):
+    """λ and the ticked pruning layers move to the picked controller's own (PruningConfig's OPERATING_POINTS)."""
     from bioprune.config import PruningConfig
 
-    lam = page.locator("#lambda input[type=number]")
+    lam = page.locator("#annotate-lambda input[type=number]")
+    ticked = ("[...document.querySelectorAll('#annotate-prune-layers input[type=checkbox]')]"
+              ".filter(e => e.checked).map(e => e.closest('label').innerText.trim()).join(' ')")
     for label, controller in (("MLP (learned)", "mlp"), ("rule", "rule")):
-        page.locator("#controller").get_by_text(label, exact=True).click()
-        expected = PruningConfig(controller=controller).aggressiveness
-        page.wait_for_function(f"Number(document.querySelector('#lambda input[type=number]').value) === {expected}")
-        assert float(lam.input_value()) == expected
+        page.locator("#annotate-controller").get_by_text(label, exact=True).click()
+        config = PruningConfig(controller=controller)
+        page.wait_for_function(f"Number(document.querySelector('#annotate-lambda input[type=number]').value) "
+                               f"=== {config.aggressiveness}")
+        assert float(lam.input_value()) == config.aggressiveness
+        layers = " ".join(map(str, config.prune_layers))
+        page.wait_for_function(f"{ticked} === '{layers}'")
+        assert page.evaluate(ticked) == layers
 
 
 def test_empty_text_shows_a_message_not_a_traceback(page):

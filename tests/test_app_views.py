@@ -12,7 +12,7 @@ from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 from webapp import views
 from webapp.annotate import Comparison, validate_text
 from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
-from webapp.engines import MAX_LAMBDA, PruningChoice, default_lambda
+from webapp.engines import PruningChoice, operating_point, setting, start_values
 from webapp.errors import UserError
 from webapp.examples import example_label, load_examples
 from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
@@ -173,13 +173,13 @@ def test_layer_recovery_rows_and_summary():
     offsets = [(0, 9), (10, 16)]
     assert views.recovery_rows(pruned.trace, TEXT, offsets) == [["entropy_spike", 2, "1 token: caused", "O",
                                                                  "B-Disease"]]
-    comparison = Comparison(text=TEXT, choice=PruningChoice("rule"), dense=dense, dense_s=0.05, pruned=pruned,
-                            pruned_s=0.04, token_offsets=tuple(offsets), dense_tokens=12, n_layers=4)
+    comparison = Comparison(text=TEXT, choice=PruningChoice(controller="rule"), dense=dense, dense_s=0.05,
+                            pruned=pruned, pruned_s=0.04, token_offsets=tuple(offsets), dense_tokens=12, n_layers=4)
     md = views.summary_markdown(comparison)
     assert "20.0% saved" in md and "50 ms" in md and "40 ms" in md and "1.25× dense: faster" in md
     assert "3 differ" in md and "entropy_spike (1 tokens)" in md
     worse = Trace(tokens_per_layer=(12, 12), flops=120.0, dense_flops=100.0)
-    comparison = Comparison(text=TEXT, choice=PruningChoice("rule"), dense=dense, dense_s=0.05,
+    comparison = Comparison(text=TEXT, choice=PruningChoice(controller="rule"), dense=dense, dense_s=0.05,
                             pruned=Annotation(id="0", text=TEXT, trace=worse), pruned_s=0.06,
                             token_offsets=tuple(offsets), dense_tokens=12, n_layers=2)
     assert "20.0% more** than dense" in views.summary_markdown(comparison)
@@ -196,16 +196,17 @@ def test_text_limits_are_clear_messages():
 def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
     from bioprune.config import DEFAULT, DENSE
     from bioprune.engine import PruningEngine
-    from webapp.engines import DEFAULT_CONTROLLER, DEFAULT_PRECISION, PRECISION_CHOICES
+    from bioprune.options import config_from_values
 
     # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
     assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT == PruningChoice().config()
-    assert (DEFAULT_CONTROLLER, DEFAULT_PRECISION) == (DEFAULT.controller, DEFAULT.precision)
-    assert PRECISION_CHOICES == ("auto", "fp32", "bf16")
-    # the sliders do not apply to dense, the precision does
-    assert PruningChoice("none", 9.0, 0.9, True).config() == DEFAULT
-    assert PruningChoice("none", 9.0, 0.9, True, "fp32").config() == DENSE and PruningChoice(precision="fp32").exact
-    assert PruningChoice("rule", precision="bf16").config().precision == "bf16"
+    assert config_from_values(start_values()) == DEFAULT == PruningChoice(**start_values()).config()  # the controls
+    # the pruning settings do not apply to dense, the precision does
+    pruning = {"lambda_": 9.0, "min_keep_ratio": 0.9, "prune_layers": [1], "recovery": True, "frozen_context": True}
+    assert PruningChoice(controller="none", **pruning).config() == DEFAULT
+    assert PruningChoice(controller="none", **pruning, precision="fp32").config() == DENSE
+    assert PruningChoice(precision="fp32").exact and not PruningChoice().exact
+    assert PruningChoice(controller="rule", precision="bf16").config().precision == "bf16"
 
 
 def test_batch_offers_every_output_format_bioc_included():
@@ -222,23 +223,37 @@ def test_batch_offers_every_output_format_bioc_included():
 
 
 def test_pruning_choice_validates_and_describes():
-    assert PruningChoice("none").dense and not PruningChoice("rule").dense
-    assert PruningChoice("rule", 2.0, 0.5, False).config().min_keep_ratio == 0.5
-    assert "λ 2.0" in PruningChoice("rule", 2.0).describe()
-    with pytest.raises(UserError, match="min_keep_ratio"):
-        PruningChoice("rule", 1.0, 1.5).config()
-    with pytest.raises(UserError, match="Unknown controller"):
-        PruningChoice("magic").config()
-
-
-def test_picking_a_controller_sets_its_own_lambda():
     from bioprune.config import PruningConfig
 
-    assert default_lambda("rule") == PruningConfig(controller="rule").aggressiveness
-    assert default_lambda("mlp") == PruningConfig(controller="mlp").aggressiveness
-    assert default_lambda("mlp") <= MAX_LAMBDA  # the slider can reach every default
-    # the MLP's default λ chosen in the UI gives the MLP's operating point, layers included
-    assert PruningChoice("mlp", default_lambda("mlp")).config() == PruningConfig(controller="mlp")
+    assert PruningChoice(controller="none").dense and not PruningChoice(controller="rule").dense
+    assert PruningChoice(controller="rule", lambda_=2.0, min_keep_ratio=0.5).config().min_keep_ratio == 0.5
+    # an empty value is the setting's default: λ and the layers the controller's own
+    empty = PruningChoice(controller="mlp", lambda_=None, prune_layers=[], min_keep_ratio=None)
+    assert empty.config() == PruningConfig(controller="mlp")
+    assert PruningChoice(controller="rule", lambda_=2.0).describe() == (
+        "rule controller, λ 2.0, min_keep_ratio 0.30, prune_layers 2, recovery off, frozen_context off, precision auto")
+    assert PruningChoice(precision="bf16").describe() == "dense model (no pruning), precision bf16"
+    with pytest.raises(UserError, match=r"^Invalid setting: min_keep_ratio must be in \[0, 1\], got 1.5.$"):
+        PruningChoice(controller="rule", lambda_=1.0, min_keep_ratio=1.5).config()
+    with pytest.raises(UserError, match="prune_layers must be increasing"):
+        PruningChoice(controller="rule", prune_layers=[2, 1]).config()
+    with pytest.raises(UserError, match="Unknown controller 'magic': choose one of none, rule, mlp"):
+        PruningChoice(controller="magic").config()
+    with pytest.raises(TypeError, match="unknown setting.*'lambda'"):
+        PruningChoice(controller="rule", **{"lambda": 2.0})  # keys are bioprune.options' (lambda_)
+
+
+def test_picking_a_controller_sets_its_operating_point():
+    from bioprune.config import PruningConfig
+
+    low, high, _ = setting("lambda_").ui
+    for controller in ("rule", "mlp"):
+        config = PruningConfig(controller=controller)
+        point = operating_point(controller)
+        assert point == {"lambda_": config.aggressiveness, "prune_layers": list(config.prune_layers)}
+        assert low <= point["lambda_"] <= high  # the slider can reach every default
+        # the values picking a controller puts in the controls give its operating point
+        assert PruningChoice(controller=controller, **point).config() == config
 
 
 def test_examples_are_our_own_pubmed_style_abstracts():
@@ -335,7 +350,8 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     (model_dir / "postprocess.json").write_text('{"passes": ["abbreviations"]}')
     hub = EngineHub(PruningEngine.from_pretrained(model_dir), model_dir)
     assert hub.dense.postprocess == ("abbreviations",)
-    choice = PruningChoice("mlp", 1.0, 0.3, True)
+    assert hub.exit_layers == (1, 2)  # the pruning layers the app offers: where the model has exit heads
+    choice = PruningChoice(controller="mlp", lambda_=1.0, recovery=True)
     assert not hub.mlp_available() and "not trained yet" in hub.mlp_status()
     with pytest.raises(UserError, match="MLP controller is not trained yet"):
         hub.engine_for(choice)
@@ -344,12 +360,12 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
         hub.engine_for(choice)
     n_features = _n_controller_features(hub)
     LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
-    engine = hub.engine_for(PruningChoice("mlp", 1.0, 0.3, True))
+    engine = hub.engine_for(PruningChoice(controller="mlp", lambda_=1.0, recovery=True))
     assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
     assert engine.postprocess == hub.dense.postprocess == ("abbreviations",)  # the reload keeps post-processing
     [annotation] = engine.annotate(["cisplatin induced renal failure in rats"])
     assert annotation.trace is not None
-    assert hub.engine_for(PruningChoice("none")).config.controller == "none"
+    assert hub.engine_for(PruningChoice(controller="none")).config.controller == "none"
 
 
 def _n_controller_features(hub) -> int:

@@ -97,6 +97,33 @@ def test_a_new_field_reaches_the_spacy_signature(monkeypatch):
     assert "new_knob" in signature.parameters and annotations["new_knob"] == Optional[float]
 
 
+@pytest.mark.filterwarnings("ignore::bioprune.config.IgnoredSettingWarning")  # the stand-in's field is min_keep_ratio
+def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, tmp_path):
+    """What adding a face field does to the app, without editing the app: a control in both tabs, a
+    parameter of each endpoint that takes the settings, and its value in the engine's config."""
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
+    import bioprune.options as options
+    from webapp.annotate_tab import entities_answer
+    from webapp.ui import build_app
+
+    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
+                    default=0.5, help="a knob added to PruningConfig")
+    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, extra))
+    monkeypatch.setattr(options, "DEFAULT_SETTINGS", {**options.DEFAULT_SETTINGS, "new_knob": 0.5})
+    app = build_app(pruning_engine, output_dir=tmp_path)
+    controls = {c["props"].get("elem_id"): c for c in app.get_config_file()["components"]}
+    for tab in ("annotate", "batch"):
+        control = controls.get(f"{tab}-new-knob")
+        assert control is not None, f"no control for the new setting in the {tab} tab"
+        assert control["type"] == "number" and control["props"]["value"] == 0.5
+        assert control["props"]["info"] == extra.help
+    endpoints = app.get_api_info()["named_endpoints"]
+    for name in ("/annotate", "/entities", "/annotate_files"):
+        assert "new_knob" in [p["parameter_name"] for p in endpoints[name]["parameters"]], name
+    answer = entities_answer(app.bioprune_context, "Cisplatin nephrotoxicity.", controller="rule", new_knob=0.7)
+    assert "new_knob 0.7" in answer["setting"] and "min_keep_ratio 0.70" in answer["setting"]  # its field
+
+
 def test_spacy_pipelines_saved_with_controller_default_still_build(tiny_model_dir):
     """Pipelines saved before the settings came from bioprune.options say controller = "default"."""
     import spacy

@@ -12,11 +12,11 @@ import gradio as gr
 from webapp import views
 from webapp.annotate import compare, validate_text
 from webapp.context import AppContext
-from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PRECISION_CHOICES, PruningChoice, default_lambda
+from webapp.controls import api_inputs, pruning_controls, takes_settings
+from webapp.engines import PruningChoice, setting
 from webapp.errors import user_facing
 from webapp.examples import load_examples
 
-DEFAULTS = PruningChoice()  # where the controls start: the engine's (and the CLI's) default, dense
 logger = logging.getLogger(__name__)
 HIGHLIGHT_CLASS = "bp-text"  # HighlightedText laid out as running text (webapp.ui.APP_CSS)
 
@@ -25,11 +25,12 @@ OUTPUT_NAMES = ("Summary", "Dense model", "Chosen setting", "Dense vs pruned ent
                 "Pruned tokens, on whole words", "Importance heat-map", "Tokens per layer", "Recovery events")
 
 
-def annotate_outputs(ctx: AppContext, text: str, controller: str, aggressiveness: float, min_keep_ratio: float,
-                     recovery: bool, precision: str = DEFAULTS.precision) -> tuple:
-    """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES` (plain values: the API's answer)."""
-    choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery, precision=precision)
+def annotate_outputs(ctx: AppContext, text: str, **values) -> tuple:
+    """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES` (plain values: the API's answer).
+
+    ``values``: the pruning settings by key (:class:`~webapp.engines.PruningChoice`).
+    """
+    choice = PruningChoice(**values)
     c = compare(ctx.hub, text, choice, ctx.settings.max_text_chars)
     result = c.result
     trace = result.trace
@@ -43,42 +44,32 @@ def annotate_outputs(ctx: AppContext, text: str, controller: str, aggressiveness
             views.recovery_rows(trace, c.text, c.token_offsets, recovery=choice.config().recovery))
 
 
-def pruned_legend_update(controller: str) -> dict:
-    """The pruned-tokens legend for ``controller``: the layers its config prunes after (none when dense).
+def pruned_legend_update(**values) -> dict:
+    """The pruned-tokens legend for the chosen settings: the layers their config prunes after (none when dense).
 
     Sent right after each annotation (not in the /annotate answer, which stays plain values).
     """
-    return gr.update(color_map=views.pruned_legend(PruningChoice(controller=controller).config()))
+    return gr.update(color_map=views.pruned_legend(PruningChoice(**values).config()))
 
 
-def entities_answer(ctx: AppContext, text: str, controller: str = DEFAULTS.controller,
-                    aggressiveness: float | None = None, min_keep_ratio: float = DEFAULTS.min_keep_ratio,
-                    recovery: bool = DEFAULTS.recovery, precision: str = DEFAULTS.precision) -> dict:
-    """The ``/entities`` endpoint: one text through the chosen setting, as JSON (no dense comparison).
+def entities_answer(ctx: AppContext, text: str, **values) -> dict:
+    """The ``/entities`` endpoint: one text through the chosen settings, as JSON (no dense comparison).
 
-    ``aggressiveness=None`` is the controller's own default λ.
+    A setting left out (or None) is its default; λ and the pruning layers then the controller's own.
     """
     text = validate_text(text, ctx.settings.max_text_chars)
-    lam = default_lambda(controller) if aggressiveness is None else aggressiveness
-    choice = PruningChoice(controller=controller, aggressiveness=lam, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery, precision=precision)
+    choice = PruningChoice(**values)
     engine = ctx.hub.engine_for(choice)
     [annotation] = engine.annotate([text])
     n_tokens = len(ctx.hub.dense.encode([text])[0].offsets)
     return views.entities_json(annotation, n_tokens, choice.describe())
 
 
-def precision_control(elem_id: str = "precision") -> gr.Radio:
-    """The precision choice (bioprune.options' choices and default), shared by both tabs."""
-    return gr.Radio(choices=list(PRECISION_CHOICES), value=DEFAULTS.precision, label="Precision",
-                    elem_id=elem_id, info="auto: bf16 where the CPU/GPU has native bf16, else fp32; "
-                                              "fp32 with the dense model is the exact reference.")
-
-
 def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     """The tab's components and events, inside an open ``gr.Blocks``/``gr.Tab`` context.
 
     Returns the controller choice, whose help text :func:`controller_info` refreshes on page load.
+    The pruning controls are the settings of bioprune.options (:mod:`webapp.controls`).
     """
     examples = load_examples(ctx.settings.examples_dir)
     names = dict(zip(("summary", "dense", "entities", "diff", "pruned", "heatmap", "layers", "recovery"),
@@ -94,17 +85,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                             example_labels=[e.label for e in examples], cache_examples=False,
                             elem_id="examples")
         with gr.Column(scale=2):
-            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="Controller",
-                                  info=ctx.hub.mlp_status(), elem_id="controller")
-            aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1,
-                                       label="λ (aggressiveness)", elem_id="lambda",
-                                       info="Higher prunes tokens the exit head is less sure about; picking a "
-                                            "controller sets its default.")
-            min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio",
-                                 info="At least this fraction of each sequence's tokens runs every layer.")
-            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery", elem_id="recovery-on",
-                                   info="Re-insert pruned tokens and re-run later layers when the result looks unsafe.")
-            precision = precision_control()
+            controls = pruning_controls(ctx.hub.exit_layers, "annotate")
             button = gr.Button("Annotate", variant="primary", elem_id="annotate-btn")
     summary = gr.Markdown(label=names["summary"], elem_id="summary")
     gr.Markdown("### Entities: dense vs the chosen setting")
@@ -118,7 +99,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                         elem_id="diff")
     gr.Markdown("### What pruning did\nEach word with a pruned subword token is marked with the earliest layer "
                 "after which one of its tokens left the sequence; the heat-map below shows single tokens.")
-    pruned = gr.HighlightedText(label=names["pruned"], color_map=views.pruned_legend(DEFAULTS.config()),
+    pruned = gr.HighlightedText(label=names["pruned"], color_map=views.pruned_legend(PruningChoice().config()),
                                 show_legend=True, show_inline_category=False, elem_id="pruned",
                                 elem_classes=[HIGHLIGHT_CLASS])
     heatmap = gr.HTML(label=names["heatmap"], elem_id="heatmap")
@@ -132,44 +113,36 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     # The /entities endpoint, for API users only: hidden components give its inputs and its answer names
     with gr.Column(visible=False):
         api_text = gr.Textbox(label="text")
-        api_controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="controller")
-        api_lambda = gr.Number(value=None, label="aggressiveness (λ; empty: the controller's default)")
-        api_keep = gr.Number(value=DEFAULTS.min_keep_ratio, label="min_keep_ratio")
-        api_recovery = gr.Checkbox(value=DEFAULTS.recovery, label="recovery")
-        api_precision = gr.Radio(choices=list(PRECISION_CHOICES), value=DEFAULTS.precision, label="precision")
+        api_settings = api_inputs(ctx.hub.exit_layers)
         api_answer = gr.JSON(label="entities and trace summary")
         api_button = gr.Button("entities")
 
     @user_facing("annotating")
-    def annotate(text, controller, aggressiveness, min_keep_ratio, recovery, precision=DEFAULTS.precision):
-        return annotate_outputs(ctx, text, controller, aggressiveness, min_keep_ratio, recovery, precision)
+    @takes_settings
+    def annotate(text, **values):
+        return annotate_outputs(ctx, text, **values)
 
     @user_facing("annotating")
-    def entities_endpoint(text, controller, aggressiveness=None, min_keep_ratio=None, recovery=None, precision=None):
+    @takes_settings
+    def entities_endpoint(text, **values):
         """Entities of one text as JSON: {"entities": [{start, end, label, text, score}], "trace": {...}}.
 
-        The None defaults make those parameters optional for gradio_client (the hidden inputs'
-        values fill them in); λ None is the controller's own default.
+        Every setting may be left out: it is then its default (λ and the pruning layers: the controller's own).
         """
-        return entities_answer(ctx, text, controller, aggressiveness,
-                               DEFAULTS.min_keep_ratio if min_keep_ratio is None else min_keep_ratio,
-                               DEFAULTS.recovery if recovery is None else recovery,
-                               DEFAULTS.precision if precision is None else precision)
+        return entities_answer(ctx, text, **values)
 
     outputs = [summary, dense_entities, entities, diff, pruned, heatmap, layers, recovery_events]
-    button.click(annotate, inputs=[text, controller, aggressiveness, min_keep, recovery, precision], outputs=outputs,
+    button.click(annotate, inputs=[text], inputs_kwargs=controls, outputs=outputs,
                  api_name="annotate", concurrency_limit=ctx.settings.annotate_concurrency,
                  concurrency_id="annotate"
-                 ).success(user_facing("showing the legend")(pruned_legend_update), inputs=controller, outputs=pruned,
-                           api_visibility="private", queue=False)
-    api_button.click(entities_endpoint, inputs=[api_text, api_controller, api_lambda, api_keep, api_recovery,
-                                                api_precision],
+                 ).success(user_facing("showing the legend")(pruned_legend_update), inputs_kwargs=controls,
+                           outputs=pruned, api_visibility="private", queue=False)
+    api_button.click(entities_endpoint, inputs=[api_text], inputs_kwargs=api_settings,
                      outputs=api_answer, api_name="entities", concurrency_limit=ctx.settings.annotate_concurrency,
                      concurrency_id="annotate")
-    controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")
-    return controller
+    return controls["controller"]
 
 
 def controller_info(ctx: AppContext):
-    """Fresh MLP availability for the controller's help text (the file may appear while the app runs)."""
-    return gr.update(info=ctx.hub.mlp_status())
+    """The controller's help with fresh MLP availability (the file may appear while the app runs)."""
+    return gr.update(info=f"{setting('controller').help}. {ctx.hub.mlp_status()}")

@@ -12,28 +12,24 @@ import gradio as gr
 from webapp.batch_job import (ACCEPTED_SUFFIXES, FORMAT_CHOICES, check_uploads, error_rows, new_run_dir, run_batch,
                               summary_rows)
 from webapp.context import AppContext
-from webapp.annotate_tab import precision_control
-from webapp.engines import CONTROLLER_CHOICES, MAX_LAMBDA, PruningChoice, default_lambda
+from webapp.controls import pruning_controls, takes_settings
+from webapp.engines import PruningChoice
 from webapp.errors import user_facing
 
-DEFAULTS = PruningChoice()  # where the controls start: the engine's default, as in the Annotate tab and the CLI
 logger = logging.getLogger(__name__)
 SAMPLE_FILE = "batch_sample.pubtator"
 
 
-def batch_outputs(ctx: AppContext, files, controller: str, aggressiveness: float, min_keep_ratio: float,
-                  recovery: bool, formats=None, progress: gr.Progress | None = None,
-                  precision: str = DEFAULTS.precision) -> tuple:
+def batch_outputs(ctx: AppContext, files, formats=None, progress: gr.Progress | None = None, **values) -> tuple:
     """(download paths, summary rows, error rows) for one run; UserError for a bad upload.
 
-    ``formats``: output format names (:data:`FORMAT_CHOICES`); None is every one.
+    ``formats``: output format names (:data:`FORMAT_CHOICES`); None is every one. ``values``: the
+    pruning settings by key (:class:`~webapp.engines.PruningChoice`).
     """
     s = ctx.settings
     all_formats = [name for _, name in FORMAT_CHOICES]
     paths = check_uploads(files, s.max_files, s.max_file_bytes)
-    choice = PruningChoice(controller=controller, aggressiveness=aggressiveness, min_keep_ratio=min_keep_ratio,
-                           recovery=recovery, precision=precision)
-    engine = ctx.hub.engine_for(choice)
+    engine = ctx.hub.engine_for(PruningChoice(**values))
 
     def on_progress(done: int, total: int) -> None:
         if progress is not None:
@@ -70,7 +66,13 @@ def sample_file(ctx: AppContext) -> list[str] | None:
     return [str(target)]
 
 
-def build_batch_tab(ctx: AppContext) -> None:
+def build_batch_tab(ctx: AppContext) -> gr.Radio:
+    """The tab's components and events, inside an open ``gr.Blocks``/``gr.Tab`` context.
+
+    Returns the controller choice, whose help text :func:`webapp.annotate_tab.controller_info`
+    refreshes on page load. The pruning controls are the settings of bioprune.options, as in the
+    Annotate tab (:mod:`webapp.controls`).
+    """
     s = ctx.settings
     gr.Markdown(f"Upload up to {s.max_files} files (each up to {s.max_file_bytes // 2**20} MiB): PubTator, PubMed "
                 "XML (`.xml`, `.xml.gz`), JSONL or plain text (each non-blank line is a document). The format is "
@@ -82,12 +84,7 @@ def build_batch_tab(ctx: AppContext) -> None:
                             elem_id="batch-files")
             sample = gr.Button("Load a sample PubTator file", size="sm", elem_id="batch-sample")
         with gr.Column(scale=2):
-            controller = gr.Radio(choices=list(CONTROLLER_CHOICES), value=DEFAULTS.controller, label="Controller",
-                                  info="Dense is the most accurate; a controller reports tokens pruned and FLOPs saved.")
-            aggressiveness = gr.Slider(0.0, MAX_LAMBDA, value=DEFAULTS.aggressiveness, step=0.1, label="λ (aggressiveness)")
-            min_keep = gr.Slider(0.05, 1.0, value=DEFAULTS.min_keep_ratio, step=0.05, label="min_keep_ratio")
-            recovery = gr.Checkbox(value=DEFAULTS.recovery, label="Recovery")
-            precision = precision_control("batch-precision")
+            controls = pruning_controls(ctx.hub.exit_layers, "batch")
             formats = gr.CheckboxGroup(choices=list(FORMAT_CHOICES), value=[name for _, name in FORMAT_CHOICES],
                                        label="Output formats", elem_id="batch-formats")
             button = gr.Button("Annotate files", variant="primary", elem_id="batch-btn")
@@ -99,13 +96,12 @@ def build_batch_tab(ctx: AppContext) -> None:
                           interactive=False, wrap=True, elem_id="batch-errors")
 
     @user_facing("running the batch")
-    def annotate_files(files, controller, aggressiveness, min_keep_ratio, recovery, formats,
-                       precision=DEFAULTS.precision, progress=gr.Progress()):
-        return batch_outputs(ctx, files, controller, aggressiveness, min_keep_ratio, recovery, formats, progress,
-                             precision)
+    @takes_settings
+    def annotate_files(files, formats=None, progress=gr.Progress(), **values):
+        return batch_outputs(ctx, files, formats, progress, **values)
 
-    button.click(annotate_files, inputs=[files, controller, aggressiveness, min_keep, recovery, formats, precision],
+    button.click(annotate_files, inputs=[files], inputs_kwargs={**controls, "formats": formats},
                  outputs=[downloads, summary, errors], api_name="annotate_files", show_progress_on=downloads,
                  concurrency_limit=s.batch_concurrency, concurrency_id="batch")
     sample.click(lambda: sample_file(ctx), outputs=files, api_visibility="private")
-    controller.change(default_lambda, inputs=controller, outputs=aggressiveness, api_visibility="private")
+    return controls["controller"]

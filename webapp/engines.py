@@ -4,50 +4,92 @@ The learned (MLP) controller lives in ``controller.safetensors`` beside the mode
 (or be retrained) while the app runs: the hub looks for the file on each MLP request and loads it
 when it is new or has changed, so the MLP choice starts working without a restart. Until then an
 MLP request is refused with a message saying what is missing.
+
+PruningChoice is what a person picked: a value per face setting of :mod:`bioprune.options`, by its
+key, so a setting added to PruningConfig with ``face(...)`` reaches the engine with no change here.
 """
 from __future__ import annotations
 
 import logging
+import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
-from bioprune.config import DENSE, PruningConfig
-from bioprune.options import DEFAULT_SETTINGS, SETTINGS, config_from_values
+from bioprune import options
+from bioprune.config import DENSE, NOT_PRUNING_KNOBS, PruningConfig
 from bioprune.controllers import CONTROLLER_FILE, LearnedController
 from bioprune.engine import PruningEngine
+from bioprune.options import Setting
 
 from webapp.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-# (label shown in the UI, PruningConfig.controller)
-CONTROLLER_CHOICES: tuple[tuple[str, str], ...] = (
-    ("dense (no pruning)", "none"), ("rule", "rule"), ("MLP (learned)", "mlp"))
-CONTROLLER_NAMES = {value: label for label, value in CONTROLLER_CHOICES}
-MAX_LAMBDA = 16.0  # the λ slider's end: the largest λ the evaluation suite sweeps
-# Where both tabs start: the engine's own default config (PruningEngine.from_pretrained without
-# config=, bioprune.config.DEFAULT), which the CLI's default also is: dense, because pruning is opt-in,
-# at the machine's best precision (bioprune.options derives every face's defaults from it).
-DEFAULT_CONTROLLER: str = DEFAULT_SETTINGS["controller"]
-DEFAULT_PRECISION: str = DEFAULT_SETTINGS["precision"]
-PRECISION_CHOICES: tuple[str, ...] = next(s.choices for s in SETTINGS if s.field == "precision")
+# How the app words what bioprune.options leaves plain: a choice's label in the UI, a setting's short name.
+CHOICE_LABELS: dict[str, dict[str, str]] = {"controller": {"none": "dense (no pruning)", "mlp": "MLP (learned)"}}
+SHORT_NAMES: dict[str, str] = {"lambda_": "λ"}
 
 
-def default_lambda(controller: str) -> float:
-    """The λ slider's value when ``controller`` is picked: that controller's operating point."""
-    return PruningConfig(controller=controller).aggressiveness
+def setting(key: str) -> Setting:
+    """The face setting ``key``, looked up in ``bioprune.options.SETTINGS`` when asked (not at import)."""
+    return next(s for s in options.SETTINGS if s.key == key)
 
 
-@dataclass(frozen=True)
+def label(s: Setting) -> str:
+    """A control's label: the field's name in words, with its symbol where it has one ("Aggressiveness (λ)")."""
+    words = s.field.replace("_", " ").capitalize()
+    return f"{words} ({SHORT_NAMES[s.key]})" if s.key in SHORT_NAMES else words
+
+
+def choice_label(s: Setting, value: str) -> str:
+    """How the UI shows ``value`` of the choice setting ``s`` ("dense (no pruning)" for controller none)."""
+    return CHOICE_LABELS.get(s.key, {}).get(value, value)
+
+
+def operating_point(controller: str) -> dict[str, object]:
+    """What ``controller`` decides, by key, as the controls hold it: the settings whose default is None
+    (λ and the pruning layers; PruningConfig's OPERATING_POINTS). Picking a controller sets them to these."""
+    config = PruningConfig(controller=controller)
+    return {s.key: _as_control_value(getattr(config, s.field)) for s in options.SETTINGS if s.default is None}
+
+
+def start_values() -> dict[str, object]:
+    """Where the controls start, by key: each setting's default, and the default controller's operating
+    point for the settings it decides; together the engine's DEFAULT config (the CLI's with no flags)."""
+    point = operating_point(setting("controller").default)
+    return {s.key: point[s.key] if s.default is None else s.default for s in options.SETTINGS}
+
+
+def _as_control_value(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True, init=False)
 class PruningChoice:
-    """What the person picked in the UI: controller, λ, min_keep_ratio, recovery, precision."""
+    """What the person picked in the UI or the API: a value per face setting, by key (``controller``,
+    ``lambda_``, ...; bioprune.options). A missing or empty value (None, no layer ticked) is the
+    setting's default, which for λ and the layers is the controller's operating point.
+    """
 
-    controller: str = DEFAULT_CONTROLLER
-    aggressiveness: float = DENSE.aggressiveness  # the λ slider's start: the default controller's λ
-    min_keep_ratio: float = DEFAULT_SETTINGS["min_keep_ratio"]
-    recovery: bool = DEFAULT_SETTINGS["recovery"]
-    precision: str = DEFAULT_PRECISION
+    values: Mapping[str, object]
+
+    def __init__(self, **values):
+        unknown = sorted(set(values) - {s.key for s in options.SETTINGS})
+        if unknown:
+            raise TypeError(f"unknown setting(s) {unknown}; known: {[s.key for s in options.SETTINGS]}")
+        object.__setattr__(self, "values", MappingProxyType(dict(values)))
+
+    def value(self, s: Setting):
+        """The value picked for ``s``, or its default when none was."""
+        value = self.values.get(s.key)
+        return s.default if value is None or (s.kind == "layers" and not value) else value
+
+    @property
+    def controller(self) -> str:
+        return self.value(setting("controller"))
 
     @property
     def dense(self) -> bool:
@@ -58,28 +100,43 @@ class PruningChoice:
         """The exact dense fp32 model: what the app compares every other choice with."""
         return self.config() == DENSE
 
-    def config(self) -> PruningConfig:
-        """The engine's config (other knobs at their defaults; bioprune.options); UserError for an invalid value.
+    def applies(self, s: Setting) -> bool:
+        """Whether ``s`` applies to this choice: the dense model ignores the pruning settings, not the precision."""
+        return not self.dense or s.field in NOT_PRUNING_KNOBS
 
-        The dense choice ignores the pruning sliders (they do not apply to it), not the precision.
-        """
-        if self.controller not in CONTROLLER_NAMES:
-            raise UserError(f"Unknown controller {self.controller!r}: choose one of "
-                            f"{', '.join(CONTROLLER_NAMES)}.")
-        values = {"controller": self.controller, "precision": self.precision}
-        if not self.dense:
-            values.update(lambda_=self.aggressiveness, min_keep_ratio=self.min_keep_ratio, recovery=bool(self.recovery))
+    def config(self) -> PruningConfig:
+        """The engine's config, through bioprune.options (other knobs at their defaults); UserError for an
+        invalid value, in one line."""
+        values = {}
+        for s in options.SETTINGS:
+            value = self.value(s)
+            if s.kind == "choice" and value not in s.choices:
+                raise UserError(f"Unknown {s.field.replace('_', ' ')} {value!r}: choose one of {', '.join(s.choices)}.")
+            if self.applies(s):
+                values[s.key] = value
         try:
-            return config_from_values(values)
+            return options.config_from_values(values)
         except (TypeError, ValueError) as err:
             raise UserError(f"Invalid setting: {err}.") from None
 
     def describe(self) -> str:
-        if self.dense:
-            return f"dense model (no pruning), precision {self.precision}"
-        return (f"{CONTROLLER_NAMES[self.controller]} controller, λ {float(self.aggressiveness):.1f}, "
-                f"min_keep_ratio {float(self.min_keep_ratio):.2f}, recovery {'on' if self.recovery else 'off'}, "
-                f"precision {self.precision}")
+        """One line naming the choice and the value of every setting that applies to it."""
+        config = self.config()
+        head = ("dense model (no pruning)" if self.dense
+                else f"{choice_label(setting('controller'), self.controller)} controller")
+        return ", ".join([head, *(f"{SHORT_NAMES.get(s.key, s.key)} {_shown(s, getattr(config, s.field))}"
+                                  for s in options.SETTINGS if s.key != "controller" and self.applies(s))])
+
+
+def _shown(s: Setting, value) -> str:
+    """``value`` as the summary writes it: on/off, layer counts, a number to its slider's step."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, float) and s.ui is not None:
+        return f"{value:.{max(0, -math.floor(math.log10(s.ui[2])))}f}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class EngineHub:
@@ -106,6 +163,13 @@ class EngineHub:
     @property
     def n_layers(self) -> int:
         return int(self._base.model.config.num_hidden_layers)
+
+    @property
+    def exit_layers(self) -> tuple[int, ...]:
+        """The layers the model has an exit head after, the only ones it can prune after: the
+        pruning layers' choices (none for a dense-only model)."""
+        heads = self._base.exit_heads
+        return tuple(heads.layers) if heads is not None else ()
 
     def engine_for(self, choice: PruningChoice) -> PruningEngine:
         """An engine on the shared weights for ``choice``; UserError when it cannot run."""

@@ -68,12 +68,13 @@ def build_app(engine: PruningEngine, settings: AppSettings | None = None, *, mod
     with gr.Blocks(title="bioprune: NER with adaptive token pruning", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Annotate", id="annotate"):
-            controller = build_annotate_tab(ctx)
+            controllers = [build_annotate_tab(ctx)]
         with gr.Tab("Batch", id="batch"):
-            build_batch_tab(ctx)
+            controllers.append(build_batch_tab(ctx))
         with gr.Tab("Results", id="results"):
             build_results_tab(ctx)
-        demo.load(lambda: controller_info(ctx), outputs=controller, api_visibility="private")
+        for controller in controllers:
+            demo.load(lambda: controller_info(ctx), outputs=controller, api_visibility="private")
     demo.queue(default_concurrency_limit=settings.annotate_concurrency, max_size=settings.queue_max_size)
     demo.bioprune_context = ctx  # for tests and the load script
     logger.info("app built; outputs in %s", out)
