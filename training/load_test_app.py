@@ -108,9 +108,10 @@ def run(args: LoadTestArgs) -> dict:
         url, settings, close = launch_local()
     try:
         client = Client(url, verbose=False)
-        payload = (args.controller, args.aggressiveness, args.min_keep_ratio, args.recovery)
+        payload = {"controller": args.controller, "lambda_": args.aggressiveness,  # by name: the API's settings
+                   "min_keep_ratio": args.min_keep_ratio, "recovery": args.recovery}  # follow bioprune.options
         for i in range(args.warmup):
-            client.predict(texts[i % len(texts)], *payload, api_name="/annotate")
+            client.predict(texts[i % len(texts)], **payload, api_name="/annotate")
         barrier = threading.Barrier(args.requests + 1)
         latencies: list[float | None] = [None] * args.requests
         failures: list[str] = []
@@ -119,7 +120,7 @@ def run(args: LoadTestArgs) -> dict:
             barrier.wait()
             started = time.perf_counter()
             try:
-                job = client.submit(texts[i % len(texts)], *payload, api_name="/annotate")
+                job = client.submit(texts[i % len(texts)], **payload, api_name="/annotate")
                 summary = job.result(timeout=args.timeout_s)[0]
                 if "latency" not in summary:
                     raise RuntimeError(f"unexpected answer: {summary[:200]!r}")
