@@ -7,13 +7,15 @@
 Every measurement is a fresh ``bioprune annotate`` process, so its peak RSS (``os.wait4``) is its
 own: the slice is split into ``--shards`` PubMed XML files (whole citations, same text), then
 
-- single process: ``bioprune annotate SHARDS... --controller none|rule`` on ``--threads`` torch threads;
-  abstracts/s = documents / the run's own annotate time (reading, running and writing; model load
-  excluded), dense and pruned alternating for ``--rounds`` rounds, medians reported;
+- single process: ``bioprune annotate SHARDS...`` on ``--threads`` torch threads, three settings
+  (:data:`SETTINGS`): the exact dense model (``--controller none --precision fp32``), the default
+  (no flags: what every face runs) and the pruned one (``--controller C --lambda L``, default
+  precision); abstracts/s = documents / the run's own annotate time (reading, running and writing;
+  model load excluded), the settings alternating for ``--rounds`` rounds, medians reported;
 - Ray local: ``bioprune annotate SHARDS... --ray --num-actors A --cpus-per-actor C`` with A*C =
   ``--threads``; abstracts/s = documents / the busiest actor's annotate time (actors run in
   parallel; Ray start-up and model loading are reported apart, as end-to-end seconds);
-- memory: the pruned single-process run on the shards given once and ``--memory-repeats`` times;
+- memory: the default single-process run on the shards given once and ``--memory-repeats`` times;
   streaming means the peak RSS should not grow with the input.
 
 The cost of annotating all of PubMed (``--pubmed-abstracts``) follows from the measured per-core
@@ -47,14 +49,14 @@ class BatchBenchArgs:
     threads: int = 2  # CPU cores used: torch threads single-process, actors x cpus-per-actor on Ray
     shards: int = 4  # the slice is split into this many XML files (Ray's unit of work)
     limit_docs: int = 0  # 0: every citation of the slice; else the first N (quick checks)
-    rounds: int = 2  # alternating dense/pruned rounds per setting; medians reported
+    rounds: int = 2  # rounds of the settings alternating; medians reported
     batch_size: int = 16  # windows per forward pass
     chunk_size: int = 256  # records per committed chunk
     ray: bool = True  # also measure Ray local (needs pip install "bioprune[ray]")
     ray_cpus_per_actor: int = 1  # actors = threads // this
     memory_repeats: int = 16  # memory check: the input given 1, 4 and this many times
-    controller: str = "rule"  # the pruned setting's controller ("rule" or "mlp")
-    aggressiveness: float = 1.0  # λ of the pruned setting
+    controller: str = "mlp"  # the pruned setting's controller ("rule" or "mlp")
+    aggressiveness: float = 6.0  # λ of the pruned setting (the MLP operating point)
     pubmed_abstracts: int = 36_000_000  # PubMed records to estimate for (~36M citations, 2024)
     usd_per_core_hour: float = 0.0425  # ASSUMPTION: on-demand x86 vCPU-hour (e.g. a c7i/c6i class VM)
     workdir: str = ""  # scratch directory for shards and outputs ("" = a temporary one)
@@ -84,12 +86,21 @@ def split_slice(data: str, workdir: Path, shards: int, limit_docs: int) -> tuple
     return paths, n
 
 
-def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, pruned: bool, ray: bool) -> dict:
+SETTINGS = ("dense_fp32", "default", "pruned")  # in the order each round runs them
+LABELS = {"dense_fp32": "dense fp32 (exact)", "default": "default", "pruned": "pruned"}
+
+
+def setting_flags(args: BatchBenchArgs, setting: str) -> list[str]:
+    """The ``bioprune annotate`` flags of a setting: none at all for the default."""
+    return {"dense_fp32": ["--controller", "none", "--precision", "fp32"], "default": [],
+            "pruned": ["--controller", args.controller, "--lambda", str(args.aggressiveness)]}[setting]
+
+
+def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, setting: str, ray: bool) -> dict:
     """One ``bioprune annotate`` process: its summary, peak RSS and end-to-end seconds."""
     cmd = [sys.executable, "-m", "bioprune.cli", "annotate", *map(str, inputs), "--output", str(output),
            "--model", args.model, "--quiet", "--batch-size", str(args.batch_size),
-           "--chunk-size", str(args.chunk_size), "--controller", args.controller if pruned else "none",
-           "--lambda", str(args.aggressiveness)]
+           "--chunk-size", str(args.chunk_size), *setting_flags(args, setting)]
     threads = args.ray_cpus_per_actor if ray else args.threads
     if ray:
         cmd += ["--ray", "--num-actors", str(max(1, args.threads // args.ray_cpus_per_actor)),
@@ -149,32 +160,34 @@ def run(args: BatchBenchArgs) -> dict:
     with tempfile.TemporaryDirectory(dir=args.workdir or None) as tmp:
         work = Path(tmp)
         shards, n_docs = split_slice(args.data, work, args.shards, args.limit_docs)
-        settings = [("single", False), ("single", True)] + ([("ray", False), ("ray", True)] if args.ray else [])
-        runs: dict[str, list[dict]] = {f"{w}_{'pruned' if p else 'dense'}": [] for w, p in settings}
+        settings = [(w, s) for w in ("single", "ray")[:2 if args.ray else 1] for s in SETTINGS]
+        runs: dict[str, list[dict]] = {f"{w}_{s}": [] for w, s in settings}
         for r in range(args.rounds):
-            for where, pruned in settings:  # dense and pruned alternate within each round
-                name = f"{where}_{'pruned' if pruned else 'dense'}"
+            for where, setting in settings:  # the settings alternate within each round
+                name = f"{where}_{setting}"
                 out = work / f"{name}-{r}" / ("out" if where == "ray" else "out.pubtator")
                 out.parent.mkdir()
-                runs[name].append(run_annotate(args, shards, out, pruned, ray=where == "ray"))
+                runs[name].append(run_annotate(args, shards, out, setting, ray=where == "ray"))
                 print(f"round {r} {name}: {runs[name][-1]['abstracts_per_s']:.1f} abstracts/s", file=sys.stderr)
         systems = {name: _median_entry(rs) for name, rs in runs.items()}
         memory = {}
         for repeats in sorted({1, min(4, args.memory_repeats), args.memory_repeats}):
             out = work / f"memory-{repeats}" / "out.pubtator"
             out.parent.mkdir()
-            res = run_annotate(args, shards * repeats, out, pruned=True, ray=False)
+            res = run_annotate(args, shards * repeats, out, "default", ray=False)
             memory[str(repeats)] = {"documents": res["documents"], "peak_rss_mb": res["peak_rss_mb"]}
     results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "systems": systems,
                "memory_peak_rss_by_input_repeats": memory,
                "memory_growth_ratio": memory[str(args.memory_repeats)]["peak_rss_mb"] / memory["1"]["peak_rss_mb"]}
-    for name in ("single", "ray"):
-        if f"{name}_pruned" in systems:
-            results[f"{name}_pruned_vs_dense_speedup"] = (systems[f"{name}_pruned"]["abstracts_per_s"]
-                                                         / systems[f"{name}_dense"]["abstracts_per_s"])
+    for where in ("single", "ray"):
+        for setting in ("default", "pruned"):
+            if f"{where}_{setting}" in systems:
+                results[f"{where}_{setting}_vs_dense_fp32_speedup"] = (
+                    systems[f"{where}_{setting}"]["abstracts_per_s"] / systems[f"{where}_dense_fp32"]["abstracts_per_s"])
     for entry in systems.values():
         entry["pubmed_cost_estimate"] = cost_estimate(args, entry["abstracts_per_s"], args.threads)
-    best = max(systems, key=lambda k: systems[k]["abstracts_per_s"])
+    # the estimate for what a user runs with no flags: the faster of the default's single-process and Ray runs
+    best = max((k for k in systems if k.endswith("_default")), key=lambda k: systems[k]["abstracts_per_s"])
     results["pubmed_cost_estimate"] = {"from": best, **cost_estimate(args, systems[best]["abstracts_per_s"],
                                                                       args.threads)}
     return results
@@ -183,24 +196,27 @@ def run(args: BatchBenchArgs) -> dict:
 # --- the docs table, from the JSON only ----------------------------------------------------------
 
 def render_markdown(res: dict) -> str:
-    names = {"single_dense": "single process, dense", "single_pruned": "single process, pruned",
-             "ray_dense": "Ray local, dense", "ray_pruned": "Ray local, pruned"}
-    rows = ["| setting | abstracts/s | ms/abstract | end-to-end s | peak RSS MB | tokens pruned | FLOPs saved |",
-            "|---|---|---|---|---|---|---|"]
+    a = res["args"]
+    pruned = f"pruned ({a['controller']} λ={a['aggressiveness']:g})"
+    names = {f"{where}_{key}": f"{place}, {pruned if key == 'pruned' else LABELS[key]}"
+             for where, place in (("single", "single process"), ("ray", "Ray local")) for key in SETTINGS}
+    rows = ["| setting | abstracts/s | ms/abstract | vs dense fp32 | end-to-end s | peak RSS MB | tokens pruned "
+            "| FLOPs saved |", "|---|---|---|---|---|---|---|---|"]
     for key, label in names.items():
         if key not in res["systems"]:
             continue
         s = res["systems"][key]
+        base = res["systems"][key.split("_")[0] + "_dense_fp32"]["abstracts_per_s"]
         rss = s.get("peak_rss_mb") or s.get("actor_peak_rss_mb")
-        rows.append(f"| {label} | {s['abstracts_per_s']:.1f} | {s['ms_per_abstract']:.1f} | {s['end_to_end_s']:.1f} "
+        rows.append(f"| {label} | {s['abstracts_per_s']:.1f} | {s['ms_per_abstract']:.1f} "
+                    f"| {s['abstracts_per_s'] / base:.2f}× | {s['end_to_end_s']:.1f} "
                     f"| {rss:.0f} | {s['pruning']['tokens_pruned_ratio']:.1%} | {s['pruning']['flops_saved_ratio']:.1%} |")
-    a = res["args"]
     mem = res["memory_peak_rss_by_input_repeats"]
     c = res["pubmed_cost_estimate"]
     hours = ", ".join(f"{h:.1f} h on {cores} cores" for cores, h in c["wall_hours_by_cluster_cores"].items())
     rows += ["", f"{res['n_abstracts']} citations of `{Path(a['data']).name}` in {a['shards']} files, {a['threads']} CPU "
              f"cores, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor. "
-             "Memory (the pruned single-process run, the same files given repeatedly): peak RSS "
+             "Memory (the default single-process run, the same files given repeatedly): peak RSS "
              + ", ".join(f"{m['peak_rss_mb']:.0f} MB for {m['documents']} abstracts" for m in mem.values())
              + f" (×{res['memory_growth_ratio']:.2f} from the smallest to the largest input).",
              "",
