@@ -148,17 +148,17 @@ def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v
     """
     B, _, T, _ = q.shape
     context = v.new_zeros(B, v.size(1), T, v.size(-1))  # (B, nh, T, dh): padding rows stay zero
-    entropy = q.new_zeros(B, T)
-    received = q.new_zeros(B, T)
+    entropy = q.new_zeros(B, T, dtype=torch.float32)
+    received = q.new_zeros(B, T, dtype=torch.float32)
     for b, n in enumerate(valid.sum(dim=1).tolist()):
         if kv_valid is None:  # keys are the queries' own tokens: a view, no copy
             kb, vb = k[b, :, :n], v[b, :, :n]  # (nh, n, dh)
         else:
             keys = kv_valid[b].nonzero().squeeze(1)  # (nk,): the query tokens' own first, then context
             kb, vb = k[b].index_select(1, keys), v[b].index_select(1, keys)  # (nh, nk, dh)
-        scores = torch.matmul(q[b, :, :n], kb.transpose(-1, -2))  # (nh, n, nk)
+        scores = torch.matmul(q[b, :, :n], kb.transpose(-1, -2)).float()  # (nh, n, nk); signals in fp32
         probs = scores.softmax(dim=-1)
-        context[b, :, :n] = torch.matmul(probs, vb)
+        context[b, :, :n] = torch.matmul(probs.to(vb.dtype), vb)
         e, r = row_attention_signals(scores, probs)
         entropy[b, :n], received[b, :n] = e, r[:n]
     return context, (entropy, received)

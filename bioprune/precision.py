@@ -1,23 +1,19 @@
-"""Numeric precision of the forward pass: which one runs on this machine, and the context that runs it.
+"""Numeric precision of the forward pass: which one runs on this machine.
 
     resolve_precision("auto", "cpu")        # "bf16" on a CPU with native bf16 (AVX-512 BF16, AMX), else "fp32"
-    with autocast_context("bf16", "cpu"):    # matmuls and linear layers in bf16, norms and softmax in fp32
-        ...
 
 Pruning removes tokens; precision makes each remaining token cheaper, so the two multiply. bf16
-runs through ``torch.autocast``: the weights stay fp32 (one copy of the model serves every
-precision), linear layers and attention run in bf16 where the hardware has native bf16 dot
-products, and the ops autocast keeps in fp32 (layer norm, softmax) keep their accuracy. On the
-shipped model it changed 0.3% of the dense model's entities on held-out MEDLINE and nothing
-measurable on BC5CDR (README, "Precision"). ``"fp32"`` is no context at all: the forward is
-bit for bit the dense fp32 model.
+runs on a bf16 copy of the weights (:meth:`bioprune.pruned_encoder.PrunedEncoder.weights_at`):
+every op in bf16, accumulating in fp32 inside the CPU kernels, with no per-call casts; the fp32
+model stays beside it. On the shipped model bf16 changed 0.3% of the dense model's entities on
+held-out MEDLINE and nothing measurable on BC5CDR (README, "Precision"). ``"fp32"`` runs the
+model as it is: the forward is bit for bit the dense fp32 model.
 
 Emulated bf16 (a CPU without native bf16 instructions) is several times *slower* than fp32, so
 ``"bf16"`` there runs fp32 with a warning naming the fallback, and ``"auto"`` picks fp32.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import warnings
@@ -76,14 +72,3 @@ def resolve_precision(requested: str, device: str | torch.device, has_native_bf1
             "running fp32 instead"), stacklevel=2)
         return "fp32"
     return requested
-
-
-def autocast_context(precision: str, device: str | torch.device):
-    """The context a forward runs under at a resolved ``precision``: none for fp32, autocast for bf16."""
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32 or bf16)")

@@ -12,6 +12,7 @@ Everything is batched tensor work under ``torch.no_grad()``; the only Python loo
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import torch
@@ -23,7 +24,7 @@ from bioprune.exits import ExitHeads
 from bioprune.flops import head_flops, layer_flops
 from bioprune.importance import token_signals
 from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
-from bioprune.precision import autocast_context, resolve_precision
+from bioprune.precision import resolve_precision
 
 
 def merge(a: Sequences | None, b: Sequences) -> Sequences:
@@ -43,6 +44,7 @@ class PrunedEncoder:
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
         self.layers = list(base_of(model).encoder.layer)
+        self._bf16 = None  # the bf16 copy of the model, made on the first bf16 forward (:meth:`weights_at`)
         cfg = model.config
         self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
 
@@ -65,26 +67,41 @@ class PrunedEncoder:
         n_context = context.lengths.double() if context is not None else 0
         return layer_flops(n, self.hidden, self.intermediate, n_context)
 
+    def weights_at(self, precision: str):
+        """The model a forward at a resolved ``precision`` runs: the model itself for fp32; for bf16 a
+        bf16 copy of it, made once. Every op of the copy runs in bf16 with no per-call casts (autocast
+        over the fp32 weights re-cast each weight and each layer-norm output on every call: ~16% of a
+        batch-1 forward); the CPU kernels accumulate norms, softmax and matmuls in fp32. Costs 2 bytes
+        per parameter beside the fp32 model, which stays for fp32 and as the source of truth: a copy
+        made before the weights change (training) is stale, so training decides in fp32."""
+        if precision == "fp32":
+            return self.model
+        if precision != "bf16":
+            raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32 or bf16)")
+        if self._bf16 is None:
+            self._bf16 = copy.deepcopy(self.model).to(torch.bfloat16).eval()
+        return self._bf16
+
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
                 config: PruningConfig) -> ForwardResult:
         """input_ids, attention_mask, special: (B, T); special marks tokens that never leave.
 
-        Runs at ``config.precision`` (:mod:`bioprune.precision`): fp32 is no context at all, bf16
-        runs under autocast; probabilities and FLOPs come out in fp32/fp64 either way.
+        Runs at ``config.precision`` (:mod:`bioprune.precision`) on :meth:`weights_at` that precision;
+        probabilities and FLOPs come out in fp32/fp64 either way.
         """
-        device = input_ids.device
-        with autocast_context(resolve_precision(config.precision, device), device):
-            return self._forward(input_ids, attention_mask, special, config)
+        model = self.weights_at(resolve_precision(config.precision, input_ids.device))
+        return self._forward(model, input_ids, attention_mask, special, config)
 
-    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+    def _forward(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
                  config: PruningConfig) -> ForwardResult:
         B, T = input_ids.shape
-        L = len(self.layers)
+        layers = list(base_of(model).encoder.layer)
+        L = len(layers)
         valid = attention_mask.bool()
         n_full = valid.sum(dim=1).double()  # (B,)
         dense = L * self._layer_flops(n_full) + head_flops(n_full, self.hidden, self.n_classes)
-        seqs = Sequences(hidden=embed(self.model, input_ids),
+        seqs = Sequences(hidden=embed(model, input_ids),
                          positions=torch.arange(T, device=input_ids.device).expand(B, T), valid=valid)
         probs = torch.zeros(B, T, self.n_classes, device=input_ids.device)  # (B, T, C)
         pruned_layer = torch.zeros(B, T, dtype=torch.long, device=input_ids.device)
@@ -96,7 +113,7 @@ class PrunedEncoder:
         buffer = None
         attention = None  # (entropy, received) from the layer before a pruning point
         frozen = None  # pruned tokens' states, kept as keys and values when config.frozen_context
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(layers):
             if i in points:
                 if buffer is None:
                     buffer = MemoryBuffer(first_layer=i, first_state=seqs, pruned_layer=pruned_layer,
@@ -114,7 +131,7 @@ class PrunedEncoder:
                                           need_signals=(i + 1) in points and needs_attention)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
-        final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
+        final = classify(model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
         probs = restore(probs, final, seqs.positions, seqs.valid)
         labels_before = probs.argmax(dim=-1)
         recovered = torch.zeros_like(valid)
@@ -125,7 +142,7 @@ class PrunedEncoder:
                 recovered |= mask
             rows = recovered.any(dim=1).nonzero().flatten()  # (R,)
             if rows.numel():
-                final, kept, extra = self._recover(buffer, rows, recovered[rows], config)
+                final, kept, extra = self._recover(model, buffer, rows, recovered[rows], config)
                 probs[rows] = restore(probs[rows], final, kept.positions, kept.valid)
                 flops[rows] += extra
         return ForwardResult(probs=probs, pruned_layer=pruned_layer, pruned_score=pruned_score,
@@ -139,7 +156,7 @@ class PrunedEncoder:
 
         Returns the kept sequences and ``leaving`` (B, T'), the tokens that left (a mask over ``seqs``).
         """
-        exit_logits = self.exit_heads(layer, seqs.hidden)  # (B, T', C)
+        exit_logits = self.exit_heads(layer, seqs.hidden.float())  # (B, T', C); the heads stay fp32
         signals = token_signals(attention, exit_logits, seqs.valid, seqs.hidden, seqs.positions, n_real,
                                 layer / len(self.layers))
         special_here = special.gather(1, seqs.positions)  # (B, T')
@@ -155,7 +172,8 @@ class PrunedEncoder:
                                        seqs.positions, leaving).squeeze(-1))
         return prune(seqs, keep)[0], leaving
 
-    def _recover(self, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor, config: PruningConfig):
+    def _recover(self, model, buffer: MemoryBuffer, rows: torch.Tensor, recovered: torch.Tensor,
+                 config: PruningConfig):
         """Re-run layers first_layer..L-1 for ``rows`` with the recovered tokens back in.
 
         Tokens that stay pruned leave at the same point as in the first pass (a token pruned after
@@ -168,14 +186,15 @@ class PrunedEncoder:
         stays_out = buffer.pruned_layer[rows] * ~recovered  # (R, T): the point a still-pruned token leaves at, else 0
         frozen = None  # still-pruned tokens' states, when config.frozen_context
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
-        for i in range(buffer.first_layer, len(self.layers)):
+        layers = list(base_of(model).encoder.layer)
+        for i in range(buffer.first_layer, len(layers)):
             if i in config.prune_layers:
                 leaving = seqs.valid & (stays_out.gather(1, seqs.positions) == i)  # (R, T')
                 if config.frozen_context:
                     frozen = merge(frozen, prune(seqs, leaving)[0])
                 seqs = prune(seqs, seqs.valid & ~leaving)[0]
             extra += self._layer_flops(seqs.lengths.double(), frozen)
-            seqs = replace(seqs, hidden=run_layer(self.layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
+            seqs = replace(seqs, hidden=run_layer(layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
-        final = classify(self.model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
+        final = classify(model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

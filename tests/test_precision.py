@@ -8,7 +8,7 @@ import torch
 
 from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.io.pubtator import read_pubtator
-from bioprune.precision import PrecisionFallbackWarning, autocast_context, resolve_precision
+from bioprune.precision import PrecisionFallbackWarning, resolve_precision
 
 
 def _probe(answer: bool):
@@ -48,14 +48,15 @@ def test_dense_is_exact_fp32_and_the_default_is_auto():
         assert PruningConfig(controller="none", precision="bf16").ignored_settings == ()
 
 
-def test_fp32_runs_under_no_autocast():
-    with autocast_context("fp32", "cpu"):
-        assert not torch.is_autocast_enabled("cpu")
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
-    with autocast_context("bf16", "cpu"):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+def test_bf16_runs_on_one_bf16_copy_and_fp32_on_the_model_itself(outside_engine):
+    encoder = outside_engine.encoder
+    assert encoder.weights_at("fp32") is encoder.model
+    copy = encoder.weights_at("bf16")
+    assert copy is encoder.weights_at("bf16") is not encoder.model  # made once
+    assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
     with pytest.raises(ValueError, match="not a resolved precision"):
-        autocast_context("auto", "cpu")
+        encoder.weights_at("auto")
 
 
 @pytest.fixture(scope="module")

@@ -438,9 +438,10 @@ def test_batched_equals_one_at_a_time_under_pruning(outside_engine, mixed_texts,
         assert a.trace.dense_flops == b.trace.dense_flops
     assert any(a.trace.pruned_tokens for a in together)
     encoded = engine.encode(mixed_texts)
+    atol = 1e-5 if engine.precision == "fp32" else 1e-3  # bf16 rounds differently as the packing changes
     for p16, p1 in zip(engine.predict_probs(encoded, batch_size=16),
                        [engine.predict_probs([e], batch_size=1)[0] for e in encoded]):
-        np.testing.assert_allclose(p16, p1, atol=1e-5)
+        np.testing.assert_allclose(p16, p1, atol=atol)
 
 
 # --- 8. offsets with pruning on -------------------------------------------------------------------

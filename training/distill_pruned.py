@@ -241,7 +241,8 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
         run_file.write_text(json.dumps(run, indent=1, default=str))
 
     autocast = args.train_precision == "bf16"
-    config = replace(args.config, recovery=False, precision=args.train_precision)
+    # decisions on the live fp32 weights: a bf16 copy (PrunedEncoder.weights_at) would be made once and go stale
+    config = replace(args.config, recovery=False, precision="fp32")
     started = time.time()
     total, shares, n = 0.0, 0.0, 0
     progress = tqdm(total=steps, initial=done, desc="distill", unit="step")
