@@ -138,10 +138,13 @@ class PruningEngine:
                    controllers=load_controllers(path, device), source_dir=path, **kwargs)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
-        """The same loaded model with another pruning configuration (no copy of the weights)."""
-        return PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
-                             device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
-                             postprocess=self.postprocess, source_dir=self.source_dir)
+        """The same loaded model with another pruning configuration (no copy of the weights: the
+        encoder is shared, with its bf16 copy, made once for every config)."""
+        engine = PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
+                               device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
+                               postprocess=self.postprocess, source_dir=self.source_dir)
+        engine.encoder = self.encoder  # config-free: the config comes with each forward
+        return engine
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write everything :meth:`from_pretrained` reads into ``directory``, so it round-trips exactly.

@@ -57,6 +57,8 @@ def test_bf16_runs_on_one_bf16_copy_and_fp32_on_the_model_itself(outside_engine)
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
     with pytest.raises(ValueError, match="not a resolved precision"):
         encoder.weights_at("auto")
+    # every config of one loaded model shares the encoder, so the copy is made once (the app holds several)
+    assert outside_engine.with_config(DENSE).encoder.weights_at("bf16") is copy
 
 
 @pytest.fixture(scope="module")
