@@ -378,6 +378,30 @@ def fidelity_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def frontier_table(shipped: dict, distilled: dict) -> str:
+    """training/sweep_pruning.py on the held-out MEDLINE half for the shipped and the fidelity-distilled
+    model (training/distill_pruned.py): agreement with each model's own dense fp32 against FLOPs saved."""
+    def key(r):
+        return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
+    theirs = {key(r): r for r in distilled["rows"]}
+    out = ["| MLP after layers | λ | shipped: agreement (Chemical, Disease) | FLOPs saved "
+           "| distilled: agreement (Chemical, Disease) | FLOPs saved |", "|---|---|---|---|---|---|"]
+    for r in shipped["rows"]:
+        d = theirs.get(key(r))
+        if d is None:
+            continue
+        cells = [f"{x['f1']['micro']:.4f} ({x['f1']['Chemical']:.3f}, {x['f1']['Disease']:.3f}) | "
+                 f"{_pct(x['flops_saved_ratio'])}" for x in (r, d)]
+        out.append(f"| {key(r)[0]} | {key(r)[1]:g} | {cells[0]} | {cells[1]} |")
+    out += ["", f"{shipped['n_documents']} abstracts of the held-out MEDLINE half, recovery off, precision "
+            f"{shipped['rows'][0]['config']['precision']}; each model against its own dense fp32; the "
+            "controller was retrained for the distilled backbone, so equal λ is not equal pruning: compare rows by "
+            "FLOPs saved. "
+            f"`{shipped['command']}` → `results/fidelity_frontier_shipped.json`; "
+            f"`{distilled['command']}` → `results/fidelity_frontier_distilled.json`."]
+    return "\n".join(out)
+
+
 # The precision table's rows: (setting, evaluate JSON on test, benchmark JSON vs dense fp32, MEDLINE fidelity
 # JSON and its controller). Missing files leave their cells empty.
 PRECISION_ROWS = (
@@ -514,6 +538,9 @@ def main() -> None:
     blocks.update(suite_blocks())
     if (table := precision_table()) is not None:
         blocks["precision"] = table
+    shipped, distilled = _load("fidelity_frontier_shipped.json"), _load("fidelity_frontier_distilled.json")
+    if shipped is not None and distilled is not None:
+        blocks["fidelity_frontier"] = frontier_table(shipped, distilled)
     if (peers := _load("benchmark_peers.json")) is not None:
         blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
     for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
