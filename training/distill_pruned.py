@@ -38,7 +38,6 @@ and ``distill_run.json`` (arguments, data md5s, loss curve, time).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -61,6 +60,7 @@ from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments, config_from_values
 from bioprune.pruned_encoder import merge
+from training.finetune import make_batches, md5  # the same length-bucketed shuffling and data hashes
 
 logger = logging.getLogger("distill_pruned")
 
@@ -91,10 +91,6 @@ class DistillArgs:
     threads: int = 2
 
 
-def md5(path: str) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
-
-
 def training_texts(args: DistillArgs) -> list[str]:
     """The texts of ``args.texts`` and the first half of each ``args.unlabelled`` file (held-out half unread)."""
     texts = [d.text for path in args.texts for d in read_pubtator(path)]
@@ -105,20 +101,6 @@ def training_texts(args: DistillArgs) -> list[str]:
     if args.max_docs:
         texts = random.Random(args.seed).sample(texts, min(args.max_docs, len(texts)))
     return texts
-
-
-def make_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffled batches of similar-length windows (the same every run of a seed, so resume repeats them)."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    chunk = batch_size * 50
-    batches = []
-    for i in range(0, len(order), chunk):
-        part = sorted(order[i:i + chunk], key=lambda j: lengths[j])
-        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -212,7 +194,7 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
     encoded = encode_texts(tokenizer, texts)
     windows = [window_input_ids(doc, w, tokenizer.cls_token_id, tokenizer.sep_token_id)
                for doc in encoded for w in doc.windows]
-    batches = make_batches([len(w) for w in windows], args.batch_size, args.seed)
+    batches = make_batches([(w,) for w in windows], args.batch_size, random.Random(args.seed))  # same per seed: resume repeats them
     steps = math.ceil(args.epochs * len(batches))
     logger.info("%d texts -> %d windows (%d tokens), %d steps", len(texts), len(windows),
                 sum(map(len, windows)), steps)
