@@ -1,0 +1,397 @@
+"""Concept normalisation: a Chemical or Disease mention (with its document) to MeSH identifier(s).
+
+The pipeline is the classic one of BioCreative V CDR systems, kept small and deterministic:
+
+1. the document's abbreviation definitions ("long form (SF)", Schwartz & Hearst 2003, found by
+   :func:`bioprune.postprocess.abbreviations`) replace short forms by their long forms first, as
+   DNorm (Leaman et al. 2013) and tmChem (Leaman et al. 2015) do before normalising;
+2. dictionary look-up: the exact string, then a normalised key (case, punctuation, plural,
+   possessive, Greek letters), then the key's sorted bag of words ("diabetes mellitus, type 2" =
+   "type 2 diabetes mellitus");
+3. composite mentions ("breast and ovarian cancer", "hepatitis B and C") are split into parts,
+   each part linked on its own, the IDs joined by ``|`` as in the BC5CDR gold;
+4. otherwise the nearest name by cosine over character 3-gram TF-IDF vectors (the candidate
+   generator of scispaCy's linker, Neumann et al. 2019), if similar enough; else ``-``.
+
+The names come from an index built by ``training/build_linker_index.py``: MeSH descriptor terms
+(chemicals under tree D, diseases under C and F03), CTD MEDIC disease synonyms, and the
+mention -> ID pairs of the training corpora, which also cover MeSH supplementary records (C-ids)
+that the vocabularies lack. Pairs outrank vocabulary terms for the same name, because they carry
+the corpus' own annotation guideline. The index is a gzipped TSV (no pickle) plus a JSON manifest;
+the TF-IDF matrix is rebuilt when the index is loaded (a few seconds, once per process).
+
+Identifiers are bare MeSH UIs (``D003924``), as in the BC5CDR files; writers may prefix ``MESH:``.
+scikit-learn, numpy and scipy are imported inside the functions that need them, so importing this
+module costs nothing.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bioprune.postprocess import abbreviations
+from bioprune.types import ENTITY_TYPES
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INDEX_DIR = Path(__file__).parent / "assets" / "bc5cdr-minilm-l6" / "linker"
+NAMES_FILE = "names.tsv.gz"  # type, name, id, pair_weight, vocab_weight (header row first)
+MANIFEST_FILE = "linker.json"  # format version, sources, counts, the command that built it
+NAMES_COLUMNS = ("type", "name", "id", "pair_weight", "vocab_weight")
+FORMAT_VERSION = 1
+BUILD_COMMAND = ("python -m training.build_linker_index --data ../shared/data "
+                 "--output bioprune/assets/bc5cdr-minilm-l6/linker/")
+NO_ID = "-"
+
+
+class LinkerIndexError(ValueError):
+    """A linker index (or a vocabulary it is built from) is missing or malformed: one line that names
+    the file and says how to build it."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}; build it with: {BUILD_COMMAND}")
+
+
+@dataclass(frozen=True)
+class LinkerSettings:
+    """How mentions are linked. The thresholds were chosen on the BC5CDR development set with an
+    index built without it (``training/evaluate_linking.py --choose``, results/linking_dev.json)."""
+
+    chemical_min_similarity: float = 0.75  # TF-IDF cosine below which a Chemical gets no ID
+    disease_min_similarity: float = 0.75  # same for Disease
+    neighbours: int = 20  # nearest names looked at per mention
+    ngram: int = 3  # character n-gram length (scispaCy uses 3)
+    expand_abbreviations: bool = True  # replace the document's short forms by their long forms
+    split_composites: bool = True  # "breast and ovarian cancer" -> two IDs
+
+    def min_similarity(self, label: str) -> float:
+        return self.chemical_min_similarity if label == "Chemical" else self.disease_min_similarity
+
+
+@dataclass(frozen=True)
+class Link:
+    """The identifiers of one mention: ``ids`` empty when nothing matched confidently."""
+
+    ids: tuple[str, ...] = ()
+    score: float = 0.0  # 1.0 for a dictionary match, the cosine for a TF-IDF match
+    method: str = "none"  # exact | normalized | bag | tfidf | composite | none
+
+    @property
+    def identifier(self) -> str:
+        """``ID`` or ``ID1|ID2`` (composite), or ``-`` when unlinked (the PubTator 6th column)."""
+        return "|".join(self.ids) if self.ids else NO_ID
+
+
+NO_LINK = Link()
+
+# ---------------------------------------------------------------- string normalisation (pure)
+
+_GREEK = str.maketrans({"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "κ": "kappa",
+                        "λ": "lambda", "μ": "mu", "ω": "omega"})
+_TOKEN = re.compile(r"[^\W_]+")
+_POSSESSIVE = re.compile(r"['’]s\b")
+_STOPWORDS = frozenset({"of", "the", "in", "to", "with", "by", "for", "on", "a", "an", "induced"})
+
+
+def _singular(token: str) -> str:
+    """A crude English singular, applied alike to index names and queries (only consistency matters)."""
+    if len(token) > 4 and token.endswith("ies"):
+        return token[:-3] + "y"
+    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        return token[:-1]
+    return token
+
+
+def tokens(name: str) -> list[str]:
+    """Lower-case word tokens of ``name``: Greek letters spelled out, accents, possessives and
+    punctuation dropped, plurals singularised."""
+    text = _POSSESSIVE.sub("", name.lower().translate(_GREEK))
+    if not text.isascii():
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    return [_singular(t) for t in _TOKEN.findall(text)]
+
+
+def normalized_key(name: str) -> str:
+    """The normalised look-up key: ``"Alzheimer's Diseases"`` -> ``"alzheimer disease"``."""
+    return " ".join(tokens(name))
+
+
+def bag_key(name: str) -> str:
+    """Order-free key: the sorted set of tokens without stop words."""
+    return _bag(tokens(name))
+
+
+def _bag(toks: Sequence[str]) -> str:
+    return " ".join(sorted(set(toks) - _STOPWORDS))
+
+
+_CONJUNCTION = re.compile(r"\s*,?\s+(?:and/or|and|or)\s+|\s*,\s+|\s*/\s*", re.IGNORECASE)
+
+
+def composite_readings(mention: str) -> list[list[str]]:
+    """Ways to read ``mention`` as several names joined by a conjunction, most literal first.
+
+    "nausea and vomiting" -> parts as they are; "breast and ovarian cancer" -> the last part's head
+    shared ("breast cancer", "ovarian cancer"); "hepatitis B and C" -> the first part's head shared
+    ("hepatitis B", "hepatitis C"). No conjunction: no reading.
+    """
+    parts = [p.strip() for p in _CONJUNCTION.split(mention) if p and p.strip()]
+    if len(parts) < 2:
+        return []
+    readings = [parts]
+    last, first = parts[-1].split(), parts[0].split()
+    if len(last) > 1:
+        readings.append([f"{p} {' '.join(last[1:])}" if len(p.split()) < len(last) else p
+                         for p in parts[:-1]] + [parts[-1]])
+    if len(first) > 1:
+        readings.append([parts[0]] + [f"{' '.join(first[:-1])} {p}" if len(p.split()) < len(first) else p
+                                      for p in parts[1:]])
+    return readings
+
+
+def abbreviation_map(text: str) -> dict[str, str]:
+    """Short form -> long form for each "long form (SF)" in ``text`` (the first definition wins)."""
+    out: dict[str, str] = {}
+    for (ls, le), (ss, se) in abbreviations(text):
+        out.setdefault(text[ss:se], text[ls:le])
+    return out
+
+
+def expand_short_forms(mention: str, short_forms: Mapping[str, str]) -> str:
+    """``mention`` with each whole-word short form replaced by its long form."""
+    if not short_forms:
+        return mention
+    if mention in short_forms:
+        return short_forms[mention]
+    pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, sorted(short_forms, key=len, reverse=True)))
+                         + r")(?!\w)")
+    return pattern.sub(lambda m: short_forms[m.group(1)], mention)
+
+
+# ---------------------------------------------------------------- the index
+
+@dataclass(frozen=True)
+class NameRow:
+    """One name of the index: a string that refers to ``id`` for mentions of type ``type``."""
+
+    type: str
+    name: str
+    id: str
+    pair_weight: float = 0.0  # how often (weighted by corpus) annotators linked this string to ``id``
+    vocab_weight: float = 0.0  # 2 = the descriptor's preferred term, 1 = another term or synonym
+
+
+def write_names(directory: str | Path, rows: Iterable[NameRow], manifest: Mapping) -> Path:
+    """Write an index folder: ``names.tsv.gz`` (sorted rows, reproducible bytes) and ``linker.json``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: (r.type, r.name, r.id))
+    with gzip.GzipFile(directory / NAMES_FILE, "wb", mtime=0) as raw:
+        lines = ["\t".join(NAMES_COLUMNS)]
+        lines += [f"{r.type}\t{r.name}\t{r.id}\t{r.pair_weight:g}\t{r.vocab_weight:g}" for r in rows]
+        raw.write(("\n".join(lines) + "\n").encode("utf-8"))
+    manifest = {"format_version": FORMAT_VERSION, **manifest, "rows": len(rows)}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    return directory
+
+
+def read_names(directory: str | Path) -> list[NameRow]:
+    """The rows of an index folder; :class:`LinkerIndexError` if it is missing or malformed."""
+    path = Path(directory) / NAMES_FILE
+    if not path.is_file():
+        raise LinkerIndexError(path, "no linker index here")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = tuple(next(reader, ()))
+            if header != NAMES_COLUMNS:
+                raise LinkerIndexError(path, f"header {list(header)} is not {list(NAMES_COLUMNS)}")
+            return [NameRow(t, n, i, float(p), float(v)) for t, n, i, p, v in reader]
+    except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
+        if isinstance(err, LinkerIndexError):
+            raise
+        raise LinkerIndexError(path, f"unreadable ({type(err).__name__}: {err})") from None
+
+
+def _best_ids(rows: Iterable[tuple[str, NameRow]]) -> dict[str, tuple[str, float]]:
+    """key -> (id, prior) for the best-supported ID of each key: annotated pairs first, then the
+    vocabulary's preferred terms, then the smallest ID (deterministic)."""
+    support: dict[str, dict[str, list[float]]] = {}
+    for key, row in rows:
+        if not key:
+            continue
+        s = support.setdefault(key, {}).setdefault(row.id, [0.0, 0.0])
+        s[0] += row.pair_weight
+        s[1] += row.vocab_weight
+    out = {}
+    for key, by_id in support.items():
+        best = next(iter(by_id)) if len(by_id) == 1 else min(by_id, key=lambda i: (-by_id[i][0], -by_id[i][1], i))
+        out[key] = (best, by_id[best][0])
+    return out
+
+
+@dataclass(frozen=True)
+class TypeIndex:
+    """The look-up tables and TF-IDF matrix of one mention type."""
+
+    exact: Mapping[str, tuple[str, float]]
+    normalized: Mapping[str, tuple[str, float]]
+    bag: Mapping[str, tuple[str, float]]
+    names: tuple[str, ...]  # the normalised keys the TF-IDF rows stand for
+    vectorizer: object  # a fitted sklearn TfidfVectorizer
+    matrix_t: object  # scipy CSR (features x names), L2-normalised rows of the names
+
+    def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """The ``k`` most similar (id, cosine) per query, best first, one entry per ID."""
+        import numpy as np
+
+        if not queries or not self.names:
+            return [[] for _ in queries]
+        sims = (self.vectorizer.transform(queries) @ self.matrix_t).tocsr()
+        out = []
+        for row in range(sims.shape[0]):
+            lo, hi = sims.indptr[row], sims.indptr[row + 1]
+            cols, vals = sims.indices[lo:hi], sims.data[lo:hi]
+            order = np.lexsort((cols, -vals))[: 4 * k]
+            seen: dict[str, float] = {}
+            for j in order:
+                ident = self.normalized[self.names[cols[j]]][0]
+                seen.setdefault(ident, float(vals[j]))
+            out.append(sorted(seen.items(), key=lambda x: -x[1])[:k])
+        return out
+
+
+def build_type_index(rows: Sequence[NameRow], ngram: int = 3) -> TypeIndex:
+    """Look-up tables and the character n-gram TF-IDF matrix over one type's normalised names."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    toks = [tokens(r.name) for r in rows]
+    normalized = _best_ids((" ".join(t), r) for t, r in zip(toks, rows))
+    names = tuple(sorted(normalized))
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(ngram, ngram), lowercase=False,
+                                 sublinear_tf=True, dtype=np.float32)
+    matrix = vectorizer.fit_transform(names) if names else None
+    return TypeIndex(exact=_best_ids((r.name, r) for r in rows), normalized=normalized,
+                     bag=_best_ids((_bag(t), r) for t, r in zip(toks, rows)), names=names,
+                     vectorizer=vectorizer, matrix_t=matrix.T.tocsr() if matrix is not None else None)
+
+
+def build_index(rows: Sequence[NameRow], ngram: int = 3) -> dict[str, TypeIndex]:
+    """One :class:`TypeIndex` per entity type found in ``rows``."""
+    by_type: dict[str, list[NameRow]] = {}
+    for r in rows:
+        by_type.setdefault(r.type, []).append(r)
+    return {t: build_type_index(by_type.get(t, []), ngram) for t in sorted(set(by_type) | set(ENTITY_TYPES))}
+
+
+# ---------------------------------------------------------------- linking (pure over an index)
+
+def lookup(index: TypeIndex, name: str) -> Link:
+    """Dictionary look-up: exact string, then normalised key, then bag of words."""
+    for method, table, key in (("exact", index.exact, name), ("normalized", index.normalized, normalized_key(name)),
+                               ("bag", index.bag, bag_key(name))):
+        hit = table.get(key) if key else None
+        if hit is not None:
+            return Link(ids=tuple(hit[0].split("|")), score=1.0, method=method)
+    return NO_LINK
+
+
+def _fuzzy(index: TypeIndex, name: str, k: int) -> Link:
+    key = normalized_key(name)
+    if not key:
+        return NO_LINK
+    [best] = index.nearest([key], k)
+    return Link(ids=tuple(best[0][0].split("|")), score=best[0][1], method="tfidf") if best else NO_LINK
+
+
+def _link_name(index: TypeIndex, name: str, settings: LinkerSettings, min_similarity: float) -> Link:
+    """Look-up, then composite readings, then the nearest TF-IDF name (one string, no abbreviations)."""
+    found = lookup(index, name)
+    if found.ids:
+        return found
+    best = NO_LINK
+    for parts in composite_readings(name) if settings.split_composites else ():
+        links = [lookup(index, p) for p in parts]
+        links = [lk if lk.ids else _fuzzy(index, p, settings.neighbours) for lk, p in zip(links, parts)]
+        score = min(lk.score for lk in links)
+        if score > best.score and all(lk.ids for lk in links):
+            ids = tuple(dict.fromkeys(i for lk in links for i in lk.ids))
+            best = Link(ids=ids, score=score, method="composite")
+    whole = _fuzzy(index, name, settings.neighbours)
+    best = whole if whole.score > best.score else best
+    return best if best.score >= min_similarity else NO_LINK
+
+
+def link_mention(index: Mapping[str, TypeIndex], mention: str, label: str, short_forms: Mapping[str, str],
+                 settings: LinkerSettings) -> Link:
+    """The ID(s) of one mention of type ``label``; ``short_forms`` from :func:`abbreviation_map`.
+
+    The long form of an abbreviation is tried first (the same "PD" is Parkinson's disease in one
+    abstract and panic disorder in another); the mention as written is the fallback.
+    """
+    type_index = index.get(label)
+    if type_index is None:
+        return NO_LINK
+    threshold = settings.min_similarity(label)
+    expanded = expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention
+    if expanded != mention:
+        link = _link_name(type_index, expanded, settings, threshold)
+        if link.ids:
+            return link
+    return _link_name(type_index, mention, settings, threshold)
+
+
+def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[tuple[str, str]],
+                  settings: LinkerSettings = LinkerSettings()) -> list[Link]:
+    """One :class:`Link` per ``(mention text, type)`` of a document whose full text is ``text``.
+
+    Repeated mentions are linked once (an abstract repeats its names).
+    """
+    short_forms = abbreviation_map(text) if settings.expand_abbreviations else {}
+    cache: dict[tuple[str, str], Link] = {}
+    out = []
+    for mention, label in mentions:
+        if (mention, label) not in cache:
+            cache[(mention, label)] = link_mention(index, mention, label, short_forms, settings)
+        out.append(cache[(mention, label)])
+    return out
+
+
+class Linker:
+    """A loaded index and its settings: ``linker.link(text, [(mention, type), ...])`` -> Links."""
+
+    def __init__(self, index: Mapping[str, TypeIndex], settings: LinkerSettings = LinkerSettings()):
+        self.index = index
+        self.settings = settings
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, settings: LinkerSettings = LinkerSettings()) -> "Linker":
+        """Read an index folder (default: the shipped one) and build its tables and TF-IDF matrices."""
+        directory = Path(directory) if directory is not None else DEFAULT_INDEX_DIR
+        rows = read_names(directory)
+        logger.info("linker: %d names from %s", len(rows), directory)
+        return cls(build_index(rows, settings.ngram), settings)
+
+    def link(self, text: str, mentions: Sequence[tuple[str, str]]) -> list[Link]:
+        return link_document(self.index, text, mentions, self.settings)
+
+    def link_entities(self, text: str, entities: Sequence) -> list[Link]:
+        """Links for :class:`~bioprune.types.Entity` objects (anything with ``text`` and ``label``)."""
+        return self.link(text, [(e.text, e.label) for e in entities])
+
+
+@functools.lru_cache(maxsize=4)
+def load_linker(directory: str | None = None) -> Linker:
+    """The linker of an index folder, loaded once per process (the first call takes seconds)."""
+    return Linker.load(directory)

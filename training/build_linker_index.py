@@ -1,0 +1,202 @@
+"""Build the linker's name index (bioprune/linking.py) from the vocabularies and the labelled corpora.
+
+    python -m training.build_linker_index --data ../shared/data \
+        --output bioprune/assets/bc5cdr-minilm-l6/linker/              # shipped: BC5CDR train+dev
+    python -m training.build_linker_index --data ../shared/data --bc5cdr train \
+        --output runs/s9/linking/index-dev                              # for choosing on dev
+
+Names and the MeSH IDs they refer to, per type:
+
+* MeSH 2024 descriptor terms: a descriptor with a tree number under D is a Chemical, under C or
+  F03 a Disease (both if both);
+* CTD MEDIC disease names and synonyms (MeSH IDs only: the BC5CDR gold has no OMIM IDs);
+* mention -> ID pairs of BC5CDR (the splits asked for, never test) and of the corpora that carry
+  MeSH IDs (BioRED, ChemDisGene, NLM-Chem), weighted by how much their guideline matches BC5CDR's.
+  A corpus document whose PMID is in a BC5CDR split left out is dropped, so an index built without
+  dev never saw a dev abstract (BioRED shares documents with BC5CDR train/dev).
+
+Output: ``names.tsv.gz`` + ``linker.json`` (bioprune.linking.write_names); no pickle, no matrices
+(the TF-IDF matrix is rebuilt at load time). A vocabulary that is missing or of the wrong shape
+stops the build with one line naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bioprune.errors import InputError
+from bioprune.io.pubtator import read_pubtator
+from bioprune.linking import LinkerIndexError, NameRow, write_names
+
+MESH_TERMS = "vocab/mesh2024_descriptor_terms.tsv.gz"
+MESH_TREES = "vocab/mesh2024_descriptor_trees.tsv.gz"
+MEDIC = "vocab/CTD_diseases_2017.tsv.gz"
+BC5CDR_SPLITS = {"train": "bc5cdr/CDR_TrainingSet.PubTator.txt", "dev": "bc5cdr/CDR_DevelopmentSet.PubTator.txt"}
+# corpus file -> weight of one of its mention -> ID pairs (BC5CDR's own pairs weigh 1)
+CORPORA = {
+    "corpora/BioRED_Train.PubTator": 0.5,  # curated, but phenotypes count as diseases
+    "corpora/BioRED_Dev.PubTator": 0.5,
+    "corpora/ChemDisGene_curated.PubTator": 0.3,  # PubTator Central mentions (machine IDs)
+    "corpora/NLMChem_passages.PubTator": 0.5,  # curated chemicals, full text
+    "corpora/ChemDisGene_silver_A.PubTator": 0.2,  # silver: machine annotations
+    "corpora/ChemDisGene_silver_B.PubTator": 0.2,
+}
+TYPES = {"Chemical": "Chemical", "ChemicalEntity": "Chemical",
+         "Disease": "Disease", "DiseaseOrPhenotypicFeature": "Disease"}
+_MESH_ID = re.compile(r"^(?:MESH:)?([CD]\d{6,9})$")
+
+
+@dataclass(frozen=True)
+class BuildArgs:
+    data: str  # the shared data folder (bc5cdr/, corpora/, vocab/)
+    output: str  # the index folder to write
+    bc5cdr: tuple[str, ...] = ("train", "dev")  # BC5CDR splits whose pairs go in (never test)
+    corpora: bool = True  # add the other corpora's pairs
+
+
+def open_table(path: Path, required: Iterable[str], comment_header: bool = False) -> Iterator[dict]:
+    """Rows of a gzipped TSV as dicts; :class:`LinkerIndexError` if the file is missing, unreadable or
+    lacks a column. ``comment_header``: the header is the ``#``-line after ``# Fields:`` (CTD files)."""
+    if not path.is_file():
+        raise LinkerIndexError(path, "vocabulary file missing")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+            lines = iter(handle)
+            header = _ctd_header(lines) if comment_header else next(lines, "").rstrip("\n").split("\t")
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise LinkerIndexError(path, f"wrong shape: no column(s) {missing} in header {header[:10]}")
+            for row in csv.reader((ln for ln in lines if not ln.startswith("#")), delimiter="\t",
+                                  quoting=csv.QUOTE_NONE):
+                yield dict(zip(header, row))
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise LinkerIndexError(path, f"unreadable ({type(err).__name__}: {err})") from None
+
+
+def _ctd_header(lines: Iterator[str]) -> list[str]:
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        if line.strip() == "# Fields:":
+            return next(lines, "# ").lstrip("# ").rstrip("\n").split("\t")
+    return []
+
+
+def mesh_types(data: Path) -> dict[str, set[str]]:
+    """DescriptorUI -> the entity types its tree numbers put it under."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
+        tree = row["tree_location"]
+        if tree.startswith("D"):
+            out[row["DescriptorUI"]].add("Chemical")
+        if tree.startswith(("C", "F03")):
+            out[row["DescriptorUI"]].add("Disease")
+    return out
+
+
+def mesh_rows(data: Path) -> Iterator[NameRow]:
+    """Every term of every Chemical or Disease descriptor (the record's preferred term weighs 2)."""
+    types = mesh_types(data)
+    for row in open_table(data / MESH_TERMS, ("DescriptorUI", "TermName", "RecordPreferredTermYN")):
+        for t in types.get(row["DescriptorUI"], ()):
+            yield NameRow(t, row["TermName"], row["DescriptorUI"],
+                          vocab_weight=2.0 if row["RecordPreferredTermYN"] == "Y" else 1.0)
+
+
+def medic_rows(data: Path) -> Iterator[NameRow]:
+    """MEDIC disease names (weight 2) and synonyms (1) of its MeSH-identified diseases."""
+    for row in open_table(data / MEDIC, ("DiseaseName", "DiseaseID", "Synonyms"), comment_header=True):
+        m = _MESH_ID.match(row["DiseaseID"])
+        if m is None:
+            continue
+        yield NameRow("Disease", row["DiseaseName"], m.group(1), vocab_weight=2.0)
+        for synonym in filter(None, row["Synonyms"].split("|")):
+            yield NameRow("Disease", synonym, m.group(1), vocab_weight=1.0)
+
+
+def mesh_ids(field: str) -> tuple[str, ...]:
+    """The MeSH UIs of a PubTator ID field ("MESH:D1,MESH:D2", "D1|D2"); () if any is not MeSH."""
+    parts = [p.strip() for p in re.split(r"[|,;]", field) if p.strip()]
+    matches = [_MESH_ID.match(p) for p in parts]
+    return tuple(m.group(1) for m in matches) if parts and all(matches) else ()
+
+
+def pair_rows(path: Path, weight: float, skip_pmids: frozenset[str] = frozenset()) -> Iterator[NameRow]:
+    """Mention -> ID pairs of a PubTator corpus (composite IDs kept joined by ``|``)."""
+    try:
+        docs = read_pubtator(path)
+    except InputError as err:
+        raise LinkerIndexError(path, err.reason) from None
+    for doc in docs:
+        if doc.pmid in skip_pmids:
+            continue
+        for m in doc.mentions:
+            ids = mesh_ids(m.ids)
+            if m.type in TYPES and ids:
+                yield NameRow(TYPES[m.type], m.text, "|".join(ids), pair_weight=weight)
+
+
+def merge(rows: Iterable[NameRow]) -> list[NameRow]:
+    """One row per (type, name, id), weights summed."""
+    totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in rows:
+        if "\t" in r.name or "\n" in r.name or not r.name.strip():
+            continue
+        t = totals[(r.type, r.name, r.id)]
+        t[0] += r.pair_weight
+        t[1] = max(t[1], r.vocab_weight)
+    return [NameRow(t, n, i, round(p, 3), v) for (t, n, i), (p, v) in totals.items()]
+
+
+def build(args: BuildArgs) -> Path:
+    data = Path(args.data)
+    if "test" in args.bc5cdr or not set(args.bc5cdr) <= set(BC5CDR_SPLITS):
+        raise SystemExit(f"--bc5cdr takes {sorted(BC5CDR_SPLITS)} only: the test set is never indexed")
+    held_out = {s for s in BC5CDR_SPLITS if s not in args.bc5cdr}
+    skip = frozenset(d.pmid for s in held_out for d in read_pubtator(data / BC5CDR_SPLITS[s]))
+    rows: list[NameRow] = [*mesh_rows(data), *medic_rows(data)]
+    for split in args.bc5cdr:
+        rows += pair_rows(data / BC5CDR_SPLITS[split], 1.0)
+    sources = [MESH_TERMS, MESH_TREES, MEDIC, *(BC5CDR_SPLITS[s] for s in args.bc5cdr)]
+    if args.corpora:
+        for name, weight in CORPORA.items():
+            rows += pair_rows(data / name, weight, skip)
+        sources += list(CORPORA)
+    merged = merge(rows)
+    held = f" --bc5cdr {' '.join(args.bc5cdr)}" if held_out else ""
+    manifest = {"sources": sources, "corpus_weights": CORPORA if args.corpora else {},
+                "bc5cdr_splits": list(args.bc5cdr), "held_out_pmids": len(skip),
+                "command": f"python -m training.build_linker_index --data DATA --output OUT{held}"
+                           + ("" if args.corpora else " --no-corpora")}
+    return write_names(args.output, merged, manifest)
+
+
+def parse_args(argv: list[str] | None = None) -> BuildArgs:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="the shared data folder (bc5cdr/, corpora/, vocab/)")
+    parser.add_argument("--output", required=True, help="index folder to write")
+    parser.add_argument("--bc5cdr", nargs="+", default=list(BuildArgs.bc5cdr), help="BC5CDR splits: train dev")
+    parser.add_argument("--no-corpora", dest="corpora", action="store_false", help="BC5CDR pairs only")
+    ns = parser.parse_args(argv)
+    return BuildArgs(data=ns.data, output=ns.output, bc5cdr=tuple(ns.bc5cdr), corpora=ns.corpora)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        out = build(parse_args(argv))
+    except LinkerIndexError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
