@@ -60,6 +60,7 @@ def _engine(args):
     from bioprune.devices import resolve_device
     from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
     from bioprune.model_files import ModelNotFoundError, resolve_model_dir
+    from bioprune.precision import resolve_precision
 
     try:
         device = resolve_device(args.device)
@@ -70,6 +71,10 @@ def _engine(args):
     except ModelNotFoundError as err:
         raise InputError(err.name, err.reason) from None
     config = _config(args)
+    try:  # before the model loads: int8 on a GPU, say
+        resolve_precision(config.precision, device)
+    except ValueError as err:
+        raise InputError(f"--precision {config.precision}", str(err)) from None
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar is noise in CLI output
     try:
         return PruningEngine.from_pretrained(path, config=config, device=device)

@@ -105,7 +105,8 @@ class PruningConfig:
     # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, README "Precision"), else fp32;
     # "fp32" with controller "none" is the exact dense model (DENSE).
     precision: Precision = field(default="auto", metadata=face(
-        "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32"))
+        "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "
+        "int8 = int8 matmuls on the CPU (oneDNN)"))
 
     def __post_init__(self):
         if self.controller not in CONTROLLERS:

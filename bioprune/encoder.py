@@ -115,8 +115,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     def padded(t: torch.Tensor) -> torch.Tensor:  # (N, D) -> (B, T, D); as it is when not packed
         return t if index is None else t.new_zeros(B * T, t.size(-1)).index_copy_(0, index, t).view(B, T, -1)
 
-    q = _heads(padded(attn.query(x)), n_heads)  # (B, nh, T, dh)
-    k, v = padded(attn.key(x)), padded(attn.value(x))  # (B, T, H)
+    q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
+    q = _heads(q, n_heads)  # (B, nh, T, dh)
     kv_valid = valid
     if context is not None:
         k = torch.cat([k, attn.key(context.hidden)], dim=1)  # (B, T + Tc, H)
@@ -134,6 +134,16 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     attended = layer.attention.output(out, x)
     out = layer.output(layer.intermediate(attended), attended)  # (N, H) or (B, T, H)
     return padded(out), signals
+
+
+def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values of ``x`` (..., H): one fused projection where the layer has one
+    (``attn.qkv``, set by :func:`bioprune.int8.int8_copy`: the input is quantized once, not three
+    times), else the layer's own three."""
+    fused = getattr(attn, "qkv", None)
+    if fused is None:
+        return attn.query(x), attn.key(x), attn.value(x)
+    return fused(x).chunk(3, dim=-1)  # (..., 3H) -> 3 x (..., H)
 
 
 def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,

@@ -9,6 +9,10 @@ model stays beside it. On the shipped model bf16 changed 0.3% of the dense model
 held-out MEDLINE and nothing measurable on BC5CDR (README, "Precision"). ``"fp32"`` runs the
 model as it is: the forward is bit for bit the dense fp32 model.
 
+``"int8"`` (:mod:`bioprune.int8`, CPU only) runs the encoder's Linear layers as dynamic-u8 ×
+per-channel-s8 matmuls in oneDNN on an int8 copy, the rest in bf16; it is opt-in, not what
+``"auto"`` picks (README, "Precision", has its speed and agreement).
+
 Emulated bf16 (a CPU without native bf16 instructions) is several times *slower* than fp32, so
 ``"bf16"`` there runs fp32 with a warning naming the fallback, and ``"auto"`` picks fp32.
 """
@@ -24,8 +28,8 @@ if TYPE_CHECKING:  # torch loads when a precision is resolved, not when the conf
 
 logger = logging.getLogger(__name__)
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
 
 
 class PrecisionFallbackWarning(UserWarning):
@@ -52,17 +56,22 @@ def native_bf16(device_type: str) -> bool:
 
 
 def resolve_precision(requested: str, device: str | torch.device, has_native_bf16=None) -> str:
-    """The precision that will run (``"fp32"`` or ``"bf16"``) for ``requested`` on ``device``.
+    """The precision that will run (``"fp32"``, ``"bf16"`` or ``"int8"``) for ``requested`` on ``device``.
 
     ``"auto"`` is bf16 where the device has native bf16 (``has_native_bf16(device_type)``, default
     :func:`native_bf16`; a test passes its own probe), else fp32. ``"bf16"`` without native support runs fp32 and warns
-    (:class:`PrecisionFallbackWarning`). Raises ValueError for an unknown name.
+    (:class:`PrecisionFallbackWarning`). ``"int8"`` (:mod:`bioprune.int8`) is CPU only: ValueError
+    on another device, as for an unknown name.
     """
     import torch
 
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     device_type = torch.device(device).type
+    if requested == "int8":
+        if device_type != "cpu":
+            raise ValueError(f"precision int8 runs on the CPU only (oneDNN); on {device_type} use bf16 or auto")
+        return requested
     native = (has_native_bf16 or native_bf16)(device_type)
     if requested == "auto":
         return "bf16" if native else "fp32"

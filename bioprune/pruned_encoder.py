@@ -23,6 +23,7 @@ from bioprune.encoder import ForwardResult, Sequences, base_of, classify, embed,
 from bioprune.exits import ExitHeads
 from bioprune.flops import head_flops, layer_flops
 from bioprune.importance import token_signals
+from bioprune.int8 import int8_copy
 from bioprune.memory import TRIGGERS, MemoryBuffer, recovery_triggers
 from bioprune.precision import resolve_precision
 
@@ -44,7 +45,7 @@ class PrunedEncoder:
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
         self.layers = list(base_of(model).encoder.layer)
-        self._bf16 = None  # the bf16 copy of the model, made on the first bf16 forward (:meth:`weights_at`)
+        self._copies = {}  # precision -> the model's copy at it, made on its first forward (:meth:`weights_at`)
         cfg = model.config
         self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
 
@@ -76,11 +77,12 @@ class PrunedEncoder:
         made before the weights change (training) is stale, so training decides in fp32."""
         if precision == "fp32":
             return self.model
-        if precision != "bf16":
-            raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32 or bf16)")
-        if self._bf16 is None:
-            self._bf16 = copy.deepcopy(self.model).to(torch.bfloat16).eval()
-        return self._bf16
+        if precision not in ("bf16", "int8"):
+            raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16 or int8)")
+        if precision not in self._copies:
+            self._copies[precision] = (int8_copy(self.model) if precision == "int8"
+                                       else copy.deepcopy(self.model).to(torch.bfloat16).eval())
+        return self._copies[precision]
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,

@@ -34,10 +34,57 @@ def test_bf16_without_native_support_warns_and_names_what_runs():
 
 
 def test_unknown_precision_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="auto, fp32, bf16.*'int4'"):
+    with pytest.raises(ValueError, match="auto, fp32, bf16, int8.*'int4'"):
         resolve_precision("int4", "cpu")
-    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+    with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
         PruningConfig(precision="fp16")
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_int8_is_cpu_only(device):
+    assert resolve_precision("int8", "cpu") == "int8"
+    with pytest.raises(ValueError, match=f"int8 runs on the CPU only.*on {torch.device(device).type} use bf16"):
+        resolve_precision("int8", device, has_native_bf16=_probe(True))
+
+
+def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(monkeypatch, tiny_model_dir, sample_path, capsys):
+    from bioprune.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with GPUs, as far as the CLI asks
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--device", "cuda",
+                 "--precision", "int8", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--precision int8" in err[0] and "CPU only" in err[0]
+
+
+def test_int8_linear_is_the_float_linear_within_quantization_error():
+    from bioprune.int8 import Int8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96)
+    x = torch.randn(37, 64)  # an odd row count: the packed weight serves any M
+    for activation, reference in [("none", linear(x)), ("gelu", torch.nn.functional.gelu(linear(x)))]:
+        out = Int8Linear(linear, activation=activation)(x.bfloat16())
+        assert out.dtype == torch.bfloat16 and out.shape == (37, 96)
+        error = (out.float() - reference).abs()
+        # u8 activations over x's range and s8 weights: about 1% of the output's scale, far from 0 or garbage
+        assert error.mean() < 0.02 * reference.abs().mean() and error.max() < 0.1 * reference.abs().max()
+    assert Int8Linear(linear)(x.bfloat16().view(37, 1, 64)).shape == (37, 1, 96)  # leading dims kept
+
+
+def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine):
+    from bioprune.int8 import KEEP_BF16, Int8Linear
+
+    encoder = outside_engine.encoder
+    copy = encoder.weights_at("int8")
+    assert copy is encoder.weights_at("int8") is not encoder.weights_at("bf16")  # made once, its own copy
+    layer = copy.base_model.encoder.layer[0]
+    assert isinstance(layer.attention.self.qkv, Int8Linear) and isinstance(layer.intermediate, Int8Linear)
+    assert layer.intermediate.activation == "gelu"  # BERT's erf GELU fused into the int8 kernel
+    assert KEEP_BF16 == {"output.dense"} and type(layer.output.dense) is torch.nn.Linear
+    assert layer.output.dense.weight.dtype == torch.bfloat16
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
 
 
 def test_dense_is_exact_fp32_and_the_default_is_auto():
@@ -73,21 +120,24 @@ def _batch(engine, texts):
 
 
 @pytest.mark.parametrize("controller", ["none", "rule"])
-def test_bf16_probabilities_stay_close_to_fp32(outside_engine, texts, controller, monkeypatch):
-    """bf16 on the tiny model: probabilities within 0.005 of fp32 and 95% of the labels equal (its
-    random logits sit close together, so a few near-ties may flip; the shipped model's agreement is
-    measured in the README). Forced on, whatever this CPU has."""
+@pytest.mark.parametrize("precision_name, max_prob_error", [("bf16", 0.005), ("int8", 0.02)])
+def test_reduced_precision_probabilities_stay_close_to_fp32(outside_engine, texts, controller, monkeypatch,
+                                                             precision_name, max_prob_error):
+    """bf16 and int8 on the tiny model: probabilities within 0.005 (bf16) / 0.02 (int8) of fp32 and
+    95% of the labels equal (its random logits sit close together, so a few near-ties may flip; the
+    shipped model's agreement is measured in the README). Forced on, whatever this CPU has."""
     import bioprune.precision as precision
 
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
     ids, mask, special = _batch(outside_engine, texts)
     fp32 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="fp32"))
-    bf16 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="bf16"))
+    low = outside_engine.encoder.forward(ids, mask, special,
+                                         PruningConfig(controller=controller, precision=precision_name))
     valid = mask.bool()
-    assert bf16.probs.dtype == torch.float32
-    assert not torch.equal(bf16.probs[valid], fp32.probs[valid])  # it really ran in bf16
-    assert (bf16.probs[valid] - fp32.probs[valid]).abs().max() < 0.005
-    same = (bf16.probs.argmax(-1) == fp32.probs.argmax(-1))[valid].float().mean()
+    assert low.probs.dtype == torch.float32
+    assert not torch.equal(low.probs[valid], fp32.probs[valid])  # it really ran at the lower precision
+    assert (low.probs[valid] - fp32.probs[valid]).abs().max() < max_prob_error
+    same = (low.probs.argmax(-1) == fp32.probs.argmax(-1))[valid].float().mean()
     assert same >= 0.95
 
 
