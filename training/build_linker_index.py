@@ -26,14 +26,14 @@ import csv
 import gzip
 import re
 import sys
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from bioprune.errors import InputError
 from bioprune.io.pubtator import read_pubtator
-from bioprune.linking import LinkerIndexError, NameRow, write_names
+from bioprune.linking import LinkerIndexError, NameRow, normalized_key, write_names
 
 MESH_TERMS = "vocab/mesh2024_descriptor_terms.tsv.gz"
 MESH_TREES = "vocab/mesh2024_descriptor_trees.tsv.gz"
@@ -50,7 +50,9 @@ CORPORA = {
 }
 TYPES = {"Chemical": "Chemical", "ChemicalEntity": "Chemical",
          "Disease": "Disease", "DiseaseOrPhenotypicFeature": "Disease"}
+BC5CDR_WEIGHT = 10.0  # one BC5CDR pair outweighs the other corpora's: its guideline is the one measured
 _MESH_ID = re.compile(r"^(?:MESH:)?([CD]\d{6,9})$")
+_NEW_DESCRIPTOR = re.compile(r"^D0000\d{5}$")  # descriptor UIs of the last decade, many promoted from C-ids
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,33 @@ def pair_rows(path: Path, weight: float, skip_pmids: frozenset[str] = frozenset(
                 yield NameRow(TYPES[m.type], m.text, "|".join(ids), pair_weight=weight)
 
 
+def promoted_aliases(reference: Iterable[NameRow], rows: Iterable[NameRow]) -> dict[str, str]:
+    """New descriptor UI -> the supplementary record (C-id) BC5CDR gives the same name.
+
+    BC5CDR was annotated with MeSH 2015; many drugs it links to supplementary records (quetiapine:
+    C069541) have since become descriptors (D000069348) that MeSH 2024 and newer corpora use. Where a
+    name of ``reference`` (BC5CDR pairs) carries a C-id and ``rows`` give that name a new descriptor,
+    the descriptor is mapped back, so the linker answers in the gold's vocabulary.
+    """
+    old: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    for r in reference:
+        if r.id.startswith("C") and "|" not in r.id:
+            old[(r.type, normalized_key(r.name))][r.id] += 1
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for r in rows:
+        ids = old.get((r.type, normalized_key(r.name))) if _NEW_DESCRIPTOR.match(r.id) else None
+        if ids:
+            votes[r.id][ids.most_common(1)[0][0]] += 1
+    return {new: c.most_common(1)[0][0] for new, c in votes.items()}
+
+
+def rename(rows: Iterable[NameRow], aliases: Mapping[str, str]) -> Iterator[NameRow]:
+    """``rows`` with each ID (each part of a composite) replaced by its alias, if any."""
+    for r in rows:
+        ids = "|".join(aliases.get(i, i) for i in r.id.split("|"))
+        yield r if ids == r.id else NameRow(r.type, r.name, ids, r.pair_weight, r.vocab_weight)
+
+
 def merge(rows: Iterable[NameRow]) -> list[NameRow]:
     """One row per (type, name, id), weights summed."""
     totals: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
@@ -161,18 +190,19 @@ def build(args: BuildArgs) -> Path:
         raise SystemExit(f"--bc5cdr takes {sorted(BC5CDR_SPLITS)} only: the test set is never indexed")
     held_out = {s for s in BC5CDR_SPLITS if s not in args.bc5cdr}
     skip = frozenset(d.pmid for s in held_out for d in read_pubtator(data / BC5CDR_SPLITS[s]))
+    reference = [r for split in args.bc5cdr for r in pair_rows(data / BC5CDR_SPLITS[split], BC5CDR_WEIGHT)]
     rows: list[NameRow] = [*mesh_rows(data), *medic_rows(data)]
-    for split in args.bc5cdr:
-        rows += pair_rows(data / BC5CDR_SPLITS[split], 1.0)
     sources = [MESH_TERMS, MESH_TREES, MEDIC, *(BC5CDR_SPLITS[s] for s in args.bc5cdr)]
     if args.corpora:
         for name, weight in CORPORA.items():
             rows += pair_rows(data / name, weight, skip)
         sources += list(CORPORA)
-    merged = merge(rows)
+    aliases = promoted_aliases(reference, rows)
+    merged = merge(rename(rows + reference, aliases))
     held = f" --bc5cdr {' '.join(args.bc5cdr)}" if held_out else ""
     manifest = {"sources": sources, "corpus_weights": CORPORA if args.corpora else {},
-                "bc5cdr_splits": list(args.bc5cdr), "held_out_pmids": len(skip),
+                "bc5cdr_splits": list(args.bc5cdr), "bc5cdr_weight": BC5CDR_WEIGHT, "held_out_pmids": len(skip),
+                "promoted_aliases": dict(sorted(aliases.items())),
                 "command": f"python -m training.build_linker_index --data DATA --output OUT{held}"
                            + ("" if args.corpora else " --no-corpora")}
     return write_names(args.output, merged, manifest)

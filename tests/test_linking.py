@@ -1,0 +1,146 @@
+"""The concept linker (bioprune/linking.py) and its index builder, on tiny hand-written vocabularies.
+
+Each index is built by training/build_linker_index.py from files written here, so the tests also
+cover the build script's format round trip. One test uses the real data and the shipped index.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from bioprune.linking import NO_ID, Linker, LinkerIndexError, LinkerSettings, composite_readings, read_names
+from training.build_linker_index import main as build_main
+
+REPO = Path(__file__).resolve().parents[1]
+MESH_HEADER = ("DescriptorUI\tDescriptorName\tConceptUI\tTermUI\tTermName\tConceptPreferredTermYN\t"
+               "IsPermutedTermYN\tLexicalTag\tRecordPreferredTermYN")
+MESH_TERMS = [  # descriptor, term, record-preferred
+    ("D002945", "Cisplatin", "Y"), ("D002945", "cis-Diamminedichloroplatinum", "N"),
+    ("D001943", "Breast Neoplasms", "Y"), ("D001943", "Breast Cancer", "N"),
+    ("D010051", "Ovarian Neoplasms", "Y"), ("D010051", "Ovarian Cancer", "N"),
+    ("D010300", "Parkinson Disease", "Y"), ("D010300", "Parkinson's Disease", "N"),
+    ("D016584", "Panic Disorder", "Y"),
+]
+TREES = {"D002945": "D01.710.100", "D001943": "C04.588.180", "D010051": "C04.588.322",
+         "D010300": "C10.228.140", "D016584": "F03.080.725"}
+# BC5CDR-style training pairs: "PD" is panic disorder in this abstract
+TRAIN = ("111|t|Panic disorder (PD) after treatment.\n111|a|PD was seen.\n"
+         "111\t0\t14\tPanic disorder\tDisease\tD016584\n111\t16\t18\tPD\tDisease\tD016584\n"
+         "111\t37\t39\tPD\tDisease\tD016584\n\n")
+
+
+def _gz(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def write_data(root: Path, mesh_header: str = MESH_HEADER) -> Path:
+    """A miniature of the shared data folder: MeSH terms and trees, MEDIC, BC5CDR train and dev."""
+    _gz(root / "vocab/mesh2024_descriptor_terms.tsv.gz", "\n".join(
+        [mesh_header] + [f"{d}\t{t}\tM1\tT1\t{t}\tY\tN\tNON\t{p}" for d, t, p in MESH_TERMS]) + "\n")
+    _gz(root / "vocab/mesh2024_descriptor_trees.tsv.gz", "\n".join(
+        ["DescriptorUI\tDescriptorName\ttree_location\tcode\tcats"]
+        + [f"{d}\tx\t{tree}\t{tree[0]}\tx" for d, tree in TREES.items()]) + "\n")
+    _gz(root / "vocab/CTD_diseases_2017.tsv.gz",
+        "# CTD\n# Fields:\n# DiseaseName\tDiseaseID\tAltDiseaseIDs\tDefinition\tParentIDs\tTreeNumbers\t"
+        "ParentTreeNumbers\tSynonyms\tSlimMappings\n#\n"
+        "Tumors of the Breast\tMESH:D001943\t\t\t\t\t\tMammary Cancer|Breast Tumors\t\n"
+        "Some OMIM Disease\tOMIM:123456\t\t\t\t\t\tBreast thing\t\n")
+    (root / "bc5cdr").mkdir(parents=True, exist_ok=True)
+    (root / "bc5cdr/CDR_TrainingSet.PubTator.txt").write_text(TRAIN)
+    (root / "bc5cdr/CDR_DevelopmentSet.PubTator.txt").write_text(
+        "222|t|Cisplatin.\n222|a|x\n222\t0\t9\tCisplatin\tChemical\tD002945\n\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def linker(tmp_path_factory) -> Linker:
+    root = write_data(tmp_path_factory.mktemp("data"))
+    out = root / "index"
+    assert build_main(["--data", str(root), "--output", str(out), "--no-corpora"]) == 0
+    return Linker.load(out, LinkerSettings(chemical_min_similarity=0.6, disease_min_similarity=0.6))
+
+
+def ids(linker: Linker, mention: str, label: str, text: str = "") -> str:
+    [link] = linker.link(text or mention, [(mention, label)])
+    return link.identifier
+
+
+def test_exact_and_normalized_names(linker):
+    assert ids(linker, "Cisplatin", "Chemical") == "D002945"
+    assert ids(linker, "CISPLATINS", "Chemical") == "D002945"  # case and plural
+    assert ids(linker, "breast cancers", "Disease") == "D001943"
+    assert ids(linker, "mammary cancer", "Disease") == "D001943"  # a MEDIC synonym
+    assert ids(linker, "Parkinsons disease", "Disease") == "D010300"  # possessive
+
+
+def test_types_do_not_mix(linker):
+    assert ids(linker, "cisplatin", "Disease") == NO_ID
+
+
+def test_abbreviation_expanded_from_the_document(linker):
+    text = "Patients with Parkinson's disease (PD) were treated. PD worsened."
+    assert ids(linker, "PD", "Disease", text) == "D010300"  # the document's definition wins
+    assert ids(linker, "PD", "Disease", "PD worsened.") == "D016584"  # the training pair otherwise
+
+
+def test_composite_mention_gets_each_id(linker):
+    assert ids(linker, "breast and ovarian cancer", "Disease") == "D001943|D010051"
+    assert composite_readings("hepatitis B and C")[-1] == ["hepatitis B", "hepatitis C"]
+    assert composite_readings("1,2-dichloroethane") == []
+
+
+def test_near_miss_by_tfidf_and_no_match(linker):
+    assert ids(linker, "cisplatinum", "Chemical") == "D002945"
+    assert ids(linker, "zzyzx", "Chemical") == NO_ID
+    assert ids(linker, "zzyzx", "Disease") == NO_ID
+
+
+def test_index_round_trip(linker, tmp_path):
+    root = write_data(tmp_path)
+    assert build_main(["--data", str(root), "--output", str(tmp_path / "a"), "--no-corpora"]) == 0
+    assert build_main(["--data", str(root), "--output", str(tmp_path / "b"), "--no-corpora"]) == 0
+    a, b = (tmp_path / "a/names.tsv.gz").read_bytes(), (tmp_path / "b/names.tsv.gz").read_bytes()
+    assert a == b  # reproducible bytes
+    rows = read_names(tmp_path / "a")
+    assert {r.id for r in rows} == set(TREES)  # the OMIM-only disease is left out
+    assert ("Disease", "PD", "D016584") in {(r.type, r.name, r.id) for r in rows}
+    held_out = build_main(["--data", str(root), "--output", str(tmp_path / "c"), "--no-corpora",
+                           "--bc5cdr", "train"])
+    assert held_out == 0 and not any(r.pair_weight for r in read_names(tmp_path / "c") if r.type == "Chemical")
+
+
+@pytest.mark.parametrize("damage", ["missing", "wrong shape"])
+def test_bad_vocabulary_is_one_line(tmp_path, capsys, damage):
+    root = write_data(tmp_path, mesh_header="UI\tName")
+    if damage == "missing":
+        (root / "vocab/mesh2024_descriptor_trees.tsv.gz").unlink()
+    assert build_main(["--data", str(root), "--output", str(tmp_path / "out"), "--no-corpora"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "mesh2024_descriptor_t" in err and "python -m training.build_linker_index" in err
+    with pytest.raises(LinkerIndexError, match="no linker index here"):
+        Linker.load(tmp_path / "nowhere")
+
+
+def test_shipped_index_on_real_test_abstracts():
+    """The shipped index links the gold mentions of 40 BC5CDR test abstracts (never indexed)."""
+    data = Path(os.environ.get("BIOPRUNE_DATA", REPO.parent / "shared" / "data"))
+    gold_file = data / "bc5cdr" / "CDR_TestSet.PubTator.txt"
+    if not gold_file.is_file():
+        pytest.skip(f"no BC5CDR test file at {gold_file} (set BIOPRUNE_DATA)")
+    from bioprune.io.pubtator import read_pubtator
+
+    linker = Linker.load()
+    hit = total = 0
+    for doc in read_pubtator(gold_file)[:40]:
+        mentions = [m for m in doc.mentions if m.type in ("Chemical", "Disease")]
+        for m, link in zip(mentions, linker.link(doc.text, [(m.text, m.type) for m in mentions])):
+            if m.ids not in ("-1", ""):
+                hit += set(link.ids) == set(m.ids.split("|"))
+                total += 1
+    assert total > 300 and hit / total > 0.8

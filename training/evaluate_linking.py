@@ -1,0 +1,179 @@
+"""Evaluate the linker (bioprune/linking.py) on BC5CDR: choose its thresholds on dev, report dev and test.
+
+    # dev, with an index built from train + corpora (never dev): choose, then report
+    python -m training.build_linker_index --data ../shared/data --bc5cdr train --output runs/s9/linking/index-dev
+    python -m training.evaluate_linking --data ../shared/data --split dev --index runs/s9/linking/index-dev \
+        --predicted runs/s9/linking/development_predicted.jsonl --choose --output results/linking_dev.json
+    # test, with the shipped index (train + dev + corpora) and the thresholds chosen on dev
+    python -m training.evaluate_linking --data ../shared/data --split test \
+        --predicted runs/s9/linking/test_predicted.jsonl --output results/linking_test.json
+
+Measures, per type and micro-averaged:
+
+* ``normalization_accuracy``: gold mentions (those with a gold ID) whose predicted ID set equals
+  the gold one;
+* ``document_from_gold`` / ``document_from_predicted``: the BioCreative V CDR concept measure
+  (per document, the set of IDs of each type; composite IDs count one by one; micro P/R/F1), from
+  the gold mentions and from the shipped model's predicted mentions
+  (``PruningEngine.from_pretrained()``, default config, cached in ``--predicted``);
+* ``mention_and_id``: predicted mentions whose document, offsets, type and ID set all equal a gold
+  mention's.
+
+``--choose`` (dev only) sweeps the pipeline switches and each type's TF-IDF similarity threshold,
+keeping what maximises the document F1 from gold mentions: the shipped NER model was trained on
+train+dev, so its dev mentions are nearly the gold ones and say nothing more about unseen text.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from bioprune.evaluation import prf
+from bioprune.io.pubtator import PubTatorDocument, read_pubtator
+from bioprune.linking import DEFAULT_INDEX_DIR, Link, LinkerSettings, build_index, link_document, read_names
+from bioprune.types import ENTITY_TYPES
+
+
+SPLITS = {"dev": "bc5cdr/CDR_DevelopmentSet.PubTator.txt", "test": "bc5cdr/CDR_TestSet.PubTator.txt"}
+SWITCHES = {"expand_abbreviations": (True, False), "split_composites": (True, False), "head_score": (0.8, 0.0)}
+THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
+Span = tuple[int, int, str, str]  # start, end, type, mention text
+
+
+def gold_ids(field: str) -> frozenset[str]:
+    """The concept IDs of a gold ID field; empty for "-1" / "-" (no concept)."""
+    return frozenset(i for i in field.split("|") if i not in ("", "-1", "-"))
+
+
+def predicted_spans(path: Path, docs: Sequence[PubTatorDocument]) -> dict[str, list[Span]]:
+    """The shipped model's mentions per PMID, from the cache ``path`` (made on first use: one run of
+    ``PruningEngine.from_pretrained()`` over the documents, a few CPU minutes)."""
+    if not path.is_file():
+        from bioprune.engine import PruningEngine
+        from bioprune.evaluation import annotate_with_progress
+
+        annotations = annotate_with_progress(PruningEngine.from_pretrained(), [d.to_document() for d in docs],
+                                             progress=True, desc="predict")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"id": a.id, "entities": [e.to_dict() for e in a.entities]}) + "\n"
+                                for a in annotations))
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["id"]: [(e["start"], e["end"], e["label"], e["text"]) for e in r["entities"]] for r in rows}
+
+
+def link_spans(index, docs: Sequence[PubTatorDocument], spans: Mapping[str, Sequence[Span]],
+               settings: LinkerSettings) -> dict[str, list[frozenset[str]]]:
+    """The linked ID set of each span, per document."""
+    out = {}
+    for d in docs:
+        links: list[Link] = link_document(index, d.text, [(s[3], s[2]) for s in spans.get(d.pmid, ())], settings)
+        out[d.pmid] = [frozenset(lk.ids) for lk in links]
+    return out
+
+
+def per_type(gold: Iterable[tuple], pred: Iterable[tuple]) -> dict:
+    """P/R/F1 per type and micro over keys whose last element is the type."""
+    gold, pred = set(gold), set(pred)
+    out = {t: prf(len({k for k in gold & pred if k[-1] == t}), sum(k[-1] == t for k in pred),
+                  sum(k[-1] == t for k in gold)) for t in ENTITY_TYPES}
+    out["micro"] = prf(len(gold & pred), len(pred), len(gold))
+    return out
+
+
+def concepts(spans: Mapping[str, Sequence[Span]], ids: Mapping[str, Sequence[frozenset[str]]]) -> set[tuple]:
+    """(PMID, ID, type) for every ID of every span: the CDR document-level concept set."""
+    return {(pmid, i, s[2]) for pmid, doc_spans in spans.items() for s, found in zip(doc_spans, ids[pmid])
+            for i in found}
+
+
+def accuracy(gold: Mapping[str, Sequence[Span]], gold_sets: Mapping[str, Sequence[frozenset[str]]],
+             linked: Mapping[str, Sequence[frozenset[str]]]) -> dict:
+    """Share of gold mentions with a gold ID whose linked ID set is exactly the gold set."""
+    counts = {t: [0, 0] for t in ENTITY_TYPES}
+    for pmid, doc_spans in gold.items():
+        for s, want, got in zip(doc_spans, gold_sets[pmid], linked[pmid]):
+            if want:
+                counts[s[2]][0] += want == got
+                counts[s[2]][1] += 1
+    out = {t: {"accuracy": c / n if n else 0.0, "correct": c, "n": n} for t, (c, n) in counts.items()}
+    c, n = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
+    out["micro"] = {"accuracy": c / n if n else 0.0, "correct": c, "n": n}
+    return out
+
+
+def score(index, docs: Sequence[PubTatorDocument], predicted: Mapping[str, Sequence[Span]],
+          settings: LinkerSettings) -> dict:
+    """Every measure of the module docstring for one index and settings."""
+    gold = {d.pmid: [(m.start, m.end, m.type, m.text) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    gold_sets = {d.pmid: [gold_ids(m.ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    started = time.perf_counter()
+    from_gold = link_spans(index, docs, gold, settings)
+    from_pred = link_spans(index, docs, predicted, settings)
+    seconds = time.perf_counter() - started
+    mention_keys = lambda spans, ids: {(p, s[0], s[1], i, s[2]) for p, ss in spans.items()  # noqa: E731
+                                       for s, i in zip(ss, ids[p]) if i}
+    return {
+        "normalization_accuracy": accuracy(gold, gold_sets, from_gold),
+        "document_from_gold": per_type(concepts(gold, gold_sets), concepts(gold, from_gold)),
+        "document_from_predicted": per_type(concepts(gold, gold_sets), concepts(predicted, from_pred)),
+        "mention_and_id": per_type(mention_keys(gold, gold_sets), mention_keys(predicted, from_pred)),
+        "linking_seconds_per_document": seconds / (2 * len(docs)),
+    }
+
+
+def choose(index, docs, predicted, base: LinkerSettings) -> tuple[LinkerSettings, list[dict]]:
+    """Switches first (:data:`SWITCHES`, ties to the first value), then each type's threshold, by
+    document F1 from gold mentions."""
+    tried = []
+
+    def f1(settings: LinkerSettings, label: str) -> float:
+        result = score(index, docs, predicted, settings)["document_from_gold"]
+        tried.append({"settings": asdict(settings), **{t: result[t]["f1"] for t in (*ENTITY_TYPES, "micro")}})
+        return result[label]["f1"]
+
+    best = base
+    for switch, values in SWITCHES.items():
+        scored = {v: f1(replace(best, **{switch: v}), "micro") for v in values}
+        best = replace(best, **{switch: max(values, key=lambda v: scored[v])})
+    for field, label in (("chemical_min_similarity", "Chemical"), ("disease_min_similarity", "Disease")):
+        scored = {t: f1(replace(best, **{field: t}), label) for t in THRESHOLDS}
+        best = replace(best, **{field: max(scored, key=lambda t: (scored[t], t))})
+    return best, tried
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--split", choices=sorted(SPLITS), required=True)
+    parser.add_argument("--index", default=str(DEFAULT_INDEX_DIR), help="index folder (build_linker_index)")
+    parser.add_argument("--predicted", required=True, help="cache of the model's predicted mentions (JSONL)")
+    parser.add_argument("--choose", action="store_true", help="sweep settings on this split (dev only)")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    if args.choose and args.split != "dev":
+        parser.error("--choose is for the development set only")
+    docs = read_pubtator(Path(args.data) / SPLITS[args.split])
+    predicted = predicted_spans(Path(args.predicted), docs)
+    started = time.perf_counter()
+    index = build_index(read_names(args.index))
+    load_seconds = time.perf_counter() - started
+    settings, tried = choose(index, docs, predicted, LinkerSettings()) if args.choose else (LinkerSettings(), [])
+    result = {"split": args.split, "index": args.index, "index_load_seconds": load_seconds,
+              "settings": asdict(settings), **score(index, docs, predicted, settings),
+              "command": "python -m training.evaluate_linking " + " ".join(argv if argv is not None else sys.argv[1:])}
+    if tried:
+        result["tried"] = tried
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    for key in ("normalization_accuracy", "document_from_gold", "document_from_predicted", "mention_and_id"):
+        print(key, {t: round(v.get("f1", v.get("accuracy", 0.0)), 4) for t, v in result[key].items()})
+    return result
+
+
+if __name__ == "__main__":
+    main()
