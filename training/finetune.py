@@ -82,18 +82,29 @@ def md5(path: str) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def build_examples(tokenizer, docs, overlap_tokens: int) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """(input ids, label ids) per window, [CLS]/[SEP] labelled IGNORE_INDEX; and mentions dropped."""
+def gold_label_ids(doc, offsets) -> tuple[list[int], list]:
+    """BIO label id per content token from the document's Chemical/Disease mentions; and the mentions
+    BIO cannot hold (overlapping a longer one)."""
+    spans = [(m.start, m.end, m.type) for m in doc.mentions if m.type in ENTITY_TYPES]
+    tags, lost = spans_to_tags(offsets, spans)
+    return [LABEL_TO_ID[t] for t in tags], lost
+
+
+def build_examples(tokenizer, docs, overlap_tokens: int,
+                   token_labels=gold_label_ids) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(input ids, labels) per window, [CLS]/[SEP] labelled IGNORE_INDEX; and mentions dropped.
+
+    ``token_labels(doc, offsets)`` gives one label per content token and the mentions it could not
+    place: the gold BIO ids here, allowed-label sets for partially annotated corpora
+    (training/multicorpus.py)."""
     encoded = encode_texts(tokenizer, [d.text for d in docs], MAX_POSITIONS, overlap_tokens)
     examples, dropped = [], 0
     for doc, enc in zip(docs, encoded):
-        spans = [(m.start, m.end, m.type) for m in doc.mentions if m.type in ENTITY_TYPES]
-        tags, lost = spans_to_tags(enc.offsets, spans)
+        token_ids, lost = token_labels(doc, enc.offsets)
         dropped += len(lost)
         for window in enc.windows:
             ids = window_input_ids(enc, window, tokenizer.cls_token_id, tokenizer.sep_token_id)
-            labels = [IGNORE_INDEX] + [LABEL_TO_ID[t] for t in tags[window[0]:window[1]]] + [IGNORE_INDEX]
-            examples.append((ids, labels))
+            examples.append((ids, [IGNORE_INDEX] + token_ids[window[0]:window[1]] + [IGNORE_INDEX]))
     return examples, dropped
 
 
@@ -123,6 +134,34 @@ def collate(examples, idx: list[int], pad_id: int, device: str) -> dict[str, tor
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+def adamw(model, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on the weight matrices only (not biases and LayerNorm)."""
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+
+
+def score_dev(model, tokenizer, dev_docs, device: str, epoch: int) -> dict:
+    """Mention-level exact-match scores on ``dev_docs`` (the dev curve's point for ``epoch``); leaves
+    the model in eval mode."""
+    model.eval()
+    scores = evaluate_engine(PruningEngine(model, tokenizer, device=device), dev_docs)
+    logger.info("epoch %d dev micro F1 %.4f (Chemical %.4f, Disease %.4f)", epoch,
+                scores["mention"]["micro"]["f1"], scores["mention"]["Chemical"]["f1"],
+                scores["mention"]["Disease"]["f1"])
+    return {"mention": scores["mention"], "seqeval_f1": scores["seqeval"]["micro"]["f1"]}
+
+
+def save_model(model, tokenizer, out: Path, fp16: bool) -> None:
+    """The model folder inference loads: weights (half precision if ``fp16``), config, tokenizer."""
+    model.eval()
+    if fp16:
+        model = model.half()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
 def finetune(args: FinetuneArgs) -> dict:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -140,10 +179,7 @@ def finetune(args: FinetuneArgs) -> dict:
                 len(docs), len(examples), dropped)
     dev_docs = read_pubtator(args.dev) if args.dev else []
 
-    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
-    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.learning_rate)
+    optimizer = adamw(model, args.learning_rate, args.weight_decay)
     steps = args.epochs * math.ceil(len(examples) / args.batch_size)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * steps), steps)
     rng = random.Random(args.seed)
@@ -169,21 +205,12 @@ def finetune(args: FinetuneArgs) -> dict:
             progress.set_postfix(epoch=epoch, loss=f"{total / n:.4f}")
         record = {"epoch": epoch, "train_loss": total / n, "elapsed_s": time.time() - started}
         if dev_docs:
-            model.eval()
-            scores = evaluate_engine(PruningEngine(model, tokenizer, device=args.device), dev_docs)
-            record["dev"] = {"mention": scores["mention"], "seqeval_f1": scores["seqeval"]["micro"]["f1"]}
-            logger.info("epoch %d dev micro F1 %.4f (Chemical %.4f, Disease %.4f)", epoch,
-                        scores["mention"]["micro"]["f1"], scores["mention"]["Chemical"]["f1"],
-                        scores["mention"]["Disease"]["f1"])
+            record["dev"] = score_dev(model, tokenizer, dev_docs, args.device, epoch)
         history.append(record)
         _write_run(out, args, docs, dropped, history)
     progress.close()
 
-    model.eval()
-    if args.save_fp16:
-        model = model.half()
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    save_model(model, tokenizer, out, args.save_fp16)
     return _write_run(out, args, docs, dropped, history)
 
 
