@@ -1,6 +1,7 @@
 """CSV output through pandas: one row per entity, and one row for a document without entities.
 
-Columns: ``id, start, end, label, text, score``. A document without entities has one row with its
+Columns: ``id, start, end, label, text, score, ids`` (``ids``: ``MESH:D003924``, ``|`` between the
+IDs of a composite mention, empty when none or linking is off). A document without entities has one row with its
 id and the entity columns empty, so every input document appears in the file, in input order,
 exactly once as a group of consecutive rows. ``start``/``end`` are 0-based, end-exclusive
 character offsets into the document text (the same text the other formats write).
@@ -15,9 +16,10 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from bioprune.identifiers import format_ids
 from bioprune.types import Annotation, Document
 
-COLUMNS = ("id", "start", "end", "label", "text", "score")
+COLUMNS = ("id", "start", "end", "label", "text", "score", "ids")
 
 
 class CsvOutput:
@@ -36,8 +38,9 @@ class CsvOutput:
         rows = []
         for annotation, document in pairs:
             if not annotation.entities:
-                rows.append((document.id, None, None, "", "", None))
-            rows += [(document.id, e.start, e.end, e.label, e.text, e.score) for e in annotation.entities]
+                rows.append((document.id, None, None, "", "", None, ""))
+            rows += [(document.id, e.start, e.end, e.label, e.text, e.score, format_ids(e.ids) if e.ids else "")
+                     for e in annotation.entities]
         parts, start = [], 0
         for i, row in enumerate(rows):
             if any(isinstance(value, str) and "\r" in value for value in row):  # see _to_csv
@@ -58,5 +61,5 @@ def _to_csv(rows: list[tuple], quoting: int = csv.QUOTE_MINIMAL) -> str:
     if not rows:
         return ""
     table = pd.DataFrame(rows, columns=list(COLUMNS)).astype(
-        {"id": str, "start": "Int64", "end": "Int64", "label": str, "text": str, "score": "Float64"})
+        {"id": str, "start": "Int64", "end": "Int64", "label": str, "text": str, "score": "Float64", "ids": str})
     return table.to_csv(index=False, header=False, lineterminator="\n", quoting=quoting)

@@ -59,6 +59,7 @@ def _engine(args):
 
     from bioprune.devices import resolve_device
     from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+    from bioprune.linking import BUILD_COMMAND, LinkerIndexError
     from bioprune.model_files import ModelNotFoundError, resolve_model_dir
     from bioprune.precision import resolve_precision
 
@@ -77,9 +78,15 @@ def _engine(args):
         raise InputError(f"--precision {config.precision}", str(err)) from None
     hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar is noise in CLI output
     try:
-        return PruningEngine.from_pretrained(path, config=config, device=device)
+        engine = PruningEngine.from_pretrained(path, config=config, device=device)
     except ValueError as err:
         raise InputError(args.model or "shipped model", str(err)) from None
+    if config.link:  # now, not in the first chunk: a missing or malformed index is one line, exit 2
+        try:
+            engine.linker  # noqa: B018 -- loading is the point
+        except LinkerIndexError as err:
+            raise InputError(err.path, f"{err.reason}; build it with: {BUILD_COMMAND}") from None
+    return engine
 
 
 def _output_format(name: str):
@@ -205,8 +212,9 @@ def cmd_evaluate(args) -> int:
     started = time.time()
     progress = not args.quiet
     # Anything but the exact dense fp32 model (pruning, bf16) is also compared with it, same weights,
-    # same run: the F1 drop and the entity agreement (fidelity).
-    reference = engine.with_config(DENSE) if engine.config != DENSE else None
+    # same run: the F1 drop and the entity agreement (fidelity). Linking does not move entities: the
+    # reference runs without it.
+    reference = engine.with_config(DENSE.with_(link=False)) if engine.config.with_(link=DENSE.link) != DENSE else None
     scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=progress, reference=reference)
     result = {
         "command": "bioprune " + " ".join(sys.argv[1:]),
@@ -234,6 +242,20 @@ def format_scores(scores: dict) -> str:
             gold, pred = s.get("n_gold", s.get("support", "")), s.get("n_pred", "")
             rows.append(f"{name:<11} {t:<9} {s['precision']:.4f}     {s['recall']:.4f}  {s['f1']:.4f}  "
                         f"{gold:<5} {pred}")
+    if linking := scores.get("linking"):
+        rows.append(format_linking(linking))
+    return "\n".join(rows)
+
+
+def format_linking(linking: dict) -> str:
+    """The linking measures (bioprune.evaluation.linking_scores): accuracy on gold mentions, then
+    the CDR document-level ID measure from our mentions and mention+ID exact match."""
+    rows = ["linking     type      accuracy on gold mentions  document ID P/R/F1 (CDR)  mention+ID F1"]
+    for t, acc in linking["normalization_accuracy"].items():
+        doc, both = linking["document_from_predicted"][t], linking["mention_and_id"][t]
+        accuracy = f"{acc['accuracy']:.4f} ({acc['correct']}/{acc['n']})"
+        rows.append(f"{'':<11} {t:<9} {accuracy:<26} {doc['precision']:.4f}/{doc['recall']:.4f}/{doc['f1']:.4f}"
+                    f"    {both['f1']:.4f}")
     return "\n".join(rows)
 
 

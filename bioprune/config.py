@@ -107,6 +107,11 @@ class PruningConfig:
     precision: Precision = field(default="auto", metadata=face(
         "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "
         "int8 = int8 matmuls on the CPU (oneDNN)"))
+    # Concept normalisation (bioprune.linking): each entity gets its MeSH ID(s) after the abbreviation
+    # pass. On by default: IDs are what users aggregate by (docs/linking.md); it does not change the
+    # entities, only adds their IDs, at a once-per-process index load.
+    link: bool = field(default=True, metadata=face(
+        "link each entity to MeSH IDs (PubTator 6th column, JSONL/CSV ids, BioC identifier, spaCy kb_id_)"))
 
     def __post_init__(self):
         if self.controller not in CONTROLLERS:
@@ -150,7 +155,7 @@ class PruningConfig:
         return replace(self, **changes)
 
 
-NOT_PRUNING_KNOBS = ("controller", "precision")  # fields the dense model uses too
+NOT_PRUNING_KNOBS = ("controller", "precision", "link")  # fields the dense model uses too
 
 
 def _dense_defaults() -> dict:

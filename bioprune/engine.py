@@ -1,8 +1,9 @@
 """PruningEngine: text in, entities with character offsets out.
 
 Tokenise once (fast tokenizer, offsets), cut long documents into overlapping windows, batch windows
-of similar length, run the token classifier, merge window predictions deterministically, and decode
-word-level BIO tags back to character spans. Load once, annotate many batches: the engine is what
+of similar length, run the token classifier, merge window predictions deterministically, decode
+word-level BIO tags back to character spans, apply the model's post-processing passes and, when
+``config.link``, give each entity its MeSH IDs (:mod:`bioprune.linking`). Load once, annotate many batches: the engine is what
 the CLI, the spaCy component, the Gradio app and Ray actors hold.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -25,9 +26,10 @@ from bioprune.controllers import Controller, LearnedController, RuleController, 
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
+from bioprune.linking import Linker, index_dir_for, load_linker
 from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
-from bioprune.model_files import copy_model_files, resolve_model_dir
+from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
 from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
 from bioprune.precision import resolve_precision
 from bioprune.pruned_encoder import PrunedEncoder
@@ -85,17 +87,21 @@ class PruningEngine:
             (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
         source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
             ``save_pretrained`` copies its files as they are rather than re-serialising the weights.
+        linker_dir: the linker index folder (``config.link``); None: ``source_dir/linker``, else the
+            shipped index (:func:`bioprune.linking.index_dir_for`). Loaded on the first linked
+            annotation, once per process.
     """
 
     def __init__(self, model, tokenizer, config: PruningConfig = DEFAULT, exit_heads: ExitHeads | None = None,
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
                  controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
-                 source_dir: str | Path | None = None):
+                 source_dir: str | Path | None = None, linker_dir: str | Path | None = None):
         unknown = [p for p in postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
         self.postprocess = tuple(postprocess)
         self.source_dir = None if source_dir is None else Path(source_dir)
+        self.linker_dir = None if linker_dir is None else Path(linker_dir)
         self.model = model
         self.tokenizer = tokenizer
         self.exit_heads = exit_heads
@@ -142,7 +148,7 @@ class PruningEngine:
         encoder is shared, with its bf16 copy, made once for every config)."""
         engine = PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
                                device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
-                               postprocess=self.postprocess, source_dir=self.source_dir)
+                               postprocess=self.postprocess, source_dir=self.source_dir, linker_dir=self.linker_dir)
         engine.encoder = self.encoder  # config-free: the config comes with each forward
         return engine
 
@@ -150,7 +156,8 @@ class PruningEngine:
         """Write everything :meth:`from_pretrained` reads into ``directory``, so it round-trips exactly.
 
         Weights (safetensors) with their config, tokenizer, exit heads, learned controller,
-        ``postprocess.json`` (this engine's passes) and a model card (``README.md``). When the folder
+        ``postprocess.json`` (this engine's passes), the linker index (``linker/``, so the IDs travel
+        with the model) and a model card (``README.md``). When the folder
         the engine was read from still holds exactly the weights in memory, its files are copied as
         they are (fp16 weights stay fp16; training reports and model card come along); otherwise
         (built in memory, fine-tuned since, folder gone) the modules are serialised, with a short
@@ -162,6 +169,7 @@ class PruningEngine:
             copy_model_files(self.source_dir, target)
         else:
             self._save_modules(target)
+        copy_linker_index(self.linker_index_dir, target)
         if load_postprocess(target) != self.postprocess:
             (target / POSTPROCESS_FILE).write_text(json.dumps({"passes": list(self.postprocess)}, indent=2) + "\n")
         if not (target / MODEL_CARD_FILE).is_file():
@@ -205,6 +213,19 @@ class PruningEngine:
             self.save_pretrained(folder)
             return api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=folder,
                                      commit_message=commit_message)
+
+    @property
+    def linker_index_dir(self) -> Path:
+        """The linker index folder this engine links with (see ``linker_dir``; resolved once)."""
+        if self.linker_dir is None:
+            self.linker_dir = index_dir_for(self.source_dir)
+        return self.linker_dir
+
+    @property
+    def linker(self) -> Linker:
+        """The linker, loaded on first use and shared by every engine of the process (a few
+        seconds once); :class:`~bioprune.linking.LinkerIndexError` if its index is missing or malformed."""
+        return load_linker(str(self.linker_index_dir))
 
     def encode(self, texts: Sequence[str]) -> list[EncodedDocument]:
         return encode_texts(self.tokenizer, texts, self.max_positions, self.overlap_tokens)
@@ -260,6 +281,8 @@ class PruningEngine:
     def _entities(self, text: str, entities: list) -> list:
         for name in self.postprocess:
             entities = PASSES[name](text, entities)
+        if self.config.link and entities:
+            entities = [replace(e, ids=link.ids) for e, link in zip(entities, self.linker.link_entities(text, entities))]
         return entities
 
 

@@ -1,9 +1,16 @@
-"""Mention-level exact-match scores (the BioCreative V CDR measure) and seqeval entity F1.
+"""Mention-level exact-match scores (the BioCreative V CDR measure), seqeval entity F1 and the
+concept (ID) measures of the linker.
 
 A predicted mention counts only if document, start, end and type all equal a gold mention.
 Precision, recall and F1 are given per type and micro-averaged over all types. seqeval's entity F1
 is computed on word-level BIO tags (words from the tokenizer's pre-tokenizer), for comparison with
 papers that report CoNLL-style scores.
+
+Linking (:func:`linking_scores`, when the engine links): ``normalization_accuracy`` (gold mentions
+with a gold ID whose linked ID set equals the gold set), ``document_from_gold`` /
+``document_from_predicted`` (the BioCreative V CDR concept measure: per document, the set of
+(ID, type); composite IDs count one by one; from the gold mentions and from the engine's own), and
+``mention_and_id`` (a predicted mention whose offsets, type and ID set all equal a gold mention's).
 """
 from __future__ import annotations
 
@@ -23,13 +30,14 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict:
     return {"precision": p, "recall": r, "f1": f, "tp": tp, "n_pred": n_pred, "n_gold": n_gold}
 
 
-def mention_scores(gold: Iterable[Key], pred: Iterable[Key], types: Sequence[str] = ENTITY_TYPES) -> dict:
-    """Exact-match P/R/F1 per type and micro-averaged; duplicates count once."""
+def mention_scores(gold: Iterable[tuple], pred: Iterable[tuple], types: Sequence[str] = ENTITY_TYPES) -> dict:
+    """Exact-match P/R/F1 per type and micro-averaged over keys whose last element is the type
+    (:data:`Key`, or the linking measures' keys); duplicates count once."""
     gold, pred = set(gold), set(pred)
     scores = {}
     for t in types:
-        g = {k for k in gold if k[3] == t}
-        p = {k for k in pred if k[3] == t}
+        g = {k for k in gold if k[-1] == t}
+        p = {k for k in pred if k[-1] == t}
         scores[t] = prf(len(g & p), len(p), len(g))
     scores["micro"] = prf(len(gold & pred), len(pred), len(gold))
     return scores
@@ -78,6 +86,61 @@ def evaluate_predictions(gold: Mapping[str, Sequence[tuple[int, int, str]]],
     p_tags = [word_tags(words[d], pred.get(d, ())) for d in gold]
     return {"mention": mention_scores(gold_keys, pred_keys), "seqeval": seqeval_scores(g_tags, p_tags),
             "n_documents": len(gold)}
+
+
+Span = tuple[int, int, str, str]  # start, end, type, mention text
+IdSets = Mapping[str, Sequence[frozenset[str]]]  # document id -> the ID set of each of its spans, in order
+
+
+def concepts(spans: Mapping[str, Sequence[Span]], ids: IdSets) -> set[tuple]:
+    """(document id, ID, type) for every ID of every span: the CDR document-level concept set."""
+    return {(doc, i, s[2]) for doc, doc_spans in spans.items() for s, found in zip(doc_spans, ids[doc])
+            for i in found}
+
+
+def mention_id_keys(spans: Mapping[str, Sequence[Span]], ids: IdSets) -> set[tuple]:
+    """(document id, start, end, ID set, type) of every span with at least one ID."""
+    return {(doc, s[0], s[1], found, s[2]) for doc, doc_spans in spans.items()
+            for s, found in zip(doc_spans, ids[doc]) if found}
+
+
+def normalization_accuracy(gold: Mapping[str, Sequence[Span]], gold_ids: IdSets, linked: IdSets) -> dict:
+    """Share of gold mentions with a gold ID whose linked ID set is exactly the gold set."""
+    counts = {t: [0, 0] for t in ENTITY_TYPES}
+    for doc, doc_spans in gold.items():
+        for s, want, got in zip(doc_spans, gold_ids[doc], linked[doc]):
+            if want:
+                counts[s[2]][0] += want == got
+                counts[s[2]][1] += 1
+    out = {t: {"accuracy": c / n if n else 0.0, "correct": c, "n": n} for t, (c, n) in counts.items()}
+    c, n = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
+    out["micro"] = {"accuracy": c / n if n else 0.0, "correct": c, "n": n}
+    return out
+
+
+def linking_scores(gold: Mapping[str, Sequence[Span]], gold_ids: IdSets, from_gold: IdSets,
+                   predicted: Mapping[str, Sequence[Span]], from_predicted: IdSets) -> dict:
+    """The four linking measures of the module docstring: ``from_gold`` links the gold spans,
+    ``from_predicted`` the predicted ones."""
+    return {
+        "normalization_accuracy": normalization_accuracy(gold, gold_ids, from_gold),
+        "document_from_gold": mention_scores(concepts(gold, gold_ids), concepts(gold, from_gold)),
+        "document_from_predicted": mention_scores(concepts(gold, gold_ids), concepts(predicted, from_predicted)),
+        "mention_and_id": mention_scores(mention_id_keys(gold, gold_ids), mention_id_keys(predicted, from_predicted)),
+    }
+
+
+def evaluate_linking(linker, documents, annotations) -> dict:
+    """:func:`linking_scores` of an engine's linked ``annotations`` of gold PubTator ``documents``,
+    with ``linker`` (the engine's) also linking the gold mentions."""
+    gold = {d.pmid: [(m.start, m.end, m.type, m.text) for m in d.mentions if m.type in ENTITY_TYPES]
+            for d in documents}
+    gold_ids = {d.pmid: [frozenset(m.concept_ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in documents}
+    from_gold = {d.pmid: [frozenset(lk.ids) for lk in linker.link(d.text, [(s[3], s[2]) for s in gold[d.pmid]])]
+                 for d in documents}
+    predicted = {a.id: [(e.start, e.end, e.label, e.text) for e in a.entities] for a in annotations}
+    from_predicted = {a.id: [frozenset(e.ids) for e in a.entities] for a in annotations}
+    return linking_scores(gold, gold_ids, from_gold, predicted, from_predicted)
 
 
 def pruning_summary(annotations) -> dict:
@@ -132,6 +195,7 @@ def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = Fa
     ``reference``: another engine (the exact dense fp32 model, :data:`bioprune.config.DENSE`) run on
     the same documents: adds its scores (``dense``), the F1 drop in points (``f1_drop_points``) and
     ``agreement``, the exact-match scores of our entities against the reference's (fidelity).
+    With ``engine.config.link``, ``linking`` holds :func:`evaluate_linking`'s measures.
     """
     docs = list(documents)
     annotations = annotate_with_progress(engine, [d.to_document() for d in docs], batch_size, progress, desc)
@@ -143,6 +207,8 @@ def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = Fa
     summary = pruning_summary(annotations)
     if summary:
         scores["pruning"] = summary
+    if engine.config.link:
+        scores["linking"] = evaluate_linking(engine.linker, docs, annotations)
     if reference is not None:
         ref = _spans(annotate_with_progress(reference, [d.to_document() for d in docs], batch_size, progress,
                                             f"{desc} (dense fp32)"))

@@ -20,7 +20,8 @@ The names come from an index built by ``training/build_linker_index.py``: MeSH d
 mention -> ID pairs of the training corpora, which also cover MeSH supplementary records (C-ids)
 that the vocabularies lack. Pairs outrank vocabulary terms for the same name, because they carry
 the corpus' own annotation guideline. The index is a gzipped TSV (no pickle) plus a JSON manifest;
-the TF-IDF matrix is rebuilt when the index is loaded (a few seconds, once per process).
+the look-up tables are built when the index is loaded (a few seconds, once per process) and
+the TF-IDF matrix when a mention first misses them.
 
 Identifiers are bare MeSH UIs (``D003924``), as in the BC5CDR files; writers may prefix ``MESH:``.
 scikit-learn, numpy and scipy are imported inside the functions that need them, so importing this
@@ -34,11 +35,13 @@ import gzip
 import json
 import logging
 import re
+import threading
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bioprune.identifiers import NO_ID
 from bioprune.postprocess import abbreviations
 from bioprune.types import ENTITY_TYPES
 
@@ -51,7 +54,6 @@ NAMES_COLUMNS = ("type", "name", "id", "pair_weight", "vocab_weight")
 FORMAT_VERSION = 1
 BUILD_COMMAND = ("python -m training.build_linker_index --data ../shared/data "
                  "--output bioprune/assets/bc5cdr-minilm-l6/linker/")
-NO_ID = "-"
 
 
 class LinkerIndexError(ValueError):
@@ -248,51 +250,84 @@ def _best_ids(rows: Iterable[tuple[str, NameRow]]) -> dict[str, tuple[str, float
     return out
 
 
-@dataclass(frozen=True)
-class TypeIndex:
-    """The look-up tables and TF-IDF matrix of one mention type."""
+class Neighbours:
+    """Character n-gram TF-IDF over one type's normalised names, fitted on first use.
 
-    exact: Mapping[str, tuple[str, float]]
-    normalized: Mapping[str, tuple[str, float]]
-    bag: Mapping[str, tuple[str, float]]
-    names: tuple[str, ...]  # the normalised keys the TF-IDF rows stand for
-    vectorizer: object  # a fitted sklearn TfidfVectorizer
-    matrix_t: object  # scipy CSR (features x names), L2-normalised rows of the names
+    Most mentions of an abstract are found by the dictionary look-ups, so loading an index builds
+    only the tables; the vectorizer and matrix (and the scikit-learn import, together a few seconds
+    over ~192k names) wait for the first mention the look-ups miss, and are then kept.
+    """
 
-    def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
-        """The ``k`` most similar (id, cosine) per query, best first, one entry per ID."""
+    def __init__(self, names: Sequence[str], ngram: int = 3):
+        self.names = tuple(names)  # the normalised keys the TF-IDF rows stand for
+        self.ngram = ngram
+        self._fitted: tuple[object, object] | None = None  # (TfidfVectorizer, CSR features x names)
+        self._lock = threading.Lock()  # the app's worker threads share one linker: fit once
+
+    @property
+    def fitted(self) -> bool:
+        return self._fitted is not None
+
+    def _fit(self) -> tuple[object, object]:
+        with self._lock:
+            return self._fitted or self._fit_now()
+
+    def _fit_now(self) -> tuple[object, object]:
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(self.ngram, self.ngram), lowercase=False,
+                                     sublinear_tf=True, dtype=np.float32)
+        matrix = vectorizer.fit_transform(self.names)
+        self._fitted = (vectorizer, matrix.T.tocsr())
+        logger.info("linker: TF-IDF over %d names fitted", len(self.names))
+        return self._fitted
+
+    def similar(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
+        """Per query, up to ``k`` (name index, cosine) pairs, best first (ties: lower index)."""
         import numpy as np
 
         if not queries or not self.names:
             return [[] for _ in queries]
-        sims = (self.vectorizer.transform(queries) @ self.matrix_t).tocsr()
+        vectorizer, matrix_t = self._fit()
+        sims = (vectorizer.transform(queries) @ matrix_t).tocsr()
         out = []
         for row in range(sims.shape[0]):
             lo, hi = sims.indptr[row], sims.indptr[row + 1]
             cols, vals = sims.indices[lo:hi], sims.data[lo:hi]
-            order = np.lexsort((cols, -vals))[: 4 * k]
+            order = np.lexsort((cols, -vals))[:k]
+            out.append([(int(cols[j]), float(vals[j])) for j in order])
+        return out
+
+
+@dataclass(frozen=True)
+class TypeIndex:
+    """The look-up tables and TF-IDF neighbours of one mention type."""
+
+    exact: Mapping[str, tuple[str, float]]
+    normalized: Mapping[str, tuple[str, float]]
+    bag: Mapping[str, tuple[str, float]]
+    neighbours: Neighbours  # over the keys of ``normalized``
+
+    def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
+        """The ``k`` most similar (id, cosine) per query, best first, one entry per ID."""
+        out = []
+        for hits in self.neighbours.similar(queries, 4 * k):
             seen: dict[str, float] = {}
-            for j in order:
-                ident = self.normalized[self.names[cols[j]]][0]
-                seen.setdefault(ident, float(vals[j]))
+            for j, sim in hits:
+                seen.setdefault(self.normalized[self.neighbours.names[j]][0], sim)
             out.append(sorted(seen.items(), key=lambda x: -x[1])[:k])
         return out
 
 
 def build_type_index(rows: Sequence[NameRow], ngram: int = 3) -> TypeIndex:
-    """Look-up tables and the character n-gram TF-IDF matrix over one type's normalised names."""
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
+    """Look-up tables over one type's names; the TF-IDF over its normalised names is fitted when
+    first needed (:class:`Neighbours`)."""
     toks = [tokens(r.name) for r in rows]
     normalized = _best_ids((" ".join(t), r) for t, r in zip(toks, rows))
-    names = tuple(sorted(normalized))
-    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(ngram, ngram), lowercase=False,
-                                 sublinear_tf=True, dtype=np.float32)
-    matrix = vectorizer.fit_transform(names) if names else None
     return TypeIndex(exact=_best_ids((r.name, r) for r in rows), normalized=normalized,
-                     bag=_best_ids((_bag(t), r) for t, r in zip(toks, rows)), names=names,
-                     vectorizer=vectorizer, matrix_t=matrix.T.tocsr() if matrix is not None else None)
+                     bag=_best_ids((_bag(t), r) for t, r in zip(toks, rows)),
+                     neighbours=Neighbours(sorted(normalized), ngram))
 
 
 def build_index(rows: Sequence[NameRow], ngram: int = 3) -> dict[str, TypeIndex]:
@@ -411,6 +446,22 @@ class Linker:
     def link_entities(self, text: str, entities: Sequence) -> list[Link]:
         """Links for :class:`~bioprune.types.Entity` objects (anything with ``text`` and ``label``)."""
         return self.link(text, [(e.text, e.label) for e in entities])
+
+
+LINKER_DIR = "linker"  # the index folder inside a model folder (PruningEngine.save_pretrained writes it)
+
+
+def index_dir_for(model_dir: str | Path | None) -> Path:
+    """The linker index of a model folder: its ``linker/`` subfolder, else the shipped index (with a
+    warning for a folder that lacks one: its IDs then come from the shipped model's vocabulary)."""
+    if model_dir is None:
+        return DEFAULT_INDEX_DIR
+    own = Path(model_dir) / LINKER_DIR
+    if own.is_dir():
+        return own
+    logger.warning("%s has no %s/ folder: linking with the shipped index %s", model_dir, LINKER_DIR,
+                   DEFAULT_INDEX_DIR)
+    return DEFAULT_INDEX_DIR
 
 
 @functools.lru_cache(maxsize=4)

@@ -131,3 +131,12 @@ def copy_model_files(source: Path, target: Path) -> None:
     for file in sorted(source.iterdir()):
         if file.is_file() and file.suffix not in SKIPPED_SUFFIXES:
             shutil.copy2(file, target / file.name)
+
+
+def copy_linker_index(index_dir: Path, target: Path) -> None:
+    """Copy a linker index folder (``bioprune.linking``) into ``target/linker`` unless it is there
+    already: the IDs a saved model gives then do not depend on the installed package's index."""
+    destination = target / "linker"
+    if destination.exists() or not index_dir.is_dir():
+        return
+    shutil.copytree(index_dir, destination)

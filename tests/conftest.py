@@ -87,7 +87,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
                         id2label=dict(enumerate(LABELS)), label2id=dict(LABEL_TO_ID))
     model = BertForTokenClassification(config).eval()
     model.save_pretrained(str(path), safe_serialization=True)
+    write_tiny_linker(path / "linker")
     return path
+
+
+# A hand-written linker vocabulary (type, name, MeSH ID): the tiny model folder carries it as its
+# linker/ index, so tests link in milliseconds instead of loading the shipped 192k-name index.
+TINY_LINKER_NAMES = [
+    ("Chemical", "Famotidine", "D015738"), ("Chemical", "Cisplatin", "D002945"),
+    ("Chemical", "Haloperidol", "D006220"), ("Chemical", "Magnesium Sulfate", "D008278"),
+    ("Chemical", "Aspirin", "D001241"), ("Disease", "Delirium", "D003693"),
+    ("Disease", "Acute Kidney Injury", "D058186"), ("Disease", "Renal Failure", "D051437"),
+    ("Disease", "Seizures", "D012640"), ("Disease", "Drug Overdose", "D062787"),
+]
+
+
+def write_tiny_linker(directory: Path) -> Path:
+    from bioprune.linking import NameRow, write_names
+
+    rows = [NameRow(t, name, ident, vocab_weight=2.0) for t, name, ident in TINY_LINKER_NAMES]
+    return write_names(directory, rows, {"sources": ["tests/conftest.py"]})
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +124,7 @@ def _biased_engine(model_dir: Path, label: str) -> PruningEngine:
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
         model.classifier.bias[LABEL_TO_ID[label]] = 10.0
-    return PruningEngine(model, tokenizer, config=DENSE)
+    return PruningEngine(model, tokenizer, config=DENSE, linker_dir=model_dir / "linker")
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, 
             rows = list(csv.DictReader(handle))
         assert list(dict.fromkeys(r["id"] for r in rows)) == ids
         assert [r for r in rows if r["id"] == "empty"] == [
-            {"id": "empty", "start": "", "end": "", "label": "", "text": "", "score": ""}]
+            {"id": "empty", "start": "", "end": "", "label": "", "text": "", "score": "", "ids": ""}]
         for r in rows:
             if r["start"]:
                 assert texts[r["id"]][int(r["start"]):int(r["end"])] == r["text"]
@@ -104,6 +104,28 @@ def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, 
                 for a in passage["annotations"]:
                     loc = a["locations"][0]
                     assert texts[doc["id"]][loc["offset"]:loc["offset"] + loc["length"]] == a["text"]
+
+
+def test_ids_by_default_and_none_with_no_link(tmp_path, tiny_model_dir):
+    """--link (the default) writes each entity's MeSH IDs from the model's linker/ index; --no-link
+    writes the same entities without IDs (PubTator's sixth column "-")."""
+    from bioprune.linking import load_linker
+
+    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Famotidine-associated delirium and seizures."},
+                                              {"id": "b", "text": "Cisplatin nephrotoxicity. Renal failure."}])
+    linked, plain = tmp_path / "linked.jsonl", tmp_path / "plain.jsonl"
+    assert _annotate(tiny_model_dir, [src], linked, "--format", "jsonl") == 0
+    assert _annotate(tiny_model_dir, [src], plain, "--format", "jsonl", "--no-link") == 0
+    linker = load_linker(str(tiny_model_dir / "linker"))
+    for with_ids, without in zip(_jsonl(linked), _jsonl(plain)):
+        entities = with_ids["entities"]
+        assert [{**e, "ids": []} for e in entities] == without["entities"]
+        want = linker.link(with_ids["text"], [(e["text"], e["label"]) for e in entities])
+        assert [e["ids"] for e in entities] == [list(lk.ids) for lk in want]
+    out = tmp_path / "plain.pubtator"
+    assert _annotate(tiny_model_dir, [src], out, "--no-link") == 0
+    mention_lines = [line.split("\t") for line in out.read_text().splitlines() if "\t" in line]
+    assert mention_lines and all(len(cols) == 6 and cols[5] == "-" for cols in mention_lines)
 
 
 def _malformed_inputs(tmp_path) -> list[Path]:

@@ -123,3 +123,17 @@ def test_evaluate_shows_a_progress_bar_unless_quiet(tiny_model_dir, capsys):
     assert "evaluate: " in err and "/3 [" in err and "doc/s" in err  # a tqdm bar over the 3 documents
     assert main([*argv, "--quiet"]) == 0
     assert "/3 [" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["missing", "wrong shape"])
+def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, tmp_path, capsys, damage):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    names = model / "linker" / "names.tsv.gz"
+    if damage == "missing":
+        names.unlink()
+    else:
+        names.write_bytes(b"not gzip")
+    assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet"]) == 2
+    _one_error_line(capsys, str(names), "python -m training.build_linker_index")
+    assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet", "--no-link"]) == 0

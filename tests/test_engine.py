@@ -220,9 +220,46 @@ def test_entities_decoded_from_engine_probs(tiny_engine, texts):
 
     encoded = tiny_engine.encode(texts)
     probs = tiny_engine.predict_probs(encoded)
-    annotations = tiny_engine.annotate(texts)
+    annotations = tiny_engine.with_config(tiny_engine.config.with_(link=False)).annotate(texts)
     for text, enc, p, a in zip(texts, encoded, probs, annotations):
         assert list(a.entities) == decode_entities(text, enc.offsets, enc.word_ids, p)
+
+
+# --- linking: MeSH IDs on each entity (bioprune.linking), from the model folder's linker/ index ------
+
+def test_entities_get_ids_from_the_model_folders_index_and_none_without_link(biased_engine):
+    """The biased engine tags the whole text as one Chemical: the tiny index (conftest) knows it."""
+    from bioprune.linking import LinkerSettings
+
+    [linked] = biased_engine.annotate("Famotidine")
+    assert [(e.text, e.ids) for e in linked.entities] == [("Famotidine", ("D015738",))]
+    assert biased_engine.linker.settings == LinkerSettings()  # the shipped thresholds
+    [unknown] = biased_engine.annotate("zzyzx")
+    assert unknown.entities[0].ids == ()  # no match: no ID (writers write "-")
+    [off] = biased_engine.with_config(biased_engine.config.with_(link=False)).annotate("Famotidine")
+    assert off.entities[0].ids == ()
+
+
+def test_the_linker_loads_once_lazily_and_a_folder_without_one_falls_back(tiny_model_dir, tmp_path, caplog):
+    import shutil
+
+    from bioprune.config import DENSE
+    from bioprune.linking import DEFAULT_INDEX_DIR, load_linker
+
+    engine = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE)
+    assert engine.linker is engine.with_config(DENSE.with_(link=False)).linker  # one per index, per process
+    assert engine.linker is load_linker(str(tiny_model_dir / "linker"))
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("linker"))
+    with caplog.at_level("WARNING", logger="bioprune.linking"):
+        assert PruningEngine.from_pretrained(bare, config=DENSE).linker_index_dir == DEFAULT_INDEX_DIR
+    assert "has no linker/ folder" in caplog.text
+
+
+def test_save_pretrained_carries_the_linker_index(tiny_engine, tmp_path):
+    saved = tiny_engine.save_pretrained(tmp_path / "saved")
+    assert (saved / "linker" / "names.tsv.gz").read_bytes() == (tiny_engine.linker_index_dir / "names.tsv.gz").read_bytes()
+    assert PruningEngine.from_pretrained(saved).linker_index_dir == saved / "linker"
 
 
 # --- biased engines: predictable entities for offset checks -------------------------------------

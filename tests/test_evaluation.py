@@ -102,7 +102,7 @@ def test_evaluate_predictions():
 def test_evaluate_engine_on_fixture(tiny_engine, sample_path):
     docs = read_pubtator(sample_path)
     result = evaluate_engine(tiny_engine, docs, batch_size=2)
-    assert set(result) == {"mention", "seqeval", "n_documents"}
+    assert set(result) == {"mention", "seqeval", "n_documents", "linking"}  # linking: on by default
     assert result["n_documents"] == 3
     assert set(result["mention"]) == {"Chemical", "Disease", "micro"}
     assert result["mention"]["Chemical"]["n_gold"] == 10
@@ -150,3 +150,42 @@ def test_evaluate_engine_progress_bar_and_chunks_leave_the_scores_alone(tiny_eng
     assert shown == quiet
     err = capsys.readouterr().err
     assert "scoring: " in err and "/3 [" in err
+
+
+# --- linking measures (bioprune.evaluation.linking_scores; training/evaluate_linking.py uses the same) ---
+
+def test_linking_scores_hand_computed():
+    from bioprune.evaluation import linking_scores
+
+    gold = {"1": [(0, 5, "Chemical", "aspA"), (10, 15, "Disease", "disB"), (20, 25, "Disease", "disC")]}
+    gold_ids = {"1": [frozenset({"D1"}), frozenset({"D2", "D3"}), frozenset()]}  # disC: gold "-1"
+    from_gold = {"1": [frozenset({"D1"}), frozenset({"D2"}), frozenset({"D9"})]}
+    predicted = {"1": [(0, 5, "Chemical", "aspA"), (10, 15, "Disease", "disB"), (30, 35, "Disease", "x")]}
+    from_predicted = {"1": [frozenset({"D1"}), frozenset({"D2", "D3"}), frozenset({"D4"})]}
+    scores = linking_scores(gold, gold_ids, from_gold, predicted, from_predicted)
+    acc = scores["normalization_accuracy"]  # mentions with a gold ID only; composite sets must match whole
+    assert (acc["Chemical"]["correct"], acc["Chemical"]["n"], acc["Disease"]["correct"], acc["Disease"]["n"]) == \
+        (1, 1, 0, 1)
+    assert acc["micro"]["accuracy"] == 0.5
+    doc = scores["document_from_predicted"]  # concepts: gold {D1 Chem, D2 Dis, D3 Dis}, predicted + D4
+    assert (doc["Disease"]["tp"], doc["Disease"]["n_pred"], doc["Disease"]["n_gold"]) == (2, 3, 2)
+    assert doc["Chemical"]["f1"] == 1.0
+    from_gold_doc = scores["document_from_gold"]  # D9 from disC is a false positive, D3 is missed
+    assert (from_gold_doc["Disease"]["tp"], from_gold_doc["Disease"]["n_pred"], from_gold_doc["Disease"]["n_gold"]) \
+        == (1, 2, 2)
+    both = scores["mention_and_id"]  # aspA and disB match offsets, type and the whole ID set
+    assert (both["micro"]["tp"], both["micro"]["n_pred"], both["micro"]["n_gold"]) == (2, 3, 2)
+
+
+def test_evaluate_engine_links_gold_and_predicted_mentions(biased_engine):
+    """The biased engine's one Chemical is the whole text; the tiny index (conftest) links both it and
+    the gold mention, so every linking measure is perfect for Chemical; --no-link drops them."""
+    from bioprune.io.pubtator import Mention, PubTatorDocument
+
+    doc = PubTatorDocument("7", "Famotidine", None, (Mention(0, 10, "Famotidine", "Chemical", "D015738"),))
+    linking = evaluate_engine(biased_engine, [doc])["linking"]
+    assert linking["normalization_accuracy"]["Chemical"] == {"accuracy": 1.0, "correct": 1, "n": 1}
+    for measure in ("document_from_gold", "document_from_predicted", "mention_and_id"):
+        assert linking[measure]["Chemical"]["f1"] == 1.0, measure
+    off = biased_engine.with_config(biased_engine.config.with_(link=False))
+    assert "linking" not in evaluate_engine(off, [doc])

@@ -257,8 +257,9 @@ def test_bioc_bad_documents_are_errors_and_the_next_is_read(tmp_path):
 
 TEXT = "Famotidine and delirium. Delirium followed famotidine."
 DOC = Document("9", TEXT, title_end=24)
-ANN = Annotation("9", TEXT, entities=(Entity(0, 10, "Chemical", "Famotidine", 0.9),
-                                      Entity(25, 33, "Disease", "Delirium", 0.8)))
+ANN = Annotation("9", TEXT, entities=(Entity(0, 10, "Chemical", "Famotidine", 0.9, ids=("D015738",)),
+                                      Entity(25, 33, "Disease", "Delirium", 0.8),  # no ID
+                                      Entity(43, 53, "Chemical", "famotidine", 0.7, ids=("D1", "D2"))))
 EMPTY_DOC = Document("10", "")
 EMPTY_ANN = Annotation("10", "")
 
@@ -290,10 +291,12 @@ def test_bioc_json_output_reads_back(tmp_path):
     title, abstract = collection["documents"][0]["passages"]
     assert (title["infons"]["type"], title["offset"], abstract["offset"]) == ("title", 0, 25)
     assert [a["text"] for a in title["annotations"]] == ["Famotidine"]
-    (annotation,) = abstract["annotations"]
+    assert title["annotations"][0]["infons"]["identifier"] == "MESH:D015738"
+    annotation, composite = abstract["annotations"]
     loc = annotation["locations"][0]
     assert TEXT[loc["offset"]:loc["offset"] + loc["length"]] == annotation["text"] == "Delirium"
-    assert annotation["infons"] == {"type": "Disease", "score": "0.8000"}
+    assert annotation["infons"] == {"type": "Disease", "identifier": "-", "score": "0.8000"}
+    assert composite["infons"]["identifier"] == "MESH:D1|MESH:D2"
     assert _docs(iter_records(path)) == [DOC, Document("10", "", None)]
 
 
@@ -304,14 +307,38 @@ def test_jsonl_and_pubtator_output_read_back(tmp_path):
         assert (doc.id, doc.text) == ("9", TEXT)
 
 
+def test_ids_round_trip_through_pubtator_and_jsonl(tmp_path):
+    """Our PubTator reader reads our six columns back; JSONL keeps the bare IDs."""
+    path = _write(tmp_path, "out.pubtator", _whole(output_format("pubtator"), [(ANN, DOC)], 1))
+    columns = [line.split("\t") for line in path.read_text().splitlines()[2:] if line]
+    assert [c[5] for c in columns] == ["MESH:D015738", "-", "MESH:D1|MESH:D2"]
+    (doc,) = read_pubtator(path)
+    assert [(m.start, m.end, m.type, m.concept_ids) for m in doc.mentions] == \
+        [(e.start, e.end, e.label, e.ids) for e in ANN.entities]
+    (row,) = [json.loads(line) for line in _whole(output_format("jsonl"), [(ANN, DOC)], 1).splitlines()]
+    assert [tuple(e["ids"]) for e in row["entities"]] == [e.ids for e in ANN.entities]
+
+
+def test_the_bioc_package_reads_our_pubtator_annotations():
+    """PubTator tools take a five-column line for a relation; ours has PubTator3's six."""
+    pubtator = pytest.importorskip("bioc.pubtator", reason="pip install '.[test]' (the bioc package)")
+    (doc,) = pubtator.loads(_whole(output_format("pubtator"), [(ANN, DOC)], 1))
+    assert not doc.relations
+    assert [(a.start, a.end, a.text, a.type, a.id) for a in doc.annotations] == [
+        (0, 10, "Famotidine", "Chemical", "MESH:D015738"), (25, 33, "Delirium", "Disease", "-"),
+        (43, 53, "famotidine", "Chemical", "MESH:D1|MESH:D2")]
+
+
 def test_csv_rows_one_per_entity_and_one_for_an_empty_document():
     pd = pytest.importorskip("pandas")
     from batch.csv_output import CsvOutput
 
     text = _whole(CsvOutput(), [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC)], 1)
     table = pd.read_csv(io.StringIO(text), dtype={"id": str})
-    assert list(table.columns) == ["id", "start", "end", "label", "text", "score"]
-    assert table["id"].tolist() == ["9", "9", "10"]
-    assert table.iloc[1].to_dict() == {"id": "9", "start": 25, "end": 33, "label": "Disease", "text": "Delirium",
-                                       "score": 0.8}
-    assert table.iloc[2][["start", "end", "label", "text", "score"]].isna().all()
+    assert list(table.columns) == ["id", "start", "end", "label", "text", "score", "ids"]
+    assert table["id"].tolist() == ["9", "9", "9", "10"]
+    assert table.iloc[0].to_dict() == {"id": "9", "start": 0, "end": 10, "label": "Chemical", "text": "Famotidine",
+                                       "score": 0.9, "ids": "MESH:D015738"}
+    assert table.iloc[1][["label", "text", "score"]].tolist() == ["Disease", "Delirium", 0.8]
+    assert pd.isna(table.iloc[1]["ids"]) and table.iloc[2]["ids"] == "MESH:D1|MESH:D2"
+    assert table.iloc[3][["start", "end", "label", "text", "score", "ids"]].isna().all()

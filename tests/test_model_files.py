@@ -125,7 +125,7 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(full_model_dir, tmp_pat
 
     def upload_folder(self, *, repo_id, folder_path, **kwargs):
         calls["upload"] = repo_id
-        calls["files"] = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        calls["files"] = _files(Path(folder_path))
         return "commit-url"
 
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: calls.setdefault("create", repo_id))
@@ -133,7 +133,11 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(full_model_dir, tmp_pat
     assert engine.push_to_hub(REPO_ID) == "commit-url"
     saved = engine.save_pretrained(tmp_path / "saved")
     assert calls["create"] == calls["upload"] == REPO_ID
-    assert calls["files"] == {p.name: p.read_bytes() for p in saved.iterdir()}
+    assert calls["files"] == _files(saved) and "linker/names.tsv.gz" in calls["files"]  # the index travels
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- loading from the Hub (offline, a local cache) --------------------------------------------------

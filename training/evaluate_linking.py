@@ -8,7 +8,8 @@
     python -m training.evaluate_linking --data ../shared/data --split test \
         --predicted runs/s9/linking/test_predicted.jsonl --output results/linking_test.json
 
-Measures, per type and micro-averaged:
+Measures, per type and micro-averaged (computed by :func:`bioprune.evaluation.linking_scores`, which
+``bioprune evaluate`` reports too):
 
 * ``normalization_accuracy``: gold mentions (those with a gold ID) whose predicted ID set equals
   the gold one;
@@ -29,11 +30,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bioprune.evaluation import prf
+from bioprune.evaluation import Span, linking_scores
 from bioprune.io.pubtator import PubTatorDocument, read_pubtator
 from bioprune.linking import DEFAULT_INDEX_DIR, Link, LinkerSettings, build_index, link_document, read_names
 from bioprune.types import ENTITY_TYPES
@@ -42,22 +43,18 @@ from bioprune.types import ENTITY_TYPES
 SPLITS = {"dev": "bc5cdr/CDR_DevelopmentSet.PubTator.txt", "test": "bc5cdr/CDR_TestSet.PubTator.txt"}
 SWITCHES = {"expand_abbreviations": (True, False), "split_composites": (True, False), "head_score": (0.8, 0.0)}
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
-Span = tuple[int, int, str, str]  # start, end, type, mention text
-
-
-def gold_ids(field: str) -> frozenset[str]:
-    """The concept IDs of a gold ID field; empty for "-1" / "-" (no concept)."""
-    return frozenset(i for i in field.split("|") if i not in ("", "-1", "-"))
 
 
 def predicted_spans(path: Path, docs: Sequence[PubTatorDocument]) -> dict[str, list[Span]]:
     """The shipped model's mentions per PMID, from the cache ``path`` (made on first use: one run of
     ``PruningEngine.from_pretrained()`` over the documents, a few CPU minutes)."""
     if not path.is_file():
+        from bioprune.config import DEFAULT
         from bioprune.engine import PruningEngine
         from bioprune.evaluation import annotate_with_progress
 
-        annotations = annotate_with_progress(PruningEngine.from_pretrained(), [d.to_document() for d in docs],
+        engine = PruningEngine.from_pretrained(config=DEFAULT.with_(link=False))  # the spans; linked here
+        annotations = annotate_with_progress(engine, [d.to_document() for d in docs],
                                              progress=True, desc="predict")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps({"id": a.id, "entities": [e.to_dict() for e in a.entities]}) + "\n"
@@ -76,54 +73,17 @@ def link_spans(index, docs: Sequence[PubTatorDocument], spans: Mapping[str, Sequ
     return out
 
 
-def per_type(gold: Iterable[tuple], pred: Iterable[tuple]) -> dict:
-    """P/R/F1 per type and micro over keys whose last element is the type."""
-    gold, pred = set(gold), set(pred)
-    out = {t: prf(len({k for k in gold & pred if k[-1] == t}), sum(k[-1] == t for k in pred),
-                  sum(k[-1] == t for k in gold)) for t in ENTITY_TYPES}
-    out["micro"] = prf(len(gold & pred), len(pred), len(gold))
-    return out
-
-
-def concepts(spans: Mapping[str, Sequence[Span]], ids: Mapping[str, Sequence[frozenset[str]]]) -> set[tuple]:
-    """(PMID, ID, type) for every ID of every span: the CDR document-level concept set."""
-    return {(pmid, i, s[2]) for pmid, doc_spans in spans.items() for s, found in zip(doc_spans, ids[pmid])
-            for i in found}
-
-
-def accuracy(gold: Mapping[str, Sequence[Span]], gold_sets: Mapping[str, Sequence[frozenset[str]]],
-             linked: Mapping[str, Sequence[frozenset[str]]]) -> dict:
-    """Share of gold mentions with a gold ID whose linked ID set is exactly the gold set."""
-    counts = {t: [0, 0] for t in ENTITY_TYPES}
-    for pmid, doc_spans in gold.items():
-        for s, want, got in zip(doc_spans, gold_sets[pmid], linked[pmid]):
-            if want:
-                counts[s[2]][0] += want == got
-                counts[s[2]][1] += 1
-    out = {t: {"accuracy": c / n if n else 0.0, "correct": c, "n": n} for t, (c, n) in counts.items()}
-    c, n = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
-    out["micro"] = {"accuracy": c / n if n else 0.0, "correct": c, "n": n}
-    return out
-
-
 def score(index, docs: Sequence[PubTatorDocument], predicted: Mapping[str, Sequence[Span]],
           settings: LinkerSettings) -> dict:
     """Every measure of the module docstring for one index and settings."""
     gold = {d.pmid: [(m.start, m.end, m.type, m.text) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    gold_sets = {d.pmid: [gold_ids(m.ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    gold_sets = {d.pmid: [frozenset(m.concept_ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     started = time.perf_counter()
     from_gold = link_spans(index, docs, gold, settings)
     from_pred = link_spans(index, docs, predicted, settings)
     seconds = time.perf_counter() - started
-    mention_keys = lambda spans, ids: {(p, s[0], s[1], i, s[2]) for p, ss in spans.items()  # noqa: E731
-                                       for s, i in zip(ss, ids[p]) if i}
-    return {
-        "normalization_accuracy": accuracy(gold, gold_sets, from_gold),
-        "document_from_gold": per_type(concepts(gold, gold_sets), concepts(gold, from_gold)),
-        "document_from_predicted": per_type(concepts(gold, gold_sets), concepts(predicted, from_pred)),
-        "mention_and_id": per_type(mention_keys(gold, gold_sets), mention_keys(predicted, from_pred)),
-        "linking_seconds_per_document": seconds / (2 * len(docs)),
-    }
+    return {**linking_scores(gold, gold_sets, from_gold, predicted, from_pred),
+            "linking_seconds_per_document": seconds / (2 * len(docs))}
 
 
 def choose(index, docs, predicted, base: LinkerSettings) -> tuple[LinkerSettings, list[dict]]:

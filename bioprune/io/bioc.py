@@ -15,7 +15,8 @@ BioC JSON is parsed incrementally (only the current document is held in memory),
 
 Output (:class:`BioCJsonOutput`): a BioC JSON collection, one document per line, with a ``title``
 and an ``abstract`` passage when the input had a title (else one ``text`` passage), and each
-entity as an annotation (``type`` and ``score`` infons, a location with document offsets).
+entity as an annotation (``type``, ``identifier`` and ``score`` infons, a location with document
+offsets); ``identifier`` is PubTator3's: ``MESH:D003924``, ``MESH:D1|MESH:D2``, ``-`` for none.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from bioprune.identifiers import format_ids
 from bioprune.io.records import Record, RecordError
 from bioprune.types import Annotation, Document
 
@@ -286,6 +288,7 @@ def bioc_json_document(annotation: Annotation, document: Document) -> dict:
     for n, entity in enumerate(annotation.entities, start=1):
         home = max(i for i, (_, offset, _) in enumerate(spans) if offset <= entity.start or i == 0)
         passages[home]["annotations"].append({
-            "id": str(n), "infons": {"type": entity.label, "score": f"{entity.score:.4f}"}, "text": entity.text,
+            "id": str(n), "infons": {"type": entity.label, "identifier": format_ids(entity.ids),
+                                     "score": f"{entity.score:.4f}"}, "text": entity.text,
             "locations": [{"offset": entity.start, "length": entity.end - entity.start}]})
     return {"id": document.id, "infons": {}, "passages": passages, "relations": []}

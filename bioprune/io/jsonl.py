@@ -12,8 +12,8 @@ strings or integers. Extra keys are ignored, so bioprune's own JSONL output read
 A line that is not valid UTF-8 or JSON, or has none of these shapes, is a
 :class:`~bioprune.io.records.RecordError` naming its line; reading goes on.
 
-Output: one ``{"id", "text", "entities": [{start, end, label, text, score}], "trace"?}`` per line
-(``trace`` only when pruning is on).
+Output: one ``{"id", "text", "entities": [{start, end, label, text, score, ids}], "trace"?}`` per line
+(``ids``: bare MeSH IDs, ``[]`` when none or linking is off; ``trace`` only when pruning is on).
 """
 from __future__ import annotations
 

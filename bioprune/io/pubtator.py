@@ -8,7 +8,11 @@ One block per document, blocks separated by blank lines::
     PMID<TAB>CID<TAB>chemical id<TAB>disease id          (relation line)
     PMID<TAB>Association<TAB>id<TAB>id<TAB>Novel         (BioRED's relation line)
 
-Offsets are 0-based, end-exclusive, over ``title + " " + abstract``. ``iter_pubtator`` streams
+Offsets are 0-based, end-exclusive, over ``title + " " + abstract``. bioprune writes the six
+columns of PubTator3 (``MESH:D003924``, composite ``MESH:D1|MESH:D2``, ``-`` for none:
+:mod:`bioprune.identifiers`): with five, PubTator tools (the ``bioc`` package) take a mention line
+for a relation.
+ ``iter_pubtator`` streams
 records one block at a time and raises :class:`~bioprune.errors.InputError` naming the file and
 line of the first problem (missing ``|t|``, offsets outside the text, non-UTF-8 bytes, ...);
 ``iter_pubtator_records`` reports a bad block as a :class:`~bioprune.io.records.RecordError` and
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from bioprune.errors import InputError
+from bioprune.identifiers import format_ids, parse_ids
 from bioprune.io.compression import open_binary
 from bioprune.io.records import RecordError
 from bioprune.types import Annotation, Document
@@ -39,7 +44,12 @@ class Mention:
     end: int
     text: str
     type: str
-    ids: str = ""  # MeSH id(s), "|"-joined for composite mentions; "-1" when unnormalised
+    ids: str = ""  # MeSH id(s), "|"-joined for composite mentions; "-1" (BC5CDR) or "-" when unnormalised
+
+    @property
+    def concept_ids(self) -> tuple[str, ...]:
+        """The bare IDs (``MESH:`` dropped; none for ``-1``/``-``)."""
+        return parse_ids(self.ids)
 
 
 @dataclass(frozen=True)
@@ -241,7 +251,8 @@ def format_pubtator(annotation: Annotation, document: Document) -> str:
     else:
         title, abstract = text[: document.title_end], text[document.title_end + 1:]
     lines = [f"{document.id}|t|{title}", f"{document.id}|a|{abstract}"]
-    lines += [f"{document.id}\t{e.start}\t{e.end}\t{_one_line(e.text)}\t{e.label}" for e in annotation.entities]
+    lines += [f"{document.id}\t{e.start}\t{e.end}\t{_one_line(e.text)}\t{e.label}\t{format_ids(e.ids)}"
+              for e in annotation.entities]
     return "\n".join(lines) + "\n\n"
 
 
