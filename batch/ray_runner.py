@@ -89,7 +89,8 @@ def shard_outputs(job: RayJob, extension: str) -> list[Path]:
 
 
 class ShardAnnotator:
-    """A Ray actor: one engine, loaded once; each call annotates whole input files."""
+    """A Ray actor: one engine and (with ``link``) its linker, loaded once; each call annotates whole
+    input files."""
 
     def __init__(self, job: RayJob):
         from bioprune.batch_run import limit_malloc_growth
@@ -104,6 +105,8 @@ class ShardAnnotator:
         config = PruningConfig(**{**job.config, "prune_layers": tuple(job.config.get("prune_layers", ()))}) \
             if job.config else None
         self.engine = PruningEngine.from_pretrained(job.model, config=config, device=job.device)
+        if self.engine.config.link:
+            self.engine.linker  # noqa: B018 -- loaded now, once per actor, not inside the first file's time
         self.fmt = output_format(job.output_format)
         self.job = job
 

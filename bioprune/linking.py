@@ -268,7 +268,8 @@ class Neighbours:
     def fitted(self) -> bool:
         return self._fitted is not None
 
-    def _fit(self) -> tuple[object, object]:
+    def fit(self) -> tuple[object, object]:
+        """The fitted (vectorizer, matrix), fitted now if not yet (a benchmark times it apart)."""
         with self._lock:
             return self._fitted or self._fit_now()
 
@@ -289,7 +290,7 @@ class Neighbours:
 
         if not queries or not self.names:
             return [[] for _ in queries]
-        vectorizer, matrix_t = self._fit()
+        vectorizer, matrix_t = self.fit()
         sims = (vectorizer.transform(queries) @ matrix_t).tocsr()
         out = []
         for row in range(sims.shape[0]):

@@ -11,18 +11,22 @@ from collections.abc import Mapping, Sequence
 
 from spacy.tokens import Doc, Span
 
+from bioprune.identifiers import format_ids
+
 
 def align_entities(doc: Doc, entities: Sequence, labels: Mapping[str, str],
                    alignment_mode: str) -> tuple[list[tuple[Span, object]], list]:
     """Pair each entity (sorted, non-overlapping ``Entity`` records) with its span, or skip it.
 
     Returns ``(aligned, skipped)``: ``aligned`` holds ``(span, entity)`` pairs in document order,
-    labelled through ``labels``; ``skipped`` the entities with no span of their own.
+    labelled through ``labels`` and with the entity's MeSH IDs as ``kb_id_`` (``MESH:D1|MESH:D2``,
+    empty when none); ``skipped`` the entities with no span of their own.
     """
     aligned: list[tuple[Span, object]] = []
     skipped = []
     for entity in entities:
-        span = doc.char_span(entity.start, entity.end, label=labels[entity.label], alignment_mode=alignment_mode)
+        span = doc.char_span(entity.start, entity.end, label=labels[entity.label],
+                             kb_id=format_ids(entity.ids) if entity.ids else "", alignment_mode=alignment_mode)
         if span is None or len(span) == 0 or (aligned and span.start < aligned[-1][0].end):
             skipped.append(entity)
             continue

@@ -17,6 +17,7 @@ EXTENSIONS: dict[str, tuple[type, str]] = {
     "bioprune_flops_saved_ratio": (Doc, "float: 1 - FLOPs spent / dense FLOPs"),
     "bioprune_skipped_count": (Doc, "int: entities skipped because they could not be aligned"),
     "bioprune_confidence": (Span, "float: the engine's score for the entity"),
+    "bioprune_ids": (Span, "list[str]: the entity's bare MeSH IDs (kb_id_ joins them), [] when none"),
 }
 
 

@@ -52,6 +52,8 @@ class BioPruneNER(Pipe):
       to tokens (each doc with one also raises an :class:`AlignmentWarning`).
     - ``Span._.bioprune_confidence: float`` — the engine's score for an entity it found
       (None on entities from other components).
+    - ``Span._.bioprune_ids: list[str]`` — its bare MeSH IDs (``[]`` when none or ``link`` is off);
+      ``span.kb_id_`` holds them PubTator3-style, ``"MESH:D1|MESH:D2"`` (empty when none).
 
     Args:
         vocab: the pipeline's vocab.
@@ -117,9 +119,10 @@ class BioPruneNER(Pipe):
             aligned, skipped = align_entities(doc, annotation.entities, self.label_map, self.alignment_mode)
             ents, added = merge_entities(doc.ents, [span for span, _ in aligned], self.overwrite_ents)
             doc.ents = ents
-            scores = {(span.start, span.end): entity.score for span, entity in aligned}
+            found = {(span.start, span.end): entity for span, entity in aligned}
             for span in added:
-                span._.bioprune_confidence = float(scores[span.start, span.end])
+                span._.bioprune_confidence = float(found[span.start, span.end].score)
+                span._.bioprune_ids = list(found[span.start, span.end].ids)
             for key, value in trace_records(annotation.trace).items():
                 doc._.set(key, value)
             doc._.bioprune_skipped_count = len(skipped)

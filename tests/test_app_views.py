@@ -165,6 +165,21 @@ def test_diff_rows_mark_every_difference():
     assert views.count_differences(views.diff_rows(dense, None)) == 0  # dense against itself
 
 
+def test_the_entity_table_links_each_id_to_its_mesh_page_and_the_api_gives_the_ids():
+    from dataclasses import replace
+
+    dense, pruned = _annotations()
+    linked = replace(pruned, entities=(replace(pruned.entities[0], ids=("D002945",)),
+                                       replace(pruned.entities[1], ids=("D051437", "D058186")), pruned.entities[2]))
+    rows = {row[0]: row for row in views.diff_rows(dense, linked)}
+    assert views.DIFF_HEADERS[5] == "MeSH" and views.DIFF_TYPES[5] == "markdown"
+    assert rows["Cisplatin"][5] == "[D002945](https://meshb.nlm.nih.gov/record/ui?ui=D002945)"
+    assert rows["<b>renal</b> failure"][5].count("](https://meshb.nlm.nih.gov/record/ui?ui=D0") == 2
+    assert rows["caused"][5] == "" and rows["seizures"][5] == ""  # no ID; the dense-only entity was not linked
+    assert [e["ids"] for e in views.entities_json(linked, 12, "rule")["entities"]] == [["D002945"], ["D051437",
+                                                                                       "D058186"], []]
+
+
 def test_layer_recovery_rows_and_summary():
     dense, pruned = _annotations()
     assert views.layer_rows(pruned.trace, 12, 4) == [[1, 12, 12, "100%"], [2, 12, 12, "100%"],
@@ -231,8 +246,9 @@ def test_pruning_choice_validates_and_describes():
     empty = PruningChoice(controller="mlp", lambda_=None, prune_layers=[], min_keep_ratio=None)
     assert empty.config() == PruningConfig(controller="mlp")
     assert PruningChoice(controller="rule", lambda_=2.0).describe() == (
-        "rule controller, λ 2.0, min_keep_ratio 0.30, prune_layers 2, recovery off, frozen_context off, precision auto")
-    assert PruningChoice(precision="bf16").describe() == "dense model (no pruning), precision bf16"
+        "rule controller, λ 2.0, min_keep_ratio 0.30, prune_layers 2, recovery off, frozen_context off, precision auto, "
+        "link on")
+    assert PruningChoice(precision="bf16", link=False).describe() == "dense model (no pruning), precision bf16, link off"
     with pytest.raises(UserError, match=r"^Invalid setting: min_keep_ratio must be in \[0, 1\], got 1.5.$"):
         PruningChoice(controller="rule", lambda_=1.0, min_keep_ratio=1.5).config()
     with pytest.raises(UserError, match="prune_layers must be increasing"):

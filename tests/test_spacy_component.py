@@ -80,6 +80,7 @@ def per_word_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("per-word-model")
     model.save_pretrained(str(path), safe_serialization=True)
     tokenizer.save_pretrained(str(path))
+    shutil.copytree(tiny_model_dir / "linker", path / "linker")
     return path
 
 
@@ -104,6 +105,20 @@ def test_blank_pipeline_entities_equal_engine_spans(nlp, tiny_engine_dense):
         assert doc._.bioprune_skipped_count == 0
         assert doc._.bioprune_pruned_tokens == [] and doc._.bioprune_recovery_events == []
         assert doc._.bioprune_keep_ratio == 1.0 and doc._.bioprune_flops_saved_ratio == 0.0  # dense
+
+
+def test_mesh_ids_as_kb_id_and_an_extension_and_none_with_link_false(per_word_model_dir):
+    """Every word is its own Disease entity (per_word_model_dir): the tiny index knows "delirium"."""
+    nlp = _nlp(per_word_model_dir)
+    doc = nlp("Delirium and seizures in zzyzx")
+    ids = {e.text: (e.kb_id_, e._.bioprune_ids) for e in doc.ents}
+    assert ids["Delirium"] == ("MESH:D003693", ["D003693"]) and ids["seizures"] == ("MESH:D012640", ["D012640"])
+    assert ids["zzyzx"] == ("", [])  # no match: no ID
+    docs = list(DocBin(docs=[doc], store_user_data=True).from_bytes(
+        DocBin(docs=[doc], store_user_data=True).to_bytes()).get_docs(nlp.vocab))
+    assert [e.kb_id_ for e in docs[0].ents] == [e.kb_id_ for e in doc.ents]  # kb_id_ survives DocBin
+    off = _nlp(per_word_model_dir, link=False)("Delirium and seizures")
+    assert all(e.kb_id_ == "" and e._.bioprune_ids == [] for e in off.ents)
 
 
 def test_after_sentencizer_and_with_mapped_labels(tiny_model_dir, tiny_engine_dense):

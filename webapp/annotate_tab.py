@@ -95,8 +95,8 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
                                             elem_classes=[HIGHLIGHT_CLASS])
         entities = gr.HighlightedText(label=names["entities"], color_map=views.ENTITY_COLORS, show_legend=True,
                                       show_inline_category=False, elem_id="entities", elem_classes=[HIGHLIGHT_CLASS])
-    diff = gr.Dataframe(headers=views.DIFF_HEADERS, label=names["diff"], interactive=False, wrap=True,
-                        elem_id="diff")
+    diff = gr.Dataframe(headers=views.DIFF_HEADERS, datatype=views.DIFF_TYPES, label=names["diff"],
+                        interactive=False, wrap=True, elem_id="diff")
     gr.Markdown("### What pruning did\nEach word with a pruned subword token is marked with the earliest layer "
                 "after which one of its tokens left the sequence; the heat-map below shows single tokens.")
     pruned = gr.HighlightedText(label=names["pruned"], color_map=views.pruned_legend(PruningChoice().config()),

@@ -22,7 +22,9 @@ ENTITY_COLORS = {"Chemical": "#7cc6fe", "Disease": "#ffa69e"}
 LAYER_RGB = ((157, 78, 221), (231, 111, 81), (233, 196, 106), (42, 157, 143), (144, 190, 109), (67, 97, 238),
              (255, 0, 110), (131, 56, 236), (58, 134, 255), (251, 86, 7), (255, 190, 11))
 
-DIFF_HEADERS = ["text", "start", "end", "dense", "pruned", "difference"]
+DIFF_HEADERS = ["text", "start", "end", "dense", "pruned", "MeSH", "difference"]
+DIFF_TYPES = ["str", "number", "number", "str", "str", "markdown", "str"]  # MeSH: links to the MeSH browser
+MESH_RECORD_URL = "https://meshb.nlm.nih.gov/record/ui?ui={}"
 LAYER_HEADERS = ["layer", "tokens (dense)", "tokens (pruned)", "kept"]
 RECOVERY_HEADERS = ["trigger", "from layer", "tokens re-inserted", "labels before", "labels after"]
 
@@ -179,10 +181,16 @@ def _key(entity: Entity) -> tuple[int, int]:
     return entity.start, entity.end
 
 
+def mesh_links(ids: Sequence[str]) -> str:
+    """Markdown links to each ID's MeSH browser page (``D003924`` -> its record), "" when none."""
+    return ", ".join(f"[{i}]({MESH_RECORD_URL.format(i)})" for i in ids)
+
+
 def diff_rows(dense: Annotation, pruned: Annotation | None) -> list[list]:
     """Dense and pruned entities side by side, matched by span, with each difference marked.
 
-    One row per distinct span: [text, start, end, dense label, pruned label, difference].
+    One row per distinct span: [text, start, end, dense label, pruned label, MeSH links (of the
+    chosen setting's entity where it has one), difference].
     """
     other = pruned if pruned is not None else dense
     left = {_key(e): e for e in dense.entities}
@@ -194,8 +202,9 @@ def diff_rows(dense: Annotation, pruned: Annotation | None) -> list[list]:
             status = SAME if d.label == p.label else LABEL_DIFFERS
         else:
             status = DENSE_ONLY if p is None else PRUNED_ONLY
-        entity = d or p
-        rows.append([entity.text, entity.start, entity.end, d.label if d else "", p.label if p else "", status])
+        entity = p or d
+        rows.append([entity.text, entity.start, entity.end, d.label if d else "", p.label if p else "",
+                     mesh_links(entity.ids), status])
     return rows
 
 
@@ -273,10 +282,11 @@ def trace_summary(trace: Trace | None, n_tokens: int) -> dict:
 
 
 def entities_json(annotation: Annotation, n_tokens: int, setting: str) -> dict:
-    """The ``/entities`` API answer: entities with character offsets and scores, and the trace summary."""
+    """The ``/entities`` API answer: entities with character offsets, scores and MeSH IDs (bare,
+    ``[]`` when none or linking is off), and the trace summary."""
     return {"text_length": len(annotation.text), "setting": setting,
             "entities": [{"start": e.start, "end": e.end, "label": e.label, "text": e.text,
-                          "score": round(float(e.score), 4)} for e in annotation.entities],
+                          "score": round(float(e.score), 4), "ids": list(e.ids)} for e in annotation.entities],
             "trace": trace_summary(annotation.trace, n_tokens)}
 
 
