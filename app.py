@@ -33,6 +33,7 @@ def main() -> None:
     settings = AppSettings()
     torch.set_num_threads(settings.torch_threads())  # concurrent requests must not oversubscribe the CPUs
     engine = PruningEngine.from_pretrained()  # loaded once; every tab and request shares the weights
+    engine.linker  # noqa: B018 -- the MeSH linker too (linking is on by default), not in the first request
     launch(build_app(engine, settings, output_dir=output_dir), settings)
 
 

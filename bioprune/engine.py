@@ -3,8 +3,8 @@
 Tokenise once (fast tokenizer, offsets), cut long documents into overlapping windows, batch windows
 of similar length, run the token classifier, merge window predictions deterministically, decode
 word-level BIO tags back to character spans, apply the model's post-processing passes and, when
-``config.link``, give each entity its MeSH IDs (:mod:`bioprune.linking`). Load once, annotate many batches: the engine is what
-the CLI, the spaCy component, the Gradio app and Ray actors hold.
+``config.link``, give each entity its MeSH IDs (:mod:`bioprune.linking`). Load once, annotate many
+batches: the engine is what the CLI, the spaCy component, the Gradio app and Ray actors hold.
 """
 from __future__ import annotations
 
@@ -282,7 +282,8 @@ class PruningEngine:
         for name in self.postprocess:
             entities = PASSES[name](text, entities)
         if self.config.link and entities:
-            entities = [replace(e, ids=link.ids) for e, link in zip(entities, self.linker.link_entities(text, entities))]
+            links = self.linker.link_entities(text, entities)
+            entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)]
         return entities
 
 

@@ -96,9 +96,10 @@ def test_entities_endpoint_returns_json_for_gradio_client_users(client):
     answer = client.predict(EXAMPLE, "rule", api_name="/entities")  # λ and the rest: the defaults
     assert answer["entities"], answer
     for e in answer["entities"]:
-        assert set(e) == {"start", "end", "label", "text", "score"}
+        assert set(e) == {"start", "end", "label", "text", "score", "ids"}
         assert EXAMPLE[e["start"]:e["end"]] == e["text"] and e["label"] in {"Chemical", "Disease"}
-    assert any(e["text"] == "haloperidol" and e["label"] == "Chemical" for e in answer["entities"])
+    assert any(e["text"] == "haloperidol" and e["label"] == "Chemical" and e["ids"] == ["D006220"]
+               for e in answer["entities"])  # linked to MeSH by default
     trace = answer["trace"]
     assert trace["pruned"] and 0 < trace["tokens_pruned"] < trace["tokens"]
     assert 0 < trace["flops_saved_ratio"] < 1 and trace["recovery_events"] == []

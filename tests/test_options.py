@@ -157,3 +157,26 @@ def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
     spacy_config = nlp.get_pipe("bioprune_ner").engine.config
     engine = PruningEngine.from_pretrained(tiny_model_dir).config
     assert cli == spacy_config == engine == PruningChoice().config() == DEFAULT
+
+
+def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_path):
+    """Linking (issue 18) is a PruningConfig face field: --link/--no-link, the spaCy key ``link``, a
+    checkbox in both app tabs; on by default, and not a pruning knob the dense model would ignore."""
+    import spacy
+
+    from bioprune.cli import _config
+
+    [link] = [s for s in SETTINGS if s.field == "link"]
+    assert (link.flag, link.key, link.kind, link.default) == ("--link", "link", "bool", True) and DEFAULT.link
+    parser = _subparser(build_parser(), "annotate")
+    assert _config(parser.parse_args(["x.txt", "--output", "y", "--no-link"])).link is False  # no dense warning
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "link": False})
+    assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
+    pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
+    from webapp.ui import build_app
+
+    controls = {c["props"].get("elem_id"): c for c in build_app(pruning_engine, output_dir=tmp_path)
+                .get_config_file()["components"]}
+    for tab in ("annotate", "batch"):
+        assert controls[f"{tab}-link"]["type"] == "checkbox" and controls[f"{tab}-link"]["props"]["value"] is True

@@ -16,7 +16,7 @@ Names and the MeSH IDs they refer to, per type:
   dev never saw a dev abstract (BioRED shares documents with BC5CDR train/dev).
 
 Output: ``names.tsv.gz`` + ``linker.json`` (bioprune.linking.write_names); no pickle, no matrices
-(the TF-IDF matrix is rebuilt at load time). A vocabulary that is missing or of the wrong shape
+(the look-up tables are built at load time, the TF-IDF matrix when a mention first misses them). A vocabulary that is missing or of the wrong shape
 stops the build with one line naming it.
 """
 from __future__ import annotations

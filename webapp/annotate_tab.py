@@ -125,7 +125,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     @user_facing("annotating")
     @takes_settings
     def entities_endpoint(text, **values):
-        """Entities of one text as JSON: {"entities": [{start, end, label, text, score}], "trace": {...}}.
+        """Entities of one text as JSON: {"entities": [{start, end, label, text, score, ids}], "trace": {...}}.
 
         Every setting may be left out: it is then its default (λ and the pruning layers: the controller's own).
         """
