@@ -130,12 +130,18 @@ def linking_scores(gold: Mapping[str, Sequence[Span]], gold_ids: IdSets, from_go
     }
 
 
-def evaluate_linking(linker, documents, annotations) -> dict:
-    """:func:`linking_scores` of an engine's linked ``annotations`` of gold PubTator ``documents``,
-    with ``linker`` (the engine's) also linking the gold mentions."""
+def gold_concepts(documents) -> tuple[dict[str, list[Span]], dict[str, list[frozenset[str]]]]:
+    """The Chemical/Disease spans of gold PubTator ``documents`` and their gold ID sets, per PMID."""
     gold = {d.pmid: [(m.start, m.end, m.type, m.text) for m in d.mentions if m.type in ENTITY_TYPES]
             for d in documents}
     gold_ids = {d.pmid: [frozenset(m.concept_ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in documents}
+    return gold, gold_ids
+
+
+def evaluate_linking(linker, documents, annotations) -> dict:
+    """:func:`linking_scores` of an engine's linked ``annotations`` of gold PubTator ``documents``,
+    with ``linker`` (the engine's) also linking the gold mentions."""
+    gold, gold_ids = gold_concepts(documents)
     from_gold = {d.pmid: [frozenset(lk.ids) for lk in linker.link(d.text, [(s[3], s[2]) for s in gold[d.pmid]])]
                  for d in documents}
     predicted = {a.id: [(e.start, e.end, e.label, e.text) for e in a.entities] for a in annotations}

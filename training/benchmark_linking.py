@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -94,20 +94,29 @@ def run(args: LinkingBenchArgs, config: PruningConfig) -> dict:
     return results
 
 
-def main(argv=None) -> dict:
+def parse_args(argv=None) -> tuple[LinkingBenchArgs, PruningConfig]:
+    """One flag per :class:`LinkingBenchArgs` field (``--data`` required) plus the engine's settings
+    (:mod:`bioprune.options`; ``--link/--no-link`` is what this script varies, so it is ignored)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = LinkingBenchArgs(data="")
-    parser.add_argument("--data", required=True)
-    for name in ("output", "model", "threads", "rounds", "warmup_docs", "limit_docs"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
-    add_config_arguments(parser)  # the engine's settings; --link/--no-link is what this script varies
+    for f in fields(LinkingBenchArgs):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "data":
+            parser.add_argument(flag, required=True)
+        elif f.name == "batch_sizes":
+            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default)
+    add_config_arguments(parser)
     ns = parser.parse_args(argv)
-    args = LinkingBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
-                            warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
-    res = run(args, pruning_config(ns))
+    values = {f.name: getattr(ns, f.name) for f in fields(LinkingBenchArgs)}
+    return LinkingBenchArgs(**{**values, "batch_sizes": tuple(ns.batch_sizes)}), pruning_config(ns)
+
+
+def main(argv=None) -> dict:
+    args, config = parse_args(argv)
+    res = run(args, config)
     res["command"] = "python training/benchmark_linking.py " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(res, indent=2))

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bioprune.evaluation import Span, linking_scores
+from bioprune.evaluation import Span, gold_concepts, linking_scores
 from bioprune.io.pubtator import PubTatorDocument, read_pubtator
 from bioprune.linking import DEFAULT_INDEX_DIR, Link, LinkerSettings, build_index, link_document, read_names
 from bioprune.types import ENTITY_TYPES
@@ -76,8 +76,7 @@ def link_spans(index, docs: Sequence[PubTatorDocument], spans: Mapping[str, Sequ
 def score(index, docs: Sequence[PubTatorDocument], predicted: Mapping[str, Sequence[Span]],
           settings: LinkerSettings) -> dict:
     """Every measure of the module docstring for one index and settings."""
-    gold = {d.pmid: [(m.start, m.end, m.type, m.text) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    gold_sets = {d.pmid: [frozenset(m.concept_ids) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    gold, gold_sets = gold_concepts(docs)
     started = time.perf_counter()
     from_gold = link_spans(index, docs, gold, settings)
     from_pred = link_spans(index, docs, predicted, settings)
