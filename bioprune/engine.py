@@ -29,6 +29,7 @@ from bioprune.labels import LABELS, decode_entities
 from bioprune.linking import Linker, index_dir_for, load_linker
 from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
+from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
 from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
 from bioprune.precision import resolve_precision
@@ -95,7 +96,8 @@ class PruningEngine:
     def __init__(self, model, tokenizer, config: PruningConfig = DEFAULT, exit_heads: ExitHeads | None = None,
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
                  controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
-                 source_dir: str | Path | None = None, linker_dir: str | Path | None = None):
+                 source_dir: str | Path | None = None, linker_dir: str | Path | None = None,
+                 int8_ranges: dict[str, torch.Tensor] | None = None):
         unknown = [p for p in postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
@@ -106,7 +108,7 @@ class PruningEngine:
         self.tokenizer = tokenizer
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
-        self.encoder = PrunedEncoder(model, exit_heads, self.controllers)
+        self.encoder = PrunedEncoder(model, exit_heads, self.controllers, int8_ranges)
         self.encoder.check(config)
         self.config = config
         self.device = device
@@ -123,8 +125,8 @@ class PruningEngine:
         """The shipped model when ``path`` is None, else a model folder (training/, :meth:`save_pretrained`)
         or a Hugging Face Hub id (downloaded whole, see :func:`bioprune.model_files.resolve_model_dir`).
 
-        Weights, tokenizer, exit heads, learned controller and ``postprocess.json`` all come from
-        that one folder. ``config=None`` is :data:`~bioprune.config.DEFAULT`, the dense model at the
+        Weights, tokenizer, exit heads, learned controller, ``postprocess.json`` and the int8
+        calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is :data:`~bioprune.config.DEFAULT`, the dense model at the
         device's best precision (bf16 where it is native; ``DENSE`` for exact fp32): pruning is
         opt-in (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
         ``postprocess=None`` applies the passes the model lists in ``postprocess.json`` (chosen
@@ -141,7 +143,8 @@ class PruningEngine:
         logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s)", path, device, config,
                     config.precision, resolve_precision(config.precision, device), kwargs["postprocess"])
         return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
-                   controllers=load_controllers(path, device), source_dir=path, **kwargs)
+                   controllers=load_controllers(path, device), source_dir=path, int8_ranges=load_calibration(path),
+                   **kwargs)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
         """The same loaded model with another pruning configuration (no copy of the weights: the

@@ -18,9 +18,11 @@ per-layer precision, for the one input that quantizes badly).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,6 +37,9 @@ UINT8_LEVELS = 255
 # per-call quantization of the wide input cost more time than its int8 matmul saved.
 KEEP_BF16: frozenset[str] = frozenset({"output.dense"})
 
+CALIBRATION_FILE = "int8_calibration.safetensors"  # beside the model: the input ranges smoothing needs
+SMOOTHING_ALPHA = 0.75  # how much of the activations' range moves into the weights (:func:`smoothing`)
+
 
 @functools.lru_cache(maxsize=None)
 def onednn_int8_available() -> bool:
@@ -42,17 +47,25 @@ def onednn_int8_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
-def quantize_activation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, K) float -> (N, K) uint8, scale (), zero point () over the tensor's range, 0 included.
 
     Asymmetric: the uint8 grid spans [min, max] exactly, so GELU outputs (>= -0.17) and layer-norm
-    outputs lose no level to a range they never reach.
+    outputs lose no level to a range they never reach. ``inv_smooth`` (K,), positive: quantize
+    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`), at no extra pass: the
+    range comes from per-channel minima and maxima, the multiply rides on the quantizing one.
     """
-    lo, hi = torch.aminmax(x)
+    if inv_smooth is None:
+        lo, hi = torch.aminmax(x)
+    else:
+        col_lo, col_hi = torch.aminmax(x, dim=0)  # (K,) each
+        lo, hi = (col_lo.float() * inv_smooth).min(), (col_hi.float() * inv_smooth).max()
     lo, hi = lo.float().clamp(max=0.0), hi.float().clamp(min=0.0)
     scale = ((hi - lo) / UINT8_LEVELS).clamp(min=1e-8)  # ()
     zero_point = torch.round(-lo / scale)  # ()
-    q = torch.addcmul(zero_point, x.float(), 1.0 / scale).round_().clamp_(0, UINT8_LEVELS).to(torch.uint8)  # (N, K)
+    factor = 1.0 / scale if inv_smooth is None else inv_smooth / scale  # () or (K,)
+    q = torch.addcmul(zero_point, x.float(), factor).round_().clamp_(0, UINT8_LEVELS).to(torch.uint8)  # (N, K)
     return q, scale, zero_point.long()
 
 
@@ -70,9 +83,12 @@ class Int8Linear(nn.Module):
     Input (..., K) in any float dtype; output (..., N) in ``out_dtype`` (bf16 by default).
     """
 
-    def __init__(self, linear: nn.Linear, activation: str = "none", out_dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, linear: nn.Linear, activation: str = "none", out_dtype: torch.dtype = torch.bfloat16,
+                 smooth: torch.Tensor | None = None):
         super().__init__()
-        weight, scale = quantize_weight(linear.weight)
+        w = linear.weight.detach().float()
+        weight, scale = quantize_weight(w if smooth is None else w * smooth[None, :])
+        self.register_buffer("inv_smooth", None if smooth is None else 1.0 / smooth.float(), persistent=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(weight, None), persistent=False)
         self.register_buffer("scale", scale, persistent=False)  # (N,)
@@ -84,7 +100,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        q, x_scale, x_zero = quantize_activation(x.reshape(-1, self.in_features))  # (M, K)
+        q, x_scale, x_zero = quantize_activation(x.reshape(-1, self.in_features), self.inv_smooth)  # (M, K)
         post = ("gelu", [], "none") if self.activation == "gelu" else ("none", [], "")
         out = torch.ops.onednn.qlinear_pointwise.tensor(
             q, x_scale, x_zero, self.packed, self.scale, self.zero, self.bias,
@@ -104,39 +120,104 @@ def _concat(*parts: nn.Linear) -> nn.Linear:
     return linear
 
 
-def int8_copy(model: nn.Module, skip: frozenset[str] = KEEP_BF16) -> nn.Module:
+def smoothing(act_max: torch.Tensor, weight_max: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(K,) per-input-channel divisors ``s = act_max**alpha / weight_max**(1 - alpha)``.
+
+    SmoothQuant (Xiao et al., ICML 2023): a few input channels of BERT's layers (layer-norm outputs
+    above all) run 10-20x larger than the median, so one per-tensor activation scale leaves the
+    others a handful of uint8 levels. Dividing channel k of the input by s_k and multiplying column
+    k of the weight by it is exact in real numbers and moves the range from the activations,
+    quantized per tensor, into the weights, quantized per output channel. act_max: the largest
+    |input| of each channel seen on calibration text; weight_max: the largest |weight| of each column.
+    """
+    a = act_max.float().clamp(min=1e-5)
+    w = weight_max.float().clamp(min=1e-5)
+    return (a ** alpha / w ** (1.0 - alpha)).clamp(min=1e-5)  # (K,)
+
+
+@contextlib.contextmanager
+def recording_input_ranges(model: nn.Module):
+    """Within the block, every encoder Linear layer of ``model`` records the largest |input| of each
+    input channel into the yielded dict, keyed ``"{layer}.{name}"`` (``"0.intermediate.dense"``):
+    run the model (e.g. ``engine.annotate``) on calibration text inside it."""
+    ranges: dict[str, torch.Tensor] = {}
+    hooks = []
+    for i, layer in enumerate(model.base_model.encoder.layer):
+        for name, module in layer.named_modules():
+            if isinstance(module, nn.Linear):
+                def hook(_module, inputs, _output, key=f"{i}.{name}"):
+                    x = inputs[0].detach()
+                    seen = x.reshape(-1, x.size(-1)).abs().amax(dim=0).float()  # (K,)
+                    ranges[key] = seen if key not in ranges else torch.maximum(ranges[key], seen)
+                hooks.append(module.register_forward_hook(hook))
+    try:
+        yield ranges
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def save_calibration(ranges: dict[str, torch.Tensor], directory: str | Path) -> Path:
+    """Write the input ranges as ``CALIBRATION_FILE`` in ``directory`` (safetensors)."""
+    from safetensors.torch import save_file
+
+    path = Path(directory) / CALIBRATION_FILE
+    save_file({k: v.contiguous() for k, v in ranges.items()}, str(path))
+    return path
+
+
+def load_calibration(directory: str | Path) -> dict[str, torch.Tensor] | None:
+    """The input ranges saved beside a model, or None when it has none."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / CALIBRATION_FILE
+    return load_file(str(path)) if path.is_file() else None
+
+
+def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
+              skip: frozenset[str] = KEEP_BF16, alpha: float = SMOOTHING_ALPHA) -> nn.Module:
     """A bf16 copy of a ``*ForTokenClassification`` BERT whose encoder Linear layers run int8.
 
     Per layer: Q, K and V as one int8 projection (``attention.self.qkv``, read by
     :func:`bioprune.encoder.project_qkv`: their shared input is quantized once; the three stay for
     the keys and values of frozen context), the attention output, and the feed-forward with its
-    GELU fused. ``skip``: Linear layers kept in bf16, named within a layer as in
-    ``named_modules`` (``"output.dense"``, ``"attention.self.query"``, ...). The source model is untouched.
+    GELU fused. ``ranges`` (:func:`recording_input_ranges`, saved beside the model as
+    ``CALIBRATION_FILE``): each input is smoothed (:func:`smoothing`) with strength ``alpha``;
+    None: no smoothing (and a warning: agreement with fp32 drops). ``skip``: Linear layers kept in
+    bf16, named within a layer (``"output.dense"``, ``"attention.self.query"``, ...). The source
+    model is untouched.
     """
     if not onednn_int8_available():
         raise RuntimeError("precision int8 needs a torch built with oneDNN (x86 CPU wheels are)")
+    if ranges is None:
+        logger.warning("int8 without calibration (%s beside the model; training/calibrate_int8.py makes it): "
+                       "inputs are not smoothed and more entities differ from fp32", CALIBRATION_FILE)
     out = copy.deepcopy(model).to(torch.bfloat16).eval()
-    for layer in out.base_model.encoder.layer:
+
+    def int8(i: int, names: tuple[str, ...], linear: nn.Linear, activation: str = "none") -> Int8Linear:
+        smooth = None
+        if ranges is not None:  # one input for all of ``names``: their columns' largest weights
+            weight_max = torch.stack([model.base_model.encoder.layer[i].get_submodule(n).weight.detach().abs()
+                                      .amax(dim=0) for n in names]).amax(dim=0)  # (K,)
+            smooth = smoothing(ranges[f"{i}.{names[0]}"], weight_max, alpha)
+        return Int8Linear(linear, activation=activation, smooth=smooth)
+
+    qkv = ("attention.self.query", "attention.self.key", "attention.self.value")
+    for i, layer in enumerate(out.base_model.encoder.layer):
         attn = layer.attention.self
-        qkv = ("attention.self.query", "attention.self.key", "attention.self.value")
         if not skip.intersection(qkv):
-            attn.qkv = Int8Linear(_concat(attn.query, attn.key, attn.value))
+            attn.qkv = int8(i, qkv, _concat(attn.query, attn.key, attn.value))
         for name in qkv + ("attention.output.dense", "output.dense"):
             if name not in skip:
                 parent, _, child = name.rpartition(".")
-                setattr(layer.get_submodule(parent), child, Int8Linear(layer.get_submodule(name)))
+                setattr(layer.get_submodule(parent), child, int8(i, (name,), layer.get_submodule(name)))
         if "intermediate.dense" not in skip:
-            layer.intermediate = _int8_intermediate(layer.intermediate)
-    logger.info("int8 copy: %d Linear layers int8, kept bf16: %s",
-                sum(isinstance(m, Int8Linear) for m in out.modules()), sorted(skip) or "none")
+            act = getattr(layer.intermediate, "intermediate_act_fn", None)
+            if type(act).__name__ == "GELUActivation" and not getattr(act, "use_gelu_python", False):
+                layer.intermediate = int8(i, ("intermediate.dense",), layer.intermediate.dense, "gelu")  # GELU fused
+            else:  # another activation: only the dense goes int8
+                layer.intermediate.dense = int8(i, ("intermediate.dense",), layer.intermediate.dense)
+    logger.info("int8 copy: %d Linear layers int8, kept bf16: %s, smoothing %s",
+                sum(isinstance(m, Int8Linear) for m in out.modules()), sorted(skip) or "none",
+                f"alpha {alpha}" if ranges is not None else "off")
     return out
-
-
-def _int8_intermediate(intermediate: nn.Module) -> nn.Module:
-    """BERT's intermediate (dense then GELU) as one Int8Linear with the GELU fused when it is the
-    exact (erf) GELU; otherwise only its dense goes int8 and the activation stays as it is."""
-    act = getattr(intermediate, "intermediate_act_fn", None)
-    if type(act).__name__ == "GELUActivation" and not getattr(act, "use_gelu_python", False):
-        return Int8Linear(intermediate.dense, activation="gelu")
-    intermediate.dense = Int8Linear(intermediate.dense)
-    return intermediate

@@ -40,8 +40,10 @@ def merge(a: Sequences | None, b: Sequences) -> Sequences:
 class PrunedEncoder:
     """Runs a ``*ForTokenClassification`` model layer by layer, pruning as ``config`` says."""
 
-    def __init__(self, model, exit_heads: ExitHeads | None = None, controllers: dict[str, Controller] | None = None):
+    def __init__(self, model, exit_heads: ExitHeads | None = None, controllers: dict[str, Controller] | None = None,
+                 int8_ranges: dict[str, torch.Tensor] | None = None):
         self.model = model
+        self.int8_ranges = int8_ranges  # calibration of the int8 copy (bioprune.int8.load_calibration)
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
         self.layers = list(base_of(model).encoder.layer)
@@ -74,15 +76,22 @@ class PrunedEncoder:
         over the fp32 weights re-cast each weight and each layer-norm output on every call: ~16% of a
         batch-1 forward); the CPU kernels accumulate norms, softmax and matmuls in fp32. Costs 2 bytes
         per parameter beside the fp32 model, which stays for fp32 and as the source of truth: a copy
-        made before the weights change (training) is stale, so training decides in fp32."""
+        made before the weights change (training) is stale, so training decides in fp32. For int8 the
+        copy is :func:`bioprune.int8.int8_copy` with the model's calibration (``int8_ranges``): bf16
+        with the encoder's Linear layers int8 (1 byte per weight)."""
         if precision == "fp32":
             return self.model
         if precision not in ("bf16", "int8"):
             raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16 or int8)")
         if precision not in self._copies:
-            self._copies[precision] = (int8_copy(self.model) if precision == "int8"
+            self._copies[precision] = (int8_copy(self.model, self.int8_ranges) if precision == "int8"
                                        else copy.deepcopy(self.model).to(torch.bfloat16).eval())
         return self._copies[precision]
+
+    def use_copy(self, precision: str, model) -> None:
+        """Run ``precision`` on ``model`` from now on (a copy made elsewhere, e.g. by
+        training/calibrate_int8.py comparing int8 variants), instead of making one."""
+        self._copies[precision] = model
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,

@@ -165,3 +165,71 @@ def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_d
                  "--quiet", "--output", str(exact)]) == 0
     assert "agreement" not in json.loads(exact.read_text()) and result["precision"] == "bf16"
     assert "entity agreement" not in capsys.readouterr().out
+
+
+def test_smoothing_moves_an_outlier_channel_into_the_weights():
+    """One input channel 30x larger than the rest (as BERT's layer-norm outputs have): per-tensor
+    uint8 leaves the others a few levels; smoothing by calibrated ranges cuts the error several-fold."""
+    from bioprune.int8 import Int8Linear, smoothing
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(200, 64)
+    x[:, 5] *= 30.0
+    reference = linear(x)
+    act_max = x.abs().amax(dim=0)
+    smooth = smoothing(act_max, linear.weight.detach().abs().amax(dim=0), alpha=0.75)
+    plain = (Int8Linear(linear)(x).float() - reference).abs().mean()
+    smoothed = (Int8Linear(linear, smooth=smooth)(x).float() - reference).abs().mean()
+    assert smoothed < plain / 3
+
+
+def test_input_ranges_are_recorded_per_channel_and_round_trip(tiny_model_dir, tmp_path):
+    from bioprune.engine import PruningEngine
+    from bioprune.int8 import CALIBRATION_FILE, load_calibration, recording_input_ranges, save_calibration
+
+    engine = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE)
+    model = engine.encoder.model
+    with recording_input_ranges(model) as ranges:
+        engine.annotate(["Cisplatin nephrotoxicity in rats.", "Aspirin and asthma."])
+    hidden = model.config.hidden_size
+    assert ranges["0.attention.self.query"].shape == (hidden,)
+    assert ranges["0.output.dense"].shape == (model.config.intermediate_size,)
+    assert torch.equal(ranges["0.attention.self.query"], ranges["0.attention.self.key"])  # one input
+    assert all(hook_dict == {} for m in model.modules() for hook_dict in [m._forward_hooks])  # hooks gone
+    assert load_calibration(tmp_path) is None
+    save_calibration(ranges, tmp_path)
+    loaded = load_calibration(tmp_path)
+    assert (tmp_path / CALIBRATION_FILE).is_file() and loaded.keys() == ranges.keys()
+    assert all(torch.equal(loaded[k], ranges[k]) for k in ranges)
+
+
+def test_int8_without_calibration_says_so(outside_engine, caplog):
+    import logging
+
+    from bioprune.int8 import int8_copy
+
+    with caplog.at_level(logging.WARNING, logger="bioprune.int8"):
+        int8_copy(outside_engine.encoder.model)
+    assert "without calibration" in caplog.text
+
+
+def test_from_pretrained_reads_the_calibration_beside_the_model(tiny_model_dir, tmp_path):
+    """A model folder with int8_calibration.safetensors gives a smoothed int8 copy; without one, none."""
+    import shutil
+
+    from bioprune.engine import PruningEngine
+    from bioprune.int8 import recording_input_ranges, save_calibration
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    plain = PruningEngine.from_pretrained(folder, config=DENSE)
+    assert plain.encoder.int8_ranges is None
+    with recording_input_ranges(plain.encoder.model) as ranges:
+        plain.annotate(["Cisplatin nephrotoxicity in rats."])
+    save_calibration(ranges, folder)
+    calibrated = PruningEngine.from_pretrained(folder, config=PruningConfig(controller="none", precision="int8"))
+    qkv = calibrated.encoder.weights_at("int8").base_model.encoder.layer[0].attention.self.qkv
+    assert qkv.inv_smooth is not None and qkv.inv_smooth.shape == (calibrated.model.config.hidden_size,)
+    assert plain.encoder.weights_at("int8").base_model.encoder.layer[0].attention.self.qkv.inv_smooth is None
+    assert calibrated.annotate(["Cisplatin nephrotoxicity in rats."])[0].text  # it runs

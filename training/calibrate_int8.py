@@ -1,0 +1,115 @@
+"""Calibrate precision int8 for a model: the input ranges its smoothing needs, and the choice of
+smoothing strength and of the layers kept in bf16, by entity agreement with dense fp32.
+
+    python -m training.calibrate_int8 --data ../shared/data --write-ranges \
+        --output results/int8_calibration.json
+
+Calibration text is diverse and unlabelled-as-used: the first half of the MEDLINE slice, BC5CDR
+train and a seeded sample of each corpus in DATA/corpora — never the second MEDLINE half (where
+fidelity is measured) nor BC5CDR dev/test. The dense fp32 model runs over it while every encoder
+Linear layer records the largest |input| of each channel (:func:`bioprune.int8.recording_input_ranges`);
+``--write-ranges`` saves them beside the model (``int8_calibration.safetensors``), where
+``PruningEngine.from_pretrained`` finds them.
+
+Then each (alpha, layers kept bf16) candidate, and no smoothing, is scored by exact-match F1 of its
+entities against dense fp32's on the first MEDLINE half: the choice is the best; the library's
+defaults (:data:`bioprune.int8.SMOOTHING_ALPHA`, :data:`bioprune.int8.KEEP_BF16`) should name it,
+and the script warns when they do not.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+from bioprune import int8
+from bioprune.config import DENSE, PruningConfig
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.evaluation import mention_scores
+from bioprune.io.pubmed_xml import iter_pubmed_xml
+from bioprune.io.pubtator import read_pubtator
+from training.analysis.common import DATA_DIR, command_line, write_json_atomic
+
+logger = logging.getLogger("calibrate_int8")
+
+KEEP_CHOICES = {"output.dense": frozenset({"output.dense"}), "none": frozenset()}
+
+
+def medline_first_half(data: Path) -> list[str]:
+    """The texts of the first half of the MEDLINE slice (non-blank citations, in file order), as
+    training/sweep_pruning.py splits it."""
+    docs = [d.text for d in iter_pubmed_xml(data / "pubmed" / "medline16n0902.xml.gz") if d.text.strip()]
+    return docs[: len(docs) // 2]
+
+
+def calibration_texts(data: Path, per_corpus_docs: int, seed: int) -> dict[str, list[str]]:
+    """Source name -> texts: the first MEDLINE half, BC5CDR train and a sample of each corpus file."""
+    rng = random.Random(seed)
+    out = {"medline_first_half": medline_first_half(data),
+           "bc5cdr_train": [d.text for d in read_pubtator(data / "bc5cdr" / "CDR_TrainingSet.PubTator.txt")]}
+    for path in sorted((data / "corpora").glob("*.PubTator")):
+        texts = [d.text for d in read_pubtator(path)]
+        out[path.stem] = rng.sample(texts, min(per_corpus_docs, len(texts)))
+    return out
+
+
+def entity_keys(annotations) -> list[tuple]:
+    return [(i, e.start, e.end, e.label) for i, a in enumerate(annotations) for e in a.entities]
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--per-corpus-docs", type=int, default=40, help="sampled documents per corpus file")
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.75, 0.85, 0.95])
+    parser.add_argument("--keep", nargs="+", choices=sorted(KEEP_CHOICES), default=sorted(KEEP_CHOICES),
+                        help="candidate sets of Linear layers kept in bf16")
+    parser.add_argument("--write-ranges", action="store_true", help="save the ranges beside the model")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="results/int8_calibration.json")
+    ns = parser.parse_args(argv)
+    torch.set_num_threads(ns.threads)
+    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    sources = calibration_texts(ns.data, ns.per_corpus_docs, ns.seed)
+    with int8.recording_input_ranges(engine.encoder.model) as ranges:
+        for name, texts in sources.items():
+            logger.info("calibrating on %s (%d texts)", name, len(texts))
+            engine.annotate(texts)
+    if ns.write_ranges:
+        logger.info("wrote %s", int8.save_calibration(ranges, ns.model))
+    choice_texts = sources["medline_first_half"]
+    dense = entity_keys(engine.annotate(choice_texts))
+    quantized = engine.with_config(PruningConfig(controller="none", precision="int8"))
+    candidates = [(None, "output.dense")] + [(a, k) for a in ns.alphas for k in ns.keep]
+    rows = []
+    for alpha, keep in candidates:
+        copy = int8.int8_copy(engine.encoder.model, None if alpha is None else ranges, KEEP_CHOICES[keep],
+                              alpha or int8.SMOOTHING_ALPHA)
+        quantized.encoder.use_copy("int8", copy)
+        scores = mention_scores(dense, entity_keys(quantized.annotate(choice_texts)))
+        rows.append({"alpha": alpha, "kept_bf16": keep, "agreement_f1": scores["micro"]["f1"],
+                     "agreement_f1_per_type": {t: s["f1"] for t, s in scores.items() if t != "micro"}})
+        logger.info("alpha %s, kept bf16 %s: agreement %.4f", alpha, keep, scores["micro"]["f1"])
+    best = max((r for r in rows if r["alpha"] is not None), key=lambda r: r["agreement_f1"])
+    if (best["alpha"], KEEP_CHOICES[best["kept_bf16"]]) != (int8.SMOOTHING_ALPHA, int8.KEEP_BF16):
+        logger.warning("the best candidate (alpha %s, kept %s) is not the library's default (alpha %s, kept %s)",
+                       best["alpha"], best["kept_bf16"], int8.SMOOTHING_ALPHA, sorted(int8.KEEP_BF16))
+    result = {"command": command_line("training/calibrate_int8.py", argv), "model": ns.model,
+              "calibration_texts": {k: len(v) for k, v in sources.items()},
+              "choice_texts": f"medline_first_half ({len(choice_texts)} citations)",
+              "wrote_ranges": ns.write_ranges, "candidates": rows, "best": best,
+              "library_default": {"alpha": int8.SMOOTHING_ALPHA, "kept_bf16": sorted(int8.KEEP_BF16)}}
+    write_json_atomic(ns.output, result)
+    return result
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    main()
