@@ -9,6 +9,7 @@ and post-processing, so among them only the forward differs):
   bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
   bioprune default         bioprune.DEFAULT (dense at the machine's best precision)
   bioprune MLP default     the learned controller's operating point at the default precision
+  bioprune int8 / MLP int8 the same two at precision int8 (bioprune.int8: oneDNN int8 matmuls)
   ORT fp32 / ORT int8      ONNX Runtime on the same model: exported with torch.onnx (opset 17),
                            ONNX Runtime's BERT optimizer (fused attention, layer norm, GELU), then
                            dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
@@ -27,7 +28,8 @@ and post-processing, so among them only the forward differs):
   spaCy CNN                with --spacy-model: a spaCy `ner` pipeline (efficiency config, scispaCy's
                            architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
                            its own tokenizer, scored by the same exact-match measure
-Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
+Every bioprune and ORT row runs with MeSH linking off (no peer links; its cost is measured by
+training/benchmark_linking.py). Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
 batch 1 and 16. F1 (exact match, bioprune.evaluation.mention_scores) and entity agreement with
 dense fp32 on all the abstracts, every system alike.
 """
@@ -38,6 +40,7 @@ import copy
 import logging
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -82,6 +85,12 @@ class OrtEncoder:
                              flops=torch.zeros(B, dtype=torch.float64), dense_flops=torch.zeros(B, dtype=torch.float64))
 
 
+def unlinked(config: PruningConfig) -> PruningConfig:
+    """``config`` without MeSH linking: no peer links, so every row times NER alone (linking's own
+    cost: training/benchmark_linking.py)."""
+    return replace(config, link=False)
+
+
 def export_onnx(engine: PruningEngine, folder: Path) -> dict[str, Path]:
     """The model as ONNX: fp32 through ORT's BERT optimizer, and that quantized to dynamic per-channel int8."""
     import onnx
@@ -121,7 +130,7 @@ def ort_engine(engine: PruningEngine, path: Path, threads: int) -> PruningEngine
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    out = engine.with_config(DENSE)
+    out = engine.with_config(unlinked(DENSE))
     out.encoder = OrtEncoder(session, engine.model.config.num_hidden_layers, engine.encoder.n_classes)
     return out
 
@@ -201,11 +210,13 @@ def main(argv=None) -> dict:
     torch.set_num_threads(ns.threads)
     gold = read_pubtator(ns.data)
     texts = [d.text for d in (gold[: ns.limit_docs] if ns.limit_docs else gold)]
-    base = PruningEngine.from_pretrained(ns.model, config=DENSE)
+    base = PruningEngine.from_pretrained(ns.model, config=unlinked(DENSE))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_files = export_onnx(base, Path(tmp))
-        systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(DEFAULT),
-                   "bioprune MLP default": base.with_config(PruningConfig(controller="mlp")),
+        systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(unlinked(DEFAULT)),
+                   "bioprune MLP default": base.with_config(unlinked(PruningConfig(controller="mlp"))),
+                   "bioprune int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
+                   "bioprune MLP int8": base.with_config(unlinked(PruningConfig(controller="mlp", precision="int8"))),
                    "ORT fp32": ort_engine(base, onnx_files["fp32"], ns.threads),
                    "ORT int8": ort_engine(base, onnx_files["int8"], ns.threads)}
         annotators = {n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()}

@@ -3,7 +3,8 @@
     python training/benchmark_pruning.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_pruning.json [--controller rule --lambda 1 ... --precision auto]
 
-The reference is always the exact dense fp32 model (bioprune.config.DENSE); ``--controller none
+The reference is always the exact dense fp32 model (bioprune.config.DENSE, linking as the
+measured config has it: ``--no-link`` times the forward paths alone); ``--controller none
 --precision bf16`` times precision alone.
 
 For batch 1 and batch 16: abstracts/s and ms/abstract of each, the speedup as the median of the
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -48,7 +49,7 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     docs = read_pubtator(args.data)
     texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
     pruned = PruningEngine.from_pretrained(args.model, config=config)
-    dense = pruned.with_config(DENSE)
+    dense = pruned.with_config(replace(DENSE, link=config.link))  # linking, if on, costs both sides alike
     summary = pruning_summary(pruned.annotate(texts))
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
                "threads": torch.get_num_threads(), "torch": torch.__version__, "pruning": summary,

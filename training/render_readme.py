@@ -412,6 +412,9 @@ PRECISION_ROWS = (
      ("fidelity_medline_fp32.json", "mlp")),
     ("MLP default, precision auto", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
      ("fidelity_medline.json", "mlp")),
+    ("dense, precision int8", "evaluate_test_int8.json", "benchmark_int8.json", ("fidelity_medline_int8.json", "none")),
+    ("MLP default, precision int8", "evaluate_test_mlp_int8.json", "benchmark_pruning_mlp_int8.json",
+     ("fidelity_medline_int8.json", "mlp")),
 )
 
 
