@@ -255,6 +255,9 @@ def _best_ids(rows: Iterable[tuple[str, NameRow]]) -> dict[str, tuple[str, float
     return out
 
 
+MEMO_QUERIES = 200_000  # TF-IDF answers kept per type (a few tens of MB at most)
+
+
 class Neighbours:
     """Character n-gram TF-IDF over one type's normalised names, fitted on first use.
 
@@ -268,10 +271,16 @@ class Neighbours:
         self.ngram = ngram
         self._fitted: tuple[object, object] | None = None  # (TfidfVectorizer, CSR features x names)
         self._lock = threading.Lock()  # the app's worker threads share one linker: fit once
+        # query -> its best (name index, cosine) pairs: a corpus repeats the names the look-ups miss,
+        # and one scikit-learn transform costs ~1.5 ms of input checks whatever its size
+        self._memo: dict[tuple[str, int], list[tuple[int, float]]] = {}
 
     @property
     def fitted(self) -> bool:
         return self._fitted is not None
+
+    def forget(self) -> None:
+        self._memo.clear()
 
     def fit(self) -> tuple[object, object]:
         """The fitted (vectorizer, matrix), fitted now if not yet (a benchmark times it apart)."""
@@ -290,17 +299,32 @@ class Neighbours:
         return self._fitted
 
     def similar(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
-        """Per query, up to ``k`` (name index, cosine) pairs, best first (ties: lower index)."""
+        """Per query, up to ``k`` (name index, cosine) pairs, best first (ties: lower index).
+
+        Queries seen before come from a memo (cleared past :data:`MEMO_QUERIES`); the others go
+        through scikit-learn in one transform."""
+        if not self.names:
+            return [[] for _ in queries]
+        todo = list(dict.fromkeys(q for q in queries if (q, k) not in self._memo))
+        if todo:
+            if len(self._memo) + len(todo) > MEMO_QUERIES:
+                self._memo.clear()
+            self._memo.update(zip(((q, k) for q in todo), self._similar_now(todo, k)))
+        return [self._memo[(q, k)] for q in queries]
+
+    def _similar_now(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
         import numpy as np
 
-        if not queries or not self.names:
-            return [[] for _ in queries]
         vectorizer, matrix_t = self.fit()
-        sims = (vectorizer.transform(queries) @ matrix_t).tocsr()
+        sims = (vectorizer.transform(queries) @ matrix_t).tocsr()  # (queries, names), sparse
         out = []
         for row in range(sims.shape[0]):
             lo, hi = sims.indptr[row], sims.indptr[row + 1]
             cols, vals = sims.indices[lo:hi], sims.data[lo:hi]
+            if len(vals) > k:  # the k best and every name tied with the k-th, then sorted
+                kth = -np.partition(-vals, k - 1)[k - 1]
+                keep = vals >= kth
+                cols, vals = cols[keep], vals[keep]
             order = np.lexsort((cols, -vals))[:k]
             out.append([(int(cols[j]), float(vals[j])) for j in order])
         return out
@@ -422,6 +446,7 @@ def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[
     Repeated mentions are linked once (an abstract repeats its names).
     """
     short_forms = abbreviation_map(text) if settings.expand_abbreviations else {}
+    _prefetch(index, mentions, short_forms, settings)
     cache: dict[tuple[str, str], Link] = {}
     out = []
     for mention, label in mentions:
@@ -429,6 +454,28 @@ def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[
             cache[(mention, label)] = link_mention(index, mention, label, short_forms, settings)
         out.append(cache[(mention, label)])
     return out
+
+
+def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]], short_forms: Mapping[str, str],
+              settings: LinkerSettings) -> None:
+    """Ask the TF-IDF once per type for every name of the document the look-ups miss (the mention,
+    its expanded form and their composite parts), so linking its mentions one by one finds the
+    answers memoised: one scikit-learn call per document instead of one per name."""
+    for label, type_index in index.items():
+        names = set()
+        for mention, kind in dict.fromkeys(mentions):
+            if kind != label:
+                continue
+            forms = {mention, expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention}
+            for form in forms:
+                if lookup(type_index, form).ids:
+                    continue
+                names.add(form)
+                if settings.split_composites:
+                    names.update(p for parts in composite_readings(form) for p in parts if not lookup(type_index, p).ids)
+        keys = [k for k in map(normalized_key, names) if k]
+        if keys:
+            type_index.nearest(sorted(keys), settings.neighbours)
 
 
 class Linker:
@@ -452,6 +499,11 @@ class Linker:
     def link_entities(self, text: str, entities: Sequence) -> list[Link]:
         """Links for :class:`~bioprune.types.Entity` objects (anything with ``text`` and ``label``)."""
         return self.link(text, [(e.text, e.label) for e in entities])
+
+    def forget_answers(self) -> None:
+        """Drop the memoised TF-IDF answers (benchmarks time a first pass over their text with it)."""
+        for type_index in self.index.values():
+            type_index.neighbours.forget()
 
 
 LINKER_DIR = "linker"  # the index folder inside a model folder (PruningEngine.save_pretrained writes it)

@@ -144,3 +144,22 @@ def test_shipped_index_on_real_test_abstracts():
                 hit += set(link.ids) == set(m.ids.split("|"))
                 total += 1
     assert total > 300 and hit / total > 0.8
+
+
+def test_tfidf_answers_are_memoised_per_query_and_forgettable():
+    """A name the look-ups miss is asked of the TF-IDF once per process (a corpus repeats such
+    names); the same top-k comes back from the memo; forget() empties it."""
+    from bioprune.linking import Neighbours
+
+    names = ["aspirin", "acetylsalicylic acid", "ibuprofen", "paracetamol", "aspartame"]
+    neighbours = Neighbours(names)
+    first = neighbours.similar(["asprin", "ibuprofin"], 2)
+    assert first[0][0][0] == names.index("aspirin") and first[1][0][0] == names.index("ibuprofen")
+    assert len(neighbours._memo) == 2
+    calls = []
+    real = neighbours._similar_now
+    neighbours._similar_now = lambda queries, k: calls.append(list(queries)) or real(queries, k)
+    assert neighbours.similar(["ibuprofin", "asprin", "paracetamole"], 2)[:2] == first[::-1]
+    assert calls == [["paracetamole"]]  # only the new query went to scikit-learn
+    neighbours.forget()
+    assert neighbours._memo == {}
