@@ -518,6 +518,33 @@ def fill(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
+# Published document-level concept F1 on the BC5CDR test set (BioCreative V CDR), per type.
+LINKING_REFERENCES = {"Disease": "DNorm 0.806", "Chemical": "tmChem 0.912"}
+
+
+def linking_table(res: dict, cost: dict | None = None) -> str:
+    """training/evaluate_linking.py on test: the CDR document-level ID measure end to end from the
+    model's own mentions, and from the gold mentions, next to the systems users compare with; and
+    what linking costs (training/benchmark_linking.py), when measured."""
+    out = ["| type | document-level ID P | R | F1 (end to end) | F1 from gold mentions | normalization accuracy "
+           "| published |", "|---|---|---|---|---|---|---|"]
+    for t, ref in LINKING_REFERENCES.items():
+        e2e, gold = res["document_from_predicted"][t], res["document_from_gold"][t]
+        out.append(f"| {t} | {e2e['precision']:.3f} | {e2e['recall']:.3f} | **{e2e['f1']:.3f}** | {gold['f1']:.3f} "
+                   f"| {res['normalization_accuracy'][t]['accuracy']:.3f} | {ref} |")
+    out += ["", f"BC5CDR test (500 abstracts), shipped model and index. `{res['command']}` → "
+            "`results/linking_test.json`."]
+    if cost is not None:
+        for bs, entry in cost["batch"].items():
+            linker = cost["linker"]
+            out[-1] += (f" Cost at batch {bs} with the default setting: **+{100 * (entry['slowdown_median'] - 1):.1f}%** "
+                        f"annotation time ({entry['linking_ms_per_abstract']:.1f} ms per abstract, a first pass over "
+                        f"the text), {linker['load_tables_s']:.1f} s to load the index and {linker['fit_tfidf_s']:.1f} s "
+                        f"to fit its TF-IDF once per process, +{linker['rss_growth_mb']:.0f} MB resident memory: "
+                        f"`{cost['command']}` → `results/benchmark_linking.json`.")
+    return "\n".join(out)
+
+
 def main() -> None:
     blocks = {}
     for name, file, render in (("evaluation", "evaluate_test.json", evaluation_table),
@@ -546,7 +573,9 @@ def main() -> None:
         blocks["fidelity_frontier"] = frontier_table(shipped, distilled)
     if (peers := _load("benchmark_peers.json")) is not None:
         blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
-    for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md"):
+    if (linking := _load("linking_test.json")) is not None:
+        blocks["linking"] = linking_table(linking, _load("benchmark_linking.json"))
+    for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md", ROOT / "docs" / "linking.md"):
         if not path.is_file():
             continue
         text = path.read_text()
