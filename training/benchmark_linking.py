@@ -31,7 +31,7 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.options import add_config_arguments  # noqa: E402
 from bioprune.timing import TimingPlan, time_systems  # noqa: E402
-from training.analysis.common import pruning_config  # noqa: E402
+from training.analysis.common import command_line, pruning_config, write_json_atomic  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,11 @@ def parse_args(argv=None) -> tuple[LinkingBenchArgs, PruningConfig]:
 
 
 def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args, config = parse_args(argv)
     res = run(args, config)
-    res["command"] = "python training/benchmark_linking.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(res, indent=2))
+    res["command"] = command_line("training/benchmark_linking.py", argv)
+    write_json_atomic(args.output, res)
     return res
 
 
