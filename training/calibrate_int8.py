@@ -30,26 +30,18 @@ from bioprune import int8
 from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
-from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import DATA_DIR, command_line, write_json_atomic
+from training.analysis.common import DATA_DIR, command_line, medline_halves, write_json_atomic
 
 logger = logging.getLogger("calibrate_int8")
 
 KEEP_CHOICES = {"output.dense": frozenset({"output.dense"}), "none": frozenset()}
 
 
-def medline_first_half(data: Path) -> list[str]:
-    """The texts of the first half of the MEDLINE slice (non-blank citations, in file order), as
-    training/sweep_pruning.py splits it."""
-    docs = [d.text for d in iter_pubmed_xml(data / "pubmed" / "medline16n0902.xml.gz") if d.text.strip()]
-    return docs[: len(docs) // 2]
-
-
 def calibration_texts(data: Path, per_corpus_docs: int, seed: int) -> dict[str, list[str]]:
     """Source name -> texts: the first MEDLINE half, BC5CDR train and a sample of each corpus file."""
     rng = random.Random(seed)
-    out = {"medline_first_half": medline_first_half(data),
+    out = {"medline_first_half": [d.text for d in medline_halves(data / "pubmed" / "medline16n0902.xml.gz")[0]],
            "bc5cdr_train": [d.text for d in read_pubtator(data / "bc5cdr" / "CDR_TrainingSet.PubTator.txt")]}
     for path in sorted((data / "corpora").glob("*.PubTator")):
         texts = [d.text for d in read_pubtator(path)]

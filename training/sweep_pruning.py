@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_engine  # noqa: E402
-from bioprune.io.pubmed_xml import iter_pubmed_xml  # noqa: E402
 from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator  # noqa: E402
+from training.analysis.common import medline_halves  # noqa: E402
 
 
 def _parse(default, text: str):
@@ -89,9 +89,8 @@ def main(argv=None) -> dict:
     if ns.gold:
         gold = read_pubtator(ns.gold)
     else:
-        docs = [d for d in iter_pubmed_xml(ns.unlabelled) if d.text.strip()]
-        half = len(docs) // 2
-        docs = {"first": docs[:half], "second": docs[half:], "all": docs}[ns.half]
+        first, second = medline_halves(ns.unlabelled)
+        docs = {"first": first, "second": second, "all": first + second}[ns.half]
         gold = [PubTatorDocument(pmid=a.id, title=d.text[: d.title_end], abstract=d.text[d.title_end + 1:] or None,
                                  mentions=tuple(Mention(e.start, e.end, e.text, e.label) for e in a.entities))
                 for d, a in zip(docs, engine.annotate(docs))]

@@ -99,6 +99,15 @@ def annotate_pair(engine, config: PruningConfig, docs: Sequence, batch_size: int
     return dense, pruned
 
 
+def medline_halves(path: str | Path) -> tuple[list, list]:
+    """The MEDLINE slice's non-blank citations (file order) as (first half, second half): settings
+    are chosen and calibrated on the first, fidelity is measured on the second, held-out one."""
+    from bioprune.io.pubmed_xml import iter_pubmed_xml
+
+    docs = [d for d in iter_pubmed_xml(path) if d.text.strip()]
+    return docs[: len(docs) // 2], docs[len(docs) // 2:]
+
+
 def command_line(script: str, argv: Sequence[str]) -> str:
     """How a script was run, for the results file (paths as given)."""
     return " ".join(["python", script, *argv])
