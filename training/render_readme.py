@@ -545,6 +545,48 @@ def linking_table(res: dict, cost: dict | None = None) -> str:
     return "\n".join(out)
 
 
+def multicorpus_table(res: dict) -> str:
+    """BC5CDR dev (train-only models) for the BC5CDR-only baseline, the multi-corpus stage 1 and each
+    stage-2 candidate; then BioRED dev chemical precision and genes taken for chemicals, per model."""
+    rows = ["| model (train only) | data | epochs | dev micro F1 | dev Chemical F1 | dev Disease F1 |",
+            "|---|---|---|---|---|---|"]
+    b = res["baseline"]
+    rows.append(f"| BC5CDR only (`results/dev_curve.json`) | BC5CDR train | 8 | {b['micro']:.4f} | {b['Chemical']:.4f} "
+                f"| {b['Disease']:.4f} |")
+    for name, run in [("stage 1", res["stage1"]), *((f"stage 2 {k}", v) for k, v in res["candidates"].items())]:
+        last = run["dev_curve"][-1]
+        data = ", ".join(run["train"]) if len(run["train"]) < 4 else f"BC5CDR train + {len(run['train']) - 1} corpus files"
+        stopped = "" if run["finished"] else f" (stopped after epoch {last['epoch']})"
+        rows.append(f"| {name}, lr {run['learning_rate']:g} | {data} | {run['epochs']}{stopped} | {last['micro']:.4f} "
+                    f"| {last['Chemical']:.4f} | {last['Disease']:.4f} |")
+    if "postprocess" in res:
+        pp = res["postprocess"]["micro_f1"]
+        rows += ["", f"With the abbreviation pass (`postprocess.json`) the chosen candidate scores {pp['abbreviations']:.4f} "
+                 f"on dev (none {pp['none']:.4f}; `results/postprocess_dev.json`)."]
+    if res.get("corpus_scores"):
+        rows += ["", "| model | BioRED dev: micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
+                 "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
+        for name, c in res["corpus_scores"].items():
+            a, g = c["all"], c["gene_rich"]
+            rows.append(f"| {name} | {a['micro_f1']:.4f} | {a['chemical']['precision']:.4f} | {a['chemical']['recall']:.4f} "
+                        f"| {100 * a['chemical_on_other_entity']['share']:.1f}% | {g['chemical']['precision']:.4f} "
+                        f"| {100 * g['chemical_on_other_entity']['share']:.1f}% |")
+    if res.get("test_report"):
+        rows += ["", "| BC5CDR test (reported, not chosen on) | micro F1 | Chemical F1 | Disease F1 | F1 drop vs its dense (points) "
+                 "| agreement with its dense fp32 |", "|---|---|---|---|---|---|"]
+        for name, t in res["test_report"].items():
+            drop = "" if t["f1_drop_points"] is None else f"{t['f1_drop_points']:.2f}"
+            agree = "" if t["agreement"] is None else f"{t['agreement']:.4f}"
+            rows.append(f"| {name} | {t['micro']:.4f} | {t['Chemical']:.4f} | {t['Disease']:.4f} | {drop} | {agree} |")
+    if res.get("fidelity_medline"):
+        rows += ["", "Candidate's agreement with its dense fp32 on the held-out MEDLINE half: " + "; ".join(
+            f"{f['controller']}{' + recovery' if f['recovery'] else ''} {f['agreement']:.4f}"
+            + (f" ({100 * f['flops_saved']:.0f}% FLOPs saved)" if f.get("flops_saved") else "")
+            for f in res["fidelity_medline"]) + "."]
+    rows += ["", f"`{res['command']}` → `results/multicorpus_dev.json`."]
+    return "\n".join(rows)
+
+
 def main() -> None:
     blocks = {}
     for name, file, render in (("evaluation", "evaluate_test.json", evaluation_table),
@@ -553,6 +595,8 @@ def main() -> None:
         res = _load(file)
         if res is not None:
             blocks[name] = render(res)
+    if (mc := _load("multicorpus_dev.json")) is not None:
+        blocks["multicorpus"] = multicorpus_table(mc)
     pa = _load("prune_aware_dev.json")
     if pa is not None:
         from training.compare_prune_aware import render_markdown as prune_aware_table

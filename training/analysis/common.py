@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -110,4 +111,4 @@ def medline_halves(path: str | Path) -> tuple[list, list]:
 
 def command_line(script: str, argv: Sequence[str]) -> str:
     """How a script was run, for the results file (paths as given)."""
-    return " ".join(["python", script, *argv])
+    return " ".join(["python", script, shlex.join(argv)]).rstrip()

@@ -1,0 +1,94 @@
+"""Gather the multi-corpus recipe's dev evidence into results/multicorpus_dev.json.
+
+    python -m training.export_multicorpus --stage1 runs/mc1 --candidate 2a=runs/mc2a \
+        --candidate 2c=runs/mc2c --baseline results/dev_curve.json \
+        --corpus-scores shipped=results/corpus_biored_dev_before.json ... \
+        --postprocess results/postprocess_dev.json --output results/multicorpus_dev.json
+
+Runs live outside git (runs/ is ignored): what chose the shipped recipe is kept as a result. Each
+run's per-epoch BC5CDR dev scores come from its ``training_run.json``, or, for a run stopped before
+its end, from ``checkpoint/run.json``'s history. The baseline is the BC5CDR-only train-only curve.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.analysis.common import command_line, write_json_atomic
+
+
+def run_record(folder: str | Path) -> dict:
+    """A run's recipe (files, epochs, learning rate, base) and its per-epoch dev micro/type F1."""
+    folder = Path(folder)
+    done = folder / "training_run.json"
+    if done.is_file():
+        run = json.loads(done.read_text())
+        args, epochs, finished = run["args"], run["epochs"], True
+    else:
+        run = json.loads((folder / "checkpoint" / "run.json").read_text())
+        args, epochs, finished = run["fingerprint"]["args"], run["history"], False
+    curve = [{"epoch": e["epoch"], "train_loss": e["train_loss"],
+              **{t: e["dev"]["mention"][t]["f1"] for t in ("micro", "Chemical", "Disease")},
+              "chemical_precision": e["dev"]["mention"]["Chemical"]["precision"],
+              "chemical_recall": e["dev"]["mention"]["Chemical"]["recall"]} for e in epochs if "dev" in e]
+    return {"folder": str(folder), "finished": finished, "train": [Path(p).name for p in args["train"]],
+            "base": Path(args["base"]).name, "epochs": args["epochs"], "learning_rate": args["learning_rate"],
+            "train_precision": args["train_precision"], "dev_curve": curve}
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage1", required=True, help="the multi-corpus run's folder")
+    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=FOLDER",
+                        help="a stage-2 run from the stage-1 model")
+    parser.add_argument("--baseline", required=True, help="results/dev_curve.json (BC5CDR only, train only)")
+    parser.add_argument("--corpus-scores", action="append", default=[], metavar="NAME=FILE",
+                        help="training.evaluate_corpus results of a model (BioRED dev before/after)")
+    parser.add_argument("--test-report", action="append", default=[], metavar="NAME=FILE",
+                        help="bioprune evaluate results of the candidate on BC5CDR test: reported, never chosen on")
+    parser.add_argument("--fidelity", help="training/fidelity_medline.py results of the candidate")
+    parser.add_argument("--postprocess", help="choose_postprocess.py's results for the chosen candidate")
+    parser.add_argument("--output", default="results/multicorpus_dev.json")
+    ns = parser.parse_args(argv)
+    baseline = json.loads(Path(ns.baseline).read_text())
+    best = baseline["epochs"][-1]["dev"]["mention"]
+    result = {"command": command_line("-m training.export_multicorpus", argv),
+              "baseline": {"source": ns.baseline, "command": baseline["command"],
+                           **{t: best[t]["f1"] for t in ("micro", "Chemical", "Disease")}},
+              "stage1": run_record(ns.stage1),
+              "candidates": {name: run_record(folder) for name, folder in
+                             (c.split("=", 1) for c in ns.candidate)}}
+    result["corpus_scores"] = {}
+    for name, file in (c.split("=", 1) for c in ns.corpus_scores):
+        scores = json.loads(Path(file).read_text())
+        result["corpus_scores"][name] = {"source": file, "model": scores["model"], "gold": Path(scores["gold"]).name,
+                                         "n_documents": scores["n_documents"],
+                                         **{part: {"micro_f1": scores[part]["micro"]["f1"],
+                                                   "chemical": scores[part]["Chemical"],
+                                                   "chemical_on_other_entity": scores[part]["chemical_on_other_entity"]}
+                                            for part in ("all", "gene_rich")}}
+    result["test_report"] = {}
+    for name, file in (c.split("=", 1) for c in ns.test_report):
+        ev = json.loads(Path(file).read_text())
+        result["test_report"][name] = {"command": ev.get("command"),
+                                       **{t: ev["mention"][t]["f1"] for t in ("micro", "Chemical", "Disease")},
+                                       "f1_drop_points": ev.get("f1_drop_points", {}).get("micro"),
+                                       "agreement": ev.get("agreement", {}).get("micro", {}).get("f1")}
+    if ns.fidelity:
+        fid = json.loads(Path(ns.fidelity).read_text())
+        result["fidelity_medline"] = [{"controller": c, "recovery": r["config"]["recovery"],
+                                       "agreement": r["f1"]["micro"], "flops_saved": r.get("flops_saved_ratio")}
+                                      for c, rows in fid["controllers"].items() for r in rows]
+    if ns.postprocess:
+        pp = json.loads(Path(ns.postprocess).read_text())
+        result["postprocess"] = {"source": ns.postprocess, "model": pp["args"]["model"],
+                                 "micro_f1": {k: v["micro"]["f1"] for k, v in pp["variants"].items()}}
+    write_json_atomic(ns.output, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
