@@ -35,7 +35,17 @@ def run_record(folder: str | Path) -> dict:
               "chemical_recall": e["dev"]["mention"]["Chemical"]["recall"]} for e in epochs if "dev" in e]
     return {"folder": str(folder), "finished": finished, "train": [Path(p).name for p in args["train"]],
             "base": Path(args["base"]).name, "epochs": args["epochs"], "learning_rate": args["learning_rate"],
-            "train_precision": args["train_precision"], "dev_curve": curve}
+            "train_precision": args.get("train_precision", "fp32"),
+            "prune_layers": args.get("prune_layers") or [], "dev_curve": curve}
+
+
+def evaluation_record(file: str | Path) -> dict:
+    """F1 per type, F1 drop against its dense model and agreement with it, from ``bioprune evaluate``'s JSON."""
+    ev = json.loads(Path(file).read_text())
+    return {"command": ev.get("command"), **{t: ev["mention"][t]["f1"] for t in ("micro", "Chemical", "Disease")},
+            "f1_drop_points": ev.get("f1_drop_points", {}).get("micro"),
+            "agreement": ev.get("agreement", {}).get("micro", {}).get("f1"),
+            "flops_saved": ev.get("pruning", {}).get("flops_saved_ratio")}
 
 
 def main(argv=None) -> dict:
@@ -47,6 +57,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--baseline", required=True, help="results/dev_curve.json (BC5CDR only, train only)")
     parser.add_argument("--corpus-scores", action="append", default=[], metavar="NAME=FILE",
                         help="training.evaluate_corpus results of a model (BioRED dev before/after)")
+    parser.add_argument("--dev-report", action="append", default=[], metavar="NAME=FILE",
+                        help="bioprune evaluate results of a train-only candidate on BC5CDR dev (pruned paths)")
     parser.add_argument("--test-report", action="append", default=[], metavar="NAME=FILE",
                         help="bioprune evaluate results of the candidate on BC5CDR test: reported, never chosen on")
     parser.add_argument("--fidelity", help="training/fidelity_medline.py results of the candidate")
@@ -70,13 +82,8 @@ def main(argv=None) -> dict:
                                                    "chemical": scores[part]["Chemical"],
                                                    "chemical_on_other_entity": scores[part]["chemical_on_other_entity"]}
                                             for part in ("all", "gene_rich")}}
-    result["test_report"] = {}
-    for name, file in (c.split("=", 1) for c in ns.test_report):
-        ev = json.loads(Path(file).read_text())
-        result["test_report"][name] = {"command": ev.get("command"),
-                                       **{t: ev["mention"][t]["f1"] for t in ("micro", "Chemical", "Disease")},
-                                       "f1_drop_points": ev.get("f1_drop_points", {}).get("micro"),
-                                       "agreement": ev.get("agreement", {}).get("micro", {}).get("f1")}
+    result["dev_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.dev_report)}
+    result["test_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.test_report)}
     if ns.fidelity:
         fid = json.loads(Path(ns.fidelity).read_text())
         result["fidelity_medline"] = [{"controller": c, "recovery": r["config"]["recovery"],

@@ -557,6 +557,8 @@ def multicorpus_table(res: dict) -> str:
         last = run["dev_curve"][-1]
         data = ", ".join(run["train"]) if len(run["train"]) < 4 else f"BC5CDR train + {len(run['train']) - 1} corpus files"
         stopped = "" if run["finished"] else f" (stopped after epoch {last['epoch']})"
+        if run.get("prune_layers"):
+            stopped += f", pruning-aware after layer {', '.join(map(str, run['prune_layers']))}"
         rows.append(f"| {name}, lr {run['learning_rate']:g} | {data} | {run['epochs']}{stopped} | {last['micro']:.4f} "
                     f"| {last['Chemical']:.4f} | {last['Disease']:.4f} |")
     if "postprocess" in res:
@@ -571,10 +573,13 @@ def multicorpus_table(res: dict) -> str:
             rows.append(f"| {name} | {a['micro_f1']:.4f} | {a['chemical']['precision']:.4f} | {a['chemical']['recall']:.4f} "
                         f"| {100 * a['chemical_on_other_entity']['share']:.1f}% | {g['chemical']['precision']:.4f} "
                         f"| {100 * g['chemical_on_other_entity']['share']:.1f}% |")
-    if res.get("test_report"):
-        rows += ["", "| BC5CDR test (reported, not chosen on) | micro F1 | Chemical F1 | Disease F1 | F1 drop vs its dense (points) "
+    for key, title in (("dev_report", "BC5CDR dev, train-only candidates"),
+                       ("test_report", "BC5CDR test (reported, not chosen on)")):
+        if not res.get(key):
+            continue
+        rows += ["", f"| {title} | micro F1 | Chemical F1 | Disease F1 | F1 drop vs its dense (points) "
                  "| agreement with its dense fp32 |", "|---|---|---|---|---|---|"]
-        for name, t in res["test_report"].items():
+        for name, t in res[key].items():
             drop = "" if t["f1_drop_points"] is None else f"{t['f1_drop_points']:.2f}"
             agree = "" if t["agreement"] is None else f"{t['agreement']:.4f}"
             rows.append(f"| {name} | {t['micro']:.4f} | {t['Chemical']:.4f} | {t['Disease']:.4f} | {drop} | {agree} |")
