@@ -61,7 +61,8 @@ def main(argv=None) -> dict:
                         help="bioprune evaluate results of a train-only candidate on BC5CDR dev (pruned paths)")
     parser.add_argument("--test-report", action="append", default=[], metavar="NAME=FILE",
                         help="bioprune evaluate results of the candidate on BC5CDR test: reported, never chosen on")
-    parser.add_argument("--fidelity", help="training/fidelity_medline.py results of the candidate")
+    parser.add_argument("--fidelity", action="append", default=[], metavar="NAME=FILE",
+                        help="training/fidelity_medline.py results of a candidate")
     parser.add_argument("--postprocess", help="choose_postprocess.py's results for the chosen candidate")
     parser.add_argument("--output", default="results/multicorpus_dev.json")
     ns = parser.parse_args(argv)
@@ -84,11 +85,12 @@ def main(argv=None) -> dict:
                                             for part in ("all", "gene_rich")}}
     result["dev_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.dev_report)}
     result["test_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.test_report)}
-    if ns.fidelity:
-        fid = json.loads(Path(ns.fidelity).read_text())
-        result["fidelity_medline"] = [{"controller": c, "recovery": r["config"]["recovery"],
-                                       "agreement": r["f1"]["micro"], "flops_saved": r.get("flops_saved_ratio")}
-                                      for c, rows in fid["controllers"].items() for r in rows]
+    result["fidelity_medline"] = {}
+    for name, file in (c.split("=", 1) for c in ns.fidelity):
+        fid = json.loads(Path(file).read_text())
+        result["fidelity_medline"][name] = [{"controller": c, "recovery": r["config"]["recovery"],
+                                             "agreement": r["f1"]["micro"], "flops_saved": r.get("flops_saved_ratio")}
+                                            for c, rows in fid["controllers"].items() for r in rows]
     if ns.postprocess:
         pp = json.loads(Path(ns.postprocess).read_text())
         result["postprocess"] = {"source": ns.postprocess, "model": pp["args"]["model"],

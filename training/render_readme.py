@@ -583,11 +583,11 @@ def multicorpus_table(res: dict) -> str:
             drop = "" if t["f1_drop_points"] is None else f"{t['f1_drop_points']:.2f}"
             agree = "" if t["agreement"] is None else f"{t['agreement']:.4f}"
             rows.append(f"| {name} | {t['micro']:.4f} | {t['Chemical']:.4f} | {t['Disease']:.4f} | {drop} | {agree} |")
-    if res.get("fidelity_medline"):
-        rows += ["", "Candidate's agreement with its dense fp32 on the held-out MEDLINE half: " + "; ".join(
+    for name, fidelity in res.get("fidelity_medline", {}).items():
+        rows += ["", f"{name}: agreement with its dense fp32 on the held-out MEDLINE half: " + "; ".join(
             f"{f['controller']}{' + recovery' if f['recovery'] else ''} {f['agreement']:.4f}"
             + (f" ({100 * f['flops_saved']:.0f}% FLOPs saved)" if f.get("flops_saved") else "")
-            for f in res["fidelity_medline"]) + "."]
+            for f in fidelity) + "."]
     rows += ["", f"`{res['command']}` → `results/multicorpus_dev.json`."]
     return "\n".join(rows)
 
