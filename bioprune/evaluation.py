@@ -80,8 +80,7 @@ def evaluate_predictions(gold: Mapping[str, Sequence[tuple[int, int, str]]],
                          pred: Mapping[str, Sequence[tuple[int, int, str]]],
                          words: Mapping[str, Sequence[tuple[int, int]]]) -> dict:
     """Both measures over documents; ``words`` gives each document's word offsets for seqeval."""
-    gold_keys = [(d, s, e, t) for d, spans in gold.items() for s, e, t in spans]
-    pred_keys = [(d, s, e, t) for d, spans in pred.items() for s, e, t in spans]
+    gold_keys, pred_keys = span_keys(gold), span_keys(pred)
     g_tags = [word_tags(words[d], gold[d]) for d in gold]
     p_tags = [word_tags(words[d], pred.get(d, ())) for d in gold]
     return {"mention": mention_scores(gold_keys, pred_keys), "seqeval": seqeval_scores(g_tags, p_tags),
@@ -207,7 +206,7 @@ def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = Fa
     annotations = annotate_with_progress(engine, [d.to_document() for d in docs], batch_size, progress, desc)
     encoded = engine.encode([d.text for d in docs])
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    pred = _spans(annotations)
+    pred = annotation_spans(annotations)
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     scores = evaluate_predictions(gold, pred, words)
     summary = pruning_summary(annotations)
@@ -216,19 +215,21 @@ def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = Fa
     if engine.config.link:
         scores["linking"] = evaluate_linking(engine.linker, docs, annotations)
     if reference is not None:
-        ref = _spans(annotate_with_progress(reference, [d.to_document() for d in docs], batch_size, progress,
+        ref = annotation_spans(annotate_with_progress(reference, [d.to_document() for d in docs], batch_size, progress,
                                             f"{desc} (dense fp32)"))
         dense = evaluate_predictions(gold, ref, words)
         scores["dense"] = {k: dense[k] for k in ("mention", "seqeval")}
         scores["f1_drop_points"] = {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])
                                     for t in scores["mention"]}
-        scores["agreement"] = mention_scores(_keys(ref), _keys(pred))
+        scores["agreement"] = mention_scores(span_keys(ref), span_keys(pred))
     return scores
 
 
-def _spans(annotations) -> dict[str, list[tuple[int, int, str]]]:
+def annotation_spans(annotations) -> dict[str, list[tuple[int, int, str]]]:
+    """Each annotation's entities as ``(start, end, label)``, by document id."""
     return {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
 
 
-def _keys(spans: Mapping[str, Sequence[tuple[int, int, str]]]) -> list[Key]:
+def span_keys(spans: Mapping[str, Sequence[tuple[int, int, str]]]) -> list[Key]:
+    """Spans by document id as flat :data:`Key` tuples, the form :func:`mention_scores` compares."""
     return [(d, s, e, t) for d, doc_spans in spans.items() for s, e, t in doc_spans]

@@ -26,7 +26,7 @@ from dataclasses import replace
 from bioprune.config import DENSE
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.errors import InputError
-from bioprune.evaluation import annotate_with_progress, mention_scores
+from bioprune.evaluation import annotate_with_progress, annotation_spans, mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
 from training.analysis.common import command_line, pruning_config, write_json_atomic
@@ -43,8 +43,8 @@ def corpus_scores(gold: Mapping[str, list[tuple[int, int, str]]], pred: Mapping[
                   other: Mapping[str, list[tuple[int, int]]], types: Sequence[str]) -> dict:
     """Exact-mention P/R/F1 per scored type and micro, plus the predicted chemicals that overlap a
     gene/variant mention (count and share of predicted chemicals). Pure: spans by document id."""
-    keys = lambda spans: [(d, s, e, t) for d, ds in spans.items() for s, e, t in ds if t in types]  # noqa: E731
-    scores = mention_scores(keys(gold), keys(pred), types)
+    scores = mention_scores([k for k in span_keys(gold) if k[-1] in types],
+                            [k for k in span_keys(pred) if k[-1] in types], types)
     chemicals = [(d, s, e) for d, ds in pred.items() for s, e, t in ds if t == "Chemical"]
     on_other = sum(overlaps(s, e, other.get(d, [])) for d, s, e in chemicals)
     scores["chemical_on_other_entity"] = {"n": on_other, "n_pred_chemical": len(chemicals),
@@ -83,9 +83,7 @@ def main(argv=None) -> dict:
         gold[d.pmid] = [s for s in spans if s[2] in types]
         other[d.pmid] = [(s, e) for s, e, t in spans if t == OTHER_ENTITY]
     engine = PruningEngine.from_pretrained(ns.model, config=config)
-    spans_of = lambda annotations: {a.id: [(e.start, e.end, e.label) for e in a.entities]  # noqa: E731
-                                    for a in annotations}
-    pred = spans_of(annotate_with_progress(engine, [d.to_document() for d in docs], ns.batch_size, True, "corpus"))
+    pred = annotation_spans(annotate_with_progress(engine, [d.to_document() for d in docs], ns.batch_size, True, "corpus"))
     counts = {d.pmid: len(other[d.pmid]) for d in docs}
     threshold = statistics.median(counts.values()) if counts else 0
     rich = {d for d, n in counts.items() if n >= threshold and n > 0}
@@ -98,9 +96,8 @@ def main(argv=None) -> dict:
                             **corpus_scores(subset(gold), subset(pred), subset(other), types)}}
     if ns.reference_dense:
         dense = PruningEngine.from_pretrained(ns.model, config=replace(DENSE, link=False))
-        ref = spans_of(annotate_with_progress(dense, [d.to_document() for d in docs], ns.batch_size, True, "dense"))
-        keys = lambda spans: [(d, s, e, t) for d, ds in spans.items() for s, e, t in ds]  # noqa: E731
-        result["agreement"] = mention_scores(keys(ref), keys(pred))
+        ref = annotation_spans(annotate_with_progress(dense, [d.to_document() for d in docs], ns.batch_size, True, "dense"))
+        result["agreement"] = mention_scores(span_keys(ref), span_keys(pred))
     for part in ("all", "gene_rich"):
         m = result[part]
         logger.info("%s: micro F1 %.4f; Chemical P %.4f R %.4f; chemicals on genes/variants %d of %d (%.1f%%)",
