@@ -2,7 +2,7 @@
 
     python -m training.export_multicorpus --stage1 runs/mc1 --candidate 2a=runs/mc2a \
         --candidate 2c=runs/mc2c --baseline results/dev_curve.json \
-        --corpus-scores shipped=results/corpus_biored_dev_before.json ... \
+        --corpus-scores shipped=results/corpus_biored_dev_shipped.json ... \
         --postprocess results/postprocess_dev.json --output results/multicorpus_dev.json
 
 Runs live outside git (runs/ is ignored): what chose the shipped recipe is kept as a result. Each
@@ -39,6 +39,29 @@ def run_record(folder: str | Path) -> dict:
             "prune_layers": args.get("prune_layers") or [], "dev_curve": curve}
 
 
+def named(values: list[str]) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` arguments as (name, value) pairs, in the order given."""
+    return [tuple(v.split("=", 1)) for v in values]
+
+
+def corpus_record(file: str | Path) -> dict:
+    """Micro F1, chemical scores and chemicals on genes/variants, overall and on the gene-rich half,
+    from ``training.evaluate_corpus``'s JSON."""
+    scores = json.loads(Path(file).read_text())
+    return {"source": str(file), "model": scores["model"], "gold": Path(scores["gold"]).name,
+            "n_documents": scores["n_documents"],
+            **{part: {"micro_f1": scores[part]["micro"]["f1"], "chemical": scores[part]["Chemical"],
+                      "chemical_on_other_entity": scores[part]["chemical_on_other_entity"]}
+               for part in ("all", "gene_rich")}}
+
+
+def fidelity_record(file: str | Path) -> list[dict]:
+    """Agreement with dense fp32 and FLOPs saved per row of ``training/fidelity_medline.py``'s JSON."""
+    fid = json.loads(Path(file).read_text())
+    return [{"controller": c, "recovery": r["config"]["recovery"], "agreement": r["f1"]["micro"],
+             "flops_saved": r.get("flops_saved_ratio")} for c, rows in fid["controllers"].items() for r in rows]
+
+
 def evaluation_record(file: str | Path) -> dict:
     """F1 per type, F1 drop against its dense model and agreement with it, from ``bioprune evaluate``'s JSON."""
     ev = json.loads(Path(file).read_text())
@@ -69,28 +92,14 @@ def main(argv=None) -> dict:
     baseline = json.loads(Path(ns.baseline).read_text())
     best = baseline["epochs"][-1]["dev"]["mention"]
     result = {"command": command_line("-m training.export_multicorpus", argv),
-              "baseline": {"source": ns.baseline, "command": baseline["command"],
+              "baseline": {"source": ns.baseline, "command": baseline["command"], "epochs": baseline["epochs"][-1]["epoch"],
                            **{t: best[t]["f1"] for t in ("micro", "Chemical", "Disease")}},
               "stage1": run_record(ns.stage1),
-              "candidates": {name: run_record(folder) for name, folder in
-                             (c.split("=", 1) for c in ns.candidate)}}
-    result["corpus_scores"] = {}
-    for name, file in (c.split("=", 1) for c in ns.corpus_scores):
-        scores = json.loads(Path(file).read_text())
-        result["corpus_scores"][name] = {"source": file, "model": scores["model"], "gold": Path(scores["gold"]).name,
-                                         "n_documents": scores["n_documents"],
-                                         **{part: {"micro_f1": scores[part]["micro"]["f1"],
-                                                   "chemical": scores[part]["Chemical"],
-                                                   "chemical_on_other_entity": scores[part]["chemical_on_other_entity"]}
-                                            for part in ("all", "gene_rich")}}
-    result["dev_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.dev_report)}
-    result["test_report"] = {name: evaluation_record(file) for name, file in (c.split("=", 1) for c in ns.test_report)}
-    result["fidelity_medline"] = {}
-    for name, file in (c.split("=", 1) for c in ns.fidelity):
-        fid = json.loads(Path(file).read_text())
-        result["fidelity_medline"][name] = [{"controller": c, "recovery": r["config"]["recovery"],
-                                             "agreement": r["f1"]["micro"], "flops_saved": r.get("flops_saved_ratio")}
-                                            for c, rows in fid["controllers"].items() for r in rows]
+              "candidates": {name: run_record(folder) for name, folder in named(ns.candidate)},
+              "corpus_scores": {name: corpus_record(file) for name, file in named(ns.corpus_scores)},
+              "dev_report": {name: evaluation_record(file) for name, file in named(ns.dev_report)},
+              "test_report": {name: evaluation_record(file) for name, file in named(ns.test_report)},
+              "fidelity_medline": {name: fidelity_record(file) for name, file in named(ns.fidelity)}}
     if ns.postprocess:
         pp = json.loads(Path(ns.postprocess).read_text())
         result["postprocess"] = {"source": ns.postprocess, "model": pp["args"]["model"],

@@ -551,7 +551,7 @@ def multicorpus_table(res: dict) -> str:
     rows = ["| model (train only) | data | epochs | dev micro F1 | dev Chemical F1 | dev Disease F1 |",
             "|---|---|---|---|---|---|"]
     b = res["baseline"]
-    rows.append(f"| BC5CDR only (`results/dev_curve.json`) | BC5CDR train | 8 | {b['micro']:.4f} | {b['Chemical']:.4f} "
+    rows.append(f"| BC5CDR only (`results/dev_curve.json`) | BC5CDR train | {b['epochs']} | {b['micro']:.4f} | {b['Chemical']:.4f} "
                 f"| {b['Disease']:.4f} |")
     for name, run in [("stage 1", res["stage1"]), *((f"stage 2 {k}", v) for k, v in res["candidates"].items())]:
         last = run["dev_curve"][-1]
@@ -563,8 +563,9 @@ def multicorpus_table(res: dict) -> str:
                     f"| {last['Chemical']:.4f} | {last['Disease']:.4f} |")
     if "postprocess" in res:
         pp = res["postprocess"]["micro_f1"]
-        rows += ["", f"With the abbreviation pass (`postprocess.json`) the chosen candidate scores {pp['abbreviations']:.4f} "
-                 f"on dev (none {pp['none']:.4f}; `results/postprocess_dev.json`)."]
+        rows += ["", f"With the abbreviation pass (`postprocess.json`) the train-only candidate `{res['postprocess']['model']}` "
+                 f"scores {pp['abbreviations']:.4f} on dev (none {pp['none']:.4f}; `training/choose_postprocess.py`, "
+                 "kept in this results file)."]
     if res.get("corpus_scores"):
         rows += ["", "| model | BioRED dev: micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
                  "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
