@@ -402,6 +402,28 @@ def frontier_table(shipped: dict, distilled: dict) -> str:
     return "\n".join(out)
 
 
+def fidelity_tokens_table(res: dict) -> str:
+    """training/fidelity_tokens.py: where each setting's disagreement with dense fp32 sits, token by
+    token, and how much of the text a dense re-run would have to cover to reach the target agreement."""
+    out = ["| setting | agreement | FLOPs saved | kept tokens changed | pruned tokens changed | changed tokens the dense model "
+           f"was < {res['unsure_prob']:g} sure of | abstracts with a change | re-run to reach "
+           f"{res['target_agreement']:g}: oracle | by lowest kept confidence |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        need = r["recovery_needed_ratio"]
+        pruned = (f"{r['pruned_tokens_changed']} / {r['pruned_tokens']} ({100 * r['pruned_changed_ratio']:.2f}%)"
+                  if r["pruned_tokens"] else "–")
+        out.append(f"| {r['name']} | {r['agreement']:.4f} | {_pct(r['flops_saved_ratio'])} "
+                   f"| {r['kept_tokens_changed']} / {r['kept_tokens']} ({100 * r['kept_changed_ratio']:.2f}%) "
+                   f"| {pruned} | {_pct(r['changed_dense_unsure_ratio'])} | {_pct(r['documents_with_change_ratio'])} "
+                   f"| {_pct(need['oracle'])} | {_pct(need['lowest_kept_confidence'])} |")
+    out += ["", f"{res['n_documents']} abstracts of the {res['half']} MEDLINE half (where settings are chosen), each "
+            "token's label against the exact dense fp32 model's; pruning settings in fp32 without recovery, so precision's "
+            "share is only in the dense bf16 and int8 rows; re-run = share of abstracts re-run dense, in the oracle's order "
+            "(most changed entities first) or the run-time signal's. "
+            f"`{res['command']}` → `results/fidelity_tokens.json`."]
+    return "\n".join(out)
+
+
 # The precision table's rows: (setting, evaluate JSON on test, benchmark JSON vs dense fp32, MEDLINE fidelity
 # JSON and its controller). Missing files leave their cells empty.
 PRECISION_ROWS = (
@@ -621,6 +643,8 @@ def main() -> None:
     shipped, distilled = _load("fidelity_frontier_shipped.json"), _load("fidelity_frontier_distilled.json")
     if shipped is not None and distilled is not None:
         blocks["fidelity_frontier"] = frontier_table(shipped, distilled)
+    if (tokens := _load("fidelity_tokens.json")) is not None:
+        blocks["fidelity_tokens"] = fidelity_tokens_table(tokens)
     if (peers := _load("benchmark_peers.json")) is not None:
         blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
     if (linking := _load("linking_test.json")) is not None:
