@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from bioprune.config import PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
-from training.distill_pruned import DistillArgs, distill, parse_args, pruned_logits, training_texts
+from training.distill_pruned import DistillArgs, distill, parse_args, pruned_logits, teacher_targets, training_texts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RULE = PruningConfig(controller="rule", aggressiveness=1.0, prune_layers=(1, 2), precision="fp32")
@@ -74,3 +74,17 @@ def test_a_run_writes_a_model_folder_and_refuses_to_mix_runs(outside_model_dir, 
         distill(*parse_args(argv[:-2] + ["--dense-step-share", "0.5", "--resume"]))
     again = distill(*parse_args(argv + ["--resume"]))  # done already: resumes at the end, same history
     assert again["history"] == run["history"]
+
+
+def test_teacher_targets_sharpen_to_the_teachers_labels():
+    logits = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 0.1, 0.0]]])  # (1, 2, 3)
+    assert torch.allclose(teacher_targets(logits, 1.0), logits.softmax(-1))
+    hard = teacher_targets(logits, 0.0)
+    assert hard.tolist() == [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]  # the unsure second token gets its label too
+    sharper = teacher_targets(logits, 0.5)
+    assert (sharper.max(-1).values > logits.softmax(-1).max(-1).values).all()
+
+
+def test_a_negative_teacher_temperature_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="teacher-temperature"):
+        distill(DistillArgs(output=str(tmp_path / "x"), config=RULE, teacher_temperature=-1.0))

@@ -20,7 +20,8 @@ knowledge distillation, Hinton et al. 2015):
   :class:`~bioprune.pruned_encoder.PrunedEncoder` forward at the chosen config (controller, λ,
   pruning layers, frozen context), under ``no_grad``, with λ scaled per step by a random factor in
   ``[lambda_scale_min, lambda_scale_max]`` so the model holds up around the operating point.
-- **Loss**: soft cross-entropy to the teacher on the kept tokens after the student's pruned
+- **Loss**: soft cross-entropy to the teacher (``teacher_temperature``: 1 its probabilities, 0 its
+  labels) on the kept tokens after the student's pruned
   forward (the same :func:`bioprune.encoder.run_layer` inference runs); on a share
   ``dense_step_share`` of the steps the dense forward instead, on every token, so the student's
   dense model stays the teacher (fidelity is measured against the student's own dense fp32).
@@ -82,6 +83,7 @@ class DistillArgs:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     dense_step_share: float = 0.25  # steps that distil the dense forward (every token) instead of the pruned one
+    teacher_temperature: float = 1.0  # softmax(teacher logits / T) is the target; 0: its argmax, one-hot
     lambda_scale_min: float = 0.5  # per-step λ factor, drawn log-uniformly in [min, max]
     lambda_scale_max: float = 2.0
     train_precision: str = "bf16"  # autocast for the student's forward and backward ("fp32": none)
@@ -109,6 +111,17 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
     return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
+def teacher_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, T, C) targets from the teacher's logits: softmax(logits / temperature), or at temperature
+    0 the teacher's label as a one-hot. Why sharpen: the kept tokens that pruning flips are the
+    ones the dense model is unsure of (results/fidelity_tokens.json), and a soft target teaches the
+    student to stay unsure there; the teacher's decision is what fidelity is measured against."""
+    logits = logits.float()
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.size(-1)).float()
+    return (logits / temperature).softmax(dim=-1)
+
+
 def pruned_logits(model, input_ids: torch.Tensor, valid: torch.Tensor, pruned_layer: torch.Tensor,
                   config: PruningConfig) -> tuple[torch.Tensor, Sequences]:
     """The student's forward with grad, each token leaving after the layer ``pruned_layer`` (B, T)
@@ -132,13 +145,14 @@ def pruned_logits(model, input_ids: torch.Tensor, valid: torch.Tensor, pruned_la
 
 
 def step_loss(engine: PruningEngine, teacher, ids: torch.Tensor, mask: torch.Tensor, special: torch.Tensor,
-              config: PruningConfig, dense_step: bool, autocast: bool) -> tuple[torch.Tensor, float]:
+              config: PruningConfig, dense_step: bool, autocast: bool,
+              teacher_temperature: float = 1.0) -> tuple[torch.Tensor, float]:
     """One step's loss and the share of content tokens pruned in it."""
     model = engine.model
     valid = mask.bool()
     content = valid & ~special  # (B, T)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        target = teacher(input_ids=ids, attention_mask=mask).logits.float().softmax(dim=-1)  # (B, T, C)
+        target = teacher_targets(teacher(input_ids=ids, attention_mask=mask).logits, teacher_temperature)  # (B, T, C)
     if dense_step:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, C)
@@ -169,6 +183,8 @@ def save_model_folder(engine: PruningEngine, source: Path, out: Path) -> None:
 
 
 def distill(args: DistillArgs, resume: bool = False) -> dict:
+    if not args.teacher_temperature >= 0:
+        raise SystemExit(f"--teacher-temperature must be >= 0 (0: the teacher's labels), got {args.teacher_temperature}")
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -234,7 +250,8 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
         scale = math.exp(rng.uniform(math.log(args.lambda_scale_min), math.log(args.lambda_scale_max)))
         step_config = replace(config, aggressiveness=config.aggressiveness * scale)
         ids, mask, special = engine.batch_inputs([windows[i] for i in batches[step % len(batches)]])
-        loss, share = step_loss(engine, teacher, ids, mask, special, step_config, dense_step, autocast)
+        loss, share = step_loss(engine, teacher, ids, mask, special, step_config, dense_step, autocast,
+                                args.teacher_temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -266,7 +283,7 @@ def parse_args(argv=None) -> tuple[DistillArgs, bool]:
     parser.add_argument("--texts", nargs="*", default=[])
     parser.add_argument("--unlabelled", nargs="*", default=[])
     for name in ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "dense_step_share",
-                 "lambda_scale_min", "lambda_scale_max", "train_precision", "max_docs", "checkpoint_steps",
+                 "teacher_temperature", "lambda_scale_min", "lambda_scale_max", "train_precision", "max_docs", "checkpoint_steps",
                  "seed", "threads"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
     add_config_arguments(parser, controllers=("mlp", "rule"))
