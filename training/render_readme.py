@@ -378,27 +378,35 @@ def fidelity_table(res: dict) -> str:
     return "\n".join(out)
 
 
-def frontier_table(shipped: dict, distilled: dict) -> str:
-    """training/sweep_pruning.py on the held-out MEDLINE half for the shipped and the fidelity-distilled
-    model (training/distill_pruned.py): agreement with each model's own dense fp32 against FLOPs saved."""
+# The fidelity frontier's columns after the shipped model's: (heading, results file) of each
+# fidelity-distilled variant (training/distill_pruned.py), shown when its file is there.
+FRONTIER_VARIANTS = (("distilled", "fidelity_frontier_distilled.json"),
+                     ("distilled on labels", "fidelity_frontier_distilled_labels.json"))
+
+
+def frontier_table(shipped: dict, variants: list[tuple[str, dict, str]]) -> str:
+    """training/sweep_pruning.py on the held-out MEDLINE half for the shipped model and each
+    fidelity-distilled variant ``(heading, results, file name)``: agreement with each model's own
+    dense fp32 against FLOPs saved."""
     def key(r):
         return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
-    theirs = {key(r): r for r in distilled["rows"]}
+    theirs = [{key(r): r for r in res["rows"]} for _, res, _ in variants]
     out = ["| MLP after layers | λ | shipped: agreement (Chemical, Disease) | FLOPs saved "
-           "| distilled: agreement (Chemical, Disease) | FLOPs saved |", "|---|---|---|---|---|---|"]
+           + "".join(f"| {name}: agreement (Chemical, Disease) | FLOPs saved " for name, _, _ in variants) + "|",
+           "|---|---|---|---|" + "---|---|" * len(variants)]
     for r in shipped["rows"]:
-        d = theirs.get(key(r))
-        if d is None:
+        rows = [r] + [t.get(key(r)) for t in theirs]
+        if any(x is None for x in rows):
             continue
         cells = [f"{x['f1']['micro']:.4f} ({x['f1']['Chemical']:.3f}, {x['f1']['Disease']:.3f}) | "
-                 f"{_pct(x['flops_saved_ratio'])}" for x in (r, d)]
-        out.append(f"| {key(r)[0]} | {key(r)[1]:g} | {cells[0]} | {cells[1]} |")
+                 f"{_pct(x['flops_saved_ratio'])}" for x in rows]
+        out.append(f"| {key(r)[0]} | {key(r)[1]:g} | {' | '.join(cells)} |")
+    commands = "; ".join(f"`{res['command']}` → `results/{file}`" for _, res, file in
+                         [("shipped", shipped, "fidelity_frontier_shipped.json"), *variants])
     out += ["", f"{shipped['n_documents']} abstracts of the held-out MEDLINE half, recovery off, precision "
             f"{shipped['rows'][0]['config']['precision']}; each model against its own dense fp32; the "
-            "controller was retrained for the distilled backbone, so equal λ is not equal pruning: compare rows by "
-            "FLOPs saved. "
-            f"`{shipped['command']}` → `results/fidelity_frontier_shipped.json`; "
-            f"`{distilled['command']}` → `results/fidelity_frontier_distilled.json`."]
+            "controller was retrained for each distilled backbone, so equal λ is not equal pruning: compare rows by "
+            f"FLOPs saved. {commands}."]
     return "\n".join(out)
 
 
@@ -640,9 +648,9 @@ def main() -> None:
     blocks.update(suite_blocks())
     if (table := precision_table()) is not None:
         blocks["precision"] = table
-    shipped, distilled = _load("fidelity_frontier_shipped.json"), _load("fidelity_frontier_distilled.json")
-    if shipped is not None and distilled is not None:
-        blocks["fidelity_frontier"] = frontier_table(shipped, distilled)
+    variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
+    if (shipped := _load("fidelity_frontier_shipped.json")) is not None and variants:
+        blocks["fidelity_frontier"] = frontier_table(shipped, variants)
     if (tokens := _load("fidelity_tokens.json")) is not None:
         blocks["fidelity_tokens"] = fidelity_tokens_table(tokens)
     if (peers := _load("benchmark_peers.json")) is not None:

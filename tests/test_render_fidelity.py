@@ -1,0 +1,37 @@
+"""The README's fidelity tables (training/render_readme.py) from results files: rows matched by
+pruning layers and λ across models, every command named."""
+from __future__ import annotations
+
+from training.render_readme import fidelity_tokens_table, frontier_table
+
+
+def _sweep(command: str, rows: list[tuple[tuple[int, ...], float, float, float]]) -> dict:
+    return {"command": command, "n_documents": 3, "rows": [
+        {"config": {"prune_layers": list(layers), "aggressiveness": lam, "precision": "bf16"},
+         "f1": {"micro": f1, "Chemical": f1, "Disease": f1}, "flops_saved_ratio": saved}
+        for layers, lam, f1, saved in rows]}
+
+
+def test_frontier_lines_up_each_variant_by_layers_and_lambda_and_skips_rows_one_lacks():
+    shipped = _sweep("cmd-shipped", [((1, 2), 1.0, 0.9, 0.4), ((3,), 1.0, 0.95, 0.3)])
+    soft = _sweep("cmd-soft", [((3,), 1.0, 0.96, 0.31), ((1, 2), 1.0, 0.91, 0.41)])
+    hard = _sweep("cmd-hard", [((1, 2), 1.0, 0.93, 0.42)])  # no (3,) row
+    table = frontier_table(shipped, [("distilled", soft, "a.json"), ("distilled on labels", hard, "b.json")])
+    lines = table.splitlines()
+    assert "distilled on labels: agreement" in lines[0]
+    rows = [line for line in lines if line.startswith("| (")]
+    assert rows == ["| (1, 2) | 1 | 0.9000 (0.900, 0.900) | 40.0% | 0.9100 (0.910, 0.910) | 41.0% "
+                    "| 0.9300 (0.930, 0.930) | 42.0% |"]
+    assert all(c in table for c in ("`cmd-shipped` → `results/fidelity_frontier_shipped.json`",
+                                     "`cmd-soft` → `results/a.json`", "`cmd-hard` → `results/b.json`"))
+
+
+def test_token_table_shows_a_dash_where_nothing_was_pruned():
+    row = {"name": "dense bf16", "agreement": 0.99, "flops_saved_ratio": 0.0, "kept_tokens": 100,
+           "kept_tokens_changed": 1, "kept_changed_ratio": 0.01, "pruned_tokens": 0, "pruned_tokens_changed": 0,
+           "pruned_changed_ratio": 0.0, "changed_dense_unsure_ratio": 1.0, "documents_with_change_ratio": 0.5,
+           "recovery_needed_ratio": {"oracle": 0.0, "lowest_kept_confidence": 0.25}}
+    res = {"command": "cmd", "n_documents": 2, "half": "first", "unsure_prob": 0.9, "target_agreement": 0.97,
+           "rows": [row]}
+    line = [x for x in fidelity_tokens_table(res).splitlines() if x.startswith("| dense bf16")][0]
+    assert line == "| dense bf16 | 0.9900 | 0.0% | 1 / 100 (1.00%) | – | 100.0% | 50.0% | 0.0% | 25.0% |"
