@@ -35,3 +35,27 @@ def test_token_table_shows_a_dash_where_nothing_was_pruned():
            "rows": [row]}
     line = [x for x in fidelity_tokens_table(res).splitlines() if x.startswith("| dense bf16")][0]
     assert line == "| dense bf16 | 0.9900 | 0.0% | 1 / 100 (1.00%) | – | 100.0% | 50.0% | 0.0% | 25.0% |"
+
+
+def test_op_kinds_and_time_shares_leave_the_rest_as_other():
+    from training.benchmark_roof import op_kind, time_shares
+
+    assert op_kind("aten::addmm") == "linear"
+    assert op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert op_kind("aten::native_layer_norm") == "layer_norm"
+    assert op_kind("aten::index_select") is None
+    shares = time_shares([("aten::addmm", 2.0), ("aten::gelu", 1.0), ("aten::index_select", 3.0)], wall_s=10.0)
+    assert shares["linear"] == 0.2 and shares["gelu"] == 0.1 and shares["attention"] == 0.0
+    assert abs(shares["other"] - 0.7) < 1e-9  # the gather is not a kind of its own: it is in other
+
+
+def test_roof_table_reports_each_system_against_its_precisions_roof():
+    from training.render_readme import roof_table
+
+    res = {"command": "cmd", "threads": 2, "matmul_shape": [4096, 384, 1536],
+           "roof_gflops_per_s": {"fp32": 150.0, "bf16": 400.0}, "attention_shape": [16, 12, 256, 32],
+           "attention_gflops_per_s": {"fp32": 100.0, "bf16": 101.0},
+           "systems": {"dense bf16": {"16": {"achieved_gflops_per_s": 200.0, "fraction_of_roof": 0.5}}}}
+    table = roof_table(res)
+    assert "| dense bf16 | – | 200 (50.0%) |" in table
+    assert "fp32 100, bf16 101 GFLOP/s" in table and "share of a dense annotate call" not in table

@@ -1,14 +1,19 @@
 """The machine's matmul roof at each precision, and the fraction of it the engine reaches.
 
-    python training/benchmark_roof.py --output results/benchmark_roof.json
+    python training/benchmark_roof.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt --output results/benchmark_roof.json
 
 Times one large matmul of MiniLM-L6's feed-forward shape (16 abstracts of ~250 tokens: 4096 × 384
 times 384 × 1536) in fp32 and in bf16 on the same threads, and reads the engine's measured speed
 from the benchmark files (training/benchmark_pruning.py: results/benchmark_pruning_mlp_bf16.json
-times dense fp32 and the MLP default on the same abstracts and counts their FLOPs). Achieved FLOP/s
+times dense fp32 and the MLP default on the same abstracts and counts their FLOPs;
+results/benchmark_precision.json times dense bf16 on the same abstracts). Achieved FLOP/s
 = analytic FLOPs per abstract (bioprune.flops, multiply-add = 2) × abstracts/s; the roof is the
 matmul's FLOP/s at the precision the system ran in. What the forward spends outside matmuls
-(attention softmax, layer norm, gathers, tokenization) shows up as the gap.
+(attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
+measurements say where it goes: the fused attention kernel's own FLOP/s at the model's head shape
+(12 heads of 32 dimensions: each score costs a 32-long dot product, too short for the matmul
+units), and the share of a dense annotate call's wall clock each kind of op takes (torch.profiler,
+self time) at fp32 and at bf16 (``--data``).
 """
 from __future__ import annotations
 
@@ -25,6 +30,12 @@ from bioprune.precision import resolve_precision  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
+ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
+# Profiler op names (substrings) by kind; the rest of the wall clock is "other" (Python, gathers,
+# tokenization, decoding).
+OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "onednn"),
+            "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "aten::softmax"),
+            "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
 
 
 def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
@@ -42,10 +53,56 @@ def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
     return 2 * m * k * n / min(times)
 
 
-def achieved(bench: dict, system: str, batch: str, flops_key: str) -> float:
+def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
+    """Best FLOP/s of fused attention (``scaled_dot_product_attention``, what every layer without a
+    pruning decision runs) at :data:`ATTENTION_SHAPE` in ``dtype``: 4·B·heads·T²·d FLOPs (scores and
+    weighted sum)."""
+    b, h, t, d = ATTENTION_SHAPE
+    q, k, v = (torch.randn(b, h, t, d).to(dtype) for _ in range(3))
+    for _ in range(2):
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        times.append(time.perf_counter() - start)
+    return 4 * b * h * t * t * d / min(times)
+
+
+def op_kind(name: str) -> str | None:
+    """Which :data:`OP_KINDS` a profiler op name belongs to (None: other)."""
+    return next((kind for kind, parts in OP_KINDS.items() if any(p in name for p in parts)), None)
+
+
+def time_shares(events, wall_s: float) -> dict[str, float]:
+    """Share of ``wall_s`` each op kind took, from (name, self CPU seconds) ``events``, and ``other``
+    for the rest; self times, so nested ops are not counted twice."""
+    shares = dict.fromkeys(OP_KINDS, 0.0)
+    for name, self_s in events:
+        kind = op_kind(name)
+        if kind is not None:
+            shares[kind] += self_s / wall_s
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return shares
+
+
+def forward_time_shares(engine, texts: list[str], batch_size: int) -> dict[str, float]:
+    """Where a dense annotate call's wall clock goes, by op kind (:func:`time_shares`), after one
+    warm-up call; the profiler's own overhead lands in "other"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    engine.annotate(texts[:batch_size], batch_size=batch_size)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        engine.annotate(texts, batch_size=batch_size)
+        wall = time.perf_counter() - start
+    events = [(e.key, e.self_cpu_time_total / 1e6) for e in prof.key_averages()]
+    return time_shares(events, wall)
+
+
+def achieved(bench: dict, system: str, batch: str, flops_per_abstract: float) -> float:
     """FLOP/s a system of a benchmark_pruning result reached: FLOPs per abstract × abstracts/s."""
-    per_abstract = bench["pruning"][flops_key] / bench["n_abstracts"]
-    return per_abstract * bench["batch"][batch][system]["abstracts_per_s"]
+    return flops_per_abstract * bench["batch"][batch][system]["abstracts_per_s"]
 
 
 def main(argv=None) -> dict:
@@ -53,6 +110,11 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", default="results/benchmark_pruning_mlp_bf16.json",
                         help="a training/benchmark_pruning.py result (dense fp32 vs a pruned setting)")
+    parser.add_argument("--dense-bench", default="results/benchmark_precision.json",
+                        help="a training/benchmark_pruning.py --controller none result (dense at another precision)"
+                             " on the same abstracts")
+    parser.add_argument("--data", help="PubTator file: where a dense forward's time goes, by op (skipped without)")
+    parser.add_argument("--limit-docs", type=int, default=64, help="abstracts of --data profiled")
     parser.add_argument("--output", default="results/benchmark_roof.json")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
@@ -60,20 +122,44 @@ def main(argv=None) -> dict:
     torch.set_num_threads(ns.threads)
     roof = {"fp32": matmul_flops_per_s(torch.float32, ns.repeats),
             "bf16": matmul_flops_per_s(torch.bfloat16, ns.repeats)}
+    attention = {"fp32": attention_flops_per_s(torch.float32, ns.repeats),
+                 "bf16": attention_flops_per_s(torch.bfloat16, ns.repeats)}
     bench = json.loads(Path(ns.bench).read_text())
+    dense_bench = json.loads(Path(ns.dense_bench).read_text())
+    if dense_bench["n_abstracts"] != bench["n_abstracts"]:
+        raise SystemExit(f"{ns.dense_bench} timed {dense_bench['n_abstracts']} abstracts, {ns.bench} "
+                         f"{bench['n_abstracts']}: run both on the same --limit-docs")
+    dense_flops = bench["pruning"]["dense_flops"] / bench["n_abstracts"]  # per abstract, the same at any precision
     pruned_precision = resolve_precision(bench["config"].get("precision", "fp32"), "cpu")  # what it ran in here
+    dense_precision = resolve_precision(dense_bench["config"].get("precision", "fp32"), "cpu")
+    rows = (("dense fp32", bench, "dense", dense_flops, "fp32"),
+            (f"dense {dense_precision}", dense_bench, "pruned", dense_flops, dense_precision),
+            (f"pruned ({bench['config']['controller']}, {pruned_precision})", bench, "pruned",
+             bench["pruning"]["flops"] / bench["n_abstracts"], pruned_precision))
     systems = {}
     for batch in bench["batch"]:
-        for name, system, flops_key, precision in (("dense fp32", "dense", "dense_flops", "fp32"),
-                                                   (f"pruned ({bench['config']['controller']}, {pruned_precision})",
-                                                    "pruned", "flops", pruned_precision)):
-            flops = achieved(bench, system, batch, flops_key)
+        for name, source, system, flops_per_abstract, precision in rows:
+            flops = achieved(source, system, batch, flops_per_abstract)
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
                                                    "roof_gflops_per_s": roof[precision] / 1e9,
                                                    "fraction_of_roof": flops / roof[precision]}
     result = {"command": command_line("training/benchmark_roof.py", argv), "threads": ns.threads,
               "matmul_shape": SHAPE, "roof_gflops_per_s": {k: v / 1e9 for k, v in roof.items()},
-              "bench": ns.bench, "systems": systems}
+              "attention_shape": ATTENTION_SHAPE,
+              "attention_gflops_per_s": {k: v / 1e9 for k, v in attention.items()},
+              "bench": ns.bench, "dense_bench": ns.dense_bench, "systems": systems}
+    if ns.data:
+        from dataclasses import replace
+
+        from bioprune.config import DENSE
+        from bioprune.engine import PruningEngine
+        from bioprune.io.pubtator import read_pubtator
+
+        texts = [d.text for d in read_pubtator(ns.data)[: ns.limit_docs]]
+        engine = PruningEngine.from_pretrained(config=replace(DENSE, link=False))
+        result["dense_time_shares"] = {p: forward_time_shares(engine.with_config(replace(engine.config, precision=p)),
+                                                              texts, batch_size=16) for p in ("fp32", "bf16")}
+        result["dense_time_shares_docs"] = len(texts)
     write_json_atomic(ns.output, result)
     return result
 

@@ -432,6 +432,31 @@ def fidelity_tokens_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def roof_table(res: dict) -> str:
+    """training/benchmark_roof.py: the matmul roof and the attention kernel at each precision, the
+    fraction of the roof each system reaches, and where a dense forward's time goes."""
+    roof, attn = res["roof_gflops_per_s"], res["attention_gflops_per_s"]
+    out = ["| system | batch 1: GFLOP/s (fraction of the roof at its precision) | batch 16 |", "|---|---|---|"]
+    for name, batches in res["systems"].items():
+        cells = [f"{b['achieved_gflops_per_s']:.0f} ({_pct(b['fraction_of_roof'])})" if (b := batches.get(k)) else "–"
+                 for k in ("1", "16")]
+        out.append(f"| {name} | {' | '.join(cells)} |")
+    out += ["", f"Roof (one {' × '.join(map(str, res['matmul_shape'][:2]))} by {res['matmul_shape'][1]} × "
+            f"{res['matmul_shape'][2]} matmul, {res['threads']} threads): fp32 {roof['fp32']:.0f}, bf16 "
+            f"{roof['bf16']:.0f} GFLOP/s. Fused attention at the model's shape (batch, heads, tokens, head dim = "
+            f"{tuple(res['attention_shape'])}): fp32 {attn['fp32']:.0f}, bf16 {attn['bf16']:.0f} GFLOP/s."]
+    if (shares := res.get("dense_time_shares")):
+        kinds = list(next(iter(shares.values())))
+        out += ["", "| share of a dense annotate call | " + " | ".join(kinds) + " |",
+                "|---|" + "---|" * len(kinds)]
+        out += [f"| {p} | " + " | ".join(_pct(v[k]) for k in kinds) + " |" for p, v in shares.items()]
+        out += ["", f"{res['dense_time_shares_docs']} test abstracts at batch 16, linking off; torch.profiler self "
+                "time by op; other = the rest of the wall clock (Python, gathers, tokenization, decoding, the "
+                "profiler's own overhead)."]
+    out += ["", f"`{res['command']}` → `results/benchmark_roof.json`."]
+    return "\n".join(out)
+
+
 # The precision table's rows: (setting, evaluate JSON on test, benchmark JSON vs dense fp32, MEDLINE fidelity
 # JSON and its controller). Missing files leave their cells empty.
 PRECISION_ROWS = (
@@ -648,6 +673,8 @@ def main() -> None:
     blocks.update(suite_blocks())
     if (table := precision_table()) is not None:
         blocks["precision"] = table
+    if (roof := _load("benchmark_roof.json")) is not None and "attention_gflops_per_s" in roof:
+        blocks["roof"] = roof_table(roof)
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
     if (shipped := _load("fidelity_frontier_shipped.json")) is not None and variants:
         blocks["fidelity_frontier"] = frontier_table(shipped, variants)
