@@ -26,6 +26,26 @@ logger = logging.getLogger(__name__)
 Annotate = Callable[[Sequence[str], int], object]  # annotate(texts, batch_size=...)
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU a timing ran on, as "model name (family F, model M)" from ``/proc/cpuinfo`` (or the
+    text given), "unknown" elsewhere. Why: machines of one kind can sit on different hosts (an
+    "AMD EPYC" of family 25 or 26 differs twice over in bf16 throughput), so a speed ratio says
+    little without it."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return "unknown"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return "unknown"
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 @dataclass(frozen=True)
 class TimingPlan:
     """How to time: rounds per batch size, warm-up texts per system, the batch sizes."""

@@ -181,3 +181,12 @@ def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
     assert "| mlp λ=6 (1, 2) | on | 8 | 0.8200 | 0.00 | 5.0% | 70.0% (entropy_spike: 3) | – |" in table  # outside the curve
     assert table.index("| off |") < table.index("| on | 8 |") < table.index("| on | 32 |")
     assert "`results/recovery_dev.json`" in table and "0.3 nats" in table
+
+
+def test_cpu_model_names_the_family_that_sets_the_speed():
+    from bioprune.timing import cpu_model
+
+    info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n" \
+           "processor\t: 1\ncpu family\t: 26\n"
+    assert cpu_model(info) == "AMD EPYC (family 26, model 2)"
+    assert cpu_model("processor\t: 0\n") == "unknown"

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
+from bioprune.timing import cpu_model  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 
@@ -60,7 +61,7 @@ def main(args: BenchmarkArgs) -> dict:
         "hf_pipeline": lambda bs: (lambda t: hf(t, batch_size=bs)),
     }
     results: dict = {"args": asdict(args), "n_abstracts": len(texts), "torch": torch.__version__,
-                     "threads": torch.get_num_threads(), "systems": {}}
+                     "threads": torch.get_num_threads(), "cpu": cpu_model(), "systems": {}}
     with tqdm(total=2 * len(systems) * args.rounds, desc="benchmark", unit="round") as bar:
         for batch_size in (1, 16):
             for name, make in systems.items():  # warm-up

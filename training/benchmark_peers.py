@@ -53,7 +53,7 @@ from bioprune.encoding import DEFAULT_OVERLAP_TOKENS  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model  # noqa: E402
 from bioprune.evaluation import mention_scores  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from bioprune.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
             timing = time_systems({n: (lambda t, bs, a=a: a(t, bs)) for n, a in annotators.items()},
                                   texts, plan, on_run=lambda: bar.update(1))
     baseline = next(iter(systems))
-    result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads,
+    result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads, "cpu": cpu_model(),
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
               "onnxruntime": __import__("onnxruntime").__version__,
               "transformers": __import__("transformers").__version__,

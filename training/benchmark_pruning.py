@@ -27,7 +27,7 @@ from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import pruning_summary  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from bioprune.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
 from bioprune.options import add_config_arguments  # noqa: E402
 from training.analysis.common import pruning_config  # noqa: E402
 
@@ -52,7 +52,7 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     dense = pruned.with_config(replace(DENSE, link=config.link))  # linking, if on, costs both sides alike
     summary = pruning_summary(pruned.annotate(texts))
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "pruning": summary,
+               "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__, "pruning": summary,
                "flops_predicted_speedup": summary["dense_flops"] / summary["flops"] if summary else 1.0, "batch": {}}
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)
     systems = {"dense": lambda t, bs: dense.annotate(t, batch_size=bs),

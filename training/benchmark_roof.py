@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.precision import resolve_precision  # noqa: E402
+from bioprune.timing import cpu_model  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
@@ -143,7 +144,7 @@ def main(argv=None) -> dict:
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
                                                    "roof_gflops_per_s": roof[precision] / 1e9,
                                                    "fraction_of_roof": flops / roof[precision]}
-    result = {"command": command_line("training/benchmark_roof.py", argv), "threads": ns.threads,
+    result = {"command": command_line("training/benchmark_roof.py", argv), "threads": ns.threads, "cpu": cpu_model(),
               "matmul_shape": SHAPE, "roof_gflops_per_s": {k: v / 1e9 for k, v in roof.items()},
               "attention_shape": ATTENTION_SHAPE,
               "attention_gflops_per_s": {k: v / 1e9 for k, v in attention.items()},

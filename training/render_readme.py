@@ -442,7 +442,7 @@ def roof_table(res: dict) -> str:
                  for k in ("1", "16")]
         out.append(f"| {name} | {' | '.join(cells)} |")
     out += ["", f"Roof (one {' × '.join(map(str, res['matmul_shape'][:2]))} by {res['matmul_shape'][1]} × "
-            f"{res['matmul_shape'][2]} matmul, {res['threads']} threads): fp32 {roof['fp32']:.0f}, bf16 "
+            f"{res['matmul_shape'][2]} matmul, {res['threads']} threads{', ' + res['cpu'] if res.get('cpu') else ''}): fp32 {roof['fp32']:.0f}, bf16 "
             f"{roof['bf16']:.0f} GFLOP/s. Fused attention at the model's shape (batch, heads, tokens, head dim = "
             f"{tuple(res['attention_shape'])}): fp32 {attn['fp32']:.0f}, bf16 {attn['bf16']:.0f} GFLOP/s."]
     if (shares := res.get("dense_time_shares")):
@@ -542,7 +542,8 @@ def peers_table(res: dict, chart: bool = False) -> str:
         torch_users = "torch (bioprune and the HF pipeline)"
     if any(name.startswith("spaCy") for name in res["systems"]):
         systems += "; the spaCy row is its own pipeline and tokenizer"
-    threads = f"{res['threads']} threads for {torch_users} and ONNX Runtime ({res['onnxruntime']}) alike"
+    threads = f"{res['threads']} threads for {torch_users} and ONNX Runtime ({res['onnxruntime']}) alike" + (
+        f" on {res['cpu']}" if res.get("cpu") else "")
     out += ["", f"F1 and agreement on the {res['n_abstracts_scored']} BC5CDR test abstracts; speed on "
             f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {threads}; "
             f"{systems}. `{res['command']}` → `results/benchmark_peers.json`"
