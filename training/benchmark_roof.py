@@ -21,11 +21,15 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bioprune.config import DENSE  # noqa: E402
+from bioprune.engine import PruningEngine  # noqa: E402
+from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.precision import resolve_precision  # noqa: E402
 from bioprune.timing import cpu_model  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
@@ -150,12 +154,6 @@ def main(argv=None) -> dict:
               "attention_gflops_per_s": {k: v / 1e9 for k, v in attention.items()},
               "bench": ns.bench, "dense_bench": ns.dense_bench, "systems": systems}
     if ns.data:
-        from dataclasses import replace
-
-        from bioprune.config import DENSE
-        from bioprune.engine import PruningEngine
-        from bioprune.io.pubtator import read_pubtator
-
         texts = [d.text for d in read_pubtator(ns.data)[: ns.limit_docs]]
         engine = PruningEngine.from_pretrained(config=replace(DENSE, link=False))
         result["dense_time_shares"] = {p: forward_time_shares(engine.with_config(replace(engine.config, precision=p)),

@@ -105,16 +105,16 @@ def agreement(reference: list[DocumentOutput], outputs: list[DocumentOutput]) ->
 
 
 def recovery_needed(reference: list[DocumentOutput], outputs: list[DocumentOutput], order: list[int],
-                    target: float) -> float | None:
-    """Share of abstracts that, re-run dense in ``order``, lift the agreement to ``target``; None
-    when even all of them would not (cannot happen: all re-run is the reference)."""
+                    target: float) -> float:
+    """Share of abstracts that, re-run dense in ``order``, lift the agreement to ``target`` (all of
+    them re-run is the reference itself: 1.0 at most)."""
     current = list(outputs)
     for k, i in enumerate([None, *order]):
         if i is not None:
             current[i] = reference[i]
         if agreement(reference, current) >= target:
             return k / len(outputs) if outputs else 0.0
-    return None
+    return 1.0
 
 
 def recovery_orders(reference: list[DocumentOutput], outputs: list[DocumentOutput]) -> dict[str, list[int]]:
