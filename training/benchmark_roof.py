@@ -43,19 +43,24 @@ OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "on
             "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
 
 
-def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
-    """Best FLOP/s of ``repeats`` timed (M, K) @ (K, N) matmuls in ``dtype`` (after two untimed): a roof is
+def fastest_s(run, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` timed calls of ``run`` (after two untimed): a roof is
     what the machine can do, so the fastest repeat, not a median that the other core's jobs can drag."""
-    m, k, n = SHAPE
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     for _ in range(2):
-        a @ b
+        run()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        a @ b
+        run()
         times.append(time.perf_counter() - start)
-    return 2 * m * k * n / min(times)
+    return min(times)
+
+
+def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
+    """Best FLOP/s of (M, K) @ (K, N) matmuls of :data:`SHAPE` in ``dtype``."""
+    m, k, n = SHAPE
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    return 2 * m * k * n / fastest_s(lambda: a @ b, repeats)
 
 
 def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
@@ -64,14 +69,8 @@ def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
     weighted sum)."""
     b, h, t, d = ATTENTION_SHAPE
     q, k, v = (torch.randn(b, h, t, d).to(dtype) for _ in range(3))
-    for _ in range(2):
-        torch.nn.functional.scaled_dot_product_attention(q, k, v)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.nn.functional.scaled_dot_product_attention(q, k, v)
-        times.append(time.perf_counter() - start)
-    return 4 * b * h * t * t * d / min(times)
+    return 4 * b * h * t * t * d / fastest_s(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+                                             repeats)
 
 
 def op_kind(name: str) -> str | None:

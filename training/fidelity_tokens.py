@@ -32,7 +32,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import mention_scores  # noqa: E402
+from bioprune.evaluation import mention_scores, span_keys  # noqa: E402
 from bioprune.labels import decode_entities  # noqa: E402
 from bioprune.postprocess import PASSES  # noqa: E402
 from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic  # noqa: E402
@@ -100,7 +100,8 @@ def flops_saved(outputs: list[DocumentOutput]) -> float:
 
 def agreement(reference: list[DocumentOutput], outputs: list[DocumentOutput]) -> float:
     """Exact-match micro F1 of ``outputs``' entities against ``reference``'s."""
-    keys = lambda docs: [(i, *e) for i, d in enumerate(docs) for e in d.entities]  # noqa: E731
+    def keys(docs):
+        return span_keys({str(i): list(d.entities) for i, d in enumerate(docs)})
     return mention_scores(keys(reference), keys(outputs))["micro"]["f1"]
 
 
