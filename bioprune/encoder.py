@@ -10,7 +10,8 @@ LTP code). :func:`prune` and :func:`restore` are one matched pair driven by the 
 the dense model.
 
 Attention probabilities are materialised only at the layer that feeds a pruning decision, one
-sequence at a time; all other layers use ``scaled_dot_product_attention``.
+sequence at a time; all other layers use ``scaled_dot_product_attention`` in fp32 and
+:func:`packed_attention` in reduced precision.
 """
 from __future__ import annotations
 
@@ -80,11 +81,11 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 MIN_PADDING_TO_PACK = 0.05
 
 
-def real_token_index(valid: torch.Tensor) -> torch.Tensor | None:
-    """(N,) flat indices into B*T of the real tokens of ``valid`` (B, T), or None when padding is too
-    little to be worth packing them (:data:`MIN_PADDING_TO_PACK`)."""
+def real_token_index(valid: torch.Tensor, always: bool = False) -> torch.Tensor | None:
+    """(N,) flat indices into B*T of the real tokens of ``valid`` (B, T), or None when there is no
+    padding, or (unless ``always``) too little to be worth packing (:data:`MIN_PADDING_TO_PACK`)."""
     n_real = int(valid.sum())
-    if n_real >= (1.0 - MIN_PADDING_TO_PACK) * valid.numel():
+    if n_real == valid.numel() or (not always and n_real >= (1.0 - MIN_PADDING_TO_PACK) * valid.numel()):
         return None
     return valid.flatten().nonzero().squeeze(1)
 
@@ -97,8 +98,10 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     a padding slot costs a linear layer as much as a real token. So the linear layers (Q, K, V,
     attention output, feed-forward: ~90% of a layer's FLOPs at 250 tokens, 8H² + 4HI per token
     against 4nH for attention) run on the real tokens packed into one
-    (N, H) matrix, and only the attention itself sees the padded (B, T) layout (as in the "remove
-    padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023). Padding slots come out as zeros.
+    (N, H) matrix (as in the "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
+    In fp32 only the attention itself sees the padded (B, T) layout: the fused kernel, so fp32 stays
+    bit for bit the dense model. In reduced precision attention too runs on the packed rows, one
+    sequence at a time (:func:`packed_attention`). Padding slots come out as zeros.
 
     ``context``: frozen states of pruned tokens (B, Tc, H): the tokens attend to them as extra keys
     and values, but they are not updated (no query, no feed-forward): kept tokens keep the context
@@ -109,31 +112,71 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     B, T, H = hidden.shape
     attn = layer.attention.self
     n_heads = attn.num_attention_heads
-    index = real_token_index(valid)
-    x = hidden if index is None else hidden.reshape(B * T, H).index_select(0, index)  # (B, T, H) or (N, H)
-
-    def padded(t: torch.Tensor) -> torch.Tensor:  # (N, D) -> (B, T, D); as it is when not packed
-        return t if index is None else t.new_zeros(B * T, t.size(-1)).index_copy_(0, index, t).view(B, T, -1)
-
-    q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
-    q = _heads(q, n_heads)  # (B, nh, T, dh)
-    kv_valid = valid
-    if context is not None:
-        k = torch.cat([k, attn.key(context.hidden)], dim=1)  # (B, T + Tc, H)
-        v = torch.cat([v, attn.value(context.hidden)], dim=1)
-        kv_valid = torch.cat([valid, context.valid], dim=1)  # (B, T + Tc)
-    k, v = _heads(k, n_heads), _heads(v, n_heads)  # (B, nh, T + Tc, dh)
-    signals = None
-    if need_signals:
-        out, signals = _attention_with_signals(q * attn.scaling, k, v, valid, None if context is None else kv_valid)
+    by_sequence = hidden.dtype != torch.float32 and not need_signals and context is None
+    index = real_token_index(valid, always=by_sequence)
+    if index is None:
+        x = hidden.reshape(B * T, H) if by_sequence else hidden  # (B*T, H) or (B, T, H)
     else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=kv_valid[:, None, None, :])  # (B, nh, T, dh)
-    out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
-    if index is not None:
-        out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
+        x = hidden.reshape(B * T, H).index_select(0, index)  # (N, H)
+
+    def padded(t: torch.Tensor) -> torch.Tensor:  # packed (N, D) -> (B, T, D); (B, T, D) as it is
+        if index is None:
+            return t.view(B, T, -1)
+        return t.new_zeros(B * T, t.size(-1)).index_copy_(0, index, t).view(B, T, -1)
+
+    signals = None
+    if by_sequence:
+        lengths = [T] * B if index is None else valid.sum(dim=1).tolist()
+        out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling)  # (N, H)
+    else:
+        q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
+        q = _heads(q, n_heads)  # (B, nh, T, dh)
+        kv_valid = valid
+        if context is not None:
+            k = torch.cat([k, attn.key(context.hidden)], dim=1)  # (B, T + Tc, H)
+            v = torch.cat([v, attn.value(context.hidden)], dim=1)
+            kv_valid = torch.cat([valid, context.valid], dim=1)  # (B, T + Tc)
+        k, v = _heads(k, n_heads), _heads(v, n_heads)  # (B, nh, T + Tc, dh)
+        if need_signals:
+            out, signals = _attention_with_signals(q * attn.scaling, k, v, valid,
+                                                   None if context is None else kv_valid)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=kv_valid[:, None, None, :])  # (B, nh, T, dh)
+        out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
+        if index is not None:
+            out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
     attended = layer.attention.output(out, x)
     out = layer.output(layer.intermediate(attended), attended)  # (N, H) or (B, T, H)
     return padded(out), signals
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
+                     scaling: float) -> torch.Tensor:
+    """Self-attention over packed rows, one sequence at a time, no mask: (N, H) -> (N, H).
+
+    q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
+    consecutive sequences of ``lengths`` tokens. Why not SDPA in bf16: on CPUs without AMX (AVX-512
+    BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32
+    (results/benchmark_roof.json: ~105 GFLOP/s either way; ~half of a bf16 forward), while a plain
+    bf16 matmul, softmax and matmul over one sequence's (nh, n, n) scores — small enough to stay in
+    cache, and to be reused by the allocator rather than faulted in fresh — cut a bf16 forward by
+    ~20% (README, "How close to the machine"); working on the packed rows also spares the padded
+    layout's copies. Scores are rounded to bf16 before the softmax (which accumulates in fp32), one
+    rounding more than the fused kernel; agreement is measured with the precision.
+    """
+    N, H = q.shape
+    dh = H // n_heads
+    out = q.new_empty(N, H)  # (N, H)
+    start = 0
+    for n in lengths:
+        rows = slice(start, start + n)
+        qb = q[rows].view(n, n_heads, dh).transpose(0, 1) * scaling  # (nh, n, dh)
+        kb = k[rows].view(n, n_heads, dh).permute(1, 2, 0)  # (nh, dh, n)
+        vb = v[rows].view(n, n_heads, dh).transpose(0, 1)  # (nh, n, dh)
+        context = torch.matmul(torch.matmul(qb, kb).softmax(dim=-1), vb)  # (nh, n, dh)
+        out[rows].view(n, n_heads, dh).copy_(context.transpose(0, 1))
+        start += n
+    return out
 
 
 def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -144,6 +187,15 @@ def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     if fused is None:
         return attn.query(x), attn.key(x), attn.value(x)
     return fused(x).chunk(3, dim=-1)  # (..., 3H) -> 3 x (..., H)
+
+
+def _keys_of(k: torch.Tensor, v: torch.Tensor, b: int, n: int, kv_valid: torch.Tensor | None):
+    """Sequence ``b``'s keys and values (nh, nk, dh): its first ``n`` when the keys are the queries'
+    own tokens (``kv_valid`` None: a view, no copy), else the ones ``kv_valid[b]`` marks."""
+    if kv_valid is None:
+        return k[b, :, :n], v[b, :, :n]
+    keys = kv_valid[b].nonzero().squeeze(1)  # (nk,): the query tokens' own first, then context
+    return k[b].index_select(1, keys), v[b].index_select(1, keys)
 
 
 def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
@@ -161,11 +213,7 @@ def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v
     entropy = q.new_zeros(B, T, dtype=torch.float32)
     received = q.new_zeros(B, T, dtype=torch.float32)
     for b, n in enumerate(valid.sum(dim=1).tolist()):
-        if kv_valid is None:  # keys are the queries' own tokens: a view, no copy
-            kb, vb = k[b, :, :n], v[b, :, :n]  # (nh, n, dh)
-        else:
-            keys = kv_valid[b].nonzero().squeeze(1)  # (nk,): the query tokens' own first, then context
-            kb, vb = k[b].index_select(1, keys), v[b].index_select(1, keys)  # (nh, nk, dh)
+        kb, vb = _keys_of(k, v, b, n, kv_valid)  # (nh, nk, dh)
         scores = torch.matmul(q[b, :, :n], kb.transpose(-1, -2)).float()  # (nh, n, nk); signals in fp32
         probs = scores.softmax(dim=-1)
         context[b, :, :n] = torch.matmul(probs.to(vb.dtype), vb)

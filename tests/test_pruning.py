@@ -713,3 +713,42 @@ def test_keep_mask_properties(case, ratio):
         dropped = valid[b] & ~keep[b]
         if added.any() and dropped.any():  # the most important prunable tokens were restored
             assert importance[b][added].min() >= importance[b][dropped].max()
+
+
+def test_packed_attention_is_masked_attention_on_each_sequence():
+    """Reduced precision's attention over packed rows, one sequence at a time, is the padded,
+    masked attention of the fused kernel: same numbers (in fp32, where both are exact to rounding)
+    and nothing leaks between neighbouring sequences."""
+    from bioprune.encoder import _heads, packed_attention
+
+    torch.manual_seed(0)
+    lengths, n_heads, H = [7, 1, 12, 5], 4, 32
+    valid = torch.arange(12)[None, :] < torch.tensor(lengths)[:, None]  # (4, 12)
+    q, k, v = (torch.randn(4, 12, H) for _ in range(3))  # padded (B, T, H)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        _heads(q, n_heads), _heads(k, n_heads), _heads(v, n_heads), attn_mask=valid[:, None, None, :])
+    ref = ref.transpose(1, 2).reshape(4, 12, H)[valid]  # (N, H) real tokens
+    packed = [t[valid] for t in (q, k, v)]  # (N, H) each
+    out = packed_attention(*packed, lengths, n_heads, scaling=(H // n_heads) ** -0.5)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # a strided view (the int8 copy's fused projection) gives the same
+    fused = torch.cat(packed, dim=1)  # (N, 3H)
+    out_views = packed_attention(*fused.chunk(3, dim=1), lengths, n_heads, scaling=(H // n_heads) ** -0.5)
+    torch.testing.assert_close(out_views, out, atol=0, rtol=0)
+
+
+def test_bf16_layer_runs_attention_on_packed_rows_and_keeps_padding_zero(outside_engine):
+    """A bf16 layer (packed attention) gives the fp32 layer's states on the real tokens within bf16
+    rounding, with or without padding in the batch, and zeros in the padding slots."""
+    import copy
+
+    torch.manual_seed(0)
+    layer = outside_engine.encoder.layers[1]
+    layer16 = copy.deepcopy(layer).to(torch.bfloat16)
+    for lengths in ([30, 4, 28, 3], [30, 30]):
+        valid = torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]
+        hidden = torch.randn(len(lengths), 30, outside_engine.encoder.hidden)
+        ref, _ = run_layer(layer, hidden, valid)
+        out, _ = run_layer(layer16, hidden.bfloat16(), valid)
+        assert not out[~valid].any()
+        torch.testing.assert_close(out[valid].float(), ref[valid], atol=0.1, rtol=0.05)
