@@ -15,9 +15,10 @@ so it is maintained in core, unlike the deprecated ``torch.ao`` quantized tensor
 dequantization, bias and (for the feed-forward's first layer) GELU are fused into it, writing bf16.
 
 Only the encoder's Linear layers go int8 (~90% of a layer's FLOPs); embeddings, layer norms,
-attention itself (scores, softmax, context: SDPA in bf16), the classifier and the exit heads
-stay as they were, in bf16, and so does the feed-forward's second layer (:data:`KEEP_BF16`:
-per-layer precision, for the one input that quantizes badly).
+attention itself (scores, softmax, context: :func:`bioprune.encoder.packed_attention` in bf16),
+the classifier and the exit heads stay as they were, in bf16, and so does the feed-forward's
+second layer (:data:`KEEP_BF16`: per-layer precision, for the one input that quantizes badly), on
+:mod:`bioprune.bf16`'s pre-packed bf16 matmul.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +120,6 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
 
 
-def _concat(*parts: nn.Linear) -> nn.Linear:
-    """Linear layers with one input as one nn.Linear whose outputs are theirs side by side."""
-    linear = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), dtype=parts[0].weight.dtype)
-    with torch.no_grad():
-        linear.weight.copy_(torch.cat([p.weight for p in parts]))
-        linear.bias.copy_(torch.cat([p.bias for p in parts]))
-    return linear
-
-
 def smoothing(act_max: torch.Tensor, weight_max: torch.Tensor, alpha: float) -> torch.Tensor:
     """(K,) per-input-channel divisors ``s = act_max**alpha / weight_max**(1 - alpha)``.
 
@@ -212,18 +206,18 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     for i, layer in enumerate(out.base_model.encoder.layer):
         attn = layer.attention.self
         if not skip.intersection(qkv):
-            attn.qkv = int8(i, qkv, _concat(attn.query, attn.key, attn.value))
+            attn.qkv = int8(i, qkv, fused_qkv(attn))
         for name in qkv + ("attention.output.dense", "output.dense"):
             if name not in skip:
                 parent, _, child = name.rpartition(".")
                 setattr(layer.get_submodule(parent), child, int8(i, (name,), layer.get_submodule(name)))
         if "intermediate.dense" not in skip:
-            act = getattr(layer.intermediate, "intermediate_act_fn", None)
-            if type(act).__name__ == "GELUActivation" and not getattr(act, "use_gelu_python", False):
+            if gelu_fusable(layer.intermediate):
                 layer.intermediate = int8(i, ("intermediate.dense",), layer.intermediate.dense, "gelu")  # GELU fused
             else:  # another activation: only the dense goes int8
                 layer.intermediate.dense = int8(i, ("intermediate.dense",), layer.intermediate.dense)
-    logger.info("int8 copy: %d Linear layers int8, kept bf16: %s, smoothing %s",
-                sum(isinstance(m, Int8Linear) for m in out.modules()), sorted(skip) or "none",
+    packed = pack_linears(out)  # the layers kept bf16 on oneDNN's pre-packed bf16 matmul
+    logger.info("int8 copy: %d Linear layers int8, kept bf16: %s (%d packed), smoothing %s",
+                sum(isinstance(m, Int8Linear) for m in out.modules()), sorted(skip) or "none", packed,
                 f"alpha {alpha}" if ranges is not None else "off")
     return out

@@ -12,11 +12,11 @@ Everything is batched tensor work under ``torch.no_grad()``; the only Python loo
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
 
+from bioprune.bf16 import bf16_copy
 from bioprune.config import PruningConfig
 from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.encoder import ForwardResult, Sequences, base_of, classify, embed, prune, restore, run_layer
@@ -85,7 +85,7 @@ class PrunedEncoder:
             raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16 or int8)")
         if precision not in self._copies:
             self._copies[precision] = (int8_copy(self.model, self.int8_ranges) if precision == "int8"
-                                       else copy.deepcopy(self.model).to(torch.bfloat16).eval())
+                                       else bf16_copy(self.model))
         return self._copies[precision]
 
     def use_copy(self, precision: str, model) -> None:

@@ -6,6 +6,7 @@ import warnings
 import pytest
 import torch
 
+from bioprune.bf16 import PackedLinear, packed_bf16_available
 from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
@@ -82,9 +83,27 @@ def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine
     layer = copy.base_model.encoder.layer[0]
     assert isinstance(layer.attention.self.qkv, Int8Linear) and isinstance(layer.intermediate, Int8Linear)
     assert layer.intermediate.activation == "gelu"  # BERT's erf GELU fused into the int8 kernel
-    assert KEEP_BF16 == {"output.dense"} and type(layer.output.dense) is torch.nn.Linear
-    assert layer.output.dense.weight.dtype == torch.bfloat16
+    assert KEEP_BF16 == {"output.dense"} and not isinstance(layer.output.dense, Int8Linear)
+    kept = layer.output.dense  # bf16, on the pre-packed matmul where this CPU has it
+    assert isinstance(kept, PackedLinear) if packed_bf16_available() else kept.weight.dtype == torch.bfloat16
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
+
+
+
+@pytest.mark.skipif(not packed_bf16_available(), reason="needs oneDNN's pre-packed bf16 linear and a CPU with native bf16")
+@pytest.mark.parametrize("activation", ["none", "gelu"])
+def test_packed_linear_is_the_bf16_linear(activation):
+    """The pre-packed kernel is F.linear in bf16 (and exact GELU of it), on 1 row or many, any batch shape."""
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 96).to(torch.bfloat16)
+    packed = PackedLinear(linear, activation)
+    for x in (torch.randn(1, 48), torch.randn(37, 48), torch.randn(3, 5, 48)):
+        x = x.to(torch.bfloat16)
+        ref = torch.nn.functional.linear(x, linear.weight, linear.bias)
+        ref = torch.nn.functional.gelu(ref.float()).to(torch.bfloat16) if activation == "gelu" else ref
+        out = packed(x)
+        assert out.shape == ref.shape and out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=2e-2)
 
 
 def test_dense_is_exact_fp32_and_the_default_is_auto():
@@ -102,6 +121,11 @@ def test_bf16_runs_on_one_bf16_copy_and_fp32_on_the_model_itself(outside_engine)
     assert copy is encoder.weights_at("bf16") is not encoder.model  # made once
     assert {p.dtype for p in copy.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
+    if packed_bf16_available():  # encoder Linear layers pre-packed, Q/K/V as one, GELU fused
+        layer = copy.base_model.encoder.layer[0]
+        assert isinstance(layer.attention.self.qkv, PackedLinear) and isinstance(layer.output.dense, PackedLinear)
+        assert isinstance(layer.intermediate, PackedLinear) and layer.intermediate.activation == "gelu"
+        assert not any(type(m) is torch.nn.Linear for m in copy.base_model.encoder.modules())
     with pytest.raises(ValueError, match="not a resolved precision"):
         encoder.weights_at("auto")
     # every config of one loaded model shares the encoder, so the copy is made once (the app holds several)
