@@ -101,7 +101,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     (N, H) matrix (as in the "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
     In fp32 only the attention itself sees the padded (B, T) layout: the fused kernel, so fp32 stays
     bit for bit the dense model. In reduced precision attention too runs on the packed rows, one
-    sequence at a time (:func:`packed_attention`). Padding slots come out as zeros.
+    sequence at a time (:func:`packed_attention`), except at a layer that feeds a pruning decision
+    (its signals need the probabilities). Padding slots come out as zeros.
 
     ``context``: frozen states of pruned tokens (B, Tc, H): the tokens attend to them as extra keys
     and values, but they are not updated (no query, no feed-forward): kept tokens keep the context
@@ -112,7 +113,7 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     B, T, H = hidden.shape
     attn = layer.attention.self
     n_heads = attn.num_attention_heads
-    by_sequence = hidden.dtype != torch.float32 and not need_signals and context is None
+    by_sequence = hidden.dtype != torch.float32 and not need_signals
     index = real_token_index(valid, always=by_sequence)
     if index is None:
         x = hidden.reshape(B * T, H) if by_sequence else hidden  # (B*T, H) or (B, T, H)
@@ -127,7 +128,13 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     signals = None
     if by_sequence:
         lengths = [T] * B if index is None else valid.sum(dim=1).tolist()
-        out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling)  # (N, H)
+        frozen = None
+        if context is not None:  # the frozen tokens' keys and values, packed the same way
+            c_index = real_token_index(context.valid, always=True)
+            c_x = context.hidden.reshape(-1, H)  # (B*Tc, H)
+            c_x = c_x if c_index is None else c_x.index_select(0, c_index)  # (Nc, H)
+            frozen = (attn.key(c_x), attn.value(c_x), context.valid.sum(dim=1).tolist())
+        out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling, frozen)  # (N, H)
     else:
         q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
         q = _heads(q, n_heads)  # (B, nh, T, dh)
@@ -151,11 +158,14 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
-                     scaling: float) -> torch.Tensor:
+                     scaling: float, frozen: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+                     ) -> torch.Tensor:
     """Self-attention over packed rows, one sequence at a time, no mask: (N, H) -> (N, H).
 
     q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
-    consecutive sequences of ``lengths`` tokens. Why not SDPA in bf16: on CPUs without AMX (AVX-512
+    consecutive sequences of ``lengths`` tokens. ``frozen``: keys (Nc, H), values (Nc, H) and
+    per-sequence counts of frozen context tokens (pruned tokens' states, :func:`run_layer`), packed
+    the same way; each sequence also attends to its own. Why not SDPA in bf16: on CPUs without AMX (AVX-512
     BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32
     (results/benchmark_roof.json: ~105 GFLOP/s either way; ~half of a bf16 forward), while a plain
     bf16 matmul, softmax and matmul over one sequence's (nh, n, n) scores — small enough to stay in
@@ -167,12 +177,18 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     N, H = q.shape
     dh = H // n_heads
     out = q.new_empty(N, H)  # (N, H)
-    start = 0
-    for n in lengths:
+    start = c_start = 0
+    for b, n in enumerate(lengths):
         rows = slice(start, start + n)
+        keys, values = k[rows], v[rows]  # (n, H)
+        if frozen is not None:  # its frozen context after its own tokens: (n + nc, H)
+            c_rows = slice(c_start, c_start + frozen[2][b])
+            keys, values = torch.cat([keys, frozen[0][c_rows]]), torch.cat([values, frozen[1][c_rows]])
+            c_start += frozen[2][b]
+        m = keys.size(0)
         qb = q[rows].view(n, n_heads, dh).transpose(0, 1) * scaling  # (nh, n, dh)
-        kb = k[rows].view(n, n_heads, dh).permute(1, 2, 0)  # (nh, dh, n)
-        vb = v[rows].view(n, n_heads, dh).transpose(0, 1)  # (nh, n, dh)
+        kb = keys.view(m, n_heads, dh).permute(1, 2, 0)  # (nh, dh, m)
+        vb = values.view(m, n_heads, dh).transpose(0, 1)  # (nh, m, dh)
         context = torch.matmul(torch.matmul(qb, kb).softmax(dim=-1), vb)  # (nh, n, dh)
         out[rows].view(n, n_heads, dh).copy_(context.transpose(0, 1))
         start += n

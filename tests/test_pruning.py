@@ -735,11 +735,22 @@ def test_packed_attention_is_masked_attention_on_each_sequence():
     fused = torch.cat(packed, dim=1)  # (N, 3H)
     out_views = packed_attention(*fused.chunk(3, dim=1), lengths, n_heads, scaling=(H // n_heads) ** -0.5)
     torch.testing.assert_close(out_views, out, atol=0, rtol=0)
+    # frozen context: each sequence also attends to its own frozen tokens' keys and values, no one else's
+    counts = [2, 0, 3, 1]
+    c_valid = torch.arange(3)[None, :] < torch.tensor(counts)[:, None]  # (4, 3)
+    ck, cv = torch.randn(4, 3, H), torch.randn(4, 3, H)
+    kv_valid = torch.cat([valid, c_valid], dim=1)  # (4, 15)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        _heads(q, n_heads), _heads(torch.cat([k, ck], 1), n_heads), _heads(torch.cat([v, cv], 1), n_heads),
+        attn_mask=kv_valid[:, None, None, :]).transpose(1, 2).reshape(4, 12, H)[valid]
+    out = packed_attention(*packed, lengths, n_heads, (H // n_heads) ** -0.5, (ck[c_valid], cv[c_valid], counts))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_bf16_layer_runs_attention_on_packed_rows_and_keeps_padding_zero(outside_engine):
     """A bf16 layer (packed attention) gives the fp32 layer's states on the real tokens within bf16
-    rounding, with or without padding in the batch, and zeros in the padding slots."""
+    rounding, with or without padding in the batch and with or without frozen context, and zeros in
+    the padding slots."""
     import copy
 
     torch.manual_seed(0)
@@ -748,7 +759,12 @@ def test_bf16_layer_runs_attention_on_packed_rows_and_keeps_padding_zero(outside
     for lengths in ([30, 4, 28, 3], [30, 30]):
         valid = torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]
         hidden = torch.randn(len(lengths), 30, outside_engine.encoder.hidden)
-        ref, _ = run_layer(layer, hidden, valid)
-        out, _ = run_layer(layer16, hidden.bfloat16(), valid)
-        assert not out[~valid].any()
-        torch.testing.assert_close(out[valid].float(), ref[valid], atol=0.1, rtol=0.05)
+        c_valid = torch.arange(5)[None, :] < torch.tensor([5, 0, 2, 1][:len(lengths)])[:, None]
+        context = Sequences(hidden=torch.randn(len(lengths), 5, outside_engine.encoder.hidden),
+                            positions=torch.zeros(len(lengths), 5, dtype=torch.long), valid=c_valid)
+        context16 = Sequences(hidden=context.hidden.bfloat16(), positions=context.positions, valid=c_valid)
+        for ctx, ctx16 in ((None, None), (context, context16)):
+            ref, _ = run_layer(layer, hidden, valid, context=ctx)
+            out, _ = run_layer(layer16, hidden.bfloat16(), valid, context=ctx16)
+            assert not out[~valid].any()
+            torch.testing.assert_close(out[valid].float(), ref[valid], atol=0.1, rtol=0.05)

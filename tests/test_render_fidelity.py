@@ -42,6 +42,8 @@ def test_op_kinds_and_time_shares_leave_the_rest_as_other():
 
     assert op_kind("aten::addmm") == "linear"
     assert op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert op_kind("aten::_softmax") == op_kind("aten::bmm") == "attention"  # reduced precision's packed attention
+    assert op_kind("mkldnn::_linear_pointwise") == op_kind("onednn::qlinear_pointwise") == "linear"
     assert op_kind("aten::native_layer_norm") == "layer_norm"
     assert op_kind("aten::index_select") is None
     shares = time_shares([("aten::addmm", 2.0), ("aten::gelu", 1.0), ("aten::index_select", 3.0)], wall_s=10.0)
@@ -58,4 +60,11 @@ def test_roof_table_reports_each_system_against_its_precisions_roof():
            "systems": {"dense bf16": {"16": {"achieved_gflops_per_s": 200.0, "fraction_of_roof": 0.5}}}}
     table = roof_table(res)
     assert "| dense bf16 | – | 200 (50.0%) |" in table
-    assert "fp32 100, bf16 101 GFLOP/s" in table and "share of a dense annotate call" not in table
+    assert "fp32 100 (torch's fused kernel), bf16 101 GFLOP/s" in table and "share of a dense annotate call" not in table
+
+
+def test_speed_cells_show_the_spread_of_the_rounds():
+    from training.render_readme import _speed_cell
+
+    assert _speed_cell({"speedup_median": 3.0, "speedup_per_round": [3.5, 2.5, 3.0]}) == "**3.00×** (2.50–3.50)"
+    assert _speed_cell({"speedup_median": 1.5, "speedup_per_round": [1.5]}) == "**1.50×**"

@@ -10,9 +10,9 @@ results/benchmark_precision.json times dense bf16 on the same abstracts). Achiev
 = analytic FLOPs per abstract (bioprune.flops, multiply-add = 2) × abstracts/s; the roof is the
 matmul's FLOP/s at the precision the system ran in. What the forward spends outside matmuls
 (attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
-measurements say where it goes: the fused attention kernel's own FLOP/s at the model's head shape
-(12 heads of 32 dimensions: each score costs a 32-long dot product, too short for the matmul
-units), and the share of a dense annotate call's wall clock each kind of op takes (torch.profiler,
+measurements say where it goes: the attention's own FLOP/s at the model's head shape (12 heads of
+32 dimensions: each score costs a 32-long dot product, too short for the matmul units; fp32 runs
+torch's fused kernel, bf16 the engine's packed per-sequence attention), and the share of a dense annotate call's wall clock each kind of op takes (torch.profiler,
 self time) at fp32 and at bf16 (``--data``).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
+from bioprune.encoder import packed_attention  # noqa: E402
 from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.precision import resolve_precision  # noqa: E402
@@ -38,8 +39,8 @@ SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abs
 ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
 # Profiler op names (substrings) by kind; the rest of the wall clock is "other" (Python, gathers,
 # tokenization, decoding).
-OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "onednn"),
-            "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "aten::softmax"),
+OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_linear_pointwise", "onednn"),
+            "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "softmax"),
             "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
 
 
@@ -64,13 +65,18 @@ def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
 
 
 def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
-    """Best FLOP/s of fused attention (``scaled_dot_product_attention``, what every layer without a
-    pruning decision runs) at :data:`ATTENTION_SHAPE` in ``dtype``: 4·B·heads·T²·d FLOPs (scores and
-    weighted sum)."""
+    """Best FLOP/s of the attention every layer without a pruning decision runs, at
+    :data:`ATTENTION_SHAPE` in ``dtype``: 4·B·heads·T²·d FLOPs (scores and weighted sum). fp32: the
+    fused kernel (``scaled_dot_product_attention``); bf16: :func:`bioprune.encoder.packed_attention`
+    over the same sequences packed, the engine's reduced-precision attention."""
     b, h, t, d = ATTENTION_SHAPE
-    q, k, v = (torch.randn(b, h, t, d).to(dtype) for _ in range(3))
-    return 4 * b * h * t * t * d / fastest_s(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
-                                             repeats)
+    if dtype == torch.float32:
+        q, k, v = (torch.randn(b, h, t, d) for _ in range(3))
+        run = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    else:
+        q, k, v = (torch.randn(b * t, h * d).to(dtype) for _ in range(3))  # (N, H) packed rows
+        run = lambda: packed_attention(q, k, v, [t] * b, h, d ** -0.5)  # noqa: E731
+    return 4 * b * h * t * t * d / fastest_s(run, repeats)
 
 
 def op_kind(name: str) -> str | None:

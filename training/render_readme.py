@@ -443,8 +443,9 @@ def roof_table(res: dict) -> str:
         out.append(f"| {name} | {' | '.join(cells)} |")
     out += ["", f"Roof (one {' × '.join(map(str, res['matmul_shape'][:2]))} by {res['matmul_shape'][1]} × "
             f"{res['matmul_shape'][2]} matmul, {res['threads']} threads{', ' + res['cpu'] if res.get('cpu') else ''}): fp32 {roof['fp32']:.0f}, bf16 "
-            f"{roof['bf16']:.0f} GFLOP/s. Fused attention at the model's shape (batch, heads, tokens, head dim = "
-            f"{tuple(res['attention_shape'])}): fp32 {attn['fp32']:.0f}, bf16 {attn['bf16']:.0f} GFLOP/s."]
+            f"{roof['bf16']:.0f} GFLOP/s. The engine's attention at the model's shape (batch, heads, tokens, head dim = "
+            f"{tuple(res['attention_shape'])}): fp32 {attn['fp32']:.0f} (torch's fused kernel), bf16 "
+            f"{attn['bf16']:.0f} GFLOP/s (packed, one sequence at a time)."]
     if (shares := res.get("dense_time_shares")):
         kinds = list(next(iter(shares.values())))
         out += ["", "| share of a dense annotate call | " + " | ".join(kinds) + " |",
@@ -473,6 +474,14 @@ PRECISION_ROWS = (
 )
 
 
+def _speed_cell(batch: dict) -> str:
+    """A benchmark_pruning batch result as "median× (slowest–fastest round)": on a shared host the
+    rounds spread widely, and a reader should see how far."""
+    rounds = batch.get("speedup_per_round", [])
+    spread = f" ({min(rounds):.2f}–{max(rounds):.2f})" if len(rounds) > 1 else ""
+    return f"**{batch['speedup_median']:.2f}×**{spread}"
+
+
 def precision_table() -> str | None:
     """Speed, F1 and fidelity of dense and the MLP default at fp32 and at the default precision."""
     out = ["| setting | runs at | F1 test (drop vs dense fp32) | entity agreement with dense fp32: test "
@@ -495,7 +504,7 @@ def precision_table() -> str | None:
                 medline = f"{row['f1']['micro']:.4f} ({row['f1']['Chemical']:.4f} / {row['f1']['Disease']:.4f})"
         speeds = ["1.00×", "1.00×"] if bench_file is None else ["–", "–"]
         if bench is not None:
-            speeds = [f"**{bench['batch'][bs]['speedup_median']:.2f}×**" for bs in ("16", "1") if bs in bench["batch"]]
+            speeds = [_speed_cell(bench["batch"][bs]) for bs in ("16", "1") if bs in bench["batch"]]
             commands.append(f"`{bench['command']}`")
         runs_at = ev.get("precision", ev["config"].get("precision", "fp32"))
         out.append(f"| {label} | {runs_at} | {f1:.4f}{drop} | {agree} | {medline} | {' | '.join(speeds)} |")
@@ -505,7 +514,8 @@ def precision_table() -> str | None:
     out += ["", "BC5CDR test (500 abstracts), shipped model; agreement = exact-match F1 of the entities against the "
             "exact dense fp32 model's; MEDLINE = the held-out second half of the slice "
             "(`python training/fidelity_medline.py [--precision fp32]`); speed = median of alternating rounds "
-            "against dense fp32 in one process, 2 CPU threads (AMD EPYC with AVX-512 BF16). Commands: "
+            "against dense fp32 in one process (in brackets: the slowest and the fastest round), 2 CPU threads "
+            "(AMD EPYC with AVX-512 BF16). Commands: "
             + "; ".join(dict.fromkeys(commands)) + "."]
     return "\n".join(out)
 
