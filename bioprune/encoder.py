@@ -100,9 +100,9 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     against 4nH for attention) run on the real tokens packed into one
     (N, H) matrix (as in the "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
     In fp32 only the attention itself sees the padded (B, T) layout: the fused kernel, so fp32 stays
-    bit for bit the dense model. In reduced precision attention too runs on the packed rows, one
-    sequence at a time (:func:`packed_attention`), except at a layer that feeds a pruning decision
-    (its signals need the probabilities). Padding slots come out as zeros.
+    bit for bit the dense model. In reduced precision on a CPU attention too runs on the packed rows,
+    one sequence at a time (:func:`packed_attention`), except at a layer that feeds a pruning
+    decision (its signals need the probabilities). Padding slots come out as zeros.
 
     ``context``: frozen states of pruned tokens (B, Tc, H): the tokens attend to them as extra keys
     and values, but they are not updated (no query, no feed-forward): kept tokens keep the context
@@ -113,7 +113,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     B, T, H = hidden.shape
     attn = layer.attention.self
     n_heads = attn.num_attention_heads
-    by_sequence = hidden.dtype != torch.float32 and not need_signals
+    # reduced precision on a CPU: packed attention; on a GPU, one fused kernel beats a loop of small ones
+    by_sequence = hidden.dtype != torch.float32 and hidden.device.type == "cpu" and not need_signals
     index = real_token_index(valid, always=by_sequence)
     if index is None:
         x = hidden.reshape(B * T, H) if by_sequence else hidden  # (B*T, H) or (B, T, H)
