@@ -166,13 +166,12 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
     consecutive sequences of ``lengths`` tokens. ``frozen``: keys (Nc, H), values (Nc, H) and
     per-sequence counts of frozen context tokens (pruned tokens' states, :func:`run_layer`), packed
-    the same way; each sequence also attends to its own. Why not SDPA in bf16: on CPUs without AMX (AVX-512
-    BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32
-    (results/benchmark_roof.json: ~105 GFLOP/s either way; ~half of a bf16 forward), while a plain
-    bf16 matmul, softmax and matmul over one sequence's (nh, n, n) scores — small enough to stay in
-    cache, and to be reused by the allocator rather than faulted in fresh — cut a bf16 forward by
-    ~20% (README, "How close to the machine"); working on the packed rows also spares the padded
-    layout's copies. Scores are rounded to bf16 before the softmax (which accumulates in fp32), one
+    the same way; each sequence also attends to its own. Why not SDPA in bf16: on CPUs without AMX
+    (AVX-512 BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32 and took
+    about half of a bf16 forward, while a plain bf16 matmul, softmax and matmul over one sequence's
+    (nh, n, n) scores — small enough to stay in cache, and to be reused by the allocator rather than
+    faulted in fresh — run faster (its FLOP/s and share of a forward: results/benchmark_roof.json);
+    working on the packed rows also spares the padded layout's copies. Scores are rounded to bf16 before the softmax (which accumulates in fp32), one
     rounding more than the fused kernel; agreement is measured with the precision.
     """
     N, H = q.shape

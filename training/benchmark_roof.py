@@ -12,8 +12,9 @@ matmul's FLOP/s at the precision the system ran in. What the forward spends outs
 (attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
 measurements say where it goes: the attention's own FLOP/s at the model's head shape (12 heads of
 32 dimensions: each score costs a 32-long dot product, too short for the matmul units; fp32 runs
-torch's fused kernel, bf16 the engine's packed per-sequence attention), and the share of a dense annotate call's wall clock each kind of op takes (torch.profiler,
-self time) at fp32 and at bf16 (``--data``).
+torch's fused kernel, bf16 the engine's packed per-sequence attention), and the share of a dense
+annotate call's wall clock each kind of op takes (torch.profiler, self time) at fp32 and at bf16
+(``--data``).
 """
 from __future__ import annotations
 
