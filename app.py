@@ -19,6 +19,9 @@ def main() -> None:
     import signal
     import sys
 
+    from bioprune.batch_run import limit_malloc_growth
+
+    limit_malloc_growth()  # before torch starts threads: tensors reuse the heap (docs/batch_annotation.md)
     import torch
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a normal exit, so the temp directory is removed

@@ -36,7 +36,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, RunStats
+from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, MEMORY_MODES, RunStats
 from bioprune.errors import InputError
 
 JOB_SUMMARY = "summary.json"  # the job's totals in the output directory; its lock is summary.json.lock
@@ -62,7 +62,7 @@ class RayJob:
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
     fingerprint: dict = field(default_factory=dict)  # the job identity, for each file's journal
     quiet: bool = False  # no Ray Data progress bars or progress logging
-    memory: str = "flat"  # the actors' malloc set-up (bioprune.batch_run.limit_malloc_growth)
+    memory: str = MEMORY_MODES[0]  # the actors' malloc set-up (bioprune.batch_run.limit_malloc_growth)
     max_doc_chars: int | None = DEFAULT_MAX_DOC_CHARS  # longer documents are failed records; None: no limit
 
     def shard_fingerprint(self, source: str | Path) -> dict:

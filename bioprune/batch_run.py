@@ -147,25 +147,27 @@ def iter_all_records(paths: Sequence[str | Path], input_format: str = "auto", *,
             yield screen_record(record, str(path), fmt, max_doc_chars)
 
 
-M_MMAP_THRESHOLD = -3  # glibc mallopt parameters
-M_ARENA_MAX = -8
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -3, -4, -8  # glibc mallopt parameters
 MMAP_THRESHOLD_BYTES = 1 << 20  # in "flat" mode, allocations from 1 MiB up (tensors) get their own mapping
-MEMORY_MODES = ("flat", "fast")
+KEEP_HEAP_BYTES = (1 << 31) - 1  # in "fast" mode, free heap at the top is given back only past this (mallopt's int max)
+MEMORY_MODES = ("fast", "flat")  # the first is the default
 
 
-def limit_malloc_growth(mode: str = "flat", arenas: int = 2) -> bool:
+def limit_malloc_growth(mode: str = MEMORY_MODES[0], arenas: int = 2) -> bool:
     """Set glibc malloc up for a long batch run; call before torch or the tokenizer start threads.
 
-    A batch run allocates tensors of ever-new shapes (batches are as long as their documents). glibc
-    raises its mmap threshold each time a mapped block is freed (up to 32 MiB), so after warm-up
-    tensors live in the heap, and freed holes of different sizes pile up: the peak RSS grows with
-    the input although the working set does not. Both modes cap the arenas at ``arenas`` (like
-    ``MALLOC_ARENA_MAX``), which bounds the per-thread heaps. ``"flat"`` also fixes the threshold at
-    1 MiB (like ``MALLOC_MMAP_THRESHOLD_``): every tensor gets its own mapping, returned to the OS
-    when freed, so the peak stays flat however long the input (MEDLINE slice given 1x, 4x, 16x:
-    results/benchmark_batch.json) — but fresh mappings are page-faulted in for every tensor, which
-    cost about 30% of throughput on a 2-core machine. ``"fast"`` keeps glibc's adaptive threshold.
-    False where there is no glibc.
+    Both modes cap the arenas at ``arenas`` (like ``MALLOC_ARENA_MAX``), which bounds the
+    per-thread heaps. ``"fast"`` (the default) keeps every tensor in the heap and the heap at its
+    high-water mark (``mallopt`` M_MMAP_MAX 0 and a 2 GiB trim threshold, like
+    ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``): a forward's freed buffers serve the next
+    one, so no page is faulted in twice. glibc's own strategy mapped every tensor over its mmap
+    threshold (up to 32 MiB) afresh and unmapped it when freed, and on 2 cores the page faults took
+    about half of a bf16 run's time. The peak is the largest working set plus the heap's holes; it
+    stays bounded because the batches' shapes repeat (:mod:`bioprune.shapes`). ``"flat"`` fixes the
+    threshold at 1 MiB instead (like ``MALLOC_MMAP_THRESHOLD_``): every tensor gets its own mapping,
+    returned to the OS when freed, for the lowest peak, at the price of those page faults.
+    results/benchmark_batch.json measures both at 1x and 16x the MEDLINE slice. False where there
+    is no glibc.
     """
     if mode not in MEMORY_MODES:
         raise ValueError(f"memory mode must be one of {MEMORY_MODES}, got {mode!r}")
@@ -176,8 +178,9 @@ def limit_malloc_growth(mode: str = "flat", arenas: int = 2) -> bool:
         return False
     if mallopt is None:
         return False
-    ok = bool(mallopt(M_ARENA_MAX, arenas))
-    return ok and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) if mode == "flat" else ok
+    settings = [(M_ARENA_MAX, arenas)] + ([(M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEEP_HEAP_BYTES)] if mode == "fast"
+                                          else [(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)])
+    return all([bool(mallopt(param, value)) for param, value in settings])
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:

@@ -19,6 +19,8 @@ import logging
 import torch
 from torch import nn
 
+from bioprune.shapes import padded_rows
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,9 +59,9 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         post = ("gelu", [], "none") if self.activation == "gelu" else ("none", [], "")
-        out = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), self.packed, self.bias,
-                                                 *post)  # (M, N)
-        return out.view(*shape[:-1], self.out_features)
+        rows = x.reshape(-1, self.in_features)  # (M, K)
+        out = torch.ops.mkldnn._linear_pointwise(padded_rows(rows), self.packed, self.bias, *post)  # (M', N)
+        return out[:rows.size(0)].view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from bioprune.batch_run import MEMORY_MODES, limit_malloc_growth
 from bioprune.errors import InputError
 
 logger = logging.getLogger("bioprune")
@@ -315,9 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     # batch_run.MEMORY_MODES, spelled out: importing batch_run here would load torch before the arena cap
-    p.add_argument("--memory", default="flat", choices=["flat", "fast"],
-                   help="flat (default): peak memory does not grow with the input; fast: glibc's own "
-                        "allocation strategy, about 30%% faster on 2 cores, but peak memory grows with the input")
+    p.add_argument("--memory", default=MEMORY_MODES[0], choices=MEMORY_MODES,
+                   help="fast (default): tensors reuse the heap, no page is faulted in twice; flat: every "
+                        "tensor mapped afresh and given back, for the lowest peak memory, about half the "
+                        "speed on 2 cores (docs/batch_annotation.md)")
     ray_group = p.add_argument_group("Ray (pip install \"bioprune[ray]\")")
     ray_group.add_argument("--ray", action="store_true",
                            help="run on Ray Data: one actor per model, one input file per shard")
@@ -338,10 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bioprune.batch_run import limit_malloc_growth
-
     args = build_parser().parse_args(argv)
-    limit_malloc_growth(getattr(args, "memory", "flat"))  # before torch or the tokenizer start threads
+    limit_malloc_growth(getattr(args, "memory", MEMORY_MODES[0]))  # before torch or the tokenizer start threads
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.batch_size < 1:
         print(f"bioprune: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)

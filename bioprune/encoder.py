@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from bioprune.importance import row_attention_signals
+from bioprune.shapes import bucketed_tokens
 
 
 @dataclass
@@ -171,8 +172,11 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     about half of a bf16 forward, while a plain bf16 matmul, softmax and matmul over one sequence's
     (nh, n, n) scores — small enough to stay in cache, and to be reused by the allocator rather than
     faulted in fresh — run faster (its FLOP/s and share of a forward: results/benchmark_roof.json);
-    working on the packed rows also spares the padded layout's copies. Scores are rounded to bf16 before the softmax (which accumulates in fp32), one
-    rounding more than the fused kernel; agreement is measured with the precision.
+    working on the packed rows also spares the padded layout's copies. Scores are rounded to bf16
+    before the softmax (which accumulates in fp32), one rounding more than the fused kernel;
+    agreement is measured with the precision. Each sequence's queries and keys are zero-padded to
+    :func:`bioprune.shapes.bucketed_tokens` (padded keys masked out) so that the matmul shapes
+    repeat and oneDNN's compiled kernels are reused.
     """
     N, H = q.shape
     dh = H // n_heads
@@ -186,11 +190,17 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
             keys, values = torch.cat([keys, frozen[0][c_rows]]), torch.cat([values, frozen[1][c_rows]])
             c_start += frozen[2][b]
         m = keys.size(0)
-        qb = q[rows].view(n, n_heads, dh).transpose(0, 1) * scaling  # (nh, n, dh)
-        kb = keys.view(m, n_heads, dh).permute(1, 2, 0)  # (nh, dh, m)
-        vb = values.view(m, n_heads, dh).transpose(0, 1)  # (nh, m, dh)
-        context = torch.matmul(torch.matmul(qb, kb).softmax(dim=-1), vb)  # (nh, n, dh)
-        out[rows].view(n, n_heads, dh).copy_(context.transpose(0, 1))
+        n_pad, m_pad = bucketed_tokens(n), bucketed_tokens(m)  # shapes that repeat (bioprune.shapes)
+        qb = q.new_zeros(n_heads, n_pad, dh)  # (nh, n_pad, dh): rows past n are padding
+        qb[:, :n] = q[rows].view(n, n_heads, dh).transpose(0, 1) * scaling
+        kv = k.new_zeros(2, m_pad, H)  # keys and values, rows past m are padding
+        kv[0, :m], kv[1, :m] = keys, values
+        kb = kv[0].view(m_pad, n_heads, dh).permute(1, 2, 0)  # (nh, dh, m_pad)
+        vb = kv[1].view(m_pad, n_heads, dh).transpose(0, 1)  # (nh, m_pad, dh)
+        scores = torch.matmul(qb, kb)  # (nh, n_pad, m_pad)
+        scores[:, :, m:] = float("-inf")  # padded keys get no weight
+        context = torch.matmul(scores.softmax(dim=-1), vb)  # (nh, n_pad, dh)
+        out[rows].view(n, n_heads, dh).copy_(context[:, :n].transpose(0, 1))
         start += n
     return out
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
+from bioprune.shapes import padded_rows
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +110,14 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        q, x_scale, x_zero = quantize_activation(x.reshape(-1, self.in_features), self.inv_smooth)  # (M, K)
+        rows = x.reshape(-1, self.in_features)  # (M, K)
+        # zero rows leave the range alone (it always holds 0): padding before quantizing is exact
+        q, x_scale, x_zero = quantize_activation(padded_rows(rows), self.inv_smooth)  # (M', K)
         post = ("gelu", [], "none") if self.activation == "gelu" else ("none", [], "")
         out = torch.ops.onednn.qlinear_pointwise.tensor(
             q, x_scale, x_zero, self.packed, self.scale, self.zero, self.bias,
-            1.0, 0, self.out_dtype, *post)  # (M, N)
-        return out.view(*shape[:-1], self.out_features)
+            1.0, 0, self.out_dtype, *post)  # (M', N)
+        return out[:rows.size(0)].view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"

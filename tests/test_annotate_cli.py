@@ -285,10 +285,35 @@ def test_kill_midway_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_mod
     assert [r["id"] for r in _jsonl(killed)] == [r["id"] for r in rows]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+GLIBC_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                                reason="glibc only")
+
+
+@GLIBC_ONLY
 def test_malloc_growth_limits_are_accepted_by_glibc():
-    # mallopt answers 0 for a parameter it does not know: this fails if either constant is wrong
+    # mallopt answers 0 for a parameter it does not know: this fails if any constant is wrong
     assert limit_malloc_growth("flat") is True
     assert limit_malloc_growth("fast") is True
     with pytest.raises(ValueError, match="memory mode"):
         limit_malloc_growth("small")
+
+
+_FAULTS = """
+import resource, sys
+from bioprune.batch_run import limit_malloc_growth
+assert limit_malloc_growth(sys.argv[1])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    block = b"x" * (64 << 20)  # a 64 MiB buffer written through, then freed: a forward's big tensor
+    del block
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@GLIBC_ONLY
+def test_fast_memory_faults_a_big_buffer_in_once_and_flat_every_time():
+    faults = {mode: int(subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("fast", "flat")}
+    pages = (64 << 20) // 4096
+    assert faults["fast"] < 2 * pages  # the freed heap served the next nine
+    assert faults["flat"] > 8 * pages  # mapped afresh each time

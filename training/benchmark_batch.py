@@ -15,8 +15,9 @@ own: the slice is split into ``--shards`` PubMed XML files (whole citations, sam
 - Ray local: ``bioprune annotate SHARDS... --ray --num-actors A --cpus-per-actor C`` with A*C =
   ``--threads``; abstracts/s = documents / the busiest actor's annotate time (actors run in
   parallel; Ray start-up and model loading are reported apart, as end-to-end seconds);
-- memory: the default single-process run on the shards given once and ``--memory-repeats`` times;
-  streaming means the peak RSS should not grow with the input.
+- memory: the default single-process run on the shards given 1, 4 and ``--memory-repeats`` times,
+  in each ``--memory`` mode (:data:`bioprune.batch_run.MEMORY_MODES`): streaming means the peak RSS
+  should not grow with the input; the modes trade peak memory for speed.
 
 The cost of annotating all of PubMed (``--pubmed-abstracts``) follows from the measured per-core
 throughput and an assumed price per core-hour (``--usd-per-core-hour``, an on-demand cloud vCPU; set
@@ -38,6 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bioprune.batch_run import MEMORY_MODES  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
 
 
@@ -96,11 +98,12 @@ def setting_flags(args: BatchBenchArgs, setting: str) -> list[str]:
             "pruned": ["--controller", args.controller, "--lambda", str(args.aggressiveness)]}[setting]
 
 
-def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, setting: str, ray: bool) -> dict:
+def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, setting: str, ray: bool,
+                 memory: str = MEMORY_MODES[0]) -> dict:
     """One ``bioprune annotate`` process: its summary, peak RSS and end-to-end seconds."""
     cmd = [sys.executable, "-m", "bioprune.cli", "annotate", *map(str, inputs), "--output", str(output),
            "--model", args.model, "--quiet", "--batch-size", str(args.batch_size),
-           "--chunk-size", str(args.chunk_size), *setting_flags(args, setting)]
+           "--chunk-size", str(args.chunk_size), "--memory", memory, *setting_flags(args, setting)]
     threads = args.ray_cpus_per_actor if ray else args.threads
     if ray:
         cmd += ["--ray", "--num-actors", str(max(1, args.threads // args.ray_cpus_per_actor)),
@@ -170,15 +173,18 @@ def run(args: BatchBenchArgs) -> dict:
                 runs[name].append(run_annotate(args, shards, out, setting, ray=where == "ray"))
                 print(f"round {r} {name}: {runs[name][-1]['abstracts_per_s']:.1f} abstracts/s", file=sys.stderr)
         systems = {name: _median_entry(rs) for name, rs in runs.items()}
-        memory = {}
-        for repeats in sorted({1, min(4, args.memory_repeats), args.memory_repeats}):
-            out = work / f"memory-{repeats}" / "out.pubtator"
-            out.parent.mkdir()
-            res = run_annotate(args, shards * repeats, out, "default", ray=False)
-            memory[str(repeats)] = {"documents": res["documents"], "peak_rss_mb": res["peak_rss_mb"]}
+        memory: dict[str, dict] = {mode: {} for mode in MEMORY_MODES}
+        for mode in MEMORY_MODES:
+            for repeats in sorted({1, min(4, args.memory_repeats), args.memory_repeats}):
+                out = work / f"memory-{mode}-{repeats}" / "out.pubtator"
+                out.parent.mkdir()
+                res = run_annotate(args, shards * repeats, out, "default", ray=False, memory=mode)
+                memory[mode][str(repeats)] = {k: res[k] for k in ("documents", "peak_rss_mb", "abstracts_per_s")}
+                print(f"memory {mode} x{repeats}: {res['peak_rss_mb']:.0f} MB", file=sys.stderr)
     results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "systems": systems,
-               "memory_peak_rss_by_input_repeats": memory,
-               "memory_growth_ratio": memory[str(args.memory_repeats)]["peak_rss_mb"] / memory["1"]["peak_rss_mb"]}
+               "memory_by_mode": memory,
+               "memory_growth_ratio": {mode: m[str(args.memory_repeats)]["peak_rss_mb"] / m["1"]["peak_rss_mb"]
+                                       for mode, m in memory.items()}}
     for where in ("single", "ray"):
         for setting in ("default", "pruned"):
             if f"{where}_{setting}" in systems:
@@ -211,15 +217,19 @@ def render_markdown(res: dict) -> str:
         rows.append(f"| {label} | {s['abstracts_per_s']:.1f} | {s['ms_per_abstract']:.1f} "
                     f"| {s['abstracts_per_s'] / base:.2f}× | {s['end_to_end_s']:.1f} "
                     f"| {rss:.0f} | {s['pruning']['tokens_pruned_ratio']:.1%} | {s['pruning']['flops_saved_ratio']:.1%} |")
-    mem = res["memory_peak_rss_by_input_repeats"]
+    mem = res["memory_by_mode"]
     c = res["pubmed_cost_estimate"]
     hours = ", ".join(f"{h:.1f} h on {cores} cores" for cores, h in c["wall_hours_by_cluster_cores"].items())
     rows += ["", f"{res['n_abstracts']} citations of `{Path(a['data']).name}` in {a['shards']} files, {a['threads']} CPU "
-             f"cores, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor. "
-             "Memory (the default single-process run, the same files given repeatedly): peak RSS "
-             + ", ".join(f"{m['peak_rss_mb']:.0f} MB for {m['documents']} abstracts" for m in mem.values())
-             + f" (×{res['memory_growth_ratio']:.2f} from the smallest to the largest input).",
-             "",
+             f"cores, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor.",
+             "", "Memory: the default single-process run, the same files given repeatedly, in each `--memory` mode:",
+             "", "| `--memory` | " + " | ".join(f"{m['documents']} abstracts" for m in next(iter(mem.values())).values())
+             + " | growth |", "|---|" + "---|" * (len(next(iter(mem.values()))) + 1)]
+    for mode, runs in res["memory_by_mode"].items():
+        rows.append(f"| {mode}{' (default)' if mode == MEMORY_MODES[0] else ''} | "
+                    + " | ".join(f"{m['peak_rss_mb']:.0f} MB, {m['abstracts_per_s']:.1f}/s" for m in runs.values())
+                    + f" | ×{res['memory_growth_ratio'][mode]:.2f} |")
+    rows += ["",
              f"**All of PubMed** ({a['pubmed_abstracts']:,} abstracts) at the measured "
              f"{c['abstracts_per_s_per_core']:.1f} abstracts/s per core ({names[c['from']]}): "
              f"{c['core_hours']:,.0f} core-hours, about **${c['usd']:,.0f}** at an assumed "
