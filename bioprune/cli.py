@@ -315,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"longer documents are failed records, not annotated (default {DEFAULT_MAX_DOC_CHARS}; "
                         "0: no limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    # batch_run.MEMORY_MODES, spelled out: importing batch_run here would load torch before the arena cap
     p.add_argument("--memory", default=MEMORY_MODES[0], choices=MEMORY_MODES,
                    help="fast (default): tensors reuse the heap, no page is faulted in twice; flat: every "
                         "tensor mapped afresh and given back, for the lowest peak memory, about half the "

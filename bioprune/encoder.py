@@ -198,7 +198,8 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
         kb = kv[0].view(m_pad, n_heads, dh).permute(1, 2, 0)  # (nh, dh, m_pad)
         vb = kv[1].view(m_pad, n_heads, dh).transpose(0, 1)  # (nh, m_pad, dh)
         scores = torch.matmul(qb, kb)  # (nh, n_pad, m_pad)
-        scores[:, :, m:] = float("-inf")  # padded keys get no weight
+        if m_pad > m:
+            scores[:, :, m:] = float("-inf")  # padded keys get no weight
         context = torch.matmul(scores.softmax(dim=-1), vb)  # (nh, n_pad, dh)
         out[rows].view(n, n_heads, dh).copy_(context[:, :n].transpose(0, 1))
         start += n
