@@ -184,17 +184,17 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     start = c_start = 0
     for b, n in enumerate(lengths):
         rows = slice(start, start + n)
-        keys, values = k[rows], v[rows]  # (n, H)
-        if frozen is not None:  # its frozen context after its own tokens: (n + nc, H)
-            c_rows = slice(c_start, c_start + frozen[2][b])
-            keys, values = torch.cat([keys, frozen[0][c_rows]]), torch.cat([values, frozen[1][c_rows]])
-            c_start += frozen[2][b]
-        m = keys.size(0)
+        nc = frozen[2][b] if frozen is not None else 0  # its frozen context, after its own tokens
+        m = n + nc
         n_pad, m_pad = bucketed_tokens(n), bucketed_tokens(m)  # shapes that repeat (bioprune.shapes)
         qb = q.new_zeros(n_heads, n_pad, dh)  # (nh, n_pad, dh): rows past n are padding
         qb[:, :n] = q[rows].view(n, n_heads, dh).transpose(0, 1) * scaling
-        kv = k.new_zeros(2, m_pad, H)  # keys and values, rows past m are padding
-        kv[0, :m], kv[1, :m] = keys, values
+        kv = k.new_zeros(2, m_pad, H)  # keys and values (m_pad, H), rows past m are padding
+        kv[0, :n], kv[1, :n] = k[rows], v[rows]
+        if nc:
+            c_rows = slice(c_start, c_start + nc)
+            kv[0, n:m], kv[1, n:m] = frozen[0][c_rows], frozen[1][c_rows]
+            c_start += nc
         kb = kv[0].view(m_pad, n_heads, dh).permute(1, 2, 0)  # (nh, dh, m_pad)
         vb = kv[1].view(m_pad, n_heads, dh).transpose(0, 1)  # (nh, m_pad, dh)
         scores = torch.matmul(qb, kb)  # (nh, n_pad, m_pad)

@@ -4,8 +4,8 @@ torch runs bf16 and int8 matmuls on the CPU through oneDNN, which JIT-compiles a
 every new shape (about 1.5 ms each on the 2-core EPYC we measure on) and keeps up to 1024 of them
 in a cache, ~0.7 MB apiece. Packed batches bring a new row count almost every call (the batch's
 real tokens), and per-sequence attention one per sequence length, so a long ``bioprune annotate``
-run compiled again and again and its peak memory grew with the input (the ~1,000 MB rise from 1x to
-16x the MEDLINE slice, results/benchmark_batch.json before this module). Rounded row counts repeat:
+run compiled again and again and its peak memory grew with the input (1381 MB for the MEDLINE
+slice, 1943 MB for 16x it, results/benchmark_batch.json before this module). Rounded row counts repeat:
 compiled once, cached, memory bounded. fp32 runs through MKL's sgemm, which compiles nothing, and
 keeps its exact shapes (``--precision fp32`` stays bit for bit).
 """
