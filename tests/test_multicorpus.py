@@ -225,3 +225,49 @@ def test_every_registered_corpus_loads_and_maps():
         docs = read_checked(path)
         check_types(path, docs, corpus)  # no unknown type, every target names one
         assert docs and corpus.annotates
+
+
+# --- distillation ----------------------------------------------------------------------------------
+
+def test_distillation_loss_is_zero_on_the_teachers_own_distribution_and_pulls_toward_it():
+    from training.multicorpus import distillation_loss
+
+    torch.manual_seed(0)
+    teacher_logits = torch.randn(2, 4, len(LABELS))  # (B, T, C)
+    content = torch.tensor([[False, True, True, False], [False, True, True, True]])
+    for temperature in (1.0, 2.0):
+        soft = (teacher_logits / temperature).softmax(-1)
+        assert distillation_loss(teacher_logits, soft, content, temperature).abs() < 1e-5
+    student = torch.zeros(2, 4, len(LABELS), requires_grad=True)
+    soft = teacher_logits.softmax(-1)
+    loss = distillation_loss(student, soft, content, 1.0)
+    loss.backward()
+    assert loss > 0.1
+    assert torch.all(student.grad[~content] == 0)  # [CLS], [SEP] and padding teach nothing
+    stepped = distillation_loss(student.detach() - 1.0 * student.grad, soft, content, 1.0)
+    assert stepped < loss  # a gradient step moves toward the teachers
+
+
+def test_teachers_and_unlabelled_text_train_and_are_recorded(data, tiny_model_dir, tmp_path, capsys):
+    fixtures = Path(__file__).parent / "fixtures"
+    medline = fixtures / "pubmed_current.xml"
+    out = tmp_path / "student"
+    argv = _argv(data, tiny_model_dir, out, "--teachers", str(tiny_model_dir), "--distill-weight", "0.5",
+                 "--distill-temperature", "2", "--unlabelled", str(medline), str(fixtures / "sample.pubtator"))
+    assert main(argv) == 0
+    run = json.loads((out / "training_run.json").read_text())
+    unlabelled = {Path(c["file"]).name: c["documents"] for c in run["corpora"] if c["corpus"] == "unlabelled"}
+    from bioprune.io.pubmed_xml import iter_pubmed_xml
+
+    citations = [d for d in iter_pubmed_xml(medline) if d.text.strip()]
+    assert unlabelled["pubmed_current.xml"] == len(citations) // 2  # the second half is never trained on
+    assert unlabelled["sample.pubtator"] > 0
+    assert run["args"]["teachers"] == [str(tiny_model_dir)] and str(Path(tiny_model_dir) / "model.safetensors") in run["data"]
+    plain = json.loads((tmp_path / "plain" / "training_run.json").read_text()) if main(
+        _argv(data, tiny_model_dir, tmp_path / "plain")) == 0 else None
+    assert plain["epochs"][0]["train_loss"] != run["epochs"][0]["train_loss"]  # the teachers' term is in the loss
+
+    err = _one_line_error(capsys, _argv(data, tiny_model_dir, tmp_path / "o5", "--unlabelled", str(medline)))
+    assert "--unlabelled" in err and "--teachers" in err
+    err = _one_line_error(capsys, _argv(data, tiny_model_dir, tmp_path / "o6", "--teachers", str(tiny_model_dir)))
+    assert "--distill-weight" in err

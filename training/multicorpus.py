@@ -12,6 +12,12 @@ stands for its files) maps its types to ours, and each token gets the set of BIO
 with it; the loss is -log of the probability mass on that set, times the corpus's weight, averaged
 over the tokens that have a say. BC5CDR's set is its gold tag, so for it this is cross-entropy.
 
+Distillation: with ``--teachers`` (models fine-tuned from the same base, e.g. runs of this script
+with other seeds or data mixes) and ``--distill-weight``, every content token also learns the
+teachers' averaged label probabilities (soft labels, Hinton et al. 2015): on the corpora this fills
+in what a corpus does not annotate, and ``--unlabelled`` text (the MEDLINE slice's first half, the
+corpora's texts) trains through the teachers alone.
+
 Leaks and duplicates: documents whose PMID is in ``--dev`` or a ``--held-out`` file never train
 (counted per file in the log); a PMID is trained on from one file only: gold before silver, full
 annotation before partial, then the given order (BioRED re-annotates 51 BC5CDR training abstracts
@@ -50,7 +56,7 @@ from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
 from bioprune.errors import InputError
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABEL_TO_ID, LABELS
-from training.corpora import CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
+from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
 from training.finetune import adamw, build_examples, collate, default_base, make_batches, md5, save_model, score_dev
 
@@ -94,6 +100,18 @@ class MulticorpusArgs:
     other_entity_allows_disease: bool = field(default=False, metadata={
         "help": "gene/variant/enzyme tokens may be Disease where the corpus does not annotate diseases "
                 "(default: they are O)"})
+    teachers: tuple[str, ...] = field(default=(), metadata={
+        "help": "model folders (same tokenizer) whose label probabilities, averaged, the model also learns "
+                "on every content token: distillation from an ensemble (needs --distill-weight)"})
+    distill_weight: float = field(default=0.0, metadata={
+        "help": "weight of the distillation term (T^2 KL(teachers || model) per content token) next to the "
+                "partial-annotation loss; 0: no teachers"})
+    distill_temperature: float = field(default=1.0, metadata={
+        "help": "softmax temperature of teachers and model in the distillation term (Hinton et al. 2015)"})
+    unlabelled: tuple[str, ...] = field(default=(), metadata={
+        "help": "PubTator or PubMed XML files whose text trains through the teachers only (their mentions "
+                "are ignored); of a PubMed XML file only the first half of the citations, the second half "
+                "is where fidelity is measured"})
     limit_docs_per_file: int = field(default=0, metadata={
         "help": "train on a seeded sample of this many documents per file (0: all): a smoke run"})
     save_fp16: bool = field(default=True, metadata={"help": "store the final weights in half precision"})
@@ -111,6 +129,18 @@ class SessionArgs:
     checkpoint_every_steps: int = field(default=200, metadata={
         "help": "steps between checkpoints (and each epoch end)"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+
+
+UNLABELLED = Corpus("unlabelled", (), {}, gold=False, default_loss_weight=0.0)  # --unlabelled: teachers only
+
+
+@dataclass(frozen=True)
+class TextDoc:
+    """A document of an --unlabelled file: text only."""
+
+    pmid: str
+    text: str
+    mentions: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +171,28 @@ def partial_label_loss(logits: torch.Tensor, allowed_bits: torch.Tensor, weights
     per_token = -log_probs.masked_fill(~safe, float("-inf")).logsumexp(dim=-1)  # (B, T)
     weighted = per_token * weights.unsqueeze(-1) * scored  # (B, T)
     return weighted.sum() / scored.sum().clamp(min=1)
+
+
+def distillation_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, content: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Mean over content tokens of T^2 * KL(teacher || model), both at temperature T: the soft-label
+    term of knowledge distillation (Hinton et al., 2015, "Distilling the knowledge in a neural network").
+
+    logits (B, T, C) the model's; teacher_probs (B, T, C) the teachers' averaged softmax(logits / T);
+    content (B, T) bool, the tokens that count (not [CLS]/[SEP]/padding).
+    """
+    log_p = (logits.float() / temperature).log_softmax(dim=-1)  # (B, T, C)
+    kl = (teacher_probs * (teacher_probs.clamp(min=1e-12).log() - log_p)).sum(dim=-1)  # (B, T)
+    return temperature ** 2 * (kl * content).sum() / content.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def teacher_probabilities(teachers, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          temperature: float) -> torch.Tensor:
+    """(B, T, C) label probabilities at ``temperature``, averaged over the teacher models (eval mode)."""
+    probs = [(m(input_ids=input_ids, attention_mask=attention_mask).logits.float() / temperature).softmax(dim=-1)
+             for m in teachers]  # each (B, T, C)
+    return torch.stack(probs).mean(dim=0)
 
 
 def filter_sources(sources: list[Source], held_out_pmids: set[str]) -> list[Source]:
@@ -179,6 +231,21 @@ def read_checked(path: str) -> list:
         raise InputError(err.source, f"{err.reason}; fix: correct that line or leave the file out", err.line) from None
 
 
+def read_unlabelled(path: str) -> list[TextDoc]:
+    """The non-blank texts of a PubTator file, or the first half of a PubMed XML file's citations
+    (the second half is the fidelity hold-out: no training step sees it)."""
+    from bioprune.io.inputs import detect_format
+
+    kind = detect_format(path)
+    if kind == "pubmed":
+        from training.analysis.common import medline_halves
+
+        return [TextDoc(d.id, d.text) for d in medline_halves(path)[0]]
+    if kind == "pubtator":
+        return [TextDoc(d.pmid, d.text) for d in read_checked(path) if d.text.strip()]
+    raise InputError(path, f"--unlabelled takes PubTator or PubMed XML, not {kind}; fix: convert it or leave it out")
+
+
 def load_sources(args: MulticorpusArgs) -> list[Source]:
     """Every training file with its corpus (types checked) and weight, leaks and duplicates removed."""
     corpora = with_type_overrides(CORPORA, args.type_maps)
@@ -197,6 +264,8 @@ def load_sources(args: MulticorpusArgs) -> list[Source]:
         docs = read_checked(path)
         check_types(path, docs, corpus)
         sources.append(Source(path, corpus, weights[corpus.name], tuple(docs)))
+    for path in expand_paths(args.unlabelled):
+        sources.append(Source(path, UNLABELLED, 0.0, tuple(read_unlabelled(path))))
     held_out = {d.pmid for p in ([args.dev] if args.dev else []) + list(args.held_out) for d in read_checked(p)}
     sources = filter_sources(sources, held_out)
     for s in sources:
@@ -221,13 +290,34 @@ def build_training_set(tokenizer, sources: list[Source], args: MulticorpusArgs) 
     mentions BIO could not hold."""
     examples, weights, dropped = [], [], 0
     for s in sources:
-        labeller = partial(corpus_token_labels, corpus=s.corpus,
-                           other_entity_allows_disease=args.other_entity_allows_disease)
+        labeller = (_unsupervised if s.corpus is UNLABELLED else
+                    partial(corpus_token_labels, corpus=s.corpus,
+                            other_entity_allows_disease=args.other_entity_allows_disease))
         part, lost = build_examples(tokenizer, list(s.docs), args.overlap_tokens, labeller)
         examples += part
         weights += [s.loss_weight] * len(part)
         dropped += lost
     return examples, weights, dropped
+
+
+def _unsupervised(doc, offsets) -> tuple[list[int], list]:
+    """Every label allowed on every token: the partial-annotation loss ignores it, the teachers teach it."""
+    return [ALL_LABELS] * len(offsets), []
+
+
+def load_teachers(paths, tokenizer, device: str) -> list:
+    """The teacher models in eval mode; InputError for one whose tokenizer or labels differ from ours
+    (their probabilities would not line up with the model's tokens)."""
+    teachers = []
+    for path in paths:
+        if AutoTokenizer.from_pretrained(path).get_vocab() != tokenizer.get_vocab():
+            raise InputError(path, "--teachers: its tokenizer differs from --base's; fix: teachers fine-tuned "
+                             "from the same base")
+        teacher = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        if teacher.config.num_labels != len(LABELS):
+            raise InputError(path, f"--teachers: {teacher.config.num_labels} labels, not our {len(LABELS)}")
+        teachers.append(teacher)
+    return teachers
 
 
 def fingerprint(args: MulticorpusArgs, paths: list[str]) -> dict:
@@ -240,6 +330,10 @@ def duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+RECIPE_DEFAULTS = json.loads(json.dumps({f.name: f.default for f in fields(MulticorpusArgs)
+                                         if f.default is not MISSING}))  # as a fingerprint holds them
 
 
 class Checkpoint:
@@ -291,7 +385,7 @@ class Checkpoint:
         if not self.exists():
             raise InputError(str(self.path), "--resume: no checkpoint here; start without --resume")
         saved = json.loads((self.path / "run.json").read_text())["fingerprint"]
-        now, then = expected["args"], saved["args"]
+        now, then = expected["args"], {**RECIPE_DEFAULTS, **saved["args"]}  # older runs lack newer knobs
         changed = sorted({k for k in now | then if now.get(k) != then.get(k)}
                          | ({"data files"} if saved["data"] != expected["data"] else set()))
         if changed:
@@ -304,12 +398,20 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
     when the session ended before the run."""
     if args.train_precision not in PRECISIONS:
         raise InputError(f"--train-precision {args.train_precision}", f"must be one of {', '.join(PRECISIONS)}")
+    if bool(args.teachers) != (args.distill_weight > 0):
+        raise InputError("--teachers" if args.teachers else "--distill-weight",
+                         "distillation needs both --teachers and a --distill-weight above 0")
+    if args.unlabelled and not args.teachers:
+        raise InputError("--unlabelled", "unlabelled text teaches only through --teachers; fix: add them")
+    if args.distill_temperature <= 0:
+        raise InputError(f"--distill-temperature {args.distill_temperature}", "must be above 0")
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(session.threads)
     out = Path(args.output)
     checkpoint = Checkpoint(out)
-    paths = expand_paths(list(args.train) + ([args.dev] if args.dev else []) + list(args.held_out))
+    paths = expand_paths(list(args.train) + ([args.dev] if args.dev else []) + list(args.held_out)
+                         + list(args.unlabelled)) + [str(Path(t) / "model.safetensors") for t in args.teachers]
     expected = fingerprint(args, paths)
     checkpoint.check_resumable(expected, session.resume)
 
@@ -329,6 +431,7 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
     model = AutoModelForTokenClassification.from_pretrained(
         args.base, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id=LABEL_TO_ID,
         dtype=torch.float32).to(args.device)
+    teachers = load_teachers(args.teachers, tokenizer, args.device)
     optimizer = adamw(model, args.learning_rate, args.weight_decay)
     steps_per_epoch = len(make_batches(examples, args.batch_size, random.Random(0)))  # the same count every epoch
     steps = args.epochs * steps_per_epoch
@@ -363,6 +466,12 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
         with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, C)
         loss = partial_label_loss(logits, batch["labels"], weights)
+        if teachers:
+            with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
+                soft = teacher_probabilities(teachers, batch["input_ids"], batch["attention_mask"],
+                                             args.distill_temperature)  # (B, T, C)
+            loss = loss + args.distill_weight * distillation_loss(logits, soft, batch["labels"] > 0,
+                                                                  args.distill_temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -469,7 +578,8 @@ def parse_args(argv=None) -> tuple[MulticorpusArgs, SessionArgs]:
                 kwargs.update(type=str if default is None else type(default), default=default)
             parser.add_argument(_flag(f.name), **kwargs)
     ns = vars(parser.parse_args(argv))
-    ns.update(train=tuple(ns["train"]), held_out=tuple(ns["held_out"]),
+    ns.update(train=tuple(ns["train"]), held_out=tuple(ns["held_out"]), teachers=tuple(ns["teachers"]),
+              unlabelled=tuple(ns["unlabelled"]),
               corpus_loss_weights=_pairs(ns["corpus_loss_weights"], "NAME=WEIGHT", "--corpus-loss-weights"),
               type_maps=_pairs(ns["type_maps"], "CORPUS:TYPE=TARGET", "--type-maps"))
     return (MulticorpusArgs(**{f.name: ns[f.name] for f in fields(MulticorpusArgs)}),

@@ -1,0 +1,98 @@
+"""Score models and their ensemble on gold PubTator: is an ensemble a stronger teacher than one model?
+
+    python -m training.ensemble --models runs/mc2a-chem runs/bc5-only \
+        --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output runs/ensemble_dev.json
+
+Why: distillation (issue 17; training/multicorpus.py ``--teachers``) pays only if the teachers beat
+the student they start from; the usual teacher is an ensemble over seeds and data mixes (Hinton et
+al., 2015; Lakshminarayanan et al., 2017). This scores each model alone and the ensemble, which
+averages the models' per-token label probabilities before decoding, with the same engine, decoding
+and scorer as the dev curves (training/finetune.py ``score_dev``: dense, the engine's default
+precision, no post-processing passes unless ``--postprocess``). Use it on dev only; the models must
+share a tokenizer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bioprune.engine import PruningEngine, load_model
+from bioprune.errors import InputError
+from bioprune.evaluation import evaluate_predictions, word_offsets
+from bioprune.io.pubtator import read_pubtator
+from bioprune.labels import decode_entities
+from bioprune.postprocess import PASSES
+from bioprune.types import ENTITY_TYPES
+
+
+def dense_engine(path: str) -> PruningEngine:
+    """The model at ``path`` in the engine with the default config, as score_dev scores it."""
+    tokenizer, model = load_model(path)
+    return PruningEngine(model, tokenizer)
+
+
+def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=()) -> tuple[list, list[list]]:
+    """Per model and for the ensemble (last), the predicted ``(start, end, type)`` spans of each text;
+    and the shared encoding (for word offsets)."""
+    encoded = engines[0].encode(texts)
+    per_model = [[probs for probs, _ in engine.run(encoded)] for engine in engines]  # each doc: (T, C)
+    averaged = [np.mean(doc_probs, axis=0) for doc_probs in zip(*per_model)]
+    spans = []
+    for probs_by_doc in [*per_model, averaged]:
+        systems = []
+        for text, enc, probs in zip(texts, encoded, probs_by_doc):
+            entities = decode_entities(text, enc.offsets, enc.word_ids, probs)
+            for name in passes:
+                entities = PASSES[name](text, entities)
+            systems.append([(e.start, e.end, e.label) for e in entities])
+        spans.append(systems)
+    return encoded, spans
+
+
+def score(models: list[str], gold_path: str, passes=()) -> dict:
+    """Mention-level and seqeval scores of each model and of their ensemble on ``gold_path``."""
+    engines = [dense_engine(m) for m in models]
+    vocab = engines[0].tokenizer.get_vocab()
+    for m, engine in zip(models, engines):
+        if engine.tokenizer.get_vocab() != vocab:
+            raise InputError(m, "its tokenizer differs from the first model's; fix: ensemble models of one base")
+    docs = read_pubtator(gold_path)
+    encoded, spans = ensemble_spans(engines, [d.text for d in docs], passes)
+    gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
+    results = {}
+    for name, system in zip([*models, "ensemble"], spans):
+        scores = evaluate_predictions(gold, {d.pmid: s for d, s in zip(docs, system)}, words)
+        results[name] = {"mention": scores["mention"], "seqeval_f1": scores["seqeval"]["micro"]["f1"]}
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", required=True, help="model folders (one tokenizer)")
+    parser.add_argument("--gold", required=True, help="gold PubTator file (dev)")
+    parser.add_argument("--postprocess", nargs="*", default=[], choices=sorted(PASSES),
+                        help="document-level passes after decoding (default none, as the dev curves)")
+    parser.add_argument("--output", required=True, help="results JSON")
+    args = parser.parse_args(argv)
+    try:
+        results = score(args.models, args.gold, tuple(args.postprocess))
+    except InputError as err:
+        print(f"ensemble: error: {err}", file=sys.stderr)
+        return 2
+    out = {"command": " ".join(["python -m training.ensemble", *(argv if argv is not None else sys.argv[1:])]),
+           "gold": args.gold, "postprocess": args.postprocess, "systems": results}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(out, indent=1))
+    for name, r in results.items():
+        m = r["mention"]
+        print(f"{name}: micro {m['micro']['f1']:.4f}  Chemical {m['Chemical']['f1']:.4f}  Disease {m['Disease']['f1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
