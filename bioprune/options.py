@@ -68,10 +68,14 @@ SETTINGS: tuple[Setting, ...] = _settings()
 DEFAULT_SETTINGS: dict[str, object] = {s.key: s.default for s in SETTINGS}  # spaCy config / app keys -> defaults
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str, ...] | None = None) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str, ...] | None = None,
+                         without: tuple[str, ...] = ()) -> None:
     """Add one flag per face setting to ``parser`` (dest: the setting's key); ``controllers``
-    narrows ``--controller``'s choices (a script that only prunes)."""
+    narrows ``--controller``'s choices (a script that only prunes); ``without`` names the fields a
+    script does not honour (no flag it would ignore)."""
     for s in SETTINGS:
+        if s.field in without:
+            continue
         shown = str(s.default) if s.default is not None else "the controller's operating point, " + ", ".join(
             f"{c} {_shown(getattr(OPERATING_POINTS[c], s.field))}" for c in ("rule", "mlp"))
         kwargs: dict = {"dest": s.key, "default": s.default, "help": f"{s.help} (default: {shown})"}

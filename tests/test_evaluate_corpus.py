@@ -66,3 +66,10 @@ def test_main_rejects_a_file_of_no_known_corpus(tiny_model_dir, tmp_path, capsys
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("evaluate_corpus:") and "\n" not in err
+
+
+def test_no_flag_it_would_ignore(tiny_model_dir, tmp_path, capsys):
+    """It scores entities only: --link would be a flag that does nothing, so there is none."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--gold", str(tmp_path / "BioRED_Dev.PubTator"), "--model", str(tiny_model_dir), "--link"])
+    assert exit_info.value.code == 2 and "--link" in capsys.readouterr().err

@@ -54,6 +54,10 @@ def test_the_scripts_take_the_same_flags():
     config = pruning_config(parser.parse_args(["--controller", "mlp", "--precision", "fp32", "--lambda", "3"]))
     assert (config.controller, config.precision, config.aggressiveness) == ("mlp", "fp32", 3.0)
     assert config.prune_layers == PruningConfig(controller="mlp").prune_layers  # the controller's point
+    narrow = argparse.ArgumentParser()
+    add_config_arguments(narrow, without=("link",))  # a script that would ignore it has no such flag
+    assert "--link" not in _flags(narrow) and {s.flag for s in SETTINGS if s.field != "link"} <= _flags(narrow)
+    assert pruning_config(narrow.parse_args([])).link == DEFAULT.link
 
 
 def test_values_round_trip_and_unknown_keys_are_refused():

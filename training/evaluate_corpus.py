@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", help="results JSON to write")
-    add_config_arguments(parser)
+    add_config_arguments(parser, without=("link",))  # entities only: the corpus IDs are not scored
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
         excluded = {d.pmid for path in ns.exclude for d in read_pubtator(path)}
         all_docs = read_pubtator(ns.gold)
         docs = [d for d in all_docs if d.pmid not in excluded]
-        config = replace(pruning_config(ns), link=False)  # entities only: no linker needed
+        config = replace(pruning_config(ns), link=False)  # no linker needed
     except (InputError, ValueError) as err:
         parser.exit(2, f"evaluate_corpus: {err}\n")
     types = sorted(corpus.annotates)

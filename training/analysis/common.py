@@ -71,10 +71,11 @@ def add_pruning_args(parser, controller: str = "rule") -> None:
 
 
 def pruning_config(ns) -> PruningConfig:
-    """The PruningConfig of :func:`add_pruning_args`' arguments, other fields at their defaults."""
+    """The PruningConfig of :func:`add_pruning_args`' arguments (a setting the script has no flag
+    for at its default), other fields at their defaults."""
     from bioprune.options import SETTINGS, config_from_values
 
-    return config_from_values({s.key: getattr(ns, s.key) for s in SETTINGS})
+    return config_from_values({s.key: getattr(ns, s.key) for s in SETTINGS if hasattr(ns, s.key)})
 
 
 def gold_spans(docs) -> dict[str, list[Span]]:
