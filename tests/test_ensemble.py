@@ -43,3 +43,10 @@ def test_an_ensemble_of_one_model_twice_scores_as_the_model(tiny_model_dir, tmp_
                     "1\t19\t27\tdelirium\tDisease\t-\n\n")
     results = score([str(tiny_model_dir), str(tiny_model_dir)], str(gold))
     assert results["ensemble"] == results[str(tiny_model_dir)]
+
+
+def test_models_scored_also_stay_out_of_the_ensemble(tiny_model_dir, tmp_path):
+    other = _other_model(tiny_model_dir, tmp_path)
+    engines = [dense_engine(m) for m in (tiny_model_dir, other)]
+    _, spans = ensemble_spans(engines, TEXTS, members=1)
+    assert spans[2] == spans[0]  # an ensemble of the first model alone

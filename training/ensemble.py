@@ -35,12 +35,13 @@ def dense_engine(path: str) -> PruningEngine:
     return PruningEngine(model, tokenizer)
 
 
-def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=()) -> tuple[list, list[list]]:
-    """Per model and for the ensemble (last), the predicted ``(start, end, type)`` spans of each text;
-    and the shared encoding (for word offsets)."""
+def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=(), members: int | None = None
+                   ) -> tuple[list, list[list]]:
+    """Per model and for the ensemble of the first ``members`` models (all by default; last), the
+    predicted ``(start, end, type)`` spans of each text; and the shared encoding (for word offsets)."""
     encoded = engines[0].encode(texts)
     per_model = [[probs for probs, _ in engine.run(encoded)] for engine in engines]  # each doc: (T, C)
-    averaged = [np.mean(doc_probs, axis=0) for doc_probs in zip(*per_model)]
+    averaged = [np.mean(doc_probs, axis=0) for doc_probs in zip(*per_model[:members])]
     spans = []
     for probs_by_doc in [*per_model, averaged]:
         systems = []
@@ -53,15 +54,18 @@ def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=()) ->
     return encoded, spans
 
 
-def score(models: list[str], gold_path: str, passes=()) -> dict:
-    """Mention-level and seqeval scores of each model and of their ensemble on ``gold_path``."""
+def score(models: list[str], gold_path: str, passes=(), also: list[str] = ()) -> dict:
+    """Mention-level and seqeval scores of each model and of their ensemble on ``gold_path``; the
+    models ``also`` are scored alone, outside the ensemble (e.g. a student of it)."""
+    members = len(models)
+    models = [*models, *also]
     engines = [dense_engine(m) for m in models]
     vocab = engines[0].tokenizer.get_vocab()
     for m, engine in zip(models, engines):
         if engine.tokenizer.get_vocab() != vocab:
             raise InputError(m, "its tokenizer differs from the first model's; fix: ensemble models of one base")
     docs = read_pubtator(gold_path)
-    encoded, spans = ensemble_spans(engines, [d.text for d in docs], passes)
+    encoded, spans = ensemble_spans(engines, [d.text for d in docs], passes, members)
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     results = {}
@@ -71,21 +75,37 @@ def score(models: list[str], gold_path: str, passes=()) -> dict:
     return results
 
 
+def recipe(folder: str) -> dict:
+    """How a model folder was trained, from its ``training_run.json`` (training/multicorpus.py or
+    finetune.py); {} if it has none."""
+    path = Path(folder) / "training_run.json"
+    if not path.is_file():
+        return {}
+    args = json.loads(path.read_text())["args"]
+    names = lambda key: [Path(p).name for p in args.get(key) or []]  # noqa: E731
+    return {"train": names("train"), "base": Path(args["base"]).name, "epochs": args["epochs"],
+            "learning_rate": args["learning_rate"], "type_maps": args.get("type_maps") or [],
+            "teachers": names("teachers"), "distill_weight": args.get("distill_weight", 0.0),
+            "distill_temperature": args.get("distill_temperature", 1.0), "unlabelled": names("unlabelled")}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help="model folders (one tokenizer)")
+    parser.add_argument("--also", nargs="*", default=[], help="model folders scored alone, not in the ensemble")
     parser.add_argument("--gold", required=True, help="gold PubTator file (dev)")
     parser.add_argument("--postprocess", nargs="*", default=[], choices=sorted(PASSES),
                         help="document-level passes after decoding (default none, as the dev curves)")
     parser.add_argument("--output", required=True, help="results JSON")
     args = parser.parse_args(argv)
     try:
-        results = score(args.models, args.gold, tuple(args.postprocess))
+        results = score(args.models, args.gold, tuple(args.postprocess), args.also)
     except InputError as err:
         print(f"ensemble: error: {err}", file=sys.stderr)
         return 2
     out = {"command": " ".join(["python -m training.ensemble", *(argv if argv is not None else sys.argv[1:])]),
-           "gold": args.gold, "postprocess": args.postprocess, "systems": results}
+           "gold": args.gold, "postprocess": args.postprocess, "systems": results,
+           "ensemble_of": args.models, "recipes": {m: recipe(m) for m in [*args.models, *args.also]}}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out, indent=1))
     for name, r in results.items():

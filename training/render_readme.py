@@ -659,6 +659,30 @@ def multicorpus_table(res: dict) -> str:
     return "\n".join(rows)
 
 
+def distill_table(res: dict) -> str:
+    """BC5CDR dev scores of train-only models, their ensemble and a student distilled from it
+    (training/ensemble.py's JSON), with each model's recipe."""
+    rows = ["| model (train only) | recipe | dev micro F1 | dev Chemical F1 | dev Disease F1 |", "|---|---|---|---|---|"]
+    for name, scores in res["systems"].items():
+        r = res["recipes"].get(name, {})
+        if name == "ensemble":
+            recipe = "mean of its members' per-token label probabilities (below)"
+        else:
+            data = ", ".join(r["train"]) if len(r["train"]) < 4 else f"BC5CDR train + {len(r['train']) - 1} corpus files"
+            recipe = f"from {r['base']}: {data}, {r['epochs']} epochs at {r['learning_rate']:g}"
+            if r["type_maps"]:
+                recipe += "; " + ", ".join(f"{c}:{t}={target}" for c, t, target in r["type_maps"])
+            if r["teachers"]:
+                recipe += (f"; distilled from {' + '.join(r['teachers'])} (weight {r['distill_weight']:g}, "
+                           f"T {r['distill_temperature']:g})" + (f", unlabelled {', '.join(r['unlabelled'])}"
+                                                                  if r["unlabelled"] else ""))
+        m = scores["mention"]
+        rows.append(f"| `{name}` | {recipe} | {m['micro']['f1']:.4f} | {m['Chemical']['f1']:.4f} | {m['Disease']['f1']:.4f} |")
+    members = ", ".join(f"`{m}`" for m in res["ensemble_of"])
+    rows += ["", f"The ensemble averages {members}. `{res['command']}` → `results/distill_dev.json`."]
+    return "\n".join(rows)
+
+
 def dev_default_sentence(res: dict) -> str:
     """What precision does on dev, where the shipped model was trained: a check, not a measure."""
     return (f"the default scores {res['mention']['micro']['f1']:.4f} there, "
@@ -678,6 +702,8 @@ def main() -> None:
             blocks[name] = render(res)
     if (mc := _load("multicorpus_dev.json")) is not None:
         blocks["multicorpus"] = multicorpus_table(mc)
+    if (kd := _load("distill_dev.json")) is not None:
+        blocks["distill"] = distill_table(kd)
     pa = _load("prune_aware_dev.json")
     if pa is not None:
         from training.compare_prune_aware import render_markdown as prune_aware_table
