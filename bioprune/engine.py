@@ -25,13 +25,13 @@ from bioprune.config import DEFAULT, PruningConfig
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
-from bioprune.labels import LABELS, decode_entities
+from bioprune.labels import ARGMAX, LABELS, Decoding, decode_entities
 from bioprune.linking import Linker, index_dir_for, load_linker
 from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
-from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_postprocess
+from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_decoding, load_postprocess, postprocess_settings
 from bioprune.precision import resolve_precision
 from bioprune.pruned_encoder import PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
@@ -86,6 +86,8 @@ class PruningEngine:
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
         postprocess: document-level consistency passes applied after decoding, by name
             (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
+        decoding: how label probabilities become tags (:class:`bioprune.labels.Decoding`; default the
+            per-word argmax); ``from_pretrained`` reads the model's own choice (``postprocess.json``).
         source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
             ``save_pretrained`` copies its files as they are rather than re-serialising the weights.
         linker_dir: the linker index folder (``config.link``); None: ``source_dir/linker``, else the
@@ -97,11 +99,12 @@ class PruningEngine:
                  device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
                  controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
                  source_dir: str | Path | None = None, linker_dir: str | Path | None = None,
-                 int8_ranges: dict[str, torch.Tensor] | None = None):
+                 int8_ranges: dict[str, torch.Tensor] | None = None, decoding: Decoding = ARGMAX):
         unknown = [p for p in postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
         self.postprocess = tuple(postprocess)
+        self.decoding = decoding
         self.source_dir = None if source_dir is None else Path(source_dir)
         self.linker_dir = None if linker_dir is None else Path(linker_dir)
         self.model = model
@@ -129,8 +132,8 @@ class PruningEngine:
         calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is :data:`~bioprune.config.DEFAULT`, the dense model at the
         device's best precision (bf16 where it is native; ``DENSE`` for exact fp32): pruning is
         opt-in (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
-        ``postprocess=None`` applies the passes the model lists in ``postprocess.json`` (chosen
-        on the development set).
+        ``postprocess=None`` / ``decoding=None`` apply the passes and the tag decoding the model's
+        ``postprocess.json`` names (chosen on the development set).
         """
         device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
@@ -140,8 +143,11 @@ class PruningEngine:
             config = DEFAULT
         if kwargs.get("postprocess") is None:
             kwargs["postprocess"] = load_postprocess(path)
-        logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s)", path, device, config,
-                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"])
+        if kwargs.get("decoding") is None:
+            kwargs["decoding"] = load_decoding(path)
+        logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, config,
+                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"],
+                    kwargs["decoding"])
         return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
                    controllers=load_controllers(path, device), source_dir=path, int8_ranges=load_calibration(path),
                    **kwargs)
@@ -151,7 +157,8 @@ class PruningEngine:
         encoder is shared, with its bf16 copy, made once for every config)."""
         engine = PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
                                device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
-                               postprocess=self.postprocess, source_dir=self.source_dir, linker_dir=self.linker_dir)
+                               postprocess=self.postprocess, source_dir=self.source_dir, linker_dir=self.linker_dir,
+                               decoding=self.decoding)
         engine.encoder = self.encoder  # config-free: the config comes with each forward
         return engine
 
@@ -173,8 +180,9 @@ class PruningEngine:
         else:
             self._save_modules(target)
         copy_linker_index(self.linker_index_dir, target)
-        if load_postprocess(target) != self.postprocess:
-            (target / POSTPROCESS_FILE).write_text(json.dumps({"passes": list(self.postprocess)}, indent=2) + "\n")
+        if (load_postprocess(target), load_decoding(target)) != (self.postprocess, self.decoding):
+            (target / POSTPROCESS_FILE).write_text(
+                json.dumps(postprocess_settings(self.postprocess, self.decoding), indent=2) + "\n")
         if not (target / MODEL_CARD_FILE).is_file():
             (target / MODEL_CARD_FILE).write_text(model_card(self), encoding="utf-8")
         logger.info("saved %s to %s", self.source_dir or "an in-memory model", target)
@@ -276,8 +284,8 @@ class PruningEngine:
         encoded = self.encode([d.text for d in docs])
         outputs = self.run(encoded, batch_size=batch_size)
         return [Annotation(id=doc.id, text=doc.text,
-                           entities=tuple(self._entities(doc.text, decode_entities(doc.text, enc.offsets, enc.word_ids,
-                                                                                   probs))),
+                           entities=tuple(self._entities(doc.text, decode_entities(
+                               doc.text, enc.offsets, enc.word_ids, probs, self.decoding))),
                            trace=trace)
                 for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+from bioprune.labels import ARGMAX, Decoding
 from bioprune.types import Entity
 
 _SHORT_FORM = re.compile(r"\(([^()\s]{2,10})\)")  # "(SF)": 2-10 characters, no spaces
@@ -115,12 +117,25 @@ def expand_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
 
 
 PASSES = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations}
-POSTPROCESS_FILE = "postprocess.json"  # {"passes": [...], ...} beside a model: its dev-chosen passes
+# beside a model, its dev-chosen output settings: {"passes": [...], "decoding": {"viterbi": ..., ...}}
+POSTPROCESS_FILE = "postprocess.json"
+
+
+def _settings(directory: str | Path) -> dict:
+    path = Path(directory) / POSTPROCESS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_postprocess(directory: str | Path) -> tuple[str, ...]:
     """The passes a model directory asks for (none if it has no ``postprocess.json``)."""
-    path = Path(directory) / POSTPROCESS_FILE
-    if not path.is_file():
-        return ()
-    return tuple(json.loads(path.read_text())["passes"])
+    return tuple(_settings(directory).get("passes", ()))
+
+
+def load_decoding(directory: str | Path) -> Decoding:
+    """The tag decoding a model directory asks for (:data:`~bioprune.labels.ARGMAX` if none)."""
+    return Decoding(**_settings(directory).get("decoding", {}))
+
+
+def postprocess_settings(passes: Sequence[str], decoding: Decoding) -> dict:
+    """``postprocess.json``'s content for ``passes`` and ``decoding`` (the inverse of the loaders)."""
+    return {"passes": list(passes), **({"decoding": asdict(decoding)} if decoding != ARGMAX else {})}

@@ -198,3 +198,51 @@ def test_decode_entities_lenient_i_tag_starts_entity():
     probs = _probs([{"O": 1.0}, {"O": 1.0}, {"O": 1.0}, {"O": 1.0}, {"I-Disease": 1.0}, {"O": 1.0}])
     assert decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, probs) == [
         Entity(19, 27, "Disease", "delirium", 1.0)]
+
+
+# --- constrained (Viterbi) decoding ------------------------------------------------------------------
+
+def _valid(path) -> bool:
+    """No I-X at the start or after anything but B-X / I-X."""
+    prev = "O"
+    for i in path:
+        label = LABELS[i]
+        if label.startswith("I-") and prev[2:] != label[2:]:
+            return False
+        prev = label
+    return True
+
+
+def test_viterbi_finds_the_best_valid_sequence_by_brute_force():
+    import itertools
+
+    from bioprune.labels import bio_viterbi
+
+    rng = np.random.default_rng(1)
+    for words in (1, 2, 3, 4):
+        for _ in range(20):
+            log_probs = np.log(rng.dirichlet(np.ones(len(LABELS)) * 0.5, size=words))
+            best = max((p for p in itertools.product(range(len(LABELS)), repeat=words) if _valid(p)),
+                       key=lambda p: sum(log_probs[t, i] for t, i in enumerate(p)))
+            path = bio_viterbi(log_probs)
+            assert _valid(path)
+            assert sum(log_probs[t, i] for t, i in enumerate(path)) == pytest.approx(
+                sum(log_probs[t, i] for t, i in enumerate(best)))
+
+
+def test_viterbi_decoding_repairs_what_argmax_reads_leniently_and_the_o_bias_trims():
+    from bioprune.labels import Decoding
+
+    # "delirium" says I-Disease after an O word: argmax opens an entity there; the valid sequences
+    # either tag "of" B-Disease (0.2) or leave "delirium" out, and the latter wins
+    probs = _probs([{"O": 1.0}, {"O": 1.0}, {"O": 1.0}, {"O": 0.8, "B-Disease": 0.2},
+                    {"I-Disease": 0.6, "O": 0.4}, {"O": 1.0}])
+    assert [e.text for e in decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, probs)] == ["delirium"]
+    assert decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, probs, Decoding(viterbi=True)) == []
+    sure = _probs([{"B-Chemical": 0.9, "O": 0.1}, {"O": 0.4, "I-Chemical": 0.6}, {"O": 1.0}, {"O": 1.0},
+                   {"B-Disease": 0.55, "O": 0.45}, {"O": 1.0}])
+    viterbi = decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, sure, Decoding(viterbi=True))
+    assert [e.text for e in viterbi] == ["Famotidine", "delirium"]
+    assert viterbi[0].score == pytest.approx(0.45)  # scores stay the word probabilities, not the biased ones
+    biased = decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, sure, Decoding(viterbi=True, outside_log_bias=0.5))
+    assert [e.text for e in biased] == ["Famotidine"]  # delirium's 0.55 < 0.45 e^0.5; Famotidine's B 0.45 > O 0.25 e^0.5

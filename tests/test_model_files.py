@@ -117,6 +117,18 @@ def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, 
     assert PruningEngine.from_pretrained(full_model_dir).postprocess == ("propagate",)  # source untouched
 
 
+def test_save_pretrained_writes_this_engines_decoding(full_model_dir, tmp_path):
+    from bioprune.labels import ARGMAX, Decoding
+
+    chosen = Decoding(viterbi=True, outside_log_bias=0.25)
+    engine = PruningEngine.from_pretrained(full_model_dir, decoding=chosen)
+    assert engine.with_config(DENSE).decoding == chosen
+    saved = engine.save_pretrained(tmp_path / "viterbi")
+    loaded = PruningEngine.from_pretrained(saved)
+    assert (loaded.decoding, loaded.postprocess) == (chosen, ("propagate",))
+    assert PruningEngine.from_pretrained(full_model_dir).decoding == ARGMAX  # source untouched
+
+
 def test_push_to_hub_uploads_what_save_pretrained_writes(full_model_dir, tmp_path, monkeypatch):
     from huggingface_hub import HfApi
 

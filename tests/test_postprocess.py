@@ -59,3 +59,14 @@ def test_engine_rejects_unknown_pass(tiny_model_dir):
 
     with pytest.raises(ValueError, match="unknown postprocess"):
         PruningEngine.from_pretrained(tiny_model_dir, postprocess=("spellcheck",))
+
+
+def test_model_directory_names_its_decoding(tmp_path):
+    from bioprune.labels import ARGMAX, Decoding
+    from bioprune.postprocess import load_decoding, postprocess_settings
+
+    assert load_decoding(tmp_path) == ARGMAX
+    chosen = Decoding(viterbi=True, outside_log_bias=0.5)
+    (tmp_path / "postprocess.json").write_text(json.dumps(postprocess_settings(("abbreviations",), chosen)))
+    assert load_decoding(tmp_path) == chosen and load_postprocess(tmp_path) == ("abbreviations",)
+    assert postprocess_settings((), ARGMAX) == {"passes": []}  # today's files stay as they are

@@ -1,12 +1,14 @@
-"""Choose the document-level consistency passes on the development set (never on test).
+"""Choose the tag decoding and the document-level consistency passes on the development set (never on test).
 
     python training/choose_postprocess.py --model runs/dev-minilm \
         --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output results/postprocess_dev.json
 
-The model must not have seen the gold file: use the train-only run of ``training/finetune.py``.
-Predicts once (dense), then scores the raw predictions and each combination of
-:func:`bioprune.postprocess.propagate_mentions` and :func:`bioprune.postprocess.expand_abbreviations`
-with the BioCreative exact-match measure. The shipped engine applies the passes that help here.
+The model must not have seen the gold file: use a train-only run. Predicts label probabilities once
+(dense fp32), then scores, with the BioCreative exact-match measure, every pairing of a decoding
+(:class:`bioprune.labels.Decoding`: the per-word argmax, or the best valid BIO sequence with a bias
+toward O) and a combination of :func:`bioprune.postprocess.propagate_mentions` and
+:func:`bioprune.postprocess.expand_abbreviations`. The best pairing is written as ``choice``: the
+content of the ``postprocess.json`` that the engine reads beside the model it was chosen for.
 """
 from __future__ import annotations
 
@@ -22,15 +24,18 @@ from bioprune.config import DENSE  # noqa: E402
 from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_predictions, word_offsets  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.postprocess import expand_abbreviations, propagate_mentions  # noqa: E402
+from bioprune.labels import ARGMAX, Decoding, decode_entities  # noqa: E402
+from bioprune.postprocess import PASSES, postprocess_settings  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402
 
 VARIANTS = {
     "none": (),
-    "propagate": (propagate_mentions,),
-    "abbreviations": (expand_abbreviations,),
-    "propagate+abbreviations": (propagate_mentions, expand_abbreviations),
+    "propagate": ("propagate",),
+    "abbreviations": ("abbreviations",),
+    "propagate+abbreviations": ("propagate", "abbreviations"),
 }
+DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
+                                  for b in (0.0, 0.25, 0.5, 0.75, 1.0)}}
 
 
 @dataclass(frozen=True)
@@ -43,30 +48,38 @@ class ChooseArgs:
 
 def main(args: ChooseArgs) -> dict:
     torch.set_num_threads(args.threads)
-    engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=())
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=(), decoding=ARGMAX)
     docs = read_pubtator(args.gold)
-    annotations = engine.annotate([d.to_document() for d in docs])
     encoded = engine.encode([d.text for d in docs])
+    probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
-    variants = {}
-    for name, passes in VARIANTS.items():
-        pred = {}
-        for a in annotations:
-            entities = list(a.entities)
-            for fn in passes:
-                entities = fn(a.text, entities)
-            pred[a.id] = [(e.start, e.end, e.label) for e in entities]
-        scores = evaluate_predictions(gold, pred, words)
-        variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
-    best = max(variants, key=lambda n: variants[n]["micro"]["f1"])
+    decodings = {}
+    for decoding_name, decoding in DECODINGS.items():
+        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
+                   for d, enc, p in zip(docs, encoded, probs)]
+        variants = decodings[decoding_name] = {}
+        for name, passes in VARIANTS.items():
+            pred = {}
+            for d, entities in zip(docs, decoded):
+                for pass_name in passes:
+                    entities = PASSES[pass_name](d.text, entities)
+                pred[d.pmid] = [(e.start, e.end, e.label) for e in entities]
+            scores = evaluate_predictions(gold, pred, words)
+            variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
+    best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs),
+                              key=lambda key: decodings[key[0]][key[1]]["micro"]["f1"])
     result = {"args": asdict(args), "command": "python training/choose_postprocess.py " + " ".join(sys.argv[1:]),
-              "n_documents": len(docs), "variants": variants, "best": best}
+              "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
+              "best": best, "best_decoding": best_decoding,
+              "choice": postprocess_settings(VARIANTS[best], DECODINGS[best_decoding])}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
-    for name, s in variants.items():
-        print(f"{name:26s} F1 {s['micro']['f1']:.4f}  Chemical {s['Chemical']['f1']:.4f}  Disease {s['Disease']['f1']:.4f}")
-    print(f"best on dev: {best}")
+    for decoding_name, variants in decodings.items():
+        for name, s in variants.items():
+            print(f"{decoding_name:22s} {name:26s} F1 {s['micro']['f1']:.4f}  Chemical {s['Chemical']['f1']:.4f}  "
+                  f"Disease {s['Disease']['f1']:.4f}")
+    print(f"best on dev: {best_decoding}, {best}: postprocess.json {json.dumps(result['choice'])}")
     return result
 
 

@@ -129,13 +129,13 @@ def recovery_orders(reference: list[DocumentOutput], outputs: list[DocumentOutpu
 
 def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: int) -> list[DocumentOutput]:
     """The engine's labels, confidences, pruned tokens and entities (after the model's
-    post-processing passes, without linking) for each text."""
+    decoding and post-processing passes, without linking) for each text."""
     out = []
     for text, enc, (probs, trace) in zip(texts, encoded, engine.run(encoded, batch_size=batch_size)):
         pruned = np.zeros(len(probs), dtype=bool)
         for token in (trace.pruned_tokens if trace is not None else ()):
             pruned[token.position] = True
-        entities = decode_entities(text, enc.offsets, enc.word_ids, probs)
+        entities = decode_entities(text, enc.offsets, enc.word_ids, probs, engine.decoding)
         for name in engine.postprocess:
             entities = PASSES[name](text, entities)
         out.append(DocumentOutput(labels=probs.argmax(-1), confidence=probs.max(-1), pruned=pruned,

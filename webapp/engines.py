@@ -227,6 +227,6 @@ class EngineHub:
             self._base = PruningEngine(base.model, base.tokenizer, config=DENSE, exit_heads=base.exit_heads,
                                        device=base.device, overlap_tokens=base.overlap_tokens,
                                        controllers=controllers, postprocess=base.postprocess,
-                                       source_dir=base.source_dir)
+                                       source_dir=base.source_dir, decoding=base.decoding)
             self._mlp_stamp = stamp
             logger.info("loaded the MLP controller from %s", path)
