@@ -35,7 +35,7 @@ VARIANTS = {
     "propagate+abbreviations": ("propagate", "abbreviations"),
 }
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
-                                  for b in (0.0, 0.25, 0.5, 0.75, 1.0)}}
+                                  for b in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)}}
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,10 @@ def recipe(folder: str) -> dict:
         return {}
     args = json.loads(path.read_text())["args"]
     names = lambda key: [Path(p).name for p in args.get(key) or []]  # noqa: E731
-    return {"train": names("train"), "base": Path(args["base"]).name, "epochs": args["epochs"],
+    from training.finetune import default_base
+
+    base = "the base model" if Path(args["base"]) == Path(default_base()) else Path(args["base"]).name
+    return {"train": names("train"), "base": base, "epochs": args["epochs"], "seed": args.get("seed"),
             "learning_rate": args["learning_rate"], "type_maps": args.get("type_maps") or [],
             "teachers": names("teachers"), "distill_weight": args.get("distill_weight", 0.0),
             "distill_temperature": args.get("distill_temperature", 1.0), "unlabelled": names("unlabelled")}

@@ -669,7 +669,8 @@ def distill_table(res: dict) -> str:
             recipe = "mean of its members' per-token label probabilities (below)"
         else:
             data = ", ".join(r["train"]) if len(r["train"]) < 4 else f"BC5CDR train + {len(r['train']) - 1} corpus files"
-            recipe = f"from {r['base']}: {data}, {r['epochs']} epochs at {r['learning_rate']:g}"
+            recipe = (f"from {r['base']}: {data}, {r['epochs']} epoch{'s' if r['epochs'] != 1 else ''} at "
+                      f"{r['learning_rate']:g}, seed {r['seed']}")
             if r["type_maps"]:
                 recipe += "; " + ", ".join(f"{c}:{t}={target}" for c, t, target in r["type_maps"])
             if r["teachers"]:
@@ -680,6 +681,21 @@ def distill_table(res: dict) -> str:
         rows.append(f"| `{name}` | {recipe} | {m['micro']['f1']:.4f} | {m['Chemical']['f1']:.4f} | {m['Disease']['f1']:.4f} |")
     members = ", ".join(f"`{m}`" for m in res["ensemble_of"])
     rows += ["", f"The ensemble averages {members}. `{res['command']}` → `results/distill_dev.json`."]
+    return "\n".join(rows)
+
+
+def decoding_table(res: dict) -> str:
+    """BC5CDR dev micro F1 (Chemical, Disease) of one train-only model under each tag decoding, with
+    and without the abbreviation pass (training/choose_postprocess.py's JSON)."""
+    passes = [p for p in ("none", "abbreviations") if p in res["variants"]]
+    rows = ["| decoding | " + " | ".join(f"passes: {p}" for p in passes) + " |", "|---" * (len(passes) + 1) + "|"]
+    for name, variants in res["decodings"].items():
+        cells = [f"{v['micro']['f1']:.4f} ({v['Chemical']['f1']:.4f}, {v['Disease']['f1']:.4f})"
+                 for v in (variants[p] for p in passes)]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += ["", f"Micro F1 (Chemical, Disease) on the {res['n_documents']} BC5CDR dev abstracts, model "
+             f"`{res['args']['model']}` (train only), dense fp32; best: {res['best_decoding']}, {res['best']}. "
+             f"`{res['command']}` → `results/decoding_dev.json`."]
     return "\n".join(rows)
 
 
@@ -702,6 +718,8 @@ def main() -> None:
             blocks[name] = render(res)
     if (mc := _load("multicorpus_dev.json")) is not None:
         blocks["multicorpus"] = multicorpus_table(mc)
+    if (dec := _load("decoding_dev.json")) is not None:
+        blocks["decoding_dev"] = decoding_table(dec)
     if (kd := _load("distill_dev.json")) is not None:
         blocks["distill"] = distill_table(kd)
     pa = _load("prune_aware_dev.json")
