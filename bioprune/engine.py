@@ -347,6 +347,7 @@ Chemical and Disease mentions (BC5CDR types), saved by `PruningEngine.save_pretr
 - exit heads: {heads}
 - controllers: {controllers}
 - postprocess passes: {", ".join(engine.postprocess) or "none"}
+- tag decoding: {engine.decoding}
 
 ```python
 from bioprune import PruningEngine, PruningConfig

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from bioprune.labels import ARGMAX, Decoding
@@ -132,8 +132,15 @@ def load_postprocess(directory: str | Path) -> tuple[str, ...]:
 
 
 def load_decoding(directory: str | Path) -> Decoding:
-    """The tag decoding a model directory asks for (:data:`~bioprune.labels.ARGMAX` if none)."""
-    return Decoding(**_settings(directory).get("decoding", {}))
+    """The tag decoding a model directory asks for (:data:`~bioprune.labels.ARGMAX` if none);
+    ValueError naming the file and the expected keys for a malformed one."""
+    given = _settings(directory).get("decoding", {})
+    keys = [f.name for f in fields(Decoding)]
+    if not isinstance(given, dict) or not set(given) <= set(keys):
+        raise ValueError(f"{Path(directory) / POSTPROCESS_FILE}: \"decoding\" must be an object with keys "
+                         f"{', '.join(keys)}; got {json.dumps(given)}")
+    return Decoding(viterbi=bool(given.get("viterbi", False)),
+                    outside_log_bias=float(given.get("outside_log_bias", 0.0)))
 
 
 def postprocess_settings(passes: Sequence[str], decoding: Decoding) -> dict:

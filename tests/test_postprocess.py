@@ -70,3 +70,11 @@ def test_model_directory_names_its_decoding(tmp_path):
     (tmp_path / "postprocess.json").write_text(json.dumps(postprocess_settings(("abbreviations",), chosen)))
     assert load_decoding(tmp_path) == chosen and load_postprocess(tmp_path) == ("abbreviations",)
     assert postprocess_settings((), ARGMAX) == {"passes": []}  # today's files stay as they are
+
+
+def test_a_malformed_decoding_names_the_file_and_the_keys(tmp_path):
+    from bioprune.postprocess import load_decoding
+
+    (tmp_path / "postprocess.json").write_text(json.dumps({"passes": [], "decoding": {"beam": 3}}))
+    with pytest.raises(ValueError, match="postprocess.json.*viterbi, outside_log_bias"):
+        load_decoding(tmp_path)
