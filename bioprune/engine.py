@@ -31,7 +31,8 @@ from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
-from bioprune.postprocess import PASSES, POSTPROCESS_FILE, load_decoding, load_postprocess, postprocess_settings
+from bioprune.postprocess import PASSES, POSTPROCESS_FILE, apply_passes, load_decoding, load_postprocess, \
+    postprocess_settings
 from bioprune.precision import resolve_precision
 from bioprune.pruned_encoder import PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
@@ -290,8 +291,7 @@ class PruningEngine:
                 for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
 
     def _entities(self, text: str, entities: list) -> list:
-        for name in self.postprocess:
-            entities = PASSES[name](text, entities)
+        entities = apply_passes(text, entities, self.postprocess)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
             entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)]

@@ -117,6 +117,14 @@ def expand_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
 
 
 PASSES = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations}
+
+
+def apply_passes(text: str, entities: Sequence[Entity], passes: Sequence[str]) -> list[Entity]:
+    """``entities`` after each named pass of :data:`PASSES`, in order."""
+    entities = list(entities)
+    for name in passes:
+        entities = PASSES[name](text, entities)
+    return entities
 # beside a model, its dev-chosen output settings: {"passes": [...], "decoding": {"viterbi": ..., ...}}
 POSTPROCESS_FILE = "postprocess.json"
 

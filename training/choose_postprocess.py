@@ -25,7 +25,7 @@ from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_predictions, word_offsets  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.labels import ARGMAX, Decoding, decode_entities  # noqa: E402
-from bioprune.postprocess import PASSES, postprocess_settings  # noqa: E402
+from bioprune.postprocess import apply_passes, postprocess_settings  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402
 
 VARIANTS = {
@@ -62,9 +62,7 @@ def main(args: ChooseArgs) -> dict:
         for name, passes in VARIANTS.items():
             pred = {}
             for d, entities in zip(docs, decoded):
-                for pass_name in passes:
-                    entities = PASSES[pass_name](d.text, entities)
-                pred[d.pmid] = [(e.start, e.end, e.label) for e in entities]
+                pred[d.pmid] = [(e.start, e.end, e.label) for e in apply_passes(d.text, entities, passes)]
             scores = evaluate_predictions(gold, pred, words)
             variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
     best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs),

@@ -25,7 +25,7 @@ from bioprune.errors import InputError
 from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
-from bioprune.postprocess import PASSES
+from bioprune.postprocess import PASSES, apply_passes
 from bioprune.types import ENTITY_TYPES
 
 
@@ -46,9 +46,7 @@ def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=(), me
     for probs_by_doc in [*per_model, averaged]:
         systems = []
         for text, enc, probs in zip(texts, encoded, probs_by_doc):
-            entities = decode_entities(text, enc.offsets, enc.word_ids, probs)
-            for name in passes:
-                entities = PASSES[name](text, entities)
+            entities = apply_passes(text, decode_entities(text, enc.offsets, enc.word_ids, probs), passes)
             systems.append([(e.start, e.end, e.label) for e in entities])
         spans.append(systems)
     return encoded, spans

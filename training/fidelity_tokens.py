@@ -34,7 +34,7 @@ from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import mention_scores, span_keys  # noqa: E402
 from bioprune.labels import decode_entities  # noqa: E402
-from bioprune.postprocess import PASSES  # noqa: E402
+from bioprune.postprocess import apply_passes  # noqa: E402
 from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic  # noqa: E402
 
 logger = logging.getLogger("fidelity_tokens")
@@ -135,9 +135,8 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
         pruned = np.zeros(len(probs), dtype=bool)
         for token in (trace.pruned_tokens if trace is not None else ()):
             pruned[token.position] = True
-        entities = decode_entities(text, enc.offsets, enc.word_ids, probs, engine.decoding)
-        for name in engine.postprocess:
-            entities = PASSES[name](text, entities)
+        entities = apply_passes(text, decode_entities(text, enc.offsets, enc.word_ids, probs, engine.decoding),
+                                engine.postprocess)
         out.append(DocumentOutput(labels=probs.argmax(-1), confidence=probs.max(-1), pruned=pruned,
                                   entities=frozenset((e.start, e.end, e.label) for e in entities),
                                   flops=trace.flops if trace is not None else 0.0,
