@@ -127,6 +127,64 @@ def test_bad_vocabulary_is_one_line(tmp_path, capsys, damage):
         Linker.load(tmp_path / "nowhere")
 
 
+SUPP_XML = """<?xml version="1.0"?>
+<SupplementalRecordSet>
+<SupplementalRecord SCRClass="1"><SupplementalRecordUI>C042288</SupplementalRecordUI>
+ <SupplementalRecordName><String>pilsicainide</String></SupplementalRecordName>
+ <HeadingMappedToList><HeadingMappedTo><DescriptorReferredTo><DescriptorUI>*D002945</DescriptorUI>
+ </DescriptorReferredTo></HeadingMappedTo></HeadingMappedToList>
+ <ConceptList><Concept><TermList><Term><String>pilsicainide</String></Term><Term><String>SUN 1165</String></Term>
+ </TermList></Concept></ConceptList></SupplementalRecord>
+<SupplementalRecord SCRClass="1"><SupplementalRecordUI>C483025</SupplementalRecordUI>
+ <SupplementalRecordName><String>Zyxq protein, mouse</String></SupplementalRecordName>
+ <HeadingMappedToList><HeadingMappedTo><DescriptorReferredTo><DescriptorUI>D002945</DescriptorUI>
+ </DescriptorReferredTo></HeadingMappedTo></HeadingMappedToList></SupplementalRecord>
+<SupplementalRecord SCRClass="4"><SupplementalRecordUI>C000999</SupplementalRecordUI>
+ <SupplementalRecordName><String>Qwerty virus</String></SupplementalRecordName>
+ <HeadingMappedToList><HeadingMappedTo><DescriptorReferredTo><DescriptorUI>D002945</DescriptorUI>
+ </DescriptorReferredTo></HeadingMappedTo></HeadingMappedToList></SupplementalRecord>
+<SupplementalRecord SCRClass="3"><SupplementalRecordUI>C535600</SupplementalRecordUI>
+ <SupplementalRecordName><String>Perry syndrome</String></SupplementalRecordName>
+ <HeadingMappedToList><HeadingMappedTo><DescriptorReferredTo><DescriptorUI>*D010300</DescriptorUI>
+ </DescriptorReferredTo></HeadingMappedTo></HeadingMappedToList></SupplementalRecord>
+</SupplementalRecordSet>
+"""
+SUPP_TSV = ("C042288\tpilsicainide\tSUN 1165\tD002945\n"
+            "C483025\tZyxq protein, mouse\t\tD002945\n"
+            "C000999\tQwerty virus\t\tD999999\n"  # mapped to no Chemical/Disease descriptor
+            "C535600\tPerry syndrome\t\tD010300\n")
+
+
+@pytest.mark.parametrize("form", ["supp.xml", "supp.xml.gz", "supp.tsv.gz"])
+def test_supplementary_records(tmp_path, form):
+    """MeSH supplementary records give C-ids, typed by their mapped descriptors; gene products,
+    organisms and protocols stay out. NLM's XML (plain or gzipped) and the TSV layout both read."""
+    root = write_data(tmp_path)
+    text = SUPP_TSV if form.endswith("tsv.gz") else SUPP_XML
+    path = tmp_path / form
+    _gz(path, text) if form.endswith(".gz") else path.write_text(text)
+    out = tmp_path / "index"
+    assert build_main(["--data", str(root), "--output", str(out), "--no-corpora", "--supplementary", str(path)]) == 0
+    rows = {(r.type, r.name, r.id) for r in read_names(out)}
+    assert ("Chemical", "SUN 1165", "C042288") in rows and ("Disease", "Perry syndrome", "C535600") in rows
+    assert not {r for r in rows if r[2] in ("C483025", "C000999")}
+    strict = Linker.load(out)
+    assert ids(strict, "Pilsicainide", "Chemical") == "C042288"
+    assert ids(strict, "Perry syndrome", "Disease") == "C535600"
+    assert ids(strict, "Perry syndrome", "Chemical") == NO_ID
+
+
+def test_bad_supplementary_file_is_one_line(tmp_path, capsys):
+    root = write_data(tmp_path)
+    bad = tmp_path / "supp.tsv.gz"
+    _gz(bad, "pilsicainide\tC042288\n")
+    assert build_main(["--data", str(root), "--output", str(tmp_path / "out"), "--no-corpora",
+                       "--supplementary", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "supp.tsv.gz" in err and "wrong shape" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_shipped_index_on_real_test_abstracts():
     """The shipped index links the gold mentions of 40 BC5CDR test abstracts (never indexed)."""
     data = Path(os.environ.get("BIOPRUNE_DATA", REPO.parent / "shared" / "data"))

