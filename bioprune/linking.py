@@ -72,8 +72,8 @@ class LinkerSettings:
     """How mentions are linked. The thresholds were chosen on the BC5CDR development set with an
     index built without it (``training/evaluate_linking.py --choose``, results/linking_dev.json)."""
 
-    chemical_min_similarity: float = 0.95  # TF-IDF cosine below which a Chemical gets no ID
-    disease_min_similarity: float = 0.8  # same for Disease
+    chemical_min_similarity: float = 0.9  # TF-IDF cosine below which a Chemical gets no ID
+    disease_min_similarity: float = 0.75  # same for Disease
     neighbours: int = 20  # nearest names looked at per mention
     ngram: int = 3  # character n-gram length (scispaCy uses 3)
     expand_abbreviations: bool = True  # replace the document's short forms by their long forms
@@ -240,19 +240,33 @@ def read_names(directory: str | Path) -> list[NameRow]:
 
 def _best_ids(rows: Iterable[tuple[str, NameRow]]) -> dict[str, tuple[str, float]]:
     """key -> (id, prior) for the best-supported ID of each key: annotated pairs first, then the
-    vocabulary's preferred terms, then the smallest ID (deterministic)."""
-    support: dict[str, dict[str, list[float]]] = {}
+    vocabulary's preferred terms, then the smallest ID (deterministic).
+
+    Most keys have one ID: they hold a plain (id, pair, vocab) tuple while counting, and only keys
+    with several IDs get a dict (a dict per key cost ~0.4 GB transient over half a million names).
+    """
+    support: dict[str, tuple[str, float, float] | dict[str, list[float]]] = {}
     for key, row in rows:
         if not key:
             continue
-        s = support.setdefault(key, {}).setdefault(row.id, [0.0, 0.0])
-        s[0] += row.pair_weight
-        s[1] += row.vocab_weight
-    out = {}
-    for key, by_id in support.items():
-        best = next(iter(by_id)) if len(by_id) == 1 else min(by_id, key=lambda i: (-by_id[i][0], -by_id[i][1], i))
-        out[key] = (best, by_id[best][0])
-    return out
+        seen = support.get(key)
+        if seen is None:
+            support[key] = (row.id, row.pair_weight, row.vocab_weight)
+        elif isinstance(seen, tuple) and seen[0] == row.id:
+            support[key] = (row.id, seen[1] + row.pair_weight, seen[2] + row.vocab_weight)
+        else:
+            by_id = {seen[0]: [seen[1], seen[2]]} if isinstance(seen, tuple) else seen
+            s = by_id.setdefault(row.id, [0.0, 0.0])
+            s[0] += row.pair_weight
+            s[1] += row.vocab_weight
+            support[key] = by_id
+    for key, seen in support.items():
+        if isinstance(seen, tuple):
+            support[key] = (seen[0], seen[1])
+        else:
+            best = min(seen, key=lambda i: (-seen[i][0], -seen[i][1], i))
+            support[key] = (best, seen[best][0])
+    return support  # every value is now (id, prior)
 
 
 MEMO_QUERIES = 200_000  # TF-IDF answers kept per type (a few tens of MB at most)
@@ -353,11 +367,14 @@ class TypeIndex:
 def build_type_index(rows: Sequence[NameRow], ngram: int = 3) -> TypeIndex:
     """Look-up tables over one type's names; the TF-IDF over its normalised names is fitted when
     first needed (:class:`Neighbours`)."""
-    toks = [tokens(r.name) for r in rows]
-    normalized = _best_ids((" ".join(t), r) for t, r in zip(toks, rows))
+    keys = [(" ".join(t), _bag(t)) for t in map(tokens, (r.name for r in rows))]  # (normalised, bag) per row
+    normalized = _best_ids((k[0], r) for k, r in zip(keys, rows))
+    # supplementary records answer look-ups only: as TF-IDF neighbours their ~340k names slowed every
+    # missed mention and, on dev, linked no more right (the thresholds were re-chosen without them)
+    fuzzy = sorted(k for k, (ids, prior) in normalized.items() if prior > 0 or not ids.startswith("C"))
     return TypeIndex(exact=_best_ids((r.name, r) for r in rows), normalized=normalized,
-                     bag=_best_ids((_bag(t), r) for t, r in zip(toks, rows)),
-                     neighbours=Neighbours(sorted(normalized), ngram))
+                     bag=_best_ids((k[1], r) for k, r in zip(keys, rows)),
+                     neighbours=Neighbours(fuzzy, ngram))
 
 
 def build_index(rows: Sequence[NameRow], ngram: int = 3) -> dict[str, TypeIndex]:
