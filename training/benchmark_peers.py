@@ -20,11 +20,11 @@ and post-processing, so among them only the forward differs):
                            over 512 tokens (45 of the 500 test abstracts) are read whole, not truncated;
                            chunks placed and merged the pipeline's way (of two overlapping entities the
                            longer wins). --hf-aggregation "average" (default) averages the label
-                           probabilities over a word's subwords and takes the argmax, the engine's own
-                           word-level decoding, so spans fall on word boundaries ("simple" can end an
-                           entity inside a word, "first" reads the first subword only). None of
-                           bioprune's document-level passes (the shipped model's abbreviation
-                           expansion): this is what a pipeline user gets
+                           probabilities over a word's subwords and takes the argmax, so spans fall
+                           on word boundaries ("simple" can end an entity inside a word, "first"
+                           reads the first subword only). None of the shipped model's own
+                           postprocess.json: neither its constrained (Viterbi) decoding nor its
+                           abbreviation pass: this is what a pipeline user gets
   spaCy CNN                with --spacy-model: a spaCy `ner` pipeline (efficiency config, scispaCy's
                            architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
                            its own tokenizer, scored by the same exact-match measure
@@ -40,7 +40,7 @@ import copy
 import logging
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -241,7 +241,8 @@ def main(argv=None) -> dict:
               "transformers": __import__("transformers").__version__,
               "hf_pipeline": {"system": HF_PEER, "aggregation_strategy": ns.hf_aggregation,
                               "stride": base.overlap_tokens},
-              "bioprune_postprocess": list(base.postprocess), "systems": {}}
+              "bioprune_postprocess": list(base.postprocess), "bioprune_decoding": asdict(base.decoding),
+              "systems": {}}
     for name in annotators:
         entry = {**accuracy[name], "batch": {}}
         for bs, t in timing.items():

@@ -543,12 +543,15 @@ def peers_table(res: dict, chart: bool = False) -> str:
     torch_users = "torch"
     hf = res.get("hf_pipeline")
     if hf is not None and hf["system"] in res["systems"]:
-        passes = ", ".join(res.get("bioprune_postprocess", [])) or "none"
+        own = "document-level passes: " + (", ".join(res.get("bioprune_postprocess", [])) or "none")
+        decoding = res.get("bioprune_decoding")
+        if decoding and decoding.get("viterbi"):
+            own = f"Viterbi decoding with an O bias of {decoding['outside_log_bias']:g}; " + own
         systems += (f"; the {hf['system']} row is the same fp32 weights through transformers "
                     f"{res['transformers']}: `pipeline(\"token-classification\", aggregation_strategy="
                     f"\"{hf['aggregation_strategy']}\", stride={hf['stride']})`, its own tokenization, abstracts "
-                    "over 512 tokens read whole in overlapping chunks, none of the engine's document-level passes "
-                    f"({passes})")
+                    "over 512 tokens read whole in overlapping chunks, per-word argmax, none of the shipped "
+                    f"model's own `postprocess.json` ({own})")
         torch_users = "torch (bioprune and the HF pipeline)"
     if any(name.startswith("spaCy") for name in res["systems"]):
         systems += "; the spaCy row is its own pipeline and tokenizer"
