@@ -172,6 +172,9 @@ def test_supplementary_records(tmp_path, form):
     assert ids(strict, "Pilsicainide", "Chemical") == "C042288"
     assert ids(strict, "Perry syndrome", "Disease") == "C535600"
     assert ids(strict, "Perry syndrome", "Chemical") == NO_ID
+    loose = Linker.load(out, LinkerSettings(chemical_min_similarity=0.5, disease_min_similarity=0.5))
+    assert ids(loose, "pilsicainid", "Chemical") == NO_ID  # look-ups only: no TF-IDF neighbour
+    assert ids(loose, "cisplatinum", "Chemical") == "D002945"  # descriptors still are
 
 
 def test_bad_supplementary_file_is_one_line(tmp_path, capsys):
