@@ -3,7 +3,7 @@
     python app.py                      # http://127.0.0.1:7860, the shipped model, offline
 
 Tabs: Annotate (a text, dense vs pruned), Batch (files in, PubTator/JSONL/CSV/BioC JSON out), Results (the
-evaluation suite's charts). The logic lives in the ``webapp`` package; this file only loads the
+evaluation suite's charts). The logic lives in the ``bioprune.app`` package; this file only loads the
 model once and launches. Environment: ``GRADIO_SERVER_NAME``/``GRADIO_SERVER_PORT`` as usual.
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a normal exit, so the temp directory is removed
 
     from bioprune import PruningEngine
-    from webapp.settings import AppSettings, make_output_dir
+    from bioprune.app.settings import AppSettings, make_output_dir
 
     output_dir = make_output_dir(gradio_cache=True)  # before Gradio is imported: its uploads land here too
-    from webapp.ui import build_app, launch
+    from bioprune.app.ui import build_app, launch
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = AppSettings()

@@ -2,9 +2,9 @@
 
 The training scripts write ``results/`` at the repository root, and the app's Results tab shows its
 ``*.png`` charts and reads ``evaluate_test.json``. A wheel carries only packages, so building one
-copies ``results/*.png`` and ``results/*.json`` into ``webapp/shipped_results/`` inside the build
+copies ``results/*.png`` and ``results/*.json`` into ``bioprune/app/shipped_results/`` inside the build
 (never into the source tree): the repository keeps one copy, and ``pip install .`` gives an app that
-finds its charts without a checkout (``webapp.settings.default_results_dir``).
+finds its charts without a checkout (``bioprune.app.settings.default_results_dir``).
 """
 import logging
 import shutil
@@ -15,11 +15,11 @@ from setuptools.command.build_py import build_py
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SHIPPED_PATTERNS = ("*.png", "*.json")
-SHIPPED_DIR = ("webapp", "shipped_results")  # webapp.settings.SHIPPED_RESULTS_DIR, inside the package
+SHIPPED_DIR = ("bioprune", "app", "shipped_results")  # bioprune.app.settings.SHIPPED_RESULTS_DIR, inside the package
 
 
 class BuildPyWithResults(build_py):
-    """build_py that also copies the results charts and JSON into the built ``webapp`` package."""
+    """build_py that also copies the results charts and JSON into the built ``bioprune.app`` package."""
 
     def run(self):
         super().run()

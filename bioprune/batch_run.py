@@ -40,7 +40,7 @@ from bioprune.io.inputs import iter_records
 from bioprune.io.output_target import claim_output, is_stdout
 from bioprune.io.outputs import OutputFormat
 from bioprune.io.records import DeletedRecord, Record, RecordError
-from bioprune.types import Document
+from bioprune.types import Annotation, Document
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_DOCS = 256  # records read, annotated and committed together: bounds memory, sets resume granularity
@@ -213,18 +213,38 @@ def _token_progress(engine, on_tokens: Callable[[int], object] | None) -> Iterat
         handle.remove()
 
 
-def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: int, batch_size: int,
-                   on_tokens: Callable[[int], object] | None = None) -> tuple[dict[str, str], RunStats]:
-    """Annotate one chunk of records: its texts keyed "output"/"errors"/"deleted", and its stats.
+@dataclass(frozen=True)
+class AnnotatedChunk:
+    """One chunk of records after annotation, typed once for every writer and report.
 
-    ``on_tokens(n)``, when given, is called as each batch of ``n`` tokens enters the model.
+    ``pairs``: the chunk's documents with their annotations, in input order; ``failed`` and
+    ``deleted``: its other records; ``first_index``: the position of its first document in the
+    whole output (formats with separators or a header need it); ``stats``: its totals.
     """
+
+    pairs: tuple[tuple[Annotation, Document], ...]
+    failed: tuple[RecordError, ...]
+    deleted: tuple[DeletedRecord, ...]
+    first_index: int
+    stats: RunStats
+
+    def texts(self, fmt: OutputFormat) -> dict[str, str]:
+        """What one output file and its side files get: keyed "output", "errors", "deleted"."""
+        return {"output": fmt.format(self.pairs, self.first_index),
+                "errors": "".join(record_line(r) for r in self.failed),
+                "deleted": "".join(record_line(r) for r in self.deleted)}
+
+
+def annotate_chunk(engine, chunk: list[Record], first_index: int, batch_size: int,
+                   on_tokens: Callable[[int], object] | None = None) -> AnnotatedChunk:
+    """Annotate the documents of one chunk of records. ``on_tokens(n)``, when given, is called as each
+    batch of ``n`` tokens enters the model."""
     docs = [r for r in chunk if isinstance(r, Document)]
     with _token_progress(engine, on_tokens):
         annotations = engine.annotate(docs, batch_size=batch_size) if docs else []
-    stats = RunStats(records=len(chunk), documents=len(docs), chunks=1)
-    stats.errors = sum(isinstance(r, RecordError) for r in chunk)
-    stats.deleted = sum(isinstance(r, DeletedRecord) for r in chunk)
+    failed = tuple(r for r in chunk if isinstance(r, RecordError))
+    deleted = tuple(r for r in chunk if isinstance(r, DeletedRecord))
+    stats = RunStats(records=len(chunk), documents=len(docs), chunks=1, errors=len(failed), deleted=len(deleted))
     stats.entities = dict(sorted(Counter(e.label for a in annotations for e in a.entities).items()))
     for a in annotations:
         if a.trace is not None:
@@ -233,10 +253,23 @@ def annotate_chunk(engine, chunk: list[Record], fmt: OutputFormat, first_index: 
             stats.flops += a.trace.flops
             stats.dense_flops += a.trace.dense_flops
             stats.recovered_documents += bool(a.trace.recovery_events)
-    texts = {"output": fmt.format(zip(annotations, docs), first_index),
-             "errors": "".join(record_line(r) for r in chunk if isinstance(r, RecordError)),
-             "deleted": "".join(record_line(r) for r in chunk if isinstance(r, DeletedRecord))}
-    return texts, stats
+    return AnnotatedChunk(pairs=tuple(zip(annotations, docs)), failed=failed, deleted=deleted,
+                          first_index=first_index, stats=stats)
+
+
+def annotate_chunks(engine, records: Iterable[Record], chunk_size: int, batch_size: int, first_index: int = 0,
+                    on_tokens: Callable[[int], object] | None = None) -> Iterator[AnnotatedChunk]:
+    """The batch loop, written once (the CLI, Ray actors and the app's Batch tab all run it): read
+    ``chunk_size`` records at a time, annotate them, and yield each chunk with its wall time (the time
+    since the previous chunk was handed over, so the caller's writing counts too)."""
+    started = time.perf_counter()
+    for chunk in _chunks(records, chunk_size):
+        result = annotate_chunk(engine, chunk, first_index, batch_size, on_tokens)
+        now = time.perf_counter()
+        result.stats.wall_s = now - started
+        started = now
+        first_index += result.stats.documents
+        yield result
 
 
 def annotate_files(engine, inputs: Sequence[str | Path], output: str | Path | None, fmt: OutputFormat, *,
@@ -307,14 +340,9 @@ def _annotate_records(engine, inputs: Sequence[str | Path], fmt: OutputFormat, s
     with tqdm(desc="annotate", unit="tok", unit_scale=True, file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
         bar.set_postfix(docs=stats.documents, failed=stats.errors, refresh=False)
-        started = time.perf_counter()
-        for chunk in _chunks(records, chunk_size):
-            texts, chunk_stats = annotate_chunk(engine, chunk, fmt, stats.documents, batch_size,
-                                                on_tokens=bar.update if progress else None)
-            stats.add(chunk_stats)
-            now = time.perf_counter()
-            stats.wall_s += now - started
-            started = now
-            sink.commit(texts, stats.to_dict())
+        for chunk in annotate_chunks(engine, records, chunk_size, batch_size, stats.documents,
+                                     on_tokens=bar.update if progress else None):
+            stats.add(chunk.stats)
+            sink.commit(chunk.texts(fmt), stats.to_dict())
             bar.set_postfix(docs=stats.documents, failed=stats.errors)
     return stats

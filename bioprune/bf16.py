@@ -8,7 +8,7 @@ re-ordered once (``torch.ops.mkldnn._reorder_linear_weight``) skips that — the
 CPU compiler (inductor, with freezing) lowers bf16 Linear layers to — and fuses the
 feed-forward's GELU into the matmul, sparing a pass over its 4H-wide output. Same kernel, same
 numbers as ``F.linear``; in a micro-benchmark on a 2-thread AVX-512 BF16 CPU a (5600 x 384) by
-(384 x 1536) matmul took 8.5 ms instead of 12.5 (the end-to-end effect: README, "Precision").
+(384 x 1536) matmul took 8.5 ms instead of 12.5 (the end-to-end effect: docs/pruning.md, "Precision").
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def pack_linears(model: nn.Module) -> int:
 
 def bf16_copy(model: nn.Module) -> nn.Module:
     """A bf16 copy of a ``*ForTokenClassification`` BERT; on a CPU with native bf16, Q/K/V fused
-    into one projection (``attention.self.qkv``, read by :func:`bioprune.encoder.project_qkv`) and
+    into one projection (``attention.self.qkv``, read by :func:`bioprune.layer.project_qkv`) and
     the encoder's Linear layers packed (:func:`pack_linears`). The source model is untouched."""
     out = copy.deepcopy(model).to(torch.bfloat16).eval()
     if next(out.parameters()).device.type == "cpu" and packed_bf16_available():

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bioprune.batch_run import MEMORY_MODES, limit_malloc_growth
 from bioprune.errors import InputError
+from bioprune.io.outputs import output_format
 
 logger = logging.getLogger("bioprune")
 
@@ -90,19 +91,6 @@ def _engine(args):
     return engine
 
 
-def _output_format(name: str):
-    """The writer for ``--format``: core formats from bioprune.io, csv from the pandas adapter."""
-    if name == "csv":
-        try:
-            from batch.csv_output import CsvOutput  # imports pandas
-        except ImportError as err:
-            raise InputError("--format csv", f'needs pandas ({err}): pip install "bioprune[csv]"') from None
-        return CsvOutput()
-    from bioprune.io.outputs import output_format
-
-    return output_format(name)
-
-
 def _fingerprint(args, engine) -> dict:
     """What makes two annotate runs the same job: a resume with anything else is refused."""
     from dataclasses import asdict
@@ -143,7 +131,7 @@ def cmd_annotate(args) -> int:
     from bioprune.io.output_target import is_stdout
 
     _check_annotate_args(args)
-    fmt = _output_format(args.format)
+    fmt = output_format(args.format)
     if args.quiet:
         from transformers.utils import logging as hf_logging
 
@@ -169,7 +157,7 @@ def _annotate_on_ray(args) -> int:
     try:
         import ray
 
-        from batch.ray_runner import RayJob, job_summary, run_on_ray
+        from bioprune.ray import RayJob, job_summary, run_on_ray
     except ImportError as err:
         raise InputError("--ray", f'needs Ray ({err}): pip install "bioprune[ray]"') from None
 
@@ -262,7 +250,7 @@ def format_linking(linking: dict) -> str:
 
 def format_reference(result: dict) -> str:
     """One line comparing the run with the exact dense fp32 model: F1 drop, agreement, what pruning did."""
-    from bioprune.flops import format_flops_saved
+    from bioprune.forward import format_flops_saved
 
     drop = result["f1_drop_points"]["micro"]
     line = (f"dense fp32 micro F1 {result['dense']['mention']['micro']['f1']:.4f}, this run "
@@ -304,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file ('-' or /dev/stdout for standard output); a directory with --ray. Never an "
                         "input, a device, FIFO or symlink; locked while the run lasts (OUTPUT.lock)")
     p.add_argument("--format", default="pubtator", choices=["pubtator", "jsonl", "csv", "bioc"],
-                   help="output format (csv needs pandas; bioc is BioC JSON)")
+                   help="output format (bioc is BioC JSON)")
     p.add_argument("--input-format", default="auto", choices=list(INPUT_FORMATS),
                    help="input format (default: detected from the content of each file)")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_DOCS,

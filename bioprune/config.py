@@ -19,7 +19,7 @@ class OperatingPoint:
     prune_layers: tuple[int, ...]
 
 
-# Each controller's operating point (README, "Adaptive token pruning"; chosen on dev, never on test):
+# Each controller's operating point (docs/pruning.md; chosen on dev, never on test):
 # rule: λ=2 after layer 2 keeps the dev drop under 1 point with the most FLOPs saved
 #   (results/prune_aware_dev.json); it cannot reach 45% FLOPs saved at any λ.
 # mlp: the smallest λ whose dev FLOPs saved reach the 45% target, pruning after layers 1 and 2 (after
@@ -83,7 +83,7 @@ class PruningConfig:
         "re-insert pruned tokens and re-run where the pruned result looks unsafe"))
     # Later layers still attend to pruned tokens' frozen states (keys and values only): on the BC5CDR
     # test set it halves the F1 drop but costs ~7 points of FLOPs saved and more wall clock on CPU,
-    # so it is an accuracy option, not the default (README, "Adaptive token pruning").
+    # so it is an accuracy option, not the default (docs/pruning.md, "Status: pruning is opt-in").
     frozen_context: bool = field(default=False, metadata=face(
         "later layers still attend to pruned tokens' frozen states (more accurate, slower)"))
     exit_margin: float = 0.01  # 1 - p(O) a token may carry at λ = 1 (p(O) >= 0.99)
@@ -102,7 +102,7 @@ class PruningConfig:
     recovery_window_tokens: int = 8  # pruned tokens this close to a trigger are re-inserted
     mlp_threshold: float | None = None  # learned controller's keep threshold (None: its calibrated one)
     # Numeric precision of the forward (bioprune.precision): "auto" is bf16 where the device has native
-    # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, README "Precision"), else fp32;
+    # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, docs/pruning.md "Precision"), else fp32;
     # "fp32" with controller "none" is the exact dense model (DENSE).
     precision: Precision = field(default="auto", metadata=face(
         "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "

@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, replace
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,6 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from bioprune.config import DEFAULT, PruningConfig
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
-from bioprune.encoder import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import ARGMAX, LABELS, Decoding, decode_entities
 from bioprune.linking import Linker, index_dir_for, load_linker
@@ -34,7 +34,7 @@ from bioprune.model_files import copy_linker_index, copy_model_files, resolve_mo
 from bioprune.postprocess import PASSES, POSTPROCESS_FILE, apply_passes, load_decoding, load_postprocess, \
     postprocess_settings
 from bioprune.precision import resolve_precision
-from bioprune.pruned_encoder import PrunedEncoder
+from bioprune.forward import ForwardResult, PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
 from bioprune.windows import merge_windows, window_owners
 
@@ -74,54 +74,95 @@ def load_model(path: str | Path, device: str = "cpu"):
     return tokenizer, model.to(device).eval()
 
 
-class PruningEngine:
-    """Annotates documents with Chemical and Disease entities, pruning tokens as ``config`` says.
+@dataclass(frozen=True, eq=False)  # eq=False: identity, as for the modules it holds
+class ModelBundle:
+    """Everything read from one model folder, shared by every configuration of the engine.
 
     Args:
         model: a ``*ForTokenClassification`` model with bioprune's label set.
         tokenizer: its fast tokenizer.
-        config: how to prune and at which precision (default :data:`~bioprune.config.DEFAULT`: dense
-            at the device's best precision; :data:`~bioprune.config.DENSE` is the exact fp32 model).
         exit_heads: exit heads at the pruning layers (needed unless the config is dense).
-        device: "cpu" or "cuda" (or any torch device string).
-        overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
-        postprocess: document-level consistency passes applied after decoding, by name
+        controllers: pruning controllers by name (default: the rule controller alone; ``from_pretrained``
+            adds the learned "mlp" one when the folder has it).
+        postprocess: document-level passes applied after decoding, by name
             (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
         decoding: how label probabilities become tags (:class:`bioprune.labels.Decoding`; default the
             per-word argmax); ``from_pretrained`` reads the model's own choice (``postprocess.json``).
+        device: "cpu" or "cuda" (or any torch device string).
+        overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
         source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
             ``save_pretrained`` copies its files as they are rather than re-serialising the weights.
-        linker_dir: the linker index folder (``config.link``); None: ``source_dir/linker``, else the
-            shipped index (:func:`bioprune.linking.index_dir_for`). Loaded on the first linked
-            annotation, once per process.
+        linker_dir: the linker index folder; None: ``source_dir/linker``, else the shipped index
+            (:func:`bioprune.linking.index_dir_for`). Loaded on the first linked annotation, once per process.
+        int8_ranges: per-channel input ranges of the encoder's Linear layers (:mod:`bioprune.int8`).
+
+    The encoder (:class:`~bioprune.forward.PrunedEncoder`, with its reduced-precision copies
+    made once) is built from these unless given (a benchmark's stand-in with the same ``forward``),
+    and shared by every engine over this bundle: it is config-free, the config comes with each forward.
     """
 
-    def __init__(self, model, tokenizer, config: PruningConfig = DEFAULT, exit_heads: ExitHeads | None = None,
-                 device: str = "cpu", overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
-                 controllers: dict[str, Controller] | None = None, postprocess: Sequence[str] = (),
-                 source_dir: str | Path | None = None, linker_dir: str | Path | None = None,
-                 int8_ranges: dict[str, torch.Tensor] | None = None, decoding: Decoding = ARGMAX):
-        unknown = [p for p in postprocess if p not in PASSES]
+    model: torch.nn.Module
+    tokenizer: object
+    exit_heads: ExitHeads | None = None
+    controllers: Mapping[str, Controller] | None = None  # None: {"rule": RuleController()}
+    postprocess: tuple[str, ...] = ()
+    decoding: Decoding = ARGMAX
+    device: str = "cpu"
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
+    source_dir: Path | None = None
+    linker_dir: Path | None = None
+    int8_ranges: Mapping[str, torch.Tensor] | None = None
+    encoder: PrunedEncoder | None = field(default=None, repr=False)  # None: built from the fields above
+
+    def __post_init__(self):
+        unknown = [p for p in self.postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
-        self.postprocess = tuple(postprocess)
-        self.decoding = decoding
-        self.source_dir = None if source_dir is None else Path(source_dir)
-        self.linker_dir = None if linker_dir is None else Path(linker_dir)
-        self.model = model
-        self.tokenizer = tokenizer
-        self.exit_heads = exit_heads
-        self.controllers = {"rule": RuleController()} if controllers is None else controllers
-        self.encoder = PrunedEncoder(model, exit_heads, self.controllers, int8_ranges)
-        self.encoder.check(config)
-        self.config = config
-        self.device = device
-        # the precision the forward runs at ("auto" resolved for this device; PrunedEncoder.forward resolves the same)
-        self.precision = resolve_precision(config.precision, device)
-        self.overlap_tokens = overlap_tokens
-        self.max_positions = min(MAX_POSITIONS, model.config.max_position_embeddings)
-        # [CLS] and [SEP] never leave; [UNK] and the rest are ordinary tokens for pruning
-        self._special_ids = torch.tensor([tokenizer.cls_token_id, tokenizer.sep_token_id], device=device)
+        set_ = object.__setattr__  # frozen: normalise the given values once, here
+        set_(self, "postprocess", tuple(self.postprocess))
+        set_(self, "controllers", {"rule": RuleController()} if self.controllers is None else dict(self.controllers))
+        set_(self, "source_dir", None if self.source_dir is None else Path(self.source_dir))
+        set_(self, "linker_dir", None if self.linker_dir is None else Path(self.linker_dir))
+        if self.encoder is None:
+            set_(self, "encoder", PrunedEncoder(self.model, self.exit_heads, self.controllers, self.int8_ranges))
+
+    def with_controllers(self, controllers: Mapping[str, Controller]) -> "ModelBundle":
+        """This bundle with other controllers (a new encoder over the same weights)."""
+        return replace(self, controllers=controllers, encoder=None)
+
+    @cached_property
+    def linker_index_dir(self) -> Path:
+        """The linker index folder this bundle links with (see ``linker_dir``; resolved once)."""
+        return self.linker_dir if self.linker_dir is not None else index_dir_for(self.source_dir)
+
+    @cached_property
+    def max_positions(self) -> int:
+        return min(MAX_POSITIONS, self.model.config.max_position_embeddings)
+
+    @cached_property
+    def special_ids(self) -> torch.Tensor:
+        """(2,) the ids of [CLS] and [SEP], which never leave; [UNK] and the rest are ordinary tokens."""
+        return torch.tensor([self.tokenizer.cls_token_id, self.tokenizer.sep_token_id], device=self.device)
+
+
+@dataclass(frozen=True, eq=False)
+class PruningEngine:
+    """Annotates documents with Chemical and Disease entities, pruning tokens as ``config`` says.
+
+    A frozen pair: the loaded :class:`ModelBundle` and a :class:`~bioprune.config.PruningConfig`
+    (how to prune and at which precision; default :data:`~bioprune.config.DEFAULT`, dense at the
+    device's best precision; :data:`~bioprune.config.DENSE` is the exact fp32 model).
+    :meth:`with_config` swaps the config and shares everything else.
+    """
+
+    bundle: ModelBundle
+    config: PruningConfig = DEFAULT
+    # the precision the forward runs at ("auto" resolved for this device; PrunedEncoder.forward resolves the same)
+    precision: str = field(init=False, compare=False)
+
+    def __post_init__(self):
+        self.bundle.encoder.check(self.config)
+        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: PruningConfig | None = None,
@@ -130,18 +171,17 @@ class PruningEngine:
         or a Hugging Face Hub id (downloaded whole, see :func:`bioprune.model_files.resolve_model_dir`).
 
         Weights, tokenizer, exit heads, learned controller, ``postprocess.json`` and the int8
-        calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is :data:`~bioprune.config.DEFAULT`, the dense model at the
-        device's best precision (bf16 where it is native; ``DENSE`` for exact fp32): pruning is
-        opt-in (``PruningConfig(controller="rule")``) because it trades F1 for speed (see the README).
+        calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is
+        :data:`~bioprune.config.DEFAULT`, the dense model at the device's best precision (bf16 where
+        it is native; ``DENSE`` for exact fp32): pruning is opt-in (``PruningConfig(controller="rule")``)
+        because it trades F1 for speed (docs/pruning.md). ``kwargs`` are :class:`ModelBundle` fields;
         ``postprocess=None`` / ``decoding=None`` apply the passes and the tag decoding the model's
         ``postprocess.json`` names (chosen on the development set).
         """
         device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
         tokenizer, model = load_model(path, device)
-        exit_heads = ExitHeads.load(path, device)
-        if config is None:
-            config = DEFAULT
+        config = DEFAULT if config is None else config
         if kwargs.get("postprocess") is None:
             kwargs["postprocess"] = load_postprocess(path)
         if kwargs.get("decoding") is None:
@@ -149,19 +189,28 @@ class PruningEngine:
         logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, config,
                     config.precision, resolve_precision(config.precision, device), kwargs["postprocess"],
                     kwargs["decoding"])
-        return cls(model, tokenizer, config=config, exit_heads=exit_heads, device=device,
-                   controllers=load_controllers(path, device), source_dir=path, int8_ranges=load_calibration(path),
-                   **kwargs)
+        bundle = ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(path, device), device=device,
+                             controllers=load_controllers(path, device), source_dir=path,
+                             int8_ranges=load_calibration(path), **kwargs)
+        return cls(bundle, config)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
-        """The same loaded model with another pruning configuration (no copy of the weights: the
-        encoder is shared, with its bf16 copy, made once for every config)."""
-        engine = PruningEngine(self.model, self.tokenizer, config=config, exit_heads=self.exit_heads,
-                               device=self.device, overlap_tokens=self.overlap_tokens, controllers=self.controllers,
-                               postprocess=self.postprocess, source_dir=self.source_dir, linker_dir=self.linker_dir,
-                               decoding=self.decoding)
-        engine.encoder = self.encoder  # config-free: the config comes with each forward
-        return engine
+        """The same loaded model with another pruning configuration (nothing is copied)."""
+        return replace(self, config=config)
+
+    # --- the bundle's parts, read through the engine ---------------------------------------------
+    model = property(lambda self: self.bundle.model)
+    tokenizer = property(lambda self: self.bundle.tokenizer)
+    exit_heads = property(lambda self: self.bundle.exit_heads)
+    controllers = property(lambda self: self.bundle.controllers)
+    postprocess = property(lambda self: self.bundle.postprocess)
+    decoding = property(lambda self: self.bundle.decoding)
+    device = property(lambda self: self.bundle.device)
+    overlap_tokens = property(lambda self: self.bundle.overlap_tokens)
+    source_dir = property(lambda self: self.bundle.source_dir)
+    encoder = property(lambda self: self.bundle.encoder)
+    max_positions = property(lambda self: self.bundle.max_positions)
+    linker_index_dir = property(lambda self: self.bundle.linker_index_dir)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write everything :meth:`from_pretrained` reads into ``directory``, so it round-trips exactly.
@@ -227,13 +276,6 @@ class PruningEngine:
                                      commit_message=commit_message)
 
     @property
-    def linker_index_dir(self) -> Path:
-        """The linker index folder this engine links with (see ``linker_dir``; resolved once)."""
-        if self.linker_dir is None:
-            self.linker_dir = index_dir_for(self.source_dir)
-        return self.linker_dir
-
-    @property
     def linker(self) -> Linker:
         """The linker, loaded on first use and shared by every engine of the process (a few
         seconds once); :class:`~bioprune.linking.LinkerIndexError` if its index is missing or malformed."""
@@ -247,14 +289,14 @@ class PruningEngine:
         """Per document, (T, C) label probabilities over its content tokens and its pruning trace."""
         items = [(d, w) for d, doc in enumerate(encoded) for w in range(len(doc.windows))]
         items.sort(key=lambda item: _window_len(encoded[item[0]].windows[item[1]]))  # length buckets
-        results: dict[tuple[int, int], _WindowResult] = {}
+        results: dict[tuple[int, int], ForwardResult] = {}  # (document, window) -> its row, as numpy
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         for i in range(0, len(items), batch_size):
             batch = items[i:i + batch_size]
             seqs = [window_input_ids(encoded[d], encoded[d].windows[w], cls_id, sep_id) for d, w in batch]
-            out = _to_numpy(self.encoder.forward(*self.batch_inputs(seqs), self.config))  # one copy per batch
+            out = self.encoder.forward(*self.batch_inputs(seqs), self.config).numpy()  # one copy per batch
             for row, ((d, w), seq) in enumerate(zip(batch, seqs)):
-                results[(d, w)] = _WindowResult.take(out, row, len(seq))
+                results[(d, w)] = out.window(row, len(seq))
         docs = []
         for d, doc in enumerate(encoded):
             parts = [results[(d, w)] for w in range(len(doc.windows))]
@@ -269,11 +311,7 @@ class PruningEngine:
         ``special`` marks the tokens that never leave: [CLS] and [SEP].
         """
         input_ids, attention_mask = _pad(seqs, self.tokenizer.pad_token_id, self.device)
-        return input_ids, attention_mask, torch.isin(input_ids, self._special_ids)
-
-    def predict_probs(self, encoded: Sequence[EncodedDocument], batch_size: int = 16) -> list[np.ndarray]:
-        """Per document, (T, C) label probabilities over its content tokens."""
-        return [probs for probs, _ in self.run(encoded, batch_size)]
+        return input_ids, attention_mask, torch.isin(input_ids, self.bundle.special_ids)
 
     def annotate(self, documents: Iterable[str | Document] | str | Document, batch_size: int = 16) -> list[Annotation]:
         """Annotate texts or :class:`Document` records; one Annotation per input, in order.
@@ -357,40 +395,7 @@ engine = PruningEngine.from_pretrained("<this folder or hub id>", config=Pruning
 """
 
 
-@dataclass
-class _WindowResult:
-    """One window's slice of a ForwardResult, as numpy, content tokens only ([CLS]/[SEP] dropped)."""
-
-    probs: np.ndarray  # (n, C)
-    pruned_layer: np.ndarray  # (n,)
-    pruned_score: np.ndarray  # (n,)
-    labels_before: np.ndarray  # (n,)
-    recovery: dict[str, np.ndarray]  # trigger -> (n,) bool
-    tokens_per_layer: np.ndarray  # (L,)
-    flops: float
-    dense_flops: float
-
-    @classmethod
-    def take(cls, out: dict, row: int, seq_len: int) -> "_WindowResult":
-        """Row ``row`` of a batch already moved to numpy by :func:`_to_numpy`."""
-        inner = slice(1, seq_len - 1)
-        return cls(probs=out["probs"][row, inner], pruned_layer=out["pruned_layer"][row, inner],
-                   pruned_score=out["pruned_score"][row, inner], labels_before=out["labels_before"][row, inner],
-                   recovery={t: m[row, inner] for t, m in out["recovery"].items()},
-                   tokens_per_layer=out["tokens_per_layer"][row],
-                   flops=float(out["flops"][row]), dense_flops=float(out["dense_flops"][row]))
-
-
-def _to_numpy(out: ForwardResult) -> dict:
-    """The whole batch's result as numpy arrays: one device-to-host copy per tensor, not per row."""
-    return {"probs": out.probs.cpu().numpy(), "pruned_layer": out.pruned_layer.cpu().numpy(),
-            "pruned_score": out.pruned_score.cpu().numpy(), "labels_before": out.labels_before.cpu().numpy(),
-            "recovery": {t: m.cpu().numpy() for t, m in out.recovery.items()},
-            "tokens_per_layer": out.tokens_per_layer.cpu().numpy(), "flops": out.flops.cpu().numpy(),
-            "dense_flops": out.dense_flops.cpu().numpy()}
-
-
-def _document_trace(doc: EncodedDocument, parts: list[_WindowResult], n_classes: int) -> Trace:
+def _document_trace(doc: EncodedDocument, parts: list[ForwardResult], n_classes: int) -> Trace:
     """Sum window traces into document coordinates; a token counts in the window that owns it."""
     owners = window_owners(len(doc.input_ids), list(doc.windows))
     pruned, events = [], []

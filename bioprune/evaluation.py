@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from bioprune.flops import flops_saved_ratio
+from bioprune.forward import flops_saved_ratio
 from bioprune.labels import spans_to_tags
 from bioprune.types import ENTITY_TYPES
 

@@ -55,7 +55,7 @@ def row_attention_signals(scores: torch.Tensor, probs: torch.Tensor) -> tuple[to
 def token_signals(attention: AttentionSignals, exit_logits: torch.Tensor, valid: torch.Tensor,
                   hidden: torch.Tensor, positions: torch.Tensor, n_real: torch.Tensor,
                   layer_fraction: float, outside_index: int = 0) -> TokenSignals:
-    """All signals at a pruning point; ``attention`` from :func:`bioprune.encoder.run_layer`
+    """All signals at a pruning point; ``attention`` from :func:`bioprune.layer.run_layer`
     (``need_signals=True``) at the layer before, or None when the controller does not read them
     (both are then zeros); hidden (B, T, H), positions (B, T), n_real (B,)."""
     if attention is None:

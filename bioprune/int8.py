@@ -15,7 +15,7 @@ so it is maintained in core, unlike the deprecated ``torch.ao`` quantized tensor
 dequantization, bias and (for the feed-forward's first layer) GELU are fused into it, writing bf16.
 
 Only the encoder's Linear layers go int8 (~90% of a layer's FLOPs); embeddings, layer norms,
-attention itself (scores, softmax, context: :func:`bioprune.encoder.packed_attention` in bf16),
+attention itself (scores, softmax, context: :func:`bioprune.layer.packed_attention` in bf16),
 the classifier and the exit heads stay as they were, in bf16, and so does the feed-forward's
 second layer (:data:`KEEP_BF16`: per-layer precision, for the one input that quantizes badly), on
 :mod:`bioprune.bf16`'s pre-packed bf16 matmul.
@@ -182,7 +182,7 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     """A bf16 copy of a ``*ForTokenClassification`` BERT whose encoder Linear layers run int8.
 
     Per layer: Q, K and V as one int8 projection (``attention.self.qkv``, read by
-    :func:`bioprune.encoder.project_qkv`: their shared input is quantized once; the three stay for
+    :func:`bioprune.layer.project_qkv`: their shared input is quantized once; the three stay for
     the keys and values of frozen context), the attention output, and the feed-forward with its
     GELU fused. ``ranges`` (:func:`recording_input_ranges`, saved beside the model as
     ``CALIBRATION_FILE``): each input is smoothed (:func:`smoothing`) with strength ``alpha``;

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bioprune.config import DENSE
-from bioprune.engine import PruningEngine, load_model
+from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.labels import LABEL_TO_ID, LABELS
 
 torch.manual_seed(0)
@@ -124,7 +124,7 @@ def _biased_engine(model_dir: Path, label: str) -> PruningEngine:
         model.classifier.weight.zero_()
         model.classifier.bias.zero_()
         model.classifier.bias[LABEL_TO_ID[label]] = 10.0
-    return PruningEngine(model, tokenizer, config=DENSE, linker_dir=model_dir / "linker")
+    return PruningEngine(ModelBundle(model, tokenizer, linker_dir=model_dir / "linker"), DENSE)
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +209,7 @@ def app_output_dir(tmp_path_factory) -> Path:
 def built_app(shipped_engine, app_output_dir):
     """The Gradio app over the shipped model, built (queue set up) but not launched."""
     pytest.importorskip("gradio", reason="the app tests need gradio: pip install '.[test]'")
-    from webapp.ui import build_app
+    from bioprune.app.ui import build_app
 
     return build_app(shipped_engine, output_dir=app_output_dir)
 
@@ -219,7 +219,7 @@ def app_url(built_app):
     """The app served in-process on a free local port; closed when the session ends."""
     import socket
 
-    from webapp.ui import launch
+    from bioprune.app.ui import launch
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

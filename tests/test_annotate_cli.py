@@ -72,8 +72,6 @@ def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_di
 
 @pytest.mark.parametrize("fmt", ["pubtator", "jsonl", "csv", "bioc"])
 def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, fmt):
-    if fmt == "csv":
-        pytest.importorskip("pandas")
     src = _write_jsonl(tmp_path / "in.jsonl", [
         {"id": "a", "text": "Famotidine-associated delirium."}, {"id": "empty", "text": ""},
         {"pmid": "b", "title": "Cisplatin nephrotoxicity.", "abstract": "Renal failure in rats."},
@@ -205,8 +203,6 @@ def _crash_after(monkeypatch, commits: int) -> None:
 
 @pytest.mark.parametrize("fmt", ["pubtator", "bioc", "csv"])
 def test_interrupted_run_resumes_to_identical_output(tmp_path, tiny_model_dir, monkeypatch, capsys, fmt):
-    if fmt == "csv":
-        pytest.importorskip("pandas")
     inputs = [LEGACY, *_malformed_inputs(tmp_path)[:2], FIXTURES / "sample.jsonl"]
     opts = ["--format", fmt, "--chunk-size", 2]
     full, cut = tmp_path / "full", tmp_path / "cut"

@@ -18,7 +18,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from bioprune.options import SETTINGS  # noqa: E402
-from webapp.settings import REPO_ROOT, AppSettings  # noqa: E402
+from bioprune.app.settings import REPO_ROOT, AppSettings  # noqa: E402
 
 EXAMPLES_DIR = AppSettings().examples_dir
 EXAMPLE = (EXAMPLES_DIR / "haloperidol_qt.txt").read_text(encoding="utf-8").strip()
@@ -46,14 +46,14 @@ def test_app_builds_without_launching(built_app, app_output_dir):
 
 
 def test_launch_refuses_allowed_paths(built_app):
-    from webapp.ui import launch
+    from bioprune.app.ui import launch
 
     with pytest.raises(ValueError, match="allowed_paths"):
         launch(built_app, allowed_paths=[str(REPO_ROOT)], prevent_thread_lock=True)
 
 
 def test_launch_retries_gradios_localhost_check_only():
-    from webapp.ui import LAUNCH_ATTEMPTS, launch
+    from bioprune.app.ui import LAUNCH_ATTEMPTS, launch
 
     class FlakyDemo:  # Gradio's one-HEAD, 3-second start-up check times out on a saturated CPU
         def __init__(self, message):
@@ -135,7 +135,7 @@ def test_every_setting_reaches_the_engine_through_the_api(client):
 
 def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_engine):
     from bioprune.config import PruningConfig
-    from webapp.examples import load_examples
+    from bioprune.app.examples import load_examples
 
     triggering = []  # (text, controller): recovery fires with every other knob at the controller's default
     for example in load_examples(AppSettings().examples_dir):
@@ -156,7 +156,7 @@ def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_
 
 
 def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
-    from webapp.annotate_tab import annotate_outputs, pruned_legend_update
+    from bioprune.app.annotate_tab import annotate_outputs, pruned_legend_update
 
     assert list(pruned_legend_update(controller="rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2
     assert list(pruned_legend_update(controller="mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]

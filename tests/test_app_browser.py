@@ -124,7 +124,7 @@ def test_empty_text_shows_a_message_not_a_traceback(page):
 
 
 def test_results_tab_shows_every_chart_full_size_with_a_caption(page):
-    from webapp.settings import AppSettings
+    from bioprune.app.settings import AppSettings
 
     n_charts = len(list(AppSettings().results_dir.glob("*.png")))
     page.get_by_role("tab", name="Results").click()

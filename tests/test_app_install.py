@@ -3,7 +3,7 @@
 The sources are copied to a temporary directory (so the build writes nothing into the working
 tree), installed with ``pip install --target`` (no dependencies, no build isolation: offline), and a
 fresh Python started in another directory with only that target ahead of the site-packages imports
-``webapp`` from it and asks where its data is. Slow-ish (it copies the shipped model): one test.
+``bioprune.app`` from it and asks where its data is. Slow-ish (it copies the shipped model): one test.
 """
 from __future__ import annotations
 
@@ -16,17 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from webapp.settings import REPO_ROOT
+from bioprune.app.settings import REPO_ROOT
 
-SOURCES = ("pyproject.toml", "setup.py", "README.md", "bioprune", "webapp", "spacy_component", "batch", "results")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "bioprune", "results")
 
 PROBE = """
-import json, webapp
-from webapp.examples import load_examples
-from webapp.results import dense_score_rows, find_charts
-from webapp.settings import AppSettings
+import json
+import bioprune.app as app
+from bioprune.app.examples import load_examples
+from bioprune.app.results import dense_score_rows, find_charts
+from bioprune.app.settings import AppSettings
 s = AppSettings()
-print(json.dumps({"webapp": webapp.__file__, "examples_dir": str(s.examples_dir), "results_dir": str(s.results_dir),
+print(json.dumps({"app": app.__file__, "examples_dir": str(s.examples_dir), "results_dir": str(s.results_dir),
                   "examples": [e.label for e in load_examples(s.examples_dir)],
                   "sample": (s.examples_dir / "batch_sample.pubtator").is_file(),
                   "charts": [c.path.name for c in find_charts(s.results_dir)],
@@ -57,9 +58,16 @@ def test_the_installed_app_finds_its_examples_and_charts(installed, tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    for key in ("webapp", "examples_dir", "results_dir"):
+    for key in ("app", "examples_dir", "results_dir"):
         assert Path(found[key]).is_relative_to(installed), (key, found[key])  # not the checkout
-    assert len(found["examples"]) == len(list((REPO_ROOT / "webapp" / "abstracts").glob("*.txt"))) >= 5
+    assert len(found["examples"]) == len(list((REPO_ROOT / "bioprune" / "app" / "abstracts").glob("*.txt"))) >= 5
     assert found["sample"]
     assert sorted(found["charts"]) == sorted(p.name for p in (REPO_ROOT / "results").glob("*.png")) != []
     assert found["scores"] == (REPO_ROOT / "results" / "evaluate_test.json").is_file()
+
+
+def test_pip_install_puts_one_package_into_site_packages(installed):
+    """``pip install .`` installs ``bioprune`` alone: adapters live inside it, so no top-level
+    ``webapp`` or ``batch`` can collide with another project's."""
+    top_level = {p.name for p in installed.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))}
+    assert top_level - {"bin", "__pycache__"} == {"bioprune"}, top_level

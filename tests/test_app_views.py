@@ -9,14 +9,14 @@ import pytest
 
 from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 
-from webapp import views
-from webapp.annotate import Comparison, validate_text
-from webapp.batch_job import check_uploads, count_documents, display_name, new_run_dir
-from webapp.engines import PruningChoice, operating_point, setting, start_values
-from webapp.errors import UserError
-from webapp.examples import example_label, load_examples
-from webapp.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
-from webapp.settings import REPO_ROOT, AppSettings
+from bioprune.app import views
+from bioprune.app.annotate import Comparison, validate_text
+from bioprune.app.batch_job import check_uploads, count_documents, display_name, new_run_dir
+from bioprune.app.engines import PruningChoice, operating_point, setting, start_values
+from bioprune.app.errors import UserError
+from bioprune.app.examples import example_label, load_examples
+from bioprune.app.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
+from bioprune.app.settings import REPO_ROOT, AppSettings
 
 TEXT = "Cisplatin caused <b>renal</b> failure & seizures."
 
@@ -226,7 +226,7 @@ def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
 
 def test_batch_offers_every_output_format_bioc_included():
     from bioprune.io.outputs import OUTPUT_FORMATS
-    from webapp.batch_job import FORMAT_CHOICES, output_formats
+    from bioprune.app.batch_job import FORMAT_CHOICES, output_formats
 
     assert [name for _, name in FORMAT_CHOICES] == list(OUTPUT_FORMATS) and ("BioC JSON", "bioc") in FORMAT_CHOICES
     assert list(output_formats(["bioc", "pubtator"])) == ["pubtator", "bioc"]
@@ -278,7 +278,7 @@ def test_examples_are_our_own_pubmed_style_abstracts():
     assert all(60 >= len(e.label) > 10 and len(e.text) > 300 for e in examples)
     assert example_label("A short title. Body text.") == "A short title"
     assert load_examples(REPO_ROOT / "no-such-dir") == []
-    # package data: inside the webapp package, so an installed app has them (tests/test_app_install.py)
+    # package data: inside the bioprune.app package, so an installed app has them (tests/test_app_install.py)
     assert AppSettings().examples_dir.parent == Path(views.__file__).parent
 
 
@@ -359,7 +359,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
 
     from bioprune.controllers import LearnedController, controller_features  # noqa: F401
     from bioprune.engine import PruningEngine
-    from webapp.engines import EngineHub
+    from bioprune.app.engines import EngineHub
 
     model_dir = tmp_path / "model"
     shutil.copytree(pruning_model_dir, model_dir)
@@ -403,7 +403,7 @@ def test_batch_reports_an_id_pubtator_cannot_hold_and_goes_on(tiny_engine, tmp_p
     """A JSONL id with '|' is an error record (as in `bioprune annotate`), not a crash of the whole run."""
     import json
 
-    from webapp.batch_job import run_batch
+    from bioprune.app.batch_job import run_batch
 
     upload = tmp_path / "docs.jsonl"
     upload.write_text(json.dumps({"id": "a|b", "text": "Cisplatin nephrotoxicity."}) + "\n"

@@ -19,6 +19,11 @@ from bioprune.labels import LABELS
 from bioprune.types import ENTITY_TYPES, Annotation, Document
 
 
+def _probs(engine, encoded, batch_size: int = 16) -> list:
+    """Per document, the (T, C) label probabilities ``engine.run`` gives (its traces dropped)."""
+    return [probs for probs, _ in engine.run(encoded, batch_size=batch_size)]
+
+
 @pytest.fixture(scope="module")
 def texts(sample_path) -> list[str]:
     return [d.text for d in read_pubtator(sample_path)]
@@ -142,7 +147,7 @@ def test_empty_and_whitespace_documents(tiny_engine, biased_engine, text):
         assert len(annotations) == 3
         assert annotations[0].entities == () and annotations[2].entities == ()
         assert annotations[0].text == text
-        (probs,) = engine.predict_probs(engine.encode([text]))
+        (probs,) = _probs(engine, engine.encode([text]))
         assert probs.shape == (0, len(LABELS))
 
 
@@ -151,8 +156,8 @@ def test_empty_and_whitespace_documents(tiny_engine, biased_engine, text):
 def test_long_document_batch_size_invariance(tiny_engine, long_text):
     (enc,) = tiny_engine.encode([long_text])
     assert len(enc.windows) > 1
-    p1 = tiny_engine.predict_probs([enc], batch_size=1)[0]
-    p16 = tiny_engine.predict_probs([enc], batch_size=16)[0]
+    p1 = _probs(tiny_engine, [enc], batch_size=1)[0]
+    p16 = _probs(tiny_engine, [enc], batch_size=16)[0]
     assert p1.shape == (len(enc.input_ids), len(LABELS))
     np.testing.assert_allclose(p1, p16, atol=1e-5)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, atol=1e-5)  # every token got a prediction
@@ -166,7 +171,7 @@ def test_long_document_batch_size_invariance(tiny_engine, long_text):
 def test_long_document_windows_use_window_predictions(tiny_engine, long_text):
     """Each token's probabilities come from its most central window, run on its own."""
     (enc,) = tiny_engine.encode([long_text])
-    merged = tiny_engine.predict_probs([enc])[0]
+    merged = _probs(tiny_engine, [enc])[0]
     from bioprune.windows import window_owners
 
     owners = window_owners(len(enc.input_ids), list(enc.windows))
@@ -183,9 +188,9 @@ def test_long_document_windows_use_window_predictions(tiny_engine, long_text):
 def test_batch_equals_one_at_a_time(tiny_engine, texts, long_text):
     docs = [texts[0], "", long_text, texts[2], "Seizures.", texts[1]]
     encoded = tiny_engine.encode(docs)
-    batched = tiny_engine.predict_probs(encoded, batch_size=16)
-    small_batches = tiny_engine.predict_probs(encoded, batch_size=3)
-    single = [tiny_engine.predict_probs([enc], batch_size=1)[0] for enc in encoded]
+    batched = _probs(tiny_engine, encoded, batch_size=16)
+    small_batches = _probs(tiny_engine, encoded, batch_size=3)
+    single = [_probs(tiny_engine, [enc], batch_size=1)[0] for enc in encoded]
     for b, m, s in zip(batched, small_batches, single):
         assert b.shape == s.shape
         np.testing.assert_allclose(b, s, atol=1e-5)
@@ -199,7 +204,7 @@ def test_engine_probs_equal_plain_model_on_padded_batch(tiny_engine, texts):
     docs = [texts[2], texts[0]]  # 13 and 45 tokens: the first is padded in the shared batch
     encoded = tiny_engine.encode(docs)
     assert len(encoded[0].input_ids) < len(encoded[1].input_ids)
-    probs = tiny_engine.predict_probs(encoded, batch_size=16)
+    probs = _probs(tiny_engine, encoded, batch_size=16)
     cls_id, sep_id = tiny_engine.tokenizer.cls_token_id, tiny_engine.tokenizer.sep_token_id
     for enc, p in zip(encoded, probs):
         ids = torch.tensor([[cls_id, *enc.input_ids, sep_id]])
@@ -219,7 +224,7 @@ def test_entities_decoded_from_engine_probs(tiny_engine, texts):
     from bioprune.labels import decode_entities
 
     encoded = tiny_engine.encode(texts)
-    probs = tiny_engine.predict_probs(encoded)
+    probs = _probs(tiny_engine, encoded)
     annotations = tiny_engine.with_config(tiny_engine.config.with_(link=False)).annotate(texts)
     for text, enc, p, a in zip(texts, encoded, probs, annotations):
         assert list(a.entities) == decode_entities(text, enc.offsets, enc.word_ids, p)

@@ -1,7 +1,7 @@
 """Error kinds, pruning-added errors and their attribution, on small hand-made spans."""
 from __future__ import annotations
 
-from bioprune.error_analysis import (CAUSES, MentionError, added_errors, attribute, attribution_counts,
+from training.analysis.error_analysis import (CAUSES, MentionError, added_errors, attribute, attribution_counts,
                                      classify_errors, corpus_errors, count_kinds, example, gold_type_at,
                                      pick_examples, still_pruned)
 from bioprune.types import PrunedToken, RecoveryEvent, Trace

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bioprune.config import DENSE, PruningConfig
-from bioprune.timing import TimingPlan, time_systems
+from training.analysis.timing import TimingPlan, time_systems
 from training.analysis.common import config_dict, json_safe, write_json_atomic
 from training.analysis.suite import (ablation_rows, pareto_rows, recovery_variant, suite_rows, timed_groups)
 
@@ -184,7 +184,7 @@ def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
 
 
 def test_cpu_model_names_the_family_that_sets_the_speed():
-    from bioprune.timing import cpu_model
+    from training.analysis.timing import cpu_model
 
     info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n" \
            "processor\t: 1\ncpu family\t: 26\n"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bioprune.fairness import (MentionRecord, bucket_name, bucket_order, compare_groups, group_scores,
+from training.analysis.fairness import (MentionRecord, bucket_name, bucket_order, compare_groups, group_scores,
                                is_abbreviation, length_bucket, mention_vocabulary, normalise_mention,
                                quantile_edges, records, standard_groupings, word_count)
 

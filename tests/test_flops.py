@@ -6,7 +6,7 @@ import torch
 
 from bioprune.config import DENSE, PruningConfig
 from bioprune.encoding import window_input_ids
-from bioprune.flops import dense_flops, head_flops, layer_flops
+from bioprune.forward import head_flops, layer_flops
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import Trace
 
@@ -18,6 +18,11 @@ def batch(outside_engine, sample_path):
     texts = [d.text for d in read_pubtator(sample_path)] + ["Seizures."]
     cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
     return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
+
+
+def dense_flops(n_tokens, n_layers: int, hidden: int, intermediate: int, n_classes: int):
+    """The dense model on one sequence of ``n_tokens``: every layer, then the classifier."""
+    return n_layers * layer_flops(n_tokens, hidden, intermediate) + head_flops(n_tokens, hidden, n_classes)
 
 
 def _dims(engine):
@@ -133,7 +138,7 @@ def test_exit_head_flops_counted_on_the_tokens_it_ran_on(outside_engine, batch, 
 
 def test_flops_saved_ratio_is_net_of_the_exit_heads_and_not_clamped(outside_engine):
     from bioprune.evaluation import pruning_summary
-    from bioprune.flops import flops_saved_ratio, format_flops_saved
+    from bioprune.forward import flops_saved_ratio, format_flops_saved
 
     assert flops_saved_ratio(300.0, 1000.0) == pytest.approx(0.7) and flops_saved_ratio(0.0, 0.0) == 0.0
     assert flops_saved_ratio(1001.0, 1000.0) == pytest.approx(-0.001)  # spent more than dense: said so

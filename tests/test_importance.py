@@ -4,9 +4,9 @@ import math
 import torch
 
 from bioprune.config import PruningConfig
-from bioprune.encoder import _attention_with_signals
+from bioprune.layer import _attention_with_signals
 from bioprune.importance import neighbourhood_max
-from bioprune.memory import recovery_triggers
+from bioprune.forward import recovery_triggers
 
 
 def _attention(scores, valid):

@@ -274,12 +274,7 @@ def _whole(fmt, pairs, chunk: int) -> str:
 
 @pytest.mark.parametrize("name", ["pubtator", "jsonl", "bioc", "csv"])
 def test_chunked_output_equals_one_chunk(name):
-    if name == "csv":
-        pytest.importorskip("pandas")
-        from batch.csv_output import CsvOutput
-        fmt = CsvOutput()
-    else:
-        fmt = output_format(name)
+    fmt = output_format(name)
     pairs = [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC), (ANN, DOC)]
     assert _whole(fmt, pairs, 1) == _whole(fmt, pairs, 3) == _whole(fmt, pairs, 2)
 
@@ -330,10 +325,8 @@ def test_the_bioc_package_reads_our_pubtator_annotations():
 
 
 def test_csv_rows_one_per_entity_and_one_for_an_empty_document():
-    pd = pytest.importorskip("pandas")
-    from batch.csv_output import CsvOutput
-
-    text = _whole(CsvOutput(), [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC)], 1)
+    pd = pytest.importorskip("pandas")  # the reader a user would use
+    text = _whole(output_format("csv"), [(ANN, DOC), (EMPTY_ANN, EMPTY_DOC)], 1)
     table = pd.read_csv(io.StringIO(text), dtype={"id": str})
     assert list(table.columns) == ["id", "start", "end", "label", "text", "score", "ids"]
     assert table["id"].tolist() == ["9", "9", "9", "10"]

@@ -15,7 +15,7 @@ import torch
 
 from bioprune.config import DENSE, PruningConfig
 from bioprune.controllers import LearnedController, RuleController
-from bioprune.engine import PruningEngine, load_model
+from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.exits import ExitHeads
 from bioprune.labels import LABELS
 from bioprune.model_files import HUB_FILE_PATTERNS, ModelNotFoundError, resolve_model_dir
@@ -83,8 +83,8 @@ def test_save_pretrained_round_trips_a_loaded_model(full_model_dir, tmp_path):
 def test_save_pretrained_writes_a_model_built_in_memory(outside_model_dir, tmp_path):
     tokenizer, model = load_model(outside_model_dir)
     controllers = {"rule": RuleController(), "mlp": _controller(len(LABELS))}
-    engine = PruningEngine(model, tokenizer, exit_heads=ExitHeads.load(outside_model_dir),
-                           controllers=controllers, postprocess=("propagate", "abbreviations"))
+    engine = PruningEngine(ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(outside_model_dir),
+                                       controllers=controllers, postprocess=("propagate", "abbreviations")))
     saved = engine.save_pretrained(tmp_path / "memory")
     assert {"config.json", "model.safetensors", "exit_heads.safetensors", "controller.safetensors",
             "postprocess.json", "README.md"} <= {p.name for p in saved.iterdir()}

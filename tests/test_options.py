@@ -82,7 +82,7 @@ def test_cli_flags_build_the_config():
 def test_every_setting_is_a_spacy_config_key_with_its_default():
     import inspect
 
-    from spacy_component.factory import DEFAULT_CONFIG, make_bioprune_ner
+    from bioprune.spacy import DEFAULT_CONFIG, make_bioprune_ner
 
     params = inspect.signature(make_bioprune_ner).parameters
     for s in SETTINGS:
@@ -92,7 +92,7 @@ def test_every_setting_is_a_spacy_config_key_with_its_default():
 def test_a_new_field_reaches_the_spacy_signature(monkeypatch):
     from typing import Optional
 
-    import spacy_component.factory as factory
+    import bioprune.spacy as factory
 
     extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
                     default=0.5, help="a knob added to PruningConfig")
@@ -107,8 +107,8 @@ def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, 
     parameter of each endpoint that takes the settings, and its value in the engine's config."""
     pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
     import bioprune.options as options
-    from webapp.annotate_tab import entities_answer
-    from webapp.ui import build_app
+    from bioprune.app.annotate_tab import entities_answer
+    from bioprune.app.ui import build_app
 
     extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
                     default=0.5, help="a knob added to PruningConfig")
@@ -153,7 +153,7 @@ def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
 
     from bioprune.cli import _config
     from bioprune.engine import PruningEngine
-    from webapp.engines import PruningChoice
+    from bioprune.app.engines import PruningChoice
 
     cli = _config(_subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y"]))
     nlp = spacy.blank("en")
@@ -178,7 +178,7 @@ def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_p
     nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "link": False})
     assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
     pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
-    from webapp.ui import build_app
+    from bioprune.app.ui import build_app
 
     controls = {c["props"].get("elem_id"): c for c in build_app(pruning_engine, output_dir=tmp_path)
                 .get_config_file()["components"]}

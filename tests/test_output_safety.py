@@ -242,17 +242,16 @@ def test_default_size_limit_stops_a_pathological_line(tmp_path, tiny_model_dir):
 
 def test_progress_moves_within_one_long_document(tiny_engine):
     from bioprune.batch_run import annotate_chunk
-    from bioprune.io.outputs import output_format
     from bioprune.types import Document
 
     doc = Document("long", " ".join(["famotidine induced delirium in patients with renal failure."] * 300))
     (encoded,) = tiny_engine.encode([doc.text])
     assert len(encoded.windows) >= 4
     seen: list[int] = []
-    texts, stats = annotate_chunk(tiny_engine, [doc], output_format("jsonl"), 0, batch_size=1, on_tokens=seen.append)
+    chunk = annotate_chunk(tiny_engine, [doc], 0, batch_size=1, on_tokens=seen.append)
     assert len(seen) == len(encoded.windows)  # one step per window batch, all within this one document
     assert sum(seen) == sum(end - start + 2 for start, end in encoded.windows)  # [CLS] and [SEP] included
-    assert stats.documents == 1 and json.loads(texts["output"])["id"] == "long"
+    assert chunk.stats.documents == 1 and [a.id for a, _ in chunk.pairs] == ["long"]
 
 
 def test_progress_bar_counts_tokens_and_documents(tmp_path, tiny_model_dir, capsys):

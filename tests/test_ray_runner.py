@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batch.ray_runner import RayJob, shard_name, shard_outputs
+from bioprune.ray import RayJob, shard_name, shard_outputs
 from bioprune.cli import main
 from bioprune.errors import InputError
 
@@ -29,7 +29,7 @@ def test_shard_names_and_collisions():
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "bioprune[ray]"')
-    from batch.ray_runner import init_local_ray
+    from bioprune.ray import init_local_ray
 
     init_local_ray(num_cpus=2)
     yield ray

@@ -25,11 +25,11 @@ from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
 
 from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
-from bioprune.engine import PruningEngine, load_model  # noqa: E402
+from bioprune.engine import ModelBundle, PruningEngine, load_model  # noqa: E402
 from bioprune.labels import LABEL_TO_ID  # noqa: E402
-from spacy_component import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
+from bioprune.spacy import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
                              ConfigError)
-from spacy_component.factory import ComponentSettings  # noqa: E402
+from bioprune.spacy import ComponentSettings  # noqa: E402
 
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
@@ -331,7 +331,7 @@ def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
     assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DEFAULT  # opt-in pruning
     tokenizer, model = load_model(tiny_model_dir)
-    engine = PruningEngine(model, tokenizer)
+    engine = PruningEngine(ModelBundle(model, tokenizer))
     pipe = BioPruneNER(nlp.vocab, engine, overwrite_ents=True)  # no directory behind it: saved from memory
     pipe.to_disk(tmp_path / "memory")
     restored = BioPruneNER(nlp.vocab, engine).from_disk(tmp_path / "memory")
@@ -396,7 +396,7 @@ def test_scores_and_displacy(nlp):
 
 
 def test_fresh_process_finds_component_by_entry_point_and_loads_saved_pipeline(nlp, tiny_model_dir, tmp_path):
-    """A user's script: no ``import spacy_component``, the installed package, no network."""
+    """A user's script: no ``import bioprune``, the installed package, no network."""
     try:
         dist = metadata.distribution("bioprune")
     except metadata.PackageNotFoundError:
@@ -408,7 +408,7 @@ def test_fresh_process_finds_component_by_entry_point_and_loads_saved_pipeline(n
         import json, sys
         import spacy
         from spacy.displacy.render import EntityRenderer
-        assert "spacy_component" not in sys.modules
+        assert "bioprune.spacy" not in sys.modules
         texts = {TEXTS!r}
         fresh = spacy.blank("en")
         fresh.add_pipe("bioprune_ner", config={{"model": {str(tiny_model_dir)!r}}})
@@ -429,13 +429,13 @@ def test_fresh_process_finds_component_by_entry_point_and_loads_saved_pipeline(n
 
 
 def test_documented_cfg_block_is_the_default_config():
-    """The README's .cfg block (README.md once merged, else the section draft) builds the defaults."""
+    """The README's .cfg block builds the defaults."""
     import re
 
     from spacy.util import load_config_from_str, load_model_from_config
 
     root = Path(__file__).resolve().parents[1]
-    blocks = [b for p in (root / "README.md", root / "spacy_component" / "README_section.md") if p.is_file()
+    blocks = [b for p in (root / "README.md",)
               for b in re.findall(r"```ini\n(.*?)```", p.read_text(encoding="utf-8"), re.S)
               if "[components.bioprune_ner]" in b]
     assert blocks, "the README documents the component's config as an ```ini block"

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import PruningConfig  # noqa: E402
-from bioprune.encoder import run_layer  # noqa: E402
+from bioprune.layer import run_layer  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.importance import token_signals  # noqa: E402
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
-from bioprune.timing import cpu_model  # noqa: E402
+from training.analysis.timing import cpu_model  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 

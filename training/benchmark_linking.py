@@ -5,7 +5,7 @@
 
 One engine (the model loaded once), two configs that differ only in ``link``; the same abstracts
 timed at batch 16 (``--batch-sizes``) in alternating rounds after warm-up
-(:func:`bioprune.timing.time_systems`, as the other benchmarks), so the slowdown is the median of
+(:func:`training.analysis.timing.time_systems`, as the other benchmarks), so the slowdown is the median of
 the per-round ratios. Before timing, the linker is loaded and its TF-IDF fitted (both are once per
 process, not per abstract), each timed once, with the process's resident memory (RSS) before and
 after: the memory a worker pays for linking. The linker memoises the TF-IDF answers of the names
@@ -30,7 +30,7 @@ from bioprune.config import PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.options import add_config_arguments  # noqa: E402
-from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from training.analysis.timing import TimingPlan, time_systems  # noqa: E402
 from training.analysis.common import command_line, pruning_config, write_json_atomic  # noqa: E402
 
 

@@ -29,7 +29,7 @@ and post-processing, so among them only the forward differs):
                            architecture) trained here on BC5CDR train+dev (training/train_spacy_peer.py);
                            its own tokenizer, scored by the same exact-match measure
 Every bioprune and ORT row runs with MeSH linking off (no peer links; its cost is measured by
-training/benchmark_linking.py). Speed: alternating rounds after warm-up (bioprune.timing), 2 threads for torch and ORT alike,
+training/benchmark_linking.py). Speed: alternating rounds after warm-up (training.analysis.timing), 2 threads for torch and ORT alike,
 batch 1 and 16. F1 (exact match, bioprune.evaluation.mention_scores) and entity agreement with
 dense fp32 on all the abstracts, every system alike.
 """
@@ -48,12 +48,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
-from bioprune.encoder import ForwardResult  # noqa: E402
+from bioprune.forward import ForwardResult  # noqa: E402
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model  # noqa: E402
 from bioprune.evaluation import mention_scores  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
+from training.analysis.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
@@ -79,7 +79,7 @@ class OrtEncoder:
         probs = torch.from_numpy(logits).float().softmax(dim=-1)
         B, T = input_ids.shape
         zeros = torch.zeros(B, T, dtype=torch.long)
-        return ForwardResult(probs=probs, pruned_layer=zeros, pruned_score=zeros.float(), recovered=zeros.bool(),
+        return ForwardResult(probs=probs, pruned_layer=zeros, pruned_score=zeros.float(),
                              recovery={}, labels_before=probs.argmax(-1),
                              tokens_per_layer=attention_mask.sum(1, keepdim=True).expand(B, self.n_layers),
                              flops=torch.zeros(B, dtype=torch.float64), dense_flops=torch.zeros(B, dtype=torch.float64))
@@ -130,9 +130,8 @@ def ort_engine(engine: PruningEngine, path: Path, threads: int) -> PruningEngine
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    out = engine.with_config(unlinked(DENSE))
-    out.encoder = OrtEncoder(session, engine.model.config.num_hidden_layers, engine.encoder.n_classes)
-    return out
+    encoder = OrtEncoder(session, engine.model.config.num_hidden_layers, engine.encoder.n_classes)
+    return replace(engine.with_config(unlinked(DENSE)), bundle=replace(engine.bundle, encoder=encoder))
 
 
 SPACY_PEER = "spaCy CNN (ner efficiency config, trained here)"

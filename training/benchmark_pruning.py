@@ -27,7 +27,7 @@ from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import pruning_summary  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
+from training.analysis.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
 from bioprune.options import add_config_arguments  # noqa: E402
 from training.analysis.common import pruning_config  # noqa: E402
 

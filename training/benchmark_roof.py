@@ -7,7 +7,7 @@ times 384 × 1536) in fp32 and in bf16 on the same threads, and reads the engine
 from the benchmark files (training/benchmark_pruning.py: results/benchmark_pruning_mlp_bf16.json
 times dense fp32 and the MLP default on the same abstracts and counts their FLOPs;
 results/benchmark_precision.json times dense bf16 on the same abstracts). Achieved FLOP/s
-= analytic FLOPs per abstract (bioprune.flops, multiply-add = 2) × abstracts/s; the roof is the
+= analytic FLOPs per abstract (bioprune.forward, multiply-add = 2) × abstracts/s; the roof is the
 matmul's FLOP/s at the precision the system ran in. What the forward spends outside matmuls
 (attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
 measurements say where it goes: the attention's own FLOP/s at the model's head shape (12 heads of
@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
-from bioprune.encoder import packed_attention  # noqa: E402
+from bioprune.layer import packed_attention  # noqa: E402
 from bioprune.engine import PruningEngine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.precision import resolve_precision  # noqa: E402
-from bioprune.timing import cpu_model  # noqa: E402
+from training.analysis.timing import cpu_model  # noqa: E402
 from training.analysis.common import command_line, write_json_atomic  # noqa: E402
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
@@ -68,7 +68,7 @@ def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
 def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
     """Best FLOP/s of the attention every layer without a pruning decision runs, at
     :data:`ATTENTION_SHAPE` in ``dtype``: 4·B·heads·T²·d FLOPs (scores and weighted sum). fp32: the
-    fused kernel (``scaled_dot_product_attention``); bf16: :func:`bioprune.encoder.packed_attention`
+    fused kernel (``scaled_dot_product_attention``); bf16: :func:`bioprune.layer.packed_attention`
     over the same sequences packed, the engine's reduced-precision attention."""
     b, h, t, d = ATTENTION_SHAPE
     if dtype == torch.float32:

@@ -33,7 +33,7 @@ from spacy.util import minibatch  # noqa: E402
 
 from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-import spacy_component  # noqa: E402  -- registers bioprune_ner even when the package is not installed
+import bioprune.spacy  # noqa: E402  -- registers bioprune_ner even when the package is not installed
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ if __name__ == "__main__":
     import argparse
 
     logging.basicConfig(level=logging.WARNING)
-    warnings.simplefilter("ignore", spacy_component.AlignmentWarning)  # counted in skipped_entities instead
+    warnings.simplefilter("ignore", bioprune.spacy.AlignmentWarning)  # counted in skipped_entities instead
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     defaults = SpacyBenchArgs(data="")
     parser.add_argument("--data", required=True)

@@ -17,12 +17,12 @@ knowledge distillation, Hinton et al. 2015):
 
 - **Teacher**: the starting model, dense, frozen; its label probabilities on every token.
 - **Which tokens leave**: exactly what inference would prune — the student's own
-  :class:`~bioprune.pruned_encoder.PrunedEncoder` forward at the chosen config (controller, λ,
+  :class:`~bioprune.forward.PrunedEncoder` forward at the chosen config (controller, λ,
   pruning layers, frozen context), under ``no_grad``, with λ scaled per step by a random factor in
   ``[lambda_scale_min, lambda_scale_max]`` so the model holds up around the operating point.
 - **Loss**: soft cross-entropy to the teacher (``teacher_temperature``: 1 its probabilities, 0 its
   labels) on the kept tokens after the student's pruned
-  forward (the same :func:`bioprune.encoder.run_layer` inference runs); on a share
+  forward (the same :func:`bioprune.layer.run_layer` inference runs); on a share
   ``dense_step_share`` of the steps the dense forward instead, on every token, so the student's
   dense model stays the teacher (fidelity is measured against the student's own dense fp32).
 - **Text**: no labels are used, so any text serves: the corpora in ``../shared/data/corpora``
@@ -54,13 +54,13 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bioprune.config import PruningConfig
-from bioprune.encoder import Sequences, classify, embed, prune, run_layer
+from bioprune.forward import Sequences, merge, prune
+from bioprune.layer import classify, embed, run_layer
 from bioprune.encoding import encode_texts, window_input_ids
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments, config_from_values
-from bioprune.pruned_encoder import merge
 from training.finetune import make_batches, md5  # the same length-bucketed shuffling and data hashes
 
 logger = logging.getLogger("distill_pruned")
@@ -125,7 +125,7 @@ def teacher_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def pruned_logits(model, input_ids: torch.Tensor, valid: torch.Tensor, pruned_layer: torch.Tensor,
                   config: PruningConfig) -> tuple[torch.Tensor, Sequences]:
     """The student's forward with grad, each token leaving after the layer ``pruned_layer`` (B, T)
-    says (0: stays to the end), as :class:`~bioprune.pruned_encoder.PrunedEncoder` removed it.
+    says (0: stays to the end), as :class:`~bioprune.forward.PrunedEncoder` removed it.
 
     Returns the logits of the tokens that stayed (B, T', C) and their sequences (positions say where
     they came from)."""
@@ -138,8 +138,8 @@ def pruned_logits(model, input_ids: torch.Tensor, valid: torch.Tensor, pruned_la
         if i in points:
             leaving = seqs.valid & (pruned_layer.gather(1, seqs.positions) == i)  # (B, T')
             if config.frozen_context:
-                frozen = merge(frozen, prune(seqs, leaving)[0])
-            seqs = prune(seqs, seqs.valid & ~leaving)[0]
+                frozen = merge(frozen, prune(seqs, leaving))
+            seqs = prune(seqs, seqs.valid & ~leaving)
         seqs = replace(seqs, hidden=run_layer(layer, seqs.hidden, seqs.valid, context=frozen)[0])
     return classify(model, seqs.hidden), seqs  # (B, T', C)
 

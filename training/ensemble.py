@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bioprune.engine import PruningEngine, load_model
+from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.errors import InputError
 from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
@@ -32,7 +32,7 @@ from bioprune.types import ENTITY_TYPES
 def dense_engine(path: str) -> PruningEngine:
     """The model at ``path`` in the engine with the default config, as score_dev scores it."""
     tokenizer, model = load_model(path)
-    return PruningEngine(model, tokenizer)
+    return PruningEngine(ModelBundle(model, tokenizer))
 
 
 def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=(), members: int | None = None

@@ -3,7 +3,7 @@
     python training/error_analysis.py --output results/error_analysis.json [--controller rule --lambda 1 ...]
 
 Both models run in one process on the same weights. Errors are classified as boundary, type,
-boundary+type, missed and spurious (:mod:`bioprune.error_analysis`); the errors the pruned model
+boundary+type, missed and spurious (:mod:`training.analysis.error_analysis`); the errors the pruned model
 makes and the dense one does not are attributed from the pruned run's trace to entity tokens
 pruned, wrong early exits or context lost, with a few short examples of each.
 """
@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,  # noqa: E402
+from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,  # noqa: E402
                                      attribution_counts, corpus_errors, count_kinds, example, pick_examples,
                                      still_pruned)
 from bioprune.evaluation import mention_scores, pruning_summary  # noqa: E402

@@ -7,7 +7,7 @@ Per configuration (the rows of :mod:`training.analysis.suite`): exact-mention F1
 micro (``bioprune.evaluation.evaluate_engine``), the drop vs the dense model in points, tokens
 pruned, FLOPs saved, the recovery rate; and, for the groups named by ``--timing`` (bare
 ``--timing``: all), CPU latency and throughput at batch 1 and 16 on the first ``--timing-docs``
-abstracts, measured alternating with dense after warm-up (:func:`bioprune.timing.time_systems`,
+abstracts, measured alternating with dense after warm-up (:func:`training.analysis.timing.time_systems`,
 the loop of ``training/benchmark_pruning.py``). Timing is off by default: it costs far more than
 scoring on a small CPU.
 
@@ -35,7 +35,7 @@ from bioprune.config import DENSE, PruningConfig  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_engine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.timing import TimingPlan, time_systems  # noqa: E402
+from training.analysis.timing import TimingPlan, time_systems  # noqa: E402
 from training.analysis.common import TEST_SET, command_line, config_dict, write_json_atomic  # noqa: E402
 from training.analysis.suite import (DEFAULT_LAMBDAS, DEFAULT_LAYER_SETS, DEFAULT_MIN_KEEP_RATIOS, GROUPS,  # noqa: E402
                                      MLP_FAMILIES, SuiteRow, suite_rows, timed_groups)

@@ -2,9 +2,9 @@
 
     python training/fairness_analysis.py --output results/fairness.json [--controller rule --lambda 1 ...]
 
-Groups (:mod:`bioprune.fairness`): entity type, mention length in words, mentions seen vs unseen
+Groups (:mod:`training.analysis.fairness`): entity type, mention length in words, mentions seen vs unseen
 in the training data (lower-cased gold mention strings of CDR train + dev, which the shipped model
-trained on), abbreviations vs full forms (heuristic: :func:`bioprune.fairness.is_abbreviation`),
+trained on), abbreviations vs full forms (heuristic: :func:`training.analysis.fairness.is_abbreviation`),
 and abstract length (quartiles of the evaluated abstracts). Per group: recall over its gold
 mentions, precision over its predicted mentions (each prediction placed by its own text), F1,
 the drop of each in points, and the counts.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.config import DENSE  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 from bioprune.evaluation import pruning_summary  # noqa: E402
-from bioprune.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,  # noqa: E402
+from training.analysis.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,  # noqa: E402
                                records, standard_groupings, word_count)
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.types import ENTITY_TYPES  # noqa: E402

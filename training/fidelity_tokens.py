@@ -15,7 +15,7 @@ of any kept token). Pruning settings run in fp32, so precision's own share is no
 dense bf16 and int8 rows show that share alone.
 
 The first MEDLINE half is the default (settings are chosen there; the second half stays held out
-for the fidelity report, README "Fidelity").
+for the fidelity report, docs/pruning.md, "Where the disagreement sits").
 """
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer, get_lin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_texts, window_input_ids  # noqa: E402
-from bioprune.engine import PruningEngine  # noqa: E402
+from bioprune.engine import ModelBundle, PruningEngine  # noqa: E402
 from bioprune.evaluation import evaluate_engine  # noqa: E402
 from bioprune.io.pubtator import read_pubtator  # noqa: E402
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags  # noqa: E402
@@ -146,7 +146,7 @@ def score_dev(model, tokenizer, dev_docs, device: str, epoch: int) -> dict:
     """Mention-level exact-match scores on ``dev_docs`` (the dev curve's point for ``epoch``); leaves
     the model in eval mode."""
     model.eval()
-    scores = evaluate_engine(PruningEngine(model, tokenizer, device=device), dev_docs)
+    scores = evaluate_engine(PruningEngine(ModelBundle(model, tokenizer, device=device)), dev_docs)
     logger.info("epoch %d dev micro F1 %.4f (Chemical %.4f, Disease %.4f)", epoch,
                 scores["mention"]["micro"]["f1"], scores["mention"]["Chemical"]["f1"],
                 scores["mention"]["Disease"]["f1"])

@@ -6,7 +6,7 @@
 All requests are released at once (a barrier), each from its own thread, and each is timed from
 its release to its answer, queueing included: that is the latency a person sees when that many
 people press *Annotate* together. Each request runs the chosen setting and the dense model on one
-example abstract (``webapp/abstracts/*.txt``, in turn). One warm-up request goes first and is not
+example abstract (``bioprune/app/abstracts/*.txt``, in turn). One warm-up request goes first and is not
 counted. Writes ``results/app_load.json``; exits 1 when any request failed.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # webapp/ and bioprune/ from this checkout
+sys.path.insert(0, str(ROOT))  # bioprune/ from this checkout
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,8 +83,8 @@ def launch_local():
     import torch
 
     from bioprune import PruningEngine
-    from webapp.settings import AppSettings
-    from webapp.ui import build_app, launch
+    from bioprune.app.settings import AppSettings
+    from bioprune.app.ui import build_app, launch
 
     settings = AppSettings()
     torch.set_num_threads(settings.torch_threads())  # as app.py does
@@ -96,12 +96,12 @@ def launch_local():
 def run(args: LoadTestArgs) -> dict:
     from gradio_client import Client
 
-    from webapp.examples import load_examples
-    from webapp.settings import AppSettings
+    from bioprune.app.examples import load_examples
+    from bioprune.app.settings import AppSettings
 
     texts = [e.text for e in load_examples(AppSettings().examples_dir)]
     if not texts:
-        raise SystemExit("no example abstracts in webapp/abstracts/")
+        raise SystemExit("no example abstracts in bioprune/app/abstracts/")
     close, settings = None, None
     url = args.url
     if url is None:

@@ -12,7 +12,7 @@ tokens the current model itself labels O with p(O) >= ``confident_o`` (a no-grad
 mode: self-distilled, like the exit heads), of which a random share leaves, so the model sees light
 and heavy pruning. Special tokens and padding never leave. The loss is cross-entropy with the gold
 tags on the kept tokens only: pruned tokens get their labels from the exit heads, trained afterwards
-on the new backbone (training/train_exits.py). Layers run through :func:`bioprune.encoder.run_layer`,
+on the new backbone (training/train_exits.py). Layers run through :func:`bioprune.layer.run_layer`,
 the same code inference runs (it applies hidden dropout in train mode, not attention dropout).
 """
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from bioprune.encoder import Sequences, base_of, classify, embed, prune, run_layer
+from bioprune.forward import Sequences, prune
+from bioprune.layer import base_of, classify, embed, run_layer
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID
 
 
@@ -57,7 +58,7 @@ def pruned_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, la
                      valid=attention_mask.bool())
     for i, block in enumerate(base_of(model).encoder.layer):
         if i == layer:
-            seqs = prune(seqs, seqs.valid & ~leave.gather(1, seqs.positions))[0]
+            seqs = prune(seqs, seqs.valid & ~leave.gather(1, seqs.positions))
         seqs = replace(seqs, hidden=run_layer(block, seqs.hidden, seqs.valid)[0])
     logits = classify(model, seqs.hidden)  # (B, T', C)
     gold = labels.gather(1, seqs.positions).masked_fill(~seqs.valid, IGNORE_INDEX)  # (B, T')

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bioprune.controllers import LearnedController, attention_feature_columns, controller_features  # noqa: E402
-from bioprune.encoder import base_of, classify, embed, run_layer  # noqa: E402
+from bioprune.layer import base_of, classify, embed, run_layer  # noqa: E402
 from bioprune.encoding import encode_texts, window_input_ids  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model  # noqa: E402
 from bioprune.exits import ExitHeads  # noqa: E402
@@ -54,7 +54,7 @@ class ControllerArgs:
     seed: int = 13
     threads: int = 2
     # Leave out the attention entropy and received attention: the layer before each pruning point
-    # then runs fused attention (cheaper on CPU); the README compares both on dev.
+    # then runs fused attention (cheaper on CPU); docs/pruning.md compares both on dev.
     without_attention: bool = False
 
 

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.encoder import base_of, classify, embed, run_layer  # noqa: E402
+from bioprune.layer import base_of, classify, embed, run_layer  # noqa: E402
 from bioprune.encoding import encode_texts, window_input_ids  # noqa: E402
 from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model  # noqa: E402
 from bioprune.exits import ExitHeads  # noqa: E402

@@ -9,9 +9,8 @@ batch annotator reports such a document as a failed record, before annotating it
     pubtator  one |t|/|a| block per document plus its mention lines (bioprune.io.pubtator)
     jsonl     one {"id", "text", "entities", "trace"?} object per line (bioprune.io.jsonl)
     bioc      a BioC JSON collection, one document per line (bioprune.io.bioc)
-    csv       one row per entity, a row with empty entity columns for a document without any;
-              needs pandas (``pip install "bioprune[csv]"``) and lives outside the core, in
-              ``batch.csv_output``
+    csv       one row per entity, a row with empty entity columns for a document without any
+              (bioprune.io.csv_table)
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from typing import Protocol
 from bioprune.errors import InputError
 from bioprune.types import Annotation, Document
 
-OUTPUT_FORMATS: tuple[str, ...] = ("pubtator", "jsonl", "csv", "bioc")  # csv: batch.csv_output
+OUTPUT_FORMATS: tuple[str, ...] = ("pubtator", "jsonl", "csv", "bioc")
 
 
 class OutputFormat(Protocol):
@@ -60,7 +59,7 @@ class LineOutput:
 
 
 def output_format(name: str) -> OutputFormat:
-    """The writer for a core format (pubtator, jsonl, bioc); the CLI adds csv from ``batch``."""
+    """The writer for a format of :data:`OUTPUT_FORMATS`; an unknown name is an InputError listing them."""
     if name == "pubtator":
         from bioprune.io.pubtator import format_pubtator, pubtator_id_problem
 
@@ -69,6 +68,10 @@ def output_format(name: str) -> OutputFormat:
         from bioprune.io.jsonl import format_jsonl
 
         return LineOutput("jsonl", ".jsonl", format_jsonl)
+    if name == "csv":
+        from bioprune.io.csv_table import CsvOutput
+
+        return CsvOutput()
     if name == "bioc":
         from bioprune.io.bioc import BioCJsonOutput
 

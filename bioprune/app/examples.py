@@ -1,8 +1,8 @@
-"""Example abstracts for the Annotate tab: ``webapp/abstracts/*.txt``, one abstract per file.
+"""Example abstracts for the Annotate tab: ``bioprune/app/abstracts/*.txt``, one abstract per file.
 
 They ship inside the package (package data), so an installed app finds them without a checkout.
 Most are written for the app in PubMed style (fictional studies); one is a MEDLINE abstract chosen
-because recovery triggers on it. ``webapp/abstracts/SOURCES.md`` says where each comes from; the
+because recovery triggers on it. ``bioprune/app/abstracts/SOURCES.md`` says where each comes from; the
 BC5CDR corpora are read by the training scripts and never copied into the repository.
 """
 from __future__ import annotations

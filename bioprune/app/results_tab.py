@@ -1,6 +1,6 @@
 """The Results tab: the evaluation suite's charts, one full-width image with a caption each, and the dense scores.
 
-A thin Gradio adapter over :mod:`webapp.results`; *Reload* picks up charts written after start-up.
+A thin Gradio adapter over :mod:`bioprune.app.results`; *Reload* picks up charts written after start-up.
 The list of charts travels as a JSON value ({"name", "caption"} per chart: no server paths), and
 :func:`gr.render` draws one ``gr.Image`` per entry, so a new chart gets its own image too.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from webapp.context import AppContext
-from webapp.results import (SCORE_HEADERS, charts_note, dense_score_rows, find_charts, scores_note,
+from bioprune.app.context import AppContext
+from bioprune.app.results import (SCORE_HEADERS, charts_note, dense_score_rows, find_charts, scores_note,
                             stage_charts)
 
 CHART_CLASS = "bp-chart"

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -24,7 +24,7 @@ from bioprune.controllers import CONTROLLER_FILE, LearnedController
 from bioprune.engine import PruningEngine
 from bioprune.options import Setting
 
-from webapp.errors import UserError
+from bioprune.app.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -222,11 +222,7 @@ class EngineHub:
             except Exception as err:  # noqa: BLE001 - a half-written or incompatible file
                 raise UserError(f"The MLP controller file {path} could not be loaded ({type(err).__name__}: "
                                 f"{err}). If it is being trained right now, try again in a minute.") from None
-            controllers = {**self._base.controllers, "mlp": learned}
-            base = self._base
-            self._base = PruningEngine(base.model, base.tokenizer, config=DENSE, exit_heads=base.exit_heads,
-                                       device=base.device, overlap_tokens=base.overlap_tokens,
-                                       controllers=controllers, postprocess=base.postprocess,
-                                       source_dir=base.source_dir, decoding=base.decoding)
+            bundle = self._base.bundle.with_controllers({**self._base.controllers, "mlp": learned})
+            self._base = replace(self._base, bundle=bundle)  # everything else (postprocess, int8, linker) kept
             self._mlp_stamp = stamp
             logger.info("loaded the MLP controller from %s", path)

@@ -3,7 +3,7 @@
 A field added to PruningConfig with ``face(...)`` becomes a control in the Annotate and Batch tabs
 and a parameter of ``/annotate``, ``/entities`` and ``/annotate_files``, named by its key, with no
 change here: :func:`setting_control` builds it from the setting's kind, help and default, and
-:class:`webapp.engines.PruningChoice` turns the values back into a config through
+:class:`bioprune.app.engines.PruningChoice` turns the values back into a config through
 ``bioprune.options.config_from_values``.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import gradio as gr
 from bioprune import options
 from bioprune.options import Setting
 
-from webapp.engines import choice_label, label, operating_point, start_values
+from bioprune.app.engines import choice_label, label, operating_point, start_values
 
 
 def setting_control(s: Setting, value, layers: tuple[int, ...], *, elem_id: str | None = None,

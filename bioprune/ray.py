@@ -38,6 +38,7 @@ from pathlib import Path
 
 from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, MEMORY_MODES, RunStats
 from bioprune.errors import InputError
+from bioprune.io.outputs import output_format
 
 JOB_SUMMARY = "summary.json"  # the job's totals in the output directory; its lock is summary.json.lock
 _KNOWN_SUFFIXES = re.compile(r"(\.(xml|json|jsonl|ndjson|txt|pubtator|bioc|tsv))?(\.gz)?$", re.I)
@@ -123,16 +124,6 @@ class ShardAnnotator:
             rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB -> MiB (Linux)
         return {"input": list(batch["input"]), "stats": stats, "peak_rss_mb": rss,
                 "actor": [f"{os.uname().nodename}:{os.getpid()}"] * len(stats)}
-
-
-def output_format(name: str):
-    if name == "csv":
-        from batch.csv_output import CsvOutput
-
-        return CsvOutput()
-    from bioprune.io.outputs import output_format as core_format
-
-    return core_format(name)
 
 
 def init_local_ray(num_cpus: int | None = None, address: str | None = None) -> None:

@@ -2,13 +2,12 @@
 
 Pure Python over bioprune's batch annotator: records come from :func:`bioprune.batch_run.iter_all_records`
 (every reader in :mod:`bioprune.io`, format detected from the content), each chunk goes through
-:func:`bioprune.batch_run.annotate_chunk`, and the writers are bioprune's own (``batch.csv_output``
+:func:`bioprune.batch_run.annotate_chunks`, and the writers are bioprune's own (``bioprune.io.csv_table``
 for CSV). One annotation pass feeds every chosen output. Everything is written into one new folder
 under the app's output directory; uploads are only read.
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import shutil
@@ -18,13 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bioprune.batch_run import RunStats, annotate_chunk, iter_all_records
+from bioprune.batch_run import RunStats, annotate_chunks, iter_all_records
 from bioprune.io.compression import GZIP_MAGIC, open_binary
 from bioprune.io.outputs import OUTPUT_FORMATS, output_format
-from bioprune.io.records import DeletedRecord, RecordError
+from bioprune.io.records import RecordError
 from bioprune.types import Document
 
-from webapp.errors import UserError
+from bioprune.app.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -123,21 +122,9 @@ def count_documents(paths: Sequence[Path], limit: int, writers: dict | None = No
     return documents, errors
 
 
-class _RecordingEngine:
-    """Passes ``annotate`` through and keeps its result, so one pass feeds every output format."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.last: list = []
-
-    def annotate(self, documents, batch_size: int = 16):
-        self.last = self.engine.annotate(documents, batch_size=batch_size)
-        return self.last
-
-
 def output_formats(names: Sequence[str] | None) -> dict:
     """The writers for the chosen format ``names`` (in :data:`FORMAT_CHOICES` order); UserError when none
-    or an unknown one is chosen, or CSV without pandas."""
+    or an unknown one is chosen."""
     chosen = list(dict.fromkeys(names or ()))
     if not chosen:
         raise UserError("Choose at least one output format (PubTator, JSONL, CSV or BioC JSON).")
@@ -146,14 +133,7 @@ def output_formats(names: Sequence[str] | None) -> dict:
         raise UserError(f"Unknown output format {unknown[0]!r}: choose from {', '.join(OUTPUT_FORMATS)}.")
     formats = {}
     for name in (n for n in OUTPUT_FORMATS if n in chosen):
-        if name == "csv":
-            try:
-                from batch.csv_output import CsvOutput  # pandas
-            except ImportError as err:
-                raise UserError(f"CSV output needs pandas, which is not installed here ({err}).") from None
-            formats[name] = CsvOutput()
-        else:
-            formats[name] = output_format(name)
+        formats[name] = output_format(name)
     return formats
 
 
@@ -200,34 +180,22 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
         raise UserError("No documents could be read from the upload" + (f" ({reasons})." if reasons else "."))
     over_limit = total > limit
     total = min(total, limit)
-    recorder = _RecordingEngine(engine)
     stats, errors, deleted = RunStats(), [], []
     outputs = {name: run_dir / f"{OUTPUT_STEM}{fmt.extension}" for name, fmt in writers.items()}
-    first, *others = writers  # the first format comes out of annotate_chunk, the others from its annotations
     handles = {name: open(path, "w", encoding="utf-8", newline="") for name, path in outputs.items()}
     try:
         for name, fmt in writers.items():
             handles[name].write(fmt.header())
         if on_progress:
             on_progress(0, total)
-        records = iter(_limited(iter_all_records(paths, fmt=_AllWriters(writers)), limit))
-        started = time.perf_counter()
-        while chunk := list(itertools.islice(records, chunk_docs)):
-            done = stats.documents
-            texts, chunk_stats = annotate_chunk(recorder, chunk, writers[first], done, batch_size)
-            documents = [r for r in chunk if isinstance(r, Document)]
-            pairs = list(zip(recorder.last, documents)) if documents else []
-            recorder.last = []
-            handles[first].write(texts["output"])
-            for name in others:
-                handles[name].write(writers[name].format(pairs, done))
-            errors += [_error_entry(r, names) for r in chunk if isinstance(r, RecordError)]
+        records = _limited(iter_all_records(paths, fmt=_AllWriters(writers)), limit)
+        for chunk in annotate_chunks(engine, records, chunk_docs, batch_size):  # one pass feeds every format
+            for name, fmt in writers.items():
+                handles[name].write(fmt.format(chunk.pairs, chunk.first_index))
+            errors += [_error_entry(r, names) for r in chunk.failed]
             deleted += [{"file": names.get(r.source, display_name(r.source)), "record_id": r.record_id}
-                        for r in chunk if isinstance(r, DeletedRecord)]
-            stats.add(chunk_stats)
-            now = time.perf_counter()
-            stats.wall_s += now - started
-            started = now
+                        for r in chunk.deleted]
+            stats.add(chunk.stats)
             if on_progress:
                 on_progress(stats.documents, total)
         for name, fmt in writers.items():

@@ -1,6 +1,6 @@
 """The Batch tab: upload files -> download annotated PubTator / JSONL / CSV / BioC JSON, with progress and a summary.
 
-A thin Gradio adapter over :mod:`webapp.batch_job`.
+A thin Gradio adapter over :mod:`bioprune.app.batch_job`.
 """
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import shutil
 
 import gradio as gr
 
-from webapp.batch_job import (ACCEPTED_SUFFIXES, FORMAT_CHOICES, check_uploads, error_rows, new_run_dir, run_batch,
+from bioprune.app.batch_job import (ACCEPTED_SUFFIXES, FORMAT_CHOICES, check_uploads, error_rows, new_run_dir, run_batch,
                               summary_rows)
-from webapp.context import AppContext
-from webapp.controls import pruning_controls, takes_settings
-from webapp.engines import PruningChoice
-from webapp.errors import user_facing
+from bioprune.app.context import AppContext
+from bioprune.app.controls import pruning_controls, takes_settings
+from bioprune.app.engines import PruningChoice
+from bioprune.app.errors import user_facing
 
 logger = logging.getLogger(__name__)
 SAMPLE_FILE = "batch_sample.pubtator"
@@ -24,7 +24,7 @@ def batch_outputs(ctx: AppContext, files, formats=None, progress: gr.Progress | 
     """(download paths, summary rows, error rows) for one run; UserError for a bad upload.
 
     ``formats``: output format names (:data:`FORMAT_CHOICES`); None is every one. ``values``: the
-    pruning settings by key (:class:`~webapp.engines.PruningChoice`).
+    pruning settings by key (:class:`~bioprune.app.engines.PruningChoice`).
     """
     s = ctx.settings
     all_formats = [name for _, name in FORMAT_CHOICES]
@@ -69,9 +69,9 @@ def sample_file(ctx: AppContext) -> list[str] | None:
 def build_batch_tab(ctx: AppContext) -> gr.Radio:
     """The tab's components and events, inside an open ``gr.Blocks``/``gr.Tab`` context.
 
-    Returns the controller choice, whose help text :func:`webapp.annotate_tab.controller_info`
+    Returns the controller choice, whose help text :func:`bioprune.app.annotate_tab.controller_info`
     refreshes on page load. The pruning controls are the settings of bioprune.options, as in the
-    Annotate tab (:mod:`webapp.controls`).
+    Annotate tab (:mod:`bioprune.app.controls`).
     """
     s = ctx.settings
     gr.Markdown(f"Upload up to {s.max_files} files (each up to {s.max_file_bytes // 2**20} MiB): PubTator, PubMed "

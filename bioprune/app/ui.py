@@ -21,12 +21,12 @@ import gradio as gr  # noqa: E402
 
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
 
-from webapp.annotate_tab import HIGHLIGHT_CLASS, build_annotate_tab, controller_info  # noqa: E402
-from webapp.batch_tab import build_batch_tab  # noqa: E402
-from webapp.context import AppContext  # noqa: E402
-from webapp.engines import EngineHub  # noqa: E402
-from webapp.results_tab import build_results_tab  # noqa: E402
-from webapp.settings import AppSettings, make_output_dir  # noqa: E402
+from bioprune.app.annotate_tab import HIGHLIGHT_CLASS, build_annotate_tab, controller_info  # noqa: E402
+from bioprune.app.batch_tab import build_batch_tab  # noqa: E402
+from bioprune.app.context import AppContext  # noqa: E402
+from bioprune.app.engines import EngineHub  # noqa: E402
+from bioprune.app.results_tab import build_results_tab  # noqa: E402
+from bioprune.app.settings import AppSettings, make_output_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
 LAUNCH_ATTEMPTS = 3

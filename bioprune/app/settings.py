@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent  # the checkout, when the app runs from one (a Space, development)
+REPO_ROOT = PACKAGE_DIR.parents[1]  # the checkout, when the app runs from one (a Space, development)
 EXAMPLES_DIR = PACKAGE_DIR / "abstracts"  # package data: example abstracts and the Batch tab's sample file
 # The evaluation suite writes results/ at the repository root; building the package (setup.py's
-# build_py) copies its charts and JSON into webapp/shipped_results, so an installed app has them.
+# build_py) copies its charts and JSON into bioprune/app/shipped_results, so an installed app has them.
 SHIPPED_RESULTS_DIR = PACKAGE_DIR / "shipped_results"
 
 

@@ -5,12 +5,12 @@
     context.py      AppContext: the engines, settings and output directory the tabs share
     engines.py      EngineHub: the model loaded once; an engine per pruning choice; the MLP controller;
                     PruningChoice: the values of bioprune.options' settings, by key -> a PruningConfig
-    examples.py     the example abstracts shown in the Annotate tab (``webapp/abstracts/*.txt``, package data)
+    examples.py     the example abstracts shown in the Annotate tab (``bioprune/app/abstracts/*.txt``, package data)
     annotate.py     one request: validate the text, run dense and pruned, time both (pure)
     views.py        Annotation/Trace -> HighlightedText segments, HTML heat-map, tables, /entities JSON (pure)
     batch_job.py    uploaded files -> annotated PubTator/JSONL/CSV/BioC JSON and a summary (pure, reuses bioprune.io)
     results.py      charts and scores from the evaluation suite: ``results/`` in a checkout, the copy
-                    shipped in the package (``webapp/shipped_results``, setup.py) when installed (pure)
+                    shipped in the package (``bioprune/app/shipped_results``, setup.py) when installed (pure)
     controls.py     one pruning control per setting of bioprune.options, for both tabs and the API
     annotate_tab.py, batch_tab.py, results_tab.py   thin Gradio adapters, one per tab
     ui.py           build_app(): the Blocks, the queue; launch() (with the app's CSS)

@@ -1,6 +1,6 @@
 """The Annotate tab: a text, a pruning setting -> entities, pruned tokens, recovery, speed vs dense.
 
-A thin Gradio adapter: :func:`annotate_outputs` calls :func:`webapp.annotate.compare` and the pure
+A thin Gradio adapter: :func:`annotate_outputs` calls :func:`bioprune.app.annotate.compare` and the pure
 views; :func:`build_annotate_tab` lays out the components and wires the button.
 """
 from __future__ import annotations
@@ -9,16 +9,16 @@ import logging
 
 import gradio as gr
 
-from webapp import views
-from webapp.annotate import compare, validate_text
-from webapp.context import AppContext
-from webapp.controls import api_inputs, pruning_controls, takes_settings
-from webapp.engines import PruningChoice, setting
-from webapp.errors import user_facing
-from webapp.examples import load_examples
+from bioprune.app import views
+from bioprune.app.annotate import compare, validate_text
+from bioprune.app.context import AppContext
+from bioprune.app.controls import api_inputs, pruning_controls, takes_settings
+from bioprune.app.engines import PruningChoice, setting
+from bioprune.app.errors import user_facing
+from bioprune.app.examples import load_examples
 
 logger = logging.getLogger(__name__)
-HIGHLIGHT_CLASS = "bp-text"  # HighlightedText laid out as running text (webapp.ui.APP_CSS)
+HIGHLIGHT_CLASS = "bp-text"  # HighlightedText laid out as running text (bioprune.app.ui.APP_CSS)
 
 # The /annotate endpoint's outputs, in order; each is also its component's label, so the API names them.
 OUTPUT_NAMES = ("Summary", "Dense model", "Chosen setting", "Dense vs pruned entities",
@@ -28,7 +28,7 @@ OUTPUT_NAMES = ("Summary", "Dense model", "Chosen setting", "Dense vs pruned ent
 def annotate_outputs(ctx: AppContext, text: str, **values) -> tuple:
     """The eight output values of the tab, in the order of :data:`OUTPUT_NAMES` (plain values: the API's answer).
 
-    ``values``: the pruning settings by key (:class:`~webapp.engines.PruningChoice`).
+    ``values``: the pruning settings by key (:class:`~bioprune.app.engines.PruningChoice`).
     """
     choice = PruningChoice(**values)
     c = compare(ctx.hub, text, choice, ctx.settings.max_text_chars)
@@ -69,7 +69,7 @@ def build_annotate_tab(ctx: AppContext) -> gr.Radio:
     """The tab's components and events, inside an open ``gr.Blocks``/``gr.Tab`` context.
 
     Returns the controller choice, whose help text :func:`controller_info` refreshes on page load.
-    The pruning controls are the settings of bioprune.options (:mod:`webapp.controls`).
+    The pruning controls are the settings of bioprune.options (:mod:`bioprune.app.controls`).
     """
     examples = load_examples(ctx.settings.examples_dir)
     names = dict(zip(("summary", "dense", "entities", "diff", "pruned", "heatmap", "layers", "recovery"),

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from bioprune.types import Annotation, Entity, Trace
 
-from webapp.annotate import Comparison
+from bioprune.app.annotate import Comparison
 
 ENTITY_COLORS = {"Chemical": "#7cc6fe", "Disease": "#ffa69e"}
 # one hue per pruning point (the layer count after which tokens left); more layers reuse the last

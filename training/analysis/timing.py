@@ -2,7 +2,7 @@
 
 One loop, shared by ``training/benchmark_pruning.py`` (dense vs one pruned configuration) and
 ``training/eval_suite.py`` (dense vs every timed configuration of the suite), so that every speed
-number in the README is measured the same way:
+number in the README and docs/ is measured the same way:
 
 * per batch size, each system first annotates ``warmup_docs`` texts (allocator, thread pool and
   tokenizer warm-up, not timed);

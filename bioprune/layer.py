@@ -1,21 +1,16 @@
-"""Our own layer loop over a Hugging Face BERT-family token classifier, with real token removal.
+"""One encoder layer on the tokens that remain: the kernels under :mod:`bioprune.forward`.
 
-``PrunedEncoder`` runs the embeddings and each ``BertLayer`` (or ``RobertaLayer``: same module
-names) itself: the same submodules and weights as the HF model, no fork, no monkeypatching. At a
-pruning point the tokens the controller lets go are *removed*: kept tokens are gathered into
-shorter, re-padded sequences and their original positions travel with them, so every later matmul
-really runs on fewer tokens (masking with -10000 would keep them at full length: the flaw of public
-LTP code). :func:`prune` and :func:`restore` are one matched pair driven by the same index tensor
-(as in ToMe's merge/unmerge, Bolya et al., ICLR 2023); with no token pruned the forward is exactly
-the dense model.
-
-Attention probabilities are materialised only at the layer that feeds a pruning decision, one
-sequence at a time; all other layers use ``scaled_dot_product_attention`` in fp32 and
-:func:`packed_attention` in reduced precision.
+The pruned forward pass (:mod:`bioprune.forward`) runs the embeddings and each ``BertLayer`` (or
+``RobertaLayer``: same module names) itself, through :func:`run_layer`: the same submodules and
+weights as the Hugging Face model, no fork, no monkeypatching. After pruning, rows hold different
+numbers of tokens; the linear layers run on the real tokens packed into one (N, H) matrix, and
+attention runs either fused (``scaled_dot_product_attention``, fp32: the dense model bit for bit),
+per sequence on packed rows (:func:`packed_attention`, reduced precision on a CPU) or eagerly with
+its probabilities (:func:`_attention_with_signals`, only at a layer that feeds a pruning decision).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,53 +18,8 @@ import torch.nn.functional as F
 from bioprune.importance import row_attention_signals
 from bioprune.shapes import bucketed_tokens
 
-
-@dataclass
-class Sequences:
-    """A batch of (possibly pruned) sequences and where their tokens came from.
-
-    hidden: (B, T, H) states; positions: (B, T) original token positions (index into the window's
-    input ids); valid: (B, T) True for real tokens, False for padding.
-    """
-
-    hidden: torch.Tensor
-    positions: torch.Tensor
-    valid: torch.Tensor
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.valid.sum(dim=1)  # (B,)
-
-
-def prune(seqs: Sequences, keep: torch.Tensor) -> tuple[Sequences, torch.Tensor]:
-    """Gather the kept tokens of each sequence into a shorter, re-padded batch.
-
-    keep: (B, T) bool, True for tokens that stay (padding is never kept). Returns the pruned
-    sequences and ``order`` (B, T'), the index into the input's token axis of each output slot —
-    the index :func:`restore` uses to put states back.
-    """
-    keep = keep & seqs.valid
-    B, T = keep.shape
-    width = max(int(keep.sum(dim=1).max()), 1)
-    arange = torch.arange(T, device=keep.device).expand(B, T)  # (B, T)
-    # kept tokens first, in their original order, then the rest (they become padding)
-    order = torch.argsort((~keep).long() * T + arange, dim=1)[:, :width]  # (B, T')
-    hidden = seqs.hidden.gather(1, order.unsqueeze(-1).expand(-1, -1, seqs.hidden.size(-1)))  # (B, T', H)
-    return Sequences(hidden=hidden, positions=seqs.positions.gather(1, order),
-                     valid=keep.gather(1, order)), order
-
-
-def restore(full: torch.Tensor, part: torch.Tensor, order: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`prune`: write ``part`` (B, T', D) into a copy of ``full`` (B, T, D).
-
-    ``order`` (B, T') is the index :func:`prune` returned and ``valid`` (B, T') the pruned batch's
-    mask; padding slots write nothing.
-    """
-    B, T, D = full.shape
-    out = torch.cat([full, full.new_zeros(B, 1, D)], dim=1)  # (B, T + 1, D): slot T is a bin
-    index = torch.where(valid, order, torch.full_like(order, T))  # (B, T')
-    out.scatter_(1, index.unsqueeze(-1).expand(-1, -1, D), part)
-    return out[:, :T]
+if TYPE_CHECKING:
+    from bioprune.forward import Sequences
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -260,26 +210,3 @@ def embed(model, input_ids: torch.Tensor) -> torch.Tensor:
 
 def classify(model, hidden: torch.Tensor) -> torch.Tensor:
     return model.classifier(model.dropout(hidden))  # (B, T, C)
-
-
-@dataclass
-class ForwardResult:
-    """What one batched forward produced, still as tensors (the engine turns it into a trace).
-
-    probs: (B, T, C) label probabilities for every position (exit-head ones for pruned tokens);
-    pruned_layer: (B, T) layers a pruned token ran before leaving (0: ran them all);
-    pruned_score: (B, T) importance when it left; recovered: (B, T) re-inserted by recovery;
-    recovery: per trigger name, (B, T) the tokens it re-inserted; labels_before: (B, T) argmax
-    before recovery; tokens_per_layer: (B, L) real tokens each layer ran on (recovery excluded);
-    flops: (B,) FLOPs spent (recovery included); dense_flops: (B,) what the dense model spends.
-    """
-
-    probs: torch.Tensor
-    pruned_layer: torch.Tensor
-    pruned_score: torch.Tensor
-    recovered: torch.Tensor
-    recovery: dict[str, torch.Tensor]
-    labels_before: torch.Tensor
-    tokens_per_layer: torch.Tensor
-    flops: torch.Tensor
-    dense_flops: torch.Tensor

@@ -1,7 +1,7 @@
 """One Annotate-tab request: check the text, run the chosen engine and the dense one, time both.
 
 Pure Python over bioprune (no Gradio): :func:`compare` returns a :class:`Comparison` that
-:mod:`webapp.views` turns into what the tab shows.
+:mod:`bioprune.app.views` turns into what the tab shows.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from bioprune.types import Annotation
 
-from webapp.engines import EngineHub, PruningChoice
-from webapp.errors import UserError
+from bioprune.app.engines import EngineHub, PruningChoice
+from bioprune.app.errors import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""CSV output through pandas: one row per entity, and one row for a document without entities.
+"""CSV output (the standard library's ``csv``): one row per entity, and one row for a document without entities.
 
 Columns: ``id, start, end, label, text, score, ids`` (``ids``: ``MESH:D003924``, ``|`` between the
 IDs of a composite mention, empty when none or linking is off). A document without entities has one row with its
@@ -12,9 +12,8 @@ character offsets into the document text (the same text the other formats write)
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
-
-import pandas as pd
 
 from bioprune.identifiers import format_ids
 from bioprune.types import Annotation, Document
@@ -39,7 +38,8 @@ class CsvOutput:
         for annotation, document in pairs:
             if not annotation.entities:
                 rows.append((document.id, None, None, "", "", None, ""))
-            rows += [(document.id, e.start, e.end, e.label, e.text, e.score, format_ids(e.ids) if e.ids else "")
+            rows += [(document.id, int(e.start), int(e.end), e.label, e.text, float(e.score),
+                      format_ids(e.ids) if e.ids else "")
                      for e in annotation.entities]
         parts, start = [], 0
         for i, row in enumerate(rows):
@@ -54,12 +54,11 @@ class CsvOutput:
 
 
 def _to_csv(rows: list[tuple], quoting: int = csv.QUOTE_MINIMAL) -> str:
-    """Rows as CSV text. Python's csv writer (under pandas) quotes a field holding a line feed but not
-    one holding a lone carriage return, which every CSV reader then takes for a line break: a row
-    with a ``\r`` anywhere is written with its text fields quoted (``QUOTE_NONNUMERIC``). The
-    choice is per row, so the bytes do not depend on how the run was cut into chunks."""
-    if not rows:
-        return ""
-    table = pd.DataFrame(rows, columns=list(COLUMNS)).astype(
-        {"id": str, "start": "Int64", "end": "Int64", "label": str, "text": str, "score": "Float64", "ids": str})
-    return table.to_csv(index=False, header=False, lineterminator="\n", quoting=quoting)
+    """Rows as CSV text (``None`` as an empty field). Python's csv writer quotes a field holding a
+    line feed but not one holding a lone carriage return, which every CSV reader then takes for a
+    line break: a row with a ``\r`` anywhere is written with its text fields quoted
+    (``QUOTE_NONNUMERIC``). The choice is per row, so the bytes do not depend on how the run was
+    cut into chunks."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n", quoting=quoting).writerows(rows)
+    return buffer.getvalue()

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from webapp.engines import EngineHub
-from webapp.settings import AppSettings
+from bioprune.app.engines import EngineHub
+from bioprune.app.settings import AppSettings
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Charts are every ``*.png`` of the results directory (the F1-vs-latency Pareto plot, the ablations,
 ...), each shown full width with a caption: a sentence for the charts ``training/plot_results.py``
 writes (:data:`CAPTIONS`), else one made from the file name. The directory is the package's shipped
-copy when installed, the checkout's ``results/`` otherwise (:func:`webapp.settings.default_results_dir`).
+copy when installed, the checkout's ``results/`` otherwise (:func:`bioprune.app.settings.default_results_dir`).
 Charts are copied into the app's own output directory before they are shown, so the app never
 serves a file from the repository or the installation itself.
 """
