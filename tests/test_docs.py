@@ -63,8 +63,10 @@ BLOCKS = [block for path in DOC_FILES for block in python_blocks(path)]
 
 
 def test_the_extractor_finds_the_readme_examples():
+    """The README keeps its quick starts (Python and spaCy); the longer examples live in docs/."""
     names = [b.name for b in BLOCKS]
-    assert sum(n.startswith("README.md:") for n in names) >= 5, names
+    assert sum(n.startswith("README.md:") for n in names) >= 3, names
+    assert sum(n.startswith("docs/") for n in names) >= 4, names
     assert len(set(names)) == len(names)
 
 

@@ -1,4 +1,4 @@
-"""Write the README's and the model card's result tables from the results files, never by hand.
+"""Write the result tables of the README, docs/*.md and the model card from the results files, never by hand.
 
     python training/render_readme.py
 
@@ -8,8 +8,9 @@ results/dev_curve.json
 (training/export_dev_curve.py), and the evaluation suite's results/eval_suite.json,
 error_analysis.json, fairness.json and fidelity_medline.json (training/eval_suite.py,
 error_analysis.py, fairness_analysis.py, fidelity_medline.py), and replaces
-the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers in README.md and
-in the shipped model's card. A missing results file leaves its block as it is.
+the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers wherever they
+are: README.md, every docs/*.md and the shipped model's card (DOC_FILES). A missing results file
+leaves its block as it is; a table whose block is in none of those files is reported on stderr.
 """
 from __future__ import annotations
 
@@ -751,13 +752,22 @@ def main() -> None:
         blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
     if (linking := _load("linking_test.json")) is not None:
         blocks["linking"] = linking_table(linking, _load("benchmark_linking.json"))
-    for path in (ROOT / "README.md", DEFAULT_MODEL_DIR / "README.md", ROOT / "docs" / "linking.md"):
-        if not path.is_file():
-            continue
+    placed = set()
+    for path in doc_files():
         text = path.read_text()
+        placed.update(name for name in blocks if f"<!-- results:{name} -->" in text)
         for name, body in blocks.items():
             text = fill(text, name, body)
         path.write_text(text)
+    for name in sorted(set(blocks) - placed):
+        print(f"render_readme: no <!-- results:{name} --> block in README.md, docs/*.md or the model card",
+              file=sys.stderr)
+
+
+def doc_files() -> list[Path]:
+    """The Markdown files whose results blocks this script fills: README.md, docs/*.md, the model card."""
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), DEFAULT_MODEL_DIR / "README.md"]
+    return [path for path in paths if path.is_file()]
 
 
 if __name__ == "__main__":
