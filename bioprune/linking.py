@@ -289,10 +289,6 @@ class Neighbours:
         # and one scikit-learn transform costs ~1.5 ms of input checks whatever its size
         self._memo: dict[tuple[str, int], list[tuple[int, float]]] = {}
 
-    @property
-    def fitted(self) -> bool:
-        return self._fitted is not None
-
     def forget(self) -> None:
         self._memo.clear()
 

@@ -111,8 +111,3 @@ def config_from_values(values: Mapping[str, object], **extra) -> PruningConfig:
             value = float(value)
         chosen[s.field] = value
     return PruningConfig(**chosen, **extra)
-
-
-def setting_values(config: PruningConfig) -> dict[str, object]:
-    """``config``'s face settings by key: the inverse of :func:`config_from_values`."""
-    return {s.key: getattr(config, s.field) for s in SETTINGS}

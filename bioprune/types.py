@@ -43,7 +43,6 @@ class Annotation:
 
     id: str
     text: str
-    title_end: int | None = None  # where the title ends in ``text`` (PubTator/PubMed input), else None
     entities: tuple[Entity, ...] = field(default_factory=tuple)
     trace: "Trace | None" = None  # None for the dense model
 

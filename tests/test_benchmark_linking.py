@@ -10,7 +10,7 @@ def test_benchmark_linking_runs_on_a_tiny_input(tiny_model_dir, sample_path, tmp
     out = tmp_path / "benchmark_linking.json"
     result = main(["--data", str(sample_path), "--model", str(tiny_model_dir), "--output", str(out), "--threads", "1",
                    "--rounds", "1", "--warmup-docs", "1", "--batch-sizes", "16"])
-    assert json.loads(out.read_text())["command"].startswith("python training/benchmark_linking.py")
+    assert json.loads(out.read_text())["command"].startswith("python -m training.benchmark_linking")
     linker = result["linker"]
     assert linker["index"] == str(tiny_model_dir / "linker") and linker["load_tables_s"] >= 0
     assert linker["rss_before_mb"] > 0 and linker["rss_after_tfidf_mb"] > 0

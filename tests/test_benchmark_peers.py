@@ -78,7 +78,7 @@ def test_hf_pipeline_peer_reads_long_abstracts_whole(per_word_engine, tmp_path):
 
 
 PEERS = {
-    "command": "python training/benchmark_peers.py --data test.txt", "threads": 2, "n_abstracts_timed": 3,
+    "command": "python -m training.benchmark_peers --data test.txt", "threads": 2, "n_abstracts_timed": 3,
     "n_abstracts_scored": 5, "onnxruntime": "1.0", "transformers": "5.0",
     "hf_pipeline": {"system": "HF pipeline (transformers, fp32)", "aggregation_strategy": "average", "stride": 128},
     "bioprune_postprocess": ["abbreviations"],
@@ -120,7 +120,7 @@ def test_peers_readme_block_shows_the_hf_row_and_the_chart_when_present():
 
     block = peers_table(PEERS, chart=True)
     assert "| HF pipeline (transformers, fp32) | 0.8460 | 0.9950 | **0.80×** (8.0) | **0.70×** (7.0) |" in block
-    assert "![" in block and "(results/benchmark_peers.png)" in block and "python training/plot_results.py" in block
+    assert "![" in block and "(results/benchmark_peers.png)" in block and "python -m training.plot_results" in block
     assert 'aggregation_strategy="average"' in block and "abbreviations" in block
 
     older = {k: v for k, v in PEERS.items() if k not in ("hf_pipeline", "transformers", "bioprune_postprocess")}

@@ -102,7 +102,7 @@ def _row(group, family, name, x, f1, flops, timing_ms=None, default=False):
             "recovery_events_by_trigger": {"entropy_spike": 3}, "timing": timing}
 
 
-SUITE = {"n_documents": 500, "timing_docs": 100, "threads": 2, "command": "python training/eval_suite.py",
+SUITE = {"n_documents": 500, "timing_docs": 100, "threads": 2, "command": "python -m training.eval_suite",
          "gold": "data/bc5cdr/CDR_TestSet.PubTator.txt", "model": "runs/some-model", "output": "results/eval_suite.json",
          "timed_groups": ["pareto"], "timing_plan": {"rounds": 3}, "mlp_available": False,
          "dense": {"mention": {"micro": {"f1": 0.85}}}, "dense_timing": {"16": {"ms_per_abstract": 60.0}},
@@ -130,7 +130,7 @@ def test_readme_tables_mark_the_default_and_say_where_mlp_rows_are():
 
     table = eval_suite_table(SUITE)
     assert "| **rule λ=1** (default) |" in table and "| 40.0 (1.50×) |" in table
-    assert "controller.safetensors" in table and "`python training/eval_suite.py`" in table
+    assert "controller.safetensors" in table and "`python -m training.eval_suite`" in table
     assert "| min_keep_ratio | **0.3** (default) |" in ablations_table(SUITE)
     assert ablations_table({**SUITE, "rows": SUITE["rows"][:3]}) is None  # no ablations run: block left alone
 
@@ -169,7 +169,7 @@ def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
                 "flops_saved_ratio": flops, "recovery_rate_documents": docs,
                 "recovery_events_by_trigger": {"entropy_spike": 3} if recovery else {}}
 
-    res = {"n_documents": 500, "model": "runs/dev", "command": "python training/sweep_pruning.py", "dense_f1": {"micro": 0.82},
+    res = {"n_documents": 500, "model": "runs/dev", "command": "python -m training.sweep_pruning", "dense_f1": {"micro": 0.82},
            "rows": [row(False, 32, 0.805, 0.45, 0.0), row(True, 32, 0.81, 0.38, 0.07), row(True, 8, 0.82, 0.05, 0.7)]}
     curve = {"rows": [{"family": "mlp (1, 2)", "flops_saved_ratio": x, "f1": {"micro": f1}}
                       for x, f1 in ((0.34, 0.818), (0.40, 0.812))] +

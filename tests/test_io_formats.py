@@ -10,7 +10,7 @@ import pytest
 
 from bioprune.errors import InputError
 from bioprune.io.bioc import BioCJsonOutput, _JsonStream, bioc_document, iter_bioc_json_records
-from bioprune.io.inputs import detect_format, iter_documents, iter_records
+from bioprune.io.inputs import detect_format, iter_records
 from bioprune.io.outputs import output_format
 from bioprune.io.pubmed_xml import iter_pubmed_records, iter_pubmed_xml
 from bioprune.io.pubtator import iter_pubtator_records, read_pubtator
@@ -149,8 +149,6 @@ def test_empty_and_blank_files_are_one_error_each(tmp_path):
     assert "empty file" in err.reason
     (err,) = list(iter_records(_write(tmp_path, "blank.txt", "\n  \n")))
     assert "no documents" in err.reason
-    with pytest.raises(InputError, match="empty file"):
-        iter_documents(tmp_path / "empty.txt")
 
 
 # --- PubTator, text and JSONL: lenient readers ---------------------------------------------------

@@ -1,13 +1,11 @@
 """PubTator reader and writer: parsing, error reporting with line numbers, and round trips."""
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from bioprune.errors import InputError
 from bioprune.io.pubtator import (Mention, PubTatorDocument, Relation, format_pubtator, iter_pubtator,
-                                  read_pubtator, write_pubtator)
+                                  read_pubtator)
 from bioprune.types import Annotation, Document, Entity
 
 GOOD_BLOCK = (
@@ -207,11 +205,9 @@ def test_format_roundtrip_without_title_end(tmp_path):
         [(e.start, e.end, e.text, e.label) for e in entities]
 
 
-def test_format_without_entities_and_write_pubtator(tmp_path):
+def test_format_without_entities(tmp_path):
     docs = [Document("a", "First text."), Document("b", "Title. Abstract.", title_end=6)]
-    handle = io.StringIO()
-    write_pubtator([(Annotation(d.id, d.text), d) for d in docs], handle)
-    path = _write(tmp_path, handle.getvalue())
+    path = _write(tmp_path, "".join(format_pubtator(Annotation(d.id, d.text), d) for d in docs))
     back = read_pubtator(path)
     assert [d.pmid for d in back] == ["a", "b"]
     assert back[0].title == "First text." and back[0].mentions == ()

@@ -1,8 +1,8 @@
 """Batch annotation throughput on the MEDLINE slice: dense vs pruned, single process vs Ray local, peak memory.
 
-    python training/benchmark_batch.py --data ../shared/data/pubmed/medline16n0902.xml.gz \
+    python -m training.benchmark_batch --data ../shared/data/pubmed/medline16n0902.xml.gz \
         --output results/benchmark_batch.json [--model DIR] [--threads 2] [--rounds 2]
-    python training/benchmark_batch.py --render docs/batch_annotation.md   # tables from the JSON only
+    python -m training.benchmark_batch --render docs/batch_annotation.md   # tables from the JSON only
 
 Every measurement is a fresh ``bioprune annotate`` process, so its peak RSS (``os.wait4``) is its
 own: the slice is split into ``--shards`` PubMed XML files (whole citations, same text), then
@@ -38,9 +38,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bioprune.batch_run import MEMORY_MODES  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
+from bioprune.batch_run import MEMORY_MODES
+from bioprune.engine import DEFAULT_MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -234,7 +233,7 @@ def render_markdown(res: dict) -> str:
              f"{c['abstracts_per_s_per_core']:.1f} abstracts/s per core ({names[c['from']]}): "
              f"{c['core_hours']:,.0f} core-hours, about **${c['usd']:,.0f}** at an assumed "
              f"${c['usd_per_core_hour_assumed']}/core-hour; {hours} (linear scaling assumed).",
-             "", f"`{res.get('command', 'python training/benchmark_batch.py')}` → `{a['output']}`."]
+             "", f"`{res.get('command', 'python -m training.benchmark_batch')}` → `{a['output']}`."]
     return "\n".join(rows)
 
 
@@ -262,7 +261,7 @@ def main(argv=None) -> dict | None:
         fill(Path(render), render_markdown(json.loads(Path(args.output).read_text())))
         return None
     res = run(args)
-    res["command"] = "python training/benchmark_batch.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["command"] = "python -m training.benchmark_batch " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
     print(render_markdown(res))

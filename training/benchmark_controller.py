@@ -1,6 +1,6 @@
 """Per-token overhead of the pruning controllers, against one encoder layer (2 CPU threads).
 
-    python training/benchmark_controller.py --output results/controller_overhead.json
+    python -m training.benchmark_controller --output results/controller_overhead.json
 
 Times ``importance`` of the rule and the learned (MLP) controller on the real signals of a batch
 of BC5CDR-sized windows (batch 16 x 400 tokens, signals computed by the shipped model's exit head
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import PruningConfig  # noqa: E402
-from bioprune.layer import run_layer  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.importance import token_signals  # noqa: E402
+from bioprune.config import PruningConfig
+from bioprune.layer import run_layer
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.importance import token_signals
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def main(args: OverheadArgs) -> dict:
     config = PruningConfig()
     result = {
         "args": asdict(args),
-        "command": "python training/benchmark_controller.py " + " ".join(sys.argv[1:]),
+        "command": "python -m training.benchmark_controller " + " ".join(sys.argv[1:]),
         "us_per_token": {
             "rule_controller": _median_us(lambda: engine.controllers["rule"].importance(signals, config), args.repeats, n),
             "mlp_controller": _median_us(lambda: engine.controllers["mlp"].importance(signals, config), args.repeats, n),

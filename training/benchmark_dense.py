@@ -1,6 +1,6 @@
 """Throughput of the dense engine vs Hugging Face's token-classification pipeline, on 2 CPU threads.
 
-    python training/benchmark_dense.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+    python -m training.benchmark_dense --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_dense.json
 
 Both annotate the same abstracts (title + " " + abstract) with the same weights, at batch 1 and
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,11 +23,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE  # noqa: E402
-from training.analysis.timing import cpu_model  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.config import DENSE
+from training.analysis.timing import cpu_model
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.io.pubtator import read_pubtator
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What linking costs: annotation time with and without it on the same abstracts, and the linker's memory.
 
-    python training/benchmark_linking.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+    python -m training.benchmark_linking --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_linking.json [--model DIR] [--controller rule ...] [--limit-docs 200]
 
 One engine (the model loaded once), two configs that differ only in ``link``; the same abstracts
@@ -25,13 +25,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import PruningConfig  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.options import add_config_arguments  # noqa: E402
-from training.analysis.timing import TimingPlan, time_systems  # noqa: E402
-from training.analysis.common import command_line, pruning_config, write_json_atomic  # noqa: E402
+from bioprune.config import PruningConfig
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.io.pubtator import read_pubtator
+from bioprune.options import add_config_arguments
+from training.analysis.timing import TimingPlan, time_systems
+from training.analysis.common import command_line, pruning_config, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, config = parse_args(argv)
     res = run(args, config)
-    res["command"] = command_line("training/benchmark_linking.py", argv)
+    res["command"] = command_line("-m training.benchmark_linking", argv)
     write_json_atomic(args.output, res)
     return res
 

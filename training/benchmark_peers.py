@@ -1,7 +1,7 @@
 """bioprune against what a user would pick instead, on the same abstracts: speed, F1 and agreement.
 
     pip install onnxruntime onnx     # the ONNX Runtime peers
-    python training/benchmark_peers.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+    python -m training.benchmark_peers --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_peers.json [--limit-docs 200 --rounds 3]
 
 Systems (bioprune's and ONNX Runtime's all go through the engine's tokenization, windows, decoding
@@ -46,16 +46,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
-from bioprune.forward import ForwardResult  # noqa: E402
-from bioprune.encoding import DEFAULT_OVERLAP_TOKENS  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model  # noqa: E402
-from bioprune.evaluation import mention_scores  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from training.analysis.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
-from bioprune.types import ENTITY_TYPES  # noqa: E402
-from training.analysis.common import command_line, write_json_atomic  # noqa: E402
+from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.forward import ForwardResult
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model
+from bioprune.evaluation import mention_scores
+from bioprune.io.pubtator import read_pubtator
+from training.analysis.timing import TimingPlan, cpu_model, time_systems
+from bioprune.types import ENTITY_TYPES
+from training.analysis.common import command_line, write_json_atomic
 
 logger = logging.getLogger("benchmark_peers")
 
@@ -234,7 +233,7 @@ def main(argv=None) -> dict:
             timing = time_systems({n: (lambda t, bs, a=a: a(t, bs)) for n, a in annotators.items()},
                                   texts, plan, on_run=lambda: bar.update(1))
     baseline = next(iter(systems))
-    result = {"command": command_line("training/benchmark_peers.py", argv), "threads": ns.threads, "cpu": cpu_model(),
+    result = {"command": command_line("-m training.benchmark_peers", argv), "threads": ns.threads, "cpu": cpu_model(),
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
               "onnxruntime": __import__("onnxruntime").__version__,
               "transformers": __import__("transformers").__version__,

@@ -1,6 +1,6 @@
 """Dense vs pruned on the same abstracts, in one process, alternating, after warm-up (2 CPU threads).
 
-    python training/benchmark_pruning.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+    python -m training.benchmark_pruning --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_pruning.json [--controller rule --lambda 1 ... --precision auto]
 
 The reference is always the exact dense fp32 model (bioprune.config.DENSE, linking as the
@@ -22,14 +22,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE, PruningConfig  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import pruning_summary  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from training.analysis.timing import TimingPlan, cpu_model, time_systems  # noqa: E402
-from bioprune.options import add_config_arguments  # noqa: E402
-from training.analysis.common import pruning_config  # noqa: E402
+from bioprune.config import DENSE, PruningConfig
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.evaluation import pruning_summary
+from bioprune.io.pubtator import read_pubtator
+from training.analysis.timing import TimingPlan, cpu_model, time_systems
+from bioprune.options import add_config_arguments
+from training.analysis.common import pruning_config
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def main(argv=None) -> dict:
     args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
                             warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
     res = run(args, config)
-    res["command"] = "python training/benchmark_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["command"] = "python -m training.benchmark_pruning " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(res, indent=2))
     return res

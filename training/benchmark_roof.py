@@ -1,6 +1,6 @@
 """The machine's matmul roof at each precision, and the fraction of it the engine reaches.
 
-    python training/benchmark_roof.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt --output results/benchmark_roof.json
+    python -m training.benchmark_roof --data DATA/bc5cdr/CDR_TestSet.PubTator.txt --output results/benchmark_roof.json
 
 Times one large matmul of MiniLM-L6's feed-forward shape (16 abstracts of ~250 tokens: 4096 × 384
 times 384 × 1536) in fp32 and in bf16 on the same threads, and reads the engine's measured speed
@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE  # noqa: E402
-from bioprune.layer import packed_attention  # noqa: E402
-from bioprune.engine import PruningEngine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.precision import resolve_precision  # noqa: E402
-from training.analysis.timing import cpu_model  # noqa: E402
-from training.analysis.common import command_line, write_json_atomic  # noqa: E402
+from bioprune.config import DENSE
+from bioprune.layer import packed_attention
+from bioprune.engine import PruningEngine
+from bioprune.io.pubtator import read_pubtator
+from bioprune.precision import resolve_precision
+from training.analysis.timing import cpu_model
+from training.analysis.common import command_line, write_json_atomic
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
 ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
@@ -154,7 +153,7 @@ def main(argv=None) -> dict:
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
                                                    "roof_gflops_per_s": roof[precision] / 1e9,
                                                    "fraction_of_roof": flops / roof[precision]}
-    result = {"command": command_line("training/benchmark_roof.py", argv), "threads": ns.threads, "cpu": cpu_model(),
+    result = {"command": command_line("-m training.benchmark_roof", argv), "threads": ns.threads, "cpu": cpu_model(),
               "matmul_shape": SHAPE, "roof_gflops_per_s": {k: v / 1e9 for k, v in roof.items()},
               "attention_shape": ATTENTION_SHAPE,
               "attention_gflops_per_s": {k: v / 1e9 for k, v in attention.items()},

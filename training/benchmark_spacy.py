@@ -1,6 +1,6 @@
 """The spaCy component's overhead: docs/s through ``nlp.pipe`` vs the engine called directly (2 CPU threads).
 
-    python training/benchmark_spacy.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
+    python -m training.benchmark_spacy --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_spacy.json [--model DIR] [--limit-docs 50]
 
 Both sides run the same engine object (same weights, same pruning config) on the same abstracts
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -27,13 +26,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import spacy  # noqa: E402
-from spacy.util import minibatch  # noqa: E402
+import spacy
+from spacy.util import minibatch
 
-from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-import bioprune.spacy  # noqa: E402  -- registers bioprune_ner even when the package is not installed
+from bioprune.engine import DEFAULT_MODEL_DIR
+from bioprune.io.pubtator import read_pubtator
+import bioprune.spacy  # registers bioprune_ner even when the package is not installed
 
 
 @dataclass(frozen=True)

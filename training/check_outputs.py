@@ -1,7 +1,7 @@
 """Fingerprint the engine's outputs on a PubTator corpus for every controller and precision.
 
-    python training/check_outputs.py --gold ../shared/data/bc5cdr/CDR_TestSet.PubTator.txt --output runs/outputs-after.json
-    python training/check_outputs.py --compare runs/outputs-before.json runs/outputs-after.json
+    python -m training.check_outputs --gold ../shared/data/bc5cdr/CDR_TestSet.PubTator.txt --output runs/outputs-after.json
+    python -m training.check_outputs --compare runs/outputs-before.json runs/outputs-after.json
 
 A refactor that must not change behaviour (issue 19) runs this before and after: each setting's
 entities (offsets, labels, scores to the last bit, MeSH IDs), its pruning trace (pruned tokens,

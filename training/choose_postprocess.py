@@ -1,6 +1,6 @@
 """Choose the tag decoding and the document-level consistency passes on the development set (never on test).
 
-    python training/choose_postprocess.py --model runs/dev-minilm \
+    python -m training.choose_postprocess --model runs/dev-minilm \
         --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output results/postprocess_dev.json
 
 The model must not have seen the gold file: use a train-only run. Predicts label probabilities once
@@ -19,14 +19,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE  # noqa: E402
-from bioprune.engine import PruningEngine  # noqa: E402
-from bioprune.evaluation import evaluate_predictions, word_offsets  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.labels import ARGMAX, Decoding, decode_entities  # noqa: E402
-from bioprune.postprocess import apply_passes, postprocess_settings  # noqa: E402
-from bioprune.types import ENTITY_TYPES  # noqa: E402
+from bioprune.config import DENSE
+from bioprune.engine import PruningEngine
+from bioprune.evaluation import evaluate_predictions, word_offsets
+from bioprune.io.pubtator import read_pubtator
+from bioprune.labels import ARGMAX, Decoding, decode_entities
+from bioprune.postprocess import apply_passes, postprocess_settings
+from bioprune.types import ENTITY_TYPES
 
 VARIANTS = {
     "none": (),
@@ -67,7 +66,7 @@ def main(args: ChooseArgs) -> dict:
             variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
     best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs),
                               key=lambda key: decodings[key[0]][key[1]]["micro"]["f1"])
-    result = {"args": asdict(args), "command": "python training/choose_postprocess.py " + " ".join(sys.argv[1:]),
+    result = {"args": asdict(args), "command": "python -m training.choose_postprocess " + " ".join(sys.argv[1:]),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
               "best": best, "best_decoding": best_decoding,
               "choice": postprocess_settings(VARIANTS[best], DECODINGS[best_decoding])}

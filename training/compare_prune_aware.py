@@ -1,13 +1,13 @@
 """Collect the development-set comparison that chose pruning-aware fine-tuning into one results file.
 
     # two train-only models: the dense fine-tune, and the same continued 2 epochs pruning-aware
-    python training/finetune.py --train TRAIN --dev DEV --output runs/dev-minilm --epochs 8
-    python training/finetune.py --base runs/dev-minilm --train TRAIN --dev DEV --output runs/dev-minilm-pa \
+    python -m training.finetune --train TRAIN --dev DEV --output runs/dev-minilm --epochs 8
+    python -m training.finetune --base runs/dev-minilm --train TRAIN --dev DEV --output runs/dev-minilm-pa \
         --epochs 2 --learning-rate 3e-5 --prune-layers 2
     # exit heads for each, then the rule controller without recovery at several λ on dev
-    python training/train_exits.py --model runs/dev-minilm --texts TRAIN --unlabelled MEDLINE --layers 2 3
+    python -m training.train_exits --model runs/dev-minilm --texts TRAIN --unlabelled MEDLINE --layers 2 3
     bioprune evaluate --model runs/dev-minilm --gold DEV --controller rule --lambda 2 --no-recovery --output E.json
-    python training/compare_prune_aware.py --evaluations runs/pa_eval_*.json \
+    python -m training.compare_prune_aware --evaluations runs/pa_eval_*.json \
         --error-analyses runs/pa_err_*.json --output results/prune_aware_dev.json
 
 Each evaluation file already holds its command, model, configuration, dense and pruned scores (same
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     res = summarize([json.loads(Path(p).read_text()) for p in args.evaluations],
                     [json.loads(Path(p).read_text()) for p in args.error_analyses])
-    res["command"] = "python training/compare_prune_aware.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["command"] = "python -m training.compare_prune_aware " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).write_text(json.dumps(res, indent=2))
 
 

@@ -1,6 +1,6 @@
 """Error analysis, dense vs pruned, on the BC5CDR test set: which errors pruning adds, and why.
 
-    python training/error_analysis.py --output results/error_analysis.json [--controller rule --lambda 1 ...]
+    python -m training.error_analysis --output results/error_analysis.json [--controller rule --lambda 1 ...]
 
 Both models run in one process on the same weights. Errors are classified as boundary, type,
 boundary+type, missed and spurious (:mod:`training.analysis.error_analysis`); the errors the pruned model
@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,  # noqa: E402
+from bioprune.config import DENSE
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,
                                      attribution_counts, corpus_errors, count_kinds, example, pick_examples,
                                      still_pruned)
-from bioprune.evaluation import mention_scores, pruning_summary  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from training.analysis.common import (TEST_SET, add_pruning_args, annotate_pair, command_line, config_dict,  # noqa: E402
+from bioprune.evaluation import mention_scores, pruning_summary
+from bioprune.io.pubtator import read_pubtator
+from training.analysis.common import (TEST_SET, add_pruning_args, annotate_pair, command_line, config_dict,
                                       gold_spans, predicted_spans, pruning_config, write_json_atomic)
 
 logger = logging.getLogger("error_analysis")
@@ -74,7 +72,7 @@ def main(argv=None) -> dict:
     docs = docs[: ns.limit_docs] if ns.limit_docs else docs
     engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
     dense, pruned = annotate_pair(engine, config, docs, ns.batch_size)
-    result = {"command": command_line("training/error_analysis.py", argv), "gold": ns.gold, "model": ns.model,
+    result = {"command": command_line("-m training.error_analysis", argv), "gold": ns.gold, "model": ns.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
               **analyse(docs, dense, pruned, ns.examples_per_cause)}
     write_json_atomic(ns.output, result)

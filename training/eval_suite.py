@@ -1,6 +1,6 @@
 """Evaluation suite: many pruning configurations on the BC5CDR test set, one results file.
 
-    python training/eval_suite.py --groups pareto ablations --timing pareto \
+    python -m training.eval_suite --groups pareto ablations --timing pareto \
         --output results/eval_suite.json
 
 Per configuration (the rows of :mod:`training.analysis.suite`): exact-mention F1 per type and
@@ -30,16 +30,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE, PruningConfig  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import evaluate_engine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from training.analysis.timing import TimingPlan, time_systems  # noqa: E402
-from training.analysis.common import TEST_SET, command_line, config_dict, write_json_atomic  # noqa: E402
-from training.analysis.suite import (DEFAULT_LAMBDAS, DEFAULT_LAYER_SETS, DEFAULT_MIN_KEEP_RATIOS, GROUPS,  # noqa: E402
+from bioprune.config import DENSE, PruningConfig
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.evaluation import evaluate_engine
+from bioprune.io.pubtator import read_pubtator
+from training.analysis.timing import TimingPlan, time_systems
+from training.analysis.common import TEST_SET, command_line, config_dict, write_json_atomic
+from training.analysis.suite import (DEFAULT_LAMBDAS, DEFAULT_LAYER_SETS, DEFAULT_MIN_KEEP_RATIOS, GROUPS,
                                      MLP_FAMILIES, SuiteRow, suite_rows, timed_groups)
-from training.sweep_pruning import row as sweep_row  # noqa: E402
+from training.sweep_pruning import row as sweep_row
 
 logger = logging.getLogger("eval_suite")
 
@@ -181,7 +180,7 @@ def parse_args(argv=None) -> SuiteArgs:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    return run(args, command_line("training/eval_suite.py", argv))
+    return run(args, command_line("-m training.eval_suite", argv))
 
 
 if __name__ == "__main__":

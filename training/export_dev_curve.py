@@ -1,6 +1,6 @@
 """Copy a run's per-epoch dev scores from its training_run.json into results/dev_curve.json.
 
-    python training/export_dev_curve.py runs/dev-minilm/training_run.json
+    python -m training.export_dev_curve runs/dev-minilm/training_run.json
 
 Runs live outside git (runs/ is ignored); the dev curve that chose the recipe is kept as a result.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 if __name__ == "__main__":
     run = json.loads(Path(sys.argv[1]).read_text())
     a = run["args"]
-    command = (f"python training/finetune.py --train {' '.join(Path(p).name for p in a['train'])} "
+    command = (f"python -m training.finetune --train {' '.join(Path(p).name for p in a['train'])} "
                f"--dev {Path(a['dev']).name} --epochs {a['epochs']} --learning-rate {a['learning_rate']} "
                f"--batch-size {a['batch_size']}")
     out = {"command": command, "source": sys.argv[1], **{k: run[k] for k in ("args", "data", "n_train_abstracts", "epochs")}}

@@ -1,6 +1,6 @@
 """Fairness analysis, dense vs pruned, on the BC5CDR test set: does pruning hurt some groups more?
 
-    python training/fairness_analysis.py --output results/fairness.json [--controller rule --lambda 1 ...]
+    python -m training.fairness_analysis --output results/fairness.json [--controller rule --lambda 1 ...]
 
 Groups (:mod:`training.analysis.fairness`): entity type, mention length in words, mentions seen vs unseen
 in the training data (lower-cased gold mention strings of CDR train + dev, which the shipped model
@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import pruning_summary  # noqa: E402
-from training.analysis.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,  # noqa: E402
+from bioprune.config import DENSE
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.evaluation import pruning_summary
+from training.analysis.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,
                                records, standard_groupings, word_count)
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.types import ENTITY_TYPES  # noqa: E402
-from training.analysis.common import (TEST_SET, TRAINING_SETS, add_pruning_args, annotate_pair,  # noqa: E402
+from bioprune.io.pubtator import read_pubtator
+from bioprune.types import ENTITY_TYPES
+from training.analysis.common import (TEST_SET, TRAINING_SETS, add_pruning_args, annotate_pair,
                                       command_line, config_dict, gold_spans, predicted_spans, pruning_config,
                                       write_json_atomic)
 
@@ -90,7 +88,7 @@ def main(argv=None) -> dict:
     docs = docs[: ns.limit_docs] if ns.limit_docs else docs
     engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
     dense, pruned = annotate_pair(engine, config, docs, ns.batch_size)
-    result = {"command": command_line("training/fairness_analysis.py", argv), "gold": ns.gold,
+    result = {"command": command_line("-m training.fairness_analysis", argv), "gold": ns.gold,
               "training": ns.training, "training_vocabulary_size": len(vocabulary), "model": ns.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
               "definitions": DEFINITIONS, **analyse(docs, dense, pruned, vocabulary)}

@@ -1,7 +1,7 @@
 """Fidelity on unlabelled text: agreement of pruned with dense entities on the MEDLINE slice's
 second half (held out: the first half is for choosing settings and calibrating the MLP threshold).
 
-    python training/fidelity_medline.py --output results/fidelity_medline.json [--precision fp32]
+    python -m training.fidelity_medline --output results/fidelity_medline.json [--precision fp32]
 
 The dense model's own entities are the reference; a pruned configuration's exact-match F1 against
 them is its agreement. Runs ``training/sweep_pruning.py --unlabelled SLICE --half second`` once per
@@ -18,13 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DEFAULT  # noqa: E402
-from bioprune.controllers import CONTROLLER_FILE  # noqa: E402
-from bioprune.precision import PRECISIONS  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
-from training import sweep_pruning  # noqa: E402
-from training.analysis.common import MEDLINE_SLICE, command_line, json_safe, write_json_atomic  # noqa: E402
+from bioprune.config import DEFAULT
+from bioprune.controllers import CONTROLLER_FILE
+from bioprune.precision import PRECISIONS
+from bioprune.engine import DEFAULT_MODEL_DIR
+from training import sweep_pruning
+from training.analysis.common import MEDLINE_SLICE, command_line, json_safe, write_json_atomic
 
 logger = logging.getLogger("fidelity_medline")
 
@@ -52,7 +51,7 @@ def main(argv=None) -> dict:
     controllers = controllers_available(ns.model)
     if "mlp" not in controllers:
         logger.warning("no %s in %s: fidelity of the rule controller only", CONTROLLER_FILE, ns.model)
-    result = {"command": command_line("training/fidelity_medline.py", argv), "model": ns.model,
+    result = {"command": command_line("-m training.fidelity_medline", argv), "model": ns.model,
               "unlabelled": ns.unlabelled, "half": ns.half, "controllers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for controller in controllers:

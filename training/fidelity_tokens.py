@@ -1,6 +1,6 @@
 """Where pruning's disagreement with the dense model comes from, token by token, on unlabelled text.
 
-    python training/fidelity_tokens.py --output results/fidelity_tokens.json [--half first] [--limit-docs N]
+    python -m training.fidelity_tokens --output results/fidelity_tokens.json [--half first] [--limit-docs N]
 
 Each setting runs on the same MEDLINE abstracts as the exact dense fp32 model (the reference) and
 every content token's label (argmax) is compared with the reference's: separately for the tokens
@@ -23,19 +23,17 @@ import argparse
 import logging
 import sys
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE, PruningConfig  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine  # noqa: E402
-from bioprune.evaluation import mention_scores, span_keys  # noqa: E402
-from bioprune.labels import decode_entities  # noqa: E402
-from bioprune.postprocess import apply_passes  # noqa: E402
-from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic  # noqa: E402
+from bioprune.config import DENSE, PruningConfig
+from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.evaluation import mention_scores, span_keys
+from bioprune.labels import decode_entities
+from bioprune.postprocess import apply_passes
+from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic
 
 logger = logging.getLogger("fidelity_tokens")
 
@@ -176,7 +174,7 @@ def main(argv=None) -> dict:
                      "recovery_needed_ratio": {k: recovery_needed(reference, outputs, order, ns.target_agreement)
                                                for k, order in orders.items()}})
         logger.info("%s: agreement %.4f", name, rows[-1]["agreement"])
-    result = {"command": command_line("training/fidelity_tokens.py", argv), "model": ns.model,
+    result = {"command": command_line("-m training.fidelity_tokens", argv), "model": ns.model,
               "unlabelled": ns.unlabelled, "half": ns.half, "n_documents": len(texts),
               "unsure_prob": UNSURE_PROB, "target_agreement": ns.target_agreement, "rows": rows}
     write_json_atomic(ns.output, result)

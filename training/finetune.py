@@ -1,6 +1,6 @@
 """Fine-tune a BERT-family token classifier on BC5CDR (whole-abstract windows, subword BIO tags).
 
-    python training/finetune.py --train DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
+    python -m training.finetune --train DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
         --dev DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output runs/dev --epochs 12
 
 ``--base`` is a local directory or a Hugging Face hub id: offline it defaults to all-MiniLM-L6-v2
@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,14 +36,13 @@ import transformers
 from tqdm import tqdm
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_texts, window_input_ids  # noqa: E402
-from bioprune.engine import ModelBundle, PruningEngine  # noqa: E402
-from bioprune.evaluation import evaluate_engine  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags  # noqa: E402
-from bioprune.types import ENTITY_TYPES  # noqa: E402
-from training.prune_aware import PruneAwareConfig, training_loss  # noqa: E402
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_texts, window_input_ids
+from bioprune.engine import ModelBundle, PruningEngine
+from bioprune.evaluation import evaluate_engine
+from bioprune.io.pubtator import read_pubtator
+from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags
+from bioprune.types import ENTITY_TYPES
+from training.prune_aware import PruneAwareConfig, training_loss
 
 logger = logging.getLogger("finetune")
 

@@ -1,7 +1,7 @@
 """Load test for the Gradio app: concurrent Annotate requests through gradio_client, p50/p95 latency.
 
-    python training/load_test_app.py                                 # launches the app here, shipped model
-    python training/load_test_app.py --url http://127.0.0.1:7860     # an app already running (python app.py)
+    python -m training.load_test_app                                 # launches the app here, shipped model
+    python -m training.load_test_app --url http://127.0.0.1:7860     # an app already running (python app.py)
 
 All requests are released at once (a barrier), each from its own thread, and each is timed from
 its release to its answer, queueing included: that is the latency a person sees when that many
@@ -22,8 +22,6 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # bioprune/ from this checkout
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -144,7 +142,7 @@ def run(args: LoadTestArgs) -> dict:
     import torch
 
     return {
-        "command": "python training/load_test_app.py" + "".join(
+        "command": "python -m training.load_test_app" + "".join(
             f" --{k.replace('_', '-')} {v}" for k, v in asdict(args).items()
             if v != getattr(LoadTestArgs, k, None) and v is not None),
         "args": asdict(args),

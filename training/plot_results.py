@@ -1,6 +1,6 @@
 """Charts of the evaluation suite, from the results files (matplotlib, Agg; ``pip install -e ".[eval]"``).
 
-    python training/plot_results.py [--results-dir results] [--output-dir results]
+    python -m training.plot_results [--results-dir results] [--output-dir results]
 
 Reads ``eval_suite.json`` and ``controllers_dev.json`` (training/eval_suite.py) and ``fairness.json``
 (training/fairness_analysis.py) and writes, where their data is present:
@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 logger = logging.getLogger("plot_results")
 

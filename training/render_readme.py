@@ -1,6 +1,6 @@
 """Write the result tables of the README, docs/*.md and the model card from the results files, never by hand.
 
-    python training/render_readme.py
+    python -m training.render_readme
 
 Reads results/evaluate_test.json and results/evaluate_test_pruned.json (``bioprune evaluate``),
 results/benchmark_dense.json and results/benchmark_pruning.json (training/benchmark_*.py),
@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR
 
 RESULTS = ROOT / "results"
 
@@ -57,7 +56,7 @@ def benchmark_table(res: dict) -> str:
     rows.append(f"{res['n_abstracts']} abstracts, {res['threads']} CPU threads, median of {res['args']['rounds']} "
                 f"alternating rounds; engine vs pipeline: {res['speedup_vs_hf_batch_1']:.2f}× at batch 1, "
                 f"{res['speedup_vs_hf_batch_16']:.2f}× at batch 16. "
-                "`python training/benchmark_dense.py --data DATA/bc5cdr/CDR_TestSet.PubTator.txt` → "
+                "`python -m training.benchmark_dense --data DATA/bc5cdr/CDR_TestSet.PubTator.txt` → "
                 "`results/benchmark_dense.json`.")
     return "\n".join(rows)
 
@@ -514,7 +513,7 @@ def precision_table() -> str | None:
         return None
     out += ["", "BC5CDR test (500 abstracts), shipped model; agreement = exact-match F1 of the entities against the "
             "exact dense fp32 model's; MEDLINE = the held-out second half of the slice "
-            "(`python training/fidelity_medline.py [--precision fp32]`); speed = median of alternating rounds "
+            "(`python -m training.fidelity_medline [--precision fp32]`); speed = median of alternating rounds "
             "against dense fp32 in one process (in brackets: the slowest and the fastest round), 2 CPU threads "
             "(AMD EPYC with AVX-512 BF16). Commands: "
             + "; ".join(dict.fromkeys(commands)) + "."]
@@ -561,7 +560,7 @@ def peers_table(res: dict, chart: bool = False) -> str:
     out += ["", f"F1 and agreement on the {res['n_abstracts_scored']} BC5CDR test abstracts; speed on "
             f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {threads}; "
             f"{systems}. `{res['command']}` → `results/benchmark_peers.json`"
-            + (f"; chart: `python training/plot_results.py` → `results/{PEERS_CHART}`." if chart else ".")]
+            + (f"; chart: `python -m training.plot_results` → `results/{PEERS_CHART}`." if chart else ".")]
     return "\n".join(out)
 
 

@@ -1,6 +1,6 @@
 """Sweep pruning settings against gold PubTator: F1 (and its drop vs dense), FLOPs saved, recovery.
 
-    python training/sweep_pruning.py --model runs/dev-minilm --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt \
+    python -m training.sweep_pruning --model runs/dev-minilm --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt \
         --lambdas 0.5 1 2 4 --prune-layers 2 --prune-layers 2 4 --output results/sweep_dev.json
 
 Two modes. With ``--gold`` a PubTator file is scored against its gold mentions. With
@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.config import DENSE, PruningConfig  # noqa: E402
-from bioprune.engine import PruningEngine  # noqa: E402
-from bioprune.evaluation import evaluate_engine  # noqa: E402
-from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator  # noqa: E402
-from training.analysis.common import medline_halves  # noqa: E402
+from bioprune.config import DENSE, PruningConfig
+from bioprune.engine import PruningEngine
+from bioprune.evaluation import evaluate_engine
+from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator
+from training.analysis.common import medline_halves
 
 
 def _parse(default, text: str):
@@ -115,7 +114,7 @@ def main(argv=None) -> dict:
                      config.prune_layers, config.aggressiveness, mkr, rec, loss_p, spike, min_tokens, window, r["f1"]["micro"],
                      r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
-    result = {"command": "python training/sweep_pruning.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": "python -m training.sweep_pruning " + " ".join(argv if argv is not None else sys.argv[1:]),
               "model": ns.model, "gold": ns.gold or f"dense predictions on {ns.unlabelled} ({ns.half} half)", "n_documents": len(gold),
               "dense_f1": {t: dense["mention"][t]["f1"] for t in dense["mention"]}, "rows": rows}
     Path(ns.output).parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Train the learned pruning controller (a small MLP) and calibrate its threshold.
 
-    python training/train_controller.py --model bioprune/assets/bc5cdr-minilm-l6 \
+    python -m training.train_controller --model bioprune/assets/bc5cdr-minilm-l6 \
         --texts DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
         --unlabelled DATA/pubmed/medline16n0902.xml.gz --layers 1 2 3 4 --without-attention
 
@@ -20,22 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.controllers import LearnedController, attention_feature_columns, controller_features  # noqa: E402
-from bioprune.layer import base_of, classify, embed, run_layer  # noqa: E402
-from bioprune.encoding import encode_texts, window_input_ids  # noqa: E402
-from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model  # noqa: E402
-from bioprune.exits import ExitHeads  # noqa: E402
-from bioprune.importance import neighbourhood_max, token_signals  # noqa: E402
-from bioprune.io.pubmed_xml import iter_pubmed_xml  # noqa: E402
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
+from bioprune.controllers import LearnedController, attention_feature_columns, controller_features
+from bioprune.layer import base_of, classify, embed, run_layer
+from bioprune.encoding import encode_texts, window_input_ids
+from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
+from bioprune.exits import ExitHeads
+from bioprune.importance import neighbourhood_max, token_signals
+from bioprune.io.pubmed_xml import iter_pubmed_xml
+from bioprune.io.pubtator import read_pubtator
 
 logger = logging.getLogger("train_controller")
 

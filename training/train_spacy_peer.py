@@ -1,7 +1,7 @@
 """The spaCy CNN peer: a spaCy NER pipeline (the `ner` efficiency config, scispaCy's architecture for
 en_ner_bc5cdr_md) trained here on BC5CDR train+dev, as the shipped model is, for benchmark_peers.py.
 
-    python training/train_spacy_peer.py --data ../shared/data/bc5cdr --output runs/spacy-peer [--max-epochs 20]
+    python -m training.train_spacy_peer --data ../shared/data/bc5cdr --output runs/spacy-peer [--max-epochs 20]
 
 Gold mentions become spaCy entities through ``Doc.char_span(alignment_mode="expand")`` (spaCy's
 tokens are coarser than the gold offsets in a few places); overlapping mentions keep the longest.
@@ -19,9 +19,8 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.util import filter_spans
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bioprune.io.pubtator import read_pubtator  # noqa: E402
-from bioprune.types import ENTITY_TYPES  # noqa: E402
+from bioprune.io.pubtator import read_pubtator
+from bioprune.types import ENTITY_TYPES
 
 TRAINING_FILES = ("CDR_TrainingSet.PubTator.txt", "CDR_DevelopmentSet.PubTator.txt")
 

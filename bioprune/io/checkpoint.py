@@ -146,7 +146,6 @@ class CheckpointedOutput:
         self.paths = {"output": _partial(self.output), **{s: _partial(side_path(self.output, s)) for s in _SIDES}}
         self.journal = journal_path(self.output)
         self.state: dict = {}
-        self.resumed = False
         self.done = False  # True when the resumed run had already written everything
         if self.journal.exists():
             if not resume:
@@ -181,7 +180,6 @@ class CheckpointedOutput:
                              "inputs and options, or delete the journal to start over")
         self.sizes = saved["sizes"]
         self.state = saved["state"]
-        self.resumed = True
         if saved.get("finishing"):  # killed while moving files into place: finish that
             self._move_into_place()
             self.done = True

@@ -13,7 +13,7 @@ Formats (``--input-format``; ``auto`` sniffs the first 64 KiB, gunzipped if the 
 
 :func:`iter_records` is lenient (the batch annotator): a bad record becomes a
 :class:`~bioprune.io.records.RecordError` and reading goes on; an empty file, or one without any
-record, is one RecordError. :func:`iter_documents` is strict: the first problem raises InputError.
+record, is one RecordError.
 """
 from __future__ import annotations
 
@@ -22,13 +22,11 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 from bioprune.errors import InputError
-from bioprune.io.records import DeletedRecord, Record, RecordError
+from bioprune.io.records import Record, RecordError
 from bioprune.types import Document
 
-InputFormat = Literal["auto", "pubtator", "pubmed", "bioc", "jsonl", "text"]
 INPUT_FORMATS: tuple[str, ...] = ("auto", "pubtator", "pubmed", "bioc", "jsonl", "text")
 SNIFF_BYTES = 1 << 16
 _PUBTATOR_HEAD = re.compile(r"^[^|\t]+\|t\|")
@@ -161,25 +159,3 @@ def iter_records(path: str | Path, fmt: str = "auto") -> Iterator[Record]:
         yield RecordError(source, f"truncated or corrupt gzip data ({err}); the rest of the file is skipped")
     if n == 0:
         yield RecordError(source, f"no documents found (read as {fmt})")
-
-
-def iter_documents(path: str | Path, fmt: str = "auto") -> Iterator[Document]:
-    """Stream the documents of one file; InputError for a missing or empty file or a bad record.
-
-    The strict reader: deletions are skipped, the first RecordError is raised.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "no such file")
-    if path.stat().st_size == 0:
-        raise InputError(str(path), "empty file: no documents")
-    resolve_format(path, fmt)  # unknown format names fail here, before the first record
-
-    def documents() -> Iterator[Document]:
-        for record in iter_records(path, fmt):
-            if isinstance(record, RecordError):
-                raise InputError(record.source, record.reason, record.line)
-            if not isinstance(record, DeletedRecord):
-                yield record
-
-    return documents()

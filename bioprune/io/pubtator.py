@@ -21,10 +21,10 @@ goes on with the next one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import BinaryIO
 
 from bioprune.errors import InputError
 from bioprune.identifiers import format_ids, parse_ids
@@ -254,8 +254,3 @@ def format_pubtator(annotation: Annotation, document: Document) -> str:
     lines += [f"{document.id}\t{e.start}\t{e.end}\t{_one_line(e.text)}\t{e.label}\t{format_ids(e.ids)}"
               for e in annotation.entities]
     return "\n".join(lines) + "\n\n"
-
-
-def write_pubtator(pairs: Iterable[tuple[Annotation, Document]], handle: TextIO) -> None:
-    for annotation, document in pairs:
-        handle.write(format_pubtator(annotation, document))

@@ -24,7 +24,6 @@ TEST_SET = DATA_DIR / "bc5cdr" / "CDR_TestSet.PubTator.txt"
 TRAINING_SETS = (DATA_DIR / "bc5cdr" / "CDR_TrainingSet.PubTator.txt",
                  DATA_DIR / "bc5cdr" / "CDR_DevelopmentSet.PubTator.txt")  # the shipped model trains on both
 MEDLINE_SLICE = DATA_DIR / "pubmed" / "medline16n0902.xml.gz"
-RESULTS_DIR = ROOT / "results"
 
 Span = tuple[int, int, str]
 
@@ -111,5 +110,6 @@ def medline_halves(path: str | Path) -> tuple[list, list]:
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
-    """How a script was run, for the results file (paths as given)."""
+    """How a script was run, for the results file (paths as given): ``python -m training.NAME ARGS``
+    for ``script`` "-m training.NAME" (the scripts run as modules from the repository root)."""
     return " ".join(["python", script, shlex.join(argv)]).rstrip()
