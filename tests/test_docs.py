@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs, so the documentation cannot rot.
+"""Every ```python block of README.md and docs/*.md runs, and every ```bash block of the README,
+so the documentation cannot rot.
 
 One test per block, named ``FILE:LINE`` (the line of its opening fence). A block runs on its own,
 in a fresh namespace, from the repository root, offline (conftest sets HF_HUB_OFFLINE): a block
@@ -13,7 +14,9 @@ Keep them rare: rewrite a block so it runs before marking it.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +40,8 @@ class CodeBlock:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def python_blocks(path: Path) -> list[CodeBlock]:
-    """The ```python blocks of a Markdown file, dedented by their fence's indentation."""
+def python_blocks(path: Path, lang: str = "python") -> list[CodeBlock]:
+    """The ```python (or ``lang``) blocks of a Markdown file, dedented by their fence's indentation."""
     lines = path.read_text(encoding="utf-8").splitlines()
     blocks, i = [], 0
     while i < len(lines):
@@ -50,7 +53,7 @@ def python_blocks(path: Path) -> list[CodeBlock]:
         i += 1
         while i < len(lines) and not (FENCE.match(lines[i]) and not FENCE.match(lines[i])["lang"]):
             i += 1
-        if fence["lang"] == "python":
+        if fence["lang"] == lang:
             previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
             marker = MARKER.match(previous)
             code = "\n".join(line[indent:] for line in lines[start + 1:i])
@@ -60,6 +63,8 @@ def python_blocks(path: Path) -> list[CodeBlock]:
 
 
 BLOCKS = [block for path in DOC_FILES for block in python_blocks(path)]
+# the README's shell quick starts (docs/ hold training and cluster recipes that need ../shared/data)
+COMMANDS = python_blocks(ROOT / "README.md", "bash")
 
 
 def test_the_extractor_finds_the_readme_examples():
@@ -95,3 +100,24 @@ def test_doc_block_runs(block: CodeBlock, monkeypatch):
             pytest.skip(f"{block.name} needs {', '.join(missing)}")
     monkeypatch.chdir(ROOT)
     exec(compile(block.code, block.name, "exec"), {"__name__": "__doc_block__"})
+
+
+def test_the_readme_commands_that_run_here_are_most_of_them():
+    runnable = [b for b in COMMANDS if not b.marker]
+    assert len(runnable) >= 2 and len(COMMANDS) - len(runnable) <= 3, [b.name for b in COMMANDS]
+    assert all(len(b.marker[1]) >= 8 for b in COMMANDS if b.marker)
+
+
+@pytest.mark.parametrize("block", COMMANDS, ids=[b.name for b in COMMANDS])
+def test_readme_command_runs(block: CodeBlock):
+    """A README shell block, line by line (backslash continuations joined), from the repository root,
+    offline: each command exits 0."""
+    if block.marker:
+        pytest.skip(f"{block.name}: {block.marker[0]}: {block.marker[1]}")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for command in block.code.replace("\\\n", " ").splitlines():
+        command = command.split(" #")[0].strip()
+        if not command or command.startswith("#"):
+            continue
+        done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{block.name}: {command}\n{done.stderr[-2000:]}"
