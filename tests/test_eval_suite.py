@@ -190,3 +190,30 @@ def test_cpu_model_names_the_family_that_sets_the_speed():
            "processor\t: 1\ncpu family\t: 26\n"
     assert cpu_model(info) == "AMD EPYC (family 26, model 2)"
     assert cpu_model("processor\t: 0\n") == "unknown"
+
+
+def test_script_options_come_from_the_config_dataclass():
+    """training/analysis/common.add_dataclass_arguments: every field is an option with its default and
+    type (a new field shows up with no other change), bools are --x/--no-x, tuples take several values."""
+    import argparse
+    from dataclasses import dataclass, field
+
+    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+
+    @dataclass(frozen=True)
+    class Args:
+        train: tuple[str, ...]
+        layers: tuple[int, ...] = (1, 2)
+        rate: float = 1e-4
+        dev: str | None = None
+        fast: bool = True
+        pairs: tuple[tuple[str, float], ...] = field(default=(), metadata={"metavar": "NAME=W", "help": "pairs"})
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Args)
+    parsed = dataclass_from_args(Args, vars(parser.parse_args(["--train", "a", "b", "--layers", "3", "--rate", "2",
+                                                               "--no-fast", "--pairs", "x=1"])))
+    assert parsed == Args(train=("a", "b"), layers=(3,), rate=2.0, dev=None, fast=False, pairs=("x=1",))
+    assert dataclass_from_args(Args, vars(parser.parse_args(["--train", "a"]))) == Args(train=("a",))
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # --train has no default: required

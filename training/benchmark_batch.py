@@ -34,12 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from bioprune.batch_run import MEMORY_MODES
 from bioprune.engine import DEFAULT_MODEL_DIR
+from training.analysis.common import add_dataclass_arguments
 
 
 @dataclass(frozen=True)
@@ -245,13 +246,7 @@ def fill(path: Path, body: str, name: str = "batch") -> None:
 
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in fields(BatchBenchArgs):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default)
+    add_dataclass_arguments(parser, BatchBenchArgs)
     parser.add_argument("--render", metavar="MARKDOWN", help="only fill the results:batch block of this file "
                         "from --output's JSON")
     ns = vars(parser.parse_args(argv))

@@ -42,6 +42,7 @@ from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS, spans_to_tags
 from bioprune.types import ENTITY_TYPES
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 from training.prune_aware import PruneAwareConfig, training_loss
 
 logger = logging.getLogger("finetune")
@@ -230,23 +231,12 @@ def _write_run(out: Path, args: FinetuneArgs, docs, dropped: int, history: list)
 
 
 def parse_args(argv=None) -> FinetuneArgs:
+    """:class:`FinetuneArgs` from the command line: one option per field."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = FinetuneArgs(train=(), output="")
-    parser.add_argument("--train", nargs="+", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--dev")
-    for name in ("base", "epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay",
-                 "overlap_tokens", "seed", "threads", "device"):
-        value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--no-fp16", dest="save_fp16", action="store_false")
-    parser.add_argument("--prune-layers", type=int, nargs="*", default=[],
-                        help="pruning-aware training: remove confident-O tokens after these layers on a share of steps")
-    parser.add_argument("--prune-step-probability", type=float, default=defaults.prune_step_probability)
-    ns = parser.parse_args(argv)
-    return FinetuneArgs(**{**vars(ns), "train": tuple(ns.train), "prune_layers": tuple(ns.prune_layers)})
+    add_dataclass_arguments(parser, FinetuneArgs)
+    return dataclass_from_args(FinetuneArgs, vars(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

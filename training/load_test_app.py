@@ -19,8 +19,10 @@ import platform
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -31,7 +33,7 @@ logger = logging.getLogger("load_test_app")
 
 @dataclass
 class LoadTestArgs:
-    """Command-line arguments (``--name value``; booleans take true/false)."""
+    """Command-line arguments (``--name value``; a boolean is ``--name`` / ``--no-name``)."""
 
     url: str | None = None  # an app that is already running; None: launch one in this process
     requests: int = 20  # concurrent requests, released together
@@ -46,23 +48,11 @@ class LoadTestArgs:
 
 def parse_args(argv: list[str] | None = None) -> LoadTestArgs:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    for f in fields(LoadTestArgs):
-        default = f.default
-        kind = {"int": int, "float": float, "bool": _bool}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=default,
-                            help=f"(default {default})")
-    args = LoadTestArgs(**vars(parser.parse_args(argv)))
+    add_dataclass_arguments(parser, LoadTestArgs)
+    args = dataclass_from_args(LoadTestArgs, vars(parser.parse_args(argv)))
     if args.requests < 1 or args.warmup < 0:
         parser.error("--requests must be >= 1 and --warmup >= 0")
     return args
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def percentile(values: list[float], q: float) -> float:

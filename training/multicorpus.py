@@ -56,6 +56,7 @@ from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
 from bioprune.errors import InputError
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABEL_TO_ID, LABELS
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
 from training.finetune import adamw, build_examples, collate, default_base, make_batches, md5, save_model, score_dev
@@ -563,27 +564,11 @@ def parse_args(argv=None) -> tuple[MulticorpusArgs, SessionArgs]:
     """Both dataclasses' fields as options (help from their metadata); InputError for a malformed pair."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for cls in (MulticorpusArgs, SessionArgs):
-        for f in fields(cls):
-            kwargs = {"help": f.metadata["help"], "dest": f.name}
-            default = f.default_factory() if callable(f.default_factory) else f.default
-            if default is MISSING:  # no default: a required option
-                kwargs.update(required=True, nargs="+" if f.name == "train" else None)
-            elif "metavar" in f.metadata:
-                kwargs.update(nargs="*", default=[], metavar=f.metadata["metavar"])
-            elif isinstance(default, bool):
-                kwargs.update(action=argparse.BooleanOptionalAction, default=default)
-            elif isinstance(default, tuple):
-                kwargs.update(nargs="*", default=list(default))
-            else:
-                kwargs.update(type=str if default is None else type(default), default=default)
-            parser.add_argument(_flag(f.name), **kwargs)
+        add_dataclass_arguments(parser, cls)
     ns = vars(parser.parse_args(argv))
-    ns.update(train=tuple(ns["train"]), held_out=tuple(ns["held_out"]), teachers=tuple(ns["teachers"]),
-              unlabelled=tuple(ns["unlabelled"]),
-              corpus_loss_weights=_pairs(ns["corpus_loss_weights"], "NAME=WEIGHT", "--corpus-loss-weights"),
+    ns.update(corpus_loss_weights=_pairs(ns["corpus_loss_weights"], "NAME=WEIGHT", "--corpus-loss-weights"),
               type_maps=_pairs(ns["type_maps"], "CORPUS:TYPE=TARGET", "--type-maps"))
-    return (MulticorpusArgs(**{f.name: ns[f.name] for f in fields(MulticorpusArgs)}),
-            SessionArgs(**{f.name: ns[f.name] for f in fields(SessionArgs)}))
+    return dataclass_from_args(MulticorpusArgs, ns), dataclass_from_args(SessionArgs, ns)
 
 
 def main(argv=None) -> int:

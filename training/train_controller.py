@@ -34,6 +34,7 @@ from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 logger = logging.getLogger("train_controller")
 
@@ -163,15 +164,5 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = ControllerArgs()
-    parser.add_argument("--model", default=d.model)
-    parser.add_argument("--texts", nargs="*", default=[])
-    parser.add_argument("--unlabelled", nargs="*", default=[])
-    parser.add_argument("--layers", nargs="+", type=int, default=list(d.layers))
-    parser.add_argument("--without-attention", action="store_true",
-                        help="leave out the attention features (cheaper pruning points on CPU)")
-    for name in ("hidden", "epochs", "learning_rate", "batch_tokens", "max_entity_pruned", "seed", "threads"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
-    ns = vars(parser.parse_args())
-    main(ControllerArgs(**{**ns, "texts": tuple(ns["texts"]), "unlabelled": tuple(ns["unlabelled"]),
-                           "layers": tuple(ns["layers"])}))
+    add_dataclass_arguments(parser, ControllerArgs)
+    main(dataclass_from_args(ControllerArgs, vars(parser.parse_args())))

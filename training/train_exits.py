@@ -34,6 +34,7 @@ from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
 from bioprune.exits import ExitHeads
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 logger = logging.getLogger("train_exits")
 
@@ -142,13 +143,5 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = ExitArgs()
-    parser.add_argument("--model", default=d.model)
-    parser.add_argument("--texts", nargs="*", default=[])
-    parser.add_argument("--unlabelled", nargs="*", default=[])
-    parser.add_argument("--layers", nargs="+", type=int, default=list(d.layers))
-    for name in ("epochs", "learning_rate", "batch_tokens", "seed", "threads"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
-    ns = vars(parser.parse_args())
-    main(ExitArgs(**{**ns, "texts": tuple(ns["texts"]), "unlabelled": tuple(ns["unlabelled"]),
-                     "layers": tuple(ns["layers"])}))
+    add_dataclass_arguments(parser, ExitArgs)
+    main(dataclass_from_args(ExitArgs, vars(parser.parse_args())))

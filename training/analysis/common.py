@@ -7,10 +7,11 @@ import json
 import logging
 import math
 import os
+import argparse
 import shlex
 import tempfile
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from bioprune.config import PruningConfig
@@ -107,6 +108,43 @@ def medline_halves(path: str | Path) -> tuple[list, list]:
 
     docs = [d for d in iter_pubmed_xml(path) if d.text.strip()]
     return docs[: len(docs) // 2], docs[len(docs) // 2:]
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """One option per field of the dataclass ``cls``: ``--field-name``, its default and type from the
+    field, so a script's options are its config's fields, declared once. A bool is ``--x/--no-x``; a
+    tuple takes several values (``+`` when it must not be empty); a field without a default is
+    required. ``field(metadata=...)``: ``help``; ``metavar`` (the values stay strings, for the script
+    to parse)."""
+    for f in fields(cls):
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        annotation = str(f.type)
+        kwargs = {"dest": f.name, "help": f.metadata.get("help")}
+        if default is MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = list(default) if isinstance(default, tuple) else default
+        if annotation == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif annotation.startswith("tuple["):
+            kwargs["nargs"] = "+" if default is MISSING or default else "*"
+            kwargs["metavar"] = f.metadata.get("metavar")
+            kwargs["type"] = str if "metavar" in f.metadata else _scalar(annotation)
+        else:
+            kwargs["type"] = _scalar(annotation)
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def dataclass_from_args(cls, values: Mapping[str, object]):
+    """``cls`` from :func:`add_dataclass_arguments`' parsed values (lists back to tuples)."""
+    return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
+                  for f in fields(cls)})
+
+
+def _scalar(annotation: str) -> type:
+    """The option type of a field annotated ``annotation`` (``int``, ``float | None``, ``tuple[int, ...]``)."""
+    inner = annotation.removeprefix("tuple[").split(",")[0].split("|")[0].strip(" ]")
+    return {"int": int, "float": float}.get(inner, str)
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
