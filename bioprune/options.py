@@ -69,16 +69,18 @@ DEFAULT_SETTINGS: dict[str, object] = {s.key: s.default for s in SETTINGS}  # sp
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str, ...] | None = None,
-                         without: tuple[str, ...] = ()) -> None:
+                         without: tuple[str, ...] = (), defaults: Mapping[str, object] | None = None) -> None:
     """Add one flag per face setting to ``parser`` (dest: the setting's key); ``controllers``
     narrows ``--controller``'s choices (a script that only prunes); ``without`` names the fields a
-    script does not honour (no flag it would ignore)."""
+    script does not honour (no flag it would ignore); ``defaults`` (by key) replaces the settings'
+    own defaults for a script that measures another setting."""
     for s in SETTINGS:
         if s.field in without:
             continue
-        shown = str(s.default) if s.default is not None else "the controller's operating point, " + ", ".join(
+        default = (defaults or {}).get(s.key, s.default)
+        shown = str(default) if default is not None else "the controller's operating point, " + ", ".join(
             f"{c} {_shown(getattr(OPERATING_POINTS[c], s.field))}" for c in ("rule", "mlp"))
-        kwargs: dict = {"dest": s.key, "default": s.default, "help": f"{s.help} (default: {shown})"}
+        kwargs: dict = {"dest": s.key, "default": default, "help": f"{s.help} (default: {shown})"}
         if s.kind == "choice":
             kwargs["choices"] = list(controllers if s.field == "controller" and controllers else s.choices)
         elif s.kind == "bool":

@@ -184,3 +184,13 @@ def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_p
                 .get_config_file()["components"]}
     for tab in ("annotate", "batch"):
         assert controls[f"{tab}-link"]["type"] == "checkbox" and controls[f"{tab}-link"]["props"]["value"] is True
+
+
+def test_the_app_load_test_takes_every_setting_with_its_own_defaults():
+    """training/load_test_app derives its request settings from bioprune.options (no knob of its own),
+    at its own operating point, and sends only what differs from the app's defaults."""
+    from training.load_test_app import LOAD_SETTING, parse_args
+
+    assert parse_args([])[1] == LOAD_SETTING
+    assert parse_args(["--precision", "fp32", "--no-recovery"])[1] == {**LOAD_SETTING, "precision": "fp32",
+                                                                       "recovery": False}

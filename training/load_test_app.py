@@ -22,7 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from bioprune.options import DEFAULT_SETTINGS, add_config_arguments
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -37,22 +38,28 @@ class LoadTestArgs:
 
     url: str | None = None  # an app that is already running; None: launch one in this process
     requests: int = 20  # concurrent requests, released together
-    controller: str = "rule"  # none | rule | mlp
-    aggressiveness: float = 1.0  # λ
-    min_keep_ratio: float = 0.3
-    recovery: bool = True
     warmup: int = 1  # requests before the measured ones (not counted)
     timeout_s: float = 600.0  # give up on a request after this long (counted as failed)
     output: str = "results/app_load.json"
 
 
-def parse_args(argv: list[str] | None = None) -> LoadTestArgs:
+# The setting the requests run (the app's pruning settings, by key: bioprune.options): the rule
+# controller with recovery, so each request runs a pruned pass and the dense one.
+LOAD_SETTING = {"controller": "rule", "lambda_": 1.0, "recovery": True}
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[LoadTestArgs, dict]:
+    """The run's arguments and the pruning settings of its requests (every setting of
+    bioprune.options is a flag, at :data:`LOAD_SETTING` unless given)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     add_dataclass_arguments(parser, LoadTestArgs)
-    args = dataclass_from_args(LoadTestArgs, vars(parser.parse_args(argv)))
+    add_config_arguments(parser, without=("link",), defaults=LOAD_SETTING)  # the Annotate tab has no link setting
+    values = vars(parser.parse_args(argv))
+    args = dataclass_from_args(LoadTestArgs, values)
     if args.requests < 1 or args.warmup < 0:
         parser.error("--requests must be >= 1 and --warmup >= 0")
-    return args
+    # sent by name, only where they differ from the app's own defaults (those of bioprune.options)
+    return args, {k: v for k, v in values.items() if k in DEFAULT_SETTINGS and (k in LOAD_SETTING or v != DEFAULT_SETTINGS[k])}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -81,7 +88,7 @@ def launch_local():
     return url.rstrip("/"), settings, demo.close
 
 
-def run(args: LoadTestArgs) -> dict:
+def run(args: LoadTestArgs, payload: dict, argv: list[str]) -> dict:
     from gradio_client import Client
 
     from bioprune.app.examples import load_examples
@@ -96,8 +103,6 @@ def run(args: LoadTestArgs) -> dict:
         url, settings, close = launch_local()
     try:
         client = Client(url, verbose=False)
-        payload = {"controller": args.controller, "lambda_": args.aggressiveness,  # by name: the API's settings
-                   "min_keep_ratio": args.min_keep_ratio, "recovery": args.recovery}  # follow bioprune.options
         for i in range(args.warmup):
             client.predict(texts[i % len(texts)], **payload, api_name="/annotate")
         barrier = threading.Barrier(args.requests + 1)
@@ -132,10 +137,9 @@ def run(args: LoadTestArgs) -> dict:
     import torch
 
     return {
-        "command": "python -m training.load_test_app" + "".join(
-            f" --{k.replace('_', '-')} {v}" for k, v in asdict(args).items()
-            if v != getattr(LoadTestArgs, k, None) and v is not None),
+        "command": command_line("-m training.load_test_app", argv),
         "args": asdict(args),
+        "setting": payload,
         "app": ("launched in this process on the shipped model" if args.url is None else args.url),
         "requests": args.requests,
         "completed": len(done),
@@ -167,8 +171,9 @@ def _version(package: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    result = run(args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, payload = parse_args(argv)
+    result = run(args, payload, argv)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
