@@ -38,11 +38,11 @@ def fingerprint(annotation, document) -> str:
 def run(gold: str, threads: int, limit: int) -> dict:
     import torch
 
-    from bioprune import Document, PruningConfig, PruningEngine
+    from bioprune import PruningConfig, PruningEngine
     from bioprune.io.pubtator import read_pubtator
 
     torch.set_num_threads(threads)
-    documents = [Document(id=d.pmid, text=d.text, title_end=len(d.title)) for d in read_pubtator(gold)]
+    documents = [d.to_document() for d in read_pubtator(gold)]
     documents = documents[:limit] if limit else documents
     engine = PruningEngine.from_pretrained()
     result = {"gold": gold, "n_documents": len(documents), "settings": {}}
