@@ -402,11 +402,12 @@ def _document_trace(doc: EncodedDocument, parts: list[ForwardResult], n_classes:
     for w, ((start, end), part) in enumerate(zip(doc.windows, parts)):
         mine = owners[start:end] == w  # (n,)
         final = part.probs.argmax(axis=1)
-        for j in np.nonzero(mine & (part.pruned_layer > 0))[0]:
-            pos = start + int(j)
+        left = np.nonzero(mine & (part.pruned_layer > 0))[0]  # one numpy -> Python conversion per field
+        for j, layer, score, label in zip(left.tolist(), part.pruned_layer[left].tolist(),
+                                          part.pruned_score[left].tolist(), final[left].tolist()):
+            pos = start + j
             pruned.append(PrunedToken(position=pos, start=doc.offsets[pos][0], end=doc.offsets[pos][1],
-                                      layer=int(part.pruned_layer[j]), score=float(part.pruned_score[j]),
-                                      label=LABELS[final[j]]))
+                                      layer=layer, score=score, label=LABELS[label]))
         for trigger, mask in part.recovery.items():
             idx = np.nonzero(mine & mask)[0]
             if idx.size:

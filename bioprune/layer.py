@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bioprune.importance import row_attention_signals
-from bioprune.shapes import bucketed_tokens
+from bioprune.shapes import bucketed_tokens, padded_rows
 
 if TYPE_CHECKING:
     from bioprune.forward import Sequences
@@ -78,15 +78,21 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         return t.new_zeros(B * T, t.size(-1)).index_copy_(0, index, t).view(B, T, -1)
 
     signals = None
+    n_rows = x.size(0)  # N (or B*T)
     if by_sequence:
         lengths = [T] * B if index is None else valid.sum(dim=1).tolist()
+        # Zero rows up to the Linear layers' shape grid, once for the whole layer, instead of a copy
+        # of each Linear's input (bioprune.shapes.padded_rows); packed_attention reads only the first
+        # N. The padding rows are zeroed again before each Linear whose input would carry biases
+        # there: the int8 copy quantizes over the whole input's range (bioprune.int8).
+        x = padded_rows(x)  # (N', H)
         frozen = None
         if context is not None:  # the frozen tokens' keys and values, packed the same way
             c_index = real_token_index(context.valid, always=True)
             c_x = context.hidden.reshape(-1, H)  # (B*Tc, H)
-            c_x = c_x if c_index is None else c_x.index_select(0, c_index)  # (Nc, H)
+            c_x = padded_rows(c_x if c_index is None else c_x.index_select(0, c_index))  # (Nc', H)
             frozen = (attn.key(c_x), attn.value(c_x), context.valid.sum(dim=1).tolist())
-        out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling, frozen)  # (N, H)
+        out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling, frozen)  # (N', H)
     else:
         q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
         q = _heads(q, n_heads)  # (B, nh, T, dh)
@@ -105,8 +111,13 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         if index is not None:
             out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
     attended = layer.attention.output(out, x)
-    out = layer.output(layer.intermediate(attended), attended)  # (N, H) or (B, T, H)
-    return padded(out), signals
+    if by_sequence:
+        attended[n_rows:] = 0  # (N', H): the padding rows' layer norm of the bias, back to zero
+    inner = layer.intermediate(attended)  # (N', I), (N, I) or (B, T, I)
+    if by_sequence:
+        inner[n_rows:] = 0
+    out = layer.output(inner, attended)  # (N', H), (N, H) or (B, T, H)
+    return padded(out[:n_rows] if by_sequence else out), signals
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
@@ -130,7 +141,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     """
     N, H = q.shape
     dh = H // n_heads
-    out = q.new_empty(N, H)  # (N, H)
+    out = q.new_zeros(N, H)  # (N, H): rows past sum(lengths) (padding) stay zero
     start = c_start = 0
     for b, n in enumerate(lengths):
         rows = slice(start, start + n)
