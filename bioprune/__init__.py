@@ -12,7 +12,7 @@ README and docs/ use nothing else from the core, and tests/test_docs.py runs the
 """
 from importlib.metadata import PackageNotFoundError, version
 
-from bioprune.config import DEFAULT, DENSE, IgnoredSettingWarning, PruningConfig
+from bioprune.config import DEFAULT, DENSE, FAITHFUL, IgnoredSettingWarning, PruningConfig
 from bioprune.errors import InputError
 from bioprune.types import ENTITY_TYPES, Annotation, Document, Entity, PrunedToken, RecoveryEvent, Trace
 
@@ -22,7 +22,7 @@ except PackageNotFoundError:  # a source tree on sys.path that was never install
     __version__ = "0+unknown"
 
 __all__ = [
-    "PruningEngine", "PruningConfig", "DEFAULT", "DENSE", "DEFAULT_MODEL_DIR",
+    "PruningEngine", "PruningConfig", "DEFAULT", "DENSE", "FAITHFUL", "DEFAULT_MODEL_DIR",
     "Annotation", "Document", "Entity", "Trace", "PrunedToken", "RecoveryEvent", "ENTITY_TYPES",
     "InputError", "IgnoredSettingWarning", "__version__",
 ]

@@ -169,3 +169,9 @@ def _dense_defaults() -> dict:
 
 DENSE = PruningConfig(controller="none", precision="fp32")  # the exact dense fp32 model: the reference
 DEFAULT = PruningConfig(controller="none")  # what every face runs with no options: dense at the machine's best precision
+# Pruning that keeps the entities of dense fp32 (issue 16's fidelity target, agreement >= 0.97 on held-out
+# MEDLINE): the MLP after layer 4 with frozen context, at the λ that saves the most FLOPs with an agreement
+# of at least FAITHFUL_MIN_AGREEMENT on the MEDLINE slice's first half (a point of margin for the held-out
+# second half; training/render_readme.py checks the choice; docs/pruning.md, "Faithful pruning").
+FAITHFUL_MIN_AGREEMENT = 0.98
+FAITHFUL = PruningConfig(controller="mlp", aggressiveness=0.25, prune_layers=(4,), frozen_context=True)

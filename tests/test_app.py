@@ -313,3 +313,22 @@ def test_files_outside_the_apps_outputs_are_not_served(app_url, target):
         except urllib.error.HTTPError as err:
             status = err.code
         assert status in (403, 404), f"{route}{target} answered {status}"
+
+
+def test_faithful_pruning_prunes_after_layer_4_and_keeps_the_dense_entities_of_the_examples(shipped_engine):
+    """bioprune.FAITHFUL on the shipped model: tokens leave after layer 4 only, the last layers run on
+    fewer tokens, and on the app's example abstracts the entities are the dense model's at the same precision."""
+    from dataclasses import replace
+
+    from bioprune.app.examples import load_examples
+    from bioprune.config import DEFAULT, FAITHFUL
+
+    texts = [example.text for example in load_examples(AppSettings().examples_dir)]
+    faithful = shipped_engine.with_config(replace(FAITHFUL, link=False)).annotate(texts)
+    dense = shipped_engine.with_config(replace(DEFAULT, link=False)).annotate(texts)
+    assert all({p.layer for p in a.trace.pruned_tokens} == {4} for a in faithful)
+    assert all(a.trace.tokens_per_layer[5] < a.trace.tokens_per_layer[3] for a in faithful)
+    def spans(annotation):
+        return [(e.start, e.end, e.label) for e in annotation.entities]  # scores differ, as they may
+    changed = sum(spans(f) != spans(d) for f, d in zip(faithful, dense))
+    assert changed <= len(texts) // 4, f"{changed} of {len(texts)} example abstracts changed"

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +60,17 @@ def test_the_scripts_take_the_same_flags():
     add_config_arguments(narrow, without=("link",))  # a script that would ignore it has no such flag
     assert "--link" not in _flags(narrow) and {s.flag for s in SETTINGS if s.field != "link"} <= _flags(narrow)
     assert pruning_config(narrow.parse_args([])).link == DEFAULT.link
+
+
+def test_the_readme_flags_of_faithful_pruning_are_bioprune_faithful():
+    """The CLI spelling the README gives for faithful pruning is the preset, field for field."""
+    from bioprune.config import FAITHFUL
+    from bioprune.cli import _config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [flags] = re.findall(r"\| pruning that keeps the dense entities \| `([^`]+)`", readme)
+    ns = _subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y", *flags.split()])
+    assert _config(ns) == FAITHFUL
 
 
 def test_values_round_trip_and_unknown_keys_are_refused():

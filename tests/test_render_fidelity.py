@@ -2,7 +2,7 @@
 pruning layers and λ across models, every command named."""
 from __future__ import annotations
 
-from training.render_readme import fidelity_tokens_table, frontier_table
+from training.render_readme import faithful_choice, faithful_table, fidelity_tokens_table, frontier_table
 
 
 def _sweep(command: str, rows: list[tuple[tuple[int, ...], float, float, float]]) -> dict:
@@ -68,3 +68,17 @@ def test_speed_cells_show_the_spread_of_the_rounds():
 
     assert _speed_cell({"speedup_median": 3.0, "speedup_per_round": [3.5, 2.5, 3.0]}) == "**3.00×** (2.50–3.50)"
     assert _speed_cell({"speedup_median": 1.5, "speedup_per_round": [1.5]}) == "**1.50×**"
+
+
+def test_faithful_is_the_first_halfs_most_saving_row_at_the_agreement_floor_and_is_marked():
+    from bioprune.config import FAITHFUL
+
+    first = _sweep("cmd-first", [((3,), 0.25, 0.96, 0.26), ((4,), 0.1, 0.985, 0.18),
+                                 ((4,), 0.25, 0.981, 0.188), ((4,), 0.5, 0.979, 0.193)])
+    second = _sweep("cmd-second", [((4,), 0.25, 0.986, 0.189)])
+    assert faithful_choice(first, 0.98) == ((4,), 0.25)  # 0.5 saves more but agrees less than 0.98
+    assert faithful_choice(first, 0.99) is None
+    table = faithful_table(first, second, {})
+    assert (FAITHFUL.prune_layers, FAITHFUL.aggressiveness) == ((4,), 0.25)
+    assert "| (4,) | **0.25 (FAITHFUL)** | 0.9810 | 18.8% | 0.9860 (0.986, 0.986) | 18.9% |" in table
+    assert "| (3,) | 0.25 | 0.9600 | 26.0% | – | – |" in table  # no held-out row: dashes

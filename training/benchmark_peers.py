@@ -8,6 +8,8 @@ Systems (bioprune's and ONNX Runtime's all go through the engine's tokenization,
 and post-processing, so among them only the forward differs):
   bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
   bioprune default         bioprune.DEFAULT (dense at the machine's best precision)
+  bioprune faithful        bioprune.FAITHFUL (the MLP after layer 4, frozen context: pruning that keeps
+                           the dense entities) at the default precision
   bioprune MLP default     the learned controller's operating point at the default precision
   bioprune int8 / MLP int8 the same two at precision int8 (bioprune.int8: oneDNN int8 matmuls)
   ORT fp32 / ORT int8      ONNX Runtime on the same model: exported with torch.onnx (opset 17),
@@ -46,7 +48,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, FAITHFUL, PruningConfig
 from bioprune.forward import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model
@@ -212,6 +214,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_files = export_onnx(base, Path(tmp))
         systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(unlinked(DEFAULT)),
+                   "bioprune faithful": base.with_config(unlinked(FAITHFUL)),
                    "bioprune MLP default": base.with_config(unlinked(PruningConfig(controller="mlp"))),
                    "bioprune int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
                    "bioprune MLP int8": base.with_config(unlinked(PruningConfig(controller="mlp", precision="int8"))),

@@ -410,6 +410,54 @@ def frontier_table(shipped: dict, variants: list[tuple[str, dict, str]]) -> str:
     return "\n".join(out)
 
 
+def faithful_choice(first: dict, min_agreement: float) -> tuple[tuple[int, ...], float] | None:
+    """(pruning layers, λ) of the first-half sweep row that saves the most FLOPs with an agreement of
+    at least ``min_agreement``: how :data:`bioprune.config.FAITHFUL` is chosen. None if no row qualifies."""
+    ok = [r for r in first["rows"] if r["f1"]["micro"] >= min_agreement]
+    if not ok:
+        return None
+    best = max(ok, key=lambda r: r["flops_saved_ratio"])
+    return tuple(best["config"]["prune_layers"]), best["config"]["aggressiveness"]
+
+
+def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> str:
+    """training/sweep_pruning.py with frozen context on each MEDLINE half: the first half chooses
+    :data:`bioprune.config.FAITHFUL` (:func:`faithful_choice`), the held-out second half confirms it;
+    ``evaluations``: its ``bioprune evaluate`` runs by results file name (each scores dense fp32 too)."""
+    from bioprune.config import FAITHFUL, FAITHFUL_MIN_AGREEMENT
+
+    def key(r):
+        return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
+    shipped = (FAITHFUL.prune_layers, FAITHFUL.aggressiveness)
+    choice = faithful_choice(first, FAITHFUL_MIN_AGREEMENT)
+    if choice != shipped:
+        print(f"render_readme: FAITHFUL is {shipped} but the first half chooses {choice}", file=sys.stderr)
+    held = {key(r): r for r in second["rows"]}
+    out = ["| MLP after layers | λ | first half (chooses): agreement | FLOPs saved | held-out half: agreement "
+           "(Chemical, Disease) | FLOPs saved |", "|---|---|---|---|---|---|"]
+    for r in first["rows"]:
+        h = held.get(key(r))
+        name = f"**{key(r)[1]:g} (FAITHFUL)**" if key(r) == shipped else f"{key(r)[1]:g}"
+        held_cells = (f"{h['f1']['micro']:.4f} ({h['f1']['Chemical']:.3f}, {h['f1']['Disease']:.3f}) | "
+                      f"{_pct(h['flops_saved_ratio'])}") if h is not None else "– | –"
+        out.append(f"| {key(r)[0]} | {name} | {r['f1']['micro']:.4f} | {_pct(r['flops_saved_ratio'])} | {held_cells} |")
+    config = first["rows"][0]["config"]
+    out += ["", f"{first['n_documents']} and {second['n_documents']} abstracts of the MEDLINE slice's two halves, "
+            f"frozen context, recovery off, precision {config['precision']}; agreement = exact-match F1 against "
+            f"the dense fp32 model's entities. FAITHFUL is the row of the first half with the most FLOPs saved "
+            f"at an agreement of at least {FAITHFUL_MIN_AGREEMENT:g}. `{first['command']}` → "
+            f"`results/fidelity_frozen_first.json`; the same with `--half second` → `results/fidelity_frozen_second.json`."]
+    out += [""] if evaluations else []
+    for file, ev in evaluations.items():
+        split = "test" if "Test" in ev["gold"]["path"] else "dev (trained on)"
+        m = ev["mention"]
+        out.append(f"- BC5CDR {split}: micro F1 {m['micro']['f1']:.4f} (Chemical {m['Chemical']['f1']:.4f}, Disease "
+                   f"{m['Disease']['f1']:.4f}), F1 drop against dense fp32 {ev['f1_drop_points']['micro']:.2f} "
+                   f"points (negative: above it), entity agreement {ev['agreement']['micro']['f1']:.4f}: "
+                   f"`{ev['command']}` → `results/{file}`.")
+    return "\n".join(out)
+
+
 def fidelity_tokens_table(res: dict) -> str:
     """training/fidelity_tokens.py: where each setting's disagreement with dense fp32 sits, token by
     token, and how much of the text a dense re-run would have to cover to reach the target agreement."""
@@ -745,6 +793,10 @@ def main() -> None:
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
     if (shipped := _load("fidelity_frontier_shipped.json")) is not None and variants:
         blocks["fidelity_frontier"] = frontier_table(shipped, variants)
+    first, second = _load("fidelity_frozen_first.json"), _load("fidelity_frozen_second.json")
+    if first is not None and second is not None:
+        runs = {f: ev for f in ("evaluate_test_faithful.json", "evaluate_dev_faithful.json") if (ev := _load(f))}
+        blocks["faithful"] = faithful_table(first, second, runs)
     if (tokens := _load("fidelity_tokens.json")) is not None:
         blocks["fidelity_tokens"] = fidelity_tokens_table(tokens)
     if (peers := _load("benchmark_peers.json")) is not None:
