@@ -126,7 +126,8 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
     """Self-attention over packed rows, one sequence at a time, no mask: (N, H) -> (N, H).
 
     q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
-    consecutive sequences of ``lengths`` tokens. ``frozen``: keys (Nc, H), values (Nc, H) and
+    consecutive sequences of ``lengths`` tokens, then padding rows (past ``sum(lengths)``: ignored,
+    zero in the output). ``frozen``: keys (Nc, H), values (Nc, H) and
     per-sequence counts of frozen context tokens (pruned tokens' states, :func:`run_layer`), packed
     the same way; each sequence also attends to its own. Why not SDPA in bf16: on CPUs without AMX
     (AVX-512 BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32 and took
