@@ -31,8 +31,8 @@ from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
-from bioprune.postprocess import PASSES, POSTPROCESS_FILE, apply_passes, load_decoding, load_postprocess, \
-    postprocess_settings
+from bioprune.postprocess import PASSES, POSTPROCESS_FILE, Gazetteer, apply_passes, load_decoding, load_gazetteer, \
+    load_postprocess, postprocess_settings
 from bioprune.precision import resolve_precision
 from bioprune.forward import ForwardResult, PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
@@ -88,6 +88,8 @@ class ModelBundle:
             (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
         decoding: how label probabilities become tags (:class:`bioprune.labels.Decoding`; default the
             per-word argmax); ``from_pretrained`` reads the model's own choice (``postprocess.json``).
+        gazetteer: the names the "gazetteer" pass tags (:class:`bioprune.postprocess.Gazetteer`, built
+            from the model's training data); ``from_pretrained`` reads the model's own.
         device: "cpu" or "cuda" (or any torch device string).
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
         source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
@@ -107,6 +109,7 @@ class ModelBundle:
     controllers: Mapping[str, Controller] | None = None  # None: {"rule": RuleController()}
     postprocess: tuple[str, ...] = ()
     decoding: Decoding = ARGMAX
+    gazetteer: Gazetteer | None = None
     device: str = "cpu"
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
     source_dir: Path | None = None
@@ -118,6 +121,8 @@ class ModelBundle:
         unknown = [p for p in self.postprocess if p not in PASSES]
         if unknown:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
+        if "gazetteer" in self.postprocess and self.gazetteer is None:
+            raise ValueError('the "gazetteer" postprocess pass needs a gazetteer (postprocess.json\'s "gazetteer")')
         set_ = object.__setattr__  # frozen: normalise the given values once, here
         set_(self, "postprocess", tuple(self.postprocess))
         set_(self, "controllers", {"rule": RuleController()} if self.controllers is None else dict(self.controllers))
@@ -186,6 +191,8 @@ class PruningEngine:
             kwargs["postprocess"] = load_postprocess(path)
         if kwargs.get("decoding") is None:
             kwargs["decoding"] = load_decoding(path)
+        if "gazetteer" not in kwargs:
+            kwargs["gazetteer"] = load_gazetteer(path)
         logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, config,
                     config.precision, resolve_precision(config.precision, device), kwargs["postprocess"],
                     kwargs["decoding"])
@@ -230,9 +237,12 @@ class PruningEngine:
         else:
             self._save_modules(target)
         copy_linker_index(self.linker_index_dir, target)
-        if (load_postprocess(target), load_decoding(target)) != (self.postprocess, self.decoding):
+        gazetteer = self.bundle.gazetteer
+        saved = load_gazetteer(target)
+        if ((load_postprocess(target), load_decoding(target)) != (self.postprocess, self.decoding)
+                or (saved.names if saved else None) != (gazetteer.names if gazetteer else None)):
             (target / POSTPROCESS_FILE).write_text(
-                json.dumps(postprocess_settings(self.postprocess, self.decoding), indent=2) + "\n")
+                json.dumps(postprocess_settings(self.postprocess, self.decoding, gazetteer), indent=2) + "\n")
         if not (target / MODEL_CARD_FILE).is_file():
             (target / MODEL_CARD_FILE).write_text(model_card(self), encoding="utf-8")
         logger.info("saved %s to %s", self.source_dir or "an in-memory model", target)
@@ -329,7 +339,7 @@ class PruningEngine:
                 for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
 
     def _entities(self, text: str, entities: list) -> list:
-        entities = apply_passes(text, entities, self.postprocess)
+        entities = apply_passes(text, entities, self.postprocess, self.bundle.gazetteer)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
             entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)]

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import asdict, fields
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from bioprune.labels import ARGMAX, Decoding
-from bioprune.types import Entity
+from bioprune.types import ENTITY_TYPES, Entity
 
 _SHORT_FORM = re.compile(r"\(([^()\s]{2,10})\)")  # "(SF)": 2-10 characters, no spaces
 
@@ -116,15 +116,107 @@ def expand_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
     return sorted(out, key=lambda x: (x.start, x.end))
 
 
-PASSES = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations}
+def _name_starts(text: str) -> Iterator[int]:
+    """Offsets where a name may start: a word character not preceded by one, or any other
+    non-space character (names such as "(+)-catechin" or "[3H]dopamine" start with punctuation)."""
+    for i, ch in enumerate(text):
+        if not ch.isspace() and (i == 0 or not (ch.isalnum() and text[i - 1].isalnum())):
+            yield i
 
 
-def apply_passes(text: str, entities: Sequence[Entity], passes: Sequence[str]) -> list[Entity]:
-    """``entities`` after each named pass of :data:`PASSES`, in order."""
+def build_gazetteer(texts_and_mentions: Iterable[tuple[str, Sequence[tuple[int, int, str]]]],
+                    min_ratio: float, min_count: int = 1, min_chars: int = 3,
+                    skip_short_forms: bool = False) -> dict[str, str]:
+    """Name -> type for the names that annotated training text tags reliably.
+
+    A name (a mention's exact text) qualifies when every one of its annotations has the same type,
+    it is annotated at least ``min_count`` times and at least ``min_ratio`` of its whole-word
+    occurrences in those texts are annotated: "cocaine" (tagged wherever it appears) qualifies,
+    "lead" or "ACE" (tagged in a few abstracts, plain words or genes in others) do not. The
+    dictionary half of dictionary-plus-tagger systems such as tmChem (Leaman et al. 2015).
+    ``skip_short_forms`` leaves out every name that some training text defines as an abbreviation
+    ("sodium nitroprusside (SNP)"): what it stands for is the document's own (SNP is a
+    polymorphism elsewhere), and :func:`expand_abbreviations` tags it where it is defined.
+    """
+    texts, types, short_forms = [], {}, set()
+    for text, mentions in texts_and_mentions:
+        texts.append(text)
+        for start, end, label in mentions:
+            types.setdefault(text[start:end], []).append(label)
+        if skip_short_forms:
+            short_forms.update(text[s:e] for _, (s, e) in abbreviations(text))
+    names = {n: ls[0] for n, ls in types.items()
+             if len(n) >= min_chars and len(set(ls)) == 1 and len(ls) >= min_count and n not in short_forms}
+    occurrences = dict.fromkeys(names, 0)
+    by_prefix = _by_prefix(names, min_chars)
+    for text in texts:
+        for _, name in _matches(text, by_prefix, min_chars, overlapping=True):
+            occurrences[name] += 1
+    return {n: t for n, t in names.items() if len(types[n]) >= min_ratio * max(occurrences[n], 1)}
+
+
+def _by_prefix(names: Iterable[str], min_chars: int) -> dict[str, list[str]]:
+    """Names grouped by their first ``min_chars`` characters, longest first within a group."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names, key=len, reverse=True):
+        groups.setdefault(name[:min_chars], []).append(name)
+    return groups
+
+
+def _matches(text: str, by_prefix: dict[str, list[str]], min_chars: int,
+             overlapping: bool = False) -> Iterator[tuple[int, str]]:
+    """``(start, name)`` of whole-word occurrences in ``text``, longest name first at each start;
+    left to right, skipping what a match covers unless ``overlapping``."""
+    covered_until = 0
+    for i in _name_starts(text):
+        if i < covered_until:
+            continue
+        for name in by_prefix.get(text[i:i + min_chars], ()):
+            if text.startswith(name, i) and _is_word_boundary(text, i, i + len(name)):
+                yield i, name
+                if not overlapping:
+                    covered_until = i + len(name)
+                    break
+
+
+@dataclass(frozen=True, eq=False)
+class Gazetteer:
+    """Names with their types (:func:`build_gazetteer`), indexed once for matching."""
+
+    names: Mapping[str, str]  # name -> "Chemical" | "Disease"
+    min_chars: int = 3
+    _by_prefix: dict[str, list[str]] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_by_prefix", _by_prefix(self.names, self.min_chars))
+
+    def tag(self, text: str, entities: Sequence[Entity]) -> list[Entity]:
+        """``entities`` plus the whole-word occurrences of the names that overlap none of them
+        (longest name first), typed by the gazetteer, with score 1. Sorted by start."""
+        out = list(entities)
+        taken = [(e.start, e.end) for e in entities]
+        for start, name in _matches(text, self._by_prefix, self.min_chars):
+            span = (start, start + len(name))
+            if not _overlaps(span, taken):
+                out.append(Entity(start=span[0], end=span[1], label=self.names[name], text=name, score=1.0))
+        return sorted(out, key=lambda e: (e.start, e.end))
+
+
+PASSES = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations, "gazetteer": None}  # None: the model's own
+
+
+def apply_passes(text: str, entities: Sequence[Entity], passes: Sequence[str],
+                 gazetteer: Gazetteer | None = None) -> list[Entity]:
+    """``entities`` after each named pass of :data:`PASSES`, in order; "gazetteer" tags the names
+    of ``gazetteer`` (the model's own, :func:`load_gazetteer`)."""
     entities = list(entities)
     for name in passes:
-        entities = PASSES[name](text, entities)
+        if name == "gazetteer" and gazetteer is None:
+            raise ValueError('the "gazetteer" pass needs a gazetteer (postprocess.json\'s "gazetteer" names)')
+        entities = gazetteer.tag(text, entities) if name == "gazetteer" else PASSES[name](text, entities)
     return entities
+
+
 # beside a model, its dev-chosen output settings: {"passes": [...], "decoding": {"viterbi": ..., ...}}
 POSTPROCESS_FILE = "postprocess.json"
 
@@ -151,6 +243,24 @@ def load_decoding(directory: str | Path) -> Decoding:
                     outside_log_bias=float(given.get("outside_log_bias", 0.0)))
 
 
-def postprocess_settings(passes: Sequence[str], decoding: Decoding) -> dict:
-    """``postprocess.json``'s content for ``passes`` and ``decoding`` (the inverse of the loaders)."""
-    return {"passes": list(passes), **({"decoding": asdict(decoding)} if decoding != ARGMAX else {})}
+def load_gazetteer(directory: str | Path) -> Gazetteer | None:
+    """The gazetteer a model directory carries (``postprocess.json``'s "gazetteer": {"names": {name: type}},
+    built from its training data by ``training/choose_postprocess.py``), or None; ValueError naming
+    the file for a malformed one."""
+    given = _settings(directory).get("gazetteer")
+    if given is None:
+        return None
+    names = given.get("names") if isinstance(given, dict) else None
+    if not isinstance(names, dict) or not all(t in ENTITY_TYPES for t in names.values()):
+        raise ValueError(f"{Path(directory) / POSTPROCESS_FILE}: \"gazetteer\" must be an object with "
+                         f"\"names\": {{name: one of {', '.join(ENTITY_TYPES)}}}")
+    return Gazetteer(names)
+
+
+def postprocess_settings(passes: Sequence[str], decoding: Decoding, gazetteer: Gazetteer | None = None,
+                         **gazetteer_provenance) -> dict:
+    """``postprocess.json``'s content for ``passes``, ``decoding`` and ``gazetteer`` (the inverse of
+    the loaders); ``gazetteer_provenance`` (how and from what it was built) is written beside its names."""
+    return {"passes": list(passes), **({"decoding": asdict(decoding)} if decoding != ARGMAX else {}),
+            **({"gazetteer": {**gazetteer_provenance, "names": dict(sorted(gazetteer.names.items()))}}
+               if gazetteer is not None else {})}

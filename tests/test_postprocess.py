@@ -78,3 +78,74 @@ def test_a_malformed_decoding_names_the_file_and_the_keys(tmp_path):
     (tmp_path / "postprocess.json").write_text(json.dumps({"passes": [], "decoding": {"beam": 3}}))
     with pytest.raises(ValueError, match="postprocess.json.*viterbi, outside_log_bias"):
         load_decoding(tmp_path)
+
+
+def test_the_gazetteer_keeps_names_training_text_tags_reliably():
+    from bioprune.postprocess import build_gazetteer
+
+    text = "cocaine and lead; cocaine abuse. lead pipes, lead. NO and NO; cocaine-induced seizures"
+
+    def at(name, label, nth=0):  # the nth occurrence of name
+        start = -1
+        for _ in range(nth + 1):
+            start = text.index(name, start + 1)
+        return start, start + len(name), label
+
+    mentions = [at("cocaine", "Chemical"), at("cocaine", "Chemical", 1), at("lead", "Chemical"),
+                at("abuse", "Disease"), at("seizures", "Disease"), at("NO", "Chemical")]
+    # cocaine: 2 of its 3 whole-word occurrences ("cocaine-induced" counts); lead: 1 of 3; NO: 1 of 2
+    assert build_gazetteer([(text, mentions)], min_ratio=0.5) == {"cocaine": "Chemical", "abuse": "Disease",
+                                                                  "seizures": "Disease"}
+    assert build_gazetteer([(text, mentions)], min_ratio=0.3) == {"cocaine": "Chemical", "lead": "Chemical",
+                                                                  "abuse": "Disease", "seizures": "Disease"}
+    assert build_gazetteer([(text, mentions)], min_ratio=0.5, min_chars=2)["NO"] == "Chemical"
+    assert build_gazetteer([(text, mentions)], min_ratio=0.5, min_count=2) == {"cocaine": "Chemical"}
+    defined = "sodium nitroprusside (SNP) and cocaine; SNP again"  # SNP is this abstract's own short form
+    snp = [(defined.index("SNP"), defined.index("SNP") + 3, "Chemical"), (40, 43, "Chemical")]
+    assert build_gazetteer([(defined, snp)], 0.5) == {"SNP": "Chemical"}
+    assert build_gazetteer([(defined, snp)], 0.5, skip_short_forms=True) == {}
+    pipes = mentions + [at("pipes", "Disease")]
+    assert "pipes" in build_gazetteer([(text, pipes)], 0.5)
+    assert "pipes" not in build_gazetteer([(text, pipes + [at("pipes", "Chemical")])], 0.5)  # two types: left out
+
+
+def test_the_gazetteer_tags_whole_words_longest_first_and_leaves_predictions_alone():
+    from bioprune.postprocess import Gazetteer
+
+    gazetteer = Gazetteer({"iron": "Chemical", "iron oxide": "Chemical", "anemia": "Disease", "(+)-catechin": "Chemical"})
+    text = "Iron oxide, iron, irony; anemia and (+)-catechin. iron"
+    predicted = [_e(text, 50, 54, "Disease", score=0.6)]  # the model's own call wins where they overlap
+    out = gazetteer.tag(text, predicted)
+    assert [(text[e.start:e.end], e.label, e.score) for e in out] == [
+        ("iron", "Chemical", 1.0), ("anemia", "Disease", 1.0), ("(+)-catechin", "Chemical", 1.0), ("iron", "Disease", 0.6)]
+    assert Gazetteer({"Iron oxide": "Chemical"}).tag(text, [])[0].text == "Iron oxide"  # case-sensitive, longest
+    assert [e.text for e in Gazetteer({"iron": "Chemical", "iron oxide": "Chemical"}).tag("iron oxide", [])] == ["iron oxide"]
+
+
+def test_a_model_folder_carries_its_gazetteer_and_the_engine_applies_it(tiny_model_dir, tmp_path):
+    import shutil
+
+    from bioprune.config import DENSE
+    from bioprune.engine import PruningEngine
+    from bioprune.labels import ARGMAX
+    from bioprune.postprocess import Gazetteer, load_gazetteer, postprocess_settings
+
+    tiny_model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")  # the fixture is shared: edit a copy
+    settings = postprocess_settings(("gazetteer",), ARGMAX, Gazetteer({"zebrafishin": "Chemical"}), min_ratio=0.5)
+    assert settings["gazetteer"]["min_ratio"] == 0.5
+    (tiny_model_dir / "postprocess.json").write_text(json.dumps(settings))
+    engine = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE.with_(link=False))
+    text = "Rose; zebrafishin rose; zebrafishins did not."
+    [annotation] = engine.annotate(text)
+    [without] = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE.with_(link=False), postprocess=()).annotate(text)
+    assert ("zebrafishin", "Chemical", 6) in [(e.text, e.label, e.start) for e in annotation.entities] or any(
+        e.start < 17 and 6 < e.end for e in without.entities)  # (unless the random model tagged it already)
+    assert list(annotation.entities) == Gazetteer({"zebrafishin": "Chemical"}).tag(text, without.entities)
+    engine.save_pretrained(tmp_path / "copy")
+    assert load_gazetteer(tmp_path / "copy").names == {"zebrafishin": "Chemical"}
+    (tiny_model_dir / "postprocess.json").write_text(json.dumps({"passes": ["gazetteer"]}))
+    with pytest.raises(ValueError, match="needs a gazetteer"):
+        PruningEngine.from_pretrained(tiny_model_dir)
+    (tiny_model_dir / "postprocess.json").write_text(json.dumps({"passes": [], "gazetteer": {"names": {"x": "Gene"}}}))
+    with pytest.raises(ValueError, match="postprocess.json.*Chemical, Disease"):
+        load_gazetteer(tiny_model_dir)

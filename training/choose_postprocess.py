@@ -6,9 +6,17 @@
 The model must not have seen the gold file: use a train-only run. Predicts label probabilities once
 (dense fp32), then scores, with the BioCreative exact-match measure, every pairing of a decoding
 (:class:`bioprune.labels.Decoding`: the per-word argmax, or the best valid BIO sequence with a bias
-toward O) and a combination of :func:`bioprune.postprocess.propagate_mentions` and
-:func:`bioprune.postprocess.expand_abbreviations`. The best pairing is written as ``choice``: the
-content of the ``postprocess.json`` that the engine reads beside the model it was chosen for.
+toward O) and a combination of :func:`bioprune.postprocess.propagate_mentions`,
+:func:`bioprune.postprocess.expand_abbreviations` and, with ``--gazetteer-from`` (the scored model's
+own training files), the gazetteer pass at each of :data:`GAZETTEER_GRID`'s settings
+(:func:`bioprune.postprocess.build_gazetteer`). With ``--off-domain`` (a corpus of other guidelines
+that the model never trained on, registered in ``training/corpora.py``) every pairing is also scored
+there, on the types it annotates, and the best pairing is the one with the highest mean of the two
+micro F1s, so that a setting that gains on BC5CDR and loses elsewhere is not chosen; else the
+highest dev micro F1. It is written as ``choice``: the content of the ``postprocess.json`` that the
+engine reads beside the model it was chosen for; a chosen gazetteer's names are built with the
+chosen settings from ``--ship-gazetteer-from`` (the shipped model's training files; default
+``--gazetteer-from``).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ from bioprune.engine import PruningEngine
 from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
-from bioprune.postprocess import apply_passes, postprocess_settings
+from bioprune.postprocess import Gazetteer, apply_passes, build_gazetteer, postprocess_settings
 from bioprune.types import ENTITY_TYPES
 
 VARIANTS = {
@@ -33,6 +41,12 @@ VARIANTS = {
     "abbreviations": ("abbreviations",),
     "propagate+abbreviations": ("propagate", "abbreviations"),
 }
+# (min_ratio, skip_short_forms) of bioprune.postprocess.build_gazetteer (min_count 2 lost on dev at every ratio)
+GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3, 0.5, 0.7, 0.9))
+
+
+def gazetteer_variant(ratio: float, skip_short_forms: bool) -> str:
+    return f"gazetteer (ratio {ratio:g}{', no short forms' if skip_short_forms else ''}) + abbreviations"
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
                                   for b in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)}}
 
@@ -43,6 +57,14 @@ class ChooseArgs:
     gold: str  # PubTator development file
     output: str = "results/postprocess_dev.json"
     threads: int = 2
+    gazetteer_from: tuple[str, ...] = ()  # the scored model's training files (PubTator): adds the gazetteer grid
+    ship_gazetteer_from: tuple[str, ...] = ()  # the shipped model's training files (default: gazetteer_from)
+    off_domain: str | None = None  # PubTator corpus of other guidelines the model never saw: scored too
+
+
+def _training_mentions(files: tuple[str, ...]) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    return [(d.text, [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES])
+            for f in files for d in read_pubtator(f)]
 
 
 def main(args: ChooseArgs) -> dict:
@@ -53,31 +75,79 @@ def main(args: ChooseArgs) -> dict:
     probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
+    training = _training_mentions(args.gazetteer_from)
+    variants_ = {name: (passes, None) for name, passes in VARIANTS.items()}
+    variants_.update({gazetteer_variant(r, skip): (("gazetteer", "abbreviations"),
+                                                   Gazetteer(build_gazetteer(training, r, skip_short_forms=skip)))
+                      for r, skip in (GAZETTEER_GRID if training else ())})
+    off = _off_domain(args, engine, variants_) if args.off_domain else None
     decodings = {}
     for decoding_name, decoding in DECODINGS.items():
         decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
                    for d, enc, p in zip(docs, encoded, probs)]
         variants = decodings[decoding_name] = {}
-        for name, passes in VARIANTS.items():
+        for name, (passes, gazetteer) in variants_.items():
             pred = {}
             for d, entities in zip(docs, decoded):
-                pred[d.pmid] = [(e.start, e.end, e.label) for e in apply_passes(d.text, entities, passes)]
+                pred[d.pmid] = [(e.start, e.end, e.label) for e in apply_passes(d.text, entities, passes, gazetteer)]
             scores = evaluate_predictions(gold, pred, words)
             variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
-    best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs),
-                              key=lambda key: decodings[key[0]][key[1]]["micro"]["f1"])
+    def merit(key: tuple[str, str]) -> float:
+        dev_f1 = decodings[key[0]][key[1]]["micro"]["f1"]
+        return dev_f1 if off is None else (dev_f1 + off["scores"][key[0]][key[1]]["micro"]["f1"]) / 2
+
+    best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=merit)
     result = {"args": asdict(args), "command": "python -m training.choose_postprocess " + " ".join(sys.argv[1:]),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
+              **({"off_domain": off} if off is not None else {}),
               "best": best, "best_decoding": best_decoding,
-              "choice": postprocess_settings(VARIANTS[best], DECODINGS[best_decoding])}
+              "choice": _choice(args, best, variants_[best][0], DECODINGS[best_decoding])}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
     for decoding_name, variants in decodings.items():
         for name, s in variants.items():
+            elsewhere = f"  off-domain F1 {off['scores'][decoding_name][name]['micro']['f1']:.4f}" if off else ""
             print(f"{decoding_name:22s} {name:26s} F1 {s['micro']['f1']:.4f}  Chemical {s['Chemical']['f1']:.4f}  "
-                  f"Disease {s['Disease']['f1']:.4f}")
-    print(f"best on dev: {best_decoding}, {best}: postprocess.json {json.dumps(result['choice'])}")
+                  f"Disease {s['Disease']['f1']:.4f}{elsewhere}")
+    print(f"best on dev: {best_decoding}, {best}: postprocess.json {json.dumps(result['choice'])[:300]}")
     return result
+
+
+def _choice(args: ChooseArgs, best: str, passes: tuple[str, ...], decoding: Decoding) -> dict:
+    """postprocess.json's content for the best pairing; a gazetteer is rebuilt from the shipped model's data."""
+    if "gazetteer" not in passes:
+        return postprocess_settings(passes, decoding)
+    ratio, skip = next((r, s) for r, s in GAZETTEER_GRID if gazetteer_variant(r, s) == best)
+    files = args.ship_gazetteer_from or args.gazetteer_from
+    gazetteer = Gazetteer(build_gazetteer(_training_mentions(files), ratio, skip_short_forms=skip))
+    return postprocess_settings(passes, decoding, gazetteer, min_ratio=ratio, skip_short_forms=skip,
+                                built_from=[Path(f).name for f in files])
+
+
+def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict:
+    """Micro F1 (and per type) of every decoding x variant on ``args.off_domain``'s documents that
+    are not BC5CDR's, on the types that corpus annotates (``training/evaluate_corpus.py``'s measure)."""
+    from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
+    from training.evaluate_corpus import corpus_scores
+
+    corpus = corpus_for_file(args.off_domain)
+    seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, args.gold) for d in read_pubtator(f)}
+    docs = [d for d in read_pubtator(args.off_domain) if d.pmid not in seen]
+    types = sorted(corpus.annotates)
+    spans = {d.pmid: mapped_spans(d, corpus) for d in docs}
+    gold = {k: [s for s in v if s[2] in types] for k, v in spans.items()}
+    other = {k: [(s, e) for s, e, t in v if t == OTHER_ENTITY] for k, v in spans.items()}
+    encoded = engine.encode([d.text for d in docs])
+    probs = [p for p, _ in engine.run(encoded)]
+    scores = {}
+    for decoding_name, decoding in DECODINGS.items():
+        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
+                   for d, enc, p in zip(docs, encoded, probs)]
+        scores[decoding_name] = {
+            name: corpus_scores(gold, {d.pmid: [(e.start, e.end, e.label) for e in apply_passes(d.text, ents, passes, g)]
+                                       for d, ents in zip(docs, decoded)}, other, types)
+            for name, (passes, g) in variants.items()}
+    return {"file": Path(args.off_domain).name, "n_documents": len(docs), "scores": scores}
 
 
 if __name__ == "__main__":
@@ -88,4 +158,11 @@ if __name__ == "__main__":
     parser.add_argument("--gold", required=True)
     parser.add_argument("--output", default=ChooseArgs.output)
     parser.add_argument("--threads", type=int, default=ChooseArgs.threads)
-    main(ChooseArgs(**vars(parser.parse_args())))
+    parser.add_argument("--gazetteer-from", nargs="+", default=(), metavar="PUBTATOR",
+                        help="the scored model's training files: also score the gazetteer pass built from them")
+    parser.add_argument("--off-domain", metavar="PUBTATOR",
+                        help="a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's")
+    parser.add_argument("--ship-gazetteer-from", nargs="+", default=(), metavar="PUBTATOR",
+                        help="the shipped model's training files: a chosen gazetteer's names (default --gazetteer-from)")
+    parsed = vars(parser.parse_args())
+    main(ChooseArgs(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}))
