@@ -2,7 +2,7 @@
 
 A token classifier labels each occurrence of a name on its own local context, so the same string
 can be tagged in one sentence and missed in the next, and an abbreviation defined as
-"long form (SF)" can be missed where it is used later. Two pure functions repair that after
+"long form (SF)" can be missed where it is used later. Three passes repair that after
 decoding, over character spans only:
 
 * :func:`propagate_mentions`: every other whole-word occurrence of a predicted mention's exact
@@ -10,9 +10,12 @@ decoding, over character spans only:
   document-level consistency pass of BC5CDR systems, e.g. TaggerOne, Leaman & Lu 2016);
 * :func:`abbreviations`: "long form (SF)" pairs by the Schwartz & Hearst (2003) rule (the short
   form's characters appear in order in the long form, the first one starting a word), so that a
-  short form whose long form is a predicted mention is tagged with its type.
+  short form whose long form is a predicted mention is tagged with its type;
+* :class:`Gazetteer`: names the training annotations tag reliably (:func:`build_gazetteer`) are
+  tagged where the model tagged nothing (the dictionary half of tmChem, Leaman et al. 2015).
 
-Whether to apply them is decided on the development set (``training/choose_postprocess.py``).
+Which to apply, and the gazetteer's settings, are decided on the development set
+(``training/choose_postprocess.py``); a model folder names them in its ``postprocess.json``.
 """
 from __future__ import annotations
 
