@@ -1,5 +1,7 @@
 """Every ```python block of README.md and docs/*.md runs, and every ```bash block of the README,
-so the documentation cannot rot.
+so the documentation cannot rot. The ```bash blocks of docs/ (training and cluster recipes that need
+../shared/data, hours or a network) are parsed instead: bash expands each, and every
+``python -m training.*`` and ``bioprune`` command in it must get past its argument parser.
 
 One test per block, named ``FILE:LINE`` (the line of its opening fence). A block runs on its own,
 in a fresh namespace, from the repository root, offline (conftest sets HF_HUB_OFFLINE): a block
@@ -65,6 +67,7 @@ def python_blocks(path: Path, lang: str = "python") -> list[CodeBlock]:
 BLOCKS = [block for path in DOC_FILES for block in python_blocks(path)]
 # the README's shell quick starts (docs/ hold training and cluster recipes that need ../shared/data)
 COMMANDS = python_blocks(ROOT / "README.md", "bash")
+RECIPES = [block for path in DOC_FILES[1:] for block in python_blocks(path, "bash")]
 
 
 def test_the_extractor_finds_the_readme_examples():
@@ -121,3 +124,58 @@ def test_readme_command_runs(block: CodeBlock):
             continue
         done = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{block.name}: {command}\n{done.stderr[-2000:]}"
+
+
+# bash stand-ins: the commands a recipe names are recorded (fields split by \x1f, commands by \x1e),
+# everything else is a no-op, so nothing is installed, downloaded or written
+_RECORD = """
+python() { printf '%s\\x1f' python "$@"; printf '\\x1e'; }
+bioprune() { printf '%s\\x1f' bioprune "$@"; printf '\\x1e'; }
+pip() { :; }; wget() { :; }; unzip() { :; }; gzip() { cat > /dev/null; }
+"""
+
+
+class _Parsed(Exception):
+    """Raised by the stand-in ``parse_args`` once the real one has accepted the arguments."""
+
+
+def recipe_commands(block: CodeBlock, cwd: Path) -> list[list[str]]:
+    """The ``python -m training.*`` and ``bioprune`` commands of a recipe, as bash expands them."""
+    done = subprocess.run(["bash", "-c", _RECORD + block.code], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{block.name}: bash: {done.stderr[-1000:]}"
+    commands = [c.split("\x1f")[:-1] for c in done.stdout.split("\x1e") if c]
+    return [c for c in commands if c[0] == "bioprune" or c[1:3] and c[1] == "-m" and c[2].startswith("training.")]
+
+
+def test_the_recipes_name_commands():
+    assert len(RECIPES) >= 8 and sum(len(recipe_commands(b, ROOT)) for b in RECIPES) >= 20
+
+
+@pytest.mark.parametrize("block", RECIPES, ids=[b.name for b in RECIPES])
+def test_recipe_commands_parse(block: CodeBlock, tmp_path, monkeypatch, capsys):
+    """Every command of a docs/ recipe gets past its argument parser (a renamed or removed flag fails
+    here), run from a scratch folder so that a recipe's redirections write nothing that matters."""
+    import argparse
+    import runpy
+    import sys
+
+    real = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        real(self, args, namespace)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    for command in recipe_commands(block, tmp_path):
+        module, args = ("bioprune.cli", command[1:]) if command[0] == "bioprune" else (command[2], command[3:])
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, f"{block.name}: no module {module}"
+        if "ArgumentParser" not in Path(spec.origin).read_text(encoding="utf-8"):  # takes no arguments: not run
+            assert not args, f"{block.name}: {module} takes no arguments, the recipe gives {args}"
+            continue
+        monkeypatch.setattr(sys, "argv", [module, *args])
+        with pytest.raises(_Parsed):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=False)
+            except SystemExit as exit_:
+                pytest.fail(f"{block.name}: {' '.join(command)}: exit {exit_.code}: {capsys.readouterr().err[-500:]}")

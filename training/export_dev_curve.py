@@ -6,16 +6,22 @@ Runs live outside git (runs/ is ignored); the dev curve that chose the recipe is
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    run = json.loads(Path(sys.argv[1]).read_text())
-    a = run["args"]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a finetune run's training_run.json")
+    source = parser.parse_args().run
+    try:
+        run = json.loads(Path(source).read_text())
+        a = run["args"]
+    except (OSError, ValueError, KeyError) as err:
+        parser.exit(2, f"export_dev_curve: {source}: not a readable training_run.json ({err})\n")
     command = (f"python -m training.finetune --train {' '.join(Path(p).name for p in a['train'])} "
                f"--dev {Path(a['dev']).name} --epochs {a['epochs']} --learning-rate {a['learning_rate']} "
                f"--batch-size {a['batch_size']}")
-    out = {"command": command, "source": sys.argv[1], **{k: run[k] for k in ("args", "data", "n_train_abstracts", "epochs")}}
+    out = {"command": command, "source": source, **{k: run[k] for k in ("args", "data", "n_train_abstracts", "epochs")}}
     Path("results").mkdir(exist_ok=True)
     Path("results/dev_curve.json").write_text(json.dumps(out, indent=2))
