@@ -174,4 +174,4 @@ DEFAULT = PruningConfig(controller="none")  # what every face runs with no optio
 # of at least FAITHFUL_MIN_AGREEMENT on the MEDLINE slice's first half (a point of margin for the held-out
 # second half; training/render_readme.py checks the choice; docs/pruning.md, "Faithful pruning").
 FAITHFUL_MIN_AGREEMENT = 0.98
-FAITHFUL = PruningConfig(controller="mlp", aggressiveness=0.25, prune_layers=(4,), frozen_context=True)
+FAITHFUL = PruningConfig(controller="mlp", aggressiveness=6.0, prune_layers=(4,), frozen_context=True)

@@ -74,11 +74,11 @@ def test_faithful_is_the_first_halfs_most_saving_row_at_the_agreement_floor_and_
     from bioprune.config import FAITHFUL
 
     first = _sweep("cmd-first", [((3,), 0.25, 0.96, 0.26), ((4,), 0.1, 0.985, 0.18),
-                                 ((4,), 0.25, 0.981, 0.188), ((4,), 0.5, 0.979, 0.193)])
-    second = _sweep("cmd-second", [((4,), 0.25, 0.986, 0.189)])
-    assert faithful_choice(first, 0.98) == ((4,), 0.25)  # 0.5 saves more but agrees less than 0.98
+                                 ((4,), 6.0, 0.981, 0.188), ((4,), 0.5, 0.979, 0.193)])
+    second = _sweep("cmd-second", [((4,), 6.0, 0.986, 0.189)])
+    assert faithful_choice(first, 0.98) == ((4,), 6.0)  # 0.5 saves more but agrees less than 0.98
     assert faithful_choice(first, 0.99) is None
     table = faithful_table(first, second, {})
-    assert (FAITHFUL.prune_layers, FAITHFUL.aggressiveness) == ((4,), 0.25)
-    assert "| (4,) | **0.25 (FAITHFUL)** | 0.9810 | 18.8% | 0.9860 (0.986, 0.986) | 18.9% |" in table
+    assert (FAITHFUL.prune_layers, FAITHFUL.aggressiveness) == ((4,), 6.0)
+    assert "| (4,) | **6 (FAITHFUL)** | 0.9810 | 18.8% | 0.9860 (0.986, 0.986) | 18.9% |" in table
     assert "| (3,) | 0.25 | 0.9600 | 26.0% | – | – |" in table  # no held-out row: dashes

@@ -134,7 +134,7 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
         for token in (trace.pruned_tokens if trace is not None else ()):
             pruned[token.position] = True
         entities = apply_passes(text, decode_entities(text, enc.offsets, enc.word_ids, probs, engine.decoding),
-                                engine.postprocess)
+                                engine.postprocess, engine.bundle.gazetteer)
         out.append(DocumentOutput(labels=probs.argmax(-1), confidence=probs.max(-1), pruned=pruned,
                                   entities=frozenset((e.start, e.end, e.label) for e in entities),
                                   flops=trace.flops if trace is not None else 0.0,
