@@ -71,27 +71,20 @@ def main(args: ChooseArgs) -> dict:
     torch.set_num_threads(args.threads)
     engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=(), decoding=ARGMAX)
     docs = read_pubtator(args.gold)
-    encoded = engine.encode([d.text for d in docs])
-    probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     training = _training_mentions(args.gazetteer_from)
     variants_ = {name: (passes, None) for name, passes in VARIANTS.items()}
     variants_.update({gazetteer_variant(r, skip): (("gazetteer", "abbreviations"),
                                                    Gazetteer(build_gazetteer(training, r, skip_short_forms=skip)))
                       for r, skip in (GAZETTEER_GRID if training else ())})
+
+    def dev_scores(pred: dict, encoded: list) -> dict:
+        words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
+        return evaluate_predictions(gold, pred, words)["mention"]
+
+    decodings = _score_grid(engine, docs, variants_, dev_scores)
     off = _off_domain(args, engine, variants_) if args.off_domain else None
-    decodings = {}
-    for decoding_name, decoding in DECODINGS.items():
-        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
-                   for d, enc, p in zip(docs, encoded, probs)]
-        variants = decodings[decoding_name] = {}
-        for name, (passes, gazetteer) in variants_.items():
-            pred = {}
-            for d, entities in zip(docs, decoded):
-                pred[d.pmid] = [(e.start, e.end, e.label) for e in apply_passes(d.text, entities, passes, gazetteer)]
-            scores = evaluate_predictions(gold, pred, words)
-            variants[name] = {t: scores["mention"][t] for t in scores["mention"]}
+
     def merit(key: tuple[str, str]) -> float:
         dev_f1 = decodings[key[0]][key[1]]["micro"]["f1"]
         return dev_f1 if off is None else (dev_f1 + off["scores"][key[0]][key[1]]["micro"]["f1"]) / 2
@@ -124,29 +117,32 @@ def _choice(args: ChooseArgs, best: str, passes: tuple[str, ...], decoding: Deco
                                 built_from=[Path(f).name for f in files])
 
 
+def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dict:
+    """``score(predicted spans by PMID, encodings)`` of every decoding x variant, the model run once."""
+    encoded = engine.encode([d.text for d in docs])
+    probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
+    grid = {}
+    for decoding_name, decoding in DECODINGS.items():
+        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
+                   for d, enc, p in zip(docs, encoded, probs)]
+        grid[decoding_name] = {
+            name: score({d.pmid: [(e.start, e.end, e.label) for e in apply_passes(d.text, ents, passes, gazetteer)]
+                         for d, ents in zip(docs, decoded)}, encoded)
+            for name, (passes, gazetteer) in variants.items()}
+    return grid
+
+
 def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict:
     """Micro F1 (and per type) of every decoding x variant on ``args.off_domain``'s documents that
     are not BC5CDR's, on the types that corpus annotates (``training/evaluate_corpus.py``'s measure)."""
-    from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
-    from training.evaluate_corpus import corpus_scores
+    from training.corpora import corpus_for_file
+    from training.evaluate_corpus import corpus_gold, corpus_scores
 
     corpus = corpus_for_file(args.off_domain)
     seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, args.gold) for d in read_pubtator(f)}
     docs = [d for d in read_pubtator(args.off_domain) if d.pmid not in seen]
-    types = sorted(corpus.annotates)
-    spans = {d.pmid: mapped_spans(d, corpus) for d in docs}
-    gold = {k: [s for s in v if s[2] in types] for k, v in spans.items()}
-    other = {k: [(s, e) for s, e, t in v if t == OTHER_ENTITY] for k, v in spans.items()}
-    encoded = engine.encode([d.text for d in docs])
-    probs = [p for p, _ in engine.run(encoded)]
-    scores = {}
-    for decoding_name, decoding in DECODINGS.items():
-        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
-                   for d, enc, p in zip(docs, encoded, probs)]
-        scores[decoding_name] = {
-            name: corpus_scores(gold, {d.pmid: [(e.start, e.end, e.label) for e in apply_passes(d.text, ents, passes, g)]
-                                       for d, ents in zip(docs, decoded)}, other, types)
-            for name, (passes, g) in variants.items()}
+    types, gold, other = corpus_gold(docs, corpus)
+    scores = _score_grid(engine, docs, variants, lambda pred, _: corpus_scores(gold, pred, other, types))
     return {"file": Path(args.off_domain).name, "n_documents": len(docs), "scores": scores}
 
 

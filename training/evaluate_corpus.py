@@ -52,6 +52,15 @@ def corpus_scores(gold: Mapping[str, list[tuple[int, int, str]]], pred: Mapping[
     return scores
 
 
+def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
+    """The types ``corpus`` annotates, its gold ``(start, end, type)`` spans of those types and its
+    gene/variant ``(start, end)`` spans, by document id."""
+    types = sorted(corpus.annotates)
+    spans = {d.pmid: mapped_spans(d, corpus) for d in docs}
+    return (types, {k: [s for s in v if s[2] in types] for k, v in spans.items()},
+            {k: [(s, e) for s, e, t in v if t == OTHER_ENTITY] for k, v in spans.items()})
+
+
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -76,12 +85,7 @@ def main(argv=None) -> dict:
         config = replace(pruning_config(ns), link=False)  # no linker needed
     except (InputError, ValueError) as err:
         parser.exit(2, f"evaluate_corpus: {err}\n")
-    types = sorted(corpus.annotates)
-    gold, other = {}, {}
-    for d in docs:
-        spans = mapped_spans(d, corpus)
-        gold[d.pmid] = [s for s in spans if s[2] in types]
-        other[d.pmid] = [(s, e) for s, e, t in spans if t == OTHER_ENTITY]
+    types, gold, other = corpus_gold(docs, corpus)
     engine = PruningEngine.from_pretrained(ns.model, config=config)
     pred = annotation_spans(annotate_with_progress(engine, [d.to_document() for d in docs], ns.batch_size, True, "corpus"))
     counts = {d.pmid: len(other[d.pmid]) for d in docs}
