@@ -25,14 +25,13 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from bioprune.config import DEFAULT, PruningConfig
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
-from bioprune.labels import ARGMAX, LABELS, Decoding, decode_entities
+from bioprune.labels import LABELS, decode_entities
 from bioprune.linking import Linker, index_dir_for, load_linker
 from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
-from bioprune.postprocess import PASSES, POSTPROCESS_FILE, Gazetteer, apply_passes, load_decoding, load_gazetteer, \
-    load_postprocess, postprocess_settings
+from bioprune.postprocess import POSTPROCESS_FILE, Postprocess
 from bioprune.precision import resolve_precision
 from bioprune.forward import ForwardResult, PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
@@ -84,12 +83,9 @@ class ModelBundle:
         exit_heads: exit heads at the pruning layers (needed unless the config is dense).
         controllers: pruning controllers by name (default: the rule controller alone; ``from_pretrained``
             adds the learned "mlp" one when the folder has it).
-        postprocess: document-level passes applied after decoding, by name
-            (:data:`bioprune.postprocess.PASSES`); ``from_pretrained`` reads the model's own choice.
-        decoding: how label probabilities become tags (:class:`bioprune.labels.Decoding`; default the
-            per-word argmax); ``from_pretrained`` reads the model's own choice (``postprocess.json``).
-        gazetteer: the names the "gazetteer" pass tags (:class:`bioprune.postprocess.Gazetteer`, built
-            from the model's training data); ``from_pretrained`` reads the model's own.
+        postprocess: the tag decoding and the document-level passes after the forward
+            (:class:`bioprune.postprocess.Postprocess`; default none); ``from_pretrained`` reads the
+            model's own choice (``postprocess.json``).
         device: "cpu" or "cuda" (or any torch device string).
         overlap_tokens: tokens shared by consecutive windows of a document longer than 510 tokens.
         source_dir: the model folder the weights were read from (``from_pretrained`` sets it);
@@ -107,9 +103,7 @@ class ModelBundle:
     tokenizer: object
     exit_heads: ExitHeads | None = None
     controllers: Mapping[str, Controller] | None = None  # None: {"rule": RuleController()}
-    postprocess: tuple[str, ...] = ()
-    decoding: Decoding = ARGMAX
-    gazetteer: Gazetteer | None = None
+    postprocess: Postprocess = Postprocess()
     device: str = "cpu"
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
     source_dir: Path | None = None
@@ -118,13 +112,7 @@ class ModelBundle:
     encoder: PrunedEncoder | None = field(default=None, repr=False)  # None: built from the fields above
 
     def __post_init__(self):
-        unknown = [p for p in self.postprocess if p not in PASSES]
-        if unknown:
-            raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {sorted(PASSES)}")
-        if "gazetteer" in self.postprocess and self.gazetteer is None:
-            raise ValueError('the "gazetteer" postprocess pass needs a gazetteer (postprocess.json\'s "gazetteer")')
         set_ = object.__setattr__  # frozen: normalise the given values once, here
-        set_(self, "postprocess", tuple(self.postprocess))
         set_(self, "controllers", {"rule": RuleController()} if self.controllers is None else dict(self.controllers))
         set_(self, "source_dir", None if self.source_dir is None else Path(self.source_dir))
         set_(self, "linker_dir", None if self.linker_dir is None else Path(self.linker_dir))
@@ -180,22 +168,18 @@ class PruningEngine:
         :data:`~bioprune.config.DEFAULT`, the dense model at the device's best precision (bf16 where
         it is native; ``DENSE`` for exact fp32): pruning is opt-in (``PruningConfig(controller="rule")``)
         because it trades F1 for speed (docs/pruning.md). ``kwargs`` are :class:`ModelBundle` fields;
-        ``postprocess=None`` / ``decoding=None`` apply the passes and the tag decoding the model's
-        ``postprocess.json`` names (chosen on the development set).
+        ``postprocess=None`` applies the decoding and passes the model's ``postprocess.json`` names
+        (chosen on the development set).
         """
         device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
         tokenizer, model = load_model(path, device)
         config = DEFAULT if config is None else config
         if kwargs.get("postprocess") is None:
-            kwargs["postprocess"] = load_postprocess(path)
-        if kwargs.get("decoding") is None:
-            kwargs["decoding"] = load_decoding(path)
-        if "gazetteer" not in kwargs:
-            kwargs["gazetteer"] = load_gazetteer(path)
+            kwargs["postprocess"] = Postprocess.load(path)
         logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, config,
-                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"],
-                    kwargs["decoding"])
+                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"].passes,
+                    kwargs["postprocess"].decoding)
         bundle = ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(path, device), device=device,
                              controllers=load_controllers(path, device), source_dir=path,
                              int8_ranges=load_calibration(path), **kwargs)
@@ -211,7 +195,6 @@ class PruningEngine:
     exit_heads = property(lambda self: self.bundle.exit_heads)
     controllers = property(lambda self: self.bundle.controllers)
     postprocess = property(lambda self: self.bundle.postprocess)
-    decoding = property(lambda self: self.bundle.decoding)
     device = property(lambda self: self.bundle.device)
     overlap_tokens = property(lambda self: self.bundle.overlap_tokens)
     source_dir = property(lambda self: self.bundle.source_dir)
@@ -237,12 +220,8 @@ class PruningEngine:
         else:
             self._save_modules(target)
         copy_linker_index(self.linker_index_dir, target)
-        gazetteer = self.bundle.gazetteer
-        saved = load_gazetteer(target)
-        if ((load_postprocess(target), load_decoding(target)) != (self.postprocess, self.decoding)
-                or (saved.names if saved else None) != (gazetteer.names if gazetteer else None)):
-            (target / POSTPROCESS_FILE).write_text(
-                json.dumps(postprocess_settings(self.postprocess, self.decoding, gazetteer), indent=2) + "\n")
+        if Postprocess.load(target) != self.postprocess:
+            (target / POSTPROCESS_FILE).write_text(json.dumps(self.postprocess.settings(), indent=2) + "\n")
         if not (target / MODEL_CARD_FILE).is_file():
             (target / MODEL_CARD_FILE).write_text(model_card(self), encoding="utf-8")
         logger.info("saved %s to %s", self.source_dir or "an in-memory model", target)
@@ -334,12 +313,12 @@ class PruningEngine:
         outputs = self.run(encoded, batch_size=batch_size)
         return [Annotation(id=doc.id, text=doc.text,
                            entities=tuple(self._entities(doc.text, decode_entities(
-                               doc.text, enc.offsets, enc.word_ids, probs, self.decoding))),
+                               doc.text, enc.offsets, enc.word_ids, probs, self.postprocess.decoding))),
                            trace=trace)
                 for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
 
     def _entities(self, text: str, entities: list) -> list:
-        entities = apply_passes(text, entities, self.postprocess, self.bundle.gazetteer)
+        entities = self.postprocess.apply(text, entities)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
             entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)]
@@ -394,8 +373,8 @@ Chemical and Disease mentions (BC5CDR types), saved by `PruningEngine.save_pretr
 - labels: {", ".join(LABELS)}
 - exit heads: {heads}
 - controllers: {controllers}
-- postprocess passes: {", ".join(engine.postprocess) or "none"}
-- tag decoding: {engine.decoding}
+- postprocess passes: {", ".join(engine.postprocess.passes) or "none"}
+- tag decoding: {engine.postprocess.decoding}
 
 ```python
 from bioprune import PruningEngine, PruningConfig

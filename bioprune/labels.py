@@ -15,7 +15,7 @@ seqeval does), or, with :class:`Decoding` ``viterbi``, the most probable *valid*
 ``I-X`` only after ``B-X`` or ``I-X``, found by Viterbi over the word log-probabilities (the
 constrained decoding of CRF taggers, here without learned transitions). ``outside_log_bias`` adds
 to log p(O) first, trading recall for precision. A model's choice is made on dev and kept in its
-``postprocess.json`` (:func:`bioprune.postprocess.load_decoding`).
+``postprocess.json`` (:class:`bioprune.postprocess.Postprocess`).
 """
 from __future__ import annotations
 

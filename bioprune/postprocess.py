@@ -12,10 +12,13 @@ decoding, over character spans only:
   form's characters appear in order in the long form, the first one starting a word), so that a
   short form whose long form is a predicted mention is tagged with its type;
 * :class:`Gazetteer`: names the training annotations tag reliably (:func:`build_gazetteer`) are
-  tagged where the model tagged nothing (the dictionary half of tmChem, Leaman et al. 2015).
+  tagged where the model tagged nothing (the dictionary half of tmChem, Leaman et al. 2015);
+* :func:`drop_gene_names`: a predicted Chemical whose text other corpora annotate only as a gene,
+  protein or variant is dropped (BC5CDR has no gene type, so the model calls "PPARA" a chemical).
 
-Which to apply, and the gazetteer's settings, are decided on the development set
-(``training/choose_postprocess.py``); a model folder names them in its ``postprocess.json``.
+:class:`Postprocess` is the one record of what runs after the forward: the tag decoding, these
+passes in order and the gazetteer's names, decided on the development set
+(``training/choose_postprocess.py``) and kept in a model folder's ``postprocess.json``.
 """
 from __future__ import annotations
 
@@ -182,13 +185,13 @@ def _matches(text: str, by_prefix: dict[str, list[str]], min_chars: int,
                     break
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class Gazetteer:
-    """Names with their types (:func:`build_gazetteer`), indexed once for matching."""
+    """Names with their types (:func:`build_gazetteer`), indexed once for matching; equal when the names are."""
 
     names: Mapping[str, str]  # name -> "Chemical" | "Disease"
     min_chars: int = 3
-    _by_prefix: dict[str, list[str]] = field(init=False, repr=False)
+    _by_prefix: dict[str, list[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_by_prefix", _by_prefix(self.names, self.min_chars))
@@ -205,65 +208,93 @@ class Gazetteer:
         return sorted(out, key=lambda e: (e.start, e.end))
 
 
-PASSES = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations, "gazetteer": None}  # None: the model's own
+def drop_gene_names(entities: Sequence[Entity], genes: frozenset[str]) -> list[Entity]:
+    """``entities`` without the Chemical ones whose exact text is in ``genes``: names that corpora
+    with a gene type (DrugProt, ChemDisGene, NLM-Chem's enzymes) annotate as genes, proteins or
+    variants and never as chemicals, and that the model's training data never tags as a chemical
+    (built by ``training/choose_postprocess.py --genes-from``)."""
+    return [e for e in entities if not (e.label == "Chemical" and e.text in genes)]
 
 
-def apply_passes(text: str, entities: Sequence[Entity], passes: Sequence[str],
-                 gazetteer: Gazetteer | None = None) -> list[Entity]:
-    """``entities`` after each named pass of :data:`PASSES`, in order; "gazetteer" tags the names
-    of ``gazetteer`` (the model's own, :func:`load_gazetteer`)."""
-    entities = list(entities)
-    for name in passes:
-        if name == "gazetteer" and gazetteer is None:
-            raise ValueError('the "gazetteer" pass needs a gazetteer (postprocess.json\'s "gazetteer" names)')
-        entities = gazetteer.tag(text, entities) if name == "gazetteer" else PASSES[name](text, entities)
-    return entities
+PASSES = ("propagate", "abbreviations", "gazetteer", "genes")  # the document-level passes, by name
 
-
-# beside a model, its dev-chosen output settings: {"passes": [...], "decoding": {"viterbi": ..., ...}}
+# beside a model, its dev-chosen output settings: {"passes": [...], "decoding": {...}, "gazetteer": {"names": {...}}}
 POSTPROCESS_FILE = "postprocess.json"
 
 
-def _settings(directory: str | Path) -> dict:
-    path = Path(directory) / POSTPROCESS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+@dataclass(frozen=True)
+class Postprocess:
+    """How a model's label probabilities become its entities, after the forward: the tag decoding
+    (:class:`~bioprune.labels.Decoding`), then the named document-level passes in order (any of
+    :data:`PASSES`): "gazetteer" tags this record's :class:`Gazetteer`, "genes" drops the chemicals
+    named in its ``genes``.
 
+    One record, chosen on the development set (``training/choose_postprocess.py``) and kept beside
+    the model as ``postprocess.json`` (:meth:`load`, :meth:`settings`), so that the decoding, the
+    passes and the names they need always travel together. The default does nothing: per-word
+    argmax, no passes.
+    """
 
-def load_postprocess(directory: str | Path) -> tuple[str, ...]:
-    """The passes a model directory asks for (none if it has no ``postprocess.json``)."""
-    return tuple(_settings(directory).get("passes", ()))
+    passes: tuple[str, ...] = ()
+    decoding: Decoding = ARGMAX
+    gazetteer: Gazetteer | None = None
+    genes: frozenset[str] = frozenset()  # the names the "genes" pass drops as chemicals
 
+    def __post_init__(self):
+        object.__setattr__(self, "passes", tuple(self.passes))
+        object.__setattr__(self, "genes", frozenset(self.genes))
+        unknown = [p for p in self.passes if p not in PASSES]
+        if unknown:
+            raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {', '.join(PASSES)}")
+        if "gazetteer" in self.passes and self.gazetteer is None:
+            raise ValueError(f'the "gazetteer" pass needs a gazetteer ({POSTPROCESS_FILE}\'s "gazetteer" names)')
+        if "genes" in self.passes and not self.genes:
+            raise ValueError(f'the "genes" pass needs gene names ({POSTPROCESS_FILE}\'s "genes" names)')
 
-def load_decoding(directory: str | Path) -> Decoding:
-    """The tag decoding a model directory asks for (:data:`~bioprune.labels.ARGMAX` if none);
-    ValueError naming the file and the expected keys for a malformed one."""
-    given = _settings(directory).get("decoding", {})
-    keys = [f.name for f in fields(Decoding)]
-    if not isinstance(given, dict) or not set(given) <= set(keys):
-        raise ValueError(f"{Path(directory) / POSTPROCESS_FILE}: \"decoding\" must be an object with keys "
-                         f"{', '.join(keys)}; got {json.dumps(given)}")
-    return Decoding(viterbi=bool(given.get("viterbi", False)),
-                    outside_log_bias=float(given.get("outside_log_bias", 0.0)))
+    def apply(self, text: str, entities: Sequence[Entity]) -> list[Entity]:
+        """``entities`` (decoded from ``text``) after each pass, in order."""
+        run = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations,
+               "gazetteer": self.gazetteer.tag if self.gazetteer is not None else None,
+               "genes": lambda _, found: drop_gene_names(found, self.genes)}
+        entities = list(entities)
+        for name in self.passes:
+            entities = run[name](text, entities)
+        return entities
 
+    @classmethod
+    def load(cls, directory: str | Path) -> "Postprocess":
+        """The record a model folder's ``postprocess.json`` holds (the default if it has none);
+        ValueError naming the file and what is expected for a malformed one."""
+        path = Path(directory) / POSTPROCESS_FILE
+        given = json.loads(path.read_text()) if path.is_file() else {}
+        decoding = given.get("decoding", {})
+        keys = [f.name for f in fields(Decoding)]
+        if not isinstance(decoding, dict) or not set(decoding) <= set(keys):
+            raise ValueError(f"{path}: \"decoding\" must be an object with keys {', '.join(keys)}; "
+                             f"got {json.dumps(decoding)}")
+        gazetteer = given.get("gazetteer")
+        names = gazetteer.get("names") if isinstance(gazetteer, dict) else None
+        if gazetteer is not None and (not isinstance(names, dict) or not all(t in ENTITY_TYPES for t in names.values())):
+            raise ValueError(f"{path}: \"gazetteer\" must be an object with "
+                             f"\"names\": {{name: one of {', '.join(ENTITY_TYPES)}}}")
+        genes = given.get("genes", {}).get("names", []) if isinstance(given.get("genes", {}), dict) else None
+        if not isinstance(genes, list) or not all(isinstance(n, str) for n in genes):
+            raise ValueError(f"{path}: \"genes\" must be an object with \"names\": [name, ...]")
+        try:
+            return cls(passes=tuple(given.get("passes", ())),
+                       decoding=Decoding(viterbi=bool(decoding.get("viterbi", False)),
+                                         outside_log_bias=float(decoding.get("outside_log_bias", 0.0))),
+                       gazetteer=None if gazetteer is None else Gazetteer(names), genes=frozenset(genes))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
-def load_gazetteer(directory: str | Path) -> Gazetteer | None:
-    """The gazetteer a model directory carries (``postprocess.json``'s "gazetteer": {"names": {name: type}},
-    built from its training data by ``training/choose_postprocess.py``), or None; ValueError naming
-    the file for a malformed one."""
-    given = _settings(directory).get("gazetteer")
-    if given is None:
-        return None
-    names = given.get("names") if isinstance(given, dict) else None
-    if not isinstance(names, dict) or not all(t in ENTITY_TYPES for t in names.values()):
-        raise ValueError(f"{Path(directory) / POSTPROCESS_FILE}: \"gazetteer\" must be an object with "
-                         f"\"names\": {{name: one of {', '.join(ENTITY_TYPES)}}}")
-    return Gazetteer(names)
-
-
-def postprocess_settings(passes: Sequence[str], decoding: Decoding, gazetteer: Gazetteer | None = None,
-                         **gazetteer_provenance) -> dict:
-    """``postprocess.json``'s content for ``passes``, ``decoding`` and ``gazetteer`` (the inverse of
-    the loaders); ``gazetteer_provenance`` (how and from what it was built) is written beside its names."""
-    return {"passes": list(passes), **({"decoding": asdict(decoding)} if decoding != ARGMAX else {}),
-            **({"gazetteer": {**gazetteer_provenance, "names": dict(sorted(gazetteer.names.items()))}}
-               if gazetteer is not None else {})}
+    def settings(self, provenance: Mapping[str, Mapping] | None = None) -> dict:
+        """``postprocess.json``'s content (the inverse of :meth:`load`); ``provenance["gazetteer"]``
+        and ``provenance["genes"]`` (how and from what each name list was built) go beside its names."""
+        provenance = provenance or {}
+        out = {"passes": list(self.passes), **({"decoding": asdict(self.decoding)} if self.decoding != ARGMAX else {})}
+        if self.gazetteer is not None:
+            out["gazetteer"] = {**provenance.get("gazetteer", {}), "names": dict(sorted(self.gazetteer.names.items()))}
+        if self.genes:
+            out["genes"] = {**provenance.get("genes", {}), "names": sorted(self.genes)}
+        return out

@@ -367,7 +367,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     shutil.copytree(model_dir / "linker", tmp_path / "index")
     loaded = PruningEngine.from_pretrained(model_dir, linker_dir=tmp_path / "index")  # an index of its own
     hub = EngineHub(loaded, model_dir)
-    assert hub.dense.postprocess == ("abbreviations",)
+    assert hub.dense.postprocess.passes == ("abbreviations",)
     assert hub.exit_layers == (1, 2)  # the pruning layers the app offers: where the model has exit heads
     choice = PruningChoice(controller="mlp", lambda_=1.0, recovery=True)
     assert not hub.mlp_available() and "not trained yet" in hub.mlp_status()
@@ -380,9 +380,9 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
     engine = hub.engine_for(PruningChoice(controller="mlp", lambda_=1.0, recovery=True))
     assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
-    assert engine.postprocess == hub.dense.postprocess == ("abbreviations",)  # the reload keeps post-processing
-    # ... and everything else the model folder gave: the same weights, decoding, int8 calibration, linker index
-    assert engine.model is loaded.model and engine.decoding == loaded.decoding
+    assert engine.postprocess == hub.dense.postprocess == loaded.postprocess  # the reload keeps post-processing
+    # ... and everything else the model folder gave: the same weights, int8 calibration, linker index
+    assert engine.model is loaded.model
     assert engine.bundle.int8_ranges is loaded.bundle.int8_ranges
     assert engine.linker_index_dir == loaded.linker_index_dir == tmp_path / "index"
     [annotation] = engine.annotate(["cisplatin induced renal failure in rats"])

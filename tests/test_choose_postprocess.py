@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 
-from bioprune.postprocess import load_decoding, load_gazetteer, load_postprocess
-from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, VARIANTS, ChooseArgs, gazetteer_variant, main
+from bioprune.postprocess import Postprocess
+from bioprune.types import Entity
+from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, VARIANTS, ChooseArgs, Variant, \
+    gene_names, main
 
 
 def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_dir, tmp_path):
@@ -16,19 +18,20 @@ def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_
                      "2\t0\t10\tfamotidine\tChemical\t-\n2\t15\t23\tdelirium\tDisease\t-\n\n")
     result = main(ChooseArgs(model=str(tiny_model_dir), gold=str(gold), output=str(tmp_path / "out.json"), threads=1,
                              gazetteer_from=(str(train),)))
-    grid = {gazetteer_variant(r, c) for r, c in GAZETTEER_GRID}
+    grid = {Variant(("gazetteer", "abbreviations"), g).name for g in GAZETTEER_GRID}
     assert set(result["decodings"]) == set(DECODINGS)
     assert all(set(v) == set(VARIANTS) | grid for v in result["decodings"].values())
     best = result["decodings"][result["best_decoding"]][result["best"]]["micro"]["f1"]
     assert best == max(v["micro"]["f1"] for vs in result["decodings"].values() for v in vs.values())
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "postprocess.json").write_text(json.dumps(result["choice"]))
-    assert load_decoding(tmp_path / "model") == DECODINGS[result["best_decoding"]]
+    loaded = Postprocess.load(tmp_path / "model")
+    assert loaded.decoding == DECODINGS[result["best_decoding"]]
     if result["best"] in grid:
-        assert load_postprocess(tmp_path / "model") == ("gazetteer", "abbreviations")
-        assert load_gazetteer(tmp_path / "model").names.keys() <= {"famotidine", "delirium"}
+        assert loaded.passes == ("gazetteer", "abbreviations")
+        assert loaded.gazetteer.names.keys() <= {"famotidine", "delirium"}
     else:
-        assert load_postprocess(tmp_path / "model") == VARIANTS[result["best"]]
+        assert loaded.passes == VARIANTS[result["best"]]
 
 
 def test_an_off_domain_corpus_is_scored_too_and_the_choice_maximises_the_mean(tiny_model_dir, tmp_path):
@@ -50,3 +53,47 @@ def test_an_off_domain_corpus_is_scored_too_and_the_choice_maximises_the_mean(ti
     mean = {(d, n): (result["decodings"][d][n]["micro"]["f1"] + scores[d][n]["micro"]["f1"]) / 2
             for d in scores for n in scores[d]}
     assert mean[(result["best_decoding"], result["best"])] == max(mean.values())
+
+
+def _gene_corpus(tmp_path):
+    """A file named as DrugProt's (chemicals and genes): PPARA always a gene, TP53 on half its
+    occurrences, insulin a gene here but a chemical in the model's training text."""
+    text = "PPARA binds fenofibrate; PPARA, TP53 and insulin. TP53"
+    at = lambda name, nth=0: text.index(name) if nth == 0 else text.rindex(name)  # noqa: E731
+    lines = [f"3\t{at(n, k)}\t{at(n, k) + len(n)}\t{n}\t{t}\t-" for n, k, t in
+             [("PPARA", 0, "Gene"), ("PPARA", 1, "Gene"), ("fenofibrate", 0, "Chemical"), ("TP53", 0, "Gene"),
+              ("insulin", 0, "Gene")]]
+    path = tmp_path / "DrugProt_chemicals.PubTator"
+    path.write_text(f"3|t|{text}\n3|a|\n" + "\n".join(lines) + "\n\n")
+    train = tmp_path / "train.PubTator"
+    train.write_text("4|t|insulin and fenofibrate\n4|a|\n4\t0\t7\tinsulin\tChemical\t-\n\n")
+    return path, train
+
+
+def test_gene_names_are_the_gene_corpora_s_other_entities_never_a_training_chemical(tmp_path):
+    genes, train = _gene_corpus(tmp_path)
+    assert gene_names((str(genes),), 0.5, set()) == {"PPARA", "TP53", "insulin"}
+    assert gene_names((str(genes),), 0.7, set()) == {"PPARA", "insulin"}  # TP53: 1 of 2 occurrences
+    variant = Variant(("abbreviations", "genes"), genes_ratio=0.5)
+    assert variant.name == "abbreviations + genes (ratio 0.5)"
+    built, provenance = variant.build((str(train),), (str(genes),))
+    assert built.genes == {"PPARA", "TP53"}  # insulin: a chemical in the model's own training text
+    assert provenance["genes"]["built_from"] == [genes.name] and provenance["genes"]["min_ratio"] == 0.5
+    text = "PPARA and insulin"
+    found = [Entity(0, 5, "Chemical", "PPARA", 0.9), Entity(10, 17, "Chemical", "insulin", 0.9)]
+    assert [e.text for e in built.apply(text, found)] == ["insulin"]
+    assert [e.label for e in built.apply(text, [Entity(0, 5, "Disease", "PPARA", 0.9)])] == ["Disease"]
+
+
+def test_the_genes_pass_is_scored_after_every_setting_and_ships_with_its_names(tiny_model_dir, tmp_path):
+    genes, train = _gene_corpus(tmp_path)
+    gold = tmp_path / "dev.PubTator"
+    gold.write_text("1|t|PPARA and famotidine\n1|a|delirium\n1\t10\t20\tfamotidine\tChemical\t-\n\n")
+    result = main(ChooseArgs(model=str(tiny_model_dir), gold=str(gold), output=str(tmp_path / "out.json"), threads=1,
+                             genes_from=(str(genes),), gazetteer_from=(str(train),)))
+    names = set(result["decodings"]["argmax"])
+    assert {f"{n} + genes (ratio {r:g})" for n in VARIANTS for r in GENES_RATIOS} < names
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "postprocess.json").write_text(json.dumps(result["choice"]))
+    loaded = Postprocess.load(tmp_path / "model")
+    assert ("genes" in loaded.passes) == ("genes" in result["best"]) and loaded.genes <= {"PPARA", "TP53"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.exits import ExitHeads
 from bioprune.labels import LABELS
 from bioprune.model_files import HUB_FILE_PATTERNS, ModelNotFoundError, resolve_model_dir
+from bioprune.postprocess import Postprocess
 
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
@@ -67,7 +69,7 @@ def _same_results(a: PruningEngine, b: PruningEngine) -> None:
 
 def test_save_pretrained_round_trips_a_loaded_model(full_model_dir, tmp_path):
     engine = PruningEngine.from_pretrained(full_model_dir)
-    assert engine.postprocess == ("propagate",) and "mlp" in engine.controllers
+    assert engine.postprocess.passes == ("propagate",) and "mlp" in engine.controllers
     saved = engine.save_pretrained(tmp_path / "saved")
     names = {p.name for p in saved.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "exit_heads.safetensors",
@@ -76,7 +78,7 @@ def test_save_pretrained_round_trips_a_loaded_model(full_model_dir, tmp_path):
     for name in ("model.safetensors", "exit_heads.safetensors", "controller.safetensors", "README.md"):
         assert (saved / name).read_bytes() == (full_model_dir / name).read_bytes()  # as shipped
     loaded = PruningEngine.from_pretrained(saved)
-    assert loaded.postprocess == ("propagate",) and loaded.exit_heads.layers == (1, 2)
+    assert loaded.postprocess.passes == ("propagate",) and loaded.exit_heads.layers == (1, 2)
     _same_results(engine, loaded)
 
 
@@ -84,7 +86,7 @@ def test_save_pretrained_writes_a_model_built_in_memory(outside_model_dir, tmp_p
     tokenizer, model = load_model(outside_model_dir)
     controllers = {"rule": RuleController(), "mlp": _controller(len(LABELS))}
     engine = PruningEngine(ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(outside_model_dir),
-                                       controllers=controllers, postprocess=("propagate", "abbreviations")))
+                                       controllers=controllers, postprocess=Postprocess(("propagate", "abbreviations"))))
     saved = engine.save_pretrained(tmp_path / "memory")
     assert {"config.json", "model.safetensors", "exit_heads.safetensors", "controller.safetensors",
             "postprocess.json", "README.md"} <= {p.name for p in saved.iterdir()}
@@ -92,7 +94,7 @@ def test_save_pretrained_writes_a_model_built_in_memory(outside_model_dir, tmp_p
     card = (saved / "README.md").read_text()
     assert "exit heads: after layers [1, 2]" in card and "B-Chemical" in card
     loaded = PruningEngine.from_pretrained(saved)
-    assert loaded.postprocess == ("propagate", "abbreviations")
+    assert loaded.postprocess == engine.postprocess
     _same_results(engine, loaded)
 
 
@@ -106,27 +108,21 @@ def test_save_pretrained_writes_weights_changed_since_loading(full_model_dir, tm
     loaded = PruningEngine.from_pretrained(saved)
     assert torch.equal(loaded.model.classifier.bias, engine.model.classifier.bias)
     assert torch.equal(loaded.exit_heads.heads["1"].bias, engine.exit_heads.heads["1"].bias)
-    assert loaded.postprocess == ("propagate",)
+    assert loaded.postprocess == engine.postprocess
     _same_results(engine, loaded)
 
 
 def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, tmp_path):
-    engine = PruningEngine.from_pretrained(full_model_dir, postprocess=())  # overrides the folder's choice
-    saved = engine.save_pretrained(tmp_path / "no-passes")
-    assert PruningEngine.from_pretrained(saved).postprocess == ()
-    assert PruningEngine.from_pretrained(full_model_dir).postprocess == ("propagate",)  # source untouched
+    from bioprune.labels import Decoding
 
-
-def test_save_pretrained_writes_this_engines_decoding(full_model_dir, tmp_path):
-    from bioprune.labels import ARGMAX, Decoding
-
-    chosen = Decoding(viterbi=True, outside_log_bias=0.25)
-    engine = PruningEngine.from_pretrained(full_model_dir, decoding=chosen)
-    assert engine.with_config(DENSE).decoding == chosen
-    saved = engine.save_pretrained(tmp_path / "viterbi")
-    loaded = PruningEngine.from_pretrained(saved)
-    assert (loaded.decoding, loaded.postprocess) == (chosen, ("propagate",))
-    assert PruningEngine.from_pretrained(full_model_dir).decoding == ARGMAX  # source untouched
+    shipped = Postprocess.load(full_model_dir)
+    for name, chosen in [("no-passes", Postprocess()),  # overrides the folder's choice
+                         ("viterbi", replace(shipped, decoding=Decoding(viterbi=True, outside_log_bias=0.25)))]:
+        engine = PruningEngine.from_pretrained(full_model_dir, postprocess=chosen)
+        assert engine.with_config(DENSE).postprocess == chosen
+        saved = engine.save_pretrained(tmp_path / name)
+        assert PruningEngine.from_pretrained(saved).postprocess == chosen
+    assert PruningEngine.from_pretrained(full_model_dir).postprocess == shipped == Postprocess(("propagate",))  # untouched
 
 
 def test_push_to_hub_uploads_what_save_pretrained_writes(full_model_dir, tmp_path, monkeypatch):
@@ -176,7 +172,7 @@ def test_from_pretrained_by_hub_id_brings_exit_heads_controller_and_postprocess(
     assert engine.source_dir == hub_cache / ("models--" + REPO_ID.replace("/", "--")) / "snapshots" / COMMIT
     assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)
     assert isinstance(engine.controllers.get("mlp"), LearnedController)
-    assert engine.postprocess == ("propagate",)
+    assert engine.postprocess.passes == ("propagate",)
     _same_results(PruningEngine.from_pretrained(full_model_dir), engine)
 
 

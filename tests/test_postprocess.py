@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bioprune.postprocess import (abbreviations, expand_abbreviations, load_postprocess, propagate_mentions)
+from bioprune.postprocess import Postprocess, abbreviations, expand_abbreviations, propagate_mentions
 from bioprune.types import Entity
 
 TEXT = "Famotidine-associated delirium in Parkinson disease (PD). PD patients took famotidine and Famotidine."
@@ -48,36 +48,34 @@ def test_offsets_stay_true_to_the_text():
     assert all(TEXT[e.start:e.end] == e.text for e in out)
 
 
-def test_model_directory_names_its_passes(tmp_path):
-    assert load_postprocess(tmp_path) == ()
+def test_model_directory_names_its_passes_and_decoding(tmp_path):
+    from bioprune.labels import Decoding
+
+    assert Postprocess.load(tmp_path) == Postprocess()  # no postprocess.json: argmax, no passes
     (tmp_path / "postprocess.json").write_text(json.dumps({"passes": ["abbreviations"]}))
-    assert load_postprocess(tmp_path) == ("abbreviations",)
+    assert Postprocess.load(tmp_path) == Postprocess(("abbreviations",))
+    chosen = Postprocess(["abbreviations"], Decoding(viterbi=True, outside_log_bias=0.5))
+    (tmp_path / "postprocess.json").write_text(json.dumps(chosen.settings()))
+    assert Postprocess.load(tmp_path) == chosen and chosen.passes == ("abbreviations",)
+    assert Postprocess().settings() == {"passes": []}  # today's files stay as they are
 
 
 def test_engine_rejects_unknown_pass(tiny_model_dir):
     from bioprune.engine import PruningEngine
 
     with pytest.raises(ValueError, match="unknown postprocess"):
-        PruningEngine.from_pretrained(tiny_model_dir, postprocess=("spellcheck",))
+        PruningEngine.from_pretrained(tiny_model_dir, postprocess=Postprocess(("spellcheck",)))
 
 
-def test_model_directory_names_its_decoding(tmp_path):
-    from bioprune.labels import ARGMAX, Decoding
-    from bioprune.postprocess import load_decoding, postprocess_settings
-
-    assert load_decoding(tmp_path) == ARGMAX
-    chosen = Decoding(viterbi=True, outside_log_bias=0.5)
-    (tmp_path / "postprocess.json").write_text(json.dumps(postprocess_settings(("abbreviations",), chosen)))
-    assert load_decoding(tmp_path) == chosen and load_postprocess(tmp_path) == ("abbreviations",)
-    assert postprocess_settings((), ARGMAX) == {"passes": []}  # today's files stay as they are
-
-
-def test_a_malformed_decoding_names_the_file_and_the_keys(tmp_path):
-    from bioprune.postprocess import load_decoding
-
-    (tmp_path / "postprocess.json").write_text(json.dumps({"passes": [], "decoding": {"beam": 3}}))
-    with pytest.raises(ValueError, match="postprocess.json.*viterbi, outside_log_bias"):
-        load_decoding(tmp_path)
+def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path):
+    path = tmp_path / "postprocess.json"
+    for given, expected in [({"passes": [], "decoding": {"beam": 3}}, "viterbi, outside_log_bias"),
+                            ({"passes": ["spellcheck"]}, "unknown postprocess pass"),
+                            ({"passes": ["gazetteer"]}, "needs a gazetteer"),
+                            ({"passes": [], "gazetteer": {"names": {"x": "Gene"}}}, "Chemical, Disease")]:
+        path.write_text(json.dumps(given))
+        with pytest.raises(ValueError, match=f"postprocess.json.*{expected}"):
+            Postprocess.load(tmp_path)
 
 
 def test_the_gazetteer_keeps_names_training_text_tags_reliably():
@@ -127,25 +125,22 @@ def test_a_model_folder_carries_its_gazetteer_and_the_engine_applies_it(tiny_mod
 
     from bioprune.config import DENSE
     from bioprune.engine import PruningEngine
-    from bioprune.labels import ARGMAX
-    from bioprune.postprocess import Gazetteer, load_gazetteer, postprocess_settings
+    from bioprune.postprocess import Gazetteer
 
     tiny_model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")  # the fixture is shared: edit a copy
-    settings = postprocess_settings(("gazetteer",), ARGMAX, Gazetteer({"zebrafishin": "Chemical"}), min_ratio=0.5)
+    settings = Postprocess(("gazetteer",), gazetteer=Gazetteer({"zebrafishin": "Chemical"})).settings({"gazetteer": {"min_ratio": 0.5}})
     assert settings["gazetteer"]["min_ratio"] == 0.5
     (tiny_model_dir / "postprocess.json").write_text(json.dumps(settings))
     engine = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE.with_(link=False))
     text = "Rose; zebrafishin rose; zebrafishins did not."
     [annotation] = engine.annotate(text)
-    [without] = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE.with_(link=False), postprocess=()).annotate(text)
+    [without] = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE.with_(link=False), postprocess=Postprocess()).annotate(text)
     assert ("zebrafishin", "Chemical", 6) in [(e.text, e.label, e.start) for e in annotation.entities] or any(
         e.start < 17 and 6 < e.end for e in without.entities)  # (unless the random model tagged it already)
     assert list(annotation.entities) == Gazetteer({"zebrafishin": "Chemical"}).tag(text, without.entities)
     engine.save_pretrained(tmp_path / "copy")
-    assert load_gazetteer(tmp_path / "copy").names == {"zebrafishin": "Chemical"}
+    assert Postprocess.load(tmp_path / "copy").gazetteer.names == {"zebrafishin": "Chemical"}
+    assert json.loads((tmp_path / "copy" / "postprocess.json").read_text())["gazetteer"]["min_ratio"] == 0.5  # kept
     (tiny_model_dir / "postprocess.json").write_text(json.dumps({"passes": ["gazetteer"]}))
     with pytest.raises(ValueError, match="needs a gazetteer"):
         PruningEngine.from_pretrained(tiny_model_dir)
-    (tiny_model_dir / "postprocess.json").write_text(json.dumps({"passes": [], "gazetteer": {"names": {"x": "Gene"}}}))
-    with pytest.raises(ValueError, match="postprocess.json.*Chemical, Disease"):
-        load_gazetteer(tiny_model_dir)

@@ -242,7 +242,7 @@ def main(argv=None) -> dict:
               "transformers": __import__("transformers").__version__,
               "hf_pipeline": {"system": HF_PEER, "aggregation_strategy": ns.hf_aggregation,
                               "stride": base.overlap_tokens},
-              "bioprune_postprocess": list(base.postprocess), "bioprune_decoding": asdict(base.decoding),
+              "bioprune_postprocess": list(base.postprocess.passes), "bioprune_decoding": asdict(base.postprocess.decoding),
               "systems": {}}
     for name in annotators:
         entry = {**accuracy[name], "batch": {}}

@@ -13,7 +13,10 @@ own training files), the gazetteer pass at each of :data:`GAZETTEER_GRID`'s sett
 that the model never trained on, registered in ``training/corpora.py``) every pairing is also scored
 there, on the types it annotates, and the best pairing is the one with the highest mean of the two
 micro F1s, so that a setting that gains on BC5CDR and loses elsewhere is not chosen; else the
-highest dev micro F1. It is written as ``choice``: the content of the ``postprocess.json`` that the
+highest dev micro F1. With ``--genes-from`` (corpora with a gene type, e.g. DrugProt and ChemDisGene)
+each setting is also scored followed by the genes pass (:func:`bioprune.postprocess.drop_gene_names`)
+at each of :data:`GENES_RATIOS`: names those corpora tag only as genes, proteins or variants, less
+the chemicals of the scored model's training files (``--gazetteer-from``). It is written as ``choice``: the content of the ``postprocess.json`` that the
 engine reads beside the model it was chosen for; a chosen gazetteer's names are built with the
 chosen settings from ``--ship-gazetteer-from`` (the shipped model's training files; default
 ``--gazetteer-from``).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -32,7 +36,7 @@ from bioprune.engine import PruningEngine
 from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
-from bioprune.postprocess import Gazetteer, apply_passes, build_gazetteer, postprocess_settings
+from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
 from bioprune.types import ENTITY_TYPES
 
 VARIANTS = {
@@ -43,12 +47,69 @@ VARIANTS = {
 }
 # (min_ratio, skip_short_forms) of bioprune.postprocess.build_gazetteer (min_count 2 lost on dev at every ratio)
 GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3, 0.5, 0.7, 0.9))
-
-
-def gazetteer_variant(ratio: float, skip_short_forms: bool) -> str:
-    return f"gazetteer (ratio {ratio:g}{', no short forms' if skip_short_forms else ''}) + abbreviations"
+GENES_RATIOS = (0.5, 0.7, 0.9)  # min_ratio of a gene name in the --genes-from corpora
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
                                   for b in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)}}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One scored setting of the passes: which, and how their name lists are built."""
+
+    passes: tuple[str, ...]
+    gazetteer: tuple[float, bool] | None = None  # (min_ratio, skip_short_forms) of the gazetteer's names
+    genes_ratio: float | None = None  # min_ratio of the gene names
+
+    @property
+    def name(self) -> str:
+        if self.gazetteer is None:
+            name = next(n for n, p in VARIANTS.items() if p == tuple(x for x in self.passes if x != "genes"))
+        else:
+            ratio, skip = self.gazetteer
+            name = f"gazetteer (ratio {ratio:g}{', no short forms' if skip else ''}) + abbreviations"
+        return name if self.genes_ratio is None else f"{name} + genes (ratio {self.genes_ratio:g})"
+
+    def build(self, training_files: tuple[str, ...], genes_from: tuple[str, ...],
+              decoding: Decoding = ARGMAX) -> tuple[Postprocess, dict]:
+        """The record, its name lists built from a model's training files (the gazetteer's names, the
+        chemicals no gene name may be) and the gene corpora; and how each list was built."""
+        training = _training_mentions(tuple(training_files))
+        provenance, gazetteer, genes = {}, None, frozenset()
+        if self.gazetteer is not None:
+            ratio, skip = self.gazetteer
+            gazetteer = Gazetteer(build_gazetteer(training, ratio, skip_short_forms=skip))
+            provenance["gazetteer"] = {"min_ratio": ratio, "skip_short_forms": skip,
+                                       "built_from": [Path(f).name for f in training_files]}
+        if self.genes_ratio is not None:
+            genes = gene_names(genes_from, self.genes_ratio, {t[s:e] for t, ms in training for s, e, ty in ms
+                                                               if ty == "Chemical"})
+            provenance["genes"] = {"min_ratio": self.genes_ratio, "built_from": [Path(f).name for f in genes_from],
+                                   "never_chemical_in": [Path(f).name for f in training_files]}
+        return Postprocess(self.passes, decoding, gazetteer, genes), provenance
+
+
+def gene_names(files: tuple[str, ...], min_ratio: float, chemicals: set[str]) -> frozenset[str]:
+    """The names the corpora of ``files`` (registered in training/corpora.py) annotate as another
+    entity (gene, protein, variant, enzyme) and never otherwise, on at least ``min_ratio`` of their
+    whole-word occurrences (:func:`bioprune.postprocess.build_gazetteer`'s rule), less ``chemicals``."""
+    return _other_entity_names(tuple(files), min_ratio) - chemicals
+
+
+@lru_cache(maxsize=None)
+def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[str]:
+    from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
+
+    mentions = [(d.text, mapped_spans(d, corpus_for_file(f))) for f in files for d in read_pubtator(f)]
+    return frozenset(n for n, t in build_gazetteer(mentions, min_ratio).items() if t == OTHER_ENTITY)
+
+
+def variants(args: "ChooseArgs") -> list[Variant]:
+    """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``), and each of
+    those followed by the genes pass at each ratio (with ``--genes-from``)."""
+    base = [Variant(p) for p in VARIANTS.values()]
+    base += [Variant(("gazetteer", "abbreviations"), g) for g in (GAZETTEER_GRID if args.gazetteer_from else ())]
+    return base + [Variant((*v.passes, "genes"), v.gazetteer, r) for r in (GENES_RATIOS if args.genes_from else ())
+                   for v in base]
 
 
 @dataclass(frozen=True)
@@ -60,8 +121,10 @@ class ChooseArgs:
     gazetteer_from: tuple[str, ...] = ()  # the scored model's training files (PubTator): adds the gazetteer grid
     ship_gazetteer_from: tuple[str, ...] = ()  # the shipped model's training files (default: gazetteer_from)
     off_domain: str | None = None  # PubTator corpus of other guidelines the model never saw: scored too
+    genes_from: tuple[str, ...] = ()  # corpora with a gene type (training/corpora.py): adds the genes pass
 
 
+@lru_cache(maxsize=None)
 def _training_mentions(files: tuple[str, ...]) -> list[tuple[str, list[tuple[int, int, str]]]]:
     return [(d.text, [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES])
             for f in files for d in read_pubtator(f)]
@@ -69,52 +132,39 @@ def _training_mentions(files: tuple[str, ...]) -> list[tuple[str, list[tuple[int
 
 def main(args: ChooseArgs) -> dict:
     torch.set_num_threads(args.threads)
-    engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=(), decoding=ARGMAX)
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=Postprocess())
     docs = read_pubtator(args.gold)
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
-    training = _training_mentions(args.gazetteer_from)
-    variants_ = {name: (passes, None) for name, passes in VARIANTS.items()}
-    variants_.update({gazetteer_variant(r, skip): (("gazetteer", "abbreviations"),
-                                                   Gazetteer(build_gazetteer(training, r, skip_short_forms=skip)))
-                      for r, skip in (GAZETTEER_GRID if training else ())})
+    grid = {v.name: v for v in variants(args)}
+    scored = {name: v.build(args.gazetteer_from, args.genes_from)[0] for name, v in grid.items()}
 
     def dev_scores(pred: dict, encoded: list) -> dict:
         words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
         return evaluate_predictions(gold, pred, words)["mention"]
 
-    decodings = _score_grid(engine, docs, variants_, dev_scores)
-    off = _off_domain(args, engine, variants_) if args.off_domain else None
+    decodings = _score_grid(engine, docs, scored, dev_scores)
+    off = _off_domain(args, engine, scored) if args.off_domain else None
 
     def merit(key: tuple[str, str]) -> float:
         dev_f1 = decodings[key[0]][key[1]]["micro"]["f1"]
         return dev_f1 if off is None else (dev_f1 + off["scores"][key[0]][key[1]]["micro"]["f1"]) / 2
 
     best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=merit)
+    shipped, provenance = grid[best].build(args.ship_gazetteer_from or args.gazetteer_from, args.genes_from,
+                                           DECODINGS[best_decoding])
     result = {"args": asdict(args), "command": "python -m training.choose_postprocess " + " ".join(sys.argv[1:]),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
               **({"off_domain": off} if off is not None else {}),
-              "best": best, "best_decoding": best_decoding,
-              "choice": _choice(args, best, variants_[best][0], DECODINGS[best_decoding])}
+              "best": best, "best_decoding": best_decoding, "choice": shipped.settings(provenance)}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2))
-    for decoding_name, variants in decodings.items():
-        for name, s in variants.items():
+    for decoding_name, scores in decodings.items():
+        for name, s in scores.items():
             elsewhere = f"  off-domain F1 {off['scores'][decoding_name][name]['micro']['f1']:.4f}" if off else ""
             print(f"{decoding_name:22s} {name:26s} F1 {s['micro']['f1']:.4f}  Chemical {s['Chemical']['f1']:.4f}  "
                   f"Disease {s['Disease']['f1']:.4f}{elsewhere}")
     print(f"best on dev: {best_decoding}, {best}: postprocess.json {json.dumps(result['choice'])[:300]}")
     return result
-
-
-def _choice(args: ChooseArgs, best: str, passes: tuple[str, ...], decoding: Decoding) -> dict:
-    """postprocess.json's content for the best pairing; a gazetteer is rebuilt from the shipped model's data."""
-    if "gazetteer" not in passes:
-        return postprocess_settings(passes, decoding)
-    ratio, skip = next((r, s) for r, s in GAZETTEER_GRID if gazetteer_variant(r, s) == best)
-    files = args.ship_gazetteer_from or args.gazetteer_from
-    gazetteer = Gazetteer(build_gazetteer(_training_mentions(files), ratio, skip_short_forms=skip))
-    return postprocess_settings(passes, decoding, gazetteer, min_ratio=ratio, skip_short_forms=skip,
-                                built_from=[Path(f).name for f in files])
 
 
 def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dict:
@@ -126,9 +176,9 @@ def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dic
         decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
                    for d, enc, p in zip(docs, encoded, probs)]
         grid[decoding_name] = {
-            name: score({d.pmid: [(e.start, e.end, e.label) for e in apply_passes(d.text, ents, passes, gazetteer)]
+            name: score({d.pmid: [(e.start, e.end, e.label) for e in variant.apply(d.text, ents)]
                          for d, ents in zip(docs, decoded)}, encoded)
-            for name, (passes, gazetteer) in variants.items()}
+            for name, variant in variants.items()}
     return grid
 
 
@@ -139,7 +189,8 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict
     from training.evaluate_corpus import corpus_gold, corpus_scores
 
     corpus = corpus_for_file(args.off_domain)
-    seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, args.gold) for d in read_pubtator(f)}
+    seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, *args.genes_from, args.gold)
+            for d in read_pubtator(f)}
     docs = [d for d in read_pubtator(args.off_domain) if d.pmid not in seen]
     types, gold, other = corpus_gold(docs, corpus)
     scores = _score_grid(engine, docs, variants, lambda pred, _: corpus_scores(gold, pred, other, types))
@@ -160,5 +211,7 @@ if __name__ == "__main__":
                         help="a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's")
     parser.add_argument("--ship-gazetteer-from", nargs="+", default=(), metavar="PUBTATOR",
                         help="the shipped model's training files: a chosen gazetteer's names (default --gazetteer-from)")
+    parser.add_argument("--genes-from", nargs="+", default=(), metavar="PUBTATOR",
+                        help="corpora with a gene type (training/corpora.py): also score the genes pass built from them")
     parsed = vars(parser.parse_args())
     main(ChooseArgs(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}))

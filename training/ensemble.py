@@ -25,7 +25,7 @@ from bioprune.errors import InputError
 from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
-from bioprune.postprocess import PASSES, apply_passes
+from bioprune.postprocess import PASSES, Postprocess
 from bioprune.types import ENTITY_TYPES
 
 
@@ -35,8 +35,8 @@ def dense_engine(path: str) -> PruningEngine:
     return PruningEngine(ModelBundle(model, tokenizer))
 
 
-def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=(), members: int | None = None
-                   ) -> tuple[list, list[list]]:
+def ensemble_spans(engines: list[PruningEngine], texts: list[str], postprocess: Postprocess = Postprocess(),
+                   members: int | None = None) -> tuple[list, list[list]]:
     """Per model and for the ensemble of the first ``members`` models (all by default; last), the
     predicted ``(start, end, type)`` spans of each text; and the shared encoding (for word offsets)."""
     encoded = engines[0].encode(texts)
@@ -46,15 +46,16 @@ def ensemble_spans(engines: list[PruningEngine], texts: list[str], passes=(), me
     for probs_by_doc in [*per_model, averaged]:
         systems = []
         for text, enc, probs in zip(texts, encoded, probs_by_doc):
-            entities = apply_passes(text, decode_entities(text, enc.offsets, enc.word_ids, probs), passes)
+            entities = postprocess.apply(text, decode_entities(text, enc.offsets, enc.word_ids, probs))
             systems.append([(e.start, e.end, e.label) for e in entities])
         spans.append(systems)
     return encoded, spans
 
 
 def score(models: list[str], gold_path: str, passes=(), also: list[str] = ()) -> dict:
-    """Mention-level and seqeval scores of each model and of their ensemble on ``gold_path``; the
-    models ``also`` are scored alone, outside the ensemble (e.g. a student of it)."""
+    """Mention-level and seqeval scores of each model and of their ensemble on ``gold_path``, after
+    ``passes`` ("gazetteer" tags the first model's names); the models ``also`` are scored alone,
+    outside the ensemble (e.g. a student of it)."""
     members = len(models)
     models = [*models, *also]
     engines = [dense_engine(m) for m in models]
@@ -63,7 +64,11 @@ def score(models: list[str], gold_path: str, passes=(), also: list[str] = ()) ->
         if engine.tokenizer.get_vocab() != vocab:
             raise InputError(m, "its tokenizer differs from the first model's; fix: ensemble models of one base")
     docs = read_pubtator(gold_path)
-    encoded, spans = ensemble_spans(engines, [d.text for d in docs], passes, members)
+    try:
+        postprocess = Postprocess(passes, gazetteer=Postprocess.load(models[0]).gazetteer)
+    except ValueError as err:
+        raise InputError(models[0], str(err)) from None
+    encoded, spans = ensemble_spans(engines, [d.text for d in docs], postprocess, members)
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     results = {}
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", required=True, help="model folders (one tokenizer)")
     parser.add_argument("--also", nargs="*", default=[], help="model folders scored alone, not in the ensemble")
     parser.add_argument("--gold", required=True, help="gold PubTator file (dev)")
-    parser.add_argument("--postprocess", nargs="*", default=[], choices=sorted(PASSES),
+    parser.add_argument("--postprocess", nargs="*", default=[], choices=PASSES,
                         help="document-level passes after decoding (default none, as the dev curves)")
     parser.add_argument("--output", required=True, help="results JSON")
     args = parser.parse_args(argv)

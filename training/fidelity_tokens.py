@@ -32,7 +32,6 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores, span_keys
 from bioprune.labels import decode_entities
-from bioprune.postprocess import apply_passes
 from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic
 
 logger = logging.getLogger("fidelity_tokens")
@@ -133,8 +132,8 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
         pruned = np.zeros(len(probs), dtype=bool)
         for token in (trace.pruned_tokens if trace is not None else ()):
             pruned[token.position] = True
-        entities = apply_passes(text, decode_entities(text, enc.offsets, enc.word_ids, probs, engine.decoding),
-                                engine.postprocess, engine.bundle.gazetteer)
+        entities = engine.postprocess.apply(
+            text, decode_entities(text, enc.offsets, enc.word_ids, probs, engine.postprocess.decoding))
         out.append(DocumentOutput(labels=probs.argmax(-1), confidence=probs.max(-1), pruned=pruned,
                                   entities=frozenset((e.start, e.end, e.label) for e in entities),
                                   flops=trace.flops if trace is not None else 0.0,

@@ -737,26 +737,34 @@ def distill_table(res: dict) -> str:
 
 def decoding_table(res: dict) -> str:
     """BC5CDR dev micro F1 (Chemical, Disease) of one train-only model under each tag decoding, with
-    no pass, the abbreviation pass and the chosen gazetteer setting (then each gazetteer setting under
-    the chosen decoding, with its off-domain F1): training/choose_postprocess.py's JSON."""
+    no pass, the abbreviation pass, the best gazetteer setting and the choice (then each gazetteer
+    setting, and the genes pass after the chosen one, under the chosen decoding, with the off-domain
+    F1 and chemical precision): training/choose_postprocess.py's JSON."""
     variants = res["decodings"][res["best_decoding"]]
-    gazetteers = [v for v in variants if v.startswith("gazetteer")]
-    best_gazetteer = res["best"] if res["best"] in gazetteers else None
-    passes = [p for p in ("none", "abbreviations", best_gazetteer) if p in variants]
+    off = res.get("off_domain")
+    gazetteers = [v for v in variants if v.startswith("gazetteer") and "+ genes" not in v]
+    base = res["best"].split(" + genes")[0]
+    best_gazetteer = base if base in gazetteers else max(gazetteers, key=lambda g: variants[g]["micro"]["f1"],
+                                                         default=None)
+    passes = list(dict.fromkeys(p for p in ("none", "abbreviations", best_gazetteer, res["best"]) if p in variants))
 
     def cell(v: dict) -> str:
         return f"{v['micro']['f1']:.4f} ({v['Chemical']['f1']:.4f}, {v['Disease']['f1']:.4f})"
 
+    def elsewhere(name: str) -> str:
+        o = off["scores"][res["best_decoding"]][name] if off else None
+        return (f" {o['micro']['f1']:.4f} | {o['Chemical']['precision']:.3f} | "
+                f"{o['chemical_on_other_entity']['share']:.1%} |") if o else ""
+
     rows = ["| decoding | " + " | ".join(f"passes: {p}" for p in passes) + " |", "|---" * (len(passes) + 1) + "|"]
     rows += [f"| {name} | " + " | ".join(cell(vs[p]) for p in passes) + " |" for name, vs in res["decodings"].items()]
-    off = res.get("off_domain")
-    if gazetteers:
-        elsewhere = f" {off['file']} micro F1 |" if off else ""
-        rows += ["", f"| passes, {res['best_decoding']} | dev micro F1 (Chemical, Disease) |{elsewhere}",
-                 "|---|---|" + ("---|" if off else "")]
-        rows += [f"| {g} | {cell(variants[g])} |"
-                 + (f" {off['scores'][res['best_decoding']][g]['micro']['f1']:.4f} |" if off else "")
-                 for g in ("abbreviations", *gazetteers)]
+    genes = [v for v in variants if v.startswith(base + " + genes")]
+    if gazetteers or genes:
+        header = (f" {off['file']} micro F1 | its Chemical precision | its chemicals on a gene or variant |"
+                  if off else "")
+        rows += ["", f"| passes, {res['best_decoding']} | dev micro F1 (Chemical, Disease) |{header}",
+                 "|---|---|" + ("---|---|---|" if off else "")]
+        rows += [f"| {g} | {cell(variants[g])} |{elsewhere(g)}" for g in ("abbreviations", *gazetteers, *genes)]
     chosen = (f"chosen by the mean of dev micro F1 and micro F1 on {off['n_documents']} {off['file']} documents "
               "(other guidelines, never trained on)" if off else "chosen by dev micro F1")
     rows += ["", f"Micro F1 (Chemical, Disease) on the {res['n_documents']} BC5CDR dev abstracts, model "
