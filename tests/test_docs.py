@@ -78,6 +78,12 @@ def test_the_extractor_finds_the_readme_examples():
     assert len(set(names)) == len(names)
 
 
+def test_the_readme_reads_in_five_minutes():
+    """Issue 19: at most 250 lines (front matter and generated tables included); the research report
+    lives in docs/."""
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
 def test_extractor_on_a_hand_made_file(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text("text\n```python\na = 1\n```\n\n<!-- no-run: needs a GPU -->\n\n```python\nb = 2\n```\n"
