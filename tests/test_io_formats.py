@@ -89,11 +89,23 @@ def test_truncated_gzip_stream(tmp_path):
     assert "the rest of the file is skipped" in _errors(records)[0].reason
 
 
-def test_non_utf8_bytes_in_xml(tmp_path):
+def test_non_utf8_bytes_in_xml_become_a_replacement_character_and_nothing_is_lost(tmp_path, caplog):
+    """PubMed XML is UTF-8: a bad byte is read as U+FFFD in its own record, with a warning; libxml2
+    (lxml 6) would otherwise drop the whole chunk around it, complete records before it included."""
     data = LEGACY.read_bytes().replace(b"Cisplatin and", b"Cisplatin \xff and")
-    records = list(iter_records(_write(tmp_path, "bad.xml", data)))
-    assert [d.id for d in _docs(records)] == ["90000101"]
-    assert len(_errors(records)) == 1
+    with caplog.at_level("WARNING"):
+        records = list(iter_records(_write(tmp_path, "bad.xml", data)))
+    assert [d.id for d in _docs(records)] == [d.id for d in _docs(list(iter_records(LEGACY)))]
+    assert [d.id for d in _docs(records) if "Cisplatin \ufffd and" in d.text] == ["90000102"]
+    assert not _errors(records) and "bad.xml: 1 byte sequence(s) that are not UTF-8" in caplog.text
+
+
+def test_xml_declaring_another_encoding_is_decoded_by_it(tmp_path):
+    data = LEGACY.read_bytes().replace(b"Cisplatin and", "Cisplatin é and".encode("latin-1"))
+    data = data.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"', 1)
+    assert data.startswith(b'<?xml version="1.0" encoding="ISO-8859-1"?>')
+    records = list(iter_records(_write(tmp_path, "latin.xml", data)))
+    assert not _errors(records) and any("Cisplatin é and" in d.text for d in _docs(records))
 
 
 def test_citation_without_pmid_is_one_error_and_reading_goes_on(tmp_path):

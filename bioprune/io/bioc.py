@@ -90,11 +90,12 @@ def _offset(value) -> int | None:
 def iter_bioc_xml_records(path: str | Path) -> Iterator[Record]:
     from lxml import etree
 
-    from bioprune.io.compression import open_binary
+    from bioprune.io.compression import open_binary, utf8_repaired
 
     source = str(path)
     try:
-        with open_binary(path) as handle:
+        with open_binary(path) as raw:
+            handle = utf8_repaired(raw, source)
             for _, element in etree.iterparse(handle, events=("end",), tag="document",
                                               resolve_entities=False, no_network=True, load_dtd=False):
                 root = element.getroottree().getroot().tag

@@ -1,14 +1,20 @@
 """Opening input files: gunzipped when they are gzip (told apart by the magic bytes, not the name),
-without a leading UTF-8 byte-order mark, and keeping every byte a truncated gzip still holds.
+without a leading UTF-8 byte-order mark, and keeping every byte a truncated gzip still holds; for
+the XML readers, bytes that are not UTF-8 read as U+FFFD (:func:`utf8_repaired`).
 
 Every reader (PubTator, PubMed XML, BioC, JSONL, plain text) opens its file through
 :func:`open_binary`, so these rules hold for every input format alike.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
+import logging
+import re
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"  # U+FEFF as UTF-8: Windows tools start "UTF-8" files with it; it is not text
@@ -65,3 +71,42 @@ def open_binary(path: str | Path):
         handle.close()
         raise
     return handle
+
+
+_XML_ENCODING = re.compile(rb"""<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+class Utf8Repaired(io.RawIOBase):
+    """An XML file's bytes with each byte sequence that is not UTF-8 replaced by U+FFFD.
+
+    libxml2 (2.13 and later, as in lxml 6) checks the encoding of each chunk lxml hands it before
+    it reports the elements in it, so one bad byte lost, with the rest of the file, the complete
+    records earlier in its 32 KiB. PubMed and BioC XML are UTF-8: the bad byte becomes U+FFFD in its
+    own record (a warning at the end of the file counts them) and every other record is read as it is.
+    """
+
+    def __init__(self, handle, source: str):
+        super().__init__()
+        self._handle, self._source = handle, source
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.replaced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = self._handle.read(-1 if size is None else size)
+        text = self._decoder.decode(data, final=not data)
+        self.replaced += text.count("\ufffd") - data.count("\ufffd".encode())
+        if not data and self.replaced:
+            logger.warning("%s: %d byte sequence(s) that are not UTF-8 read as U+FFFD", self._source, self.replaced)
+        return text.encode("utf-8")
+
+
+def utf8_repaired(handle, source: str):
+    """``handle`` (from :func:`open_binary`) as :class:`Utf8Repaired`, unless its XML declaration
+    names an encoding other than UTF-8 (then libxml2 decodes it, and reports what it cannot)."""
+    declared = _XML_ENCODING.match(handle.peek(200)[:200])
+    if declared and declared.group(1).decode("ascii").lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return handle
+    return Utf8Repaired(handle, source)

@@ -31,7 +31,7 @@ from pathlib import Path
 from lxml import etree
 
 from bioprune.errors import InputError
-from bioprune.io.compression import open_binary
+from bioprune.io.compression import open_binary, utf8_repaired
 from bioprune.io.records import DeletedRecord, Record, RecordError
 from bioprune.types import Document
 
@@ -74,7 +74,8 @@ def iter_pubmed_records(path: str | Path) -> Iterator[Record]:
     source = str(path)
     last_pmid = None
     try:
-        with open_binary(path) as handle:
+        with open_binary(path) as raw:
+            handle = utf8_repaired(raw, source)
             for _, element in etree.iterparse(handle, events=("end",), tag=_RECORD_TAGS,
                                               resolve_entities=False, no_network=True, load_dtd=False):
                 tag = element.tag
