@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -114,14 +114,18 @@ def variants(args: "ChooseArgs") -> list[Variant]:
 
 @dataclass(frozen=True)
 class ChooseArgs:
-    model: str  # a model directory that never saw ``gold`` (the train-only run)
-    gold: str  # PubTator development file
+    model: str = field(metadata={"help": "a model folder that never saw --gold (the train-only run)"})
+    gold: str = field(metadata={"help": "the development set (PubTator)"})
     output: str = "results/postprocess_dev.json"
     threads: int = 2
-    gazetteer_from: tuple[str, ...] = ()  # the scored model's training files (PubTator): adds the gazetteer grid
-    ship_gazetteer_from: tuple[str, ...] = ()  # the shipped model's training files (default: gazetteer_from)
-    off_domain: str | None = None  # PubTator corpus of other guidelines the model never saw: scored too
-    genes_from: tuple[str, ...] = ()  # corpora with a gene type (training/corpora.py): adds the genes pass
+    gazetteer_from: tuple[str, ...] = field(default=(), metadata={
+        "help": "the scored model's training files (PubTator): also score the gazetteer pass built from them"})
+    ship_gazetteer_from: tuple[str, ...] = field(default=(), metadata={
+        "help": "the shipped model's training files: a chosen gazetteer's names (default --gazetteer-from)"})
+    off_domain: str | None = field(default=None, metadata={
+        "help": "a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's"})
+    genes_from: tuple[str, ...] = field(default=(), metadata={
+        "help": "corpora with a gene type (training/corpora.py): also score the genes pass built from them"})
 
 
 @lru_cache(maxsize=None)
@@ -200,18 +204,8 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict
 if __name__ == "__main__":
     import argparse
 
+    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--gold", required=True)
-    parser.add_argument("--output", default=ChooseArgs.output)
-    parser.add_argument("--threads", type=int, default=ChooseArgs.threads)
-    parser.add_argument("--gazetteer-from", nargs="+", default=(), metavar="PUBTATOR",
-                        help="the scored model's training files: also score the gazetteer pass built from them")
-    parser.add_argument("--off-domain", metavar="PUBTATOR",
-                        help="a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's")
-    parser.add_argument("--ship-gazetteer-from", nargs="+", default=(), metavar="PUBTATOR",
-                        help="the shipped model's training files: a chosen gazetteer's names (default --gazetteer-from)")
-    parser.add_argument("--genes-from", nargs="+", default=(), metavar="PUBTATOR",
-                        help="corpora with a gene type (training/corpora.py): also score the genes pass built from them")
-    parsed = vars(parser.parse_args())
-    main(ChooseArgs(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}))
+    add_dataclass_arguments(parser, ChooseArgs)
+    main(dataclass_from_args(ChooseArgs, vars(parser.parse_args())))
