@@ -208,12 +208,20 @@ class Gazetteer:
         return sorted(out, key=lambda e: (e.start, e.end))
 
 
+# sequence-variant notation: protein changes (N372H, p.Arg117His, Arg117His), dbSNP ids (rs8099917), cDNA
+# and genomic changes (c.1521A>G); two or more position digits, so that S1P or C6S stay chemicals
+VARIANT = re.compile(r"(?:[ACDEFGHIKLMNPQRSTVWY]\d{2,}[ACDEFGHIKLMNPQRSTVWY*]|(?:p\.)?[A-Z][a-z]{2}\d+[A-Z][a-z]{2}"
+                     r"|rs\d+|[cg]\.[-*]?\d+[ACGT]>[ACGT])")
+
+
 def drop_gene_names(entities: Sequence[Entity], genes: frozenset[str]) -> list[Entity]:
-    """``entities`` without the Chemical ones whose exact text is in ``genes``: names that corpora
-    with a gene type (DrugProt, ChemDisGene, NLM-Chem's enzymes) annotate as genes, proteins or
-    variants and never as chemicals, and that the model's training data never tags as a chemical
-    (built by ``training/choose_postprocess.py --genes-from``)."""
-    return [e for e in entities if not (e.label == "Chemical" and e.text in genes)]
+    """``entities`` without the Chemical ones whose exact text is in ``genes`` or is a sequence
+    variant (:data:`VARIANT`). ``genes``: names that corpora with a gene type (DrugProt,
+    ChemDisGene, NLM-Chem's enzymes) annotate as genes, proteins or variants and never as chemicals,
+    and that the model's training data never tags as a chemical (built by
+    ``training/choose_postprocess.py --genes-from``). No BC5CDR chemical is written as a variant;
+    BioRED's variants are, and the model, which never saw one, calls them chemicals."""
+    return [e for e in entities if not (e.label == "Chemical" and (e.text in genes or VARIANT.fullmatch(e.text)))]
 
 
 PASSES = ("propagate", "abbreviations", "gazetteer", "genes")  # the document-level passes, by name
