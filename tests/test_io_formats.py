@@ -100,6 +100,19 @@ def test_non_utf8_bytes_in_xml_become_a_replacement_character_and_nothing_is_los
     assert not _errors(records) and "bad.xml: 1 byte sequence(s) that are not UTF-8" in caplog.text
 
 
+def test_utf8_repair_keeps_characters_split_across_reads_and_counts_only_real_replacements():
+    from bioprune.io.compression import Utf8Repaired
+
+    class OneByteAtATime(io.BytesIO):  # the worst chunking a reader can meet
+        def read(self, size=-1):
+            return super().read(1)
+
+    source = "α-tocopherol \ufffd, β\xff".encode("utf-8").replace(b"\xc3\xbf", b"\xff")  # one bad byte at the end
+    repaired = Utf8Repaired(OneByteAtATime(source), "x.xml")
+    out = b"".join(iter(lambda: repaired.read(32), b""))
+    assert out.decode("utf-8") == "α-tocopherol \ufffd, β\ufffd" and repaired.replaced == 1
+
+
 def test_xml_declaring_another_encoding_is_decoded_by_it(tmp_path):
     data = LEGACY.read_bytes().replace(b"Cisplatin and", "Cisplatin é and".encode("latin-1"))
     data = data.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"', 1)

@@ -89,15 +89,21 @@ class Utf8Repaired(io.RawIOBase):
         super().__init__()
         self._handle, self._source = handle, source
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.replaced = 0
+        self._tail = b""  # the last 2 bytes read: a U+FFFD of the file itself may span two reads
+        self.replaced = 0  # U+FFFD written for bad bytes (not those the file holds)
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        data = self._handle.read(-1 if size is None else size)
-        text = self._decoder.decode(data, final=not data)
-        self.replaced += text.count("\ufffd") - data.count("\ufffd".encode())
+        """Some bytes, empty only at the end (a read that ends inside a character reads on)."""
+        while True:
+            data = self._handle.read(-1 if size is None else size)
+            text = self._decoder.decode(data, final=not data)
+            self.replaced += text.count("\ufffd") - (self._tail + data).count("\ufffd".encode())
+            self._tail = (self._tail + data)[-2:]
+            if text or not data:
+                break
         if not data and self.replaced:
             logger.warning("%s: %d byte sequence(s) that are not UTF-8 read as U+FFFD", self._source, self.replaced)
         return text.encode("utf-8")
