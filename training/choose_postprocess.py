@@ -1,7 +1,7 @@
 """Choose the tag decoding and the document-level consistency passes on the development set (never on test).
 
     python -m training.choose_postprocess --model runs/dev-minilm \
-        --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output results/postprocess_dev.json
+        --gold DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output results/decoding_dev.json
 
 The model must not have seen the gold file: use a train-only run. Predicts label probabilities once
 (dense fp32), then scores, with the BioCreative exact-match measure, every pairing of a decoding
@@ -116,7 +116,7 @@ def variants(args: "ChooseArgs") -> list[Variant]:
 class ChooseArgs:
     model: str = field(metadata={"help": "a model folder that never saw --gold (the train-only run)"})
     gold: str = field(metadata={"help": "the development set (PubTator)"})
-    output: str = "results/postprocess_dev.json"
+    output: str = "results/decoding_dev.json"
     threads: int = 2
     gazetteer_from: tuple[str, ...] = field(default=(), metadata={
         "help": "the scored model's training files (PubTator): also score the gazetteer pass built from them"})

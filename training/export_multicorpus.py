@@ -3,7 +3,7 @@
     python -m training.export_multicorpus --stage1 runs/mc1 --candidate 2a=runs/mc2a \
         --candidate 2c=runs/mc2c --baseline results/dev_curve.json \
         --corpus-scores shipped=results/corpus_biored_dev_shipped.json ... \
-        --postprocess results/postprocess_dev.json --output results/multicorpus_dev.json
+        --postprocess runs/candidate/postprocess_dev.json --output results/multicorpus_dev.json
 
 Runs live outside git (runs/ is ignored): what chose the shipped recipe is kept as a result. Each
 run's per-epoch BC5CDR dev scores come from its ``training_run.json``, or, for a run stopped before
