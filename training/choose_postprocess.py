@@ -77,7 +77,7 @@ class Variant:
         provenance, gazetteer, genes = {}, None, frozenset()
         if self.gazetteer is not None:
             ratio, skip = self.gazetteer
-            gazetteer = Gazetteer(build_gazetteer(training, ratio, skip_short_forms=skip))
+            gazetteer = _gazetteer(tuple(training_files), ratio, skip)
             provenance["gazetteer"] = {"min_ratio": ratio, "skip_short_forms": skip,
                                        "built_from": [Path(f).name for f in training_files]}
         if self.genes_ratio is not None:
@@ -93,6 +93,12 @@ def gene_names(files: tuple[str, ...], min_ratio: float, chemicals: set[str]) ->
     entity (gene, protein, variant, enzyme) and never otherwise, on at least ``min_ratio`` of their
     whole-word occurrences (:func:`bioprune.postprocess.build_gazetteer`'s rule), less ``chemicals``."""
     return _other_entity_names(tuple(files), min_ratio) - chemicals
+
+
+@lru_cache(maxsize=None)
+def _gazetteer(files: tuple[str, ...], ratio: float, skip_short_forms: bool) -> Gazetteer:
+    """The gazetteer of ``files`` at one setting, built once (a setting and its genes variants share it)."""
+    return Gazetteer(build_gazetteer(_training_mentions(files), ratio, skip_short_forms=skip_short_forms))
 
 
 @lru_cache(maxsize=None)
