@@ -154,6 +154,19 @@ def test_evaluate_engine_progress_bar_and_chunks_leave_the_scores_alone(tiny_eng
 
 # --- linking measures (bioprune.evaluation.linking_scores; training/evaluate_linking.py uses the same) ---
 
+def test_mesh2024_crosswalk_moves_only_records_that_2024_promoted():
+    from training.evaluate_linking import in_mesh2024, mesh2024_crosswalk, named_ids
+
+    terms = {"linezolid": {"D000069349"}, "zyvox": {"D000069349"}, "aspirin": {"D001241"}, "shared": {"D1", "D2"}}
+    docs = [PubTatorDocument("1", "Linezolid", "", [Mention(0, 9, "Linezolid", "Chemical", "C098010")])]
+    names = {**named_ids(docs, []), "D001241": {"zyvox"}, "C000001": {"shared"}, "C000002": {"unknown"}}
+    crosswalk = mesh2024_crosswalk(terms, names)
+    # a 2024 ID stays; a name on two descriptors or on none says nothing
+    assert crosswalk == {"C098010": "D000069349"}
+    assert in_mesh2024(crosswalk, {"1": [frozenset({"C098010", "D001241"}), frozenset()]}) == \
+        {"1": [frozenset({"D000069349", "D001241"}), frozenset()]}
+
+
 def test_linking_scores_hand_computed():
     from bioprune.evaluation import linking_scores
 
