@@ -129,7 +129,7 @@ class ShardAnnotator:
 def init_local_ray(num_cpus: int | None = None, address: str | None = None) -> None:
     """Connect to ``address`` (or RAY_ADDRESS) if given, else start a local Ray with ``num_cpus``.
 
-    Workers of a local Ray get this checkout on their PYTHONPATH, so ``batch`` imports there even
+    Workers of a local Ray get this checkout on their PYTHONPATH, so ``bioprune`` imports there even
     without ``pip install``; on a cluster, install bioprune on every node instead.
     """
     import ray
@@ -150,8 +150,6 @@ def init_local_ray(num_cpus: int | None = None, address: str | None = None) -> N
 def run_on_ray(job: RayJob) -> tuple[RunStats, list[dict]]:
     """Annotate every input file of ``job`` on Ray; the summed totals and one row per file (in input
     order; ``peak_rss_mb`` is the peak memory of the actor that ran it, 0 for a file done earlier)."""
-    import ray
-
     from bioprune.io.output_target import check_paths, claim_output
 
     fmt = output_format(job.output_format)

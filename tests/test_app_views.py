@@ -357,7 +357,7 @@ def test_the_repository_results_give_dense_scores():
 def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, tmp_path):
     import shutil
 
-    from bioprune.controllers import LearnedController, controller_features  # noqa: F401
+    from bioprune.controllers import LearnedController
     from bioprune.engine import PruningEngine
     from bioprune.app.engines import EngineHub
 

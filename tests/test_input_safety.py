@@ -6,7 +6,6 @@ import csv
 import gzip
 import json
 import zlib
-from pathlib import Path
 
 import pytest
 

@@ -24,7 +24,7 @@ from spacy import displacy  # noqa: E402
 from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
 
-from bioprune.config import DEFAULT, DENSE, PruningConfig  # noqa: E402
+from bioprune.config import DEFAULT, PruningConfig  # noqa: E402
 from bioprune.engine import ModelBundle, PruningEngine, load_model  # noqa: E402
 from bioprune.labels import LABEL_TO_ID  # noqa: E402
 from bioprune.spacy import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
