@@ -81,15 +81,21 @@ def link_spans(index, docs: Sequence[PubTatorDocument], spans: Mapping[str, Sequ
 
 
 def score(index, docs: Sequence[PubTatorDocument], predicted: Mapping[str, Sequence[Span]],
-          settings: LinkerSettings) -> dict:
-    """Every measure of the module docstring for one index and settings."""
+          settings: LinkerSettings, crosswalk: Mapping[str, str] | None = None) -> dict:
+    """Every measure of the module docstring for one index and settings; the MeSH 2024 one only
+    with a ``crosswalk`` (:func:`mesh2024_crosswalk`)."""
     gold, gold_sets = gold_concepts(docs)
     started = time.perf_counter()
     from_gold = link_spans(index, docs, gold, settings)
     from_pred = link_spans(index, docs, predicted, settings)
     seconds = time.perf_counter() - started
-    return {**linking_scores(gold, gold_sets, from_gold, predicted, from_pred),
-            "linking_seconds_per_document": seconds / (2 * len(docs))}
+    out = {**linking_scores(gold, gold_sets, from_gold, predicted, from_pred),
+           "linking_seconds_per_document": seconds / (2 * len(docs))}
+    if crosswalk is not None:
+        out["document_from_predicted_mesh2024"] = mention_scores(
+            concepts(gold, in_mesh2024(crosswalk, gold_sets)), concepts(predicted, in_mesh2024(crosswalk, from_pred)))
+        out["mesh2024_crosswalk_ids"] = len(crosswalk)
+    return out
 
 
 def mesh2024_crosswalk(terms: Mapping[str, set[str]], names_by_id: Mapping[str, set[str]]) -> dict[str, str]:
@@ -167,13 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     load_seconds = time.perf_counter() - started
     settings, tried = choose(index, docs, predicted, LinkerSettings()) if args.choose else (LinkerSettings(), [])
     crosswalk = mesh2024_crosswalk(mesh2024_terms(Path(args.data)), named_ids(docs, rows))
-    gold, gold_ids = gold_concepts(docs)
-    moved = in_mesh2024(crosswalk, link_spans(index, docs, predicted, settings))
     result = {"split": args.split, "index": args.index, "index_load_seconds": load_seconds,
-              "settings": asdict(settings), **score(index, docs, predicted, settings),
-              "document_from_predicted_mesh2024": mention_scores(concepts(gold, in_mesh2024(crosswalk, gold_ids)),
-                                                                  concepts(predicted, moved)),
-              "mesh2024_crosswalk_ids": len(crosswalk),
+              "settings": asdict(settings), **score(index, docs, predicted, settings, crosswalk),
               "command": "python -m training.evaluate_linking " + " ".join(argv if argv is not None else sys.argv[1:])}
     if tried:
         result["tried"] = tried
