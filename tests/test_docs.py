@@ -157,10 +157,9 @@ def test_the_recipes_name_commands():
     assert len(RECIPES) >= 8 and sum(len(recipe_commands(b, ROOT)) for b in RECIPES) >= 20
 
 
-@pytest.mark.parametrize("block", RECIPES, ids=[b.name for b in RECIPES])
-def test_recipe_commands_parse(block: CodeBlock, tmp_path, monkeypatch, capsys):
-    """Every command of a docs/ recipe gets past its argument parser (a renamed or removed flag fails
-    here), run from a scratch folder so that a recipe's redirections write nothing that matters."""
+def assert_parses(commands: list[list[str]], where: str, monkeypatch, capsys) -> None:
+    """Each ``python -m training.*`` / ``bioprune`` command (argv lists) gets past its argument
+    parser: the real ``parse_args`` runs, then a stand-in stops the script before it does anything."""
     import argparse
     import runpy
     import sys
@@ -172,16 +171,41 @@ def test_recipe_commands_parse(block: CodeBlock, tmp_path, monkeypatch, capsys):
         raise _Parsed
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
-    for command in recipe_commands(block, tmp_path):
+    for command in commands:
         module, args = ("bioprune.cli", command[1:]) if command[0] == "bioprune" else (command[2], command[3:])
         spec = importlib.util.find_spec(module)
-        assert spec is not None, f"{block.name}: no module {module}"
+        assert spec is not None, f"{where}: no module {module}"
         if "ArgumentParser" not in Path(spec.origin).read_text(encoding="utf-8"):  # takes no arguments: not run
-            assert not args, f"{block.name}: {module} takes no arguments, the recipe gives {args}"
+            assert not args, f"{where}: {module} takes no arguments, the command gives {args}"
             continue
         monkeypatch.setattr(sys, "argv", [module, *args])
         with pytest.raises(_Parsed):
             try:
                 runpy.run_module(module, run_name="__main__", alter_sys=False)
             except SystemExit as exit_:
-                pytest.fail(f"{block.name}: {' '.join(command)}: exit {exit_.code}: {capsys.readouterr().err[-500:]}")
+                pytest.fail(f"{where}: {' '.join(command)}: exit {exit_.code}: {capsys.readouterr().err[-500:]}")
+
+
+@pytest.mark.parametrize("block", RECIPES, ids=[b.name for b in RECIPES])
+def test_recipe_commands_parse(block: CodeBlock, tmp_path, monkeypatch, capsys):
+    """Every command of a docs/ recipe gets past its argument parser (a renamed or removed flag fails
+    here), run from a scratch folder so that a recipe's redirections write nothing that matters."""
+    assert_parses(recipe_commands(block, tmp_path), block.name, monkeypatch, capsys)
+
+
+RESULTS = sorted((ROOT / "results").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=[p.name for p in RESULTS])
+def test_results_commands_parse(path: Path, monkeypatch, capsys):
+    """The command stored in each results file still parses, so every figure can be re-made by
+    running it again (a script's renamed flag would strand the results made with the old one)."""
+    import json
+    import shlex
+
+    command = json.loads(path.read_text(encoding="utf-8")).get("command")
+    if command is None:
+        pytest.skip(f"{path.name} stores no command")
+    argv = shlex.split(command)
+    assert argv[0] == "bioprune" or argv[:2] == ["python", "-m"], f"{path.name}: run it as python -m: {command}"
+    assert_parses([argv], path.name, monkeypatch, capsys)

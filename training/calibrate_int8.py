@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
     if (best["alpha"], KEEP_CHOICES[best["kept_bf16"]]) != (int8.SMOOTHING_ALPHA, int8.KEEP_BF16):
         logger.warning("the best candidate (alpha %s, kept %s) is not the library's default (alpha %s, kept %s)",
                        best["alpha"], best["kept_bf16"], int8.SMOOTHING_ALPHA, sorted(int8.KEEP_BF16))
-    result = {"command": command_line("training/calibrate_int8.py", argv), "model": ns.model,
+    result = {"command": command_line("-m training.calibrate_int8", argv), "model": ns.model,
               "calibration_texts": {k: len(v) for k, v in sources.items()},
               "choice_texts": f"medline_first_half ({len(choice_texts)} citations)",
               "wrote_ranges": ns.write_ranges, "candidates": rows, "best": best,
