@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Literal  # module level: get_type_hints resolves a test's dataclass fields here
 
 import pytest
 
@@ -217,3 +218,30 @@ def test_script_options_come_from_the_config_dataclass():
     assert dataclass_from_args(Args, vars(parser.parse_args(["--train", "a"]))) == Args(train=("a",))
     with pytest.raises(SystemExit):
         parser.parse_args([])  # --train has no default: required
+
+
+def test_script_options_take_choices_repeats_pairs_and_their_help_from_comments(capsys):
+    """A Literal field is a choice, ``tuple[tuple[int, ...], ...]`` a repeated option, ``tuple[str, str]``
+    exactly two values, and a field's trailing comment is its --help text."""
+    import argparse
+    from dataclasses import dataclass
+
+    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+
+    @dataclass(frozen=True)
+    class Args:
+        half: Literal["first", "second"] = "first"  # which half of the slice
+        layer_sets: tuple[tuple[int, ...], ...] = ((4,),)  # after which layers to prune (repeatable)
+        compare: tuple[str, str] | None = None  # two fingerprint files
+
+    parser = argparse.ArgumentParser()
+    add_dataclass_arguments(parser, Args)
+    parsed = dataclass_from_args(Args, vars(parser.parse_args(
+        ["--half", "second", "--layer-sets", "2", "4", "--layer-sets", "3", "--compare", "a", "b"])))
+    assert parsed == Args(half="second", layer_sets=((2, 4), (3,)), compare=("a", "b"))
+    assert dataclass_from_args(Args, vars(parser.parse_args([]))) == Args()
+    for bad in (["--half", "third"], ["--compare", "a"], ["--layer-sets", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    parser.print_help()
+    assert "which half of the slice" in capsys.readouterr().out

@@ -8,7 +8,11 @@ import logging
 import math
 import os
 import argparse
+import inspect
+import re
 import shlex
+import types
+import typing
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, fields
@@ -112,39 +116,77 @@ def medline_halves(path: str | Path) -> tuple[list, list]:
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One option per field of the dataclass ``cls``: ``--field-name``, its default and type from the
-    field, so a script's options are its config's fields, declared once. A bool is ``--x/--no-x``; a
-    tuple takes several values (``+`` when it must not be empty); a field without a default is
-    required. ``field(metadata=...)``: ``help``; ``metavar`` (the values stay strings, for the script
-    to parse)."""
+    field, its help from ``field(metadata={"help": ...})`` or the comment after the field, so a
+    script's options are its config's fields, declared once (as simple-parsing does). A bool is
+    ``--x/--no-x``; a ``Literal`` gives choices; ``tuple[T, ...]`` takes several values (``+`` when it
+    must not be empty), ``tuple[T, T]`` exactly two, ``tuple[tuple[T, ...], ...]`` a repeated option
+    (one tuple each time); a field without a default is required. ``metadata={"metavar": ...}``: the
+    values stay strings, for the script to parse."""
+    hints = typing.get_type_hints(cls)
+    comments = _field_comments(cls)
     for f in fields(cls):
         default = f.default_factory() if f.default_factory is not MISSING else f.default
-        annotation = str(f.type)
-        kwargs = {"dest": f.name, "help": f.metadata.get("help")}
+        hint = _without_none(hints[f.name])
+        kwargs = {"dest": f.name, "help": f.metadata.get("help", comments.get(f.name))}
         if default is MISSING:
             kwargs["required"] = True
         else:
-            kwargs["default"] = list(default) if isinstance(default, tuple) else default
-        if annotation == "bool":
+            kwargs["default"] = _as_list(default)
+        if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif annotation.startswith("tuple["):
-            kwargs["nargs"] = "+" if default is MISSING or default else "*"
-            kwargs["metavar"] = f.metadata.get("metavar")
-            kwargs["type"] = str if "metavar" in f.metadata else _scalar(annotation)
+        elif typing.get_origin(hint) is tuple:
+            args = typing.get_args(hint)
+            if typing.get_origin(args[0]) is tuple and "metavar" not in f.metadata:  # repeated option, one tuple each time
+                kwargs.update(action="append", nargs="+", default=None)  # None: the field's default (argparse appends to a default)
+                args = typing.get_args(args[0])
+            kwargs.setdefault("nargs", ("+" if default is MISSING or default else "*") if args[-1] is Ellipsis else len(args))
+            kwargs.update(_scalar(args[0], f))
         else:
-            kwargs["type"] = _scalar(annotation)
+            kwargs.update(_scalar(hint, f))
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
 def dataclass_from_args(cls, values: Mapping[str, object]):
-    """``cls`` from :func:`add_dataclass_arguments`' parsed values (lists back to tuples)."""
-    return cls(**{f.name: tuple(values[f.name]) if isinstance(values[f.name], list) else values[f.name]
-                  for f in fields(cls)})
+    """``cls`` from :func:`add_dataclass_arguments`' parsed values (lists back to tuples; None, a
+    repeated option never given, leaves the field's default)."""
+    return cls(**{f.name: _as_tuple(values[f.name]) for f in fields(cls) if values[f.name] is not None})
 
 
-def _scalar(annotation: str) -> type:
-    """The option type of a field annotated ``annotation`` (``int``, ``float | None``, ``tuple[int, ...]``)."""
-    inner = annotation.removeprefix("tuple[").split(",")[0].split("|")[0].strip(" ]")
-    return {"int": int, "float": float}.get(inner, str)
+def _as_list(value):
+    return [_as_list(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list) else value
+
+
+def _without_none(hint):
+    """``T`` of ``T | None``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+
+
+def _scalar(hint, f) -> dict:
+    """argparse's ``type`` (and ``choices``, ``metavar``) for values of type ``hint`` of field ``f``."""
+    if "metavar" in f.metadata:
+        return {"type": str, "metavar": f.metadata["metavar"]}
+    if typing.get_origin(hint) is typing.Literal:
+        return {"type": type(typing.get_args(hint)[0]), "choices": list(typing.get_args(hint))}
+    return {"type": hint if hint in (int, float) else str}
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """The comment after each field of ``cls``'s source (``name: type = default  # help``)."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    found = {}
+    for line in source.splitlines():
+        match = re.match(r"\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
+        if match:
+            found[match[1]] = match[2].strip().replace("%", "%%")
+    return found
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
