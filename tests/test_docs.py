@@ -181,7 +181,7 @@ def assert_parses(commands: list[list[str]], where: str, monkeypatch, capsys) ->
         monkeypatch.setattr(sys, "argv", [module, *args])
         with pytest.raises(_Parsed):
             try:
-                runpy.run_module(module, run_name="__main__", alter_sys=False)
+                runpy.run_module(module, run_name="__main__", alter_sys=True)  # as python -m: the script is __main__
             except SystemExit as exit_:
                 pytest.fail(f"{where}: {' '.join(command)}: exit {exit_.code}: {capsys.readouterr().err[-500:]}")
 

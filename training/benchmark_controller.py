@@ -22,16 +22,17 @@ from bioprune.config import PruningConfig
 from bioprune.layer import run_layer
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.importance import token_signals
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass(frozen=True)
 class OverheadArgs:
-    model: str = str(DEFAULT_MODEL_DIR)
-    output: str = "results/controller_overhead.json"
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory (with exit heads and controller.safetensors)
+    output: str = "results/controller_overhead.json"  # results JSON
     batch: int = 16  # sequences
     tokens: int = 400  # tokens per sequence
-    repeats: int = 20
-    threads: int = 2
+    repeats: int = 20  # timed calls per measurement; the median is reported
+    threads: int = 2  # torch intra-op threads
 
 
 def _median_us(fn, repeats: int, n_tokens: int) -> float:
@@ -87,7 +88,5 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = OverheadArgs()
-    for name in ("model", "output", "batch", "tokens", "repeats", "threads"):
-        parser.add_argument(f"--{name}", type=type(getattr(d, name)), default=getattr(d, name))
-    main(OverheadArgs(**vars(parser.parse_args())))
+    add_dataclass_arguments(parser, OverheadArgs)
+    main(dataclass_from_args(OverheadArgs, vars(parser.parse_args())))

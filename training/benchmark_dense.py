@@ -27,6 +27,7 @@ from bioprune.config import DENSE
 from training.analysis.timing import cpu_model
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubtator import read_pubtator
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,6 @@ if __name__ == "__main__":
 
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = BenchmarkArgs(data="")
-    parser.add_argument("--data", required=True)
-    for name in ("output", "model", "threads", "rounds", "warmup_docs", "limit_docs"):
-        value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    res = main(BenchmarkArgs(**vars(parser.parse_args())))
+    add_dataclass_arguments(parser, BenchmarkArgs)
+    res = main(dataclass_from_args(BenchmarkArgs, vars(parser.parse_args())))
     print(json.dumps({k: v for k, v in res.items() if k.startswith("speedup")}, indent=2))

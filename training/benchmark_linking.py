@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +30,8 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
 from training.analysis.timing import TimingPlan, time_systems
-from training.analysis.common import command_line, pruning_config, write_json_atomic
+from training.analysis.common import (add_dataclass_arguments, command_line, dataclass_from_args, pruning_config,
+                                      write_json_atomic)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class LinkingBenchArgs:
     rounds: int = 5  # alternating timed rounds per batch size; medians reported
     warmup_docs: int = 32  # abstracts annotated by each system before timing
     limit_docs: int = 0  # 0: all abstracts
-    batch_sizes: tuple[int, ...] = (16,)
+    batch_sizes: tuple[int, ...] = (16,)  # sequences per forward pass, each timed
 
 
 def rss_mb() -> float:
@@ -104,18 +105,10 @@ def parse_args(argv=None) -> tuple[LinkingBenchArgs, PruningConfig]:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for f in fields(LinkingBenchArgs):
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "data":
-            parser.add_argument(flag, required=True)
-        elif f.name == "batch_sizes":
-            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
+    add_dataclass_arguments(parser, LinkingBenchArgs)
     add_config_arguments(parser)
     ns = parser.parse_args(argv)
-    values = {f.name: getattr(ns, f.name) for f in fields(LinkingBenchArgs)}
-    return LinkingBenchArgs(**{**values, "batch_sizes": tuple(ns.batch_sizes)}), pruning_config(ns)
+    return dataclass_from_args(LinkingBenchArgs, vars(ns)), pruning_config(ns)
 
 
 def main(argv=None) -> dict:

@@ -42,8 +42,9 @@ import copy
 import logging
 import sys
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm import tqdm
@@ -56,9 +57,24 @@ from bioprune.evaluation import mention_scores
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import command_line, write_json_atomic
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
 
 logger = logging.getLogger("benchmark_peers")
+
+HfAggregation = Literal["average", "first", "max", "simple"]  # the pipeline's strategies that yield entity spans
+
+
+@dataclass(frozen=True)
+class PeersBenchArgs:
+    data: str  # PubTator file with gold mentions (the BC5CDR test set)
+    output: str = "results/benchmark_peers.json"  # results JSON
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory
+    threads: int = 2  # torch and ONNX Runtime intra-op threads
+    rounds: int = 3  # alternating timed rounds per batch size; medians reported
+    limit_docs: int = 0  # abstracts timed (0: all); F1 uses all
+    batch_sizes: tuple[int, ...] = (1, 16)  # sequences per forward pass, each timed
+    spacy_model: str | None = None  # a spaCy NER pipeline (training/train_spacy_peer.py: runs/spacy-peer/model-best)
+    hf_aggregation: HfAggregation = "average"  # the HF pipeline's aggregation_strategy (average: word-level)
 
 
 class OrtEncoder:
@@ -152,7 +168,6 @@ def spacy_annotator(path: str):
 
 
 HF_PEER = "HF pipeline (transformers, fp32)"
-HF_AGGREGATIONS = ("average", "first", "max", "simple")  # the pipeline's strategies that yield entity spans
 
 
 def hf_pipeline(model_dir, aggregation: str = "average", stride: int | None = DEFAULT_OVERLAP_TOKENS):
@@ -196,21 +211,12 @@ def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="PubTator file with gold mentions (the BC5CDR test set)")
-    parser.add_argument("--output", default="results/benchmark_peers.json")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--limit-docs", type=int, default=0, help="abstracts timed (0: all); F1 uses all")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--spacy-model", help="a spaCy NER pipeline (training/train_spacy_peer.py: runs/spacy-peer/model-best)")
-    parser.add_argument("--hf-aggregation", choices=HF_AGGREGATIONS, default="average",
-                        help="the HF pipeline's aggregation_strategy (average: the engine's word-level decoding)")
-    ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
-    gold = read_pubtator(ns.data)
-    texts = [d.text for d in (gold[: ns.limit_docs] if ns.limit_docs else gold)]
-    base = PruningEngine.from_pretrained(ns.model, config=unlinked(DENSE))
+    add_dataclass_arguments(parser, PeersBenchArgs)
+    args = dataclass_from_args(PeersBenchArgs, vars(parser.parse_args(argv)))
+    torch.set_num_threads(args.threads)
+    gold = read_pubtator(args.data)
+    texts = [d.text for d in (gold[: args.limit_docs] if args.limit_docs else gold)]
+    base = PruningEngine.from_pretrained(args.model, config=unlinked(DENSE))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_files = export_onnx(base, Path(tmp))
         systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(unlinked(DEFAULT)),
@@ -218,12 +224,12 @@ def main(argv=None) -> dict:
                    "bioprune MLP default": base.with_config(unlinked(PruningConfig(controller="mlp"))),
                    "bioprune int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
                    "bioprune MLP int8": base.with_config(unlinked(PruningConfig(controller="mlp", precision="int8"))),
-                   "ORT fp32": ort_engine(base, onnx_files["fp32"], ns.threads),
-                   "ORT int8": ort_engine(base, onnx_files["int8"], ns.threads)}
+                   "ORT fp32": ort_engine(base, onnx_files["fp32"], args.threads),
+                   "ORT int8": ort_engine(base, onnx_files["int8"], args.threads)}
         annotators = {n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()}
-        annotators[HF_PEER] = hf_annotator(hf_pipeline(base.source_dir, ns.hf_aggregation, base.overlap_tokens))
-        if ns.spacy_model:
-            annotators[SPACY_PEER] = spacy_annotator(ns.spacy_model)
+        annotators[HF_PEER] = hf_annotator(hf_pipeline(base.source_dir, args.hf_aggregation, base.overlap_tokens))
+        if args.spacy_model:
+            annotators[SPACY_PEER] = spacy_annotator(args.spacy_model)
         documents = [d.to_document() for d in gold]
         keys = {name: entity_keys(documents, annotate(documents, 16)) for name, annotate in
                 tqdm(annotators.items(), desc="F1", unit="system")}
@@ -231,16 +237,16 @@ def main(argv=None) -> dict:
         accuracy = {name: {"f1": {t: v["f1"] for t, v in mention_scores(gold_keys, k).items()},
                            "agreement_with_dense_fp32": mention_scores(keys[next(iter(systems))], k)["micro"]["f1"]}
                     for name, k in keys.items()}
-        plan = TimingPlan(rounds=ns.rounds, batch_sizes=tuple(ns.batch_sizes))
+        plan = TimingPlan(rounds=args.rounds, batch_sizes=args.batch_sizes)
         with tqdm(total=len(plan.batch_sizes) * plan.rounds * len(annotators), desc="timing", unit="run") as bar:
             timing = time_systems({n: (lambda t, bs, a=a: a(t, bs)) for n, a in annotators.items()},
                                   texts, plan, on_run=lambda: bar.update(1))
     baseline = next(iter(systems))
-    result = {"command": command_line("-m training.benchmark_peers", argv), "threads": ns.threads, "cpu": cpu_model(),
+    result = {"command": command_line("-m training.benchmark_peers", argv), "threads": args.threads, "cpu": cpu_model(),
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
               "onnxruntime": __import__("onnxruntime").__version__,
               "transformers": __import__("transformers").__version__,
-              "hf_pipeline": {"system": HF_PEER, "aggregation_strategy": ns.hf_aggregation,
+              "hf_pipeline": {"system": HF_PEER, "aggregation_strategy": args.hf_aggregation,
                               "stride": base.overlap_tokens},
               "bioprune_postprocess": list(base.postprocess.passes), "bioprune_decoding": asdict(base.postprocess.decoding),
               "systems": {}}
@@ -252,7 +258,7 @@ def main(argv=None) -> dict:
             entry["batch"][bs] = {"abstracts_per_s": s["abstracts_per_s"], "ms_per_abstract": s["ms_per_abstract"],
                                   "speedup_vs_dense_fp32": speedup}
         result["systems"][name] = entry
-    write_json_atomic(ns.output, result)
+    write_json_atomic(args.output, result)
     return result
 
 

@@ -28,7 +28,7 @@ from bioprune.evaluation import pruning_summary
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from bioprune.options import add_config_arguments
-from training.analysis.common import pruning_config
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, pruning_config
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class PruningBenchArgs:
     rounds: int = 3  # alternating timed rounds per batch size; medians reported
     warmup_docs: int = 32  # abstracts annotated by each system before timing
     limit_docs: int = 0  # 0: all abstracts
-    batch_sizes: tuple[int, ...] = (1, 16)
+    batch_sizes: tuple[int, ...] = (1, 16)  # sequences per forward pass, each timed
 
 
 def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
@@ -67,17 +67,11 @@ def main(argv=None) -> dict:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = PruningBenchArgs(data="")
-    parser.add_argument("--data", required=True)
-    for name in ("output", "model", "threads", "rounds", "warmup_docs", "limit_docs"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
+    add_dataclass_arguments(parser, PruningBenchArgs)
     add_config_arguments(parser, controllers=("rule", "mlp", "none"))  # none: dense at --precision vs dense fp32
     ns = parser.parse_args(argv)
-    config = pruning_config(ns)
-    args = PruningBenchArgs(data=ns.data, output=ns.output, model=ns.model, threads=ns.threads, rounds=ns.rounds,
-                            warmup_docs=ns.warmup_docs, limit_docs=ns.limit_docs, batch_sizes=tuple(ns.batch_sizes))
-    res = run(args, config)
+    args = dataclass_from_args(PruningBenchArgs, vars(ns))
+    res = run(args, pruning_config(ns))
     res["command"] = "python -m training.benchmark_pruning " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(res, indent=2))

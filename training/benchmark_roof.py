@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from bioprune.engine import PruningEngine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import resolve_precision
 from training.analysis.timing import cpu_model
-from training.analysis.common import command_line, write_json_atomic
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
 ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
@@ -42,6 +42,17 @@ ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the sam
 OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_linear_pointwise", "onednn"),
             "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "softmax"),
             "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
+
+
+@dataclass(frozen=True)
+class RoofArgs:
+    bench: str = "results/benchmark_pruning_mlp_bf16.json"  # a benchmark_pruning.py result: dense fp32 vs pruned
+    dense_bench: str = "results/benchmark_precision.json"  # the same, --controller none (dense at another precision)
+    data: str | None = None  # PubTator file: where a dense forward's time goes, by op (skipped without)
+    limit_docs: int = 64  # abstracts of --data profiled
+    output: str = "results/benchmark_roof.json"  # results JSON
+    threads: int = 2  # torch intra-op threads
+    repeats: int = 50  # timed calls per measurement; the fastest is reported
 
 
 def fastest_s(run, repeats: int) -> float:
@@ -118,26 +129,17 @@ def achieved(bench: dict, system: str, batch: str, flops_per_abstract: float) ->
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench", default="results/benchmark_pruning_mlp_bf16.json",
-                        help="a training/benchmark_pruning.py result (dense fp32 vs a pruned setting)")
-    parser.add_argument("--dense-bench", default="results/benchmark_precision.json",
-                        help="a training/benchmark_pruning.py --controller none result (dense at another precision)"
-                             " on the same abstracts")
-    parser.add_argument("--data", help="PubTator file: where a dense forward's time goes, by op (skipped without)")
-    parser.add_argument("--limit-docs", type=int, default=64, help="abstracts of --data profiled")
-    parser.add_argument("--output", default="results/benchmark_roof.json")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=50)
-    ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
-    roof = {"fp32": matmul_flops_per_s(torch.float32, ns.repeats),
-            "bf16": matmul_flops_per_s(torch.bfloat16, ns.repeats)}
-    attention = {"fp32": attention_flops_per_s(torch.float32, ns.repeats),
-                 "bf16": attention_flops_per_s(torch.bfloat16, ns.repeats)}
-    bench = json.loads(Path(ns.bench).read_text())
-    dense_bench = json.loads(Path(ns.dense_bench).read_text())
+    add_dataclass_arguments(parser, RoofArgs)
+    args = dataclass_from_args(RoofArgs, vars(parser.parse_args(argv)))
+    torch.set_num_threads(args.threads)
+    roof = {"fp32": matmul_flops_per_s(torch.float32, args.repeats),
+            "bf16": matmul_flops_per_s(torch.bfloat16, args.repeats)}
+    attention = {"fp32": attention_flops_per_s(torch.float32, args.repeats),
+                 "bf16": attention_flops_per_s(torch.bfloat16, args.repeats)}
+    bench = json.loads(Path(args.bench).read_text())
+    dense_bench = json.loads(Path(args.dense_bench).read_text())
     if dense_bench["n_abstracts"] != bench["n_abstracts"]:
-        raise SystemExit(f"{ns.dense_bench} timed {dense_bench['n_abstracts']} abstracts, {ns.bench} "
+        raise SystemExit(f"{args.dense_bench} timed {dense_bench['n_abstracts']} abstracts, {args.bench} "
                          f"{bench['n_abstracts']}: run both on the same --limit-docs")
     dense_flops = bench["pruning"]["dense_flops"] / bench["n_abstracts"]  # per abstract, the same at any precision
     pruned_precision = resolve_precision(bench["config"].get("precision", "fp32"), "cpu")  # what it ran in here
@@ -153,18 +155,18 @@ def main(argv=None) -> dict:
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
                                                    "roof_gflops_per_s": roof[precision] / 1e9,
                                                    "fraction_of_roof": flops / roof[precision]}
-    result = {"command": command_line("-m training.benchmark_roof", argv), "threads": ns.threads, "cpu": cpu_model(),
+    result = {"command": command_line("-m training.benchmark_roof", argv), "threads": args.threads, "cpu": cpu_model(),
               "matmul_shape": SHAPE, "roof_gflops_per_s": {k: v / 1e9 for k, v in roof.items()},
               "attention_shape": ATTENTION_SHAPE,
               "attention_gflops_per_s": {k: v / 1e9 for k, v in attention.items()},
-              "bench": ns.bench, "dense_bench": ns.dense_bench, "systems": systems}
-    if ns.data:
-        texts = [d.text for d in read_pubtator(ns.data)[: ns.limit_docs]]
+              "bench": args.bench, "dense_bench": args.dense_bench, "systems": systems}
+    if args.data:
+        texts = [d.text for d in read_pubtator(args.data)[: args.limit_docs]]
         engine = PruningEngine.from_pretrained(config=replace(DENSE, link=False))
         result["dense_time_shares"] = {p: forward_time_shares(engine.with_config(replace(engine.config, precision=p)),
                                                               texts, batch_size=16) for p in ("fp32", "bf16")}
         result["dense_time_shares_docs"] = len(texts)
-    write_json_atomic(ns.output, result)
+    write_json_atomic(args.output, result)
     return result
 
 

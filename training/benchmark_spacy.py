@@ -32,6 +32,7 @@ from spacy.util import minibatch
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.io.pubtator import read_pubtator
 import bioprune.spacy  # registers bioprune_ner even when the package is not installed
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,8 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore", bioprune.spacy.AlignmentWarning)  # counted in skipped_entities instead
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = SpacyBenchArgs(data="")
-    parser.add_argument("--data", required=True)
-    for name in ("output", "model", "controller", "threads", "rounds", "warmup_docs", "limit_docs"):
-        value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(defaults.batch_sizes))
-    ns = vars(parser.parse_args())
-    ns["batch_sizes"] = tuple(ns["batch_sizes"])
-    res = main(SpacyBenchArgs(**ns))
+    add_dataclass_arguments(parser, SpacyBenchArgs)
+    res = main(dataclass_from_args(SpacyBenchArgs, vars(parser.parse_args())))
     print(json.dumps({bs: {k: v[k] if not isinstance(v[k], dict) else v[k]["docs_per_s"] for k in
                            ("spacy_pipe", "engine", "overhead_ratio", "component_share_of_engine_time")}
                       for bs, v in res["batch"].items()}, indent=2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import spacy
@@ -21,8 +22,16 @@ from spacy.util import filter_spans
 
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import ENTITY_TYPES
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 TRAINING_FILES = ("CDR_TrainingSet.PubTator.txt", "CDR_DevelopmentSet.PubTator.txt")
+
+
+@dataclass(frozen=True)
+class SpacyPeerArgs:
+    data: str  # the bc5cdr/ folder
+    output: str = "runs/spacy-peer"  # spaCy's training folder (the pipeline: model-best)
+    max_epochs: int = 20  # spaCy's training.max_epochs
 
 
 def to_docs(nlp, documents) -> list:
@@ -39,14 +48,12 @@ def to_docs(nlp, documents) -> list:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="the bc5cdr/ folder")
-    parser.add_argument("--output", default="runs/spacy-peer")
-    parser.add_argument("--max-epochs", type=int, default=20)
-    ns = parser.parse_args(argv)
-    out = Path(ns.output)
+    add_dataclass_arguments(parser, SpacyPeerArgs)
+    args = dataclass_from_args(SpacyPeerArgs, vars(parser.parse_args(argv)))
+    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     nlp = spacy.blank("en")
-    documents = [d for name in TRAINING_FILES for d in read_pubtator(Path(ns.data) / name)]
+    documents = [d for name in TRAINING_FILES for d in read_pubtator(Path(args.data) / name)]
     docs = to_docs(nlp, documents)
     cut = int(0.9 * len(docs))
     DocBin(docs=docs[:cut]).to_disk(out / "train.spacy")
@@ -55,7 +62,7 @@ def main(argv=None) -> None:
                     "--pipeline", "ner", "--optimize", "efficiency", "--force"], check=True)
     subprocess.run([sys.executable, "-m", "spacy", "train", str(out / "config.cfg"), "--output", str(out),
                     "--paths.train", str(out / "train.spacy"), "--paths.dev", str(out / "dev.spacy"),
-                    "--training.max_epochs", str(ns.max_epochs), "--training.max_steps", "0",
+                    "--training.max_epochs", str(args.max_epochs), "--training.max_steps", "0",
                     "--nlp.batch_size", "64"], check=True)
 
 
