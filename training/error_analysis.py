@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -22,10 +23,22 @@ from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors,
                                      still_pruned)
 from bioprune.evaluation import mention_scores, pruning_summary
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import (TEST_SET, add_pruning_args, annotate_pair, command_line, config_dict,
-                                      gold_spans, predicted_spans, pruning_config, write_json_atomic)
+from training.analysis.common import (TEST_SET, add_dataclass_arguments, add_pruning_args, annotate_pair,
+                                      command_line, config_dict, dataclass_from_args, gold_spans, predicted_spans,
+                                      pruning_config, write_json_atomic)
 
 logger = logging.getLogger("error_analysis")
+
+
+@dataclass(frozen=True)
+class ErrorAnalysisArgs:
+    gold: str = str(TEST_SET)  # PubTator file with gold mentions (the BC5CDR test set)
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory
+    output: str = "results/error_analysis.json"  # results JSON
+    limit_docs: int = 0  # 0: every document
+    batch_size: int = 16  # windows per forward pass
+    threads: int = 2  # torch intra-op threads
+    examples_per_cause: int = 3  # short examples kept of each cause
 
 
 def _keys(spans: dict) -> list[tuple[str, int, int, str]]:
@@ -57,25 +70,20 @@ def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", default=str(TEST_SET))
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--output", default="results/error_analysis.json")
-    parser.add_argument("--limit-docs", type=int, default=0, help="0: every document")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--examples-per-cause", type=int, default=3)
+    add_dataclass_arguments(parser, ErrorAnalysisArgs)
     add_pruning_args(parser)
     ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
+    args = dataclass_from_args(ErrorAnalysisArgs, vars(ns))
+    torch.set_num_threads(args.threads)
     config = pruning_config(ns)
-    docs = read_pubtator(ns.gold)
-    docs = docs[: ns.limit_docs] if ns.limit_docs else docs
-    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
-    dense, pruned = annotate_pair(engine, config, docs, ns.batch_size)
-    result = {"command": command_line("-m training.error_analysis", argv), "gold": ns.gold, "model": ns.model,
+    docs = read_pubtator(args.gold)
+    docs = docs[: args.limit_docs] if args.limit_docs else docs
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
+    dense, pruned = annotate_pair(engine, config, docs, args.batch_size)
+    result = {"command": command_line("-m training.error_analysis", argv), "gold": args.gold, "model": args.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
-              **analyse(docs, dense, pruned, ns.examples_per_cause)}
-    write_json_atomic(ns.output, result)
+              **analyse(docs, dense, pruned, args.examples_per_cause)}
+    write_json_atomic(args.output, result)
     a = result["attribution"]
     logger.info("errors dense %d, pruned %d, added by pruning %d (%s)", sum(result["errors"]["dense"].values()),
                 sum(result["errors"]["pruned"].values()), a["total"],

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm import tqdm
@@ -35,7 +36,8 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, time_systems
-from training.analysis.common import TEST_SET, command_line, config_dict, write_json_atomic
+from training.analysis.common import (TEST_SET, add_dataclass_arguments, command_line, config_dict,
+                                      dataclass_from_args, write_json_atomic)
 from training.analysis.suite import (DEFAULT_LAMBDAS, DEFAULT_LAYER_SETS, DEFAULT_MIN_KEEP_RATIOS, GROUPS,
                                      MLP_FAMILIES, SuiteRow, suite_rows, timed_groups)
 from training.sweep_pruning import row as sweep_row
@@ -48,11 +50,11 @@ class SuiteArgs:
     gold: str = str(TEST_SET)  # PubTator file scored (the BC5CDR test set)
     output: str = "results/eval_suite.json"  # results JSON, rewritten after every row
     model: str = str(DEFAULT_MODEL_DIR)  # model directory (exit heads; controller.safetensors for mlp rows)
-    groups: tuple[str, ...] = GROUPS  # which groups of rows to run
-    timing: tuple[str, ...] | None = None  # groups whose rows are timed (None: none; (): all selected)
-    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
-    min_keep_ratios: tuple[float, ...] = DEFAULT_MIN_KEEP_RATIOS
-    layer_sets: tuple[tuple[int, ...], ...] = DEFAULT_LAYER_SETS
+    groups: tuple[Literal[GROUPS], ...] = GROUPS  # which groups of rows to run
+    timing: tuple[Literal[GROUPS], ...] | None = None  # time the rows of these groups (bare --timing: every selected group)
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS  # λ values of the pareto and controllers curves
+    min_keep_ratios: tuple[float, ...] = DEFAULT_MIN_KEEP_RATIOS  # min_keep_ratio values of the ablation
+    prune_layers: tuple[tuple[int, ...], ...] = DEFAULT_LAYER_SETS  # ablation layer sets, one per flag (repeat it)
     limit_docs: int = 0  # 0: every document of --gold (smoke runs: a few)
     timing_docs: int = 100  # abstracts timed (the first ones of the scored documents)
     rounds: int = 3  # alternating timed rounds per batch size (medians reported)
@@ -60,7 +62,7 @@ class SuiteArgs:
     batch_sizes: tuple[int, ...] = (1, 16)  # timed batch sizes
     eval_batch_size: int = 16  # windows per forward pass when scoring
     threads: int = 2  # torch intra-op threads
-    resume: bool = False  # keep finished rows of an earlier run of --output
+    resume: bool = False  # keep the finished rows of an earlier run of --output
 
 
 def score_row(row: SuiteRow, scores: dict, dense: dict) -> dict:
@@ -104,7 +106,7 @@ def run(args: SuiteArgs, command: str) -> dict:
     with_mlp = "mlp" in engine.controllers
     if "pareto" in args.groups and not with_mlp:
         logger.warning("no controller.safetensors in %s: skipping the rows of %s", args.model, ", ".join(MLP_FAMILIES))
-    rows = suite_rows(args.groups, args.lambdas, with_mlp, args.min_keep_ratios, args.layer_sets)
+    rows = suite_rows(args.groups, args.lambdas, with_mlp, args.min_keep_ratios, args.prune_layers)
     timed = timed_groups(args.timing, args.groups)
     texts = [d.text for d in docs[: args.timing_docs]]
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)
@@ -149,37 +151,11 @@ def run(args: SuiteArgs, command: str) -> dict:
     return result
 
 
-def parse_args(argv=None) -> SuiteArgs:
-    d = SuiteArgs()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", default=d.gold)
-    parser.add_argument("--output", default=d.output)
-    parser.add_argument("--model", default=d.model)
-    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(d.groups))
-    parser.add_argument("--timing", nargs="*", choices=GROUPS, default=None,
-                        help="time the rows of these groups (bare --timing: every selected group)")
-    parser.add_argument("--lambdas", type=float, nargs="+", default=list(d.lambdas))
-    parser.add_argument("--min-keep-ratios", type=float, nargs="+", default=list(d.min_keep_ratios))
-    parser.add_argument("--prune-layers", type=int, nargs="+", action="append", dest="layer_sets",
-                        help="one layer set per flag (repeat it); default: " +
-                             " ".join(f"--prune-layers {' '.join(map(str, ls))}" for ls in d.layer_sets))
-    for name in ("limit_docs", "timing_docs", "rounds", "warmup_docs", "eval_batch_size", "threads"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(d.batch_sizes))
-    parser.add_argument("--resume", action="store_true", help="keep the finished rows of an earlier run of --output")
-    ns = parser.parse_args(argv)
-    return SuiteArgs(gold=ns.gold, output=ns.output, model=ns.model, groups=tuple(ns.groups),
-                     timing=None if ns.timing is None else tuple(ns.timing), lambdas=tuple(ns.lambdas),
-                     min_keep_ratios=tuple(ns.min_keep_ratios),
-                     layer_sets=tuple(tuple(ls) for ls in ns.layer_sets) if ns.layer_sets else d.layer_sets,
-                     limit_docs=ns.limit_docs, timing_docs=ns.timing_docs, rounds=ns.rounds,
-                     warmup_docs=ns.warmup_docs, batch_sizes=tuple(ns.batch_sizes),
-                     eval_batch_size=ns.eval_batch_size, threads=ns.threads, resume=ns.resume)
-
-
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_dataclass_arguments(parser, SuiteArgs)
+    args = dataclass_from_args(SuiteArgs, vars(parser.parse_args(argv)))
     return run(args, command_line("-m training.eval_suite", argv))
 
 

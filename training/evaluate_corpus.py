@@ -21,7 +21,7 @@ import logging
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from bioprune.config import DENSE
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
@@ -29,10 +29,23 @@ from bioprune.errors import InputError
 from bioprune.evaluation import annotate_with_progress, annotation_spans, mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
-from training.analysis.common import command_line, pruning_config, write_json_atomic
+from training.analysis.common import (add_dataclass_arguments, command_line, dataclass_from_args, pruning_config,
+                                      write_json_atomic)
 from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
 
 logger = logging.getLogger("evaluate_corpus")
+
+
+@dataclass(frozen=True)
+class CorpusArgs:
+    gold: str  # PubTator file of a corpus registered in training/corpora.py
+    model: str = str(DEFAULT_MODEL_DIR)  # model folder (default: the shipped model)
+    exclude: tuple[str, ...] = ()  # PubTator files whose PMIDs are not scored
+    reference_dense: bool = False  # also run the dense fp32 model and report agreement with it
+    batch_size: int = 16  # windows per forward pass
+    threads: int = 2  # torch intra-op threads
+    output: str | None = None  # results JSON to write
+
 
 def overlaps(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
     """Whether [start, end) shares a character with any of ``spans``."""
@@ -64,43 +77,37 @@ def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", required=True, help="PubTator file of a corpus registered in training/corpora.py")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: the shipped model)")
-    parser.add_argument("--exclude", nargs="*", default=[], help="PubTator files whose PMIDs are not scored")
-    parser.add_argument("--reference-dense", action="store_true",
-                        help="also run the dense fp32 model and report agreement with it")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", help="results JSON to write")
+    add_dataclass_arguments(parser, CorpusArgs)
     add_config_arguments(parser, without=("link",))  # entities only: the corpus IDs are not scored
     ns = parser.parse_args(argv)
+    args = dataclass_from_args(CorpusArgs, vars(ns))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
-    torch.set_num_threads(ns.threads)
+    torch.set_num_threads(args.threads)
     try:
-        corpus = corpus_for_file(ns.gold)
-        excluded = {d.pmid for path in ns.exclude for d in read_pubtator(path)}
-        all_docs = read_pubtator(ns.gold)
+        corpus = corpus_for_file(args.gold)
+        excluded = {d.pmid for path in args.exclude for d in read_pubtator(path)}
+        all_docs = read_pubtator(args.gold)
         docs = [d for d in all_docs if d.pmid not in excluded]
         config = replace(pruning_config(ns), link=False)  # no linker needed
     except (InputError, ValueError) as err:
         parser.exit(2, f"evaluate_corpus: {err}\n")
     types, gold, other = corpus_gold(docs, corpus)
-    engine = PruningEngine.from_pretrained(ns.model, config=config)
-    pred = annotation_spans(annotate_with_progress(engine, [d.to_document() for d in docs], ns.batch_size, True, "corpus"))
+    engine = PruningEngine.from_pretrained(args.model, config=config)
+    pred = annotation_spans(annotate_with_progress(engine, [d.to_document() for d in docs], args.batch_size, True, "corpus"))
     counts = {d.pmid: len(other[d.pmid]) for d in docs}
     threshold = statistics.median(counts.values()) if counts else 0
     rich = {d for d, n in counts.items() if n >= threshold and n > 0}
     subset = lambda spans: {d: v for d, v in spans.items() if d in rich}  # noqa: E731
-    result = {"command": command_line("-m training.evaluate_corpus", argv), "model": ns.model,
-              "gold": ns.gold, "corpus": corpus.name, "config": str(config), "scored_types": types,
+    result = {"command": command_line("-m training.evaluate_corpus", argv), "model": args.model,
+              "gold": args.gold, "corpus": corpus.name, "config": str(config), "scored_types": types,
               "n_documents": len(docs), "n_excluded": len(all_docs) - len(docs),
               "all": corpus_scores(gold, pred, other, types),
               "gene_rich": {"min_other_entity_mentions": threshold, "n_documents": len(rich),
                             **corpus_scores(subset(gold), subset(pred), subset(other), types)}}
-    if ns.reference_dense:
-        dense = PruningEngine.from_pretrained(ns.model, config=replace(DENSE, link=False))
-        ref = annotation_spans(annotate_with_progress(dense, [d.to_document() for d in docs], ns.batch_size, True, "dense"))
+    if args.reference_dense:
+        dense = PruningEngine.from_pretrained(args.model, config=replace(DENSE, link=False))
+        ref = annotation_spans(annotate_with_progress(dense, [d.to_document() for d in docs], args.batch_size, True, "dense"))
         result["agreement"] = mention_scores(span_keys(ref), span_keys(pred))
     for part in ("all", "gene_rich"):
         m = result[part]
@@ -108,8 +115,8 @@ def main(argv=None) -> dict:
                     part, m["micro"]["f1"], m.get("Chemical", {}).get("precision", float("nan")),
                     m.get("Chemical", {}).get("recall", float("nan")), m["chemical_on_other_entity"]["n"],
                     m["chemical_on_other_entity"]["n_pred_chemical"], 100 * m["chemical_on_other_entity"]["share"])
-    if ns.output:
-        write_json_atomic(ns.output, result)
+    if args.output:
+        write_json_atomic(args.output, result)
     return result
 
 

@@ -36,20 +36,32 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from bioprune.evaluation import Span, concepts, gold_concepts, linking_scores, mention_scores
 from bioprune.io.pubtator import PubTatorDocument, read_pubtator
 from bioprune.linking import (DEFAULT_INDEX_DIR, Link, LinkerSettings, NameRow, build_index, link_document,
                               read_names)
 from bioprune.types import ENTITY_TYPES
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 from training.build_linker_index import MESH_TERMS, open_table
 
 
 SPLITS = {"dev": "bc5cdr/CDR_DevelopmentSet.PubTator.txt", "test": "bc5cdr/CDR_TestSet.PubTator.txt"}
 SWITCHES = {"expand_abbreviations": (True, False), "split_composites": (True, False), "head_score": (0.8, 0.0)}
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
+
+
+@dataclass(frozen=True)
+class LinkingEvalArgs:
+    split: Literal[tuple(SPLITS)]  # BC5CDR split scored
+    predicted: str  # cache of the model's predicted mentions (JSONL)
+    output: str  # results JSON
+    data: str = "../shared/data"  # the shared data folder (bc5cdr/, vocab/)
+    index: str = str(DEFAULT_INDEX_DIR)  # index folder (build_linker_index)
+    choose: bool = False  # sweep settings on this split (dev only)
 
 
 def predicted_spans(path: Path, docs: Sequence[PubTatorDocument]) -> dict[str, list[Span]]:
@@ -156,13 +168,8 @@ def choose(index, docs, predicted, base: LinkerSettings) -> tuple[LinkerSettings
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="../shared/data")
-    parser.add_argument("--split", choices=sorted(SPLITS), required=True)
-    parser.add_argument("--index", default=str(DEFAULT_INDEX_DIR), help="index folder (build_linker_index)")
-    parser.add_argument("--predicted", required=True, help="cache of the model's predicted mentions (JSONL)")
-    parser.add_argument("--choose", action="store_true", help="sweep settings on this split (dev only)")
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, LinkingEvalArgs)
+    args = dataclass_from_args(LinkingEvalArgs, vars(parser.parse_args(argv)))
     if args.choose and args.split != "dev":
         parser.error("--choose is for the development set only")
     docs = read_pubtator(Path(args.data) / SPLITS[args.split])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 
 import torch
 
@@ -24,11 +25,23 @@ from training.analysis.fairness import (compare_groups, is_abbreviation, mention
                                records, standard_groupings, word_count)
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import (TEST_SET, TRAINING_SETS, add_pruning_args, annotate_pair,
-                                      command_line, config_dict, gold_spans, predicted_spans, pruning_config,
-                                      write_json_atomic)
+from training.analysis.common import (TEST_SET, TRAINING_SETS, add_dataclass_arguments, add_pruning_args,
+                                      annotate_pair, command_line, config_dict, dataclass_from_args, gold_spans,
+                                      predicted_spans, pruning_config, write_json_atomic)
 
 logger = logging.getLogger("fairness_analysis")
+
+
+@dataclass(frozen=True)
+class FairnessArgs:
+    gold: str = str(TEST_SET)  # PubTator file with gold mentions (the BC5CDR test set)
+    training: tuple[str, ...] = tuple(map(str, TRAINING_SETS))  # PubTator files whose gold mentions count as seen
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory
+    output: str = "results/fairness.json"  # results JSON
+    limit_docs: int = 0  # 0: every document
+    batch_size: int = 16  # windows per forward pass
+    threads: int = 2  # torch intra-op threads
+
 
 DEFINITIONS = {
     "entity_type": "the mention's type (precision and recall both per type: the usual per-type score)",
@@ -71,28 +84,22 @@ def training_vocabulary(paths) -> frozenset[str]:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", default=str(TEST_SET))
-    parser.add_argument("--training", nargs="+", default=[str(p) for p in TRAINING_SETS],
-                        help="PubTator files whose gold mention strings count as seen")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--output", default="results/fairness.json")
-    parser.add_argument("--limit-docs", type=int, default=0, help="0: every document")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
+    add_dataclass_arguments(parser, FairnessArgs)
     add_pruning_args(parser)
     ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
+    args = dataclass_from_args(FairnessArgs, vars(ns))
+    torch.set_num_threads(args.threads)
     config = pruning_config(ns)
-    vocabulary = training_vocabulary(ns.training)
-    docs = read_pubtator(ns.gold)
-    docs = docs[: ns.limit_docs] if ns.limit_docs else docs
-    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
-    dense, pruned = annotate_pair(engine, config, docs, ns.batch_size)
-    result = {"command": command_line("-m training.fairness_analysis", argv), "gold": ns.gold,
-              "training": ns.training, "training_vocabulary_size": len(vocabulary), "model": ns.model,
+    vocabulary = training_vocabulary(args.training)
+    docs = read_pubtator(args.gold)
+    docs = docs[: args.limit_docs] if args.limit_docs else docs
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
+    dense, pruned = annotate_pair(engine, config, docs, args.batch_size)
+    result = {"command": command_line("-m training.fairness_analysis", argv), "gold": args.gold,
+              "training": args.training, "training_vocabulary_size": len(vocabulary), "model": args.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
               "definitions": DEFINITIONS, **analyse(docs, dense, pruned, vocabulary)}
-    write_json_atomic(ns.output, result)
+    write_json_atomic(args.output, result)
     for name, groups in result["groups"].items():
         logger.info("%s: %s", name, "; ".join(f"{g} n={v['n_gold']} F1 drop {v['drop_points']['f1']:.2f}"
                                               for g, v in groups.items()))

@@ -16,16 +16,31 @@ import argparse
 import logging
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from bioprune.config import DEFAULT
 from bioprune.controllers import CONTROLLER_FILE
 from bioprune.precision import PRECISIONS
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training import sweep_pruning
-from training.analysis.common import MEDLINE_SLICE, command_line, json_safe, write_json_atomic
+from training.analysis.common import (MEDLINE_SLICE, add_dataclass_arguments, command_line, dataclass_from_args,
+                                      json_safe, write_json_atomic)
 
 logger = logging.getLogger("fidelity_medline")
+
+
+@dataclass(frozen=True)
+class MedlineFidelityArgs:
+    unlabelled: str = str(MEDLINE_SLICE)  # PubMed XML (the MEDLINE slice)
+    half: Literal["first", "second", "all"] = "second"  # second: the held-out half; first: where settings are chosen
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory (controller.safetensors beside it for the mlp rows)
+    output: str = "results/fidelity_medline.json"  # results JSON
+    lambdas: tuple[float, ...] = ()  # default: each controller's operating point (its λ and pruning layers)
+    limit_docs: int = 0  # 0: every document of the half
+    threads: int = 2  # torch intra-op threads
+    precision: Literal[PRECISIONS] = DEFAULT.precision  # precision of every row (the reference is dense fp32)
 
 
 def controllers_available(model: str | Path) -> list[str]:
@@ -36,31 +51,22 @@ def controllers_available(model: str | Path) -> list[str]:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--unlabelled", default=str(MEDLINE_SLICE), help="PubMed XML (the MEDLINE slice)")
-    parser.add_argument("--half", choices=["first", "second", "all"], default="second",
-                        help="second: the held-out half (the default); first: the half settings are chosen on")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--output", default="results/fidelity_medline.json")
-    parser.add_argument("--lambdas", type=float, nargs="+",
-                        help="default: each controller's operating point (its λ and pruning layers)")
-    parser.add_argument("--limit-docs", type=int, default=0, help="0: every document of the half")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT.precision,
-                        help="precision of every row (the reference is dense fp32)")
-    ns = parser.parse_args(argv)
-    controllers = controllers_available(ns.model)
+    add_dataclass_arguments(parser, MedlineFidelityArgs)
+    args = dataclass_from_args(MedlineFidelityArgs, vars(parser.parse_args(argv)))
+    controllers = controllers_available(args.model)
     if "mlp" not in controllers:
-        logger.warning("no %s in %s: fidelity of the rule controller only", CONTROLLER_FILE, ns.model)
-    result = {"command": command_line("-m training.fidelity_medline", argv), "model": ns.model,
-              "unlabelled": ns.unlabelled, "half": ns.half, "controllers": {}}
+        logger.warning("no %s in %s: fidelity of the rule controller only", CONTROLLER_FILE, args.model)
+    result = {"command": command_line("-m training.fidelity_medline", argv), "model": args.model,
+              "unlabelled": args.unlabelled, "half": args.half, "controllers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for controller in controllers:
-            sweep = sweep_pruning.main(["--model", ns.model, "--unlabelled", ns.unlabelled, "--half", ns.half,
+            sweep = sweep_pruning.main(["--model", args.model, "--unlabelled", args.unlabelled, "--half", args.half,
                                         "--controller", controller,
-                                        *(["--lambdas", *map(str, ns.lambdas)] if ns.lambdas else []),
+                                        *(["--lambdas", *map(str, args.lambdas)] if args.lambdas else []),
                                         "--recovery", "off" if controller == "none" else "both",
-                                        "--set", f"precision={ns.precision}", "--limit-docs", str(ns.limit_docs),
-                                        "--threads", str(ns.threads), "--output", str(Path(tmp) / f"{controller}.json")])
+                                        "--set", f"precision={args.precision}", "--limit-docs", str(args.limit_docs),
+                                        "--threads", str(args.threads),
+                                        "--output", str(Path(tmp) / f"{controller}.json")])
             result["reference"] = sweep["gold"]
             result["n_documents"] = sweep["n_documents"]
             result["controllers"][controller] = sweep["rows"]
@@ -68,7 +74,7 @@ def main(argv=None) -> dict:
                 logger.info("%s λ=%s recovery %s: agreement F1 %.4f, FLOPs saved %.1f%%", controller,
                             r["config"]["aggressiveness"], r["config"]["recovery"], r["f1"]["micro"],
                             100 * r["flops_saved_ratio"])
-    write_json_atomic(ns.output, json_safe(result))
+    write_json_atomic(args.output, json_safe(result))
     return result
 
 

@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 from dataclasses import asdict, dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,7 +33,8 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores, span_keys
 from bioprune.labels import decode_entities
-from training.analysis.common import MEDLINE_SLICE, command_line, medline_halves, write_json_atomic
+from training.analysis.common import (MEDLINE_SLICE, add_dataclass_arguments, command_line, dataclass_from_args,
+                                      medline_halves, write_json_atomic)
 
 logger = logging.getLogger("fidelity_tokens")
 
@@ -50,6 +52,18 @@ SETTINGS: tuple[tuple[str, PruningConfig], ...] = (
                                                              frozen_context=True, **_FP32)),
 )
 UNSURE_PROB = 0.9  # a dense label below this top probability counts as one the dense model was unsure of
+
+
+@dataclass(frozen=True)
+class TokenFidelityArgs:
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory (controller.safetensors beside it for the MLP rows)
+    unlabelled: str = str(MEDLINE_SLICE)  # PubMed XML (the MEDLINE slice)
+    half: Literal["first", "second"] = "first"  # MEDLINE half (the second is held out for the fidelity report)
+    limit_docs: int = 0  # 0: every abstract of the half
+    target_agreement: float = 0.97  # agreement the recovery bounds must reach
+    batch_size: int = 16  # windows per forward pass
+    threads: int = 2  # torch intra-op threads
+    output: str = "results/fidelity_tokens.json"  # results JSON
 
 
 @dataclass(frozen=True)
@@ -144,39 +158,32 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--unlabelled", default=str(MEDLINE_SLICE), help="PubMed XML (the MEDLINE slice)")
-    parser.add_argument("--half", choices=["first", "second"], default="first")
-    parser.add_argument("--limit-docs", type=int, default=0, help="0: every abstract of the half")
-    parser.add_argument("--target-agreement", type=float, default=0.97)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default="results/fidelity_tokens.json")
-    ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
-    first, second = medline_halves(ns.unlabelled)
-    docs = first if ns.half == "first" else second
-    texts = [d.text for d in (docs[: ns.limit_docs] if ns.limit_docs else docs)]
-    engine = PruningEngine.from_pretrained(ns.model, config=replace(DENSE, link=False))
+    add_dataclass_arguments(parser, TokenFidelityArgs)
+    args = dataclass_from_args(TokenFidelityArgs, vars(parser.parse_args(argv)))
+    torch.set_num_threads(args.threads)
+    first, second = medline_halves(args.unlabelled)
+    docs = first if args.half == "first" else second
+    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    engine = PruningEngine.from_pretrained(args.model, config=replace(DENSE, link=False))
     encoded = engine.encode(texts)
-    reference = run_setting(engine, texts, encoded, ns.batch_size)
+    reference = run_setting(engine, texts, encoded, args.batch_size)
     rows = []
     for name, config in tqdm(SETTINGS, desc="settings", unit="setting"):
         try:
-            outputs = run_setting(engine.with_config(replace(config, link=False)), texts, encoded, ns.batch_size)
+            outputs = run_setting(engine.with_config(replace(config, link=False)), texts, encoded, args.batch_size)
         except ValueError as err:  # e.g. int8 without a calibration, mlp without a controller
             logger.warning("%s skipped: %s", name, err)
             continue
         orders = recovery_orders(reference, outputs)
         rows.append({"name": name, "config": asdict(config),
                      "agreement": agreement(reference, outputs), **token_changes(reference, outputs),
-                     "recovery_needed_ratio": {k: recovery_needed(reference, outputs, order, ns.target_agreement)
+                     "recovery_needed_ratio": {k: recovery_needed(reference, outputs, order, args.target_agreement)
                                                for k, order in orders.items()}})
         logger.info("%s: agreement %.4f", name, rows[-1]["agreement"])
-    result = {"command": command_line("-m training.fidelity_tokens", argv), "model": ns.model,
-              "unlabelled": ns.unlabelled, "half": ns.half, "n_documents": len(texts),
-              "unsure_prob": UNSURE_PROB, "target_agreement": ns.target_agreement, "rows": rows}
-    write_json_atomic(ns.output, result)
+    result = {"command": command_line("-m training.fidelity_tokens", argv), "model": args.model,
+              "unlabelled": args.unlabelled, "half": args.half, "n_documents": len(texts),
+              "unsure_prob": UNSURE_PROB, "target_agreement": args.target_agreement, "rows": rows}
+    write_json_atomic(args.output, result)
     return result
 
 

@@ -17,17 +17,39 @@ import itertools
 import json
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm import tqdm
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator
-from training.analysis.common import medline_halves
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, medline_halves
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    model: str  # model directory
+    output: str  # results JSON
+    gold: str | None = None  # PubTator file with gold mentions (or --unlabelled)
+    unlabelled: str | None = None  # PubMed XML scored against the dense predictions (or --gold)
+    half: Literal["first", "second", "all"] = "first"  # with --unlabelled: which half of the documents
+    controller: Literal["rule", "mlp", "none"] = "rule"  # none: the dense model at --set precision=... (default auto) against dense fp32
+    lambdas: tuple[float, ...] = ()  # λ values; default: the controller's operating point
+    min_keep_ratios: tuple[float, ...] = (DEFAULT.min_keep_ratio,)  # min_keep_ratio values to sweep
+    prune_layers: tuple[tuple[int, ...], ...] = ()  # repeat for several sets; default: the operating point
+    recovery: Literal["on", "off", "both"] = "on"  # recovery on, off or both
+    loss_entity_probs: tuple[float, ...] = (DEFAULT.loss_entity_prob,)  # entity-loss trigger thresholds (above 1: off)
+    spike_entropies: tuple[float, ...] = (DEFAULT.spike_entropy_nats,)  # entropy-spike trigger thresholds (nats)
+    spike_min_tokens: tuple[int, ...] = (DEFAULT.spike_min_tokens,)  # uncertain kept tokens the entropy spike needs
+    recovery_windows: tuple[int, ...] = (DEFAULT.recovery_window_tokens,)  # tokens re-inserted around a trigger
+    limit_docs: int = 0  # 0: every document
+    threads: int = 2  # torch intra-op threads
+    set: tuple[str, ...] = field(default=(), metadata={"metavar": "FIELD=VALUE"})  # other PruningConfig fields, e.g. guard_window_tokens=2
 
 
 def _parse(default, text: str):
@@ -55,56 +77,33 @@ def main(argv=None) -> dict:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--gold", help="PubTator file with gold mentions")
-    source.add_argument("--unlabelled", help="PubMed XML scored against the dense predictions")
-    parser.add_argument("--half", choices=["first", "second", "all"], default="first",
-                        help="with --unlabelled: which half of the documents")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--controller", default="rule", choices=["rule", "mlp", "none"],
-                        help="none: the dense model at --set precision=... (default auto) against dense fp32")
-    parser.add_argument("--lambdas", type=float, nargs="+", help="default: the controller's operating point")
-    parser.add_argument("--min-keep-ratios", type=float, nargs="+", default=[PruningConfig().min_keep_ratio])
-    parser.add_argument("--prune-layers", type=int, nargs="+", action="append",
-                        help="repeat for several sets; default: the controller's operating point")
-    parser.add_argument("--recovery", choices=["on", "off", "both"], default="on")
-    parser.add_argument("--loss-entity-probs", type=float, nargs="+", default=[PruningConfig().loss_entity_prob],
-                        help="entity-loss recovery trigger thresholds to sweep (above 1: the trigger is off)")
-    parser.add_argument("--spike-entropies", type=float, nargs="+", default=[PruningConfig().spike_entropy_nats],
-                        help="entropy-spike recovery trigger thresholds (nats) to sweep")
-    parser.add_argument("--spike-min-tokens", type=int, nargs="+", default=[PruningConfig().spike_min_tokens],
-                        help="uncertain kept tokens a sequence needs before the entropy spike fires, to sweep")
-    parser.add_argument("--recovery-windows", type=int, nargs="+", default=[PruningConfig().recovery_window_tokens],
-                        help="how far from a trigger pruned tokens are re-inserted (tokens) to sweep")
-    parser.add_argument("--limit-docs", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                        help="other PruningConfig fields, e.g. guard_window_tokens=2")
-    ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
-    extra = {k: _parse(getattr(DENSE, k), v) for k, v in (kv.split("=", 1) for kv in ns.set)}
-    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
-    if ns.gold:
-        gold = read_pubtator(ns.gold)
+    add_dataclass_arguments(parser, SweepArgs)
+    args = dataclass_from_args(SweepArgs, vars(parser.parse_args(argv)))
+    if (args.gold is None) == (args.unlabelled is None):
+        parser.error("give exactly one of --gold and --unlabelled")
+    torch.set_num_threads(args.threads)
+    extra = {k: _parse(getattr(DENSE, k), v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
+    if args.gold:
+        gold = read_pubtator(args.gold)
     else:
-        first, second = medline_halves(ns.unlabelled)
-        docs = {"first": first, "second": second, "all": first + second}[ns.half]
+        first, second = medline_halves(args.unlabelled)
+        docs = {"first": first, "second": second, "all": first + second}[args.half]
         gold = [PubTatorDocument(pmid=a.id, title=d.text[: d.title_end], abstract=d.text[d.title_end + 1:] or None,
                                  mentions=tuple(Mention(e.start, e.end, e.text, e.label) for e in a.entities))
                 for d, a in zip(docs, engine.annotate(docs))]
-    gold = gold[: ns.limit_docs] if ns.limit_docs else gold
+    gold = gold[: args.limit_docs] if args.limit_docs else gold
     dense = evaluate_engine(engine, gold)
-    recoveries = {"on": [True], "off": [False], "both": [True, False]}[ns.recovery]
-    grid = list(itertools.product(ns.prune_layers or [None], ns.lambdas or [None],
-                                  ns.min_keep_ratios, recoveries, ns.loss_entity_probs, ns.spike_entropies,
-                                  ns.spike_min_tokens, ns.recovery_windows))
+    recoveries = {"on": [True], "off": [False], "both": [True, False]}[args.recovery]
+    grid = list(itertools.product(args.prune_layers or [None], args.lambdas or [None],
+                                  args.min_keep_ratios, recoveries, args.loss_entity_probs, args.spike_entropies,
+                                  args.spike_min_tokens, args.recovery_windows))
     rows = []
     for layers, lam, mkr, rec, loss_p, spike, min_tokens, window in tqdm(grid, desc="sweep", unit="config"):
-        if not rec and (loss_p, spike, min_tokens, window) != (ns.loss_entity_probs[0], ns.spike_entropies[0],
-                                                               ns.spike_min_tokens[0], ns.recovery_windows[0]):
+        if not rec and (loss_p, spike, min_tokens, window) != (args.loss_entity_probs[0], args.spike_entropies[0],
+                                                               args.spike_min_tokens[0], args.recovery_windows[0]):
             continue  # the triggers change nothing with recovery off
-        config = PruningConfig(controller=ns.controller, aggressiveness=lam, min_keep_ratio=mkr,
+        config = PruningConfig(controller=args.controller, aggressiveness=lam, min_keep_ratio=mkr,
                                prune_layers=layers, recovery=rec,
                                **{"loss_entity_prob": loss_p, "spike_entropy_nats": spike,
                                   "spike_min_tokens": min_tokens, "recovery_window_tokens": window, **extra})
@@ -115,10 +114,10 @@ def main(argv=None) -> dict:
                      r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
     result = {"command": "python -m training.sweep_pruning " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "model": ns.model, "gold": ns.gold or f"dense predictions on {ns.unlabelled} ({ns.half} half)", "n_documents": len(gold),
+              "model": args.model, "gold": args.gold or f"dense predictions on {args.unlabelled} ({args.half} half)", "n_documents": len(gold),
               "dense_f1": {t: dense["mention"][t]["f1"] for t in dense["mention"]}, "rows": rows}
-    Path(ns.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(ns.output).write_text(json.dumps(result, indent=2))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2))
     return result
 
 
