@@ -1,7 +1,7 @@
 """Tokenise documents once, with character offsets and word ids, and cut them into windows.
 
 Pure functions over a Hugging Face *fast* tokenizer; shared by the engine (inference) and
-``training/finetune.py`` (training), so both see exactly the same tokens and windows.
+``training/multicorpus.py`` (training), so both see exactly the same tokens and windows.
 """
 from __future__ import annotations
 

@@ -148,13 +148,15 @@ def _argv(data, model_dir, out, *extra) -> list[str]:
             "--threads", "1", "--no-save-fp16", *extra]
 
 
-def test_resume_continues_exactly_and_refuses_other_arguments(data, tiny_model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("recipe", [[], ["--prune-layers", "1", "--prune-step-probability", "0.5"]],
+                         ids=["dense", "pruning-aware"])
+def test_resume_continues_exactly_and_refuses_other_arguments(data, tiny_model_dir, tmp_path, capsys, recipe):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    assert main(_argv(data, tiny_model_dir, straight)) == 0  # 6 + 2 windows: 4 steps an epoch, 8 in all
-    assert main(_argv(data, tiny_model_dir, split, "--stop-after-steps", "3")) == 0  # stops mid-epoch
+    assert main(_argv(data, tiny_model_dir, straight, *recipe)) == 0  # 6 + 2 windows: 4 steps an epoch, 8 in all
+    assert main(_argv(data, tiny_model_dir, split, *recipe, "--stop-after-steps", "3")) == 0  # stops mid-epoch
     stopped = json.loads((split / "checkpoint" / "run.json").read_text())
     assert stopped["step"] == 3 and not (split / "training_run.json").exists()
-    assert main(_argv(data, tiny_model_dir, split, "--resume", "--checkpoint-every-steps", "5")) == 0
+    assert main(_argv(data, tiny_model_dir, split, *recipe, "--resume", "--checkpoint-every-steps", "5")) == 0
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(split / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -166,11 +168,25 @@ def test_resume_continues_exactly_and_refuses_other_arguments(data, tiny_model_d
     assert (nlm["documents"], nlm["dropped_held_out"], nlm["dropped_duplicate"]) == (2, 1, 1)
 
     capsys.readouterr()
-    assert main(_argv(data, tiny_model_dir, split, "--resume", "--learning-rate", "5e-4")) == 2
+    assert main(_argv(data, tiny_model_dir, split, *recipe, "--resume", "--learning-rate", "5e-4")) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another recipe" in err and "learning_rate" in err
-    assert main(_argv(data, tiny_model_dir, split)) == 2  # a run is there: no silent restart over it
+    assert main(_argv(data, tiny_model_dir, split, *recipe)) == 2  # a run is there: no silent restart over it
     assert "--resume" in capsys.readouterr().err
+
+
+def test_pruning_aware_steps_train_differently_and_a_continued_run_nests_its_base(data, tiny_model_dir, tmp_path):
+    """--prune-layers changes what is learnt (steps with tokens removed); training on from a model
+    this script made records that run as ``base_run`` (the shipped model: dense, then pruning-aware)."""
+    dense, aware, continued = tmp_path / "dense", tmp_path / "aware", tmp_path / "continued"
+    one_epoch = ("--epochs", "1")
+    assert main(_argv(data, tiny_model_dir, dense, *one_epoch)) == 0
+    assert main(_argv(data, tiny_model_dir, aware, *one_epoch, "--prune-layers", "1", "--prune-step-probability", "1")) == 0
+    a, b = (load_file(str(d / "model.safetensors")) for d in (dense, aware))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert main(_argv(data, dense, continued, *one_epoch, "--prune-layers", "1")) == 0
+    run = json.loads((continued / "training_run.json").read_text())
+    assert run["args"]["prune_layers"] == [1] and run["base_run"]["args"]["output"] == str(dense)
 
 
 def _one_line_error(capsys, argv) -> str:

@@ -1,11 +1,12 @@
-"""Pruning-aware fine-tuning (training/prune_aware.py): the pruned loss is the real forward with tokens removed."""
+"""Pruning-aware fine-tuning (training/prune_aware.py): the pruned step is the real forward with tokens removed."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification
 
 from bioprune.labels import IGNORE_INDEX
-from training.prune_aware import PruneAwareConfig, leaving_candidates, pruned_loss, training_loss
+from training.prune_aware import PruneAwareConfig, at_kept, leaving_candidates, pruned_forward, step_forward
 
 
 def _batch(vocab_size: int, lengths=(9, 6)) -> dict[str, torch.Tensor]:
@@ -19,6 +20,13 @@ def _batch(vocab_size: int, lengths=(9, 6)) -> dict[str, torch.Tensor]:
         labels[b, 0] = labels[b, n - 1] = IGNORE_INDEX  # [CLS], [SEP]
         labels[b, n:] = IGNORE_INDEX
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def pruned_loss(model, input_ids, attention_mask, labels, leave, layer) -> torch.Tensor:
+    """Cross-entropy on the kept tokens (what the trainer's loss does for a fully annotated corpus)."""
+    logits, kept = pruned_forward(model, input_ids, attention_mask, leave, layer)
+    gold = at_kept(labels, kept, IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=IGNORE_INDEX)
 
 
 def _model(tiny_model_dir):
@@ -63,13 +71,25 @@ def test_candidates_never_special_or_padding(tiny_model_dir):
     assert not leaving_candidates(model, batch["input_ids"], batch["attention_mask"], batch["labels"], 1.01).any()
 
 
-def test_training_loss_dense_when_off_and_finite_when_pruning(tiny_model_dir):
+def test_step_forward_dense_when_off_and_pruned_when_on(tiny_model_dir):
     model = _model(tiny_model_dir)
     batch = _batch(model.config.vocab_size)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        assert torch.equal(training_loss(model, batch, None, g), model(**batch).loss)
-        always = PruneAwareConfig(layers=(1,), step_probability=1.0, confident_o=0.0)
-        losses = {float(training_loss(model, batch, always, g)) for _ in range(4)}
-    assert all(torch.isfinite(torch.tensor(sorted(losses))))
-    assert len(losses) > 1  # the leaving share is drawn per step
+        dense, kept = step_forward(model, ids, mask, labels, None, g)
+        assert kept is None and torch.equal(dense, model(input_ids=ids, attention_mask=mask).logits)
+        always = PruneAwareConfig(layers=(1,), step_probability=1.0, confident_o=0.0, min_leave_share=1.0)
+        logits, kept = step_forward(model, ids, mask, labels, always, g)
+    positions, valid = kept
+    assert logits.shape[1] < ids.shape[1] and logits.shape[:2] == positions.shape
+    # every content token left: only [CLS] and [SEP] stay, and their labels are gathered with them
+    assert valid.sum(1).tolist() == [2, 2]
+    assert (at_kept(labels, kept, IGNORE_INDEX)[valid] == IGNORE_INDEX).all()
+
+
+def test_at_kept_gathers_per_row_and_fills_the_short_rows():
+    x = torch.arange(12.0).reshape(2, 3, 2)  # (B, T, C)
+    kept = (torch.tensor([[0, 2], [1, 0]]), torch.tensor([[True, True], [True, False]]))
+    assert at_kept(x, kept, -1.0).tolist() == [[[0, 1], [4, 5]], [[8, 9], [-1, -1]]]
+    assert at_kept(x, None, -1.0) is x

@@ -147,7 +147,7 @@ def mapped_spans(doc, corpus: Corpus) -> list[Span]:
 
 def corpus_token_labels(doc, offsets: Sequence[tuple[int, int]], corpus: Corpus,
                         other_entity_allows_disease: bool) -> tuple[list[int], list[Span]]:
-    """:func:`allowed_labels` for one document of ``corpus`` (the labeller training/finetune.py's
+    """:func:`allowed_labels` for one document of ``corpus`` (the labeller training/multicorpus.py's
     ``build_examples`` takes)."""
     return allowed_labels(offsets, mapped_spans(doc, corpus), corpus.annotates, other_entity_allows_disease)
 

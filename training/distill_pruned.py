@@ -45,7 +45,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -61,7 +61,8 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments, config_from_values
-from training.finetune import make_batches, md5  # the same length-bucketed shuffling and data hashes
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
+from training.multicorpus import make_batches  # the same length-bucketed shuffling
 
 logger = logging.getLogger("distill_pruned")
 
@@ -71,26 +72,31 @@ CARRIED_FILES = ("exit_heads.safetensors", "exit_heads.json", "controller.safete
 
 
 @dataclass(frozen=True)
-class DistillArgs:
+class TrainArgs:
+    """The command line's options, besides --resume and PruningConfig's (bioprune.options)."""
     output: str  # the new model folder (and its checkpoint/ while training)
-    config: PruningConfig  # the pruning the student learns to withstand (controller, λ, layers, context)
     model: str = str(DEFAULT_MODEL_DIR)  # teacher and starting student
     texts: tuple[str, ...] = ()  # PubTator files whose texts are used (labels ignored)
     unlabelled: tuple[str, ...] = ()  # PubMed XML: only the first half is read (the second is held out)
     epochs: float = 1.0  # passes over the texts (fractions allowed)
     learning_rate: float = 2e-5  # peak AdamW rate: a light touch on a trained model
     batch_size: int = 8  # windows per step
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05  # share of the steps warming the rate up
+    weight_decay: float = 0.01  # AdamW
     dense_step_share: float = 0.25  # steps that distil the dense forward (every token) instead of the pruned one
     teacher_temperature: float = 1.0  # softmax(teacher logits / T) is the target; 0: its argmax, one-hot
-    lambda_scale_min: float = 0.5  # per-step λ factor, drawn log-uniformly in [min, max]
-    lambda_scale_max: float = 2.0
+    lambda_scale_min: float = 0.5  # lower bound of the per-step λ factor, drawn log-uniformly
+    lambda_scale_max: float = 2.0  # upper bound of the per-step λ factor
     train_precision: str = "bf16"  # autocast for the student's forward and backward ("fp32": none)
     max_docs: int = 0  # 0: every text; else a random subset of this many (a quick run)
-    checkpoint_steps: int = 200
+    checkpoint_steps: int = 200  # steps between checkpoints
     seed: int = 13
     threads: int = 2
+
+
+@dataclass(frozen=True)
+class DistillArgs(TrainArgs):
+    config: PruningConfig = field(kw_only=True)  # the pruning the student learns to withstand (--controller ...)
 
 
 def training_texts(args: DistillArgs) -> list[str]:
@@ -277,23 +283,13 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
 
 def parse_args(argv=None) -> tuple[DistillArgs, bool]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    d = DistillArgs(output="", config=PruningConfig(controller="mlp"))
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--model", default=d.model)
-    parser.add_argument("--texts", nargs="*", default=[])
-    parser.add_argument("--unlabelled", nargs="*", default=[])
-    for name in ("epochs", "learning_rate", "batch_size", "warmup_ratio", "weight_decay", "dense_step_share",
-                 "teacher_temperature", "lambda_scale_min", "lambda_scale_max", "train_precision", "max_docs", "checkpoint_steps",
-                 "seed", "threads"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(d, name)), default=getattr(d, name))
+    add_dataclass_arguments(parser, TrainArgs)
     add_config_arguments(parser, controllers=("mlp", "rule"))
+    # not a field: the arguments a checkpoint was made with are compared with --resume's
     parser.add_argument("--resume", action="store_true", help="continue the run checkpointed in OUTPUT/checkpoint")
     ns = vars(parser.parse_args(argv))
-    resume = ns.pop("resume")
     config = config_from_values({k: ns[k] for k in DEFAULT_SETTINGS})
-    fields = {k: ns[k] for k in DistillArgs.__dataclass_fields__ if k in ns}
-    return DistillArgs(**{**fields, "config": config, "texts": tuple(ns["texts"]),
-                          "unlabelled": tuple(ns["unlabelled"])}), resume
+    return dataclass_from_args(DistillArgs, {**ns, "config": config}), ns["resume"]
 
 
 if __name__ == "__main__":

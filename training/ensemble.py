@@ -7,7 +7,7 @@ Why: distillation (issue 17; training/multicorpus.py ``--teachers``) pays only i
 the student they start from; the usual teacher is an ensemble over seeds and data mixes (Hinton et
 al., 2015; Lakshminarayanan et al., 2017). This scores each model alone and the ensemble, which
 averages the models' per-token label probabilities before decoding, with the same engine, decoding
-and scorer as the dev curves (training/finetune.py ``score_dev``: dense, the engine's default
+and scorer as the dev curves (training/multicorpus.py ``score_dev``: dense, the engine's default
 precision, no post-processing passes unless ``--postprocess``). Use it on dev only; the models must
 share a tokenizer.
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,6 +29,16 @@ from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
 from bioprune.postprocess import PASSES, Postprocess
 from bioprune.types import ENTITY_TYPES
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+
+
+@dataclass(frozen=True)
+class EnsembleArgs:
+    models: tuple[str, ...]  # model folders (one tokenizer)
+    gold: str  # gold PubTator file (dev)
+    output: str  # results JSON
+    also: tuple[str, ...] = ()  # model folders scored alone, not in the ensemble
+    postprocess: tuple[Literal[PASSES], ...] = ()  # document-level passes after decoding (default none, as the dev curves)
 
 
 def dense_engine(path: str) -> PruningEngine:
@@ -86,7 +98,7 @@ def recipe(folder: str) -> dict:
         return {}
     args = json.loads(path.read_text())["args"]
     names = lambda key: [Path(p).name for p in args.get(key) or []]  # noqa: E731
-    from training.finetune import default_base
+    from training.multicorpus import default_base
 
     base = "the base model" if Path(args["base"]) == Path(default_base()) else Path(args["base"]).name
     return {"train": names("train"), "base": base, "epochs": args["epochs"], "seed": args.get("seed"),
@@ -97,15 +109,10 @@ def recipe(folder: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", required=True, help="model folders (one tokenizer)")
-    parser.add_argument("--also", nargs="*", default=[], help="model folders scored alone, not in the ensemble")
-    parser.add_argument("--gold", required=True, help="gold PubTator file (dev)")
-    parser.add_argument("--postprocess", nargs="*", default=[], choices=PASSES,
-                        help="document-level passes after decoding (default none, as the dev curves)")
-    parser.add_argument("--output", required=True, help="results JSON")
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, EnsembleArgs)
+    args = dataclass_from_args(EnsembleArgs, vars(parser.parse_args(argv)))
     try:
-        results = score(args.models, args.gold, tuple(args.postprocess), args.also)
+        results = score(args.models, args.gold, args.postprocess, args.also)
     except InputError as err:
         print(f"ensemble: error: {err}", file=sys.stderr)
         return 2

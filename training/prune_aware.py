@@ -10,9 +10,9 @@ Pruning, Kim et al., KDD 2022, with real removal instead of LTP's masking).
 Which tokens leave during training mimics inference without needing exit heads or a controller:
 tokens the current model itself labels O with p(O) >= ``confident_o`` (a no-grad dense pass in eval
 mode: self-distilled, like the exit heads), of which a random share leaves, so the model sees light
-and heavy pruning. Special tokens and padding never leave. The loss is cross-entropy with the gold
-tags on the kept tokens only: pruned tokens get their labels from the exit heads, trained afterwards
-on the new backbone (training/train_exits.py). Layers run through :func:`bioprune.layer.run_layer`,
+and heavy pruning. Special tokens and padding never leave. The trainer (training/multicorpus.py,
+``--prune-layers``) scores the kept tokens only: pruned tokens get their labels from the exit heads,
+trained afterwards on the new backbone (training/train_exits.py). Layers run through :func:`bioprune.layer.run_layer`,
 the same code inference runs (it applies hidden dropout in train mode, not attention dropout).
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from bioprune.forward import Sequences, prune
 from bioprune.layer import base_of, classify, embed, run_layer
@@ -50,9 +49,13 @@ def leaving_candidates(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     return attention_mask.bool() & ~special & (probs[..., LABEL_TO_ID["O"]] >= confident_o)
 
 
-def pruned_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                leave: torch.Tensor, layer: int) -> torch.Tensor:
-    """Cross-entropy on the kept tokens when the tokens in ``leave`` (B, T) are removed after ``layer`` layers."""
+Kept = tuple[torch.Tensor, torch.Tensor]  # positions (B, T') of the tokens still in the sequence, valid (B, T')
+
+
+def pruned_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, leave: torch.Tensor,
+                   layer: int) -> tuple[torch.Tensor, Kept]:
+    """Logits (B, T', C) of the tokens kept when those in ``leave`` (B, T) are removed after ``layer``
+    layers, and where they were (:func:`at_kept` gathers labels for them)."""
     B, T = input_ids.shape
     seqs = Sequences(hidden=embed(model, input_ids), positions=torch.arange(T, device=input_ids.device).expand(B, T),
                      valid=attention_mask.bool())
@@ -60,20 +63,30 @@ def pruned_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, la
         if i == layer:
             seqs = prune(seqs, seqs.valid & ~leave.gather(1, seqs.positions))
         seqs = replace(seqs, hidden=run_layer(block, seqs.hidden, seqs.valid)[0])
-    logits = classify(model, seqs.hidden)  # (B, T', C)
-    gold = labels.gather(1, seqs.positions).masked_fill(~seqs.valid, IGNORE_INDEX)  # (B, T')
-    return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=IGNORE_INDEX)
+    return classify(model, seqs.hidden), (seqs.positions, seqs.valid)
 
 
-def training_loss(model, batch: dict[str, torch.Tensor], config: PruneAwareConfig | None,
-                  generator: torch.Generator) -> torch.Tensor:
-    """The step's loss: the plain dense loss, or (with ``config.step_probability``) a pruned one."""
+def at_kept(x: torch.Tensor, kept: Kept | None, fill) -> torch.Tensor:
+    """``x`` (B, T, ...) at the kept tokens (B, T', ...), ``fill`` where a row has fewer; ``x`` itself
+    when nothing was pruned (``kept`` None)."""
+    if kept is None:
+        return x
+    positions, valid = kept
+    index = positions.reshape(*positions.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    mask = valid.reshape(*valid.shape, *([1] * (x.dim() - 2)))
+    return x.gather(1, index).masked_fill(~mask, fill)
+
+
+def step_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                 config: PruneAwareConfig | None, generator: torch.Generator) -> tuple[torch.Tensor, Kept | None]:
+    """A training step's logits: the dense forward (B, T, C) and None, or (with
+    ``config.step_probability``) a pruned one (B, T', C) and its kept tokens. ``labels`` (B, T) mark
+    the special tokens and padding (IGNORE_INDEX), which never leave."""
     if config is None or torch.rand((), generator=generator) >= config.step_probability:
-        return model(**batch).loss
-    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    candidates = leaving_candidates(model, ids, mask, labels, config.confident_o)
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits, None
+    candidates = leaving_candidates(model, input_ids, attention_mask, labels, config.confident_o)
     low, high = config.min_leave_share, config.max_leave_share
     share = low + (high - low) * float(torch.rand((), generator=generator))
-    leave = candidates & (torch.rand(ids.shape, generator=generator).to(ids.device) < share)  # (B, T)
+    leave = candidates & (torch.rand(input_ids.shape, generator=generator).to(input_ids.device) < share)  # (B, T)
     layer = config.layers[int(torch.randint(len(config.layers), (), generator=generator))]
-    return pruned_loss(model, ids, mask, labels, leave, layer)
+    return pruned_forward(model, input_ids, attention_mask, leave, layer)

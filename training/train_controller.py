@@ -17,7 +17,6 @@ curve, and held-out rates) into ``--model``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
 
 logger = logging.getLogger("train_controller")
 
@@ -150,7 +149,7 @@ def main(args: ControllerArgs) -> dict:
     controller.threshold.fill_(threshold)
     controller.save(args.model)
     result = {"args": asdict(args),
-              "data": {p: hashlib.md5(Path(p).read_bytes()).hexdigest() for p in list(args.texts) + list(args.unlabelled)},
+              "data": {p: md5(p) for p in list(args.texts) + list(args.unlabelled)},
               "n_features": x.size(1), "columns": columns, "n_train_tokens": len(x), "unsafe_rate_train": float(y.mean()),
               "threshold": threshold, "calibration_curve": curve,
               "held_out": {k: rates(controller, *held[k], threshold) for k in args.layers}}

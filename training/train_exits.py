@@ -19,7 +19,6 @@ p(O) >= 0.99, and the share of dense-entity tokens it would wrongly exit) into `
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -34,7 +33,7 @@ from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
 from bioprune.exits import ExitHeads
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
 
 logger = logging.getLogger("train_exits")
 
@@ -50,10 +49,6 @@ class ExitArgs:
     batch_tokens: int = 4096  # tokens per optimisation step
     seed: int = 13
     threads: int = 2
-
-
-def md5(path: str) -> str:
-    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 @torch.no_grad()

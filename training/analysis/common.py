@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import argparse
+import hashlib
 import inspect
 import re
 import shlex
@@ -112,6 +113,11 @@ def medline_halves(path: str | Path) -> tuple[list, list]:
 
     docs = [d for d in iter_pubmed_xml(path) if d.text.strip()]
     return docs[: len(docs) // 2], docs[len(docs) // 2:]
+
+
+def md5(path: str | Path) -> str:
+    """The hex md5 of a file: the data a run trained on, recorded beside its arguments."""
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
