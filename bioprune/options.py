@@ -78,6 +78,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str
         if s.field in without:
             continue
         default = (defaults or {}).get(s.key, s.default)
+        if s.field == "controller" and controllers and default not in controllers:
+            default = controllers[0]
         shown = str(default) if default is not None else "the controller's operating point, " + ", ".join(
             f"{c} {_shown(getattr(OPERATING_POINTS[c], s.field))}" for c in ("rule", "mlp"))
         kwargs: dict = {"dest": s.key, "default": default, "help": f"{s.help} (default: {shown})"}
@@ -89,8 +91,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str
             kwargs["type"] = float
         else:
             kwargs.update(type=int, nargs="+")
-        if s.field == "controller" and controllers and s.default not in controllers:
-            kwargs["default"] = controllers[0]
         parser.add_argument(s.flag, **kwargs)
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from bioprune.errors import InputError
 from bioprune.io.pubtator import read_pubtator
 from bioprune.linking import LinkerIndexError, NameRow, normalized_key, write_names
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 MESH_TERMS = "vocab/mesh2024_descriptor_terms.tsv.gz"
 MESH_TREES = "vocab/mesh2024_descriptor_trees.tsv.gz"
@@ -74,9 +75,9 @@ _NEW_DESCRIPTOR = re.compile(r"^D0000\d{5}$")  # descriptor UIs of the last deca
 class BuildArgs:
     data: str  # the shared data folder (bc5cdr/, corpora/, vocab/)
     output: str  # the index folder to write
-    bc5cdr: tuple[str, ...] = ("train", "dev")  # BC5CDR splits whose pairs go in (never test)
-    corpora: bool = True  # add the other corpora's pairs
-    supplementary: str | None = None  # MeSH supplementary records (NLM XML or TSV), None: without
+    bc5cdr: tuple[str, ...] = ("train", "dev")  # BC5CDR splits whose pairs go in: train dev (never test)
+    corpora: bool = True  # add the other corpora's pairs (--no-corpora: BC5CDR pairs only)
+    supplementary: str | None = None  # MeSH supplementary records: NLM's supp2024.xml(.gz) or a TSV (see the docstring)
 
 
 def open_table(path: Path, required: Iterable[str], comment_header: bool = False) -> Iterator[dict]:
@@ -282,15 +283,8 @@ def build(args: BuildArgs) -> Path:
 
 def parse_args(argv: list[str] | None = None) -> BuildArgs:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="the shared data folder (bc5cdr/, corpora/, vocab/)")
-    parser.add_argument("--output", required=True, help="index folder to write")
-    parser.add_argument("--bc5cdr", nargs="+", default=list(BuildArgs.bc5cdr), help="BC5CDR splits: train dev")
-    parser.add_argument("--no-corpora", dest="corpora", action="store_false", help="BC5CDR pairs only")
-    parser.add_argument("--supplementary", help="MeSH supplementary records: NLM's supp2024.xml(.gz) or a "
-                                                "UI/name/synonyms/mapped-descriptors TSV (see the docstring)")
-    ns = parser.parse_args(argv)
-    return BuildArgs(data=ns.data, output=ns.output, bc5cdr=tuple(ns.bc5cdr), corpora=ns.corpora,
-                     supplementary=ns.supplementary)
+    add_dataclass_arguments(parser, BuildArgs)
+    return dataclass_from_args(BuildArgs, vars(parser.parse_args(argv)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,9 @@ import argparse
 import logging
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -31,11 +33,25 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import DATA_DIR, command_line, medline_halves, write_json_atomic
+from training.analysis.common import (DATA_DIR, add_dataclass_arguments, command_line, dataclass_from_args,
+                                     medline_halves, write_json_atomic)
 
 logger = logging.getLogger("calibrate_int8")
 
 KEEP_CHOICES = {"output.dense": frozenset({"output.dense"}), "none": frozenset()}
+
+
+@dataclass(frozen=True)
+class CalibrateArgs:
+    data: str = str(DATA_DIR)  # the shared data folder (pubmed/, bc5cdr/, corpora/)
+    model: str = str(DEFAULT_MODEL_DIR)  # model directory; --write-ranges saves beside it
+    per_corpus_docs: int = 40  # sampled documents per corpus file
+    alphas: tuple[float, ...] = (0.5, 0.75, 0.85, 0.95)  # candidate smoothing strengths
+    keep: tuple[Literal["none", "output.dense"], ...] = ("none", "output.dense")  # candidate sets of Linear layers kept in bf16
+    write_ranges: bool = False  # save the ranges beside the model
+    seed: int = 13  # corpus sampling
+    threads: int = 2  # torch threads
+    output: str = "results/int8_calibration.json"  # results JSON
 
 
 def calibration_texts(data: Path, per_corpus_docs: int, seed: int) -> dict[str, list[str]]:
@@ -56,30 +72,21 @@ def entity_keys(annotations) -> list[tuple]:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA_DIR)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--per-corpus-docs", type=int, default=40, help="sampled documents per corpus file")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.5, 0.75, 0.85, 0.95])
-    parser.add_argument("--keep", nargs="+", choices=sorted(KEEP_CHOICES), default=sorted(KEEP_CHOICES),
-                        help="candidate sets of Linear layers kept in bf16")
-    parser.add_argument("--write-ranges", action="store_true", help="save the ranges beside the model")
-    parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--output", default="results/int8_calibration.json")
-    ns = parser.parse_args(argv)
-    torch.set_num_threads(ns.threads)
-    engine = PruningEngine.from_pretrained(ns.model, config=DENSE)
-    sources = calibration_texts(ns.data, ns.per_corpus_docs, ns.seed)
+    add_dataclass_arguments(parser, CalibrateArgs)
+    args = dataclass_from_args(CalibrateArgs, vars(parser.parse_args(argv)))
+    torch.set_num_threads(args.threads)
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
+    sources = calibration_texts(Path(args.data), args.per_corpus_docs, args.seed)
     with int8.recording_input_ranges(engine.encoder.model) as ranges:
         for name, texts in sources.items():
             logger.info("calibrating on %s (%d texts)", name, len(texts))
             engine.annotate(texts)
-    if ns.write_ranges:
-        logger.info("wrote %s", int8.save_calibration(ranges, ns.model))
+    if args.write_ranges:
+        logger.info("wrote %s", int8.save_calibration(ranges, args.model))
     choice_texts = sources["medline_first_half"]
     dense = entity_keys(engine.annotate(choice_texts))
     quantized = engine.with_config(PruningConfig(controller="none", precision="int8"))
-    candidates = [(None, "output.dense")] + [(a, k) for a in ns.alphas for k in ns.keep]
+    candidates = [(None, "output.dense")] + [(a, k) for a in args.alphas for k in args.keep]
     rows = []
     for alpha, keep in candidates:
         copy = int8.int8_copy(engine.encoder.model, None if alpha is None else ranges, KEEP_CHOICES[keep],
@@ -93,12 +100,12 @@ def main(argv=None) -> dict:
     if (best["alpha"], KEEP_CHOICES[best["kept_bf16"]]) != (int8.SMOOTHING_ALPHA, int8.KEEP_BF16):
         logger.warning("the best candidate (alpha %s, kept %s) is not the library's default (alpha %s, kept %s)",
                        best["alpha"], best["kept_bf16"], int8.SMOOTHING_ALPHA, sorted(int8.KEEP_BF16))
-    result = {"command": command_line("-m training.calibrate_int8", argv), "model": ns.model,
+    result = {"command": command_line("-m training.calibrate_int8", argv), "model": args.model,
               "calibration_texts": {k: len(v) for k, v in sources.items()},
               "choice_texts": f"medline_first_half ({len(choice_texts)} citations)",
-              "wrote_ranges": ns.write_ranges, "candidates": rows, "best": best,
+              "wrote_ranges": args.write_ranges, "candidates": rows, "best": best,
               "library_default": {"alpha": int8.SMOOTHING_ALPHA, "kept_bf16": sorted(int8.KEEP_BF16)}}
-    write_json_atomic(ns.output, result)
+    write_json_atomic(args.output, result)
     return result
 
 

@@ -1,8 +1,8 @@
 """Collect the development-set comparison that chose pruning-aware fine-tuning into one results file.
 
     # two train-only models: the dense fine-tune, and the same continued 2 epochs pruning-aware
-    python -m training.finetune --train TRAIN --dev DEV --output runs/dev-minilm --epochs 8
-    python -m training.finetune --base runs/dev-minilm --train TRAIN --dev DEV --output runs/dev-minilm-pa \
+    python -m training.multicorpus --train TRAIN --dev DEV --output runs/dev-minilm --epochs 8
+    python -m training.multicorpus --base runs/dev-minilm --train TRAIN --dev DEV --output runs/dev-minilm-pa \
         --epochs 2 --learning-rate 3e-5 --prune-layers 2
     # exit heads for each, then the rule controller without recovery at several λ on dev
     python -m training.train_exits --model runs/dev-minilm --texts TRAIN --unlabelled MEDLINE --layers 2 3
@@ -18,7 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+
+
+@dataclass(frozen=True)
+class CompareArgs:
+    evaluations: tuple[str, ...]  # bioprune evaluate JSON files
+    error_analyses: tuple[str, ...] = ()  # training/error_analysis.py JSON files
+    output: str = "results/prune_aware_dev.json"  # results JSON
 
 
 def summarize(evaluations: list[dict], error_analyses: list[dict]) -> dict:
@@ -62,10 +72,8 @@ def render_markdown(res: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evaluations", nargs="+", required=True, help="bioprune evaluate JSON files")
-    parser.add_argument("--error-analyses", nargs="*", default=[], help="training/error_analysis.py JSON files")
-    parser.add_argument("--output", default="results/prune_aware_dev.json")
-    args = parser.parse_args(argv)
+    add_dataclass_arguments(parser, CompareArgs)
+    args = dataclass_from_args(CompareArgs, vars(parser.parse_args(argv)))
     res = summarize([json.loads(Path(p).read_text()) for p in args.evaluations],
                     [json.loads(Path(p).read_text()) for p in args.error_analyses])
     res["command"] = "python -m training.compare_prune_aware " + " ".join(argv if argv is not None else sys.argv[1:])

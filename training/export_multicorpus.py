@@ -14,9 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import command_line, write_json_atomic
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+
+Named = tuple[tuple[str, ...], ...]  # a repeated NAME=VALUE option, its values per occurrence
+
+
+@dataclass(frozen=True)
+class ExportArgs:
+    stage1: str  # the multi-corpus run's folder
+    baseline: str  # results/dev_curve.json (BC5CDR only, train only)
+    candidate: Named = ()  # NAME=FOLDER: a stage-2 run from the stage-1 model
+    corpus_scores: Named = ()  # NAME=FILE: training.evaluate_corpus results of a model (BioRED dev before/after)
+    dev_report: Named = ()  # NAME=FILE: bioprune evaluate results of a train-only candidate on BC5CDR dev (pruned paths)
+    test_report: Named = ()  # NAME=FILE: bioprune evaluate results of the candidate on BC5CDR test: reported, never chosen on
+    fidelity: Named = ()  # NAME=FILE: training/fidelity_medline.py results of a candidate
+    postprocess: str | None = None  # choose_postprocess.py's results for the chosen candidate
+    output: str = "results/multicorpus_dev.json"  # results JSON
 
 
 def run_record(folder: str | Path) -> dict:
@@ -39,9 +55,9 @@ def run_record(folder: str | Path) -> dict:
             "prune_layers": args.get("prune_layers") or [], "dev_curve": curve}
 
 
-def named(values: list[str]) -> list[tuple[str, str]]:
-    """``NAME=VALUE`` arguments as (name, value) pairs, in the order given."""
-    return [tuple(v.split("=", 1)) for v in values]
+def named(values: Named) -> list[tuple[str, str]]:
+    """A repeated option's ``NAME=VALUE`` arguments (per occurrence) as (name, value) pairs, in the order given."""
+    return [tuple(v.split("=", 1)) for group in values for v in group]
 
 
 def corpus_record(file: str | Path) -> dict:
@@ -74,37 +90,24 @@ def evaluation_record(file: str | Path) -> dict:
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage1", required=True, help="the multi-corpus run's folder")
-    parser.add_argument("--candidate", action="append", default=[], metavar="NAME=FOLDER",
-                        help="a stage-2 run from the stage-1 model")
-    parser.add_argument("--baseline", required=True, help="results/dev_curve.json (BC5CDR only, train only)")
-    parser.add_argument("--corpus-scores", action="append", default=[], metavar="NAME=FILE",
-                        help="training.evaluate_corpus results of a model (BioRED dev before/after)")
-    parser.add_argument("--dev-report", action="append", default=[], metavar="NAME=FILE",
-                        help="bioprune evaluate results of a train-only candidate on BC5CDR dev (pruned paths)")
-    parser.add_argument("--test-report", action="append", default=[], metavar="NAME=FILE",
-                        help="bioprune evaluate results of the candidate on BC5CDR test: reported, never chosen on")
-    parser.add_argument("--fidelity", action="append", default=[], metavar="NAME=FILE",
-                        help="training/fidelity_medline.py results of a candidate")
-    parser.add_argument("--postprocess", help="choose_postprocess.py's results for the chosen candidate")
-    parser.add_argument("--output", default="results/multicorpus_dev.json")
-    ns = parser.parse_args(argv)
-    baseline = json.loads(Path(ns.baseline).read_text())
+    add_dataclass_arguments(parser, ExportArgs)
+    args = dataclass_from_args(ExportArgs, vars(parser.parse_args(argv)))
+    baseline = json.loads(Path(args.baseline).read_text())
     best = baseline["epochs"][-1]["dev"]["mention"]
     result = {"command": command_line("-m training.export_multicorpus", argv),
-              "baseline": {"source": ns.baseline, "command": baseline["command"], "epochs": baseline["epochs"][-1]["epoch"],
+              "baseline": {"source": args.baseline, "command": baseline["command"], "epochs": baseline["epochs"][-1]["epoch"],
                            **{t: best[t]["f1"] for t in ("micro", "Chemical", "Disease")}},
-              "stage1": run_record(ns.stage1),
-              "candidates": {name: run_record(folder) for name, folder in named(ns.candidate)},
-              "corpus_scores": {name: corpus_record(file) for name, file in named(ns.corpus_scores)},
-              "dev_report": {name: evaluation_record(file) for name, file in named(ns.dev_report)},
-              "test_report": {name: evaluation_record(file) for name, file in named(ns.test_report)},
-              "fidelity_medline": {name: fidelity_record(file) for name, file in named(ns.fidelity)}}
-    if ns.postprocess:
-        pp = json.loads(Path(ns.postprocess).read_text())
-        result["postprocess"] = {"source": ns.postprocess, "model": pp["args"]["model"],
+              "stage1": run_record(args.stage1),
+              "candidates": {name: run_record(folder) for name, folder in named(args.candidate)},
+              "corpus_scores": {name: corpus_record(file) for name, file in named(args.corpus_scores)},
+              "dev_report": {name: evaluation_record(file) for name, file in named(args.dev_report)},
+              "test_report": {name: evaluation_record(file) for name, file in named(args.test_report)},
+              "fidelity_medline": {name: fidelity_record(file) for name, file in named(args.fidelity)}}
+    if args.postprocess:
+        pp = json.loads(Path(args.postprocess).read_text())
+        result["postprocess"] = {"source": args.postprocess, "model": pp["args"]["model"],
                                  "micro_f1": {k: v["micro"]["f1"] for k, v in pp["variants"].items()}}
-    write_json_atomic(ns.output, result)
+    write_json_atomic(args.output, result)
     return result
 
 

@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
 logger = logging.getLogger("plot_results")
 
@@ -35,6 +37,12 @@ ABLATIONS = {"min_keep_ratio": ("ablation_min_keep_ratio.png", "min_keep_ratio")
              "prune_layers": ("ablation_prune_layers.png", "prune layers"),
              "recovery": ("ablation_recovery.png", "recovery")}
 TIMED_BATCH = "16"
+
+
+@dataclass(frozen=True)
+class PlotArgs:
+    results_dir: str = "results"  # where the results JSON files are read
+    output_dir: str | None = None  # where the charts go (default: the results dir)
 
 
 def pareto_curves(suite: dict, batch: str = TIMED_BATCH) -> dict[str, list[dict]]:
@@ -250,11 +258,10 @@ def plot_peers(peers: dict, path: Path) -> None:
 
 def main(argv=None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results-dir", default="results")
-    parser.add_argument("--output-dir", default=None, help="default: the results dir")
-    ns = parser.parse_args(argv)
-    src = Path(ns.results_dir)
-    out = Path(ns.output_dir or ns.results_dir)
+    add_dataclass_arguments(parser, PlotArgs)
+    args = dataclass_from_args(PlotArgs, vars(parser.parse_args(argv)))
+    src = Path(args.results_dir)
+    out = Path(args.output_dir or args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     suite_file, fair_file = src / "eval_suite.json", src / "fairness.json"
