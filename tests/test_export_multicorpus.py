@@ -28,7 +28,7 @@ def test_export_reads_finished_and_stopped_runs(tmp_path):
     (stopped / "run.json").write_text(json.dumps({"fingerprint": {"args": _args(["x", "y"])},
                                                   "history": [_epoch(1, 0.81)]}))
     baseline = tmp_path / "dev_curve.json"
-    baseline.write_text(json.dumps({"command": "python -m training.finetune", "epochs": [_epoch(8, 0.819)]}))
+    baseline.write_text(json.dumps({"command": "python -m training.multicorpus", "epochs": [_epoch(8, 0.819)]}))
     scores = tmp_path / "biored.json"
     part = {"micro": {"f1": 0.6}, "Chemical": {"precision": 0.3, "recall": 0.7, "f1": 0.42},
             "chemical_on_other_entity": {"n": 5, "n_pred_chemical": 10, "share": 0.5}}

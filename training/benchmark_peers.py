@@ -173,7 +173,7 @@ HF_PEER = "HF pipeline (transformers, fp32)"
 def hf_pipeline(model_dir, aggregation: str = "average", stride: int | None = DEFAULT_OVERLAP_TOKENS):
     """transformers' ``pipeline("token-classification")`` over a model folder (or hub id), fp32 on the CPU.
 
-    One implementation for benchmark_peers.py and benchmark_dense.py. The weights are read the way
+    The weights are read the way
     bioprune reads them (:func:`bioprune.engine.load_model`: safetensors only, fp32), into a copy of
     their own: the shipped folder stores fp16, which transformers 5 would otherwise keep. ``stride``
     is the number of tokens consecutive chunks share, so a text over the tokenizer's length limit is

@@ -3,7 +3,8 @@
     python -m training.benchmark_spacy --data DATA/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_spacy.json [--model DIR] [--limit-docs 50]
 
-Both sides run the same engine object (same weights, same pruning config) on the same abstracts
+Both sides run the same engine object (the component's defaults: what ``nlp.add_pipe("bioprune_ner")``
+gives a user; same weights, same config) on the same abstracts
 (title + " " + abstract), in chunks of ``batch_size`` docs with ``batch_size`` sequences per forward
 pass: ``nlp.pipe(texts, batch_size=B)`` on ``spacy.blank("en")`` + ``bioprune_ner``, and
 ``engine.annotate(chunk, batch_size=B)`` per chunk of B texts. After a warm-up, rounds alternate
@@ -32,7 +33,7 @@ from spacy.util import minibatch
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.io.pubtator import read_pubtator
 import bioprune.spacy  # registers bioprune_ner even when the package is not installed
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,6 @@ class SpacyBenchArgs:
     data: str  # PubTator file whose abstracts are annotated
     output: str = "results/benchmark_spacy.json"  # results JSON
     model: str = str(DEFAULT_MODEL_DIR)  # model directory
-    controller: str = "default"  # the component's controller setting ("default": prune if exit heads)
     threads: int = 2  # torch intra-op threads
     rounds: int = 5  # alternating timed rounds per batch size; medians reported
     warmup_docs: int = 16  # abstracts annotated by each side before timing
@@ -56,12 +56,12 @@ def _entities_spacy(docs) -> list[list[tuple[int, int, str]]]:
     return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in docs]
 
 
-def main(args: SpacyBenchArgs) -> dict:
+def main(args: SpacyBenchArgs, command: str = "") -> dict:
     torch.set_num_threads(args.threads)
     docs = read_pubtator(args.data)
     texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
     nlp = spacy.blank("en")
-    pipe = nlp.add_pipe("bioprune_ner", config={"model": args.model, "controller": args.controller})
+    pipe = nlp.add_pipe("bioprune_ner", config={"model": args.model})
     engine = pipe.engine
 
     def through_spacy(batch_size: int):
@@ -72,8 +72,8 @@ def main(args: SpacyBenchArgs) -> dict:
         return [a for chunk in minibatch(texts, batch_size) for a in engine.annotate(chunk, batch_size=batch_size)]
 
     sides = {"spacy_pipe": through_spacy, "engine": direct}
-    results: dict = {"args": asdict(args), "n_abstracts": len(texts), "threads": torch.get_num_threads(),
-                     "torch": torch.__version__, "spacy": spacy.__version__, "pruning": asdict(engine.config),
+    results: dict = {"command": command, "args": asdict(args), "n_abstracts": len(texts), "threads": torch.get_num_threads(),
+                     "torch": torch.__version__, "spacy": spacy.__version__, "config": asdict(engine.config),
                      "batch": {}}
     with tqdm(total=len(args.batch_sizes) * args.rounds * 2, desc="benchmark", unit="run") as bar:
         for bs in args.batch_sizes:
@@ -125,7 +125,10 @@ if __name__ == "__main__":
     warnings.simplefilter("ignore", bioprune.spacy.AlignmentWarning)  # counted in skipped_entities instead
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, SpacyBenchArgs)
-    res = main(dataclass_from_args(SpacyBenchArgs, vars(parser.parse_args())))
+    import sys
+
+    res = main(dataclass_from_args(SpacyBenchArgs, vars(parser.parse_args())),
+               command_line("-m training.benchmark_spacy", sys.argv[1:]))
     print(json.dumps({bs: {k: v[k] if not isinstance(v[k], dict) else v[k]["docs_per_s"] for k in
                            ("spacy_pipe", "engine", "overhead_ratio", "component_share_of_engine_time")}
                       for bs, v in res["batch"].items()}, indent=2))
