@@ -42,7 +42,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
-from bioprune.identifiers import NO_ID
 from bioprune.postprocess import abbreviations
 from bioprune.types import ENTITY_TYPES
 
@@ -94,11 +93,6 @@ class Link:
     ids: tuple[str, ...] = ()
     score: float = 0.0  # 1.0 for a dictionary match, the cosine for a TF-IDF match
     method: str = "none"  # exact | normalized | bag | composite | tfidf | head | none
-
-    @property
-    def identifier(self) -> str:
-        """``ID`` or ``ID1|ID2`` (composite), or ``-`` when unlinked (the PubTator 6th column)."""
-        return "|".join(self.ids) if self.ids else NO_ID
 
 
 NO_LINK = Link()

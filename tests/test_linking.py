@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bioprune.linking import NO_ID, Linker, LinkerIndexError, LinkerSettings, composite_readings, read_names
+from bioprune.identifiers import NO_ID, format_ids
+from bioprune.linking import Linker, LinkerIndexError, LinkerSettings, composite_readings, read_names
 from training.build_linker_index import main as build_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def linker(tmp_path_factory) -> Linker:
 
 def ids(linker: Linker, mention: str, label: str, text: str = "") -> str:
     [link] = linker.link(text or mention, [(mention, label)])
-    return link.identifier
+    return format_ids(link.ids, prefix="")  # "D1|D2", "-" for none
 
 
 def test_exact_and_normalized_names(linker):
