@@ -22,7 +22,7 @@ from bioprune.config import PruningConfig
 from bioprune.layer import run_layer
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.importance import token_signals
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,4 @@ def main(args: OverheadArgs) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, OverheadArgs)
-    main(dataclass_from_args(OverheadArgs, vars(parser.parse_args())))
+    main(parse_dataclass(OverheadArgs, __doc__))

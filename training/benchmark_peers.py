@@ -37,7 +37,6 @@ dense fp32 on all the abstracts, every system alike.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import logging
 import sys
@@ -57,7 +56,7 @@ from bioprune.evaluation import mention_scores
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 logger = logging.getLogger("benchmark_peers")
 
@@ -210,9 +209,7 @@ def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, PeersBenchArgs)
-    args = dataclass_from_args(PeersBenchArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(PeersBenchArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     gold = read_pubtator(args.data)
     texts = [d.text for d in (gold[: args.limit_docs] if args.limit_docs else gold)]

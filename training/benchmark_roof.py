@@ -18,7 +18,6 @@ annotate call's wall clock each kind of op takes (torch.profiler, self time) at 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -33,7 +32,7 @@ from bioprune.engine import PruningEngine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import resolve_precision
 from training.analysis.timing import cpu_model
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abstracts through MiniLM-L6's FFN
 ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
@@ -128,9 +127,7 @@ def achieved(bench: dict, system: str, batch: str, flops_per_abstract: float) ->
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, RoofArgs)
-    args = dataclass_from_args(RoofArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(RoofArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     roof = {"fp32": matmul_flops_per_s(torch.float32, args.repeats),
             "bf16": matmul_flops_per_s(torch.bfloat16, args.repeats)}

@@ -33,7 +33,7 @@ from spacy.util import minibatch
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.io.pubtator import read_pubtator
 import bioprune.spacy  # registers bioprune_ner even when the package is not installed
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args
+from training.analysis.common import command_line, parse_dataclass
 
 
 @dataclass(frozen=True)
@@ -119,16 +119,11 @@ def main(args: SpacyBenchArgs, command: str = "") -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
+    import sys
 
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore", bioprune.spacy.AlignmentWarning)  # counted in skipped_entities instead
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, SpacyBenchArgs)
-    import sys
-
-    res = main(dataclass_from_args(SpacyBenchArgs, vars(parser.parse_args())),
-               command_line("-m training.benchmark_spacy", sys.argv[1:]))
+    res = main(parse_dataclass(SpacyBenchArgs, __doc__), command_line("-m training.benchmark_spacy", sys.argv[1:]))
     print(json.dumps({bs: {k: v[k] if not isinstance(v[k], dict) else v[k]["docs_per_s"] for k in
                            ("spacy_pipe", "engine", "overhead_ratio", "component_share_of_engine_time")}
                       for bs, v in res["batch"].items()}, indent=2))

@@ -32,7 +32,6 @@ stops the build with one line naming it.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import re
@@ -46,7 +45,7 @@ from pathlib import Path
 from bioprune.errors import InputError
 from bioprune.io.pubtator import read_pubtator
 from bioprune.linking import LinkerIndexError, NameRow, normalized_key, write_names
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 MESH_TERMS = "vocab/mesh2024_descriptor_terms.tsv.gz"
 MESH_TREES = "vocab/mesh2024_descriptor_trees.tsv.gz"
@@ -282,9 +281,7 @@ def build(args: BuildArgs) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> BuildArgs:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, BuildArgs)
-    return dataclass_from_args(BuildArgs, vars(parser.parse_args(argv)))
+    return parse_dataclass(BuildArgs, __doc__, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ and the script warns when they do not.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import sys
@@ -33,7 +32,7 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import (DATA_DIR, add_dataclass_arguments, command_line, dataclass_from_args,
+from training.analysis.common import (DATA_DIR, command_line, parse_dataclass,
                                      medline_halves, write_json_atomic)
 
 logger = logging.getLogger("calibrate_int8")
@@ -71,9 +70,7 @@ def entity_keys(annotations) -> list[tuple]:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, CalibrateArgs)
-    args = dataclass_from_args(CalibrateArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(CalibrateArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     engine = PruningEngine.from_pretrained(args.model, config=DENSE)
     sources = calibration_texts(Path(args.data), args.per_corpus_docs, args.seed)

@@ -208,10 +208,6 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict
 
 
 if __name__ == "__main__":
-    import argparse
+    from training.analysis.common import parse_dataclass
 
-    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ChooseArgs)
-    main(dataclass_from_args(ChooseArgs, vars(parser.parse_args())))
+    main(parse_dataclass(ChooseArgs, __doc__))

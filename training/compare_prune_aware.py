@@ -15,13 +15,12 @@ weights, same run); this script only groups them by model so the README table co
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,7 @@ def render_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, CompareArgs)
-    args = dataclass_from_args(CompareArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(CompareArgs, __doc__, argv)
     res = summarize([json.loads(Path(p).read_text()) for p in args.evaluations],
                     [json.loads(Path(p).read_text()) for p in args.error_analyses])
     res["command"] = "python -m training.compare_prune_aware " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -13,7 +13,6 @@ share a tokenizer.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
 from bioprune.postprocess import PASSES, Postprocess
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 
 @dataclass(frozen=True)
@@ -108,9 +107,7 @@ def recipe(folder: str) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, EnsembleArgs)
-    args = dataclass_from_args(EnsembleArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(EnsembleArgs, __doc__, argv)
     try:
         results = score(args.models, args.gold, args.postprocess, args.also)
     except InputError as err:

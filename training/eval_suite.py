@@ -18,7 +18,6 @@ beside the model; without it they are skipped with a warning.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -36,8 +35,8 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, time_systems
-from training.analysis.common import (TEST_SET, add_dataclass_arguments, command_line, config_dict,
-                                      dataclass_from_args, write_json_atomic)
+from training.analysis.common import (TEST_SET, command_line, parse_dataclass, config_dict,
+                                      write_json_atomic)
 from training.analysis.suite import (DEFAULT_LAMBDAS, DEFAULT_LAYER_SETS, DEFAULT_MIN_KEEP_RATIOS, GROUPS,
                                      MLP_FAMILIES, SuiteRow, suite_rows, timed_groups)
 from training.sweep_pruning import row as sweep_row
@@ -153,9 +152,7 @@ def run(args: SuiteArgs, command: str) -> dict:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, SuiteArgs)
-    args = dataclass_from_args(SuiteArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(SuiteArgs, __doc__, argv)
     return run(args, command_line("-m training.eval_suite", argv))
 
 

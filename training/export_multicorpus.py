@@ -11,13 +11,12 @@ its end, from ``checkpoint/run.json``'s history. The baseline is the BC5CDR-only
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 Named = tuple[tuple[str, ...], ...]  # a repeated NAME=VALUE option, its values per occurrence
 
@@ -89,9 +88,7 @@ def evaluation_record(file: str | Path) -> dict:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ExportArgs)
-    args = dataclass_from_args(ExportArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(ExportArgs, __doc__, argv)
     baseline = json.loads(Path(args.baseline).read_text())
     best = baseline["epochs"][-1]["dev"]["mention"]
     result = {"command": command_line("-m training.export_multicorpus", argv),

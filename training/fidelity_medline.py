@@ -12,7 +12,6 @@ The reference is always the exact dense fp32 model.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from bioprune.controllers import CONTROLLER_FILE
 from bioprune.precision import PRECISIONS
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training import sweep_pruning
-from training.analysis.common import (MEDLINE_SLICE, add_dataclass_arguments, command_line, dataclass_from_args,
+from training.analysis.common import (MEDLINE_SLICE, command_line, parse_dataclass,
                                       json_safe, write_json_atomic)
 
 logger = logging.getLogger("fidelity_medline")
@@ -50,9 +49,7 @@ def controllers_available(model: str | Path) -> list[str]:
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, MedlineFidelityArgs)
-    args = dataclass_from_args(MedlineFidelityArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(MedlineFidelityArgs, __doc__, argv)
     controllers = controllers_available(args.model)
     if "mlp" not in controllers:
         logger.warning("no %s in %s: fidelity of the rule controller only", CONTROLLER_FILE, args.model)

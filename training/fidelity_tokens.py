@@ -19,7 +19,6 @@ for the fidelity report, docs/pruning.md, "Where the disagreement sits").
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -33,7 +32,7 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores, span_keys
 from bioprune.labels import decode_entities
-from training.analysis.common import (MEDLINE_SLICE, add_dataclass_arguments, command_line, dataclass_from_args,
+from training.analysis.common import (MEDLINE_SLICE, command_line, parse_dataclass,
                                       medline_halves, write_json_atomic)
 
 logger = logging.getLogger("fidelity_tokens")
@@ -157,9 +156,7 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
 
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, TokenFidelityArgs)
-    args = dataclass_from_args(TokenFidelityArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(TokenFidelityArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     first, second = medline_halves(args.unlabelled)
     docs = first if args.half == "first" else second

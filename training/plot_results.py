@@ -22,13 +22,12 @@ The data selection is plain functions (testable without matplotlib); the plottin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 logger = logging.getLogger("plot_results")
 
@@ -257,9 +256,7 @@ def plot_peers(peers: dict, path: Path) -> None:
 
 
 def main(argv=None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, PlotArgs)
-    args = dataclass_from_args(PlotArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(PlotArgs, __doc__, argv)
     src = Path(args.results_dir)
     out = Path(args.output_dir or args.results_dir)
     out.mkdir(parents=True, exist_ok=True)

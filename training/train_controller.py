@@ -33,7 +33,7 @@ from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
+from training.analysis.common import md5, parse_dataclass
 
 logger = logging.getLogger("train_controller")
 
@@ -159,9 +159,5 @@ def main(args: ControllerArgs) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ControllerArgs)
-    main(dataclass_from_args(ControllerArgs, vars(parser.parse_args())))
+    main(parse_dataclass(ControllerArgs, __doc__))

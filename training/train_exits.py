@@ -33,7 +33,7 @@ from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
 from bioprune.exits import ExitHeads
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
+from training.analysis.common import md5, parse_dataclass
 
 logger = logging.getLogger("train_exits")
 
@@ -134,9 +134,5 @@ def main(args: ExitArgs) -> dict:
 
 
 if __name__ == "__main__":
-    import argparse
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ExitArgs)
-    main(dataclass_from_args(ExitArgs, vars(parser.parse_args())))
+    main(parse_dataclass(ExitArgs, __doc__))

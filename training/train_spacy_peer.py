@@ -10,7 +10,6 @@ its best model); ``runs/spacy-peer/model-best`` is the pipeline. Not shipped: it
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from spacy.util import filter_spans
 
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import parse_dataclass
 
 TRAINING_FILES = ("CDR_TrainingSet.PubTator.txt", "CDR_DevelopmentSet.PubTator.txt")
 
@@ -47,9 +46,7 @@ def to_docs(nlp, documents) -> list:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, SpacyPeerArgs)
-    args = dataclass_from_args(SpacyPeerArgs, vars(parser.parse_args(argv)))
+    args = parse_dataclass(SpacyPeerArgs, __doc__, argv)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     nlp = spacy.blank("en")

@@ -120,6 +120,15 @@ def md5(path: str | Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
+def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None):
+    """``cls`` from the command line ``argv`` (None: sys.argv): a script's whole parser when its
+    options are one dataclass's fields; the first paragraph of ``doc`` (its docstring) is --help's
+    description."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    add_dataclass_arguments(parser, cls)
+    return dataclass_from_args(cls, vars(parser.parse_args(argv)))
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     """One option per field of the dataclass ``cls``: ``--field-name``, its default and type from the
     field, its help from ``field(metadata={"help": ...})`` or the comment after the field, so a
