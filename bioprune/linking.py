@@ -19,13 +19,15 @@ The names come from an index built by ``training/build_linker_index.py``: MeSH d
 (chemicals under tree D, diseases under C and F03), CTD MEDIC disease synonyms, and the
 mention -> ID pairs of the training corpora, which also cover MeSH supplementary records (C-ids)
 that the vocabularies lack. Pairs outrank vocabulary terms for the same name, because they carry
-the corpus' own annotation guideline. The index is a gzipped TSV (no pickle) plus a JSON manifest;
-the look-up tables are built when the index is loaded (a few seconds, once per process) and
-the TF-IDF matrix when a mention first misses them.
+the corpus' own annotation guideline. The index is gzipped TSVs (no pickle) plus a JSON manifest:
+the names with their weights, and the look-up tables computed from them, each a file of sorted
+``key<TAB>ID`` lines that a process reads into one bytes buffer and binary-searches
+(:class:`SortedTable`): a fraction of a second and under 100 MB for half a million names, where
+building Python dicts at load took seconds and over 400 MB. The TF-IDF matrix is fitted when a
+mention first misses the tables.
 
 Identifiers are bare MeSH UIs (``D003924``), as in the BC5CDR files; writers may prefix ``MESH:``.
-scikit-learn, numpy and scipy are imported inside the functions that need them, so importing this
-module costs nothing.
+scikit-learn and scipy are imported inside the functions that need them.
 """
 from __future__ import annotations
 
@@ -42,6 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from bioprune.postprocess import abbreviations
 from bioprune.types import ENTITY_TYPES
 
@@ -51,7 +55,10 @@ DEFAULT_INDEX_DIR = Path(__file__).parent / "assets" / "bc5cdr-minilm-l6" / "lin
 NAMES_FILE = "names.tsv.gz"  # type, name, id, pair_weight, vocab_weight (header row first)
 MANIFEST_FILE = "linker.json"  # format version, sources, counts, the command that built it
 NAMES_COLUMNS = ("type", "name", "id", "pair_weight", "vocab_weight")
-FORMAT_VERSION = 1
+# the look-up tables of each type, one file each (:func:`table_file`): exact name, normalised key,
+# bag of words, and the normalised names the TF-IDF searches
+TABLES = ("exact", "normalized", "bag", "tfidf")
+FORMAT_VERSION = 2  # 1: names only, tables computed at load (still read)
 BUILD_COMMAND = ("python -m training.build_linker_index --data ../shared/data "
                  "--output bioprune/assets/bc5cdr-minilm-l6/linker/")
 
@@ -189,8 +196,8 @@ def expand_short_forms(mention: str, short_forms: Mapping[str, str]) -> str:
 class NameRow(NamedTuple):
     """One name of the index: a string that refers to ``id`` for mentions of type ``type``.
 
-    Immutable like a frozen dataclass, but a tuple: every load makes ~192k of them, and a frozen
-    dataclass' ``__init__`` costs four times as much.
+    Immutable like a frozen dataclass, but a tuple: a build makes half a million of them, and a
+    frozen dataclass' ``__init__`` costs four times as much.
     """
 
     type: str
@@ -200,18 +207,31 @@ class NameRow(NamedTuple):
     vocab_weight: float = 0.0  # 2 = the descriptor's preferred term, 1 = another term or synonym
 
 
+def table_file(label: str, table: str) -> str:
+    """The file of one look-up table in an index folder, e.g. ``Chemical.exact.tsv.gz``."""
+    return f"{label}.{table}.tsv.gz"
+
+
 def write_names(directory: str | Path, rows: Iterable[NameRow], manifest: Mapping) -> Path:
-    """Write an index folder: ``names.tsv.gz`` (sorted rows, reproducible bytes) and ``linker.json``."""
+    """Write an index folder: ``names.tsv.gz`` (sorted rows), each type's look-up tables
+    (:func:`table_lines`) and ``linker.json``; reproducible bytes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: (r.type, r.name, r.id))
-    with gzip.GzipFile(directory / NAMES_FILE, "wb", mtime=0) as raw:
-        lines = ["\t".join(NAMES_COLUMNS)]
-        lines += [f"{r.type}\t{r.name}\t{r.id}\t{r.pair_weight:g}\t{r.vocab_weight:g}" for r in rows]
-        raw.write(("\n".join(lines) + "\n").encode("utf-8"))
+    lines = ["\t".join(NAMES_COLUMNS)]
+    lines += [f"{r.type}\t{r.name}\t{r.id}\t{r.pair_weight:g}\t{r.vocab_weight:g}" for r in rows]
+    _write_gz(directory / NAMES_FILE, ("\n".join(lines) + "\n").encode("utf-8"))
+    for label, tables in _tables_by_type(rows).items():
+        for table, data in tables.items():
+            _write_gz(directory / table_file(label, table), data)
     manifest = {"format_version": FORMAT_VERSION, **manifest, "rows": len(rows)}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return directory
+
+
+def _write_gz(path: Path, data: bytes) -> None:
+    with gzip.GzipFile(path, "wb", mtime=0) as raw:
+        raw.write(data)
 
 
 def read_names(directory: str | Path) -> list[NameRow]:
@@ -269,9 +289,9 @@ MEMO_QUERIES = 200_000  # TF-IDF answers kept per type (a few tens of MB at most
 class Neighbours:
     """Character n-gram TF-IDF over one type's normalised names, fitted on first use.
 
-    Most mentions of an abstract are found by the dictionary look-ups, so loading an index builds
+    Most mentions of an abstract are found by the dictionary look-ups, so loading an index reads
     only the tables; the vectorizer and matrix (and the scikit-learn import, together a few seconds
-    over ~192k names) wait for the first mention the look-ups miss, and are then kept.
+    over ~120k names) wait for the first mention the look-ups miss, and are then kept.
     """
 
     def __init__(self, names: Sequence[str], ngram: int = 3):
@@ -334,14 +354,79 @@ class Neighbours:
         return out
 
 
+class SortedTable:
+    """A read-only map from key to ID over one bytes buffer of ``key<TAB>ID`` lines sorted as bytes.
+
+    Half a million names held as a Python dict cost ~0.4 GB and seconds to build; as one buffer
+    plus a (n,) array of line starts they cost their UTF-8 text and 8 bytes a line, load in a
+    fraction of a second, and a look-up is a binary search (~7 µs). Keys hold no tab or newline.
+    """
+
+    def __init__(self, data: bytes):
+        self.data = data
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))  # (n,)
+        # (n,): where each line begins; a memoryview, whose items index as Python ints twice as fast
+        self.starts = memoryview(np.concatenate([[0], ends[:-1] + 1]).astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.starts) if self.data else 0
+
+    def get(self, key: str) -> str | None:
+        """The ID of ``key``, or None."""
+        probe = key.encode("utf-8") + b"\t"
+        n, data, starts = len(probe), self.data, self.starts
+        lo, hi = 0, len(self)
+        while lo < hi:  # the first line whose first n bytes are >= probe (lines are sorted)
+            mid = (lo + hi) // 2
+            if data[starts[mid]:starts[mid] + n] < probe:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == len(self) or data[starts[lo]:starts[lo] + n] != probe:
+            return None
+        return data[starts[lo] + n:data.index(b"\n", starts[lo] + n)].decode("utf-8")
+
+
+def table_lines(table: Mapping[str, tuple[str, float]]) -> bytes:
+    """A :class:`SortedTable`'s buffer: ``key<TAB>ID`` lines of ``table`` (key -> (ID, prior)), sorted as bytes."""
+    return b"".join(sorted(f"{key}\t{ident}\n".encode("utf-8") for key, (ident, _) in table.items()))
+
+
+def type_tables(rows: Sequence[NameRow]) -> dict[str, bytes]:
+    """One type's look-up tables (:data:`TABLES`) from its names, as :func:`table_lines` buffers."""
+    keys = [(" ".join(t), _bag(t)) for t in map(tokens, (r.name for r in rows))]  # (normalised, bag) per row
+    normalized = _best_ids((k[0], r) for k, r in zip(keys, rows))
+    # supplementary records answer look-ups only: as TF-IDF neighbours their ~340k names slowed every
+    # missed mention and, on dev, linked no more right (the thresholds were re-chosen without them)
+    fuzzy = {k: v for k, v in normalized.items() if v[1] > 0 or not v[0].startswith("C")}
+    tables = {"exact": _best_ids((r.name, r) for r in rows), "normalized": normalized,
+              "bag": _best_ids((k[1], r) for k, r in zip(keys, rows)), "tfidf": fuzzy}
+    return {name: table_lines(tables[name]) for name in TABLES}
+
+
+def _tables_by_type(rows: Sequence[NameRow]) -> dict[str, dict[str, bytes]]:
+    by_type: dict[str, list[NameRow]] = {}
+    for r in rows:
+        by_type.setdefault(r.type, []).append(r)
+    return {t: type_tables(by_type.get(t, [])) for t in sorted(set(by_type) | set(ENTITY_TYPES))}
+
+
 @dataclass(frozen=True)
 class TypeIndex:
     """The look-up tables and TF-IDF neighbours of one mention type."""
 
-    exact: Mapping[str, tuple[str, float]]
-    normalized: Mapping[str, tuple[str, float]]
-    bag: Mapping[str, tuple[str, float]]
-    neighbours: Neighbours  # over the keys of ``normalized``
+    exact: SortedTable
+    normalized: SortedTable
+    bag: SortedTable
+    neighbours: Neighbours  # TF-IDF over the normalised names of the "tfidf" table
+    neighbour_ids: tuple[str, ...]  # the ID of each of ``neighbours.names``
+
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, bytes], ngram: int = 3) -> "TypeIndex":
+        names, ids = zip(*(line.decode("utf-8").split("\t") for line in tables["tfidf"].splitlines())) \
+            if tables["tfidf"] else ((), ())
+        return cls(*(SortedTable(tables[name]) for name in ("exact", "normalized", "bag")),
+                   neighbours=Neighbours(names, ngram), neighbour_ids=ids)
 
     def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` most similar (id, cosine) per query, best first, one entry per ID."""
@@ -349,30 +434,40 @@ class TypeIndex:
         for hits in self.neighbours.similar(queries, 4 * k):
             seen: dict[str, float] = {}
             for j, sim in hits:
-                seen.setdefault(self.normalized[self.neighbours.names[j]][0], sim)
+                seen.setdefault(self.neighbour_ids[j], sim)
             out.append(sorted(seen.items(), key=lambda x: -x[1])[:k])
         return out
 
 
-def build_type_index(rows: Sequence[NameRow], ngram: int = 3) -> TypeIndex:
-    """Look-up tables over one type's names; the TF-IDF over its normalised names is fitted when
-    first needed (:class:`Neighbours`)."""
-    keys = [(" ".join(t), _bag(t)) for t in map(tokens, (r.name for r in rows))]  # (normalised, bag) per row
-    normalized = _best_ids((k[0], r) for k, r in zip(keys, rows))
-    # supplementary records answer look-ups only: as TF-IDF neighbours their ~340k names slowed every
-    # missed mention and, on dev, linked no more right (the thresholds were re-chosen without them)
-    fuzzy = sorted(k for k, (ids, prior) in normalized.items() if prior > 0 or not ids.startswith("C"))
-    return TypeIndex(exact=_best_ids((r.name, r) for r in rows), normalized=normalized,
-                     bag=_best_ids((k[1], r) for k, r in zip(keys, rows)),
-                     neighbours=Neighbours(fuzzy, ngram))
-
-
 def build_index(rows: Sequence[NameRow], ngram: int = 3) -> dict[str, TypeIndex]:
-    """One :class:`TypeIndex` per entity type found in ``rows``."""
-    by_type: dict[str, list[NameRow]] = {}
-    for r in rows:
-        by_type.setdefault(r.type, []).append(r)
-    return {t: build_type_index(by_type.get(t, []), ngram) for t in sorted(set(by_type) | set(ENTITY_TYPES))}
+    """One :class:`TypeIndex` per entity type, computed from an index's names (seconds; an index
+    folder written by :func:`write_names` holds the tables already: :func:`read_index`)."""
+    return {t: TypeIndex.from_tables(tables, ngram) for t, tables in _tables_by_type(rows).items()}
+
+
+def read_index(directory: str | Path, ngram: int = 3) -> dict[str, TypeIndex]:
+    """The :class:`TypeIndex` of each type from an index folder's table files; a folder written
+    before they existed (format 1: names only) has them computed from its names, with a log line."""
+    directory = Path(directory)
+    files = {(t, name): directory / table_file(t, name) for t in ENTITY_TYPES for name in TABLES}
+    if not all(path.is_file() for path in files.values()):
+        logger.info("linker: %s has no look-up tables (format 1): computing them from %s; rebuild the index "
+                    "to load faster", directory, NAMES_FILE)
+        return build_index(read_names(directory), ngram)
+    tables = {key: _read_table(path) for key, path in files.items()}
+    return {t: TypeIndex.from_tables({name: tables[t, name] for name in TABLES}, ngram) for t in ENTITY_TYPES}
+
+
+def _read_table(path: Path) -> bytes:
+    """A look-up table file's lines; :class:`LinkerIndexError` unless each line is ``key<TAB>ID``."""
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError) as err:
+        raise LinkerIndexError(path, f"unreadable ({type(err).__name__}: {err})") from None
+    lines, tabs = data.count(b"\n"), data.count(b"\t")
+    if (data and not data.endswith(b"\n")) or tabs != lines:
+        raise LinkerIndexError(path, f"not key<TAB>ID lines ({lines} lines, {tabs} tabs)")
+    return data
 
 
 # ---------------------------------------------------------------- linking (pure over an index)
@@ -383,7 +478,7 @@ def lookup(index: TypeIndex, name: str) -> Link:
                                ("bag", index.bag, bag_key(name))):
         hit = table.get(key) if key else None
         if hit is not None:
-            return Link(ids=tuple(hit[0].split("|")), score=1.0, method=method)
+            return Link(ids=tuple(hit.split("|")), score=1.0, method=method)
     return NO_LINK
 
 
@@ -494,11 +589,14 @@ class Linker:
 
     @classmethod
     def load(cls, directory: str | Path | None = None, settings: LinkerSettings = LinkerSettings()) -> "Linker":
-        """Read an index folder (default: the shipped one) and build its tables and TF-IDF matrices."""
+        """Read an index folder (default: the shipped one): its look-up tables now, the TF-IDF
+        matrices when first needed."""
         directory = Path(directory) if directory is not None else DEFAULT_INDEX_DIR
-        rows = read_names(directory)
-        logger.info("linker: %d names from %s", len(rows), directory)
-        return cls(build_index(rows, settings.ngram), settings)
+        if not (directory / NAMES_FILE).is_file():
+            raise LinkerIndexError(directory / NAMES_FILE, "no linker index here")
+        index = read_index(directory, settings.ngram)
+        logger.info("linker: %s", ", ".join(f"{t} {len(ti.normalized)} keys" for t, ti in index.items()))
+        return cls(index, settings)
 
     def link(self, text: str, mentions: Sequence[tuple[str, str]]) -> list[Link]:
         return link_document(self.index, text, mentions, self.settings)

@@ -92,7 +92,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 # A hand-written linker vocabulary (type, name, MeSH ID): the tiny model folder carries it as its
-# linker/ index, so tests link in milliseconds instead of loading the shipped 192k-name index.
+# linker/ index, so tests link in milliseconds instead of loading the shipped half-million-name index.
 TINY_LINKER_NAMES = [
     ("Chemical", "Famotidine", "D015738"), ("Chemical", "Cisplatin", "D002945"),
     ("Chemical", "Haloperidol", "D006220"), ("Chemical", "Magnesium Sulfate", "D008278"),

@@ -3,6 +3,7 @@ one-line errors with exit 2, pruning flags on the dense model refused, no transf
 and ``evaluate``'s progress bar. The core checks behind them: tests/test_api.py."""
 from __future__ import annotations
 
+import gzip
 import shutil
 from pathlib import Path
 
@@ -125,15 +126,18 @@ def test_evaluate_shows_a_progress_bar_unless_quiet(tiny_model_dir, capsys):
     assert "/3 [" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("damage", ["missing", "wrong shape"])
-def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, tmp_path, capsys, damage):
+@pytest.mark.parametrize("file, damage", [("names.tsv.gz", "missing"), ("Chemical.exact.tsv.gz", "not gzip"),
+                                          ("Disease.bag.tsv.gz", "no tabs")])
+def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, tmp_path, capsys, file, damage):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
-    names = model / "linker" / "names.tsv.gz"
+    damaged = model / "linker" / file
     if damage == "missing":
-        names.unlink()
+        damaged.unlink()
+    elif damage == "not gzip":
+        damaged.write_bytes(b"not gzip")
     else:
-        names.write_bytes(b"not gzip")
+        damaged.write_bytes(gzip.compress(b"delirium D003693\n"))
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet"]) == 2
-    _one_error_line(capsys, str(names), "python -m training.build_linker_index")
+    _one_error_line(capsys, str(damaged), "python -m training.build_linker_index")
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet", "--no-link"]) == 0

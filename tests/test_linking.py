@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bioprune.identifiers import NO_ID, format_ids
-from bioprune.linking import Linker, LinkerIndexError, LinkerSettings, composite_readings, read_names
+from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, SortedTable, composite_readings,
+                              read_names, table_lines)
 from training.build_linker_index import main as build_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,8 +106,9 @@ def test_index_round_trip(linker, tmp_path):
     root = write_data(tmp_path)
     assert build_main(["--data", str(root), "--output", str(tmp_path / "a"), "--no-corpora"]) == 0
     assert build_main(["--data", str(root), "--output", str(tmp_path / "b"), "--no-corpora"]) == 0
-    a, b = (tmp_path / "a/names.tsv.gz").read_bytes(), (tmp_path / "b/names.tsv.gz").read_bytes()
-    assert a == b  # reproducible bytes
+    files = sorted(f.name for f in (tmp_path / "a").iterdir())
+    assert "Chemical.exact.tsv.gz" in files and "Disease.tfidf.tsv.gz" in files and "names.tsv.gz" in files
+    assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)  # reproducible
     rows = read_names(tmp_path / "a")
     assert {r.id for r in rows} == set(TREES)  # the OMIM-only disease is left out
     assert ("Disease", "PD", "D016584") in {(r.type, r.name, r.id) for r in rows}
@@ -225,3 +227,32 @@ def test_tfidf_answers_are_memoised_per_query_and_forgettable():
     assert calls == [["paracetamole"]]  # only the new query went to scikit-learn
     neighbours.forget()
     assert neighbours._memo == {}
+
+
+def test_sorted_table_finds_each_key_and_only_its_keys():
+    """Binary search over sorted ``key<TAB>ID`` lines: a key that is a prefix of another, non-ASCII
+    keys, the first and last lines, and misses on either side and in between."""
+    entries = {"ab": "D1", "abc": "D2", "a b": "D3", "β-carotene": "D4", "zz": "D5", "a": "D6", "ä": "D7"}
+    table = SortedTable(table_lines({k: (v, 1.0) for k, v in entries.items()}))
+    assert len(table) == len(entries)
+    assert {k: table.get(k) for k in entries} == entries
+    assert [table.get(k) for k in ("", "aa", "abcd", "b", "zzz", "\t", "β")] == [None] * 7
+    empty = SortedTable(b"")
+    assert len(empty) == 0 and empty.get("ab") is None
+
+
+def test_index_written_before_tables_still_loads(tmp_path):
+    """An index folder of format 1 (names only: a model saved by an older bioprune) links as the
+    same index with its tables does; they are computed at load instead of read."""
+    root = write_data(tmp_path)
+    out = tmp_path / "index"
+    assert build_main(["--data", str(root), "--output", str(out), "--no-corpora"]) == 0
+    settings = LinkerSettings(chemical_min_similarity=0.6, disease_min_similarity=0.6)
+    mentions = [("Cisplatin", "Chemical"), ("CISPLATINS", "Chemical"), ("breast and ovarian cancer", "Disease"),
+                ("cisplatinum", "Chemical"), ("PD", "Disease"), ("zzyzx", "Disease")]
+    with_tables = Linker.load(out, settings).link("PD worsened.", mentions)
+    for table in out.glob("*.*.tsv.gz"):
+        table.unlink()
+    assert Linker.load(out, settings).link("PD worsened.", mentions) == with_tables
+    assert [format_ids(lk.ids, prefix="") for lk in with_tables] == [
+        "D002945", "D002945", "D001943|D010051", "D002945", "D016584", NO_ID]

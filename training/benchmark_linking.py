@@ -29,7 +29,7 @@ from bioprune.config import PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
-from training.analysis.timing import TimingPlan, time_systems
+from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from training.analysis.common import (add_dataclass_arguments, command_line, dataclass_from_args, pruning_config,
                                       write_json_atomic)
 
@@ -78,7 +78,8 @@ def run(args: LinkingBenchArgs, config: PruningConfig) -> dict:
     plain = linked.with_config(config.with_(link=False))
     plain.annotate(texts[:1])  # the model's own first-call costs land before the linker's RSS is read
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "linker": linker_cost(linked)}
+               "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__,
+               "linker": linker_cost(linked)}
     with_ids, without = linked.annotate(texts), plain.annotate(texts)
     entities = [e for a in with_ids for e in a.entities]
     results["entities_unchanged"] = ([[(e.start, e.end, e.label) for e in a.entities] for a in with_ids]

@@ -26,9 +26,10 @@ Names and the MeSH IDs they refer to, per type:
   A corpus document whose PMID is in a BC5CDR split left out is dropped, so an index built without
   dev never saw a dev abstract (BioRED shares documents with BC5CDR train/dev).
 
-Output: ``names.tsv.gz`` + ``linker.json`` (bioprune.linking.write_names); no pickle, no matrices
-(the look-up tables are built at load time, the TF-IDF matrix when a mention first misses them). A vocabulary that is missing or of the wrong shape
-stops the build with one line naming it.
+Output (bioprune.linking.write_names): ``names.tsv.gz``, each type's look-up tables
+(``Chemical.exact.tsv.gz``, ...: sorted ``key<TAB>ID`` lines, read as they are at load) and
+``linker.json``; no pickle, no matrices (the TF-IDF is fitted when a mention first misses the
+tables). A vocabulary that is missing or of the wrong shape stops the build with one line naming it.
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ from typing import Literal
 
 from bioprune.evaluation import Span, concepts, gold_concepts, linking_scores, mention_scores
 from bioprune.io.pubtator import PubTatorDocument, read_pubtator
-from bioprune.linking import (DEFAULT_INDEX_DIR, Link, LinkerSettings, NameRow, build_index, link_document,
+from bioprune.linking import (DEFAULT_INDEX_DIR, Link, LinkerSettings, NameRow, link_document, read_index,
                               read_names)
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import add_dataclass_arguments, dataclass_from_args
@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
     docs = read_pubtator(Path(args.data) / SPLITS[args.split])
     predicted = predicted_spans(Path(args.predicted), docs)
     started = time.perf_counter()
-    rows = read_names(args.index)
-    index = build_index(rows)
+    index = read_index(args.index)
     load_seconds = time.perf_counter() - started
+    rows = read_names(args.index)
     settings, tried = choose(index, docs, predicted, LinkerSettings()) if args.choose else (LinkerSettings(), [])
     crosswalk = mesh2024_crosswalk(mesh2024_terms(Path(args.data)), named_ids(docs, rows))
     result = {"split": args.split, "index": args.index, "index_load_seconds": load_seconds,

@@ -662,7 +662,8 @@ def linking_table(res: dict, cost: dict | None = None) -> str:
     if cost is not None:
         for bs, entry in cost["batch"].items():
             linker = cost["linker"]
-            out[-1] += (f" Cost at batch {bs} with the default setting: **+{100 * (entry['slowdown_median'] - 1):.1f}%** "
+            host = f" on {cost['cpu']}" if "cpu" in cost else ""
+            out[-1] += (f" Cost at batch {bs} with the default setting{host}: **+{100 * (entry['slowdown_median'] - 1):.1f}%** "
                         f"annotation time ({entry['linking_ms_per_abstract']:.1f} ms per abstract, a first pass over "
                         f"the text), {linker['load_tables_s']:.1f} s to load the index and {linker['fit_tfidf_s']:.1f} s "
                         f"to fit its TF-IDF once per process, +{linker['rss_growth_mb']:.0f} MB resident memory: "
