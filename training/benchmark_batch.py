@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from bioprune.batch_run import MEMORY_MODES
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training.analysis.common import add_dataclass_arguments
+from training.analysis.timing import cpu_model
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ def run(args: BatchBenchArgs) -> dict:
                 res = run_annotate(args, shards * repeats, out, "default", ray=False, memory=mode)
                 memory[mode][str(repeats)] = {k: res[k] for k in ("documents", "peak_rss_mb", "abstracts_per_s")}
                 print(f"memory {mode} x{repeats}: {res['peak_rss_mb']:.0f} MB", file=sys.stderr)
-    results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "systems": systems,
+    results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "cpu": cpu_model(),
+               "systems": systems,
                "memory_by_mode": memory,
                "memory_growth_ratio": {mode: m[str(args.memory_repeats)]["peak_rss_mb"] / m["1"]["peak_rss_mb"]
                                        for mode, m in memory.items()}}
@@ -220,8 +222,9 @@ def render_markdown(res: dict) -> str:
     mem = res["memory_by_mode"]
     c = res["pubmed_cost_estimate"]
     hours = ", ".join(f"{h:.1f} h on {cores} cores" for cores, h in c["wall_hours_by_cluster_cores"].items())
+    host = f" ({res['cpu']})" if "cpu" in res else ""
     rows += ["", f"{res['n_abstracts']} citations of `{Path(a['data']).name}` in {a['shards']} files, {a['threads']} CPU "
-             f"cores, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor.",
+             f"cores{host}, batch {a['batch_size']}, median of {a['rounds']} alternating rounds; Ray peak RSS is per actor.",
              "", "Memory: the default single-process run, the same files given repeatedly, in each `--memory` mode:",
              "", "| `--memory` | " + " | ".join(f"{m['documents']} abstracts" for m in next(iter(mem.values())).values())
              + " | growth |", "|---|" + "---|" * (len(next(iter(mem.values()))) + 1)]
