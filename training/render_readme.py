@@ -534,7 +534,7 @@ def precision_table() -> str | None:
     out = ["| setting | runs at | F1 test (drop vs dense fp32) | entity agreement with dense fp32: test "
            "| held-out MEDLINE (Chemical / Disease) | speed vs dense fp32, batch 16 | batch 1 |",
            "|---|---|---|---|---|---|---|"]
-    commands = []
+    commands, hosts = [], []
     for label, ev_file, bench_file, fidelity in PRECISION_ROWS:
         ev = _load(ev_file)
         if ev is None:
@@ -553,6 +553,7 @@ def precision_table() -> str | None:
         if bench is not None:
             speeds = [_speed_cell(bench["batch"][bs]) for bs in ("16", "1") if bs in bench["batch"]]
             commands.append(f"`{bench['command']}`")
+            hosts.append(bench.get("cpu", "AMD EPYC with AVX-512 BF16"))
         runs_at = ev.get("precision", ev["config"].get("precision", "fp32"))
         out.append(f"| {label} | {runs_at} | {f1:.4f}{drop} | {agree} | {medline} | {' | '.join(speeds)} |")
         commands.append(f"`{ev['command']}` → `results/{ev_file}`")
@@ -562,8 +563,36 @@ def precision_table() -> str | None:
             "exact dense fp32 model's; MEDLINE = the held-out second half of the slice "
             "(`python -m training.fidelity_medline [--precision fp32]`); speed = median of alternating rounds "
             "against dense fp32 in one process (in brackets: the slowest and the fastest round), 2 CPU threads "
-            "(AMD EPYC with AVX-512 BF16). Commands: "
+            f"({', '.join(dict.fromkeys(hosts))}). Commands: "
             + "; ".join(dict.fromkeys(commands)) + "."]
+    return "\n".join(out)
+
+
+# Folders of results/ holding the same three benchmarks from an earlier host (kept as written there)
+EARLIER_HOSTS = ("family26",)
+
+
+def hosts_table() -> str | None:
+    """The same benchmarks on each host they ran on (results/ and :data:`EARLIER_HOSTS`): how far
+    the default's and the MLP's speed-up and the fraction of the roof depend on the CPU."""
+    out = ["| host | bf16 roof GFLOP/s | default vs dense fp32, batch 16 / 1 | MLP default (bf16) vs dense fp32, "
+           "batch 16 / 1 | fraction of the roof, batch 16: dense bf16 / pruned |", "|---|---|---|---|---|"]
+    for folder in ("", *EARLIER_HOSTS):
+        files = [_load(f"{folder}/{name}" if folder else name)
+                 for name in ("benchmark_precision.json", "benchmark_pruning_mlp_bf16.json", "benchmark_roof.json")]
+        if None in files:
+            continue
+        default, mlp, roof = files
+        speeds = [" / ".join(f"{b['batch'][bs]['speedup_median']:.2f}×" for bs in ("16", "1")) for b in (default, mlp)]
+        fractions = [s["16"]["fraction_of_roof"] for name, s in roof["systems"].items() if name != "dense fp32"]
+        out.append(f"| {roof['cpu']} (`results/{folder + '/' if folder else ''}`) | {roof['roof_gflops_per_s']['bf16']:.0f} "
+                   f"| {speeds[0]} | {speeds[1]} | {' / '.join(f'{x:.0%}' for x in fractions)} |")
+    if len(out) == 3:
+        return None
+    out += ["", "The same commands (the precision table's and the roof table's) on each host; a folder of "
+            "`results/` holds what an earlier host wrote, as it wrote it. AMD EPYC family 26 (Zen 5) executes "
+            "AVX-512 on full-width units where family 25 (Zen 4) splits each instruction in two halves, so its "
+            "bf16 matmul roof and bf16 speed-ups are higher."]
     return "\n".join(out)
 
 
@@ -820,6 +849,8 @@ def main() -> None:
     blocks.update(suite_blocks())
     if (table := precision_table()) is not None:
         blocks["precision"] = table
+    if (table := hosts_table()) is not None:
+        blocks["hosts"] = table
     if (roof := _load("benchmark_roof.json")) is not None and "attention_gflops_per_s" in roof:
         blocks["roof"] = roof_table(roof)
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
