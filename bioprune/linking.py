@@ -57,7 +57,7 @@ MANIFEST_FILE = "linker.json"  # format version, sources, counts, the command th
 NAMES_COLUMNS = ("type", "name", "id", "pair_weight", "vocab_weight")
 # the look-up tables of each type, one file each (:func:`table_file`): exact name, normalised key,
 # bag of words, and the normalised names the TF-IDF searches
-TABLES = ("exact", "normalized", "bag", "tfidf")
+TABLES = ("exact", "normalized", "bag", "tfidf")  # the first three are TypeIndex's look-up fields, in order
 FORMAT_VERSION = 2  # 1: names only, tables computed at load (still read)
 BUILD_COMMAND = ("python -m training.build_linker_index --data ../shared/data "
                  "--output bioprune/assets/bc5cdr-minilm-l6/linker/")
@@ -425,8 +425,8 @@ class TypeIndex:
     def from_tables(cls, tables: Mapping[str, bytes], ngram: int = 3) -> "TypeIndex":
         names, ids = zip(*(line.decode("utf-8").split("\t") for line in tables["tfidf"].splitlines())) \
             if tables["tfidf"] else ((), ())
-        return cls(*(SortedTable(tables[name]) for name in ("exact", "normalized", "bag")),
-                   neighbours=Neighbours(names, ngram), neighbour_ids=ids)
+        return cls(*(SortedTable(tables[name]) for name in TABLES[:3]), neighbours=Neighbours(names, ngram),
+                   neighbour_ids=ids)
 
     def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
         """The ``k`` most similar (id, cosine) per query, best first, one entry per ID."""
