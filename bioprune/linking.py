@@ -39,6 +39,7 @@ import logging
 import re
 import threading
 import unicodedata
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -246,7 +247,7 @@ def read_names(directory: str | Path) -> list[NameRow]:
             if header != NAMES_COLUMNS:
                 raise LinkerIndexError(path, f"header {list(header)} is not {list(NAMES_COLUMNS)}")
             return [NameRow(t, n, i, float(p), float(v)) for t, n, i, p, v in reader]
-    except (OSError, EOFError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError) as err:
         if isinstance(err, LinkerIndexError):
             raise
         raise LinkerIndexError(path, f"unreadable ({type(err).__name__}: {err})") from None
@@ -462,7 +463,7 @@ def _read_table(path: Path) -> bytes:
     """A look-up table file's lines; :class:`LinkerIndexError` unless each line is ``key<TAB>ID``."""
     try:
         data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged compressed body
         raise LinkerIndexError(path, f"unreadable ({type(err).__name__}: {err})") from None
     lines, tabs = data.count(b"\n"), data.count(b"\t")
     if (data and not data.endswith(b"\n")) or tabs != lines:

@@ -127,7 +127,7 @@ def test_evaluate_shows_a_progress_bar_unless_quiet(tiny_model_dir, capsys):
 
 
 @pytest.mark.parametrize("file, damage", [("names.tsv.gz", "missing"), ("Chemical.exact.tsv.gz", "not gzip"),
-                                          ("Disease.bag.tsv.gz", "no tabs")])
+                                          ("Disease.bag.tsv.gz", "no tabs"), ("Chemical.bag.tsv.gz", "corrupt body")])
 def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, tmp_path, capsys, file, damage):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -136,6 +136,10 @@ def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, t
         damaged.unlink()
     elif damage == "not gzip":
         damaged.write_bytes(b"not gzip")
+    elif damage == "corrupt body":  # a valid gzip header, then deflate data that does not decode
+        data = bytearray(gzip.compress(b"delirium\tD003693\n" * 200))
+        data[20:30] = b"x" * 10
+        damaged.write_bytes(bytes(data))
     else:
         damaged.write_bytes(gzip.compress(b"delirium D003693\n"))
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet"]) == 2
