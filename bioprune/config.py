@@ -118,11 +118,9 @@ class PruningConfig:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        point = OPERATING_POINTS[self.controller]
-        if self.aggressiveness is None:
-            object.__setattr__(self, "aggressiveness", point.aggressiveness)
-        if self.prune_layers is None:
-            object.__setattr__(self, "prune_layers", point.prune_layers)
+        for name in ("aggressiveness", "prune_layers"):  # None: the controller's operating point
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(OPERATING_POINTS[self.controller], name))
         if not self.aggressiveness >= 0:  # also rejects NaN
             raise ValueError(f"aggressiveness (lambda) must be >= 0, got {self.aggressiveness}")
         if not 0.0 <= self.min_keep_ratio <= 1.0:
@@ -161,9 +159,7 @@ NOT_PRUNING_KNOBS = ("controller", "precision", "link")  # fields the dense mode
 def _dense_defaults() -> dict:
     """Each pruning knob's default for the dense model, from the field declarations (λ and the
     pruning layers from the "none" operating point): the one place those defaults are written."""
-    point = OPERATING_POINTS["none"]
-    resolved = {"aggressiveness": point.aggressiveness, "prune_layers": point.prune_layers}
-    return {f.name: resolved.get(f.name, f.default) for f in fields(PruningConfig)
+    return {f.name: getattr(OPERATING_POINTS["none"], f.name, f.default) for f in fields(PruningConfig)
             if f.name not in NOT_PRUNING_KNOBS}
 
 

@@ -9,7 +9,6 @@ once; the model folder's own check is :func:`bioprune.model_files.resolve_model_
 """
 from __future__ import annotations
 
-
 import torch
 
 from bioprune.errors import InputError

@@ -33,16 +33,10 @@ def encode_texts(tokenizer, texts: Sequence[str], max_positions: int = MAX_POSIT
         return []
     enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
                     return_attention_mask=False, verbose=False)
-    docs = []
-    for i, ids in enumerate(enc["input_ids"]):
-        word_ids = enc.word_ids(i)
-        docs.append(EncodedDocument(
-            input_ids=tuple(ids),
-            offsets=tuple(tuple(o) for o in enc["offset_mapping"][i]),
-            word_ids=tuple(-1 if w is None else w for w in word_ids),
-            windows=tuple(plan_windows(len(ids), max_positions - 2, overlap_tokens)),
-        ))
-    return docs
+    return [EncodedDocument(input_ids=tuple(ids), offsets=tuple(tuple(o) for o in enc["offset_mapping"][i]),
+                            word_ids=tuple(-1 if w is None else w for w in enc.word_ids(i)),
+                            windows=tuple(plan_windows(len(ids), max_positions - 2, overlap_tokens)))
+            for i, ids in enumerate(enc["input_ids"])]
 
 
 def window_input_ids(doc: EncodedDocument, window: tuple[int, int], cls_id: int, sep_id: int) -> list[int]:

@@ -46,13 +46,11 @@ MODEL_CARD_FILE = "README.md"
 def _one_thread_after_fork() -> None:
     """In a child made by ``fork``, run torch on one intra-op thread.
 
-    torch's CPU build runs its parallel regions on GNU OpenMP, whose thread pool does not survive
-    ``fork``: once the parent has run one multi-threaded op (``nlp("x")`` before
-    ``nlp.pipe(texts, n_process=2)``, which forks on Linux), the child's first multi-threaded op
-    waits forever on pool threads that were not copied. Reloading the model in the child does not
-    help (the pool is process state, not model state); one thread never enters the pool. PyTorch's
-    own DataLoader workers do the same. Each of the N processes then uses one core, which is what
-    N workers on N cores want; for more threads per worker use the "spawn" start method.
+    GNU OpenMP's thread pool (torch's CPU parallel regions) does not survive ``fork``: after the
+    parent ran one multi-threaded op (``nlp("x")`` before ``nlp.pipe(texts, n_process=2)``), the
+    child's first one waits forever on threads that were not copied (reloading the model does not
+    help: the pool is process state); one thread never enters the pool, as in PyTorch's DataLoader
+    workers. N workers then use N cores; for more threads per worker use the "spawn" start method.
     """
     torch.set_num_threads(1)
 
@@ -94,9 +92,8 @@ class ModelBundle:
             (:func:`bioprune.linking.index_dir_for`). Loaded on the first linked annotation, once per process.
         int8_ranges: per-channel input ranges of the encoder's Linear layers (:mod:`bioprune.int8`).
 
-    The encoder (:class:`~bioprune.forward.PrunedEncoder`, with its reduced-precision copies
-    made once) is built from these unless given (a benchmark's stand-in with the same ``forward``),
-    and shared by every engine over this bundle: it is config-free, the config comes with each forward.
+    The config-free encoder (:class:`~bioprune.forward.PrunedEncoder`), shared by every engine over
+    this bundle, is built from these unless given (a benchmark's stand-in with the same ``forward``).
     """
 
     model: torch.nn.Module
@@ -165,11 +162,9 @@ class PruningEngine:
 
         Weights, tokenizer, exit heads, learned controller, ``postprocess.json`` and the int8
         calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is
-        :data:`~bioprune.config.DEFAULT`, the dense model at the device's best precision (bf16 where
-        it is native; ``DENSE`` for exact fp32): pruning is opt-in (``PruningConfig(controller="rule")``)
+        :data:`~bioprune.config.DEFAULT` (dense at the device's best precision): pruning is opt-in
         because it trades F1 for speed (docs/pruning.md). ``kwargs`` are :class:`ModelBundle` fields;
-        ``postprocess=None`` applies the decoding and passes the model's ``postprocess.json`` names
-        (chosen on the development set).
+        ``postprocess=None`` is the model's own ``postprocess.json`` (chosen on the development set).
         """
         device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)
@@ -207,11 +202,10 @@ class PruningEngine:
 
         Weights (safetensors) with their config, tokenizer, exit heads, learned controller,
         ``postprocess.json`` (this engine's passes), the linker index (``linker/``, so the IDs travel
-        with the model) and a model card (``README.md``). When the folder
-        the engine was read from still holds exactly the weights in memory, its files are copied as
-        they are (fp16 weights stay fp16; training reports and model card come along); otherwise
-        (built in memory, fine-tuned since, folder gone) the modules are serialised, with a short
-        generated model card. Returns ``directory``.
+        with the model) and a model card (``README.md``). When the source folder still holds exactly
+        the weights in memory, its files are copied as they are (fp16 weights stay fp16; reports and
+        model card come along); otherwise the modules are serialised, with a short generated model
+        card. Returns ``directory``.
         """
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
@@ -233,20 +227,17 @@ class PruningEngine:
         source = self.source_dir
         if source is None or not (source / "config.json").is_file() or not (source / "model.safetensors").is_file():
             return False
-        learned = self.controllers.get("mlp")
         return (_same_tensors(self.model.state_dict(), load_file(str(source / "model.safetensors")))
                 and _same_module(self.exit_heads, ExitHeads.load(source))
-                and _same_module(learned, LearnedController.load(source)))
+                and _same_module(self.controllers.get("mlp"), LearnedController.load(source)))
 
     def _save_modules(self, target: Path) -> None:
         """Serialise the model, tokenizer, exit heads and learned controller held in memory."""
         self.model.save_pretrained(str(target), safe_serialization=True)
         self.tokenizer.save_pretrained(str(target))
-        if self.exit_heads is not None:
-            self.exit_heads.save(target)
-        learned = self.controllers.get("mlp")
-        if learned is not None:
-            learned.save(target)
+        for part in (self.exit_heads, self.controllers.get("mlp")):  # the learned controller, if any
+            if part is not None:
+                part.save(target)
 
     def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None,
                     commit_message: str = "Upload bioprune model"):
@@ -276,29 +267,24 @@ class PruningEngine:
     @torch.no_grad()
     def run(self, encoded: Sequence[EncodedDocument], batch_size: int = 16) -> list[tuple[np.ndarray, Trace | None]]:
         """Per document, (T, C) label probabilities over its content tokens and its pruning trace."""
-        items = [(d, w) for d, doc in enumerate(encoded) for w in range(len(doc.windows))]
-        items.sort(key=lambda item: _window_len(encoded[item[0]].windows[item[1]]))  # length buckets
+        items = sorted(((d, w, end - start) for d, doc in enumerate(encoded)
+                        for w, (start, end) in enumerate(doc.windows)), key=lambda item: item[2])  # length buckets
         results: dict[tuple[int, int], ForwardResult] = {}  # (document, window) -> its row, as numpy
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         for i in range(0, len(items), batch_size):
             batch = items[i:i + batch_size]
-            seqs = [window_input_ids(encoded[d], encoded[d].windows[w], cls_id, sep_id) for d, w in batch]
+            seqs = [window_input_ids(encoded[d], encoded[d].windows[w], cls_id, sep_id) for d, w, _ in batch]
             out = self.encoder.forward(*self.batch_inputs(seqs), self.config).numpy()  # one copy per batch
-            for row, ((d, w), seq) in enumerate(zip(batch, seqs)):
+            for row, ((d, w, _), seq) in enumerate(zip(batch, seqs)):
                 results[(d, w)] = out.window(row, len(seq))
-        docs = []
-        for d, doc in enumerate(encoded):
-            parts = [results[(d, w)] for w in range(len(doc.windows))]
-            probs = merge_windows(len(doc.input_ids), list(doc.windows), [p.probs for p in parts])
-            trace = _document_trace(doc, parts, self.encoder.n_classes) if self.config.enabled else None
-            docs.append((probs, trace))
-        return docs
+        parts = [[results[(d, w)] for w in range(len(doc.windows))] for d, doc in enumerate(encoded)]
+        return [(merge_windows(len(doc.input_ids), list(doc.windows), [p.probs for p in doc_parts]),
+                 _document_trace(doc, doc_parts, self.encoder.n_classes) if self.config.enabled else None)
+                for doc, doc_parts in zip(encoded, parts)]
 
     def batch_inputs(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask, special), each (B, T), for windows of token ids, right-padded.
-
-        ``special`` marks the tokens that never leave: [CLS] and [SEP].
-        """
+        """(input_ids, attention_mask, special), each (B, T), for windows of token ids, right-padded;
+        ``special`` marks the tokens that never leave: [CLS] and [SEP]."""
         input_ids, attention_mask = _pad(seqs, self.tokenizer.pad_token_id, self.device)
         return input_ids, attention_mask, torch.isin(input_ids, self.bundle.special_ids)
 
@@ -411,16 +397,9 @@ def _document_trace(doc: EncodedDocument, parts: list[ForwardResult], n_classes:
                  flops=float(sum(p.flops for p in parts)), dense_flops=float(sum(p.dense_flops for p in parts)))
 
 
-def _window_len(window: tuple[int, int]) -> int:
-    return window[1] - window[0]
-
-
 def _pad(seqs: list[list[int]], pad_id: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) input ids right-padded with ``pad_id`` and the matching attention mask."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+    ids = torch.nn.utils.rnn.pad_sequence([torch.tensor(s, dtype=torch.long) for s in seqs], batch_first=True,
+                                          padding_value=pad_id)
+    mask = (torch.arange(ids.size(1)) < torch.tensor([len(s) for s in seqs])[:, None]).long()
     return ids.to(device), mask.to(device)

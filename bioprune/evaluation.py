@@ -15,6 +15,7 @@ with a gold ID whose linked ID set equals the gold set), ``document_from_gold`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import groupby
 
 from bioprune.forward import flops_saved_ratio
 from bioprune.labels import spans_to_tags
@@ -45,15 +46,8 @@ def mention_scores(gold: Iterable[tuple], pred: Iterable[tuple], types: Sequence
 
 def word_offsets(offsets: Sequence[tuple[int, int]], word_ids: Sequence[int]) -> list[tuple[int, int]]:
     """Character (start, end) of each word from its subword tokens' offsets."""
-    words: list[list[int]] = []
-    last = None
-    for (s, e), w in zip(offsets, word_ids):
-        if w != last:
-            words.append([s, e])
-            last = w
-        else:
-            words[-1][1] = e
-    return [tuple(w) for w in words]
+    words = [[span for span, _ in group] for _, group in groupby(zip(offsets, word_ids), key=lambda item: item[1])]
+    return [(w[0][0], w[-1][1]) for w in words]  # first token's start, last token's end
 
 
 def seqeval_scores(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> dict:
@@ -61,13 +55,9 @@ def seqeval_scores(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> di
     from seqeval.metrics import classification_report
 
     report = classification_report(gold_tags, pred_tags, output_dict=True, zero_division=0)
-    out = {t: {"precision": report[t]["precision"], "recall": report[t]["recall"],
-               "f1": report[t]["f1-score"], "support": int(report[t]["support"])}
-           for t in ENTITY_TYPES if t in report}
-    micro = report["micro avg"]
-    out["micro"] = {"precision": micro["precision"], "recall": micro["recall"], "f1": micro["f1-score"],
-                    "support": int(micro["support"])}
-    return out
+    rows = {**{t: report[t] for t in ENTITY_TYPES if t in report}, "micro": report["micro avg"]}
+    return {name: {"precision": r["precision"], "recall": r["recall"], "f1": r["f1-score"],
+                   "support": int(r["support"])} for name, r in rows.items()}
 
 
 def word_tags(words: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int, str]]) -> list[str]:
@@ -111,10 +101,8 @@ def normalization_accuracy(gold: Mapping[str, Sequence[Span]], gold_ids: IdSets,
             if want:
                 counts[s[2]][0] += want == got
                 counts[s[2]][1] += 1
-    out = {t: {"accuracy": c / n if n else 0.0, "correct": c, "n": n} for t, (c, n) in counts.items()}
-    c, n = sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())
-    out["micro"] = {"accuracy": c / n if n else 0.0, "correct": c, "n": n}
-    return out
+    counts["micro"] = [sum(v[0] for v in counts.values()), sum(v[1] for v in counts.values())]
+    return {t: {"accuracy": c / n if n else 0.0, "correct": c, "n": n} for t, (c, n) in counts.items()}
 
 
 def linking_scores(gold: Mapping[str, Sequence[Span]], gold_ids: IdSets, from_gold: IdSets,
@@ -153,8 +141,7 @@ def pruning_summary(annotations) -> dict:
     traces = [a.trace for a in annotations if a.trace is not None]
     if not traces:
         return {}
-    n_layers = len(traces[0].tokens_per_layer)
-    per_layer = [sum(t.tokens_per_layer[i] for t in traces) for i in range(n_layers)]
+    per_layer = [sum(layer) for layer in zip(*(t.tokens_per_layer for t in traces))]
     flops, dense = sum(t.flops for t in traces), sum(t.dense_flops for t in traces)
     return {
         "documents": len(traces),
@@ -203,20 +190,19 @@ def evaluate_engine(engine, documents, batch_size: int = 16, progress: bool = Fa
     With ``engine.config.link``, ``linking`` holds :func:`evaluate_linking`'s measures.
     """
     docs = list(documents)
-    annotations = annotate_with_progress(engine, [d.to_document() for d in docs], batch_size, progress, desc)
+    inputs = [d.to_document() for d in docs]
+    annotations = annotate_with_progress(engine, inputs, batch_size, progress, desc)
     encoded = engine.encode([d.text for d in docs])
     gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
     pred = annotation_spans(annotations)
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     scores = evaluate_predictions(gold, pred, words)
-    summary = pruning_summary(annotations)
-    if summary:
+    if summary := pruning_summary(annotations):
         scores["pruning"] = summary
     if engine.config.link:
         scores["linking"] = evaluate_linking(engine.linker, docs, annotations)
     if reference is not None:
-        ref = annotation_spans(annotate_with_progress(reference, [d.to_document() for d in docs], batch_size, progress,
-                                            f"{desc} (dense fp32)"))
+        ref = annotation_spans(annotate_with_progress(reference, inputs, batch_size, progress, f"{desc} (dense fp32)"))
         dense = evaluate_predictions(gold, ref, words)
         scores["dense"] = {k: dense[k] for k in ("mention", "seqeval")}
         scores["f1_drop_points"] = {t: 100 * (dense["mention"][t]["f1"] - scores["mention"][t]["f1"])

@@ -66,11 +66,10 @@ def flops_saved_ratio(flops: float, dense_flops: float) -> float:
     """1 - flops / dense_flops: the fraction of the dense model's FLOPs that pruning saved, net of its cost.
 
     Negative when pruning spent more than it saved: its exit heads run on every token present at a
-    pruning point, so a document where nothing (or too little) leaves costs the dense FLOPs plus
-    theirs (e.g. -0.00018 for a 6-layer H=384 model with one pruning point), and recovery re-runs
-    later layers. Deliberately not clamped at 0: a clamp would hide a configuration whose recovery
-    costs more than its pruning saves. 0.0 when there is nothing to compare with (dense_flops 0).
-    Every report of FLOPs saved (traces, corpus summaries, CLI lines) is this one function.
+    pruning point (a document where too little leaves costs the dense FLOPs plus theirs: -0.00018
+    for a 6-layer H=384 model with one pruning point), and recovery re-runs later layers. Not
+    clamped at 0, which would hide a configuration whose recovery costs more than its pruning saves.
+    0.0 when there is nothing to compare with (dense_flops 0).
     """
     return 1.0 - flops / dense_flops if dense_flops else 0.0
 
@@ -135,8 +134,8 @@ def merge(a: Sequences | None, b: Sequences) -> Sequences:
     """Two packed batches of the same rows as one packed (right-padded) batch."""
     if a is None:
         return b
-    both = Sequences(hidden=torch.cat([a.hidden, b.hidden], dim=1), positions=torch.cat([a.positions, b.positions], dim=1),
-                     valid=torch.cat([a.valid, b.valid], dim=1))  # (B, Ta + Tb, ...)
+    both = Sequences(*(torch.cat([getattr(a, f), getattr(b, f)], dim=1)
+                       for f in ("hidden", "positions", "valid")))  # (B, Ta + Tb, ...)
     return prune(both, both.valid)
 
 
@@ -163,8 +162,7 @@ class Exits:
     def add(self, leavers: Sequences, layer: int, probs: torch.Tensor, score: torch.Tensor) -> "Exits":
         """These exits plus ``leavers`` (valid marks the tokens that left) after ``layer`` layers."""
         return Exits(probs=restore(self.probs, probs, leavers),
-                     layer=restore(self.layer, torch.full(leavers.valid.shape, layer, dtype=torch.long,
-                                                          device=leavers.valid.device), leavers),
+                     layer=restore(self.layer, torch.full_like(leavers.positions, layer), leavers),
                      score=restore(self.score, score.float(), leavers))
 
 
@@ -293,8 +291,7 @@ class PrunedEncoder:
                              f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
 
     def _layer_flops(self, n: torch.Tensor, context: Sequences | None = None) -> torch.Tensor:
-        n_context = context.lengths.double() if context is not None else 0
-        return layer_flops(n, self.hidden, self.intermediate, n_context)
+        return layer_flops(n, self.hidden, self.intermediate, context.lengths.double() if context is not None else 0)
 
     def weights_at(self, precision: str):
         """The model a forward at a resolved ``precision`` runs: the model itself for fp32; for bf16 a
@@ -328,10 +325,6 @@ class PrunedEncoder:
         probabilities and FLOPs come out in fp32/fp64 either way.
         """
         model = self.weights_at(resolve_precision(config.precision, input_ids.device))
-        return self._forward(model, input_ids, attention_mask, special, config)
-
-    def _forward(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
-                 config: PruningConfig) -> ForwardResult:
         B, T = input_ids.shape
         device = input_ids.device
         layers = list(base_of(model).encoder.layer)

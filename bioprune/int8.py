@@ -8,11 +8,11 @@ activations uint8 asymmetric **per tensor**, their scale and zero point computed
 the tensor's own range — after per-channel smoothing (:func:`smoothing`, SmoothQuant) by input
 ranges calibrated once on diverse unlabelled text and kept beside the model
 (:data:`CALIBRATION_FILE`, training/calibrate_int8.py), which moves the few outlier channels of
-BERT's layer-norm outputs into the weights. The product runs
-in oneDNN's u8×s8 kernels (AVX-512 VNNI: four multiply-adds per lane where bf16 does two) through
-``torch.ops.onednn.qlinear_pointwise`` — the op PyTorch's own x86 int8 path (inductor) lowers to,
-so it is maintained in core, unlike the deprecated ``torch.ao`` quantized tensors — and the
-dequantization, bias and (for the feed-forward's first layer) GELU are fused into it, writing bf16.
+BERT's layer-norm outputs into the weights. The product runs in oneDNN's u8×s8 kernels (AVX-512
+VNNI: four multiply-adds per lane where bf16 does two) through ``torch.ops.onednn.qlinear_pointwise``
+— the op PyTorch's own x86 int8 path (inductor) lowers to, so it is maintained in core, unlike the
+deprecated ``torch.ao`` quantized tensors — and the dequantization, bias and (for the feed-forward's
+first layer) GELU are fused into it, writing bf16.
 
 Only the encoder's Linear layers go int8 (~90% of a layer's FLOPs); embeddings, layer norms,
 attention itself (scores, softmax, context: :func:`bioprune.layer.packed_attention` in bf16),
@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
@@ -162,8 +163,6 @@ def recording_input_ranges(model: nn.Module):
 
 def save_calibration(ranges: dict[str, torch.Tensor], directory: str | Path) -> Path:
     """Write the input ranges as ``CALIBRATION_FILE`` in ``directory`` (safetensors)."""
-    from safetensors.torch import save_file
-
     path = Path(directory) / CALIBRATION_FILE
     save_file({k: v.contiguous() for k, v in ranges.items()}, str(path))
     return path
@@ -171,8 +170,6 @@ def save_calibration(ranges: dict[str, torch.Tensor], directory: str | Path) -> 
 
 def load_calibration(directory: str | Path) -> dict[str, torch.Tensor] | None:
     """The input ranges saved beside a model, or None when it has none."""
-    from safetensors.torch import load_file
-
     path = Path(directory) / CALIBRATION_FILE
     return load_file(str(path)) if path.is_file() else None
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 
 import numpy as np
 
@@ -64,9 +65,7 @@ def tags_to_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
         if prefix == "O" or (prefix == "B") or current is None or current[2] != label:
             if current is not None:
                 spans.append(tuple(current))
-                current = None
-            if prefix in ("B", "I"):
-                current = [i, i + 1, label]
+            current = [i, i + 1, label] if prefix in ("B", "I") else None
         else:
             current[1] = i + 1
     if current is not None:
@@ -80,13 +79,7 @@ def word_probs(probs: np.ndarray, word_ids: Sequence[int]) -> tuple[np.ndarray, 
     probs: (T, C) over the document's content tokens; word_ids: (T,) word index of each token.
     Returns (W, C) word probabilities and, per word, the indices of its tokens.
     """
-    words: list[list[int]] = []
-    last = None
-    for i, w in enumerate(word_ids):
-        if w != last:
-            words.append([])
-            last = w
-        words[-1].append(i)
+    words = [[i for i, _ in group] for _, group in groupby(enumerate(word_ids), key=lambda item: item[1])]
     if not words:
         return np.zeros((0, probs.shape[1]), dtype=probs.dtype), words
     sums = np.add.reduceat(probs, [w[0] for w in words], axis=0)  # (W, C)

@@ -1,12 +1,10 @@
 """One encoder layer on the tokens that remain: the kernels under :mod:`bioprune.forward`.
 
-The pruned forward pass (:mod:`bioprune.forward`) runs the embeddings and each ``BertLayer`` (or
-``RobertaLayer``: same module names) itself, through :func:`run_layer`: the same submodules and
-weights as the Hugging Face model, no fork, no monkeypatching. After pruning, rows hold different
-numbers of tokens; the linear layers run on the real tokens packed into one (N, H) matrix, and
-attention runs either fused (``scaled_dot_product_attention``, fp32: the dense model bit for bit),
-per sequence on packed rows (:func:`packed_attention`, reduced precision on a CPU) or eagerly with
-its probabilities (:func:`_attention_with_signals`, only at a layer that feeds a pruning decision).
+The pruned forward pass runs the embeddings and each ``BertLayer`` (or ``RobertaLayer``: same
+module names) itself, through :func:`run_layer`: the same submodules and weights as the Hugging
+Face model, no fork, no monkeypatching. Attention runs fused (fp32: the dense model bit for bit),
+per sequence on packed rows (:func:`packed_attention`) or eagerly with its probabilities
+(:func:`_attention_with_signals`, only at a layer that feeds a pruning decision).
 """
 from __future__ import annotations
 
@@ -48,8 +46,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     After pruning, rows keep different numbers of tokens and the batch pads to the longest; on CPU
     a padding slot costs a linear layer as much as a real token. So the linear layers (Q, K, V,
     attention output, feed-forward: ~90% of a layer's FLOPs at 250 tokens, 8H² + 4HI per token
-    against 4nH for attention) run on the real tokens packed into one
-    (N, H) matrix (as in the "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
+    against 4nH for attention) run on the real tokens packed into one (N, H) matrix (as in the
+    "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
     In fp32 only the attention itself sees the padded (B, T) layout: the fused kernel, so fp32 stays
     bit for bit the dense model. In reduced precision on a CPU attention too runs on the packed rows,
     one sequence at a time (:func:`packed_attention`), except at a layer that feeds a pruning
@@ -127,9 +125,9 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
 
     q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
     consecutive sequences of ``lengths`` tokens, then padding rows (past ``sum(lengths)``: ignored,
-    zero in the output). ``frozen``: keys (Nc, H), values (Nc, H) and
-    per-sequence counts of frozen context tokens (pruned tokens' states, :func:`run_layer`), packed
-    the same way; each sequence also attends to its own. Why not SDPA in bf16: on CPUs without AMX
+    zero in the output). ``frozen``: keys (Nc, H), values (Nc, H) and per-sequence counts of frozen
+    context tokens (pruned tokens' states, :func:`run_layer`), packed the same way; each sequence
+    also attends to its own. Why not SDPA in bf16: on CPUs without AMX
     (AVX-512 BF16 only) torch's fused bf16 attention runs 32-dim heads no faster than fp32 and took
     about half of a bf16 forward, while a plain bf16 matmul, softmax and matmul over one sequence's
     (nh, n, n) scores — small enough to stay in cache, and to be reused by the allocator rather than
@@ -178,31 +176,26 @@ def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return fused(x).chunk(3, dim=-1)  # (..., 3H) -> 3 x (..., H)
 
 
-def _keys_of(k: torch.Tensor, v: torch.Tensor, b: int, n: int, kv_valid: torch.Tensor | None):
-    """Sequence ``b``'s keys and values (nh, nk, dh): its first ``n`` when the keys are the queries'
-    own tokens (``kv_valid`` None: a view, no copy), else the ones ``kv_valid[b]`` marks."""
-    if kv_valid is None:
-        return k[b, :, :n], v[b, :, :n]
-    keys = kv_valid[b].nonzero().squeeze(1)  # (nk,): the query tokens' own first, then context
-    return k[b].index_select(1, keys), v[b].index_select(1, keys)
-
-
 def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
                             kv_valid: torch.Tensor | None = None):
     """Eager attention, one sequence at a time on its real tokens only, with its token signals.
 
     q (already scaled): (B, nh, T, dh); k, v: (B, nh, Tk, dh) with key mask ``kv_valid`` (B, Tk)
-    (None: the keys are the queries' own tokens, masked by ``valid``). Queries are right-padded; slicing each sequence to its real tokens
-    replaces the mask and keeps each (nh, n, nk) score matrix small enough to stay in cache: on 2
-    CPU threads this costs ~2x fused attention instead of ~10x for a batched masked version with
-    ``entr``. Received attention is reported for the query tokens (the first n keys).
+    (None: the keys are the queries' own tokens, masked by ``valid``). Slicing each right-padded
+    sequence to its real tokens replaces the mask and keeps each (nh, n, nk) score matrix small
+    enough to stay in cache: on 2 CPU threads this costs ~2x fused attention instead of ~10x for a
+    batched masked version with ``entr``. Received attention is for the query tokens (the first n keys).
     """
     B, _, T, _ = q.shape
     context = v.new_zeros(B, v.size(1), T, v.size(-1))  # (B, nh, T, dh): padding rows stay zero
     entropy = q.new_zeros(B, T, dtype=torch.float32)
     received = q.new_zeros(B, T, dtype=torch.float32)
     for b, n in enumerate(valid.sum(dim=1).tolist()):
-        kb, vb = _keys_of(k, v, b, n, kv_valid)  # (nh, nk, dh)
+        if kv_valid is None:  # the keys are the queries' own tokens: their first n, a view
+            kb, vb = k[b, :, :n], v[b, :, :n]  # (nh, nk, dh)
+        else:
+            keys = kv_valid[b].nonzero().squeeze(1)  # (nk,): the query tokens' own first, then context
+            kb, vb = k[b].index_select(1, keys), v[b].index_select(1, keys)  # (nh, nk, dh)
         scores = torch.matmul(q[b, :, :n], kb.transpose(-1, -2)).float()  # (nh, n, nk); signals in fp32
         probs = scores.softmax(dim=-1)
         context[b, :, :n] = torch.matmul(probs.to(vb.dtype), vb)

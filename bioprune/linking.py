@@ -22,9 +22,7 @@ that the vocabularies lack. Pairs outrank vocabulary terms for the same name, be
 the corpus' own annotation guideline. The index is gzipped TSVs (no pickle) plus a JSON manifest:
 the names with their weights, and the look-up tables computed from them, each a file of sorted
 ``key<TAB>ID`` lines that a process reads into one bytes buffer and binary-searches
-(:class:`SortedTable`): a fraction of a second and under 100 MB for half a million names, where
-building Python dicts at load took seconds and over 400 MB. The TF-IDF matrix is fitted when a
-mention first misses the tables.
+(:class:`SortedTable`); the TF-IDF matrix is fitted when a mention first misses the tables.
 
 Identifiers are bare MeSH UIs (``D003924``), as in the BC5CDR files; writers may prefix ``MESH:``.
 scikit-learn and scipy are imported inside the functions that need them.
@@ -288,12 +286,9 @@ MEMO_QUERIES = 200_000  # TF-IDF answers kept per type (a few tens of MB at most
 
 
 class Neighbours:
-    """Character n-gram TF-IDF over one type's normalised names, fitted on first use.
-
-    Most mentions of an abstract are found by the dictionary look-ups, so loading an index reads
-    only the tables; the vectorizer and matrix (and the scikit-learn import, together a few seconds
-    over ~120k names) wait for the first mention the look-ups miss, and are then kept.
-    """
+    """Character n-gram TF-IDF over one type's normalised names, fitted on first use and then kept:
+    most mentions are found by the look-ups, so loading an index reads only the tables, and the
+    vectorizer and matrix (with the scikit-learn import, a few seconds over ~120k names) wait."""
 
     def __init__(self, names: Sequence[str], ngram: int = 3):
         self.names = tuple(names)  # the normalised keys the TF-IDF rows stand for
@@ -310,18 +305,14 @@ class Neighbours:
     def fit(self) -> tuple[object, object]:
         """The fitted (vectorizer, matrix), fitted now if not yet (a benchmark times it apart)."""
         with self._lock:
-            return self._fitted or self._fit_now()
+            if self._fitted is None:
+                from sklearn.feature_extraction.text import TfidfVectorizer
 
-    def _fit_now(self) -> tuple[object, object]:
-        import numpy as np
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(self.ngram, self.ngram), lowercase=False,
-                                     sublinear_tf=True, dtype=np.float32)
-        matrix = vectorizer.fit_transform(self.names)
-        self._fitted = (vectorizer, matrix.T.tocsr())
-        logger.info("linker: TF-IDF over %d names fitted", len(self.names))
-        return self._fitted
+                vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(self.ngram, self.ngram),
+                                             lowercase=False, sublinear_tf=True, dtype=np.float32)
+                self._fitted = (vectorizer, vectorizer.fit_transform(self.names).T.tocsr())
+                logger.info("linker: TF-IDF over %d names fitted", len(self.names))
+            return self._fitted
 
     def similar(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
         """Per query, up to ``k`` (name index, cosine) pairs, best first (ties: lower index).
@@ -338,8 +329,6 @@ class Neighbours:
         return [self._memo[(q, k)] for q in queries]
 
     def _similar_now(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
-        import numpy as np
-
         vectorizer, matrix_t = self.fit()
         sims = (vectorizer.transform(queries) @ matrix_t).tocsr()  # (queries, names), sparse
         out = []
@@ -550,13 +539,8 @@ def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[
     """
     short_forms = abbreviation_map(text) if settings.expand_abbreviations else {}
     _prefetch(index, mentions, short_forms, settings)
-    cache: dict[tuple[str, str], Link] = {}
-    out = []
-    for mention, label in mentions:
-        if (mention, label) not in cache:
-            cache[(mention, label)] = link_mention(index, mention, label, short_forms, settings)
-        out.append(cache[(mention, label)])
-    return out
+    links = {key: link_mention(index, *key, short_forms, settings) for key in dict.fromkeys(mentions)}
+    return [links[key] for key in mentions]
 
 
 def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]], short_forms: Mapping[str, str],
@@ -566,9 +550,7 @@ def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]
     answers memoised: one scikit-learn call per document instead of one per name."""
     for label, type_index in index.items():
         names = set()
-        for mention, kind in dict.fromkeys(mentions):
-            if kind != label:
-                continue
+        for mention in dict.fromkeys(m for m, kind in mentions if kind == label):
             forms = {mention, expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention}
             for form in forms:
                 if lookup(type_index, form).ids:

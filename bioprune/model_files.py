@@ -77,12 +77,10 @@ def _check_complete(name: str | Path, folder: Path) -> None:
 def _is_hub_id(name: str) -> bool:
     """Whether ``name`` could name a Hub repository ("org/name" or a legacy "name")."""
     try:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-    except ImportError:  # no huggingface_hub: only local directories
-        return False
-    try:
+        from huggingface_hub.utils import validate_repo_id
+
         validate_repo_id(name)
-    except HFValidationError:
+    except (ImportError, ValueError):  # no huggingface_hub (only local directories), or HFValidationError
         return False
     return True
 
@@ -136,7 +134,5 @@ def copy_model_files(source: Path, target: Path) -> None:
 def copy_linker_index(index_dir: Path, target: Path) -> None:
     """Copy a linker index folder (``bioprune.linking``) into ``target/linker`` unless it is there
     already: the IDs a saved model gives then do not depend on the installed package's index."""
-    destination = target / "linker"
-    if destination.exists() or not index_dir.is_dir():
-        return
-    shutil.copytree(index_dir, destination)
+    if index_dir.is_dir() and not (target / "linker").exists():
+        shutil.copytree(index_dir, target / "linker")

@@ -2,7 +2,7 @@
 
 A token classifier labels each occurrence of a name on its own local context, so the same string
 can be tagged in one sentence and missed in the next, and an abbreviation defined as
-"long form (SF)" can be missed where it is used later. Three passes repair that after
+"long form (SF)" can be missed where it is used later. These passes repair that after
 decoding, over character spans only:
 
 * :func:`propagate_mentions`: every other whole-word occurrence of a predicted mention's exact
@@ -16,9 +16,7 @@ decoding, over character spans only:
 * :func:`drop_gene_names`: a predicted Chemical whose text other corpora annotate only as a gene,
   protein or variant is dropped (BC5CDR has no gene type, so the model calls "PPARA" a chemical).
 
-:class:`Postprocess` is the one record of what runs after the forward: the tag decoding, these
-passes in order and the gazetteer's names, decided on the development set
-(``training/choose_postprocess.py``) and kept in a model folder's ``postprocess.json``.
+:class:`Postprocess` is the one record of what runs after the forward (a model folder's ``postprocess.json``).
 """
 from __future__ import annotations
 
@@ -44,6 +42,18 @@ def _overlaps(span: tuple[int, int], taken: Sequence[tuple[int, int]]) -> bool:
     return any(span[0] < e and s < span[1] for s, e in taken)
 
 
+def _add_free(text: str, entities: Sequence[Entity], found: Iterable[Entity]) -> list[Entity]:
+    """``entities`` plus each ``found`` one that is a whole word and overlaps none kept before it,
+    sorted by start."""
+    out = list(entities)
+    taken = [(e.start, e.end) for e in entities]
+    for e in found:
+        if _is_word_boundary(text, e.start, e.end) and not _overlaps((e.start, e.end), taken):
+            out.append(e)
+            taken.append((e.start, e.end))
+    return sorted(out, key=lambda e: (e.start, e.end))
+
+
 def propagate_mentions(text: str, entities: Sequence[Entity], min_chars: int = 3) -> list[Entity]:
     """``entities`` plus every other whole-word occurrence of their texts (at least ``min_chars``).
 
@@ -55,18 +65,10 @@ def propagate_mentions(text: str, entities: Sequence[Entity], min_chars: int = 3
     for e in entities:
         types.setdefault(e.text, set()).add(e.label)
         score[e.text] = max(score.get(e.text, 0.0), e.score)
-    out = list(entities)
-    taken = [(e.start, e.end) for e in entities]
-    for name, labels in types.items():
-        if len(labels) != 1 or len(name) < min_chars:
-            continue
-        [label] = labels
-        for m in re.finditer(re.escape(name), text):
-            span = (m.start(), m.end())
-            if _is_word_boundary(text, *span) and not _overlaps(span, taken):
-                out.append(Entity(start=span[0], end=span[1], label=label, text=name, score=score[name]))
-                taken.append(span)
-    return sorted(out, key=lambda e: (e.start, e.end))
+    return _add_free(text, entities, (
+        Entity(start=m.start(), end=m.end(), label=next(iter(labels)), text=name, score=score[name])
+        for name, labels in types.items() if len(labels) == 1 and len(name) >= min_chars
+        for m in re.finditer(re.escape(name), text)))
 
 
 def _long_form_start(text: str, open_paren: int, short: str) -> int | None:
@@ -107,19 +109,10 @@ def abbreviations(text: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 def expand_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
     """Short forms whose long form is exactly a predicted mention get its type, everywhere in ``text``."""
     by_span = {(e.start, e.end): e for e in entities}
-    out = list(entities)
-    taken = [(e.start, e.end) for e in entities]
-    for long_span, (s, e) in abbreviations(text):
-        source = by_span.get(long_span)
-        if source is None:
-            continue
-        short = text[s:e]
-        for m in re.finditer(re.escape(short), text):
-            span = (m.start(), m.end())
-            if _is_word_boundary(text, *span) and not _overlaps(span, taken):
-                out.append(Entity(start=span[0], end=span[1], label=source.label, text=short, score=source.score))
-                taken.append(span)
-    return sorted(out, key=lambda x: (x.start, x.end))
+    pairs = [(by_span[long_span], text[s:e]) for long_span, (s, e) in abbreviations(text) if long_span in by_span]
+    return _add_free(text, entities, (
+        Entity(start=m.start(), end=m.end(), label=source.label, text=short, score=source.score)
+        for source, short in pairs for m in re.finditer(re.escape(short), text)))
 
 
 def _name_starts(text: str) -> Iterator[int]:
@@ -199,13 +192,9 @@ class Gazetteer:
     def tag(self, text: str, entities: Sequence[Entity]) -> list[Entity]:
         """``entities`` plus the whole-word occurrences of the names that overlap none of them
         (longest name first), typed by the gazetteer, with score 1. Sorted by start."""
-        out = list(entities)
-        taken = [(e.start, e.end) for e in entities]
-        for start, name in _matches(text, self._by_prefix, self.min_chars):
-            span = (start, start + len(name))
-            if not _overlaps(span, taken):
-                out.append(Entity(start=span[0], end=span[1], label=self.names[name], text=name, score=1.0))
-        return sorted(out, key=lambda e: (e.start, e.end))
+        return _add_free(text, entities, (  # _matches gives whole words that do not overlap each other
+            Entity(start=start, end=start + len(name), label=self.names[name], text=name, score=1.0)
+            for start, name in _matches(text, self._by_prefix, self.min_chars)))
 
 
 # sequence-variant notation: protein changes (N372H, p.Arg117His, Arg117His), dbSNP ids (rs8099917), cDNA

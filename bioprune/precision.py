@@ -3,11 +3,9 @@
     resolve_precision("auto", "cpu")        # "bf16" on a CPU with native bf16 (AVX-512 BF16, AMX), else "fp32"
 
 Pruning removes tokens; precision makes each remaining token cheaper, so the two multiply. bf16
-runs on a bf16 copy of the weights (:meth:`bioprune.forward.PrunedEncoder.weights_at`):
-every op in bf16, accumulating in fp32 inside the CPU kernels, with no per-call casts; the fp32
-model stays beside it. On the shipped model bf16 changed 0.3% of the dense model's entities on
-held-out MEDLINE and nothing measurable on BC5CDR (docs/pruning.md, "Precision"). ``"fp32"`` runs the
-model as it is: the forward is bit for bit the dense fp32 model.
+runs on a bf16 copy of the weights (:meth:`bioprune.forward.PrunedEncoder.weights_at`); on the
+shipped model it changed 0.3% of the dense model's entities on held-out MEDLINE and nothing
+measurable on BC5CDR (docs/pruning.md, "Precision"). ``"fp32"`` is bit for bit the dense fp32 model.
 
 ``"int8"`` (:mod:`bioprune.int8`, CPU only) runs the encoder's Linear layers as dynamic-u8 ×
 per-channel-s8 matmuls in oneDNN on an int8 copy, the rest in bf16; it is opt-in, not what

@@ -27,8 +27,7 @@ def window_owners(n_tokens: int, windows: list[tuple[int, int]]) -> np.ndarray:
     starts = np.array([s for s, _ in windows])[None, :]  # (1, N)
     ends = np.array([e for _, e in windows])[None, :]
     inside = (positions >= starts) & (positions < ends)  # (T, N)
-    margin = np.minimum(positions - starts, ends - 1 - positions)  # (T, N)
-    margin = np.where(inside, margin, -1)
+    margin = np.where(inside, np.minimum(positions - starts, ends - 1 - positions), -1)  # (T, N)
     return margin.argmax(axis=1)  # argmax takes the first (earliest) window on ties
 
 

@@ -1,13 +1,15 @@
 """BIO tags from character spans and back: spans_to_tags, tags_to_spans, word_probs, decode_entities."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bioprune.labels import (IGNORE_INDEX, LABEL_TO_ID, LABELS, decode_entities, spans_to_tags, tags_to_spans,
-                             word_probs)
+from bioprune.labels import (IGNORE_INDEX, LABEL_TO_ID, LABELS, Decoding, bio_viterbi, decode_entities, spans_to_tags,
+                             tags_to_spans, word_probs)
 from bioprune.types import Entity
 
 # "Famotidine-induced delirium." as [CLS] famotid ##ine - induced delirium . [SEP]
@@ -25,28 +27,21 @@ def test_label_set_order():
 
 # --- spans_to_tags ------------------------------------------------------------------------------
 
-def test_spans_to_tags_basic():
-    tags, dropped = spans_to_tags(OFFSETS, [(0, 10, "Chemical"), (19, 27, "Disease")])
-    assert tags == ["O", "B-Chemical", "I-Chemical", "O", "O", "B-Disease", "O", "O"]
-    assert dropped == []
-
-
-def test_special_tokens_stay_outside_even_when_span_covers_offset_zero():
-    tags, _ = spans_to_tags(OFFSETS, [(0, 28, "Disease")])
-    assert tags[0] == "O" and tags[-1] == "O"
-    assert tags[1:-1] == ["B-Disease"] + ["I-Disease"] * 5
-
-
-@pytest.mark.parametrize("span", [(0, 8, "Chemical"), (3, 10, "Chemical"), (2, 9, "Chemical")])
-def test_mention_boundary_inside_a_token_takes_the_whole_token(span):
-    tags, dropped = spans_to_tags(OFFSETS, [span])
-    assert tags[1:3] == ["B-Chemical", "I-Chemical"] and set(tags[3:]) == {"O"}
-    assert dropped == []
-
-
-def test_mention_inside_a_single_token():
-    tags, _ = spans_to_tags(OFFSETS, [(8, 9, "Chemical")])
-    assert tags == ["O", "O", "B-Chemical", "O", "O", "O", "O", "O"]
+@pytest.mark.parametrize("spans, tags, dropped", [
+    ([(0, 10, "Chemical"), (19, 27, "Disease")], ["O", "B-Chemical", "I-Chemical", "O", "O", "B-Disease", "O", "O"],
+     []),
+    ([(8, 9, "Chemical")], ["O", "O", "B-Chemical", "O", "O", "O", "O", "O"], []),  # inside a single token
+    # a boundary inside a token takes the whole token
+    *[([span], ["O", "B-Chemical", "I-Chemical", "O", "O", "O", "O", "O"], []) for span in
+      [(0, 8, "Chemical"), (3, 10, "Chemical"), (2, 9, "Chemical")]],
+    # special tokens ((0, 0)) stay outside even when a span covers offset 0
+    ([(0, 28, "Disease")], ["O", "B-Disease"] + ["I-Disease"] * 5 + ["O"], []),
+    # covering no token (a space, past the end) or empty: dropped, longest first
+    ([(18, 19, "Chemical"), (40, 50, "Disease")], ["O"] * 8, [(40, 50, "Disease"), (18, 19, "Chemical")]),
+    ([(5, 5, "Disease")], ["O"] * 8, [(5, 5, "Disease")]),
+])
+def test_spans_to_tags(spans, tags, dropped):
+    assert spans_to_tags(OFFSETS, spans) == (tags, dropped)
 
 
 def test_nested_mentions_longest_wins():
@@ -70,18 +65,6 @@ def test_overlapping_mentions_longest_wins_and_ties_go_left():
     tags, dropped = spans_to_tags(OFFSETS, [b, a])  # these two do not overlap: both kept
     assert dropped == []
     assert tags[4:7] == ["B-Chemical", "B-Disease", "I-Disease"]
-
-
-def test_spans_covering_no_token_are_dropped():
-    tags, dropped = spans_to_tags(OFFSETS, [(18, 19, "Chemical"), (40, 50, "Disease")])
-    assert tags == ["O"] * len(OFFSETS)
-    assert sorted(dropped) == [(18, 19, "Chemical"), (40, 50, "Disease")]
-
-
-def test_empty_span_inside_a_token_is_dropped():
-    tags, dropped = spans_to_tags(OFFSETS, [(5, 5, "Disease")])
-    assert tags == ["O"] * len(OFFSETS)
-    assert dropped == [(5, 5, "Disease")]
 
 
 def test_adjacent_mentions_of_same_type_get_separate_b_tags():
@@ -214,10 +197,6 @@ def _valid(path) -> bool:
 
 
 def test_viterbi_finds_the_best_valid_sequence_by_brute_force():
-    import itertools
-
-    from bioprune.labels import bio_viterbi
-
     rng = np.random.default_rng(1)
     for words in (1, 2, 3, 4):
         for _ in range(20):
@@ -231,8 +210,6 @@ def test_viterbi_finds_the_best_valid_sequence_by_brute_force():
 
 
 def test_viterbi_decoding_repairs_what_argmax_reads_leniently_and_the_o_bias_trims():
-    from bioprune.labels import Decoding
-
     # "delirium" says I-Disease after an O word: argmax opens an entity there; the valid sequences
     # either tag "of" B-Disease (0.2) or leave "delirium" out, and the latter wins
     probs = _probs([{"O": 1.0}, {"O": 1.0}, {"O": 1.0}, {"O": 0.8, "B-Disease": 0.2},

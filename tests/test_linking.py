@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bioprune.identifiers import NO_ID, format_ids
-from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, SortedTable, composite_readings,
+from bioprune.io.pubtator import read_pubtator
+from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, Neighbours, SortedTable, composite_readings,
                               read_names, table_lines)
 from training.build_linker_index import main as build_main
 
@@ -72,16 +73,16 @@ def ids(linker: Linker, mention: str, label: str, text: str = "") -> str:
     return format_ids(link.ids, prefix="")  # "D1|D2", "-" for none
 
 
-def test_exact_and_normalized_names(linker):
-    assert ids(linker, "Cisplatin", "Chemical") == "D002945"
-    assert ids(linker, "CISPLATINS", "Chemical") == "D002945"  # case and plural
-    assert ids(linker, "breast cancers", "Disease") == "D001943"
-    assert ids(linker, "mammary cancer", "Disease") == "D001943"  # a MEDIC synonym
-    assert ids(linker, "Parkinsons disease", "Disease") == "D010300"  # possessive
-
-
-def test_types_do_not_mix(linker):
-    assert ids(linker, "cisplatin", "Disease") == NO_ID
+@pytest.mark.parametrize("mention, label, expected", [
+    ("Cisplatin", "Chemical", "D002945"), ("CISPLATINS", "Chemical", "D002945"),  # exact; case and plural
+    ("breast cancers", "Disease", "D001943"), ("mammary cancer", "Disease", "D001943"),  # a MEDIC synonym
+    ("Parkinsons disease", "Disease", "D010300"),  # possessive
+    ("cisplatin", "Disease", NO_ID),  # types do not mix
+    ("cisplatinum", "Chemical", "D002945"),  # a near miss, by TF-IDF
+    ("zzyzx", "Chemical", NO_ID), ("zzyzx", "Disease", NO_ID),  # no match
+])
+def test_one_mention(linker, mention, label, expected):
+    assert ids(linker, mention, label) == expected
 
 
 def test_abbreviation_expanded_from_the_document(linker):
@@ -94,12 +95,6 @@ def test_composite_mention_gets_each_id(linker):
     assert ids(linker, "breast and ovarian cancer", "Disease") == "D001943|D010051"
     assert composite_readings("hepatitis B and C")[-1] == ["hepatitis B", "hepatitis C"]
     assert composite_readings("1,2-dichloroethane") == []
-
-
-def test_near_miss_by_tfidf_and_no_match(linker):
-    assert ids(linker, "cisplatinum", "Chemical") == "D002945"
-    assert ids(linker, "zzyzx", "Chemical") == NO_ID
-    assert ids(linker, "zzyzx", "Disease") == NO_ID
 
 
 def test_index_round_trip(linker, tmp_path):
@@ -197,8 +192,6 @@ def test_shipped_index_on_real_test_abstracts():
     gold_file = data / "bc5cdr" / "CDR_TestSet.PubTator.txt"
     if not gold_file.is_file():
         pytest.skip(f"no BC5CDR test file at {gold_file} (set BIOPRUNE_DATA)")
-    from bioprune.io.pubtator import read_pubtator
-
     linker = Linker.load()
     hit = total = 0
     for doc in read_pubtator(gold_file)[:40]:
@@ -213,8 +206,6 @@ def test_shipped_index_on_real_test_abstracts():
 def test_tfidf_answers_are_memoised_per_query_and_forgettable():
     """A name the look-ups miss is asked of the TF-IDF once per process (a corpus repeats such
     names); the same top-k comes back from the memo; forget() empties it."""
-    from bioprune.linking import Neighbours
-
     names = ["aspirin", "acetylsalicylic acid", "ibuprofen", "paracetamol", "aspartame"]
     neighbours = Neighbours(names)
     first = neighbours.similar(["asprin", "ibuprofin"], 2)

@@ -18,7 +18,7 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.controllers import LearnedController, RuleController
 from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.exits import ExitHeads
-from bioprune.labels import LABELS
+from bioprune.labels import LABELS, Decoding
 from bioprune.model_files import HUB_FILE_PATTERNS, ModelNotFoundError, resolve_model_dir
 from bioprune.postprocess import Postprocess
 
@@ -113,8 +113,6 @@ def test_save_pretrained_writes_weights_changed_since_loading(full_model_dir, tm
 
 
 def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, tmp_path):
-    from bioprune.labels import Decoding
-
     shipped = Postprocess.load(full_model_dir)
     for name, chosen in [("no-passes", Postprocess()),  # overrides the folder's choice
                          ("viterbi", replace(shipped, decoding=Decoding(viterbi=True, outside_log_bias=0.25)))]:

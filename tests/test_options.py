@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bioprune.cli import build_parser
-from bioprune.config import DEFAULT, PruningConfig
+import bioprune.options as options
+from bioprune.cli import _config, build_parser
+from bioprune.config import DEFAULT, FAITHFUL, PruningConfig
+from bioprune.engine import PruningEngine
 from bioprune.options import DEFAULT_SETTINGS, SETTINGS, Setting, add_config_arguments, config_from_values
 
 
@@ -20,6 +22,11 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 def _flags(parser: argparse.ArgumentParser) -> set[str]:
     return {flag for action in parser._actions for flag in action.option_strings}
+
+
+# a stand-in for a face field added to PruningConfig (its field is min_keep_ratio)
+EXTRA = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(), default=0.5,
+                help="a knob added to PruningConfig")
 
 
 def test_face_settings_are_the_fields_marked_face():
@@ -38,11 +45,7 @@ def test_every_setting_is_a_cli_flag_of_each_command(command):
 
 def test_a_new_field_reaches_the_cli_through_the_adapter(monkeypatch):
     """What adding a face field to PruningConfig does to the CLI, without editing the CLI."""
-    import bioprune.options as options
-
-    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
-                    default=0.5, help="a knob added to PruningConfig")
-    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, extra))
+    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, EXTRA))
     ns = _subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y", "--new-knob", "0.7"])
     assert ns.new_knob == 0.7
 
@@ -64,9 +67,6 @@ def test_the_scripts_take_the_same_flags():
 
 def test_the_readme_flags_of_faithful_pruning_are_bioprune_faithful():
     """The CLI spelling the README gives for faithful pruning is the preset, field for field."""
-    from bioprune.config import FAITHFUL
-    from bioprune.cli import _config
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     [flags] = re.findall(r"\| pruning that keeps the dense entities \| `([^`]+)`", readme)
     ns = _subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y", *flags.split()])
@@ -107,9 +107,7 @@ def test_a_new_field_reaches_the_spacy_signature(monkeypatch):
 
     import bioprune.spacy as factory
 
-    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
-                    default=0.5, help="a knob added to PruningConfig")
-    monkeypatch.setattr(factory, "SETTINGS", (*factory.SETTINGS, extra))
+    monkeypatch.setattr(factory, "SETTINGS", (*factory.SETTINGS, EXTRA))
     signature, annotations = factory._signature()
     assert "new_knob" in signature.parameters and annotations["new_knob"] == Optional[float]
 
@@ -119,13 +117,10 @@ def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, 
     """What adding a face field does to the app, without editing the app: a control in both tabs, a
     parameter of each endpoint that takes the settings, and its value in the engine's config."""
     pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
-    import bioprune.options as options
     from bioprune.app.annotate_tab import entities_answer
     from bioprune.app.ui import build_app
 
-    extra = Setting(field="min_keep_ratio", flag="--new-knob", key="new_knob", kind="float", choices=(),
-                    default=0.5, help="a knob added to PruningConfig")
-    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, extra))
+    monkeypatch.setattr(options, "SETTINGS", (*options.SETTINGS, EXTRA))
     monkeypatch.setattr(options, "DEFAULT_SETTINGS", {**options.DEFAULT_SETTINGS, "new_knob": 0.5})
     app = build_app(pruning_engine, output_dir=tmp_path)
     controls = {c["props"].get("elem_id"): c for c in app.get_config_file()["components"]}
@@ -133,7 +128,7 @@ def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, 
         control = controls.get(f"{tab}-new-knob")
         assert control is not None, f"no control for the new setting in the {tab} tab"
         assert control["type"] == "number" and control["props"]["value"] == 0.5
-        assert control["props"]["info"] == extra.help
+        assert control["props"]["info"] == EXTRA.help
     endpoints = app.get_api_info()["named_endpoints"]
     for name in ("/annotate", "/entities", "/annotate_files"):
         assert "new_knob" in [p["parameter_name"] for p in endpoints[name]["parameters"]], name
@@ -164,8 +159,6 @@ def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
     """The CLI with no flags, from_pretrained() with no config, the spaCy component and the app all run DEFAULT."""
     import spacy
 
-    from bioprune.cli import _config
-    from bioprune.engine import PruningEngine
     from bioprune.app.engines import PruningChoice
 
     cli = _config(_subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y"]))
@@ -180,8 +173,6 @@ def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_p
     """Linking (issue 18) is a PruningConfig face field: --link/--no-link, the spaCy key ``link``, a
     checkbox in both app tabs; on by default, and not a pruning knob the dense model would ignore."""
     import spacy
-
-    from bioprune.cli import _config
 
     [link] = [s for s in SETTINGS if s.field == "link"]
     assert (link.flag, link.key, link.kind, link.default) == ("--link", "link", "bool", True) and DEFAULT.link

@@ -1,9 +1,14 @@
 """Document-level consistency passes over character spans."""
 import json
+import shutil
 
 import pytest
 
-from bioprune.postprocess import Postprocess, abbreviations, expand_abbreviations, propagate_mentions
+from bioprune.config import DENSE
+from bioprune.engine import PruningEngine
+from bioprune.labels import Decoding
+from bioprune.postprocess import (Gazetteer, Postprocess, abbreviations, build_gazetteer, expand_abbreviations,
+                                  propagate_mentions)
 from bioprune.types import Entity
 
 TEXT = "Famotidine-associated delirium in Parkinson disease (PD). PD patients took famotidine and Famotidine."
@@ -49,8 +54,6 @@ def test_offsets_stay_true_to_the_text():
 
 
 def test_model_directory_names_its_passes_and_decoding(tmp_path):
-    from bioprune.labels import Decoding
-
     assert Postprocess.load(tmp_path) == Postprocess()  # no postprocess.json: argmax, no passes
     (tmp_path / "postprocess.json").write_text(json.dumps({"passes": ["abbreviations"]}))
     assert Postprocess.load(tmp_path) == Postprocess(("abbreviations",))
@@ -58,13 +61,6 @@ def test_model_directory_names_its_passes_and_decoding(tmp_path):
     (tmp_path / "postprocess.json").write_text(json.dumps(chosen.settings()))
     assert Postprocess.load(tmp_path) == chosen and chosen.passes == ("abbreviations",)
     assert Postprocess().settings() == {"passes": []}  # today's files stay as they are
-
-
-def test_engine_rejects_unknown_pass(tiny_model_dir):
-    from bioprune.engine import PruningEngine
-
-    with pytest.raises(ValueError, match="unknown postprocess"):
-        PruningEngine.from_pretrained(tiny_model_dir, postprocess=Postprocess(("spellcheck",)))
 
 
 def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path):
@@ -79,8 +75,6 @@ def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path)
 
 
 def test_the_gazetteer_keeps_names_training_text_tags_reliably():
-    from bioprune.postprocess import build_gazetteer
-
     text = "cocaine and lead; cocaine abuse. lead pipes, lead. NO and NO; cocaine-induced seizures"
 
     def at(name, label, nth=0):  # the nth occurrence of name
@@ -108,8 +102,6 @@ def test_the_gazetteer_keeps_names_training_text_tags_reliably():
 
 
 def test_the_gazetteer_tags_whole_words_longest_first_and_leaves_predictions_alone():
-    from bioprune.postprocess import Gazetteer
-
     gazetteer = Gazetteer({"iron": "Chemical", "iron oxide": "Chemical", "anemia": "Disease", "(+)-catechin": "Chemical"})
     text = "Iron oxide, iron, irony; anemia and (+)-catechin. iron"
     predicted = [_e(text, 50, 54, "Disease", score=0.6)]  # the model's own call wins where they overlap
@@ -121,12 +113,6 @@ def test_the_gazetteer_tags_whole_words_longest_first_and_leaves_predictions_alo
 
 
 def test_a_model_folder_carries_its_gazetteer_and_the_engine_applies_it(tiny_model_dir, tmp_path):
-    import shutil
-
-    from bioprune.config import DENSE
-    from bioprune.engine import PruningEngine
-    from bioprune.postprocess import Gazetteer
-
     tiny_model_dir = shutil.copytree(tiny_model_dir, tmp_path / "model")  # the fixture is shared: edit a copy
     settings = Postprocess(("gazetteer",), gazetteer=Gazetteer({"zebrafishin": "Chemical"})).settings({"gazetteer": {"min_ratio": 0.5}})
     assert settings["gazetteer"]["min_ratio"] == 0.5

@@ -1,13 +1,20 @@
 """Precision (bioprune.precision): how "auto" resolves, fp32 stays exact, bf16 stays close to fp32."""
 from __future__ import annotations
 
+import json
+import logging
+import shutil
 import warnings
 
 import pytest
 import torch
 
+import bioprune.precision as precision
 from bioprune.bf16 import PackedLinear, packed_bf16_available
 from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.engine import PruningEngine
+from bioprune.int8 import (CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration, recording_input_ranges,
+                           save_calibration, smoothing)
 from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
 
@@ -60,8 +67,6 @@ def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(monkeypatch, tiny
 
 
 def test_int8_linear_is_the_float_linear_within_quantization_error():
-    from bioprune.int8 import Int8Linear
-
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 96)
     x = torch.randn(37, 64)  # an odd row count: the packed weight serves any M
@@ -75,8 +80,6 @@ def test_int8_linear_is_the_float_linear_within_quantization_error():
 
 
 def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine):
-    from bioprune.int8 import KEEP_BF16, Int8Linear
-
     encoder = outside_engine.encoder
     copy = encoder.weights_at("int8")
     assert copy is encoder.weights_at("int8") is not encoder.weights_at("bf16")  # made once, its own copy
@@ -87,7 +90,6 @@ def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine
     kept = layer.output.dense  # bf16, on the pre-packed matmul where this CPU has it
     assert isinstance(kept, PackedLinear) if packed_bf16_available() else kept.weight.dtype == torch.bfloat16
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
-
 
 
 @pytest.mark.skipif(not packed_bf16_available(), reason="needs oneDNN's pre-packed bf16 linear and a CPU with native bf16")
@@ -137,12 +139,6 @@ def texts(sample_path) -> list[str]:
     return [d.text for d in read_pubtator(sample_path)]
 
 
-def _batch(engine, texts):
-    encoded = engine.encode(texts)
-    seqs = [[engine.tokenizer.cls_token_id, *doc.input_ids, engine.tokenizer.sep_token_id] for doc in encoded]
-    return engine.batch_inputs(seqs)
-
-
 @pytest.mark.parametrize("controller", ["none", "rule"])
 @pytest.mark.parametrize("precision_name, max_prob_error", [("bf16", 0.005), ("int8", 0.02)])
 def test_reduced_precision_probabilities_stay_close_to_fp32(outside_engine, texts, controller, monkeypatch,
@@ -150,10 +146,10 @@ def test_reduced_precision_probabilities_stay_close_to_fp32(outside_engine, text
     """bf16 and int8 on the tiny model: probabilities within 0.005 (bf16) / 0.02 (int8) of fp32 and
     95% of the labels equal (its random logits sit close together, so a few near-ties may flip; the
     shipped model's agreement is measured in the README). Forced on, whatever this CPU has."""
-    import bioprune.precision as precision
-
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
-    ids, mask, special = _batch(outside_engine, texts)
+    tok = outside_engine.tokenizer
+    ids, mask, special = outside_engine.batch_inputs([[tok.cls_token_id, *doc.input_ids, tok.sep_token_id]
+                                                      for doc in outside_engine.encode(texts)])
     fp32 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="fp32"))
     low = outside_engine.encoder.forward(ids, mask, special,
                                          PruningConfig(controller=controller, precision=precision_name))
@@ -169,9 +165,6 @@ def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_d
                                                                     monkeypatch):
     """`bioprune evaluate` at bf16 reports the dense fp32 scores, the F1 drop and the entity agreement
     (fidelity) from the same run; at --precision fp32 (the exact dense model) there is nothing to compare."""
-    import json
-
-    import bioprune.precision as precision
     from bioprune.cli import main
 
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
@@ -194,8 +187,6 @@ def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_d
 def test_smoothing_moves_an_outlier_channel_into_the_weights():
     """One input channel 30x larger than the rest (as BERT's layer-norm outputs have): per-tensor
     uint8 leaves the others a few levels; smoothing by calibrated ranges cuts the error several-fold."""
-    from bioprune.int8 import Int8Linear, smoothing
-
     torch.manual_seed(0)
     linear = torch.nn.Linear(64, 32)
     x = torch.randn(200, 64)
@@ -209,9 +200,6 @@ def test_smoothing_moves_an_outlier_channel_into_the_weights():
 
 
 def test_input_ranges_are_recorded_per_channel_and_round_trip(tiny_model_dir, tmp_path):
-    from bioprune.engine import PruningEngine
-    from bioprune.int8 import CALIBRATION_FILE, load_calibration, recording_input_ranges, save_calibration
-
     engine = PruningEngine.from_pretrained(tiny_model_dir, config=DENSE)
     model = engine.encoder.model
     with recording_input_ranges(model) as ranges:
@@ -229,10 +217,6 @@ def test_input_ranges_are_recorded_per_channel_and_round_trip(tiny_model_dir, tm
 
 
 def test_int8_without_calibration_says_so(outside_engine, caplog):
-    import logging
-
-    from bioprune.int8 import int8_copy
-
     with caplog.at_level(logging.WARNING, logger="bioprune.int8"):
         int8_copy(outside_engine.encoder.model)
     assert "without calibration" in caplog.text
@@ -240,11 +224,6 @@ def test_int8_without_calibration_says_so(outside_engine, caplog):
 
 def test_from_pretrained_reads_the_calibration_beside_the_model(tiny_model_dir, tmp_path):
     """A model folder with int8_calibration.safetensors gives a smoothed int8 copy; without one, none."""
-    import shutil
-
-    from bioprune.engine import PruningEngine
-    from bioprune.int8 import recording_input_ranges, save_calibration
-
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_dir, folder)
     plain = PruningEngine.from_pretrained(folder, config=DENSE)

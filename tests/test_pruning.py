@@ -8,9 +8,10 @@ is random, so many kept tokens look like entities and recovery fires too.
 """
 from __future__ import annotations
 
+import copy
 import math
+import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +20,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bioprune import forward as flops
-from bioprune.config import DEFAULT, DENSE, PruningConfig
-from bioprune.controllers import keep_mask
+import bioprune.layer as layer_module
+from bioprune import forward
+from bioprune.config import DEFAULT, DENSE, OPERATING_POINTS, PruningConfig
+from bioprune.controllers import CONTROLLER_FILE, LearnedController, attention_feature_columns, keep_mask
 from bioprune.forward import TRIGGERS, Sequences, prune, restore
-from bioprune.layer import run_layer
+from bioprune.layer import _heads, packed_attention, run_layer
 from bioprune.encoding import window_input_ids
 from bioprune.engine import ModelBundle, PruningEngine
 from bioprune.exits import ExitHeads
@@ -240,8 +242,6 @@ def test_frozen_context_before_the_last_layer_leaves_kept_tokens_exactly_dense(o
 @pytest.mark.parametrize("with_context", [False, True])
 def test_packed_layer_equals_padded_layer(outside_engine, monkeypatch, with_context):
     """Running the linear layers on the packed real tokens changes nothing on them."""
-    import bioprune.layer as layer_module
-
     torch.manual_seed(0)
     layer = outside_engine.encoder.layers[1]
     lengths = [30, 4, 28, 3]
@@ -342,7 +342,9 @@ def test_recovered_subset_of_pruned(outside_engine, pruning_engine, texts, short
 
 # --- 5. the min_keep_ratio floor -------------------------------------------------------------------
 
-def _floor_check(outside_engine, texts, ratio, prune_layers):
+@pytest.mark.parametrize("prune_layers", [(1,), (2,), (1, 2)])
+@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
+def test_min_keep_ratio_floor(outside_engine, texts, ratio, prune_layers):
     ids, mask, special = _batch(outside_engine, [texts[0], texts[1], texts[2], "Seizures."])
     config = PruningConfig(aggressiveness=1e6, min_keep_ratio=ratio, prune_layers=prune_layers, recovery=False)
     out = outside_engine.encoder.forward(ids, mask, special, config)
@@ -350,17 +352,6 @@ def _floor_check(outside_engine, texts, ratio, prune_layers):
     floor = torch.tensor([math.ceil(ratio * int(n)) for n in n_real])
     assert (out.tokens_per_layer[:, -1] < n_real).sum() >= 3  # pruning happened
     assert (out.tokens_per_layer[:, -1] >= floor).all(), (out.tokens_per_layer.tolist(), floor.tolist())
-
-
-@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
-def test_min_keep_ratio_floor_one_pruning_point(outside_engine, texts, ratio):
-    for layers in [(1,), (2,)]:
-        _floor_check(outside_engine, texts, ratio, layers)
-
-
-@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
-def test_min_keep_ratio_floor_two_pruning_points(outside_engine, texts, ratio):
-    _floor_check(outside_engine, texts, ratio, (1, 2))
 
 
 # --- 6. FLOPs against aggressiveness, and recovery's cost -----------------------------------------
@@ -381,10 +372,6 @@ def test_flops_non_increasing_in_aggressiveness(outside_engine, short_texts, pru
     assert flops[-1].sum() < 0.9 * flops[0].sum()  # and they really fall
 
 
-def _recovered_positions(trace) -> set[int]:
-    return {p for event in trace.recovery_events for p in event.positions}
-
-
 @pytest.mark.parametrize("config", [
     _recovering( prune_layers=(2,), aggressiveness=1e6, min_keep_ratio=0.0),
     _recovering( prune_layers=(2,), aggressiveness=0.5, min_keep_ratio=0.3),
@@ -402,7 +389,7 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
         assert t_on.tokens_per_layer == t_off.tokens_per_layer  # recovery excluded from the counts
         assert t_on.dense_flops == t_off.dense_flops
         assert t_on.flops >= t_off.flops
-        recovered = _recovered_positions(t_on)
+        recovered = {p for event in t_on.recovery_events for p in event.positions}
         if not recovered:
             assert t_on.flops == t_off.flops
             continue
@@ -416,7 +403,7 @@ def test_recovery_flops_are_recorded(outside_engine, texts, config):
         for i in range(first, len(t_on.tokens_per_layer)):
             n_i = t_on.tokens_per_layer[i] + sum(left_at[p] <= i for p in recovered)
             context = (t_on.tokens_per_layer[0] - n_i) * config.frozen_context
-            extra += float(flops.layer_flops(float(n_i), engine.hidden, engine.intermediate, float(context)))
+            extra += float(forward.layer_flops(float(n_i), engine.hidden, engine.intermediate, float(context)))
         extra += 2 * n_i * engine.hidden * engine.n_classes
         assert t_on.flops - t_off.flops == pytest.approx(extra, rel=1e-12)
     assert n_recovered_docs > 0
@@ -535,7 +522,7 @@ def test_dense_configs_give_no_trace(outside_engine, texts):
 
 @pytest.mark.parametrize("kwargs", [
     {"controller": "dense"}, {"controller": "RULE"}, {"controller": ""},
-    {"aggressiveness": -0.1}, {"aggressiveness": -1e-9},
+    {"aggressiveness": -0.1}, {"aggressiveness": -1e-9}, {"aggressiveness": float("nan")},
     {"min_keep_ratio": -0.01}, {"min_keep_ratio": 1.01}, {"min_keep_ratio": float("nan")},
     {"prune_layers": (2, 1)}, {"prune_layers": (1, 1)}, {"prune_layers": (0,)}, {"prune_layers": (-1, 2)},
     {"prune_layers": (1, 3, 2)}, {"spike_min_tokens": 0}, {"recovery_window_tokens": -1},
@@ -548,8 +535,6 @@ def test_config_rejects_bad_values(kwargs):
 
 
 def test_each_controller_defaults_to_its_operating_point():
-    from bioprune.config import OPERATING_POINTS
-
     rule, mlp = PruningConfig(controller="rule"), PruningConfig(controller="mlp")
     assert (rule.aggressiveness, rule.prune_layers) == (2.0, (2,))
     assert (mlp.aggressiveness, mlp.prune_layers) == (OPERATING_POINTS["mlp"].aggressiveness,
@@ -561,17 +546,9 @@ def test_each_controller_defaults_to_its_operating_point():
     assert rule.with_(controller="mlp", aggressiveness=None, prune_layers=None) == mlp
 
 
-def test_config_rejects_nan_aggressiveness():
-    with pytest.raises(ValueError):
-        PruningConfig(aggressiveness=float("nan"))
-
-
 def test_config_accepts_edge_values():
     assert PruningConfig(aggressiveness=0.0).enabled
-    assert PruningConfig(min_keep_ratio=0.0).enabled
-    assert not PruningConfig(min_keep_ratio=1.0).enabled
-    assert not PruningConfig(prune_layers=()).enabled
-    assert not DENSE.enabled
+    assert PruningConfig(min_keep_ratio=0.0).enabled  # not enabled: test_dense_configs_give_no_trace
     assert PruningConfig(prune_layers=[1, 2]).prune_layers == (1, 2)  # lists become tuples (hashable)
     assert hash(PruningConfig(prune_layers=[1, 2])) == hash(PruningConfig(prune_layers=(1, 2)))
     with pytest.raises(Exception):
@@ -591,31 +568,16 @@ def test_engine_names_missing_exit_head(outside_engine, tiny_model_dir):
     PruningEngine(ModelBundle(model, tokenizer), PruningConfig(min_keep_ratio=1.0, prune_layers=(1,)))
 
 
-@pytest.mark.parametrize("prune_layers", [(3,), (1, 3), (2, 4)])
-def test_engine_rejects_prune_layers_beyond_model(outside_engine, prune_layers):
-    with pytest.raises(ValueError, match="layers"):
-        outside_engine.with_config(PruningConfig(prune_layers=prune_layers))
-
-
-def test_engine_rejects_controller_the_model_lacks(outside_engine):
-    assert "mlp" not in outside_engine.controllers  # the fixture model has no controller.safetensors
-    with pytest.raises(ValueError, match="mlp"):
-        outside_engine.with_config(PruningConfig(controller="mlp", prune_layers=(1, 2)))
-
-
-def _with_controller(model_dir, tmp_path, controller) -> Path:
-    import shutil
-
-    target = tmp_path / "model"
-    shutil.copytree(model_dir, target)
-    controller.save(target)
-    return target
+@pytest.mark.parametrize("config, match", [
+    *[(PruningConfig(prune_layers=layers), "layers") for layers in [(3,), (1, 3), (2, 4)]],  # beyond the model
+    (PruningConfig(controller="mlp", prune_layers=(1, 2)), "mlp"),  # the fixture model has no controller.safetensors
+])
+def test_engine_rejects_configs_the_model_cannot_run(outside_engine, config, match):
+    with pytest.raises(ValueError, match=match):
+        outside_engine.with_config(config)
 
 
 def test_mlp_without_attention_features_skips_the_attention_signals(outside_model_dir, tmp_path, monkeypatch):
-    import bioprune.forward as forward
-    from bioprune.controllers import LearnedController, attention_feature_columns
-
     n_classes = PruningEngine.from_pretrained(outside_model_dir).model.config.num_labels
     n_features = n_classes + 8
     dropped = attention_feature_columns(n_classes)
@@ -628,8 +590,9 @@ def test_mlp_without_attention_features_skips_the_attention_signals(outside_mode
     config = PruningConfig(controller="mlp", aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2))
     for controller, wants_signals in ((LearnedController(len(columns), columns=columns, uses_attention=False), False),
                                       (LearnedController(n_features), True)):
-        engine = PruningEngine.from_pretrained(_with_controller(outside_model_dir, tmp_path / str(wants_signals),
-                                                                controller), config=config)
+        target = shutil.copytree(outside_model_dir, tmp_path / str(wants_signals))
+        controller.save(target)
+        engine = PruningEngine.from_pretrained(target, config=config)
         assert engine.controllers["mlp"].needs_attention is wants_signals
         calls.clear()
         [ann] = engine.annotate(["Famotidine associated delirium in a patient treated with cisplatin ."])
@@ -639,8 +602,6 @@ def test_mlp_without_attention_features_skips_the_attention_signals(outside_mode
 
 def test_controller_files_from_before_feature_selection_still_load(tmp_path):
     from safetensors.torch import save_file
-
-    from bioprune.controllers import CONTROLLER_FILE, LearnedController
 
     state = {k: v for k, v in LearnedController(13).state_dict().items() if k not in ("columns", "uses_attention")}
     save_file(state, str(tmp_path / CONTROLLER_FILE))
@@ -664,20 +625,15 @@ def test_keep_mask_specials_and_floor():
     importance = torch.tensor([[9.0, 0.1, 0.7, 0.3, 0.9, 0.2, 0.5, 9.0],
                                [0.0, 0.4, 0.1, 0.8, 0.0, 5.0, 5.0, 5.0]])
 
-    keep = keep_mask(prunable, importance, valid, special, 0.0)
-    assert keep.tolist() == [[1, 0, 0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 1, 0, 0, 0]]
-
-    # floor ceil(0.5 * 8) = 4: the specials plus the two most important (0.9, 0.7)
-    # floor ceil(0.5 * 5) = 3: the specials plus the most important (0.8); padding never
-    keep = keep_mask(prunable, importance, valid, special, 0.5)
-    assert keep.tolist() == [[1, 0, 1, 0, 1, 0, 0, 1], [1, 0, 0, 1, 1, 0, 0, 0]]
-
-    # ceil(0.7 * 8) = 6 and ceil(0.7 * 5) = 4
-    keep = keep_mask(prunable, importance, valid, special, 0.7)
-    assert keep.tolist() == [[1, 0, 1, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 0, 0, 0]]
-
-    keep = keep_mask(prunable, importance, valid, special, 1.0)
-    assert torch.equal(keep, valid)
+    for ratio, expected in [
+        (0.0, [[1, 0, 0, 0, 0, 0, 0, 1], [1, 0, 0, 0, 1, 0, 0, 0]]),
+        # floor ceil(0.5 * 8) = 4: the specials plus the two most important (0.9, 0.7)
+        # floor ceil(0.5 * 5) = 3: the specials plus the most important (0.8); padding never
+        (0.5, [[1, 0, 1, 0, 1, 0, 0, 1], [1, 0, 0, 1, 1, 0, 0, 0]]),
+        (0.7, [[1, 0, 1, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 0, 0, 0]]),  # ceil(0.7 * 8) = 6 and ceil(0.7 * 5) = 4
+        (1.0, valid.tolist()),
+    ]:
+        assert keep_mask(prunable, importance, valid, special, ratio).tolist() == expected
 
 
 def test_keep_mask_non_prunable_tokens_count_towards_floor():
@@ -722,8 +678,6 @@ def test_packed_attention_is_masked_attention_on_each_sequence():
     """Reduced precision's attention over packed rows, one sequence at a time, is the padded,
     masked attention of the fused kernel: same numbers (in fp32, where both are exact to rounding)
     and nothing leaks between neighbouring sequences."""
-    from bioprune.layer import _heads, packed_attention
-
     torch.manual_seed(0)
     lengths, n_heads, H = [7, 1, 12, 5], 4, 32
     valid = torch.arange(12)[None, :] < torch.tensor(lengths)[:, None]  # (4, 12)
@@ -754,8 +708,6 @@ def test_bf16_layer_runs_attention_on_packed_rows_and_keeps_padding_zero(outside
     """A bf16 layer (packed attention) gives the fp32 layer's states on the real tokens within bf16
     rounding, with or without padding in the batch and with or without frozen context, and zeros in
     the padding slots."""
-    import copy
-
     torch.manual_seed(0)
     layer = outside_engine.encoder.layers[1]
     layer16 = copy.deepcopy(layer).to(torch.bfloat16)

@@ -19,24 +19,15 @@ def window_params(draw):
     return n_tokens, max_tokens, overlap
 
 
-def test_zero_tokens_gives_one_empty_window():
-    assert plan_windows(0, 510, 128) == [(0, 0)]
-
-
-@pytest.mark.parametrize("n", [1, 100, 510])
-def test_short_document_single_window(n):
-    assert plan_windows(n, 510, 128) == [(0, n)]
-
-
-def test_one_token_too_many_gives_two_windows():
-    assert plan_windows(511, 510, 128) == [(0, 510), (1, 511)]
-
-
-def test_long_document_windows():
-    # step 382: starts 0, 382, then the last window is pushed flush to the end
-    assert plan_windows(1000, 510, 128) == [(0, 510), (382, 892), (490, 1000)]
-    assert plan_windows(10, 4, 0) == [(0, 4), (4, 8), (6, 10)]
-    assert plan_windows(12, 4, 0) == [(0, 4), (4, 8), (8, 12)]
+@pytest.mark.parametrize("n, max_tokens, overlap, windows", [
+    (0, 510, 128, [(0, 0)]),  # zero tokens: one empty window
+    (1, 510, 128, [(0, 1)]), (100, 510, 128, [(0, 100)]), (510, 510, 128, [(0, 510)]),  # short: one window
+    (511, 510, 128, [(0, 510), (1, 511)]),  # one token too many: two windows
+    (1000, 510, 128, [(0, 510), (382, 892), (490, 1000)]),  # step 382, the last window flush to the end
+    (10, 4, 0, [(0, 4), (4, 8), (6, 10)]), (12, 4, 0, [(0, 4), (4, 8), (8, 12)]),
+])
+def test_plan_windows(n, max_tokens, overlap, windows):
+    assert plan_windows(n, max_tokens, overlap) == windows
 
 
 @pytest.mark.parametrize("max_tokens, overlap", [(0, 0), (-1, 0), (4, 4), (4, 5), (4, -1)])
@@ -68,19 +59,13 @@ def test_plan_windows_properties(params):
     assert len(windows) == math.ceil((n - max_tokens) / step) + 1  # no more windows than needed
 
 
-def test_window_owners_most_central():
-    windows = [(0, 10), (6, 16)]
-    assert window_owners(16, windows).tolist() == [0] * 8 + [1] * 8
-
-
-def test_window_owners_ties_go_to_earlier_window():
-    # token 2 is 1 from an edge in both windows: the earlier window owns it
-    assert window_owners(5, [(0, 4), (1, 5)]).tolist() == [0, 0, 0, 1, 1]
-
-
-def test_window_owners_single_window_and_empty():
-    assert window_owners(7, [(0, 7)]).tolist() == [0] * 7
-    assert window_owners(0, [(0, 0)]).tolist() == []
+@pytest.mark.parametrize("n, windows, owners", [
+    (16, [(0, 10), (6, 16)], [0] * 8 + [1] * 8),  # the most central window
+    (5, [(0, 4), (1, 5)], [0, 0, 0, 1, 1]),  # token 2 is 1 from an edge in both: the earlier window owns it
+    (7, [(0, 7)], [0] * 7), (0, [(0, 0)], []),
+])
+def test_window_owners(n, windows, owners):
+    assert window_owners(n, windows).tolist() == owners
 
 
 @settings(max_examples=200, deadline=None)
