@@ -11,13 +11,7 @@ order. Duplicate ids are kept: each occurrence is annotated and written once, in
 update files legitimately repeat a PMID with a revised citation; the last one wins downstream).
 ``resume=True`` continues an interrupted run from its journal and writes the same bytes an
 uninterrupted run would. Output to a stream (``output=None``, ``-`` or ``/dev/stdout``) has no
-journal and no resume.
-
-Before anything is written, the output is claimed (:mod:`bioprune.io.output_target`): never onto
-an input, never over a device, FIFO or symlink, and locked for the whole run. Records are screened
-as they are read (:func:`screen_record`): a document over ``max_doc_chars`` or one the output
-format cannot hold is a failed record. The progress bar counts tokens as they enter the model, so
-it moves within a long document too.
+journal and no resume. :func:`annotate_files` says how the output is claimed and records screened.
 """
 from __future__ import annotations
 
@@ -133,8 +127,7 @@ def screen_record(record: Record, source: str, fmt: OutputFormat | None = None,
     if max_doc_chars is not None and len(record.text) > max_doc_chars:
         return RecordError(source, f"document of {len(record.text):,} characters is longer than the limit of "
                            f"{max_doc_chars:,} (raise it with --max-doc-chars)", record.id)
-    problem = fmt.problem(record) if fmt is not None else None
-    if problem is not None:
+    if fmt is not None and (problem := fmt.problem(record)) is not None:
         return RecordError(source, problem, record.id)
     return record
 

@@ -20,11 +20,21 @@ import json
 import logging
 import sys
 import time
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 
-from bioprune.batch_run import MEMORY_MODES, limit_malloc_growth
+from bioprune import __version__
+from bioprune.batch_run import (DEFAULT_CHUNK_DOCS, DEFAULT_MAX_DOC_CHARS, MEMORY_MODES, annotate_files,
+                                limit_malloc_growth)
+from bioprune.config import DENSE, IgnoredSettingWarning
 from bioprune.errors import InputError
+from bioprune.io.checkpoint import side_path
+from bioprune.io.inputs import INPUT_FORMATS
+from bioprune.io.output_target import check_output, is_stdout
 from bioprune.io.outputs import output_format
+from bioprune.io.pubtator import read_pubtator
+from bioprune.options import SETTINGS, add_config_arguments, config_from_values
 
 logger = logging.getLogger("bioprune")
 
@@ -36,11 +46,6 @@ def _config(args):
     The core only warns (IgnoredSettingWarning) about a knob the dense model ignores; on the command
     line it is a mistake (``--lambda 4`` without ``--controller`` would silently run dense).
     """
-    import warnings
-
-    from bioprune.config import IgnoredSettingWarning
-    from bioprune.options import SETTINGS, config_from_values
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", IgnoredSettingWarning)
@@ -93,24 +98,16 @@ def _engine(args):
 
 def _fingerprint(args, engine) -> dict:
     """What makes two annotate runs the same job: a resume with anything else is refused."""
-    from dataclasses import asdict
-
     inputs = []
     for path in args.inputs:
         stat = Path(path).stat()
         inputs.append({"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     return {"inputs": inputs, "input_format": args.input_format, "format": args.format,
-            "chunk_size": args.chunk_size, "batch_size": args.batch_size, "max_doc_chars": _max_doc_chars(args),
+            "chunk_size": args.chunk_size, "batch_size": args.batch_size, "max_doc_chars": args.max_doc_chars,
             "model": str(Path(args.model).resolve()) if args.model else "shipped", "config": asdict(engine.config)}
 
 
-def _max_doc_chars(args) -> int | None:
-    return args.max_doc_chars or None  # 0: no limit
-
-
 def _check_annotate_args(args) -> None:
-    from bioprune.io.output_target import check_output, is_stdout
-
     for path in args.inputs:  # fail before loading the model or touching the output
         if not Path(path).is_file():
             raise InputError(path, "no such file" if not Path(path).is_dir() else "is a directory, not a file")
@@ -119,6 +116,7 @@ def _check_annotate_args(args) -> None:
             raise InputError("--" + name.replace("_", "-"), f"must be >= 1, got {getattr(args, name)}")
     if args.max_doc_chars < 0:
         raise InputError("--max-doc-chars", f"must be >= 0 (0: no limit), got {args.max_doc_chars}")
+    args.max_doc_chars = args.max_doc_chars or None  # 0: no limit
     if is_stdout(args.output) and (args.resume or args.ray):
         raise InputError(f"--output {args.output}", "--resume and --ray need an output path, not standard output")
     if not args.ray and not is_stdout(args.output):  # the output's own checks (bioprune.io.output_target)
@@ -126,10 +124,6 @@ def _check_annotate_args(args) -> None:
 
 
 def cmd_annotate(args) -> int:
-    from bioprune.batch_run import annotate_files
-    from bioprune.io.checkpoint import side_path
-    from bioprune.io.output_target import is_stdout
-
     _check_annotate_args(args)
     fmt = output_format(args.format)
     if args.quiet:
@@ -142,7 +136,7 @@ def cmd_annotate(args) -> int:
     engine = _engine(args)
     stats = annotate_files(engine, args.inputs, None if to_stdout else args.output, fmt,
                            input_format=args.input_format, chunk_size=args.chunk_size,
-                           batch_size=args.batch_size, resume=args.resume, max_doc_chars=_max_doc_chars(args),
+                           batch_size=args.batch_size, resume=args.resume, max_doc_chars=args.max_doc_chars,
                            fingerprint=_fingerprint(args, engine), progress=not args.quiet)
     where = "" if to_stdout else f" -> {args.output}"
     if stats.errors and not to_stdout:
@@ -152,8 +146,6 @@ def cmd_annotate(args) -> int:
 
 
 def _annotate_on_ray(args) -> int:
-    from dataclasses import asdict
-
     try:
         import ray
 
@@ -169,7 +161,7 @@ def _annotate_on_ray(args) -> int:
                  config=asdict(engine.config), device=args.device, batch_size=args.batch_size,
                  chunk_size=args.chunk_size, resume=args.resume, num_actors=args.num_actors,
                  cpus_per_actor=args.cpus_per_actor, address=args.ray_address, quiet=args.quiet, memory=args.memory,
-                 max_doc_chars=_max_doc_chars(args),
+                 max_doc_chars=args.max_doc_chars,
                  fingerprint={k: v for k, v in _fingerprint(args, engine).items() if k != "inputs"})
     del engine
     started = time.perf_counter()
@@ -190,21 +182,16 @@ def _annotate_on_ray(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from dataclasses import asdict
-
-    from bioprune.config import DENSE
     from bioprune.evaluation import evaluate_engine
-    from bioprune.io.pubtator import read_pubtator
 
     gold = read_pubtator(args.gold)
     engine = _engine(args)
     started = time.time()
-    progress = not args.quiet
     # Anything but the exact dense fp32 model (pruning, bf16) is also compared with it, same weights,
     # same run: the F1 drop and the entity agreement (fidelity). Linking does not move entities: the
     # reference runs without it.
     reference = engine.with_config(DENSE.with_(link=False)) if engine.config.with_(link=DENSE.link) != DENSE else None
-    scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=progress, reference=reference)
+    scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=not args.quiet, reference=reference)
     result = {
         "command": "bioprune " + " ".join(sys.argv[1:]),
         "gold": {"path": str(args.gold), "md5": hashlib.md5(Path(args.gold).read_bytes()).hexdigest()},
@@ -263,19 +250,9 @@ def format_reference(result: dict) -> str:
     return line
 
 
-def _version() -> str:
-    from bioprune import __version__
-
-    return __version__
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from bioprune.batch_run import DEFAULT_CHUNK_DOCS, DEFAULT_MAX_DOC_CHARS
-    from bioprune.io.inputs import INPUT_FORMATS
-    from bioprune.options import add_config_arguments
-
     parser = argparse.ArgumentParser(prog="bioprune", description="Chemical and disease NER with adaptive token pruning.")
-    parser.add_argument("--version", action="version", version=f"bioprune {_version()}")
+    parser.add_argument("--version", action="version", version=f"bioprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):

@@ -36,8 +36,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, MEMORY_MODES, RunStats
+from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, MEMORY_MODES, RunStats, annotate_files, limit_malloc_growth
+from bioprune.config import PruningConfig
 from bioprune.errors import InputError
+from bioprune.io.checkpoint import completed_state, journal_path, summary_path
+from bioprune.io.output_target import check_paths, claim_output
 from bioprune.io.outputs import output_format
 
 JOB_SUMMARY = "summary.json"  # the job's totals in the output directory; its lock is summary.json.lock
@@ -94,12 +97,9 @@ class ShardAnnotator:
     input files."""
 
     def __init__(self, job: RayJob):
-        from bioprune.batch_run import limit_malloc_growth
-
         limit_malloc_growth(job.memory)  # each actor is a long-running process: the same memory set-up
         import torch
 
-        from bioprune.config import PruningConfig
         from bioprune.engine import PruningEngine
 
         torch.set_num_threads(max(1, job.cpus_per_actor))
@@ -112,8 +112,6 @@ class ShardAnnotator:
         self.job = job
 
     def __call__(self, batch: dict) -> dict:
-        from bioprune.batch_run import annotate_files
-
         stats, rss = [], []
         for source, output in zip(batch["input"], batch["output"]):
             result = annotate_files(self.engine, [str(source)], str(output), self.fmt,
@@ -150,8 +148,6 @@ def init_local_ray(num_cpus: int | None = None, address: str | None = None) -> N
 def run_on_ray(job: RayJob) -> tuple[RunStats, list[dict]]:
     """Annotate every input file of ``job`` on Ray; the summed totals and one row per file (in input
     order; ``peak_rss_mb`` is the peak memory of the actor that ran it, 0 for a file done earlier)."""
-    from bioprune.io.output_target import check_paths, claim_output
-
     fmt = output_format(job.output_format)
     outputs = shard_outputs(job, fmt.extension)
     for path in outputs:  # before anything is written or cleared: no shard may land on an input
@@ -163,8 +159,6 @@ def run_on_ray(job: RayJob) -> tuple[RunStats, list[dict]]:
 def _run_shards(job: RayJob, outputs: list[Path]) -> tuple[RunStats, list[dict]]:
     """:func:`run_on_ray` once the output directory is claimed."""
     import ray
-
-    from bioprune.io.checkpoint import completed_state, journal_path, summary_path
 
     interrupted = [p for p in outputs if journal_path(p).exists()]
     if interrupted and not job.resume:
@@ -195,8 +189,7 @@ def _run_shards(job: RayJob, outputs: list[Path]) -> tuple[RunStats, list[dict]]
                             num_cpus=job.cpus_per_actor, num_gpus=1 if job.device.startswith("cuda") else None)
         rows = ds.take_all()
     by_input = {**done, **{str(row["input"]): row for row in rows}}
-    total = RunStats()
-    shards = []
+    total, shards = RunStats(), []
     for source in job.inputs:
         row = by_input[str(Path(source).resolve())]
         stats = RunStats.from_dict(json.loads(row["stats"]))

@@ -36,13 +36,14 @@ from spacy.tokens import Doc, Span
 from spacy.util import make_tempdir, minibatch
 from spacy.vocab import Vocab
 
-from bioprune.options import DEFAULT_SETTINGS, SETTINGS
+from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.errors import InputError
+from bioprune.options import DEFAULT_SETTINGS, SETTINGS, config_from_values
 from bioprune.spacy_alignment import align_entities, merge_entities
+from bioprune.types import ENTITY_TYPES, Annotation
 
-if TYPE_CHECKING:  # bioprune's engine imports torch: only when an engine is really needed
-    from bioprune.config import PruningConfig
+if TYPE_CHECKING:  # bioprune's engine imports torch and transformers: only when an engine is really needed
     from bioprune.engine import PruningEngine
-    from bioprune.types import Annotation
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ class ConfigError(ValueError):
     """A ``bioprune_ner`` setting with a bad value; the message shows a working example."""
 
     def __init__(self, key: str, value, problem: str, example):
-        self.key = key
-        self.value = value
-        self.example = example  # a value for ``key`` that works
+        self.key, self.value, self.example = key, value, example  # example: a value for ``key`` that works
         lines = [f"bioprune_ner: {key} {problem}, got {value!r}.", "A working example:",
                  f'    nlp.add_pipe("bioprune_ner", config={{"{key}": {_python(example)}}})', "or in a .cfg file:"]
         if isinstance(example, dict):
@@ -91,13 +90,9 @@ DISPLACY_COLORS: dict[str, str] = {
 
 
 # --- The ``._.bioprune_*`` extensions ---------------------------------------------------------
-# Plain data only, so docs survive DocBin, pickling and n_process.
-#
-# spaCy serialises extension values with msgpack (``Doc.to_bytes``, ``DocBin``, the worker pipes of
-# ``nlp.pipe(n_process=...)``), so every value here is a str, int, float, bool, list or dict —
-# never a bioprune dataclass. The component writes lists; ``DocBin`` reads user data back with
-# msgpack's ``use_list=False``, so after a DocBin round trip the same values are tuples.
-
+# Plain data only (str, int, float, bool, list, dict; never a bioprune dataclass): spaCy serialises
+# them with msgpack (``Doc.to_bytes``, ``DocBin``, ``nlp.pipe(n_process=...)``). The component
+# writes lists; a DocBin round trip gives them back as tuples (msgpack's ``use_list=False``).
 # name -> (Doc or Span, what it holds); the component docstring lists the same with types.
 EXTENSIONS: dict[str, tuple[type, str]] = {
     "bioprune_pruned_tokens": (Doc, "list[dict]: one per pruned subword token"),
@@ -133,14 +128,7 @@ def trace_records(trace) -> dict:
     }
 
 
-# --- Where the engine comes from ---------------------------------------------------------------
-# A model (directory, Hub id or the shipped one) and settings.
-#
-# An :class:`EngineSource` is the recipe (model, pruning settings, device); ``checked()`` resolves
-# the model to a local folder (``bioprune.model_files.resolve_model_dir``: a directory, or a Hub
-# repository downloaded whole) with cheap checks only, and ``load()`` turns it into a
-# :class:`~bioprune.PruningEngine`. The component loads it when first needed, so ``spacy.load``
-# reads only the copy that ``to_disk`` saved (``PruningEngine.save_pretrained``), never the original.
+# --- Where the engine comes from: a recipe, checked cheaply, loaded when first needed ------------
 
 @dataclass(frozen=True)
 class EngineSource:
@@ -148,7 +136,7 @@ class EngineSource:
 
     model_dir: Optional[Union[str, Path]] = None  # None: the shipped model; else a directory or Hub id
     device: str = "cpu"
-    config: Optional["PruningConfig"] = None  # None: bioprune.config.DEFAULT, what every face runs
+    config: Optional[PruningConfig] = None  # None: bioprune.config.DEFAULT, what every face runs
 
     @property
     def controller(self) -> str:
@@ -162,10 +150,8 @@ class EngineSource:
 
         return DEFAULT_MODEL_DIR
 
-    def pruning_config(self) -> "PruningConfig":
+    def pruning_config(self) -> PruningConfig:
         """The PruningConfig the engine runs with."""
-        from bioprune.config import DEFAULT
-
         return DEFAULT if self.config is None else self.config
 
     def checked(self) -> "EngineSource":
@@ -196,7 +182,6 @@ class EngineSource:
 
     def load(self) -> "PruningEngine":
         """Read the model and build the engine (seconds for a small model)."""
-        from bioprune.config import DENSE
         from bioprune.engine import PruningEngine
 
         path = self.checked().path
@@ -208,8 +193,6 @@ class EngineSource:
 
 
 # --- The pipe: objects -> behaviour -------------------------------------------------------------
-# Runs the engine over batches of docs, aligns its character spans to spaCy tokens
-# (bioprune.spacy_alignment) and stores what pruning did as the plain-data extensions above.
 
 DEFAULT_LABELS = {"Chemical": "CHEMICAL", "Disease": "DISEASE"}  # scispaCy's en_ner_bc5cdr_md labels
 MODEL_DIR = "model"  # the model files' folder inside the component's folder of a saved pipeline
@@ -344,7 +327,6 @@ class BioPruneNER(Pipe):
             self._source = replace(self._source, model_dir=model_dir)
             self._engine = self._source.load()
         else:
-            from bioprune.config import DENSE
             from bioprune.engine import PruningEngine
 
             old = self._engine
@@ -372,14 +354,9 @@ class BioPruneNER(Pipe):
 
 
 # --- The factory: spaCy config -> validated settings -> engine source -> pipe --------------------
-# spaCy checks each setting's type from the factory's signature;
-# this module checks the values and answers a bad one with an error that shows a working example.
-#
-# The pruning and precision keys (``controller``, ``lambda_``, ``min_keep_ratio``, ``prune_layers``,
-# ``recovery``, ``frozen_context``, ``precision``) are not written here: they are PruningConfig's
-# face settings (:mod:`bioprune.options`), so a new one reaches the component with no change to it.
-# spaCy reads a factory's settings from its signature, so the signature is built from them
-# (:func:`_signature`).
+# spaCy checks each setting's type from the factory's signature; this module checks the values. The
+# pruning and precision keys are PruningConfig's face settings (:mod:`bioprune.options`), not
+# written here: the signature is built from them (:func:`_signature`), so a new one needs no change.
 
 # nlp.meta[META_KEY]["model_files"]: pipe name -> its model folder inside a saved pipeline. Written
 # when the component is added, so a pipeline saved with it says its model travels with it.
@@ -421,8 +398,6 @@ class ComponentSettings:
     overwrite_ents: bool = False
 
     def __post_init__(self):
-        from bioprune.types import ENTITY_TYPES
-
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise ConfigError("model", self.model, "must be a model directory, a Hub id or None (the shipped model)",
                               None)
@@ -449,17 +424,12 @@ class ComponentSettings:
 
     def engine_source(self) -> EngineSource:
         """Where and how the engine will be loaded (it loads when first needed)."""
-        from bioprune.options import config_from_values
-
         return EngineSource(model_dir=self.model, device=self.device, config=config_from_values(self.pruning))
 
 
 def _check_setting(setting, value) -> None:
     """A ConfigError with a working example when ``value`` is not a valid ``setting``
     (PruningConfig's own checks, made on that setting alone)."""
-    from bioprune.config import PruningConfig
-    from bioprune.options import config_from_values
-
     example = setting.default if setting.default is not None else getattr(PruningConfig(controller="rule"),
                                                                            setting.field)
     example = list(example) if isinstance(example, tuple) else example
@@ -551,7 +521,6 @@ def _record_in_meta(meta: dict, name: str) -> None:
 def _check_device(device) -> None:
     """The engine's own device rule (bioprune.devices.resolve_device), as a ConfigError with a working example."""
     from bioprune.devices import resolve_device
-    from bioprune.errors import InputError
 
     try:
         resolve_device(device)

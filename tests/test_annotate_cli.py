@@ -5,11 +5,9 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,11 +16,11 @@ from bioprune.batch_run import limit_malloc_growth
 from bioprune.cli import main
 from bioprune.io.checkpoint import CheckpointedOutput, journal_path
 from bioprune.io.inputs import iter_records
+from bioprune.linking import load_linker
 from bioprune.types import Document
 
 from conftest import FIXTURES
 
-ROOT = Path(__file__).resolve().parents[1]
 LEGACY = FIXTURES / "medline_legacy.xml"
 ALL_INPUTS = [LEGACY, FIXTURES / "pubmed_current.xml", FIXTURES / "sample.bioc.xml", FIXTURES / "sample.bioc.json",
               FIXTURES / "sample.jsonl", FIXTURES / "sample.pubtator"]
@@ -107,8 +105,6 @@ def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, 
 def test_ids_by_default_and_none_with_no_link(tmp_path, tiny_model_dir):
     """--link (the default) writes each entity's MeSH IDs from the model's linker/ index; --no-link
     writes the same entities without IDs (PubTator's sixth column "-")."""
-    from bioprune.linking import load_linker
-
     src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Famotidine-associated delirium and seizures."},
                                               {"id": "b", "text": "Cisplatin nephrotoxicity. Renal failure."}])
     linked, plain = tmp_path / "linked.jsonl", tmp_path / "plain.jsonl"
@@ -241,44 +237,6 @@ def test_standard_output_and_error_lines_on_stderr(tmp_path, tiny_model_dir, cap
     captured = capsys.readouterr()
     assert captured.out.startswith("1|t|Aspirin overdose.\n1|a|\n")
     assert '"record_id": "2"' in captured.err and "not valid UTF-8" in captured.err
-
-
-def test_pruned_run_reports_tokens_pruned_and_flops(tmp_path, pruning_model_dir, capsys):
-    out = tmp_path / "out.pubtator"
-    assert _annotate(pruning_model_dir, [FIXTURES / "sample.pubtator"], out, "--controller", "rule",
-                     "--prune-layers", 1, 2, "--min-keep-ratio", 0.1) == 0
-    state = json.loads((tmp_path / "out.pubtator.summary.json").read_text())["state"]
-    assert state["tokens"] > 0 and state["dense_flops"] > 0 and state["flops"] > 0
-    assert "tokens pruned" in capsys.readouterr().err
-
-
-def test_kill_midway_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model_dir):
-    words = "famotidine induced delirium in patients with renal failure and seizures after cisplatin".split()
-    rows = [{"id": f"d{i}", "text": " ".join(words[(i + j) % len(words)] for j in range(40))} for i in range(200)]
-    src = _write_jsonl(tmp_path / "many.jsonl", rows)
-    killed, full = tmp_path / "killed.jsonl", tmp_path / "full.jsonl"
-    opts = ["--format", "jsonl", "--chunk-size", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "bioprune.cli", "annotate", str(src), "--output", str(killed),
-                             "--model", str(tiny_model_dir), "--quiet", *opts], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    journal, deadline, records = journal_path(killed), time.time() + 180, 0
-    while time.time() < deadline and proc.poll() is None and records < 6:
-        try:
-            records = json.loads(journal.read_text())["state"].get("records", 0)
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.005)
-    proc.kill()  # SIGKILL: no cleanup, no finally blocks
-    _, stderr = proc.communicate()
-    assert records >= 6, stderr.decode()[-2000:]
-    assert not killed.exists() and journal.exists()  # killed midway, before the end
-    assert json.loads(journal.read_text())["state"]["records"] < len(rows)
-    assert _annotate(tiny_model_dir, [src], killed, *opts, "--resume") == 0
-    assert _annotate(tiny_model_dir, [src], full, *opts) == 0
-    assert killed.read_bytes() == full.read_bytes()
-    assert [r["id"] for r in _jsonl(killed)] == [r["id"] for r in rows]
 
 
 GLIBC_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 import bioprune
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DENSE, IgnoredSettingWarning, PruningConfig
+from bioprune.devices import resolve_device
+from bioprune.model_files import ModelNotFoundError, resolve_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +35,6 @@ def test_version_comes_from_pyproject():
 
 
 def test_resolve_device_on_two_fake_gpus(monkeypatch):
-    from bioprune.devices import resolve_device
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_device("cuda") == "cuda" and resolve_device("cuda:1") == "cuda:1"
@@ -47,16 +47,12 @@ def test_resolve_device_on_two_fake_gpus(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use CUDA")
 def test_resolve_device_on_a_cpu_only_torch():
-    from bioprune.devices import resolve_device
-
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="^cuda: this torch is built without CUDA; use cpu"):
         resolve_device("cuda")
 
 
 def test_an_incomplete_model_directory_names_what_is_missing(tiny_model_dir, tmp_path):
-    from bioprune.model_files import ModelNotFoundError, resolve_model_dir
-
     assert resolve_model_dir(tiny_model_dir) == tiny_model_dir  # complete: no error
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -67,8 +63,6 @@ def test_an_incomplete_model_directory_names_what_is_missing(tiny_model_dir, tmp
 
 
 def test_the_core_warns_about_knobs_the_dense_model_ignores():
-    from bioprune.config import IgnoredSettingWarning
-
     with pytest.warns(IgnoredSettingWarning, match="aggressiveness set but ignored") as record:
         config = PruningConfig(controller="none", aggressiveness=3)
     assert record[0].message.settings == ("aggressiveness",) == config.ignored_settings

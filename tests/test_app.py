@@ -7,6 +7,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,18 @@ import pytest
 pytest.importorskip("gradio", reason="the app tests need gradio: pip install '.[test]'")
 pytest.importorskip("gradio_client", reason="the app tests need gradio_client: pip install '.[test]'")
 
+import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from bioprune.options import SETTINGS  # noqa: E402
+from bioprune.config import DEFAULT, FAITHFUL, PruningConfig  # noqa: E402
+from bioprune.controllers import CONTROLLER_FILE  # noqa: E402
+from bioprune.engine import DEFAULT_MODEL_DIR  # noqa: E402
+from bioprune.options import SETTINGS, config_from_values  # noqa: E402
+from bioprune.app.annotate_tab import annotate_outputs, pruned_legend_update  # noqa: E402
+from bioprune.app.examples import load_examples  # noqa: E402
 from bioprune.app.settings import REPO_ROOT, AppSettings  # noqa: E402
+from bioprune.app.ui import LAUNCH_ATTEMPTS, launch  # noqa: E402
 
 EXAMPLES_DIR = AppSettings().examples_dir
 EXAMPLE = (EXAMPLES_DIR / "haloperidol_qt.txt").read_text(encoding="utf-8").strip()
@@ -32,8 +40,6 @@ def client(app_url) -> Client:
 
 
 def test_app_builds_without_launching(built_app, app_output_dir):
-    import gradio as gr
-
     assert isinstance(built_app, gr.Blocks)
     config = built_app.get_config_file()
     api_names = {d.get("api_name") for d in config["dependencies"]}
@@ -46,15 +52,11 @@ def test_app_builds_without_launching(built_app, app_output_dir):
 
 
 def test_launch_refuses_allowed_paths(built_app):
-    from bioprune.app.ui import launch
-
     with pytest.raises(ValueError, match="allowed_paths"):
         launch(built_app, allowed_paths=[str(REPO_ROOT)], prevent_thread_lock=True)
 
 
 def test_launch_retries_gradios_localhost_check_only():
-    from bioprune.app.ui import LAUNCH_ATTEMPTS, launch
-
     class FlakyDemo:  # Gradio's one-HEAD, 3-second start-up check times out on a saturated CPU
         def __init__(self, message):
             self.message, self.calls, self.closed = message, 0, 0
@@ -134,9 +136,6 @@ def test_every_setting_reaches_the_engine_through_the_api(client):
 
 
 def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_engine):
-    from bioprune.config import PruningConfig
-    from bioprune.app.examples import load_examples
-
     triggering = []  # (text, controller): recovery fires with every other knob at the controller's default
     for example in load_examples(AppSettings().examples_dir):
         for controller in ("rule", "mlp"):
@@ -156,8 +155,6 @@ def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_
 
 
 def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
-    from bioprune.app.annotate_tab import annotate_outputs, pruned_legend_update
-
     assert list(pruned_legend_update(controller="rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2
     assert list(pruned_legend_update(controller="mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]
     assert list(pruned_legend_update(controller="rule", prune_layers=[1, 3])["color_map"]) == [
@@ -171,9 +168,6 @@ def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
 
 def test_both_tabs_offer_every_setting_starting_at_the_engines_default(built_app):
     """One control per setting of bioprune.options in each tab, of its kind, together at DEFAULT (dense)."""
-    from bioprune.config import DEFAULT
-    from bioprune.options import config_from_values
-
     kinds = {"choice": {"radio"}, "float": {"slider", "number"}, "bool": {"checkbox"}, "layers": {"checkboxgroup"}}
     components = {c["props"].get("elem_id"): c for c in built_app.get_config_file()["components"]}
     for tab in ("annotate", "batch"):
@@ -223,9 +217,6 @@ def test_bad_text_gives_a_clear_message(client, text, message):
 
 
 def test_mlp_choice_works_or_says_what_is_missing(client):
-    from bioprune.controllers import CONTROLLER_FILE
-    from bioprune.engine import DEFAULT_MODEL_DIR
-
     if (DEFAULT_MODEL_DIR / CONTROLLER_FILE).is_file():
         summary = client.predict("Lithium toxicity.", controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True,
                                  api_name="/annotate")[0]
@@ -266,12 +257,14 @@ def test_batch_writes_pubtator_jsonl_csv_bioc_and_a_summary(client, app_output_d
                for a in p.get("annotations", []))
 
 
-def test_batch_writes_only_the_chosen_formats(client):
+def test_batch_writes_only_the_chosen_formats_and_needs_a_file_and_a_format(client):
     downloads, summary, errors = client.predict(
         [handle_file(str(SAMPLE_PUBTATOR))], controller="none", formats=["bioc"], api_name="/annotate_files")
     assert _names(downloads) == ["bioprune_annotated.bioc.json"]
     with pytest.raises(AppError, match="at least one output format"):
         client.predict([handle_file(str(SAMPLE_PUBTATOR))], controller="none", formats=[], api_name="/annotate_files")
+    with pytest.raises(AppError, match="Upload at least one file"):
+        client.predict([], controller="none", api_name="/annotate_files")
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -284,11 +277,6 @@ def test_bad_files_give_a_clear_message(client, tmp_path, name, content, message
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
         client.predict([handle_file(str(path))], controller="none", api_name="/annotate_files")
-
-
-def test_no_file_upload_is_a_clear_message(client):
-    with pytest.raises(AppError, match="Upload at least one file"):
-        client.predict([], controller="none", api_name="/annotate_files")
 
 
 def test_results_tab_reloads_every_chart_with_a_caption(client):
@@ -318,11 +306,6 @@ def test_files_outside_the_apps_outputs_are_not_served(app_url, target):
 def test_faithful_pruning_prunes_after_layer_4_and_keeps_the_dense_entities_of_the_examples(shipped_engine):
     """bioprune.FAITHFUL on the shipped model: tokens leave after layer 4 only, the last layers run on
     fewer tokens, and on the app's example abstracts the entities are the dense model's at the same precision."""
-    from dataclasses import replace
-
-    from bioprune.app.examples import load_examples
-    from bioprune.config import DEFAULT, FAITHFUL
-
     texts = [example.text for example in load_examples(AppSettings().examples_dir)]
     faithful = shipped_engine.with_config(replace(FAITHFUL, link=False)).annotate(texts)
     dense = shipped_engine.with_config(replace(DEFAULT, link=False)).annotate(texts)

@@ -3,16 +3,24 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.controllers import LearnedController
+from bioprune.engine import PruningEngine
+from bioprune.io.outputs import OUTPUT_FORMATS
+from bioprune.options import config_from_values
 from bioprune.types import Annotation, Entity, PrunedToken, RecoveryEvent, Trace
 
 from bioprune.app import views
 from bioprune.app.annotate import Comparison, validate_text
-from bioprune.app.batch_job import check_uploads, count_documents, display_name, new_run_dir
-from bioprune.app.engines import PruningChoice, operating_point, setting, start_values
+from bioprune.app.batch_job import (FORMAT_CHOICES, check_uploads, count_documents, display_name, new_run_dir,
+                                    output_formats, run_batch)
+from bioprune.app.engines import EngineHub, PruningChoice, operating_point, setting, start_values
 from bioprune.app.errors import UserError
 from bioprune.app.examples import example_label, load_examples
 from bioprune.app.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
@@ -103,8 +111,6 @@ def test_highlight_segments_merge_touching_marks_and_drop_overlaps():
 
 
 def test_the_pruned_legend_lists_the_layers_the_active_config_prunes_after():
-    from bioprune.config import DENSE, PruningConfig
-
     assert list(views.pruned_legend(PruningConfig(controller="rule"))) == ["pruned after layer 2"]
     assert list(views.pruned_legend(PruningConfig(controller="mlp"))) == ["pruned after layer 1",
                                                                           "pruned after layer 2"]
@@ -166,8 +172,6 @@ def test_diff_rows_mark_every_difference():
 
 
 def test_the_entity_table_links_each_id_to_its_mesh_page_and_the_api_gives_the_ids():
-    from dataclasses import replace
-
     dense, pruned = _annotations()
     linked = replace(pruned, entities=(replace(pruned.entities[0], ids=("D002945",)),
                                        replace(pruned.entities[1], ids=("D051437", "D058186")), pruned.entities[2]))
@@ -209,10 +213,6 @@ def test_text_limits_are_clear_messages():
 
 
 def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
-    from bioprune.config import DEFAULT, DENSE
-    from bioprune.engine import PruningEngine
-    from bioprune.options import config_from_values
-
     # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
     assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT == PruningChoice().config()
     assert config_from_values(start_values()) == DEFAULT == PruningChoice(**start_values()).config()  # the controls
@@ -225,9 +225,6 @@ def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
 
 
 def test_batch_offers_every_output_format_bioc_included():
-    from bioprune.io.outputs import OUTPUT_FORMATS
-    from bioprune.app.batch_job import FORMAT_CHOICES, output_formats
-
     assert [name for _, name in FORMAT_CHOICES] == list(OUTPUT_FORMATS) and ("BioC JSON", "bioc") in FORMAT_CHOICES
     assert list(output_formats(["bioc", "pubtator"])) == ["pubtator", "bioc"]
     assert output_formats(["bioc"])["bioc"].extension == ".bioc.json"
@@ -238,8 +235,6 @@ def test_batch_offers_every_output_format_bioc_included():
 
 
 def test_pruning_choice_validates_and_describes():
-    from bioprune.config import PruningConfig
-
     assert PruningChoice(controller="none").dense and not PruningChoice(controller="rule").dense
     assert PruningChoice(controller="rule", lambda_=2.0, min_keep_ratio=0.5).config().min_keep_ratio == 0.5
     # an empty value is the setting's default: λ and the layers the controller's own
@@ -260,8 +255,6 @@ def test_pruning_choice_validates_and_describes():
 
 
 def test_picking_a_controller_sets_its_operating_point():
-    from bioprune.config import PruningConfig
-
     low, high, _ = setting("lambda_").ui
     for controller in ("rule", "mlp"):
         config = PruningConfig(controller=controller)
@@ -282,32 +275,27 @@ def test_examples_are_our_own_pubmed_style_abstracts():
     assert AppSettings().examples_dir.parent == Path(views.__file__).parent
 
 
-def test_uploads_are_checked_by_name_size_and_content(tmp_path):
+@pytest.mark.parametrize("name, content, message", [
+    ("photo.png", b"\x89PNG\r\n", "photo.png: not a file type"),
+    ("data.txt", b"\x00\x01\x02 binary", "data.txt: looks like a binary file"),
+    ("medline.xml.gz", b"\x1f\x8b\x08\x00broken", "medline.xml.gz: cannot be read"),
+    ("big.txt", b"x" * 1001, "big.txt: 0.0 MiB; the app takes files up to 0 MiB"),
+    ("empty.txt", b"", "empty.txt: the file is empty"),
+])
+def test_uploads_are_checked_by_name_size_and_content(tmp_path, name, content, message):
     good = tmp_path / "a.pubtator"
     good.write_text("1|t|Aspirin.\n1|a|Pain.\n\n")
     assert check_uploads([str(good)], 3, 1000) == [good]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        check_uploads([tmp_path / name], 3, 1000)
+
+
+def test_upload_count_and_names():
     with pytest.raises(UserError, match="Upload at least one file"):
         check_uploads([], 3, 1000)
     with pytest.raises(UserError, match="at most 1 per run"):
-        check_uploads([good, good], 1, 1000)
-    image = tmp_path / "photo.png"
-    image.write_bytes(b"\x89PNG\r\n")
-    with pytest.raises(UserError, match="photo.png: not a file type"):
-        check_uploads([image], 3, 1000)
-    binary = tmp_path / "data.txt"
-    binary.write_bytes(b"\x00\x01\x02 binary")
-    with pytest.raises(UserError, match="data.txt: looks like a binary file"):
-        check_uploads([binary], 3, 1000)
-    broken = tmp_path / "medline.xml.gz"
-    broken.write_bytes(b"\x1f\x8b\x08\x00broken")
-    with pytest.raises(UserError, match="medline.xml.gz: cannot be read"):
-        check_uploads([broken], 3, 1000)
-    with pytest.raises(UserError, match="up to 0 MiB"):
-        check_uploads([good], 3, 10)
-    empty = tmp_path / "empty.txt"
-    empty.write_text("")
-    with pytest.raises(UserError, match="empty"):
-        check_uploads([empty], 3, 1000)
+        check_uploads(["a.txt", "b.txt"], 1, 1000)
     assert display_name("/tmp/gradio/abc123/notes.txt") == "notes.txt"
 
 
@@ -355,12 +343,6 @@ def test_the_repository_results_give_dense_scores():
 
 
 def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, tmp_path):
-    import shutil
-
-    from bioprune.controllers import LearnedController
-    from bioprune.engine import PruningEngine
-    from bioprune.app.engines import EngineHub
-
     model_dir = tmp_path / "model"
     shutil.copytree(pruning_model_dir, model_dir)
     (model_dir / "postprocess.json").write_text('{"passes": ["abbreviations"]}')
@@ -376,7 +358,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     (model_dir / "controller.safetensors").write_bytes(b"half-written")
     with pytest.raises(UserError, match="could not be loaded"):
         hub.engine_for(choice)
-    n_features = _n_controller_features(hub)
+    n_features = hub.dense.encoder.n_classes + 8  # controller_features: exit probabilities + 8 signals
     LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
     engine = hub.engine_for(PruningChoice(controller="mlp", lambda_=1.0, recovery=True))
     assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
@@ -390,27 +372,8 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     assert hub.engine_for(PruningChoice(controller="none")).config.controller == "none"
 
 
-def _n_controller_features(hub) -> int:
-    """How many features the learned controller reads for this model (its exit heads' classes + the rest)."""
-    import torch
-
-    from bioprune.controllers import controller_features
-    from bioprune.importance import TokenSignals
-
-    n_classes = hub.dense.encoder.n_classes
-    fields = TokenSignals.__dataclass_fields__
-    example = {name: torch.zeros(1, 2) for name in fields}
-    example["exit_probs"] = torch.zeros(1, 2, n_classes)
-    example["layer_fraction"] = 0.5
-    return controller_features(TokenSignals(**example)).shape[-1]
-
-
 def test_batch_reports_an_id_pubtator_cannot_hold_and_goes_on(tiny_engine, tmp_path):
     """A JSONL id with '|' is an error record (as in `bioprune annotate`), not a crash of the whole run."""
-    import json
-
-    from bioprune.app.batch_job import run_batch
-
     upload = tmp_path / "docs.jsonl"
     upload.write_text(json.dumps({"id": "a|b", "text": "Cisplatin nephrotoxicity."}) + "\n"
                       + json.dumps({"id": "ok", "text": "Haloperidol induced delirium."}) + "\n", encoding="utf-8")

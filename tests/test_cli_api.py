@@ -4,11 +4,13 @@ and ``evaluate``'s progress bar. The core checks behind them: tests/test_api.py.
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from transformers.utils import logging as hf_logging
 
 import bioprune
 from bioprune.cli import build_parser, main
@@ -95,18 +97,18 @@ def test_pruning_flags_on_the_dense_model_are_refused(one_doc, tiny_model_dir, c
     _one_error_line(capsys, f"bioprune: error: {named}: has no effect on the dense model", "--controller rule")
 
 
-def test_lambda_with_a_controller_still_runs(one_doc, pruning_model_dir, capsys):
+def test_lambda_with_a_controller_runs_and_reports_tokens_pruned_and_flops(one_doc, pruning_model_dir, capsys):
     argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(pruning_model_dir), "--quiet",
             "--controller", "rule", "--lambda", "3", "--prune-layers", "1"]
     assert main(argv) == 0
     assert "tokens pruned" in capsys.readouterr().err
+    state = json.loads(Path("out.pubtator.summary.json").read_text())["state"]
+    assert state["tokens"] > 0 and state["dense_flops"] > 0 and state["flops"] > 0
 
 
 # --- output noise and progress ----------------------------------------------------------------------
 
 def test_the_cli_hides_transformers_loading_bar(one_doc, tiny_model_dir, capsys):
-    from transformers.utils import logging as hf_logging
-
     hf_logging.enable_progress_bar()  # as in a fresh process, whatever ran before
     try:
         assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir)]) == 0

@@ -11,9 +11,10 @@ import pytest
 
 from bioprune.cli import main
 from bioprune.io.inputs import iter_records
-from bioprune.io.pubtator import read_pubtator
+from bioprune.io.outputs import output_format
+from bioprune.io.pubtator import format_pubtator, read_pubtator
 from bioprune.io.records import RecordError
-from bioprune.types import Document
+from bioprune.types import Annotation, Document
 
 from conftest import FIXTURES
 
@@ -96,10 +97,6 @@ def test_awkward_ids_round_trip_through_every_writer(tmp_path, tiny_model_dir, c
 
 
 def test_pubtator_writer_never_writes_an_id_it_cannot_read_back():
-    from bioprune.io.outputs import output_format
-    from bioprune.io.pubtator import format_pubtator
-    from bioprune.types import Annotation
-
     doc = Document("a|b", "Aspirin.")
     assert "PubTator cannot represent" in output_format("pubtator").problem(doc)
     assert output_format("jsonl").problem(doc) is None and output_format("bioc").problem(doc) is None
@@ -134,14 +131,8 @@ def _lines(n: int, fmt: str) -> bytes:
 
 
 def _complete(readable: bytes, fmt: str) -> int:
-    """Records complete in the bytes a truncated gzip still gives."""
-    if fmt == "pubmed":
-        return readable.count(b"</PubmedArticle>")
-    if fmt == "bioc":
-        return readable.count(b"</document>")
-    if fmt == "pubtator":
-        return readable.count(b"\n\n")
-    return readable.count(b"\n")
+    """Records complete in the bytes a truncated gzip still gives: the ends of records counted."""
+    return readable.count({"pubmed": b"</PubmedArticle>", "bioc": b"</document>", "pubtator": b"\n\n"}.get(fmt, b"\n"))
 
 
 @pytest.mark.parametrize("fmt", ["pubmed", "bioc", "jsonl", "pubtator", "text"])
@@ -158,4 +149,4 @@ def test_truncated_gzip_keeps_every_complete_record(tmp_path, fmt):
         assert len(docs) == _complete(readable, fmt) > 0, fraction
         assert [d.id for d in docs] == [str(i) for i in range(1, len(docs) + 1)]
         (error,) = _errors(records)
-        assert "truncated or corrupt gzip" in error.reason
+        assert "truncated or corrupt gzip" in error.reason and "the rest of the file is skipped" in error.reason

@@ -10,6 +10,7 @@ import pytest
 
 from bioprune.errors import InputError
 from bioprune.io.bioc import BioCJsonOutput, _JsonStream, bioc_document, iter_bioc_json_records
+from bioprune.io.compression import Utf8Repaired
 from bioprune.io.inputs import detect_format, iter_records
 from bioprune.io.outputs import output_format
 from bioprune.io.pubmed_xml import iter_pubmed_records, iter_pubmed_xml
@@ -80,15 +81,6 @@ def test_truncated_xml_keeps_records_before_and_reports_the_rest(tmp_path):
     assert "malformed XML" in err.reason and "90000102" in err.reason and err.line is not None
 
 
-def test_truncated_gzip_stream(tmp_path):
-    blob = gzip.compress(LEGACY.read_bytes() * 1, mtime=0)
-    path = tmp_path / "cut.xml.gz"
-    path.write_bytes(blob[: len(blob) * 2 // 3])
-    records = list(iter_records(path))
-    assert len(_errors(records)) == 1 and len(_docs(records)) < 4
-    assert "the rest of the file is skipped" in _errors(records)[0].reason
-
-
 def test_non_utf8_bytes_in_xml_become_a_replacement_character_and_nothing_is_lost(tmp_path, caplog):
     """PubMed XML is UTF-8: a bad byte is read as U+FFFD in its own record, with a warning; libxml2
     (lxml 6) would otherwise drop the whole chunk around it, complete records before it included."""
@@ -101,8 +93,6 @@ def test_non_utf8_bytes_in_xml_become_a_replacement_character_and_nothing_is_los
 
 
 def test_utf8_repair_keeps_characters_split_across_reads_and_counts_only_real_replacements():
-    from bioprune.io.compression import Utf8Repaired
-
     class OneByteAtATime(io.BytesIO):  # the worst chunking a reader can meet
         def read(self, size=-1):
             return super().read(1)
@@ -139,12 +129,9 @@ def test_50k_character_abstract(tmp_path):
     assert doc.text == "Long. " + body and doc.title_end == 5
 
 
-def test_strict_pubmed_reader_raises():
+def test_strict_pubmed_reader_raises_on_truncation(tmp_path):
     assert len(list(iter_pubmed_xml(LEGACY))) == 4
     assert sum(isinstance(r, DeletedRecord) for r in iter_pubmed_records(LEGACY)) == 2
-
-
-def test_strict_pubmed_reader_raises_on_truncation(tmp_path):
     path = _write(tmp_path, "cut.xml", LEGACY.read_bytes()[:900])
     with pytest.raises(InputError, match="malformed XML"):
         list(iter_pubmed_xml(path))
@@ -318,17 +305,13 @@ def test_bioc_json_output_reads_back(tmp_path):
     assert _docs(iter_records(path)) == [DOC, Document("10", "", None)]
 
 
-def test_jsonl_and_pubtator_output_read_back(tmp_path):
+def test_ids_round_trip_through_pubtator_and_jsonl(tmp_path):
+    """Our PubTator reader reads our six columns back; JSONL keeps the bare IDs; both read back as input."""
     for name in ("jsonl", "pubtator"):
         path = _write(tmp_path, f"out.{name}", _whole(output_format(name), [(ANN, DOC)], 1))
         (doc,) = _docs(iter_records(path))
         assert (doc.id, doc.text) == ("9", TEXT)
-
-
-def test_ids_round_trip_through_pubtator_and_jsonl(tmp_path):
-    """Our PubTator reader reads our six columns back; JSONL keeps the bare IDs."""
-    path = _write(tmp_path, "out.pubtator", _whole(output_format("pubtator"), [(ANN, DOC)], 1))
-    columns = [line.split("\t") for line in path.read_text().splitlines()[2:] if line]
+    columns = [line.split("\t") for line in path.read_text().splitlines()[2:] if line]  # path: the PubTator file
     assert [c[5] for c in columns] == ["MESH:D015738", "-", "MESH:D1|MESH:D2"]
     (doc,) = read_pubtator(path)
     assert [(m.start, m.end, m.type, m.concept_ids) for m in doc.mentions] == \

@@ -1,9 +1,7 @@
 """What ``bioprune annotate`` may write (issue 15): never onto an input, never over a device, FIFO
 or symlink, one run per output (the lock), a size limit per document, progress within a long
-document, and a summary line that tells the configured pruning.
-
-Tests that touch ``/dev`` import :mod:`bioprune.io.output_target` first, so on a bioprune without
-it they fail before anything is written there; none of them ever writes to a device.
+document, and a summary line that tells the configured pruning. None of them ever writes to a device
+(on a bioprune without :mod:`bioprune.io.output_target`, the module fails at import, before any test).
 """
 from __future__ import annotations
 
@@ -19,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS, RunStats, annotate_chunk, annotate_files
 from bioprune.cli import main
+from bioprune.errors import InputError
+from bioprune.io.output_target import OutputLock, check_paths, claim_output, is_stdout
+from bioprune.io.outputs import output_format
+from bioprune.types import Document
 
 from conftest import FIXTURES
 
@@ -81,10 +84,6 @@ def test_output_that_is_an_input_is_refused_and_nothing_is_written(tmp_path, tin
 
 
 def test_library_refuses_an_output_that_is_its_input(tmp_path, tiny_engine):
-    from bioprune.batch_run import annotate_files
-    from bioprune.errors import InputError
-    from bioprune.io.outputs import output_format
-
     gold = tmp_path / "same.pubtator"
     shutil.copy(FIXTURES / "sample.pubtator", gold)
     with pytest.raises(InputError, match="is the input file"):
@@ -131,9 +130,6 @@ def test_directory_output_is_refused(tmp_path, tiny_model_dir, capsys):
 
 
 def test_dev_null_is_refused_and_stays_a_device(tmp_path, tiny_model_dir, capsys):
-    from bioprune.errors import InputError
-    from bioprune.io.output_target import check_paths
-
     with pytest.raises(InputError, match="character device"):  # checked first: nothing below runs otherwise
         check_paths("/dev/null")
     dev_before = sorted(os.listdir("/dev"))
@@ -144,8 +140,6 @@ def test_dev_null_is_refused_and_stays_a_device(tmp_path, tiny_model_dir, capsys
 
 
 def test_dev_stdout_means_standard_output(tmp_path, tiny_model_dir, capsys):
-    from bioprune.io.output_target import is_stdout
-
     assert is_stdout("/dev/stdout") and is_stdout("-") and not is_stdout("out.pubtator")
     dev_before = sorted(os.listdir("/dev"))
     src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
@@ -159,9 +153,6 @@ def test_dev_stdout_means_standard_output(tmp_path, tiny_model_dir, capsys):
 # --- 3. one run per output: the lock --------------------------------------------------------------
 
 def test_second_lock_holder_is_refused_with_its_pid(tmp_path):
-    from bioprune.errors import InputError
-    from bioprune.io.output_target import OutputLock, claim_output
-
     out = tmp_path / "out.pubtator"
     with claim_output(out) as first:
         assert first.path.read_text().strip() == str(os.getpid())
@@ -180,37 +171,41 @@ def test_stale_lock_file_of_a_dead_run_does_not_block(tmp_path, tiny_model_dir):
     assert out.read_text().startswith("a|t|") and not (tmp_path / "out.pubtator.lock").exists()
 
 
-def _env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
-
-
-def test_live_run_locks_its_output_and_a_killed_one_resumes(tmp_path, tiny_model_dir, capsys):
+def test_live_run_locks_its_output_and_a_killed_one_resumes_to_identical_output(tmp_path, tiny_model_dir, capsys):
     words = "famotidine induced delirium in patients with renal failure and seizures after cisplatin".split()
-    rows = [{"id": f"d{i}", "text": " ".join(words[(i + j) % len(words)] for j in range(20))} for i in range(150)]
+    rows = [{"id": f"d{i}", "text": " ".join(words[(i + j) % len(words)] for j in range(40))} for i in range(200)]
     src = _write_jsonl(tmp_path / "many.jsonl", rows)
-    out = tmp_path / "out.jsonl"
+    out, full = tmp_path / "out.jsonl", tmp_path / "full.jsonl"
     opts = ["--format", "jsonl", "--chunk-size", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "bioprune.cli", "annotate", str(src), "--output", str(out),
-                             "--model", str(tiny_model_dir), "--quiet", *opts], env=_env(), cwd=ROOT,
+                             "--model", str(tiny_model_dir), "--quiet", *opts], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal, deadline, records = tmp_path / "out.jsonl.journal", time.time() + 180, 0
     try:
-        journal, deadline = tmp_path / "out.jsonl.journal", time.time() + 120
-        while time.time() < deadline and proc.poll() is None and not journal.exists():
-            time.sleep(0.01)
-        assert proc.poll() is None and journal.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() else ""
+        while time.time() < deadline and proc.poll() is None and records < 6:
+            try:
+                records = json.loads(journal.read_text())["state"].get("records", 0)
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.005)
+        assert proc.poll() is None and records >= 6, proc.stderr.read().decode()[-2000:] if proc.poll() else ""
         for extra in ([], ["--resume"]):  # a second run, and a --resume of the live run: both refused
             assert _annotate(tiny_model_dir, [src], out, *opts, *extra) == 2
             err = _one_error_line(capsys)
             assert str(out) in err and f"PID {proc.pid}" in err and "another bioprune run" in err
         assert proc.poll() is None  # the live run was not disturbed
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # no cleanup, no finally blocks
         proc.communicate()
     assert (tmp_path / "out.jsonl.lock").exists() and not out.exists()  # killed: the lock file stays behind
+    assert json.loads(journal.read_text())["state"]["records"] < len(rows)  # killed midway, before the end
     assert _annotate(tiny_model_dir, [src], out, *opts) == 2  # without --resume: the journal, not the lock
     assert "pass --resume" in _one_error_line(capsys)
     assert _annotate(tiny_model_dir, [src], out, *opts, "--resume") == 0  # the stale lock does not block
+    assert _annotate(tiny_model_dir, [src], full, *opts) == 0
+    assert out.read_bytes() == full.read_bytes()  # as an uninterrupted run
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [r["id"] for r in rows]
     assert not (tmp_path / "out.jsonl.lock").exists()
 
@@ -231,8 +226,6 @@ def test_documents_over_the_size_limit_are_failed_records(tmp_path, tiny_model_d
 
 
 def test_default_size_limit_stops_a_pathological_line(tmp_path, tiny_model_dir):
-    from bioprune.batch_run import DEFAULT_MAX_DOC_CHARS
-
     line = tmp_path / "one-line.txt"
     line.write_text("Aspirin. " * (DEFAULT_MAX_DOC_CHARS // 9 + 1) + "\nRenal failure.\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
@@ -241,9 +234,6 @@ def test_default_size_limit_stops_a_pathological_line(tmp_path, tiny_model_dir):
 
 
 def test_progress_moves_within_one_long_document(tiny_engine):
-    from bioprune.batch_run import annotate_chunk
-    from bioprune.types import Document
-
     doc = Document("long", " ".join(["famotidine induced delirium in patients with renal failure."] * 300))
     (encoded,) = tiny_engine.encode([doc.text])
     assert len(encoded.windows) >= 4
@@ -275,8 +265,6 @@ def test_summary_line_of_a_pruned_run_that_read_no_document(tmp_path, pruning_mo
 
 
 def test_summary_line_says_only_what_it_knows():
-    from bioprune.batch_run import RunStats
-
     empty = RunStats()
     assert "dense" not in empty.summary_line() and "dense" not in empty.summary_line(controller="mlp")
     assert empty.summary_line(controller="none").endswith("; dense (no pruning)")

@@ -44,7 +44,7 @@ def test_fixture_documents_titles_and_text(sample_path):
                             "Seizures were reported in two patients receiving haloperidol.")
 
 
-def test_fixture_mentions(sample_path):
+def test_fixture_mentions_nested_ones_and_relations(sample_path):
     docs = read_pubtator(sample_path)
     assert [len(d.mentions) for d in docs] == [8, 9, 4]
     assert docs[2].mentions == (
@@ -57,17 +57,8 @@ def test_fixture_mentions(sample_path):
         for m in d.mentions:
             assert d.text[m.start:m.end] == m.text
             assert m.type in ("Chemical", "Disease")
-
-
-def test_fixture_nested_mentions_are_both_kept(sample_path):
-    doc = read_pubtator(sample_path)[1]
-    spans = {(m.start, m.end, m.text) for m in doc.mentions}
-    assert (52, 71, "acute renal failure") in spans
-    assert (58, 71, "renal failure") in spans
-
-
-def test_fixture_relations(sample_path):
-    docs = read_pubtator(sample_path)
+    spans = {(m.start, m.end, m.text) for m in docs[1].mentions}
+    assert (52, 71, "acute renal failure") in spans and (58, 71, "renal failure") in spans  # nested: both kept
     assert docs[0].relations == (Relation("CID", "D015738", "D003693"),)
     assert docs[1].relations == () and docs[2].relations == ()
 
@@ -110,50 +101,21 @@ def test_block_without_title_line(tmp_path):
     assert str(err).startswith(f"{path}:5: ")
 
 
-def test_mention_offsets_outside_text(tmp_path):
-    text_len = len("Famotidine and delirium. Delirium followed famotidine.")
-    path = _write(tmp_path, GOOD_BLOCK + f"1\t40\t{text_len + 1}\tfamotidine\tChemical\n")
-    err = _input_error(path)
-    assert err.line == 4 and "outside the text" in err.reason
-
-
-@pytest.mark.parametrize("start, end", [(-1, 3), (5, 5), (6, 2)])
-def test_mention_offsets_empty_or_negative(tmp_path, start, end):
-    err = _input_error(_write(tmp_path, GOOD_BLOCK + f"1\t{start}\t{end}\tx\tChemical\n"))
-    assert err.line == 4
-
-
-def test_mention_text_mismatch(tmp_path):
-    path = _write(tmp_path, GOOD_BLOCK + "1\t15\t23\tdelirioum\tDisease\n")
-    err = _input_error(path)
-    assert err.line == 4 and "does not match" in err.reason and "'delirium'" in err.reason
-
-
-def test_mention_offsets_not_integers(tmp_path):
-    err = _input_error(_write(tmp_path, GOOD_BLOCK + "1\tzero\t10\tFamotidine\tChemical\n"))
-    assert err.line == 4 and "not integers" in err.reason
-
-
-def test_short_mention_line(tmp_path):
-    err = _input_error(_write(tmp_path, GOOD_BLOCK + "1\t0\t10\n"))
-    assert err.line == 4
-
-
-def test_missing_blank_line_between_blocks(tmp_path):
-    err = _input_error(_write(tmp_path, GOOD_BLOCK + "2|t|Next title.\n"))
-    assert err.line == 4 and "missing blank line" in err.reason
-
-
-def test_non_utf8_on_first_line(tmp_path):
-    path = _write(tmp_path, b"1|t|Caf\xff\n1|a|x\n")
-    err = _input_error(path)
-    assert err.line == 1 and "UTF-8" in err.reason
-
-
-def test_non_utf8_reports_the_line_of_the_bad_byte(tmp_path):
-    path = _write(tmp_path, b"1|t|Title\n1|a|Abstract\n1\t0\t5\tTi\xffle\tChemical\n")
-    err = _input_error(path)
-    assert err.line == 3
+@pytest.mark.parametrize("content, line, reason", [
+    (GOOD_BLOCK + "1\t40\t55\tfamotidine\tChemical\n", 4, "outside the text"),  # the text has 54 characters
+    (GOOD_BLOCK + "1\t-1\t3\tx\tChemical\n", 4, ""),  # negative, empty or reversed offsets
+    (GOOD_BLOCK + "1\t5\t5\tx\tChemical\n", 4, ""),
+    (GOOD_BLOCK + "1\t6\t2\tx\tChemical\n", 4, ""),
+    (GOOD_BLOCK + "1\t15\t23\tdelirioum\tDisease\n", 4, "does not match the text at 15-23: 'delirium'"),
+    (GOOD_BLOCK + "1\tzero\t10\tFamotidine\tChemical\n", 4, "not integers"),
+    (GOOD_BLOCK + "1\t0\t10\n", 4, ""),  # a short mention line
+    (GOOD_BLOCK + "2|t|Next title.\n", 4, "missing blank line"),
+    (b"1|t|Caf\xff\n1|a|x\n", 1, "UTF-8"),
+    (b"1|t|Title\n1|a|Abstract\n1\t0\t5\tTi\xffle\tChemical\n", 3, "UTF-8"),  # the line of the bad byte
+])
+def test_a_bad_line_is_an_error_naming_it(tmp_path, content, line, reason):
+    err = _input_error(_write(tmp_path, content))
+    assert err.line == line and reason in err.reason
 
 
 def test_missing_file(tmp_path):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bioprune.ray import RayJob, shard_name, shard_outputs
 from bioprune.cli import main
 from bioprune.errors import InputError
+from bioprune.io.output_target import OutputLock
+from bioprune.ray import RayJob, init_local_ray, shard_name, shard_outputs
 
 from conftest import FIXTURES
 
@@ -29,8 +30,6 @@ def test_shard_names_and_collisions():
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "bioprune[ray]"')
-    from bioprune.ray import init_local_ray
-
     init_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
@@ -82,8 +81,6 @@ def test_ray_driver_refuses_a_shard_output_that_is_an_input_before_writing(tmp_p
 
 def test_a_second_ray_job_on_a_claimed_output_directory_is_refused(tmp_path, tiny_model_dir, capsys):
     pytest.importorskip("ray", reason='Ray is not installed: pip install "bioprune[ray]"')
-    from bioprune.io.output_target import OutputLock
-
     out = tmp_path / "out"
     out.mkdir()
     with OutputLock(out / "summary.json"):  # what a live job's driver holds

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -20,16 +21,16 @@ import pytest
 
 spacy = pytest.importorskip("spacy")
 
+from huggingface_hub import constants  # noqa: E402
 from spacy import displacy  # noqa: E402
 from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
+from spacy.util import load_config_from_str, load_model_from_config  # noqa: E402
 
 from bioprune.config import DEFAULT, PruningConfig  # noqa: E402
 from bioprune.engine import ModelBundle, PruningEngine, load_model  # noqa: E402
-from bioprune.labels import LABEL_TO_ID  # noqa: E402
 from bioprune.spacy import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
-                             ConfigError)
-from bioprune.spacy import ComponentSettings  # noqa: E402
+                             ComponentSettings, ConfigError)
 
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
@@ -68,18 +69,11 @@ def _nlp(model_dir: Path, *pipes: str, **config) -> "spacy.language.Language":
 
 
 @pytest.fixture(scope="module")
-def per_word_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model with a classifier that tags every word B-Disease: one entity per word."""
-    import torch
-
-    tokenizer, model = load_model(tiny_model_dir)
-    with torch.no_grad():
-        model.classifier.weight.zero_()
-        model.classifier.bias.zero_()
-        model.classifier.bias[LABEL_TO_ID["B-Disease"]] = 10.0
+def per_word_model_dir(per_word_engine, tiny_model_dir, tmp_path_factory) -> Path:
+    """conftest's per_word_engine saved: the tiny model tagging every word B-Disease, one entity per word."""
     path = tmp_path_factory.mktemp("per-word-model")
-    model.save_pretrained(str(path), safe_serialization=True)
-    tokenizer.save_pretrained(str(path))
+    per_word_engine.model.save_pretrained(str(path), safe_serialization=True)
+    per_word_engine.tokenizer.save_pretrained(str(path))
     shutil.copytree(tiny_model_dir / "linker", path / "linker")
     return path
 
@@ -280,8 +274,6 @@ def test_invalid_config_shows_a_working_example(tiny_model_dir, key, value, mess
 @pytest.fixture
 def empty_hub_cache(tmp_path, monkeypatch) -> Path:
     """An empty local Hugging Face cache, offline: a hub id resolves only if it is cached here."""
-    from huggingface_hub import constants
-
     cache = tmp_path / "hub-cache"
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
@@ -430,14 +422,8 @@ def test_fresh_process_finds_component_by_entry_point_and_loads_saved_pipeline(n
 
 def test_documented_cfg_block_is_the_default_config():
     """The README's .cfg block builds the defaults."""
-    import re
-
-    from spacy.util import load_config_from_str, load_model_from_config
-
-    root = Path(__file__).resolve().parents[1]
-    blocks = [b for p in (root / "README.md",)
-              for b in re.findall(r"```ini\n(.*?)```", p.read_text(encoding="utf-8"), re.S)
-              if "[components.bioprune_ner]" in b]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```ini\n(.*?)```", readme, re.S) if "[components.bioprune_ner]" in b]
     assert blocks, "the README documents the component's config as an ```ini block"
     config = load_config_from_str('[nlp]\nlang = "en"\npipeline = ["bioprune_ner"]\n\n[components]\n\n' + blocks[0])
     built = dict(load_model_from_config(config, auto_fill=True).config["components"]["bioprune_ner"])

@@ -131,10 +131,7 @@ def output_formats(names: Sequence[str] | None) -> dict:
     unknown = [n for n in chosen if n not in OUTPUT_FORMATS]
     if unknown:
         raise UserError(f"Unknown output format {unknown[0]!r}: choose from {', '.join(OUTPUT_FORMATS)}.")
-    formats = {}
-    for name in (n for n in OUTPUT_FORMATS if n in chosen):
-        formats[name] = output_format(name)
-    return formats
+    return {name: output_format(name) for name in OUTPUT_FORMATS if name in chosen}
 
 
 def _limited(records: Iterable, limit: int) -> Iterable:
@@ -146,10 +143,6 @@ def _limited(records: Iterable, limit: int) -> Iterable:
                 return
             documents += 1
         yield record
-
-
-def _error_entry(record: RecordError, names: dict[str, str]) -> dict:
-    return {**record.to_dict(), "file": names.get(record.source, display_name(record.source))}
 
 
 def new_run_dir(out_root: Path, keep: int) -> Path:
@@ -176,7 +169,7 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
     names = {str(p): display_name(p) for p in paths}
     total, early_errors = count_documents(paths, limit, writers)
     if total == 0:
-        reasons = "; ".join(f"{names.get(e.source, display_name(e.source))}: {e.reason}" for e in early_errors[:3])
+        reasons = "; ".join(f"{display_name(e.source)}: {e.reason}" for e in early_errors[:3])
         raise UserError("No documents could be read from the upload" + (f" ({reasons})." if reasons else "."))
     over_limit = total > limit
     total = min(total, limit)
@@ -192,9 +185,8 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
         for chunk in annotate_chunks(engine, records, chunk_docs, batch_size):  # one pass feeds every format
             for name, fmt in writers.items():
                 handles[name].write(fmt.format(chunk.pairs, chunk.first_index))
-            errors += [_error_entry(r, names) for r in chunk.failed]
-            deleted += [{"file": names.get(r.source, display_name(r.source)), "record_id": r.record_id}
-                        for r in chunk.deleted]
+            errors += [{**r.to_dict(), "file": display_name(r.source)} for r in chunk.failed]
+            deleted += [{**r.to_dict(), "file": display_name(r.source)} for r in chunk.deleted]
             stats.add(chunk.stats)
             if on_progress:
                 on_progress(stats.documents, total)
@@ -219,10 +211,8 @@ def summary_rows(result: BatchResult) -> list[list[str]]:
     s = result.stats
     rows = [["files", ", ".join(result.files)],
             ["documents annotated", f"{s.documents:,}"]]
-    for label in ("Chemical", "Disease"):
-        rows.append([f"entities: {label}", f"{s.entities.get(label, 0):,}"])
-    rows += [[f"entities: {label}", f"{n:,}"] for label, n in sorted(s.entities.items())
-             if label not in ("Chemical", "Disease")]
+    labels = ["Chemical", "Disease", *sorted(set(s.entities) - {"Chemical", "Disease"})]  # the two types always
+    rows += [[f"entities: {label}", f"{s.entities.get(label, 0):,}"] for label in labels]
     rows.append(["records that failed (see bioprune_errors.jsonl)", f"{s.errors:,}"])
     if s.deleted:
         rows.append(["deleted citations (PubMed DeleteCitation)", f"{s.deleted:,}"])

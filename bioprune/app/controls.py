@@ -46,16 +46,13 @@ def pruning_controls(layers: tuple[int, ...], prefix: str) -> dict[str, gr.compo
     ``{prefix}-{key}``, e.g. ``annotate-lambda``); picking a controller moves the settings it decides
     (λ, the layers) to its operating point, as the CLI's defaults do."""
     start = start_values()
-    controls = {s.key: setting_control(s, start[s.key], layers, elem_id=f"{prefix}-{_css_name(s.key)}")
+    controls = {s.key: setting_control(s, start[s.key], layers,  # lambda_ -> annotate-lambda, ...
+                                       elem_id=f"{prefix}-{s.key.strip('_').replace('_', '-')}")
                 for s in options.SETTINGS}
     decided = [controls[s.key] for s in options.SETTINGS if s.default is None]
     controls["controller"].change(lambda controller: {controls[k]: v for k, v in operating_point(controller).items()},
                                   inputs=controls["controller"], outputs=decided, api_visibility="private")
     return controls
-
-
-def _css_name(key: str) -> str:
-    return key.strip("_").replace("_", "-")  # lambda_ -> lambda, min_keep_ratio -> min-keep-ratio
 
 
 def api_inputs(layers: tuple[int, ...]) -> dict[str, gr.components.Component]:

@@ -53,7 +53,8 @@ def operating_point(controller: str) -> dict[str, object]:
     """What ``controller`` decides, by key, as the controls hold it: the settings whose default is None
     (λ and the pruning layers; PruningConfig's OPERATING_POINTS). Picking a controller sets them to these."""
     config = PruningConfig(controller=controller)
-    return {s.key: _as_control_value(getattr(config, s.field)) for s in options.SETTINGS if s.default is None}
+    values = {s.key: getattr(config, s.field) for s in options.SETTINGS if s.default is None}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
 
 
 def start_values() -> dict[str, object]:
@@ -61,10 +62,6 @@ def start_values() -> dict[str, object]:
     point for the settings it decides; together the engine's DEFAULT config (the CLI's with no flags)."""
     point = operating_point(setting("controller").default)
     return {s.key: point[s.key] if s.default is None else s.default for s in options.SETTINGS}
-
-
-def _as_control_value(value):
-    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass(frozen=True, init=False)
@@ -201,19 +198,15 @@ class EngineHub:
         stat = path.stat()
         return stat.st_mtime_ns, stat.st_size
 
-    def _missing_message(self) -> str:
-        where = self._controller_path() or CONTROLLER_FILE
-        return (f"not trained yet ({where} is missing; training/train_controller.py writes it). "
-                "Choose the rule controller or the dense model meanwhile; the MLP choice works as soon as "
-                "the file appears, without a restart.")
-
     def _ensure_mlp(self) -> None:
         path = self._controller_path()
         with self._lock:
             if path is None or not path.is_file():
                 if "mlp" in self._base.controllers:
                     return  # loaded earlier (or given with the engine): keep using it
-                raise UserError("The MLP controller is " + self._missing_message())
+                raise UserError(f"The MLP controller is not trained yet ({path or CONTROLLER_FILE} is missing; "
+                                "training/train_controller.py writes it). Choose the rule controller or the dense "
+                                "model meanwhile; the MLP choice works as soon as the file appears, without a restart.")
             stamp = self._stamp(path)
             if stamp == self._mlp_stamp and "mlp" in self._base.controllers:
                 return

@@ -85,8 +85,7 @@ def launch(demo: gr.Blocks, settings: AppSettings | None = None, **kwargs):
     """``demo.launch`` with the app's upload limit and no extra served paths; kwargs override (port, ...)."""
     settings = settings or AppSettings()
     options = dict(max_file_size=settings.max_file_bytes, show_error=False, ssr_mode=False,
-                   footer_links=["api", "gradio"], css=APP_CSS)
-    options.update(kwargs)
+                   footer_links=["api", "gradio"], css=APP_CSS) | kwargs
     if options.get("allowed_paths"):
         raise ValueError("the app serves only its own outputs: do not pass allowed_paths")
     for attempt in range(1, LAUNCH_ATTEMPTS + 1):

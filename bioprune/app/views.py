@@ -11,9 +11,10 @@ import bisect
 import html
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from bioprune.types import Annotation, Entity, Trace
+from bioprune.types import Annotation, Trace
 
 from bioprune.app.annotate import Comparison
 
@@ -121,8 +122,7 @@ def pruned_highlights(annotation: Annotation | None) -> list[tuple[str, str | No
     """HighlightedText value: each word with a pruned token, labelled with the earliest layer one left after."""
     if annotation is None:
         return None
-    trace = annotation.trace
-    tokens = trace.pruned_tokens if trace is not None else ()
+    tokens = annotation.trace.pruned_tokens if annotation.trace is not None else ()
     words = widen_to_words(annotation.text, ((p.start, p.end, p.layer) for p in tokens))
     return highlight_segments(annotation.text, ((start, end, pruned_label(layer)) for start, end, layer in words))
 
@@ -131,9 +131,8 @@ def _importance_alpha(score: float, low: float, high: float) -> float:
     """Opacity for a pruned token: log-scaled importance within this document, 0.25 (least) .. 1 (most)."""
     if high <= low:
         return 0.6
-    value = (math.log(max(score, 1e-12)) - math.log(max(low, 1e-12))) / (
-        math.log(max(high, 1e-12)) - math.log(max(low, 1e-12)))
-    return round(0.25 + 0.75 * min(max(value, 0.0), 1.0), 3)
+    s, lo, hi = (math.log(max(x, 1e-12)) for x in (score, low, high))
+    return round(0.25 + 0.75 * min(max((s - lo) / (hi - lo), 0.0), 1.0), 3)
 
 
 def importance_heatmap_html(annotation: Annotation | None) -> str:
@@ -177,10 +176,6 @@ def importance_heatmap_html(annotation: Annotation | None) -> str:
             f'<p style="line-height: 1.9; white-space: pre-wrap">{"".join(parts)}</p></div>')
 
 
-def _key(entity: Entity) -> tuple[int, int]:
-    return entity.start, entity.end
-
-
 def mesh_links(ids: Sequence[str]) -> str:
     """Markdown links to each ID's MeSH browser page (``D003924`` -> its record), "" when none."""
     return ", ".join(f"[{i}]({MESH_RECORD_URL.format(i)})" for i in ids)
@@ -193,8 +188,8 @@ def diff_rows(dense: Annotation, pruned: Annotation | None) -> list[list]:
     chosen setting's entity where it has one), difference].
     """
     other = pruned if pruned is not None else dense
-    left = {_key(e): e for e in dense.entities}
-    right = {_key(e): e for e in other.entities}
+    left = {(e.start, e.end): e for e in dense.entities}
+    right = {(e.start, e.end): e for e in other.entities}
     rows = []
     for key in sorted(set(left) | set(right)):
         d, p = left.get(key), right.get(key)
@@ -215,11 +210,8 @@ def count_differences(rows: Sequence[Sequence]) -> int:
 def layer_rows(trace: Trace | None, dense_tokens: int, n_layers: int) -> list[list]:
     """Tokens each layer ran on, dense vs pruned: [layer, dense, pruned, kept fraction]."""
     per_layer = trace.tokens_per_layer if trace is not None and trace.tokens_per_layer else (dense_tokens,) * n_layers
-    rows = []
-    for layer, n in enumerate(per_layer, start=1):
-        kept = n / dense_tokens if dense_tokens else 1.0
-        rows.append([layer, dense_tokens, int(n), f"{kept:.0%}"])
-    return rows
+    return [[layer, dense_tokens, int(n), f"{n / dense_tokens if dense_tokens else 1.0:.0%}"]
+            for layer, n in enumerate(per_layer, start=1)]
 
 
 def words_text(text: str, spans: Iterable[tuple[int, int]]) -> str:
@@ -236,10 +228,7 @@ def words_text(text: str, spans: Iterable[tuple[int, int]]) -> str:
 
 def label_counts(labels: Sequence[str]) -> str:
     """Tags with their counts, most frequent first: ``("O", "O", "B-Chemical")`` -> "O ×2, B-Chemical"."""
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ordered = sorted(Counter(labels).items(), key=lambda item: (-item[1], item[0]))
     return ", ".join(label if n == 1 else f"{label} ×{n}" for label, n in ordered)
 
 
@@ -258,7 +247,8 @@ def recovery_rows(trace: Trace | None, text: str, token_offsets: Sequence[tuple[
     rows = []
     for event in trace.recovery_events:
         spans = [token_offsets[i] for i in sorted(event.positions) if 0 <= i < len(token_offsets)]
-        rows.append([event.trigger, event.layer, f"{len(event.positions)} token{'s' if len(event.positions) != 1 else ''}: {words_text(text, spans)}",
+        n = len(event.positions)
+        rows.append([event.trigger, event.layer, f"{n} token{'s' if n != 1 else ''}: {words_text(text, spans)}",
                      label_counts(event.labels_before), label_counts(event.labels_after)])
     return rows
 
@@ -307,33 +297,29 @@ def _saved(ratio: float) -> str:
 def summary_markdown(comparison: Comparison) -> str:
     """A short Markdown report: the setting, latency vs dense, tokens, FLOPs, entities, recovery."""
     c = comparison
-    rows_diff = diff_rows(c.dense, c.pruned)
     if c.pruned is None:
         return (f"**{c.choice.describe()}** · {len(c.dense.entities)} entities · latency {_ms(c.dense_s)} "
                 f"· every layer ran on all {c.dense_tokens} tokens. Pick the rule or MLP controller to see "
                 "pruning.")
     trace = c.pruned.trace
     speedup = c.dense_s / c.pruned_s if c.pruned_s else float("nan")
+    n_diff = count_differences(diff_rows(c.dense, c.pruned))
+    differ = "no differences" if n_diff == 0 else f"{n_diff} differ"
     if trace is None:  # the dense model at another precision: nothing pruned, every token ran every layer
-        n_diff = count_differences(rows_diff)
-        return (f"**{c.choice.describe()}** · {len(c.pruned.entities)} entities "
-                f"({'no differences' if n_diff == 0 else f'{n_diff} differ'} from dense fp32) · latency "
+        return (f"**{c.choice.describe()}** · {len(c.pruned.entities)} entities ({differ} from dense fp32) · latency "
                 f"{_ms(c.pruned_s)} ({speedup:.2f}× dense fp32) · every layer ran on all {c.dense_tokens} tokens.")
     faster = "faster" if speedup > 1 else "slower"
-    last = trace.tokens_per_layer[-1] if trace and trace.tokens_per_layer else c.dense_tokens
-    n_diff = count_differences(rows_diff)
-    recovery = ", ".join(f"{e.trigger} ({len(e.positions)} tokens)" for e in trace.recovery_events) if trace else ""
+    last = trace.tokens_per_layer[-1] if trace.tokens_per_layer else c.dense_tokens
+    recovery = ", ".join(f"{e.trigger} ({len(e.positions)} tokens)" for e in trace.recovery_events)
     lines = [
-        f"**{c.choice.describe()}** — {len(trace.pruned_tokens) if trace else 0} of {len(c.token_offsets)} "
-        f"tokens pruned",
+        f"**{c.choice.describe()}** — {len(trace.pruned_tokens)} of {len(c.token_offsets)} tokens pruned",
         "",
         "| | dense | pruned |",
         "|---|---|---|",
         f"| latency (this request) | {_ms(c.dense_s)} | {_ms(c.pruned_s)} ({speedup:.2f}× dense: {faster}) |",
         f"| tokens at the last layer | {c.dense_tokens} | {last} ({last / c.dense_tokens:.0%}) |",
         f"| FLOPs | {_gflops(trace.dense_flops)} | {_gflops(trace.flops)} ({_saved(trace.flops_saved_ratio)}) |",
-        f"| entities | {len(c.dense.entities)} | {len(c.pruned.entities)} "
-        f"({'no differences' if n_diff == 0 else f'{n_diff} differ'}) |",
+        f"| entities | {len(c.dense.entities)} | {len(c.pruned.entities)} ({differ}) |",
         f"| recovery | – | {recovery or 'not triggered'} |",
     ]
     return "\n".join(lines)

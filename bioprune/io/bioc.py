@@ -20,12 +20,14 @@ offsets); ``identifier`` is PubTator3's: ``MESH:D003924``, ``MESH:D1|MESH:D2``, 
 """
 from __future__ import annotations
 
+import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bioprune.identifiers import format_ids
+from bioprune.io.compression import open_binary, utf8_repaired
 from bioprune.io.records import Record, RecordError
 from bioprune.types import Annotation, Document
 
@@ -76,13 +78,10 @@ def bioc_document(obj, source: str, line: int | None = None) -> Document | Recor
 
 
 def _offset(value) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
+    """A passage offset (an int, or a string of digits from XML) as an int >= 0; None when it is not one."""
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
-    return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 # --- BioC XML ------------------------------------------------------------------------------------
@@ -90,7 +89,7 @@ def _offset(value) -> int | None:
 def iter_bioc_xml_records(path: str | Path) -> Iterator[Record]:
     from lxml import etree
 
-    from bioprune.io.compression import open_binary, utf8_repaired
+    from bioprune.io.pubmed_xml import drop_element
 
     source = str(path)
     try:
@@ -104,10 +103,7 @@ def iter_bioc_xml_records(path: str | Path) -> Iterator[Record]:
                                       "<collection>", None, 1)
                     return
                 yield bioc_document(_xml_to_dict(element), source, element.sourceline)
-                element.clear(keep_tail=False)
-                parent = element.getparent()
-                while parent is not None and element.getprevious() is not None:
-                    del parent[0]
+                drop_element(element)
     except etree.XMLSyntaxError as err:
         yield RecordError(source, f"malformed XML ({err.msg}); the rest of the file is skipped", None, err.lineno)
     except (EOFError, zlib.error) as err:
@@ -134,10 +130,6 @@ def _xml_to_dict(document) -> dict:
 
 def iter_bioc_json_records(path: str | Path) -> Iterator[Record]:
     """The documents of a BioC JSON collection, parsed one at a time from the ``documents`` array."""
-    import io
-
-    from bioprune.io.compression import open_binary
-
     source = str(path)
     try:
         with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as reader:
@@ -265,11 +257,9 @@ class BioCJsonOutput:
         return '{"source": "bioprune", "date": "", "key": "bioprune.key", "infons": {}, "documents": [\n'
 
     def format(self, pairs: Iterable[tuple[Annotation, Document]], first_index: int) -> str:
-        parts = []
-        for i, (annotation, document) in enumerate(pairs, start=first_index):
-            parts.append(("" if i == 0 else ",\n") + json.dumps(bioc_json_document(annotation, document),
-                                                                  ensure_ascii=False))
-        return "".join(parts)
+        return "".join(("" if i == 0 else ",\n") + json.dumps(bioc_json_document(annotation, document),
+                                                                ensure_ascii=False)
+                       for i, (annotation, document) in enumerate(pairs, start=first_index))
 
     def footer(self) -> str:
         return "\n]}\n"

@@ -21,6 +21,7 @@ Each rename checks again that it replaces a regular file (or nothing).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -83,26 +84,26 @@ def _replace(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = _tmp(path)
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
+def _write_synced(path: Path, data: bytes, mode: str) -> None:
+    """Write (``"wb"``) or append (``"ab"``) ``data`` and fsync it."""
+    with open(path, mode) as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    _replace(tmp, path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    _write_synced(_tmp(path), text.encode("utf-8"), "wb")
+    _replace(_tmp(path), path)
 
 
 def _fsync_dir(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):  # best effort: not every file system can
         fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def completed_state(output: str | Path, fingerprint: dict) -> dict | None:
@@ -125,8 +126,7 @@ def _normalised(fingerprint: dict) -> dict:
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    keys = sorted(set(old) | set(new))
-    return [f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return [f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(old | new) if old.get(k) != new.get(k)]
 
 
 class CheckpointedOutput:
@@ -158,11 +158,8 @@ class CheckpointedOutput:
         self.output.parent.mkdir(parents=True, exist_ok=True)  # an older OUTPUT stays until replaced
         self.sizes = {}
         for key, path in self.paths.items():
-            with open(path, "wb") as handle:
-                data = header.encode("utf-8") if key == "output" else b""
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            data = header.encode("utf-8") if key == "output" else b""
+            _write_synced(path, data, "wb")
             self.sizes[key] = len(data)
         self._write_journal()
 
@@ -202,10 +199,7 @@ class CheckpointedOutput:
         for key, path in self.paths.items():
             data = texts.get(key, "").encode("utf-8")
             if data:
-                with open(path, "ab") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                _write_synced(path, data, "ab")
                 self.sizes[key] += len(data)
         self.state = state
         self._write_journal(finishing)

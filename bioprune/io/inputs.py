@@ -24,6 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bioprune.errors import InputError
+from bioprune.io.bioc import iter_bioc_json_records, iter_bioc_xml_records
+from bioprune.io.compression import GZIP_MAGIC, open_binary
+from bioprune.io.jsonl import iter_jsonl_records
+from bioprune.io.pubtator import PubTatorDocument, iter_pubtator_records
 from bioprune.io.records import Record, RecordError
 from bioprune.types import Document
 
@@ -35,8 +39,6 @@ _XML_NAME = re.compile(r"<([^\s>/]+)")
 
 def _head(path: Path) -> bytes:
     """Up to SNIFF_BYTES of the (gunzipped) content; what can be decompressed of a truncated gzip."""
-    from bioprune.io.compression import GZIP_MAGIC
-
     with open(path, "rb") as handle:
         raw = handle.read(SNIFF_BYTES)
         if not raw.startswith(GZIP_MAGIC):
@@ -91,8 +93,6 @@ def detect_format(path: str | Path) -> str:
 
 def iter_text_records(path: str | Path) -> Iterator[Record]:
     """Plain text: one Document per non-blank line (id = line number); bad UTF-8 is a RecordError."""
-    from bioprune.io.compression import open_binary
-
     with open_binary(path) as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
@@ -106,16 +106,12 @@ def iter_text_records(path: str | Path) -> Iterator[Record]:
 
 
 def _pubtator_records(path: Path) -> Iterator[Record]:
-    from bioprune.io.pubtator import PubTatorDocument, iter_pubtator_records
-
     for record in iter_pubtator_records(path):
         yield record.to_document() if isinstance(record, PubTatorDocument) else record
 
 
 def _readers():
-    from bioprune.io.bioc import iter_bioc_json_records, iter_bioc_xml_records
-    from bioprune.io.jsonl import iter_jsonl_records
-    from bioprune.io.pubmed_xml import iter_pubmed_records
+    from bioprune.io.pubmed_xml import iter_pubmed_records  # lxml: only when reading
 
     def bioc(path: Path) -> Iterator[Record]:
         head = _head(path).decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
@@ -123,12 +119,6 @@ def _readers():
 
     return {"pubtator": _pubtator_records, "pubmed": iter_pubmed_records, "bioc": bioc,
             "jsonl": iter_jsonl_records, "text": iter_text_records}
-
-
-def resolve_format(path: str | Path, fmt: str = "auto") -> str:
-    if fmt not in INPUT_FORMATS:
-        raise ValueError(f"unknown input format {fmt!r}; one of {INPUT_FORMATS}")
-    return detect_format(path) if fmt == "auto" else fmt
 
 
 def iter_records(path: str | Path, fmt: str = "auto") -> Iterator[Record]:
@@ -143,7 +133,9 @@ def iter_records(path: str | Path, fmt: str = "auto") -> Iterator[Record]:
     if path.stat().st_size == 0:
         yield RecordError(source, "empty file: no documents")
         return
-    fmt = resolve_format(path, fmt)
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {fmt!r}; one of {INPUT_FORMATS}")
+    fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "xml":
         root = xml_root(_head(path).decode("utf-8", errors="replace"))
         yield RecordError(source, f"XML root <{root}> is neither PubMed's (PubmedArticleSet, "

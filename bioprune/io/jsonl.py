@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from bioprune.io.bioc import bioc_document
 from bioprune.io.compression import open_binary
 from bioprune.io.records import Record, RecordError
 from bioprune.types import Annotation, Document
@@ -32,8 +33,6 @@ def format_jsonl(annotation: Annotation, document: Document) -> str:
 
 def iter_jsonl_records(path: str | Path) -> Iterator[Record]:
     """One Document or RecordError per non-blank line, in order."""
-    from bioprune.io.bioc import bioc_document  # bioc imports lxml; only needed for BioC lines
-
     source = str(path)
     with open_binary(path) as handle:  # gzipped or not
         for line_no, raw in enumerate(handle, start=1):
@@ -50,11 +49,8 @@ def iter_jsonl_records(path: str | Path) -> Iterator[Record]:
             except json.JSONDecodeError as err:
                 yield RecordError(source, f"not valid JSON ({err.msg} at column {err.colno})", None, line_no)
                 continue
-            if isinstance(obj, dict) and "passages" in obj:
-                record = bioc_document(obj, source, line_no)
-            else:
-                record = json_document(obj, source, line_no)
-            yield record
+            yield (bioc_document if isinstance(obj, dict) and "passages" in obj else json_document)(
+                obj, source, line_no)
 
 
 def json_document(obj, source: str, line: int | None) -> Document | RecordError:

@@ -44,29 +44,20 @@ def is_stdout(output: str | Path | None) -> bool:
     return output is not None and str(output) in STDOUT_NAMES
 
 
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is, in words; None for a regular file."""
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return None if stat.S_ISREG(mode) else "not a regular file"
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket"}
 
 
 def replace_problem(path: Path) -> str | None:
-    """Why a run may not replace ``path`` by renaming a file onto it (None: it may).
-
-    Only a regular file, or a path that does not exist, may be replaced: a rename puts a regular
-    file in the place of a device, FIFO, directory or symlink (see the module docstring).
-    """
+    """Why a run may not replace ``path`` by renaming a file onto it (None: it may; only a regular
+    file or a path that does not exist may be replaced, see the module docstring)."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return None
-    kind = _kind(mode)
-    if kind is None:
+    if stat.S_ISREG(mode):
         return None
+    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
     if kind == "a directory":
         return "is a directory, not a file (an output directory is for --ray)"
     if kind == "a symbolic link":
@@ -129,11 +120,9 @@ def lock_holder(output: str | Path) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return _holder(fd)
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
     finally:
-        os.close(fd)
+        os.close(fd)  # also releases the lock, when this probe got it
+    return None
 
 
 def _holder(fd: int) -> str:

@@ -18,6 +18,10 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from bioprune.errors import InputError
+from bioprune.io.bioc import BioCJsonOutput
+from bioprune.io.csv_table import CsvOutput
+from bioprune.io.jsonl import format_jsonl
+from bioprune.io.pubtator import format_pubtator, pubtator_id_problem
 from bioprune.types import Annotation, Document
 
 OUTPUT_FORMATS: tuple[str, ...] = ("pubtator", "jsonl", "csv", "bioc")
@@ -61,19 +65,11 @@ class LineOutput:
 def output_format(name: str) -> OutputFormat:
     """The writer for a format of :data:`OUTPUT_FORMATS`; an unknown name is an InputError listing them."""
     if name == "pubtator":
-        from bioprune.io.pubtator import format_pubtator, pubtator_id_problem
-
         return LineOutput("pubtator", ".pubtator", format_pubtator, lambda doc: pubtator_id_problem(doc.id))
     if name == "jsonl":
-        from bioprune.io.jsonl import format_jsonl
-
         return LineOutput("jsonl", ".jsonl", format_jsonl)
     if name == "csv":
-        from bioprune.io.csv_table import CsvOutput
-
         return CsvOutput()
     if name == "bioc":
-        from bioprune.io.bioc import BioCJsonOutput
-
         return BioCJsonOutput()
     raise InputError("--format", f"unknown output format {name!r}; one of {', '.join(OUTPUT_FORMATS)}")

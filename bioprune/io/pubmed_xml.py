@@ -95,7 +95,7 @@ def iter_pubmed_records(path: str | Path) -> Iterator[Record]:
                     for pmid in element.iterfind("PMID"):
                         yield DeletedRecord(source, flat_text(pmid))
                 if element.getparent() is not None and element.getparent().getparent() is None:
-                    _drop(element)  # a child of the root: the whole record is read
+                    drop_element(element)  # a child of the root: the whole record is read
     except etree.XMLSyntaxError as err:
         yield RecordError(source, f"malformed XML ({err.msg}); the rest of the file is skipped"
                           + (f" (last PMID read: {last_pmid})" if last_pmid else ""), None, err.lineno)
@@ -104,8 +104,8 @@ def iter_pubmed_records(path: str | Path) -> Iterator[Record]:
                           + (f" (last PMID read: {last_pmid})" if last_pmid else ""))
 
 
-def _drop(element) -> None:
-    """Free a read record: clear its subtree and delete the root's earlier children."""
+def drop_element(element) -> None:
+    """Free a read record (PubMed's or BioC's): clear its subtree and delete its parent's earlier children."""
     element.clear(keep_tail=False)
     parent = element.getparent()
     while element.getprevious() is not None:

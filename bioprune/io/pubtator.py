@@ -11,10 +11,9 @@ One block per document, blocks separated by blank lines::
 Offsets are 0-based, end-exclusive, over ``title + " " + abstract``. bioprune writes the six
 columns of PubTator3 (``MESH:D003924``, composite ``MESH:D1|MESH:D2``, ``-`` for none:
 :mod:`bioprune.identifiers`): with five, PubTator tools (the ``bioc`` package) take a mention line
-for a relation.
- ``iter_pubtator`` streams
-records one block at a time and raises :class:`~bioprune.errors.InputError` naming the file and
-line of the first problem (missing ``|t|``, offsets outside the text, non-UTF-8 bytes, ...);
+for a relation. ``iter_pubtator`` streams records one block at a time and raises
+:class:`~bioprune.errors.InputError` naming the file and line of the first problem (missing
+``|t|``, offsets outside the text, non-UTF-8 bytes, ...);
 ``iter_pubtator_records`` reports a bad block as a :class:`~bioprune.io.records.RecordError` and
 goes on with the next one.
 """
@@ -86,7 +85,8 @@ def iter_pubtator(path: str | Path) -> Iterator[PubTatorDocument]:
     if not path.is_file():
         raise InputError(str(path), "no such file")
     with open_binary(path) as handle:  # gzipped or not, without a leading BOM
-        yield from _parse(handle, str(path))
+        for block, bad in _blocks(handle):
+            yield _parse_block(block, bad, str(path))
 
 
 def read_pubtator(path: str | Path) -> list[PubTatorDocument]:
@@ -100,19 +100,12 @@ def read_pubtator(path: str | Path) -> list[PubTatorDocument]:
 def iter_pubtator_records(path: str | Path) -> Iterator[PubTatorDocument | RecordError]:
     """Like :func:`iter_pubtator`, but a bad block becomes a :class:`RecordError` and reading goes on
     with the next block (the batch annotator's lenient mode; evaluation keeps the strict reader)."""
-    path = Path(path)
     with open_binary(path) as handle:  # gzipped or not
         for block, bad in _blocks(handle):
-            first = block[0][1]
-            if bad is not None:
-                line_no, err = bad
-                yield RecordError(str(path), f"not valid UTF-8 ({err.reason} at byte {err.start} of the "
-                                  "line)", _block_id(first), line_no)
-                continue
             try:
-                yield _parse_block(block, str(path))
+                yield _parse_block(block, bad, str(path))
             except InputError as err:
-                yield RecordError(str(path), err.reason, _block_id(first), err.line)
+                yield RecordError(str(path), err.reason, _block_id(block[0][1]), err.line)
 
 
 def _block_id(first_line: str) -> str | None:
@@ -144,16 +137,12 @@ def _blocks(handle: BinaryIO) -> Iterator[tuple[list[tuple[int, str]], tuple[int
         yield block, bad
 
 
-def _parse(handle: BinaryIO, source: str) -> Iterator[PubTatorDocument]:
-    for block, bad in _blocks(handle):
-        if bad is not None:
-            line_no, err = bad
-            raise InputError(source, f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)",
-                             line_no)
-        yield _parse_block(block, source)
-
-
-def _parse_block(block: list[tuple[int, str]], source: str) -> PubTatorDocument:
+def _parse_block(block: list[tuple[int, str]], bad: tuple[int, UnicodeDecodeError] | None,
+                 source: str) -> PubTatorDocument:
+    """One block as a document; InputError naming the line of its first problem (``bad``: see :func:`_blocks`)."""
+    if bad is not None:
+        line_no, err = bad
+        raise InputError(source, f"not valid UTF-8 ({err.reason} at byte {err.start} of the line)", line_no)
     first_no, first = block[0]
     match = _TEXT_LINE.match(first)
     if not match or match.group(2) != "t":
