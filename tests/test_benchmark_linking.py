@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 
+from training.benchmark_linking import main
+
 
 def test_benchmark_linking_runs_on_a_tiny_input(tiny_model_dir, sample_path, tmp_path):
-    from training.benchmark_linking import main
-
     out = tmp_path / "benchmark_linking.json"
     result = main(["--data", str(sample_path), "--model", str(tiny_model_dir), "--output", str(out), "--threads", "1",
                    "--rounds", "1", "--warmup-docs", "1", "--batch-sizes", "16"])

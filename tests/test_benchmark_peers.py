@@ -7,7 +7,14 @@ bug in how it is called or read back.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from bioprune.io.pubtator import read_pubtator
+from training.benchmark_peers import export_onnx, hf_annotator, hf_pipeline, ort_engine
+from training.plot_results import main, peers_points, plot_peers
+from training.render_readme import peers_table
 
 
 def _spans(annotations):
@@ -15,15 +22,11 @@ def _spans(annotations):
 
 
 def _sample_texts(sample_path):
-    from bioprune.io.pubtator import read_pubtator
-
     return [d.text for d in read_pubtator(sample_path)]
 
 
 def test_onnx_runtime_peer_matches_the_dense_model(tiny_engine, sample_path, tmp_path):
     pytest.importorskip("onnxruntime")
-    from training.benchmark_peers import export_onnx, ort_engine
-
     texts = _sample_texts(sample_path)
     files = export_onnx(tiny_engine, tmp_path)
     fp32 = ort_engine(tiny_engine, files["fp32"], threads=1)
@@ -39,8 +42,6 @@ def test_onnx_runtime_peer_matches_the_dense_model(tiny_engine, sample_path, tmp
 def test_hf_pipeline_peer_matches_the_dense_model(tiny_model_dir, tiny_engine, sample_path, batch_size):
     """aggregation "average" is the engine's word-level decoding: on the same fp32 weights the
     pipeline's entity groups are the engine's entities, span for span, at word boundaries."""
-    from training.benchmark_peers import hf_annotator, hf_pipeline
-
     texts = _sample_texts(sample_path)
     pipe = hf_pipeline(tiny_model_dir)
     assert pipe.model.dtype.is_floating_point and str(pipe.model.dtype) == "torch.float32"
@@ -60,8 +61,6 @@ def test_hf_pipeline_peer_matches_the_dense_model(tiny_model_dir, tiny_engine, s
 def test_hf_pipeline_peer_reads_long_abstracts_whole(per_word_engine, tmp_path):
     """Over 512 tokens the pipeline chunks with the engine's overlap instead of truncating: with a
     model that tags every word as its own Disease, every word comes back once, the last included."""
-    from training.benchmark_peers import hf_annotator, hf_pipeline
-
     per_word_engine.model.save_pretrained(str(tmp_path), safe_serialization=True)
     per_word_engine.tokenizer.save_pretrained(str(tmp_path))
     text = " ".join(["Cisplatin nephrotoxicity and haloperidol-induced seizures in rats."] * 80)  # ~900 tokens
@@ -94,8 +93,6 @@ PEERS = {
 
 
 def test_peers_points_select_f1_agreement_and_speed():
-    from training.plot_results import peers_points
-
     points = peers_points(PEERS)
     assert [p["name"] for p in points] == list(PEERS["systems"])
     assert points[1] == {"name": "ORT int8", "f1": 0.849, "agreement": 0.96, "speed": {"1": 1.9, "16": 2.1}}
@@ -103,12 +100,8 @@ def test_peers_points_select_f1_agreement_and_speed():
 
 def test_peers_chart_is_written(tmp_path):
     pytest.importorskip("matplotlib")
-    from training.plot_results import main, plot_peers
-
     plot_peers(PEERS, tmp_path / "peers.png")
     assert (tmp_path / "peers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    import json
 
     (tmp_path / "benchmark_peers.json").write_text(json.dumps(PEERS))
     written = main(["--results-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
@@ -116,8 +109,6 @@ def test_peers_chart_is_written(tmp_path):
 
 
 def test_peers_readme_block_shows_the_hf_row_and_the_chart_when_present():
-    from training.render_readme import peers_table
-
     block = peers_table(PEERS, chart=True)
     assert "| HF pipeline (transformers, fp32) | 0.8460 | 0.9950 | **0.80×** (8.0) | **0.70×** (7.0) |" in block
     assert "![" in block and "(results/benchmark_peers.png)" in block and "python -m training.plot_results" in block

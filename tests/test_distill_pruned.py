@@ -22,8 +22,7 @@ RULE = PruningConfig(controller="rule", aggressiveness=1.0, prune_layers=(1, 2),
 def _batch(engine: PruningEngine):
     texts = ["Famotidine-associated delirium in a patient with renal failure.",
              "Cocaine and heart failure: a case report of a young man."]
-    ids, mask, special = engine.batch_inputs([engine.tokenizer(t)["input_ids"] for t in texts])
-    return ids, mask, special
+    return engine.batch_inputs([engine.tokenizer(t)["input_ids"] for t in texts])
 
 
 @pytest.mark.parametrize("frozen_context", [False, True])

@@ -1,6 +1,8 @@
 """Error kinds, pruning-added errors and their attribution, on small hand-made spans."""
 from __future__ import annotations
 
+import pytest
+
 from training.analysis.error_analysis import (CAUSES, MentionError, added_errors, attribute, attribution_counts,
                                      classify_errors, corpus_errors, count_kinds, example, gold_type_at,
                                      pick_examples, still_pruned)
@@ -21,51 +23,26 @@ def kinds(errors):
     return [(e.kind, e.gold, e.pred) for e in errors]
 
 
-def test_exact_matches_are_not_errors_and_duplicates_count_once():
-    assert classify_errors("d", [CIS, ARF], [ARF, CIS, CIS]) == []
+@pytest.mark.parametrize("gold, pred, expected", [
+    ([CIS, ARF], [ARF, CIS, CIS], []),  # exact matches are not errors, and duplicates count once
+    ([CIS], [(0, 9, "Disease")], [("type", CIS, (0, 9, "Disease"))]),  # a type error, not a missed + spurious pair
+    ([ARF], [RF], [("boundary", ARF, RF)]),  # same-type overlap: boundary, the gold mention is not also "missed"
+    ([ARF], [(24, 29, "Chemical")], [("boundary_type", ARF, (24, 29, "Chemical"))]),  # other-type overlap only
+    ([(0, 9, "Chemical"), (10, 17, "Disease")], [(0, 17, "Disease")],  # same-type overlap preferred over other type
+     [("boundary", (10, 17, "Disease"), (0, 17, "Disease")), ("missed", (0, 9, "Chemical"), None)]),
+    ([RF], [(24, 29, "Disease"), (30, 37, "Disease")],  # two fragments of one mention: two boundary errors
+     [("boundary", RF, (24, 29, "Disease")), ("boundary", RF, (30, 37, "Disease"))]),
+    ([(0, 9, "Chemical"), (0, 17, "Disease")], [(0, 9, "Disease")],  # exact span preferred over a larger overlap
+     [("missed", (0, 17, "Disease"), None), ("type", (0, 9, "Chemical"), (0, 9, "Disease"))]),
+    ([ARF], [ARF, RF], [("spurious", None, RF)]),  # nested in a correctly found mention: spurious
+    ([CIS], [(41, 45, "Chemical")], [("missed", CIS, None), ("spurious", None, (41, 45, "Chemical"))]),
+])
+def test_error_kinds(gold, pred, expected):
+    assert kinds(classify_errors("d", gold, pred)) == expected
 
 
-def test_same_span_other_type_is_a_type_error_not_a_missed_and_spurious_pair():
-    errors = classify_errors("d", [CIS], [(0, 9, "Disease")])
-    assert kinds(errors) == [("type", CIS, (0, 9, "Disease"))]
-
-
-def test_overlap_same_type_is_boundary_and_explains_the_gold_mention():
-    errors = classify_errors("d", [ARF], [RF])
-    assert kinds(errors) == [("boundary", ARF, RF)]  # the gold mention is not also "missed"
-
-
-def test_two_fragments_of_one_mention_are_two_boundary_errors():
-    errors = classify_errors("d", [RF], [(24, 29, "Disease"), (30, 37, "Disease")])
-    assert [e.kind for e in errors] == ["boundary", "boundary"]
-    assert {e.gold for e in errors} == {RF}
-
-
-def test_overlap_with_other_type_only_is_boundary_type():
-    errors = classify_errors("d", [ARF], [(24, 29, "Chemical")])
-    assert kinds(errors) == [("boundary_type", ARF, (24, 29, "Chemical"))]
-
-
-def test_same_type_overlap_is_preferred_over_other_type_overlap():
-    gold = [(0, 9, "Chemical"), (10, 17, "Disease")]
-    errors = classify_errors("d", gold, [(0, 17, "Disease")])
-    assert kinds(errors) == [("boundary", (10, 17, "Disease"), (0, 17, "Disease")), ("missed", (0, 9, "Chemical"), None)]
-
-
-def test_exact_span_is_preferred_over_a_larger_same_type_overlap():
-    gold = [(0, 9, "Chemical"), (0, 17, "Disease")]
-    errors = classify_errors("d", gold, [(0, 9, "Disease")])
-    assert ("type", (0, 9, "Chemical"), (0, 9, "Disease")) in kinds(errors)
-
-
-def test_prediction_overlapping_only_a_found_mention_is_spurious():
-    errors = classify_errors("d", [ARF], [ARF, RF])  # nested extra prediction inside a correct one
-    assert kinds(errors) == [("spurious", None, RF)]
-
-
-def test_missed_and_spurious():
+def test_count_kinds_names_every_kind():
     errors = classify_errors("d", [CIS], [(41, 45, "Chemical")])
-    assert sorted(e.kind for e in errors) == ["missed", "spurious"]
     assert count_kinds(errors) == {"boundary": 0, "type": 0, "boundary_type": 0, "missed": 1, "spurious": 1}
 
 
@@ -87,29 +64,21 @@ def test_gold_type_at_uses_the_longest_nested_mention():
     assert gold_type_at(38, 40, [RF]) == "O"
 
 
-def test_attribution_entity_token_pruned_takes_precedence():
-    err = MentionError("d", "boundary", ARF, RF)  # "acute" lost
-    a = attribute(err, [tok(18, 23, "O")], [CIS, ARF])
-    assert a.cause == "entity_tokens_pruned"
-    assert a.entity_tokens_pruned and a.wrong_early_exit and not a.context_lost  # O inside a Disease is wrong too
-
-
-def test_attribution_wrong_early_exit_outside_the_gold_mention():
-    err = MentionError("d", "spurious", None, (38, 45, "Chemical"))  # "in rats" predicted as Chemical
-    a = attribute(err, [tok(38, 40, "B-Chemical")], [CIS, ARF])
-    assert a.cause == "wrong_early_exit" and not a.entity_tokens_pruned
-
-
-def test_attribution_context_lost_when_every_token_of_the_region_ran_every_layer():
-    err = MentionError("d", "missed", CIS, None)
-    a = attribute(err, [tok(41, 45, "O"), tok(10, 17, "O")], [CIS, ARF])  # pruned tokens elsewhere only
-    assert a.cause == "context_lost" and a.context_lost and a.pruned_in_region == ()
-
-
-def test_attribution_other_when_pruned_region_tokens_kept_right_labels():
-    err = MentionError("d", "boundary", CIS, (0, 17, "Chemical"))  # "induced" wrongly joined
-    a = attribute(err, [tok(10, 17, "O")], [CIS, ARF])  # it left with the right label
-    assert a.cause == "other"
+@pytest.mark.parametrize("err, tokens, cause, flags", [
+    # "acute" lost: an entity token pruned takes precedence (its O inside a Disease is a wrong exit too)
+    (MentionError("d", "boundary", ARF, RF), [tok(18, 23, "O")], "entity_tokens_pruned", (True, True, False)),
+    # "in rats" predicted as Chemical: a wrong early exit outside the gold mention
+    (MentionError("d", "spurious", None, (38, 45, "Chemical")), [tok(38, 40, "B-Chemical")], "wrong_early_exit",
+     (False, True, False)),
+    # pruned tokens elsewhere only: every token of the region ran every layer
+    (MentionError("d", "missed", CIS, None), [tok(41, 45), tok(10, 17)], "context_lost", (False, False, True)),
+    # "induced" wrongly joined, though it left with the right label
+    (MentionError("d", "boundary", CIS, (0, 17, "Chemical")), [tok(10, 17, "O")], "other", (False, False, False)),
+])
+def test_attribution_cause_and_flags(err, tokens, cause, flags):
+    a = attribute(err, tokens, [CIS, ARF])
+    assert (a.cause, a.entity_tokens_pruned, a.wrong_early_exit, a.context_lost) == (cause, *flags)
+    assert (a.pruned_in_region == ()) == a.context_lost
 
 
 def test_attribution_counts_and_examples():

@@ -1,16 +1,21 @@
 """The evaluation suite's plan (rows, timing selection), its JSON output, and the shared timing loop."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
+from dataclasses import dataclass, field
 from typing import Literal  # module level: get_type_hints resolves a test's dataclass fields here
 
 import pytest
 
 from bioprune.config import DENSE, PruningConfig
-from training.analysis.timing import TimingPlan, time_systems
-from training.analysis.common import config_dict, json_safe, write_json_atomic
+from training.analysis.timing import TimingPlan, cpu_model, time_systems
+from training.analysis.common import (add_dataclass_arguments, config_dict, dataclass_from_args, json_safe,
+                                      write_json_atomic)
 from training.analysis.suite import (ablation_rows, pareto_rows, recovery_variant, suite_rows, timed_groups)
+from training.plot_results import ablation_series, controller_curves, dense_point, pareto_curves
+from training.render_readme import ablations_table, controllers_table, eval_suite_table, recovery_dev_table
 
 
 def test_pareto_rows_dense_first_mlp_only_when_available():
@@ -115,8 +120,6 @@ SUITE = {"n_documents": 500, "timing_docs": 100, "threads": 2, "command": "pytho
 
 
 def test_plot_data_curves_sorted_by_lambda_with_untimed_points_none():
-    from training.plot_results import ablation_series, dense_point, pareto_curves
-
     curves = pareto_curves(SUITE)
     assert list(curves) == ["rule"]  # dense is a point, not a curve
     assert [p["lambda"] for p in curves["rule"]] == [1.0, 2.0]
@@ -127,8 +130,6 @@ def test_plot_data_curves_sorted_by_lambda_with_untimed_points_none():
 
 
 def test_readme_tables_mark_the_default_and_say_where_mlp_rows_are():
-    from training.render_readme import ablations_table, eval_suite_table
-
     table = eval_suite_table(SUITE)
     assert "| **rule λ=1** (default) |" in table and "| 40.0 (1.50×) |" in table
     assert "controller.safetensors" in table and "`python -m training.eval_suite`" in table
@@ -146,9 +147,6 @@ def _controllers_suite(mlp_f1s):
 
 
 def test_controller_comparison_says_whether_the_mlp_dominates():
-    from training.plot_results import controller_curves
-    from training.render_readme import controllers_table
-
     better = _controllers_suite((0.845, 0.835, 0.825))
     curves = controller_curves(better)
     assert list(curves) == ["(2,)"] and set(curves["(2,)"]) == {"rule", "mlp"}
@@ -162,8 +160,6 @@ def test_controller_comparison_says_whether_the_mlp_dominates():
 
 
 def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
-    from training.render_readme import recovery_dev_table
-
     def row(recovery, min_tokens, f1, flops, docs):
         config = config_dict(PruningConfig(controller="mlp", recovery=recovery, spike_min_tokens=min_tokens))
         return {"config": config, "f1": {"micro": f1}, "f1_drop_points": {"micro": 100 * (0.82 - f1)},
@@ -185,8 +181,6 @@ def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
 
 
 def test_cpu_model_names_the_family_that_sets_the_speed():
-    from training.analysis.timing import cpu_model
-
     info = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n" \
            "processor\t: 1\ncpu family\t: 26\n"
     assert cpu_model(info) == "AMD EPYC (family 26, model 2)"
@@ -196,10 +190,6 @@ def test_cpu_model_names_the_family_that_sets_the_speed():
 def test_script_options_come_from_the_config_dataclass():
     """training/analysis/common.add_dataclass_arguments: every field is an option with its default and
     type (a new field shows up with no other change), bools are --x/--no-x, tuples take several values."""
-    import argparse
-    from dataclasses import dataclass, field
-
-    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
     @dataclass(frozen=True)
     class Args:
@@ -223,10 +213,6 @@ def test_script_options_come_from_the_config_dataclass():
 def test_script_options_take_choices_repeats_pairs_and_their_help_from_comments(capsys):
     """A Literal field is a choice, ``tuple[tuple[int, ...], ...]`` a repeated option, ``tuple[str, str]``
     exactly two values, and a field's trailing comment is its --help text."""
-    import argparse
-    from dataclasses import dataclass
-
-    from training.analysis.common import add_dataclass_arguments, dataclass_from_args
 
     @dataclass(frozen=True)
     class Args:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.analysis.fairness import (MentionRecord, bucket_name, bucket_order, compare_groups, group_scores,
+from training.analysis.fairness import (MentionRecord as m, bucket_name, bucket_order, compare_groups, group_scores,
                                is_abbreviation, length_bucket, mention_vocabulary, normalise_mention,
                                quantile_edges, records, standard_groupings, word_count)
 
@@ -40,10 +40,6 @@ def test_quantile_edges_and_bucket_names_cover_every_value_once():
     assert bucket_order(edges) == ["<=20 words", "21-40 words", "41-60 words", ">60 words"]
     assert quantile_edges([5, 5, 5, 5]) == [5]  # ties collapse, no empty buckets in between
     assert bucket_name(6, [5]) == ">5 words"
-
-
-def m(doc, start, end, type_, text):
-    return MentionRecord(doc, start, end, type_, text)
 
 
 def test_recall_from_gold_side_precision_from_prediction_side():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from bioprune.errors import InputError
+from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
 from training.corpora import CORPORA, MASKED, OTHER_ENTITY, allowed_labels, bits_labels, check_types, \
     corpus_for_file, label_bits
-from training.multicorpus import Source, filter_sources, main, partial_label_loss, read_checked
+from training.multicorpus import Source, distillation_loss, filter_sources, main, partial_label_loss, read_checked
 
 DISEASE = {"O", "B-Disease", "I-Disease"}
 EVERY = set(LABELS)
@@ -218,10 +221,6 @@ def test_bad_input_fails_with_file_line_and_fix(data, tiny_model_dir, tmp_path, 
 
 
 def test_a_registry_mapping_that_names_no_type_is_reported_at_its_line(data):
-    from dataclasses import replace
-
-    from bioprune.errors import InputError
-
     broken = replace(CORPORA["nlmchem"], types={"Chemical": "Chemical", "OTHER": "Enzyme"})
     with pytest.raises(InputError, match="names no type") as err:
         check_types(data["nlmchem"], read_checked(data["nlmchem"]), broken)
@@ -246,8 +245,6 @@ def test_every_registered_corpus_loads_and_maps():
 # --- distillation ----------------------------------------------------------------------------------
 
 def test_distillation_loss_is_zero_on_the_teachers_own_distribution_and_pulls_toward_it():
-    from training.multicorpus import distillation_loss
-
     torch.manual_seed(0)
     teacher_logits = torch.randn(2, 4, len(LABELS))  # (B, T, C)
     content = torch.tensor([[False, True, True, False], [False, True, True, True]])
@@ -273,8 +270,6 @@ def test_teachers_and_unlabelled_text_train_and_are_recorded(data, tiny_model_di
     assert main(argv) == 0
     run = json.loads((out / "training_run.json").read_text())
     unlabelled = {Path(c["file"]).name: c["documents"] for c in run["corpora"] if c["corpus"] == "unlabelled"}
-    from bioprune.io.pubmed_xml import iter_pubmed_xml
-
     citations = [d for d in iter_pubmed_xml(medline) if d.text.strip()]
     assert unlabelled["pubmed_current.xml"] == len(citations) // 2  # the second half is never trained on
     assert unlabelled["sample.pubtator"] > 0

@@ -2,7 +2,10 @@
 pruning layers and λ across models, every command named."""
 from __future__ import annotations
 
-from training.render_readme import faithful_choice, faithful_table, fidelity_tokens_table, frontier_table
+from bioprune.config import FAITHFUL
+from training.benchmark_roof import op_kind, time_shares
+from training.render_readme import (_speed_cell, faithful_choice, faithful_table, fidelity_tokens_table,
+                                    frontier_table, roof_table)
 
 
 def _sweep(command: str, rows: list[tuple[tuple[int, ...], float, float, float]]) -> dict:
@@ -38,8 +41,6 @@ def test_token_table_shows_a_dash_where_nothing_was_pruned():
 
 
 def test_op_kinds_and_time_shares_leave_the_rest_as_other():
-    from training.benchmark_roof import op_kind, time_shares
-
     assert op_kind("aten::addmm") == "linear"
     assert op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
     assert op_kind("aten::_softmax") == op_kind("aten::bmm") == "attention"  # reduced precision's packed attention
@@ -52,8 +53,6 @@ def test_op_kinds_and_time_shares_leave_the_rest_as_other():
 
 
 def test_roof_table_reports_each_system_against_its_precisions_roof():
-    from training.render_readme import roof_table
-
     res = {"command": "cmd", "threads": 2, "matmul_shape": [4096, 384, 1536],
            "roof_gflops_per_s": {"fp32": 150.0, "bf16": 400.0}, "attention_shape": [16, 12, 256, 32],
            "attention_gflops_per_s": {"fp32": 100.0, "bf16": 101.0},
@@ -64,15 +63,11 @@ def test_roof_table_reports_each_system_against_its_precisions_roof():
 
 
 def test_speed_cells_show_the_spread_of_the_rounds():
-    from training.render_readme import _speed_cell
-
     assert _speed_cell({"speedup_median": 3.0, "speedup_per_round": [3.5, 2.5, 3.0]}) == "**3.00×** (2.50–3.50)"
     assert _speed_cell({"speedup_median": 1.5, "speedup_per_round": [1.5]}) == "**1.50×**"
 
 
 def test_faithful_is_the_first_halfs_most_saving_row_at_the_agreement_floor_and_is_marked():
-    from bioprune.config import FAITHFUL
-
     first = _sweep("cmd-first", [((3,), 0.25, 0.96, 0.26), ((4,), 0.1, 0.985, 0.18),
                                  ((4,), 6.0, 0.981, 0.188), ((4,), 0.5, 0.979, 0.193)])
     second = _sweep("cmd-second", [((4,), 6.0, 0.986, 0.189)])

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from bioprune.batch_run import MEMORY_MODES
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training.analysis.common import add_dataclass_arguments
 from training.analysis.timing import cpu_model
+from training.render_readme import fill
 
 
 @dataclass(frozen=True)
@@ -93,18 +93,14 @@ SETTINGS = ("dense_fp32", "default", "pruned")  # in the order each round runs t
 LABELS = {"dense_fp32": "dense fp32 (exact)", "default": "default", "pruned": "pruned"}
 
 
-def setting_flags(args: BatchBenchArgs, setting: str) -> list[str]:
-    """The ``bioprune annotate`` flags of a setting: none at all for the default."""
-    return {"dense_fp32": ["--controller", "none", "--precision", "fp32"], "default": [],
-            "pruned": ["--controller", args.controller, "--lambda", str(args.aggressiveness)]}[setting]
-
-
 def run_annotate(args: BatchBenchArgs, inputs: list[Path], output: Path, setting: str, ray: bool,
                  memory: str = MEMORY_MODES[0]) -> dict:
     """One ``bioprune annotate`` process: its summary, peak RSS and end-to-end seconds."""
+    flags = {"dense_fp32": ["--controller", "none", "--precision", "fp32"], "default": [],  # the default: no flags
+             "pruned": ["--controller", args.controller, "--lambda", str(args.aggressiveness)]}[setting]
     cmd = [sys.executable, "-m", "bioprune.cli", "annotate", *map(str, inputs), "--output", str(output),
            "--model", args.model, "--quiet", "--batch-size", str(args.batch_size),
-           "--chunk-size", str(args.chunk_size), "--memory", memory, *setting_flags(args, setting)]
+           "--chunk-size", str(args.chunk_size), "--memory", memory, *flags]
     threads = args.ray_cpus_per_actor if ray else args.threads
     if ray:
         cmd += ["--ray", "--num-actors", str(max(1, args.threads // args.ray_cpus_per_actor)),
@@ -183,8 +179,7 @@ def run(args: BatchBenchArgs) -> dict:
                 memory[mode][str(repeats)] = {k: res[k] for k in ("documents", "peak_rss_mb", "abstracts_per_s")}
                 print(f"memory {mode} x{repeats}: {res['peak_rss_mb']:.0f} MB", file=sys.stderr)
     results = {"args": asdict(args), "n_abstracts": n_docs, "python": sys.version.split()[0], "cpu": cpu_model(),
-               "systems": systems,
-               "memory_by_mode": memory,
+               "systems": systems, "memory_by_mode": memory,
                "memory_growth_ratio": {mode: m[str(args.memory_repeats)]["peak_rss_mb"] / m["1"]["peak_rss_mb"]
                                        for mode, m in memory.items()}}
     for where in ("single", "ray"):
@@ -241,12 +236,6 @@ def render_markdown(res: dict) -> str:
     return "\n".join(rows)
 
 
-def fill(path: Path, body: str, name: str = "batch") -> None:
-    text = path.read_text(encoding="utf-8")
-    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-    path.write_text(pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text), encoding="utf-8")
-
-
 def main(argv=None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, BatchBenchArgs)
@@ -256,7 +245,8 @@ def main(argv=None) -> dict | None:
     render = ns.pop("render")
     args = BatchBenchArgs(**ns)
     if render:
-        fill(Path(render), render_markdown(json.loads(Path(args.output).read_text())))
+        body = render_markdown(json.loads(Path(args.output).read_text()))
+        Path(render).write_text(fill(Path(render).read_text(encoding="utf-8"), "batch", body), encoding="utf-8")
         return None
     res = run(args)
     res["command"] = "python -m training.benchmark_batch " + " ".join(argv if argv is not None else sys.argv[1:])

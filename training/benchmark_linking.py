@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,8 +29,7 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
-from training.analysis.common import (add_dataclass_arguments, command_line, dataclass_from_args, pruning_config,
-                                      write_json_atomic)
+from training.analysis.common import command_line, parse_dataclass, pruning_config, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -72,8 +70,7 @@ def linker_cost(engine: PruningEngine) -> dict:
 
 def run(args: LinkingBenchArgs, config: PruningConfig) -> dict:
     torch.set_num_threads(args.threads)
-    docs = read_pubtator(args.data)
-    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    texts = [d.text for d in read_pubtator(args.data)[: args.limit_docs or None]]
     linked = PruningEngine.from_pretrained(args.model, config=config.with_(link=True))
     plain = linked.with_config(config.with_(link=False))
     plain.annotate(texts[:1])  # the model's own first-call costs land before the linker's RSS is read
@@ -100,22 +97,11 @@ def run(args: LinkingBenchArgs, config: PruningConfig) -> dict:
     return results
 
 
-def parse_args(argv=None) -> tuple[LinkingBenchArgs, PruningConfig]:
+def main(argv=None) -> dict:
     """One flag per :class:`LinkingBenchArgs` field (``--data`` required) plus the engine's settings
     (:mod:`bioprune.options`; ``--link/--no-link`` is what this script varies, so it is ignored)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, LinkingBenchArgs)
-    add_config_arguments(parser)
-    ns = parser.parse_args(argv)
-    return dataclass_from_args(LinkingBenchArgs, vars(ns)), pruning_config(ns)
-
-
-def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args, config = parse_args(argv)
-    res = run(args, config)
+    args, ns = parse_dataclass(LinkingBenchArgs, __doc__, argv, add_config_arguments)
+    res = run(args, pruning_config(ns))
     res["command"] = command_line("-m training.benchmark_linking", argv)
     write_json_atomic(args.output, res)
     return res

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -208,11 +207,10 @@ def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(PeersBenchArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     gold = read_pubtator(args.data)
-    texts = [d.text for d in (gold[: args.limit_docs] if args.limit_docs else gold)]
+    texts = [d.text for d in gold[: args.limit_docs or None]]
     base = PruningEngine.from_pretrained(args.model, config=unlinked(DENSE))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_files = export_onnx(base, Path(tmp))
@@ -231,14 +229,13 @@ def main(argv=None) -> dict:
         keys = {name: entity_keys(documents, annotate(documents, 16)) for name, annotate in
                 tqdm(annotators.items(), desc="F1", unit="system")}
         gold_keys = [(d.pmid, m.start, m.end, m.type) for d in gold for m in d.mentions if m.type in ENTITY_TYPES]
+        baseline = next(iter(systems))
         accuracy = {name: {"f1": {t: v["f1"] for t, v in mention_scores(gold_keys, k).items()},
-                           "agreement_with_dense_fp32": mention_scores(keys[next(iter(systems))], k)["micro"]["f1"]}
+                           "agreement_with_dense_fp32": mention_scores(keys[baseline], k)["micro"]["f1"]}
                     for name, k in keys.items()}
         plan = TimingPlan(rounds=args.rounds, batch_sizes=args.batch_sizes)
         with tqdm(total=len(plan.batch_sizes) * plan.rounds * len(annotators), desc="timing", unit="run") as bar:
-            timing = time_systems({n: (lambda t, bs, a=a: a(t, bs)) for n, a in annotators.items()},
-                                  texts, plan, on_run=lambda: bar.update(1))
-    baseline = next(iter(systems))
+            timing = time_systems(annotators, texts, plan, on_run=lambda: bar.update(1))
     result = {"command": command_line("-m training.benchmark_peers", argv), "threads": args.threads, "cpu": cpu_model(),
               "n_abstracts_timed": len(texts), "n_abstracts_scored": len(gold), "torch": torch.__version__,
               "onnxruntime": __import__("onnxruntime").__version__,

@@ -28,7 +28,7 @@ from bioprune.evaluation import pruning_summary
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from bioprune.options import add_config_arguments
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, pruning_config
+from training.analysis.common import parse_dataclass, pruning_config
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ class PruningBenchArgs:
 
 def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     torch.set_num_threads(args.threads)
-    docs = read_pubtator(args.data)
-    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    texts = [d.text for d in read_pubtator(args.data)[: args.limit_docs or None]]
     pruned = PruningEngine.from_pretrained(args.model, config=config)
     dense = pruned.with_config(replace(DENSE, link=config.link))  # linking, if on, costs both sides alike
     summary = pruning_summary(pruned.annotate(texts))
@@ -64,13 +63,8 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
 
 
 def main(argv=None) -> dict:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, PruningBenchArgs)
-    add_config_arguments(parser, controllers=("rule", "mlp", "none"))  # none: dense at --precision vs dense fp32
-    ns = parser.parse_args(argv)
-    args = dataclass_from_args(PruningBenchArgs, vars(ns))
+    args, ns = parse_dataclass(PruningBenchArgs, __doc__, argv,  # none: dense at --precision vs dense fp32
+                               lambda parser: add_config_arguments(parser, controllers=("rule", "mlp", "none")))
     res = run(args, pruning_config(ns))
     res["command"] = "python -m training.benchmark_pruning " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ annotate call's wall clock each kind of op takes (torch.profiler, self time) at 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -120,13 +119,7 @@ def forward_time_shares(engine, texts: list[str], batch_size: int) -> dict[str, 
     return time_shares(events, wall)
 
 
-def achieved(bench: dict, system: str, batch: str, flops_per_abstract: float) -> float:
-    """FLOP/s a system of a benchmark_pruning result reached: FLOPs per abstract × abstracts/s."""
-    return flops_per_abstract * bench["batch"][batch][system]["abstracts_per_s"]
-
-
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(RoofArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     roof = {"fp32": matmul_flops_per_s(torch.float32, args.repeats),
@@ -148,7 +141,7 @@ def main(argv=None) -> dict:
     systems = {}
     for batch in bench["batch"]:
         for name, source, system, flops_per_abstract, precision in rows:
-            flops = achieved(source, system, batch, flops_per_abstract)
+            flops = flops_per_abstract * source["batch"][batch][system]["abstracts_per_s"]  # achieved FLOP/s
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
                                                    "roof_gflops_per_s": roof[precision] / 1e9,
                                                    "fraction_of_roof": flops / roof[precision]}

@@ -48,18 +48,9 @@ class SpacyBenchArgs:
     batch_sizes: tuple[int, ...] = (1, 16)  # docs per call = sequences per forward pass
 
 
-def _entities_engine(annotations, labels) -> list[list[tuple[int, int, str]]]:
-    return [[(e.start, e.end, labels[e.label]) for e in a.entities] for a in annotations]
-
-
-def _entities_spacy(docs) -> list[list[tuple[int, int, str]]]:
-    return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in docs]
-
-
 def main(args: SpacyBenchArgs, command: str = "") -> dict:
     torch.set_num_threads(args.threads)
-    docs = read_pubtator(args.data)
-    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    texts = [d.text for d in read_pubtator(args.data)[: args.limit_docs or None]]
     nlp = spacy.blank("en")
     pipe = nlp.add_pipe("bioprune_ner", config={"model": args.model})
     engine = pipe.engine
@@ -107,8 +98,10 @@ def main(args: SpacyBenchArgs, command: str = "") -> dict:
             entry["tokenizer_ms_per_doc"] = 1000 * tokenizer_s / len(texts)
             entry["set_annotations_ms_per_doc"] = 1000 * annotate_s / len(texts)
             entry["component_share_of_engine_time"] = (tokenizer_s + annotate_s) / entry["engine"]["median_s"]
-            entry["entities_equal"] = (_entities_spacy(outputs["spacy_pipe"])
-                                       == _entities_engine(outputs["engine"], pipe.label_map))
+            entry["entities_equal"] = ([[(e.start_char, e.end_char, e.label_) for e in d.ents]
+                                        for d in outputs["spacy_pipe"]]
+                                       == [[(e.start, e.end, pipe.label_map[e.label]) for e in a.entities]
+                                           for a in outputs["engine"]])
             entry["engine_entities"] = sum(len(a.entities) for a in outputs["engine"])
             entry["spacy_entities"] = sum(len(d.ents) for d in outputs["spacy_pipe"])
             entry["skipped_entities"] = sum(d._.bioprune_skipped_count for d in outputs["spacy_pipe"])
@@ -119,11 +112,9 @@ def main(args: SpacyBenchArgs, command: str = "") -> dict:
 
 
 if __name__ == "__main__":
-    import sys
-
     logging.basicConfig(level=logging.WARNING)
     warnings.simplefilter("ignore", bioprune.spacy.AlignmentWarning)  # counted in skipped_entities instead
-    res = main(parse_dataclass(SpacyBenchArgs, __doc__), command_line("-m training.benchmark_spacy", sys.argv[1:]))
+    res = main(parse_dataclass(SpacyBenchArgs, __doc__), command_line("-m training.benchmark_spacy"))
     print(json.dumps({bs: {k: v[k] if not isinstance(v[k], dict) else v[k]["docs_per_s"] for k in
                            ("spacy_pipe", "engine", "overhead_ratio", "component_share_of_engine_time")}
                       for bs, v in res["batch"].items()}, indent=2))

@@ -281,13 +281,9 @@ def build(args: BuildArgs) -> Path:
     return write_names(args.output, merged, manifest)
 
 
-def parse_args(argv: list[str] | None = None) -> BuildArgs:
-    return parse_dataclass(BuildArgs, __doc__, argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
-        out = build(parse_args(argv))
+        out = build(parse_dataclass(BuildArgs, __doc__, argv))
     except LinkerIndexError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

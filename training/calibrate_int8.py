@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,7 +68,6 @@ def entity_keys(annotations) -> list[tuple]:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(CalibrateArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     engine = PruningEngine.from_pretrained(args.model, config=DENSE)

@@ -42,8 +42,7 @@ def run(gold: str, threads: int, limit: int) -> dict:
     from bioprune.io.pubtator import read_pubtator
 
     torch.set_num_threads(threads)
-    documents = [d.to_document() for d in read_pubtator(gold)]
-    documents = documents[:limit] if limit else documents
+    documents = [d.to_document() for d in read_pubtator(gold)[: limit or None]]
     engine = PruningEngine.from_pretrained()
     result = {"gold": gold, "n_documents": len(documents), "settings": {}}
     for name, values in SETTINGS:

@@ -38,13 +38,12 @@ from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
 from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
 from bioprune.types import ENTITY_TYPES
+from training.analysis.common import gold_spans, parse_dataclass
+from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
+from training.evaluate_corpus import corpus_gold, corpus_scores
 
-VARIANTS = {
-    "none": (),
-    "propagate": ("propagate",),
-    "abbreviations": ("abbreviations",),
-    "propagate+abbreviations": ("propagate", "abbreviations"),
-}
+VARIANTS = {"none": (), "propagate": ("propagate",), "abbreviations": ("abbreviations",),
+            "propagate+abbreviations": ("propagate", "abbreviations")}
 # (min_ratio, skip_short_forms) of bioprune.postprocess.build_gazetteer (min_count 2 lost on dev at every ratio)
 GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3, 0.5, 0.7, 0.9))
 GENES_RATIOS = (0.5, 0.7, 0.9)  # min_ratio of a gene name in the --genes-from corpora
@@ -103,8 +102,6 @@ def _gazetteer(files: tuple[str, ...], ratio: float, skip_short_forms: bool) -> 
 
 @lru_cache(maxsize=None)
 def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[str]:
-    from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
-
     mentions = [(d.text, mapped_spans(d, corpus_for_file(f))) for f in files for d in read_pubtator(f)]
     return frozenset(n for n, t in build_gazetteer(mentions, min_ratio).items() if t == OTHER_ENTITY)
 
@@ -120,8 +117,8 @@ def variants(args: "ChooseArgs") -> list[Variant]:
 
 @dataclass(frozen=True)
 class ChooseArgs:
-    model: str = field(metadata={"help": "a model folder that never saw --gold (the train-only run)"})
-    gold: str = field(metadata={"help": "the development set (PubTator)"})
+    model: str  # a model folder that never saw --gold (the train-only run)
+    gold: str  # the development set (PubTator)
     output: str = "results/decoding_dev.json"
     threads: int = 2
     gazetteer_from: tuple[str, ...] = field(default=(), metadata={
@@ -144,7 +141,7 @@ def main(args: ChooseArgs) -> dict:
     torch.set_num_threads(args.threads)
     engine = PruningEngine.from_pretrained(args.model, config=DENSE, postprocess=Postprocess())
     docs = read_pubtator(args.gold)
-    gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    gold = gold_spans(docs)
     grid = {v.name: v for v in variants(args)}
     scored = {name: v.build(args.gazetteer_from, args.genes_from)[0] for name, v in grid.items()}
 
@@ -195,9 +192,6 @@ def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dic
 def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict:
     """Micro F1 (and per type) of every decoding x variant on ``args.off_domain``'s documents that
     are not BC5CDR's, on the types that corpus annotates (``training/evaluate_corpus.py``'s measure)."""
-    from training.corpora import corpus_for_file
-    from training.evaluate_corpus import corpus_gold, corpus_scores
-
     corpus = corpus_for_file(args.off_domain)
     seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, *args.genes_from, args.gold)
             for d in read_pubtator(f)}
@@ -208,6 +202,4 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict
 
 
 if __name__ == "__main__":
-    from training.analysis.common import parse_dataclass
-
     main(parse_dataclass(ChooseArgs, __doc__))

@@ -62,7 +62,7 @@ from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments, config_from_values
 from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
-from training.multicorpus import make_batches  # the same length-bucketed shuffling
+from training.multicorpus import adamw, make_batches  # the same optimiser and length-bucketed shuffling
 
 logger = logging.getLogger("distill_pruned")
 
@@ -223,10 +223,7 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
 
     model = engine.model
     model.train()
-    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
-    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.learning_rate)
+    optimizer = adamw(model, args.learning_rate, args.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * steps), steps)
     done, history = 0, []
     if resume:

@@ -27,8 +27,8 @@ from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
 from bioprune.postprocess import PASSES, Postprocess
-from bioprune.types import ENTITY_TYPES
-from training.analysis.common import parse_dataclass
+from training.analysis.common import gold_spans, parse_dataclass
+from training.multicorpus import default_base
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def score(models: list[str], gold_path: str, passes=(), also: list[str] = ()) ->
     except ValueError as err:
         raise InputError(models[0], str(err)) from None
     encoded, spans = ensemble_spans(engines, [d.text for d in docs], postprocess, members)
-    gold = {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
+    gold = gold_spans(docs)
     words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
     results = {}
     for name, system in zip([*models, "ensemble"], spans):
@@ -97,8 +97,6 @@ def recipe(folder: str) -> dict:
         return {}
     args = json.loads(path.read_text())["args"]
     names = lambda key: [Path(p).name for p in args.get(key) or []]  # noqa: E731
-    from training.multicorpus import default_base
-
     base = "the base model" if Path(args["base"]) == Path(default_base()) else Path(args["base"]).name
     return {"train": names("train"), "base": base, "epochs": args["epochs"], "seed": args.get("seed"),
             "learning_rate": args["learning_rate"], "type_maps": args.get("type_maps") or [],

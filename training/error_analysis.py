@@ -9,23 +9,16 @@ pruned, wrong early exits or context lost, with a few short examples of each.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass
 
-import torch
-
-from bioprune.config import DENSE
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.engine import DEFAULT_MODEL_DIR
 from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,
                                      attribution_counts, corpus_errors, count_kinds, example, pick_examples,
                                      still_pruned)
-from bioprune.evaluation import mention_scores, pruning_summary
-from bioprune.io.pubtator import read_pubtator
-from training.analysis.common import (TEST_SET, add_dataclass_arguments, add_pruning_args, annotate_pair,
-                                      command_line, config_dict, dataclass_from_args, gold_spans, predicted_spans,
-                                      pruning_config, write_json_atomic)
+from bioprune.evaluation import mention_scores, pruning_summary, span_keys
+from training.analysis.common import (TEST_SET, add_pruning_args, annotate_gold, command_line, config_dict,
+                                      gold_spans, parse_dataclass, predicted_spans, pruning_config, write_json_atomic)
 
 logger = logging.getLogger("error_analysis")
 
@@ -41,10 +34,6 @@ class ErrorAnalysisArgs:
     examples_per_cause: int = 3  # short examples kept of each cause
 
 
-def _keys(spans: dict) -> list[tuple[str, int, int, str]]:
-    return [(d, s, e, t) for d, ss in spans.items() for s, e, t in ss]
-
-
 def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int = 3) -> dict:
     """The results of the module docstring from gold documents and both runs' Annotations."""
     gold = gold_spans(docs)
@@ -55,8 +44,8 @@ def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int
     attributions = attribute_added(added, pruned_tokens, gold)
     texts = {d.pmid: d.text for d in docs}
     return {
-        "scores": {"dense": mention_scores(_keys(gold), _keys(dense_pred))["micro"],
-                   "pruned": mention_scores(_keys(gold), _keys(pruned_pred))["micro"]},
+        "scores": {"dense": mention_scores(span_keys(gold), span_keys(dense_pred))["micro"],
+                   "pruned": mention_scores(span_keys(gold), span_keys(pruned_pred))["micro"]},
         "errors": {"dense": count_kinds(dense_errors), "pruned": count_kinds(pruned_errors),
                    "added_by_pruning": count_kinds(added), "removed_by_pruning": count_kinds(removed)},
         "attribution": attribution_counts(attributions),
@@ -68,18 +57,9 @@ def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, ErrorAnalysisArgs)
-    add_pruning_args(parser)
-    ns = parser.parse_args(argv)
-    args = dataclass_from_args(ErrorAnalysisArgs, vars(ns))
-    torch.set_num_threads(args.threads)
+    args, ns = parse_dataclass(ErrorAnalysisArgs, __doc__, argv, add_pruning_args)
     config = pruning_config(ns)
-    docs = read_pubtator(args.gold)
-    docs = docs[: args.limit_docs] if args.limit_docs else docs
-    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
-    dense, pruned = annotate_pair(engine, config, docs, args.batch_size)
+    docs, dense, pruned = annotate_gold(args, config)
     result = {"command": command_line("-m training.error_analysis", argv), "gold": args.gold, "model": args.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),
               **analyse(docs, dense, pruned, args.examples_per_cause)}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,8 +98,7 @@ def dense_timing_summary(rows: list[dict]) -> dict:
 
 def run(args: SuiteArgs, command: str) -> dict:
     torch.set_num_threads(args.threads)
-    docs = read_pubtator(args.gold)
-    docs = docs[: args.limit_docs] if args.limit_docs else docs
+    docs = read_pubtator(args.gold)[: args.limit_docs or None]
     engine = PruningEngine.from_pretrained(args.model, config=DENSE)
     with_mlp = "mlp" in engine.controllers
     if "pareto" in args.groups and not with_mlp:
@@ -151,7 +149,6 @@ def run(args: SuiteArgs, command: str) -> dict:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(SuiteArgs, __doc__, argv)
     return run(args, command_line("-m training.eval_suite", argv))
 

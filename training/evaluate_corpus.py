@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -75,7 +74,6 @@ def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, CorpusArgs)
     add_config_arguments(parser, without=("link",))  # entities only: the corpus IDs are not scored

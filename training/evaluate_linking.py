@@ -42,7 +42,7 @@ from typing import Literal
 
 from bioprune.evaluation import Span, concepts, gold_concepts, linking_scores, mention_scores
 from bioprune.io.pubtator import PubTatorDocument, read_pubtator
-from bioprune.linking import (DEFAULT_INDEX_DIR, Link, LinkerSettings, NameRow, link_document, read_index,
+from bioprune.linking import (DEFAULT_INDEX_DIR, LinkerSettings, NameRow, link_document, read_index,
                               read_names)
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import add_dataclass_arguments, dataclass_from_args
@@ -85,11 +85,9 @@ def predicted_spans(path: Path, docs: Sequence[PubTatorDocument]) -> dict[str, l
 def link_spans(index, docs: Sequence[PubTatorDocument], spans: Mapping[str, Sequence[Span]],
                settings: LinkerSettings) -> dict[str, list[frozenset[str]]]:
     """The linked ID set of each span, per document."""
-    out = {}
-    for d in docs:
-        links: list[Link] = link_document(index, d.text, [(s[3], s[2]) for s in spans.get(d.pmid, ())], settings)
-        out[d.pmid] = [frozenset(lk.ids) for lk in links]
-    return out
+    return {d.pmid: [frozenset(lk.ids) for lk in
+                     link_document(index, d.text, [(s[3], s[2]) for s in spans.get(d.pmid, ())], settings)]
+            for d in docs}
 
 
 def score(index, docs: Sequence[PubTatorDocument], predicted: Mapping[str, Sequence[Span]],

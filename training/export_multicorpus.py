@@ -12,7 +12,6 @@ its end, from ``checkpoint/run.json``'s history. The baseline is the BC5CDR-only
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +86,6 @@ def evaluation_record(file: str | Path) -> dict:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(ExportArgs, __doc__, argv)
     baseline = json.loads(Path(args.baseline).read_text())
     best = baseline["epochs"][-1]["dev"]["mention"]

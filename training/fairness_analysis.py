@@ -11,23 +11,18 @@ the drop of each in points, and the counts.
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from dataclasses import dataclass
 
-import torch
-
-from bioprune.config import DENSE
-from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
+from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.evaluation import pruning_summary
 from training.analysis.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,
                                records, standard_groupings, word_count)
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import (TEST_SET, TRAINING_SETS, add_dataclass_arguments, add_pruning_args,
-                                      annotate_pair, command_line, config_dict, dataclass_from_args, gold_spans,
-                                      predicted_spans, pruning_config, write_json_atomic)
+from training.analysis.common import (TEST_SET, TRAINING_SETS, add_pruning_args, annotate_gold, command_line,
+                                      config_dict, gold_spans, parse_dataclass, predicted_spans, pruning_config,
+                                      write_json_atomic)
 
 logger = logging.getLogger("fairness_analysis")
 
@@ -82,19 +77,10 @@ def training_vocabulary(paths) -> frozenset[str]:
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, FairnessArgs)
-    add_pruning_args(parser)
-    ns = parser.parse_args(argv)
-    args = dataclass_from_args(FairnessArgs, vars(ns))
-    torch.set_num_threads(args.threads)
+    args, ns = parse_dataclass(FairnessArgs, __doc__, argv, add_pruning_args)
     config = pruning_config(ns)
     vocabulary = training_vocabulary(args.training)
-    docs = read_pubtator(args.gold)
-    docs = docs[: args.limit_docs] if args.limit_docs else docs
-    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
-    dense, pruned = annotate_pair(engine, config, docs, args.batch_size)
+    docs, dense, pruned = annotate_gold(args, config)
     result = {"command": command_line("-m training.fairness_analysis", argv), "gold": args.gold,
               "training": args.training, "training_vocabulary_size": len(vocabulary), "model": args.model,
               "n_documents": len(docs), "config": config_dict(config), "pruning": pruning_summary(pruned),

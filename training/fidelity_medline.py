@@ -13,7 +13,6 @@ The reference is always the exact dense fp32 model.
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +41,9 @@ class MedlineFidelityArgs:
     precision: Literal[PRECISIONS] = DEFAULT.precision  # precision of every row (the reference is dense fp32)
 
 
-def controllers_available(model: str | Path) -> list[str]:
-    """``none`` (dense) and ``rule``, plus ``mlp`` when the learned controller's file is beside the model."""
-    return ["none", "rule"] + (["mlp"] if (Path(model) / CONTROLLER_FILE).is_file() else [])
-
-
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(MedlineFidelityArgs, __doc__, argv)
-    controllers = controllers_available(args.model)
+    controllers = ["none", "rule"] + (["mlp"] if (Path(args.model) / CONTROLLER_FILE).is_file() else [])
     if "mlp" not in controllers:
         logger.warning("no %s in %s: fidelity of the rule controller only", CONTROLLER_FILE, args.model)
     result = {"command": command_line("-m training.fidelity_medline", argv), "model": args.model,

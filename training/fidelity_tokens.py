@@ -20,7 +20,6 @@ for the fidelity report, docs/pruning.md, "Where the disagreement sits").
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -155,12 +154,10 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
 
 
 def main(argv=None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(TokenFidelityArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
-    first, second = medline_halves(args.unlabelled)
-    docs = first if args.half == "first" else second
-    texts = [d.text for d in (docs[: args.limit_docs] if args.limit_docs else docs)]
+    docs = medline_halves(args.unlabelled)[args.half == "second"]
+    texts = [d.text for d in docs[: args.limit_docs or None]]
     engine = PruningEngine.from_pretrained(args.model, config=replace(DENSE, link=False))
     encoded = engine.encode(texts)
     reference = run_setting(engine, texts, encoded, args.batch_size)

@@ -88,7 +88,7 @@ def launch_local():
     return url.rstrip("/"), settings, demo.close
 
 
-def run(args: LoadTestArgs, payload: dict, argv: list[str]) -> dict:
+def run(args: LoadTestArgs, payload: dict, argv: list[str] | None) -> dict:
     from gradio_client import Client
 
     from bioprune.app.examples import load_examples
@@ -171,7 +171,6 @@ def _version(package: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    argv = list(sys.argv[1:] if argv is None else argv)
     args, payload = parse_args(argv)
     result = run(args, payload, argv)
     out = Path(args.output)

@@ -53,6 +53,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import shutil
 import sys
 import time
@@ -71,9 +72,10 @@ from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, encode_text
 from bioprune.engine import ModelBundle, PruningEngine
 from bioprune.errors import InputError
 from bioprune.evaluation import evaluate_engine
+from bioprune.io.inputs import detect_format
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5, medline_halves
 from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
 from training.prune_aware import PruneAwareConfig, at_kept, step_forward
@@ -173,26 +175,20 @@ class MulticorpusArgs:
 
     train: tuple[str, ...] = field(metadata={"help": "PubTator files or folders of them; each file's corpus "
                                              "is found by its name in training/corpora.py"})
-    output: str = field(metadata={"help": "folder for the model, training_run.json and checkpoint/"})
-    dev: str | None = field(default=None, metadata={
-        "help": "BC5CDR dev PubTator file: scored after every epoch; its PMIDs never train"})
-    held_out: tuple[str, ...] = field(default=(), metadata={
-        "help": "PubTator files (BC5CDR test) whose PMIDs never train"})
-    base: str = field(default_factory=default_base, metadata={"help": "local folder or hub id of the encoder"})
-    epochs: int = field(default=3, metadata={"help": "passes over the training windows"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak AdamW learning rate"})
-    batch_size: int = field(default=8, metadata={"help": "windows per step"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps with linear warm-up, then decay to 0"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decoupled weight decay"})
-    overlap_tokens: int = field(default=DEFAULT_OVERLAP_TOKENS, metadata={
-        "help": "tokens shared by consecutive 512-position windows of a long document"})
-    seed: int = field(default=13, metadata={
-        "help": "seed of model init, batches, dropout and --limit-docs-per-file samples"})
-    device: str = field(default="cpu", metadata={"help": "cpu or cuda"})
-    train_precision: str = field(default="fp32", metadata={
-        "help": "bf16: autocast the forward and backward in bfloat16 (loss in fp32); fp32: none"})
-    train_on_silver: bool = field(default=True, metadata={
-        "help": "train on the silver (machine-annotated) corpora too"})
+    output: str  # folder for the model, training_run.json and checkpoint/
+    dev: str | None = None  # BC5CDR dev PubTator file: scored after every epoch; its PMIDs never train
+    held_out: tuple[str, ...] = ()  # PubTator files (BC5CDR test) whose PMIDs never train
+    base: str = field(default_factory=default_base)  # local folder or hub id of the encoder
+    epochs: int = 3  # passes over the training windows
+    learning_rate: float = 1e-4  # peak AdamW learning rate
+    batch_size: int = 8  # windows per step
+    warmup_ratio: float = 0.1  # share of steps with linear warm-up, then decay to 0
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS  # tokens shared by consecutive 512-position windows of a long document
+    seed: int = 13  # seed of model init, batches, dropout and --limit-docs-per-file samples
+    device: str = "cpu"  # cpu or cuda
+    train_precision: str = "fp32"  # bf16: autocast the forward and backward in bfloat16 (loss in fp32); fp32: none
+    train_on_silver: bool = True  # train on the silver (machine-annotated) corpora too
     corpus_loss_weights: tuple[tuple[str, float], ...] = field(default=(), metadata={
         "help": "NAME=WEIGHT: a corpus's loss weight instead of its registry default", "metavar": "NAME=WEIGHT"})
     type_maps: tuple[tuple[str, str, str], ...] = field(default=(), metadata={
@@ -213,27 +209,23 @@ class MulticorpusArgs:
         "help": "PubTator or PubMed XML files whose text trains through the teachers only (their mentions "
                 "are ignored); of a PubMed XML file only the first half of the citations, the second half "
                 "is where fidelity is measured"})
-    limit_docs_per_file: int = field(default=0, metadata={
-        "help": "train on a seeded sample of this many documents per file (0: all): a smoke run"})
-    save_fp16: bool = field(default=True, metadata={"help": "store the final weights in half precision"})
+    limit_docs_per_file: int = 0  # train on a seeded sample of this many documents per file (0: all): a smoke run
+    save_fp16: bool = True  # store the final weights in half precision
     prune_layers: tuple[int, ...] = field(default=(), metadata={
         "help": "pruning-aware training (training/prune_aware.py): steps that remove confident-O tokens "
                 "after one of these layers; none: off"})
-    prune_step_probability: float = field(default=0.5, metadata={"help": "share of steps that prune"})
+    prune_step_probability: float = 0.5  # share of steps that prune
 
 
 @dataclass(frozen=True)
 class SessionArgs:
     """How this session runs: free to change between the sessions of one run."""
 
-    resume: bool = field(default=False, metadata={"help": "continue the run checkpointed in OUTPUT/checkpoint"})
-    stop_after_minutes: float = field(default=0.0, metadata={
-        "help": "checkpoint and stop once this session has run this long (0: no limit)"})
-    stop_after_steps: int = field(default=0, metadata={
-        "help": "checkpoint and stop after this many steps in this session (0: no limit)"})
-    checkpoint_every_steps: int = field(default=200, metadata={
-        "help": "steps between checkpoints (and each epoch end)"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    resume: bool = False  # continue the run checkpointed in OUTPUT/checkpoint
+    stop_after_minutes: float = 0.0  # checkpoint and stop once this session has run this long (0: no limit)
+    stop_after_steps: int = 0  # checkpoint and stop after this many steps in this session (0: no limit)
+    checkpoint_every_steps: int = 200  # steps between checkpoints (and each epoch end)
+    threads: int = 2  # torch CPU threads
 
 
 UNLABELLED = Corpus("unlabelled", (), {}, gold=False, default_loss_weight=0.0)  # --unlabelled: teachers only
@@ -339,12 +331,8 @@ def read_checked(path: str) -> list:
 def read_unlabelled(path: str) -> list[TextDoc]:
     """The non-blank texts of a PubTator file, or the first half of a PubMed XML file's citations
     (the second half is the fidelity hold-out: no training step sees it)."""
-    from bioprune.io.inputs import detect_format
-
     kind = detect_format(path)
     if kind == "pubmed":
-        from training.analysis.common import medline_halves
-
         return [TextDoc(d.id, d.text) for d in medline_halves(path)[0]]
     if kind == "pubtator":
         return [TextDoc(d.pmid, d.text) for d in read_checked(path) if d.text.strip()]
@@ -650,26 +638,20 @@ def _log_estimate(seconds: float, timed_tokens: int, epoch_tokens: int, full_epo
 
 def _pairs(values, pattern: str, where: str) -> tuple:
     """``NAME=WEIGHT`` as (name, float) or ``CORPUS:TYPE=TARGET`` as a triple; InputError otherwise."""
+    weight = pattern == "NAME=WEIGHT"
+    regex = re.compile(r"([^=]+)=(.+)" if weight else r"([^:=]+):([^=]+)=(.+)", re.S)
     out = []
     for value in values:
-        head, eq, tail = value.partition("=")
+        match = regex.fullmatch(value)
         try:
-            if not (eq and head and tail):
-                raise ValueError
-            if pattern == "NAME=WEIGHT":
-                out.append((head, float(tail)))
-            else:
-                corpus, colon, source_type = head.partition(":")
-                if not (colon and corpus and source_type):
-                    raise ValueError
-                out.append((corpus, source_type, tail))
-        except ValueError:
+            out.append((match[1], float(match[2])) if weight else match.groups())
+        except (AttributeError, TypeError, ValueError):  # no match, or no number
             raise InputError(f"{where} {value}", f"expected {pattern}") from None
     return tuple(out)
 
 
 def parse_args(argv=None) -> tuple[MulticorpusArgs, SessionArgs]:
-    """Both dataclasses' fields as options (help from their metadata); InputError for a malformed pair."""
+    """Both dataclasses' fields as options (help from their comments or metadata); InputError for a malformed pair."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for cls in (MulticorpusArgs, SessionArgs):
         add_dataclass_arguments(parser, cls)
@@ -685,11 +667,9 @@ def main(argv=None) -> int:
     try:
         with logging_redirect_tqdm():  # log lines above the progress bar, not inside it
             train(*parse_args(argv))
-    except InputError as err:
-        print(f"multicorpus: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. a --base that is no model folder
-        print(f"multicorpus: error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+    except (InputError, OSError) as err:  # OSError: e.g. a --base that is no model folder
+        message = err if isinstance(err, InputError) else str(err).strip().splitlines()[0]
+        print(f"multicorpus: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -103,6 +103,12 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_pareto(suite: dict, path: Path) -> None:
     plt = _pyplot()
     curves, dense = pareto_curves(suite), dense_point(suite)
@@ -129,12 +135,10 @@ def plot_pareto(suite: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"BC5CDR test ({suite['n_documents']} abstracts): F1 vs cost, one curve per controller over λ")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
-def plot_controllers(suite: dict, path: Path, split: str) -> bool:
+def plot_controllers(suite: dict, split: str, path: Path) -> bool:
     curves = controller_curves(suite)
     if not curves:
         return False
@@ -155,9 +159,7 @@ def plot_controllers(suite: dict, path: Path, split: str) -> bool:
     axes[0][0].set_ylabel("micro F1 drop vs dense (points; lower is better)")
     fig.suptitle(f"Rule vs MLP controller at the same pruning layers\n{split} "
                  f"({suite['n_documents']} abstracts; * = a controller's default)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -184,9 +186,7 @@ def plot_ablation(suite: dict, family: str, title: str, path: Path) -> bool:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(f"Ablation: {title} (rule controller, other settings at their defaults; * = default)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -209,9 +209,7 @@ def plot_fairness(fair: dict, path: Path) -> None:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Drop per group, pruned ({fair['config']['controller']}, λ={fair['config']['aggressiveness']:g}) "
                  f"vs dense, BC5CDR test ({fair['n_documents']} abstracts)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_peers(peers: dict, path: Path) -> None:
@@ -250,9 +248,7 @@ def plot_peers(peers: dict, path: Path) -> None:
     fig.suptitle(f"Peers on BC5CDR test: F1 on {peers['n_abstracts_scored']} abstracts, speed on "
                  f"{peers['n_abstracts_timed']} ({peers['threads']} CPU threads, median of alternating rounds)",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def main(argv=None) -> list[Path]:
@@ -261,34 +257,29 @@ def main(argv=None) -> list[Path]:
     out = Path(args.output_dir or args.results_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    suite_file, fair_file = src / "eval_suite.json", src / "fairness.json"
-    if suite_file.is_file():
-        suite = json.loads(suite_file.read_text())
+
+    def draw(name: str, plot, *data) -> None:
+        if plot(*data, out / name) is not False:  # False: no data for the chart
+            written.append(out / name)
+
+    def load(name: str, missing: str):
+        if (src / name).is_file():
+            return json.loads((src / name).read_text())
+        logger.warning("%s not found: %s", src / name, missing)
+
+    if (suite := load("eval_suite.json", "no pareto or ablation charts")) is not None:
         if pareto_curves(suite):
-            plot_pareto(suite, out / "pareto_f1_latency.png")
-            written.append(out / "pareto_f1_latency.png")
+            draw("pareto_f1_latency.png", plot_pareto, suite)
         for family, (name, title) in ABLATIONS.items():
-            if plot_ablation(suite, family, title, out / name):
-                written.append(out / name)
-        if plot_controllers(suite, out / "controllers_test.png", "BC5CDR test, shipped model"):
-            written.append(out / "controllers_test.png")
-    else:
-        logger.warning("%s not found: no pareto or ablation charts", suite_file)
-    dev_file = src / "controllers_dev.json"
-    if dev_file.is_file() and plot_controllers(json.loads(dev_file.read_text()), out / "controllers_dev.png",
-                                               "BC5CDR dev, model trained on train only"):
-        written.append(out / "controllers_dev.png")
-    if fair_file.is_file():
-        plot_fairness(json.loads(fair_file.read_text()), out / "fairness_groups.png")
-        written.append(out / "fairness_groups.png")
-    else:
-        logger.warning("%s not found: no fairness chart", fair_file)
-    peers_file = src / "benchmark_peers.json"
-    if peers_file.is_file():
-        plot_peers(json.loads(peers_file.read_text()), out / "benchmark_peers.png")
-        written.append(out / "benchmark_peers.png")
-    else:
-        logger.warning("%s not found: no peers chart", peers_file)
+            draw(name, plot_ablation, suite, family, title)
+        draw("controllers_test.png", plot_controllers, suite, "BC5CDR test, shipped model")
+    if (src / "controllers_dev.json").is_file():
+        draw("controllers_dev.png", plot_controllers, json.loads((src / "controllers_dev.json").read_text()),
+             "BC5CDR dev, model trained on train only")
+    if (fair := load("fairness.json", "no fairness chart")) is not None:
+        draw("fairness_groups.png", plot_fairness, fair)
+    if (peers := load("benchmark_peers.json", "no peers chart")) is not None:
+        draw("benchmark_peers.png", plot_peers, peers)
     for p in written:
         logger.info("wrote %s", p)
     return written

@@ -20,7 +20,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+from bioprune.config import FAITHFUL, FAITHFUL_MIN_AGREEMENT
 from bioprune.engine import DEFAULT_MODEL_DIR
+from training.analysis.frontier import compare, interpolate_f1
+from training.analysis.suite import layers_text
+from training.compare_prune_aware import render_markdown
 
 RESULTS = ROOT / "results"
 
@@ -40,8 +44,7 @@ def evaluation_table(res: dict) -> str:
         s = res["seqeval"][t]
         rows.append(f"| seqeval entity (word BIO) | {t} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} "
                     f"| {s['support']} | |")
-    rows.append("")
-    rows.append(f"{res['n_documents']} abstracts; `{res['command']}` → `results/evaluate_test.json`.")
+    rows += ["", f"{res['n_documents']} abstracts; `{res['command']}` → `results/evaluate_test.json`."]
     return "\n".join(rows)
 
 
@@ -66,9 +69,8 @@ def dev_curve_table(res: dict) -> str:
         m = e["dev"]["mention"]
         rows.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {m['micro']['f1']:.4f} | {m['Chemical']['f1']:.4f} "
                     f"| {m['Disease']['f1']:.4f} |")
-    rows.append("")
-    rows.append(f"Trained on {res['n_train_abstracts']} training abstracts, scored on the 500 dev abstracts; "
-                f"`{res['command']}` → `results/dev_curve.json`.")
+    rows += ["", f"Trained on {res['n_train_abstracts']} training abstracts, scored on the 500 dev abstracts; "
+                f"`{res['command']}` → `results/dev_curve.json`."]
     return "\n".join(rows)
 
 
@@ -80,6 +82,11 @@ PRUNING_FILES = {
     "mlp": ("evaluate_test_pruned_mlp.json", "benchmark_pruning_mlp.json",
             (("evaluate_test_pruned_mlp_recovery.json", "--recovery"),), None),
 }
+
+
+def _config_text(c: dict) -> str:
+    return (f"controller `{c['controller']}`, λ={c['aggressiveness']}, min_keep_ratio={c['min_keep_ratio']}, "
+            f"prune_layers={tuple(c['prune_layers'])}, recovery {'on' if c['recovery'] else 'off'}")
 
 
 def pruning_table(ev: dict, bench: dict | None, controller: str = "rule") -> str:
@@ -105,11 +112,8 @@ def pruning_table(ev: dict, bench: dict | None, controller: str = "rule") -> str
             rows.append(f"| batch {bs}: speedup (median of rounds) | 1.00× | **{e['speedup_median']:.2f}×** "
                         f"({e['speedup_vs_flops_prediction']:.0%} of the {bench['flops_predicted_speedup']:.2f}× "
                         f"the FLOPs predict{spread}) |")
-    rows.append("")
-    rows.append(f"BC5CDR test set, shipped model, controller `{c['controller']}`, λ={c['aggressiveness']}, "
-                f"min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, recovery "
-                f"{'on' if c['recovery'] else 'off'}. Accuracy: `{ev['command']}` → "
-                f"`results/{ev_file}`.")
+    rows += ["", f"BC5CDR test set, shipped model, {_config_text(c)}. Accuracy: `{ev['command']}` → "
+             f"`results/{ev_file}`."]
     for name, flag in variants:
         other = _load(name)
         if other:
@@ -140,11 +144,8 @@ def _pct(x: float) -> str:
 
 def _timing_cells(timing: dict | None, batches=("1", "16")) -> list[str]:
     """'ms/abstract (speedup×)' of the pruned system per batch size; '–' where untimed."""
-    cells = []
-    for bs in batches:
-        e = (timing or {}).get(bs)
-        cells.append(f"{e['pruned']['ms_per_abstract']:.1f} ({e['speedup_median']:.2f}×)" if e else "–")
-    return cells
+    return [f"{e['pruned']['ms_per_abstract']:.1f} ({e['speedup_median']:.2f}×)" if (e := (timing or {}).get(bs))
+            else "–" for bs in batches]
 
 
 def _suite_footer(res: dict, what: str) -> str:
@@ -206,8 +207,6 @@ def eval_suite_table(res: dict) -> str | None:
 def controllers_table(res: dict) -> str | None:
     """Rule vs MLP at the same pruning layers (the suite's ``controllers`` group) and whether the MLP
     dominates: its F1 against the rule curve's, interpolated at equal FLOPs saved."""
-    from training.analysis.frontier import compare
-
     rows = [r for r in res["rows"] if r["group"] == "controllers"]
     if not rows:
         return None
@@ -234,10 +233,9 @@ def controllers_table(res: dict) -> str | None:
                                 f"{'the MLP dominates' if c.dominates else 'no dominance'}")
             else:
                 verdicts.append(f"after layers {layers}: the curves' FLOPs ranges do not overlap")
-    out.append("")
-    out.append("Cells: F1 drop vs dense (points) @ FLOPs saved; bold = that controller's default. "
+    out += ["", "Cells: F1 drop vs dense (points) @ FLOPs saved; bold = that controller's default. "
                + ("Dominance (F1 of the other curve interpolated linearly at each point's FLOPs saved, inside "
-                  "its range; `training/analysis/frontier.py`): " + "; ".join(verdicts) + "." if verdicts else ""))
+                  "its range; `training/analysis/frontier.py`): " + "; ".join(verdicts) + "." if verdicts else "")]
     out.append(_suite_footer(res, "Rule vs MLP"))
     return "\n".join(out)
 
@@ -246,9 +244,6 @@ def recovery_dev_table(sweeps: list[dict], curves: dict | None) -> str:
     """Recovery on/off and the entropy spike's minimum of uncertain tokens, per controller
     (training/sweep_pruning.py on dev), beside what a lower λ without recovery gives at the same FLOPs
     saved (the controller's λ curve in ``curves``, results/controllers_dev.json, interpolated)."""
-    from training.analysis.frontier import interpolate_f1
-    from training.analysis.suite import layers_text
-
     out = ["| controller | recovery | entropy spike: uncertain kept tokens ≥ | F1 micro | drop | FLOPs saved "
            "| docs recovered (events) | drop of a lower λ without recovery at the same FLOPs |",
            "|---|---|---|---|---|---|---|---|"]
@@ -269,13 +264,12 @@ def recovery_dev_table(sweeps: list[dict], curves: dict | None) -> str:
                        f"| {'–' if same is None else f'{100 * (dense - same):.2f}'} |")
         commands.append(f"`{res['command']}`")
     c = sweeps[0]["rows"][0]["config"]
-    out.append("")
-    out.append(f"BC5CDR dev set ({sweeps[0]['n_documents']} abstracts), model `{sweeps[0]['model']}`, each controller "
+    out += ["", f"BC5CDR dev set ({sweeps[0]['n_documents']} abstracts), model `{sweeps[0]['model']}`, each controller "
                f"at its operating point; entropy spike at {c['spike_entropy_nats']:g} nats, pruned tokens within "
                f"{c['recovery_window_tokens']} of a spike re-inserted, entity-loss trigger at p(entity) ≥ "
                f"{c['loss_entity_prob']:g}. Last column: the same controller and layers without recovery, its λ "
                "curve (`results/controllers_dev.json`) interpolated at the row's FLOPs saved (– outside the curve's "
-               "range). " + "; ".join(commands) + " → `results/recovery_dev.json`, `results/recovery_dev_rule.json`.")
+               "range). " + "; ".join(commands) + " → `results/recovery_dev.json`, `results/recovery_dev_rule.json`."]
     return "\n".join(out)
 
 
@@ -297,10 +291,9 @@ def ablations_table(res: dict) -> str | None:
                    f"| {_pct(r['tokens_pruned_ratio'])} | {_pct(r['flops_saved_ratio'])} "
                    f"| {_pct(r['recovery_rate_documents'])} ({events}) | " + " | ".join(_timing_cells(r.get("timing")))
                    + " |")
-    out.append("")
-    out.append("Rule controller, every other setting at its default (the λ sweep is the rule curve above). "
+    out += ["", "Rule controller, every other setting at its default (the λ sweep is the rule curve above). "
                "`entity_loss only`: `spike_entropy_nats=inf`; `entropy_spike only`: `loss_entity_prob=inf`, "
-               "`loss_next_to_entity=False`.")
+               "`loss_next_to_entity=False`."]
     out.append(_suite_footer(res, "Ablations"))
     return "\n".join(out)
 
@@ -333,9 +326,8 @@ def error_analysis_table(res: dict) -> str:
         out.append(f"- {x['doc_id']}, {x['kind']}, *{x['cause']}*: gold {_mention_text(x['gold'])}; dense "
                    f"{dense}; pruned {_mention_text(x['pruned'])}; pruned tokens there: {pruned_tokens}")
     c = res["config"]
-    out += ["", f"BC5CDR test set, {res['n_documents']} abstracts; pruned = controller `{c['controller']}`, "
-            f"λ={c['aggressiveness']}, min_keep_ratio={c['min_keep_ratio']}, prune_layers={tuple(c['prune_layers'])}, "
-            f"recovery {'on' if c['recovery'] else 'off'}. `{res['command']}` → `results/error_analysis.json`."]
+    out += ["", f"BC5CDR test set, {res['n_documents']} abstracts; pruned = {_config_text(c)}. `{res['command']}` → "
+            "`results/error_analysis.json`."]
     return "\n".join(out)
 
 
@@ -383,23 +375,26 @@ FRONTIER_VARIANTS = (("distilled", "fidelity_frontier_distilled.json"),
                      ("distilled on labels", "fidelity_frontier_distilled_labels.json"))
 
 
+def _setting(r: dict) -> tuple[tuple[int, ...], float]:
+    """(pruning layers, λ) of a sweep row."""
+    return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
+
+
 def frontier_table(shipped: dict, variants: list[tuple[str, dict, str]]) -> str:
     """training/sweep_pruning.py on the held-out MEDLINE half for the shipped model and each
     fidelity-distilled variant ``(heading, results, file name)``: agreement with each model's own
     dense fp32 against FLOPs saved."""
-    def key(r):
-        return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
-    theirs = [{key(r): r for r in res["rows"]} for _, res, _ in variants]
+    theirs = [{_setting(r): r for r in res["rows"]} for _, res, _ in variants]
     out = ["| MLP after layers | λ | shipped: agreement (Chemical, Disease) | FLOPs saved "
            + "".join(f"| {name}: agreement (Chemical, Disease) | FLOPs saved " for name, _, _ in variants) + "|",
            "|---|---|---|---|" + "---|---|" * len(variants)]
     for r in shipped["rows"]:
-        rows = [r] + [t.get(key(r)) for t in theirs]
+        rows = [r] + [t.get(_setting(r)) for t in theirs]
         if any(x is None for x in rows):
             continue
         cells = [f"{x['f1']['micro']:.4f} ({x['f1']['Chemical']:.3f}, {x['f1']['Disease']:.3f}) | "
                  f"{_pct(x['flops_saved_ratio'])}" for x in rows]
-        out.append(f"| {key(r)[0]} | {key(r)[1]:g} | {' | '.join(cells)} |")
+        out.append(f"| {_setting(r)[0]} | {_setting(r)[1]:g} | {' | '.join(cells)} |")
     commands = "; ".join(f"`{res['command']}` → `results/{file}`" for _, res, file in
                          [("shipped", shipped, "fidelity_frontier_shipped.json"), *variants])
     out += ["", f"{shipped['n_documents']} abstracts of the held-out MEDLINE half, recovery off, precision "
@@ -413,33 +408,27 @@ def faithful_choice(first: dict, min_agreement: float) -> tuple[tuple[int, ...],
     """(pruning layers, λ) of the first-half sweep row that saves the most FLOPs with an agreement of
     at least ``min_agreement``: how :data:`bioprune.config.FAITHFUL` is chosen. None if no row qualifies."""
     ok = [r for r in first["rows"] if r["f1"]["micro"] >= min_agreement]
-    if not ok:
-        return None
-    best = max(ok, key=lambda r: r["flops_saved_ratio"])
-    return tuple(best["config"]["prune_layers"]), best["config"]["aggressiveness"]
+    return _setting(max(ok, key=lambda r: r["flops_saved_ratio"])) if ok else None
 
 
 def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> str:
     """training/sweep_pruning.py with frozen context on each MEDLINE half: the first half chooses
     :data:`bioprune.config.FAITHFUL` (:func:`faithful_choice`), the held-out second half confirms it;
     ``evaluations``: its ``bioprune evaluate`` runs by results file name (each scores dense fp32 too)."""
-    from bioprune.config import FAITHFUL, FAITHFUL_MIN_AGREEMENT
-
-    def key(r):
-        return tuple(r["config"]["prune_layers"]), r["config"]["aggressiveness"]
     shipped = (FAITHFUL.prune_layers, FAITHFUL.aggressiveness)
     choice = faithful_choice(first, FAITHFUL_MIN_AGREEMENT)
     if choice != shipped:
         print(f"render_readme: FAITHFUL is {shipped} but the first half chooses {choice}", file=sys.stderr)
-    held = {key(r): r for r in second["rows"]}
+    held = {_setting(r): r for r in second["rows"]}
     out = ["| MLP after layers | λ | first half (chooses): agreement | FLOPs saved | held-out half: agreement "
            "(Chemical, Disease) | FLOPs saved |", "|---|---|---|---|---|---|"]
     for r in first["rows"]:
-        h = held.get(key(r))
-        name = f"**{key(r)[1]:g} (FAITHFUL)**" if key(r) == shipped else f"{key(r)[1]:g}"
+        h = held.get(_setting(r))
+        name = f"**{_setting(r)[1]:g} (FAITHFUL)**" if _setting(r) == shipped else f"{_setting(r)[1]:g}"
         held_cells = (f"{h['f1']['micro']:.4f} ({h['f1']['Chemical']:.3f}, {h['f1']['Disease']:.3f}) | "
                       f"{_pct(h['flops_saved_ratio'])}") if h is not None else "– | –"
-        out.append(f"| {key(r)[0]} | {name} | {r['f1']['micro']:.4f} | {_pct(r['flops_saved_ratio'])} | {held_cells} |")
+        out.append(f"| {_setting(r)[0]} | {name} | {r['f1']['micro']:.4f} | {_pct(r['flops_saved_ratio'])} "
+                   f"| {held_cells} |")
     config = first["rows"][0]["config"]
     out += ["", f"{first['n_documents']} and {second['n_documents']} abstracts of the MEDLINE slice's two halves, "
             f"frozen context, recovery off, precision {config['precision']}; agreement = exact-match F1 against "
@@ -640,24 +629,6 @@ def peers_table(res: dict, chart: bool = False) -> str:
     return "\n".join(out)
 
 
-SUITE_BLOCKS = (("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
-                ("controllers_test", "eval_suite.json", controllers_table),
-                ("controllers_dev", "controllers_dev.json", controllers_table),
-                ("error_analysis", "error_analysis.json", error_analysis_table),
-                ("fairness", "fairness.json", fairness_table), ("fidelity", "fidelity_medline.json", fidelity_table))
-
-
-def suite_blocks() -> dict[str, str]:
-    """The evaluation suite's README blocks, for the results files present."""
-    blocks = {}
-    for name, file, render in SUITE_BLOCKS:
-        res = _load(file)
-        body = render(res) if res is not None else None
-        if body is not None:
-            blocks[name] = body
-    return blocks
-
-
 def fill(text: str, name: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
     return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
@@ -818,41 +789,35 @@ def dev_default_sentence(res: dict) -> str:
             f"`results/evaluate_dev_default.json`).")
 
 
+# (block, results file, render) of each table drawn from one results file (render may return None: block left)
+BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
+          ("evaluation", "evaluate_test.json", evaluation_table), ("dev_curve", "dev_curve.json", dev_curve_table),
+          ("benchmark_spacy", "benchmark_spacy.json", spacy_overhead_table),
+          ("multicorpus", "multicorpus_dev.json", multicorpus_table),
+          ("decoding_dev", "decoding_dev.json", decoding_table), ("distill", "distill_dev.json", distill_table),
+          ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
+          *((block, PRUNING_FILES[c][0], lambda ev, c=c: pruning_table(ev, _load(PRUNING_FILES[c][1]), c))
+            for c, block in (("rule", "pruning"), ("mlp", "pruning_mlp"))),
+          ("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
+          ("controllers_test", "eval_suite.json", controllers_table),
+          ("controllers_dev", "controllers_dev.json", controllers_table),
+          ("error_analysis", "error_analysis.json", error_analysis_table),
+          ("fairness", "fairness.json", fairness_table), ("fidelity", "fidelity_medline.json", fidelity_table),
+          ("roof", "benchmark_roof.json", lambda res: roof_table(res) if "attention_gflops_per_s" in res else None),
+          ("fidelity_tokens", "fidelity_tokens.json", fidelity_tokens_table),
+          ("peers", "benchmark_peers.json", lambda res: peers_table(res, chart=(RESULTS / PEERS_CHART).is_file())),
+          ("linking", "linking_test.json", lambda res: linking_table(res, _load("benchmark_linking.json"))))
+
+
 def main() -> None:
-    blocks = {}
-    if (dev := _load("evaluate_dev_default.json")) is not None:
-        blocks["dev_default"] = dev_default_sentence(dev)
-    for name, file, render in (("evaluation", "evaluate_test.json", evaluation_table),
-                               ("dev_curve", "dev_curve.json", dev_curve_table),
-                               ("benchmark_spacy", "benchmark_spacy.json", spacy_overhead_table)):
-        res = _load(file)
-        if res is not None:
-            blocks[name] = render(res)
-    if (mc := _load("multicorpus_dev.json")) is not None:
-        blocks["multicorpus"] = multicorpus_table(mc)
-    if (dec := _load("decoding_dev.json")) is not None:
-        blocks["decoding_dev"] = decoding_table(dec)
-    if (kd := _load("distill_dev.json")) is not None:
-        blocks["distill"] = distill_table(kd)
-    pa = _load("prune_aware_dev.json")
-    if pa is not None:
-        from training.compare_prune_aware import render_markdown as prune_aware_table
-        blocks["prune_aware_dev"] = prune_aware_table(pa)
-    for controller, block in (("rule", "pruning"), ("mlp", "pruning_mlp")):
-        ev_file, bench_file = PRUNING_FILES[controller][:2]
-        ev = _load(ev_file)
-        if ev is not None:
-            blocks[block] = pruning_table(ev, _load(bench_file), controller)
+    blocks = {name: body for name, file, render in BLOCKS
+              if (res := _load(file)) is not None and (body := render(res)) is not None}
     sweeps = [res for res in (_load("recovery_dev.json"), _load("recovery_dev_rule.json")) if res is not None]
     if sweeps:
         blocks["recovery_dev"] = recovery_dev_table(sweeps, _load("controllers_dev.json"))
-    blocks.update(suite_blocks())
-    if (table := precision_table()) is not None:
-        blocks["precision"] = table
-    if (table := hosts_table()) is not None:
-        blocks["hosts"] = table
-    if (roof := _load("benchmark_roof.json")) is not None and "attention_gflops_per_s" in roof:
-        blocks["roof"] = roof_table(roof)
+    for name, table in (("precision", precision_table()), ("hosts", hosts_table())):
+        if table is not None:
+            blocks[name] = table
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
     if (shipped := _load("fidelity_frontier_shipped.json")) is not None and variants:
         blocks["fidelity_frontier"] = frontier_table(shipped, variants)
@@ -860,12 +825,6 @@ def main() -> None:
     if first is not None and second is not None:
         runs = {f: ev for f in ("evaluate_test_faithful.json", "evaluate_dev_faithful.json") if (ev := _load(f))}
         blocks["faithful"] = faithful_table(first, second, runs)
-    if (tokens := _load("fidelity_tokens.json")) is not None:
-        blocks["fidelity_tokens"] = fidelity_tokens_table(tokens)
-    if (peers := _load("benchmark_peers.json")) is not None:
-        blocks["peers"] = peers_table(peers, chart=(RESULTS / PEERS_CHART).is_file())
-    if (linking := _load("linking_test.json")) is not None:
-        blocks["linking"] = linking_table(linking, _load("benchmark_linking.json"))
     placed = set()
     for path in doc_files():
         text = path.read_text()

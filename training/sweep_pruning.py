@@ -13,6 +13,7 @@ same weights.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import logging
@@ -74,8 +75,6 @@ def row(scores: dict, dense: dict, config: PruningConfig) -> dict:
 
 
 def main(argv=None) -> dict:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, SweepArgs)
     args = dataclass_from_args(SweepArgs, vars(parser.parse_args(argv)))
@@ -92,7 +91,7 @@ def main(argv=None) -> dict:
         gold = [PubTatorDocument(pmid=a.id, title=d.text[: d.title_end], abstract=d.text[d.title_end + 1:] or None,
                                  mentions=tuple(Mention(e.start, e.end, e.text, e.label) for e in a.entities))
                 for d, a in zip(docs, engine.annotate(docs))]
-    gold = gold[: args.limit_docs] if args.limit_docs else gold
+    gold = gold[: args.limit_docs or None]
     dense = evaluate_engine(engine, gold)
     recoveries = {"on": [True], "off": [False], "both": [True, False]}[args.recovery]
     grid = list(itertools.product(args.prune_layers or [None], args.lambdas or [None],

@@ -27,13 +27,13 @@ from tqdm import tqdm
 
 from bioprune.controllers import LearnedController, attention_feature_columns, controller_features
 from bioprune.layer import base_of, classify, embed, run_layer
-from bioprune.encoding import encode_texts, window_input_ids
-from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
+from bioprune.engine import DEFAULT_MODEL_DIR, load_model
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.common import md5, parse_dataclass
+from training.train_exits import content_batches
 
 logger = logging.getLogger("train_controller")
 
@@ -60,18 +60,10 @@ class ControllerArgs:
 def collect(model, tokenizer, exit_heads: ExitHeads, texts: list[str], layers: tuple[int, ...],
             batch_size: int = 16) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per pruning point k: (features (N, F), unsafe targets (N,), dense entity (N,)) over content tokens."""
-    encoded = encode_texts(tokenizer, texts)
-    seqs = sorted((window_input_ids(d, w, tokenizer.cls_token_id, tokenizer.sep_token_id)
-                   for d in encoded for w in d.windows), key=len)
     out = {k: ([], [], []) for k in layers}
     n_layers = len(base_of(model).encoder.layer)
-    for i in tqdm(range(0, len(seqs), batch_size), desc="features", unit="batch"):
-        ids, mask = _pad(seqs[i:i + batch_size], tokenizer.pad_token_id, "cpu")
-        valid = mask.bool()
+    for ids, valid, content in content_batches(tokenizer, texts, batch_size, "features"):
         n_real = valid.sum(1)
-        content = valid.clone()
-        content[:, 0] = False
-        content[torch.arange(len(ids)), n_real - 1] = False
         positions = torch.arange(ids.size(1)).expand_as(ids)
         hidden, attn, feats, exits = embed(model, ids), None, {}, {}
         for j, layer in enumerate(base_of(model).encoder.layer):

@@ -51,24 +51,30 @@ class ExitArgs:
     threads: int = 2
 
 
+def content_batches(tokenizer, texts: list[str], batch_size: int, desc: str):
+    """(ids, valid, content) per batch of the texts' windows, shortest first: ``valid`` (B, T) the
+    real tokens, ``content`` those of them that are not [CLS] or [SEP]."""
+    encoded = encode_texts(tokenizer, texts)
+    seqs = sorted((window_input_ids(doc, w, tokenizer.cls_token_id, tokenizer.sep_token_id)
+                   for doc in encoded for w in doc.windows), key=len)
+    for i in tqdm(range(0, len(seqs), batch_size), desc=desc, unit="batch"):
+        ids, mask = _pad(seqs[i:i + batch_size], tokenizer.pad_token_id, "cpu")
+        valid = mask.bool()
+        content = valid.clone()
+        content[:, 0] = False
+        content[torch.arange(len(ids)), valid.sum(1) - 1] = False  # [SEP]
+        yield ids, valid, content
+
+
 @torch.no_grad()
 def collect(model, tokenizer, texts: list[str], layers: tuple[int, ...], batch_size: int = 16):
     """States after each layer in ``layers`` and the dense final probabilities, content tokens only.
 
     Returns ({k: (N, H)}, (N, C)) over all N real non-special tokens of all windows.
     """
-    encoded = encode_texts(tokenizer, texts)
-    seqs = [window_input_ids(doc, w, tokenizer.cls_token_id, tokenizer.sep_token_id)
-            for doc in encoded for w in doc.windows]
-    seqs.sort(key=len)
     states = {k: [] for k in layers}
     teacher = []
-    for i in tqdm(range(0, len(seqs), batch_size), desc="dense states", unit="batch"):
-        ids, mask = _pad(seqs[i:i + batch_size], tokenizer.pad_token_id, "cpu")
-        valid = mask.bool()
-        content = valid.clone()
-        content[:, 0] = False
-        content[torch.arange(len(ids)), valid.sum(1) - 1] = False  # [SEP]
+    for ids, valid, content in content_batches(tokenizer, texts, batch_size, "dense states"):
         hidden = embed(model, ids)
         for j, layer in enumerate(base_of(model).encoder.layer, start=1):
             hidden, _ = run_layer(layer, hidden, valid)

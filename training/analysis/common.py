@@ -1,6 +1,5 @@
 """Shared plumbing of the evaluation-suite scripts: data paths, JSON output, pruning arguments,
-dense-and-pruned annotation of gold documents. Torch is imported only by :func:`annotate_pair`'s
-caller's engine, never here."""
+dense-and-pruned annotation of gold documents. Torch is imported only when :func:`annotate_gold` runs."""
 from __future__ import annotations
 
 import json
@@ -12,6 +11,7 @@ import hashlib
 import inspect
 import re
 import shlex
+import sys
 import types
 import typing
 import tempfile
@@ -93,17 +93,24 @@ def predicted_spans(annotations) -> dict[str, list[Span]]:
     return {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
 
 
-def annotate_pair(engine, config: PruningConfig, docs: Sequence, batch_size: int = 16):
-    """(dense, pruned) Annotations of PubTator ``docs``, one model in memory (``engine`` with the
-    dense config and with ``config``)."""
-    from bioprune.config import DENSE
+def annotate_gold(args, config: PruningConfig) -> tuple[list, list, list]:
+    """(documents, dense Annotations, pruned Annotations): the first ``args.limit_docs`` (0: all)
+    PubTator documents of ``args.gold``, annotated by ``args.model`` dense and with ``config`` (one
+    model in memory), ``args.batch_size`` windows per pass on ``args.threads`` torch threads."""
+    import torch
 
+    from bioprune.config import DENSE
+    from bioprune.engine import PruningEngine
+    from bioprune.io.pubtator import read_pubtator
+
+    torch.set_num_threads(args.threads)
+    docs = read_pubtator(args.gold)[: args.limit_docs or None]
+    engine = PruningEngine.from_pretrained(args.model, config=DENSE)
     documents = [d.to_document() for d in docs]
     logger.info("annotating %d documents dense", len(documents))
-    dense = engine.with_config(DENSE).annotate(documents, batch_size=batch_size)
+    dense = engine.annotate(documents, batch_size=args.batch_size)
     logger.info("annotating %d documents pruned (%s)", len(documents), config)
-    pruned = engine.with_config(config).annotate(documents, batch_size=batch_size)
-    return dense, pruned
+    return docs, dense, engine.with_config(config).annotate(documents, batch_size=args.batch_size)
 
 
 def medline_halves(path: str | Path) -> tuple[list, list]:
@@ -120,13 +127,17 @@ def md5(path: str | Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None):
+def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None, *extra):
     """``cls`` from the command line ``argv`` (None: sys.argv): a script's whole parser when its
     options are one dataclass's fields; the first paragraph of ``doc`` (its docstring) is --help's
-    description."""
+    description. ``extra``: functions that add more options to the parser (e.g. :func:`add_pruning_args`);
+    given any, ``(cls, the parsed namespace)`` is returned."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     add_dataclass_arguments(parser, cls)
-    return dataclass_from_args(cls, vars(parser.parse_args(argv)))
+    for add in extra:
+        add(parser)
+    ns = parser.parse_args(argv)
+    return (dataclass_from_args(cls, vars(ns)), ns) if extra else dataclass_from_args(cls, vars(ns))
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
@@ -204,7 +215,8 @@ def _field_comments(cls) -> dict[str, str]:
     return found
 
 
-def command_line(script: str, argv: Sequence[str]) -> str:
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     """How a script was run, for the results file (paths as given): ``python -m training.NAME ARGS``
-    for ``script`` "-m training.NAME" (the scripts run as modules from the repository root)."""
-    return " ".join(["python", script, shlex.join(argv)]).rstrip()
+    for ``script`` "-m training.NAME" (the scripts run as modules from the repository root) and
+    ``argv`` (None: the process's own arguments)."""
+    return " ".join(["python", script, shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()

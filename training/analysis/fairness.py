@@ -24,6 +24,7 @@ often are predictions *of that form* right".
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -135,27 +136,20 @@ def group_scores(gold: Iterable[MentionRecord], pred: Iterable[MentionRecord], g
     """
     gold = {m.key: m for m in gold}
     pred = {m.key: m for m in pred}
-    n_gold: dict[str, int] = {}
-    tp_gold: dict[str, int] = {}
-    n_pred: dict[str, int] = {}
-    tp_pred: dict[str, int] = {}
-    for k, m in gold.items():
-        g = group_of(m)
-        n_gold[g] = n_gold.get(g, 0) + 1
-        tp_gold[g] = tp_gold.get(g, 0) + (k in pred)
-    for k, m in pred.items():
-        g = group_of(m)
-        n_pred[g] = n_pred.get(g, 0) + 1
-        tp_pred[g] = tp_pred.get(g, 0) + (k in gold)
+    n_gold, tp_gold, n_pred, tp_pred = Counter(), Counter(), Counter(), Counter()
+    for mentions, others, n, tp in ((gold, pred, n_gold, tp_gold), (pred, gold, n_pred, tp_pred)):
+        for k, m in mentions.items():
+            n[group_of(m)] += 1
+            tp[group_of(m)] += k in others
     names = [g for g in order if g in n_gold or g in n_pred]
     names += sorted((set(n_gold) | set(n_pred)) - set(names))
     out = {}
     for g in names:
-        r = tp_gold.get(g, 0) / n_gold[g] if n_gold.get(g) else 0.0  # recall: from the gold side
-        p = tp_pred.get(g, 0) / n_pred[g] if n_pred.get(g) else 0.0  # precision: from the predicted side
+        r = tp_gold[g] / n_gold[g] if n_gold[g] else 0.0  # recall: from the gold side
+        p = tp_pred[g] / n_pred[g] if n_pred[g] else 0.0  # precision: from the predicted side
         f = 2 * p * r / (p + r) if p + r else 0.0
-        out[g] = {"precision": p, "recall": r, "f1": f, "n_gold": n_gold.get(g, 0),
-                  "tp_gold": tp_gold.get(g, 0), "n_pred": n_pred.get(g, 0), "tp_pred": tp_pred.get(g, 0)}
+        out[g] = {"precision": p, "recall": r, "f1": f, "n_gold": n_gold[g], "tp_gold": tp_gold[g],
+                  "n_pred": n_pred[g], "tp_pred": tp_pred[g]}
     return out
 
 

@@ -48,16 +48,12 @@ def compare(challenger: Sequence[Point], reference: Sequence[Point]) -> Comparis
     """Compare both ways round the overlap: each curve's points against the other's interpolation,
     gains signed as challenger − reference."""
     gains, xs = [], []
-    for x, y in challenger:
-        ref = interpolate_f1(reference, x)
-        if ref is not None:
-            gains.append(y - ref)
-            xs.append(x)
-    for x, y in reference:
-        ch = interpolate_f1(challenger, x)
-        if ch is not None:
-            gains.append(ch - y)
-            xs.append(x)
+    for points, other, sign in ((challenger, reference, 1), (reference, challenger, -1)):
+        for x, y in points:
+            there = interpolate_f1(other, x)
+            if there is not None:
+                gains.append(sign * (y - there))
+                xs.append(x)
     if not gains:
         return Comparison(0, None, None, None)
     return Comparison(len(gains), 100 * min(gains), 100 * sum(gains) / len(gains), (min(xs), max(xs)))

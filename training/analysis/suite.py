@@ -67,15 +67,12 @@ def recovery_variant(variant: str, base: PruningConfig = PruningConfig()) -> Pru
     ``entropy_spike only``: ``loss_entity_prob = inf`` and ``loss_next_to_entity = False`` (both
     halves of the entity-loss trigger off).
     """
-    if variant == "on":
-        return base.with_(recovery=True)
-    if variant == "off":
-        return base.with_(recovery=False)
-    if variant == "entity_loss only":
-        return base.with_(recovery=True, spike_entropy_nats=math.inf)
-    if variant == "entropy_spike only":
-        return base.with_(recovery=True, loss_entity_prob=math.inf, loss_next_to_entity=False)
-    raise ValueError(f"unknown recovery variant {variant!r}; one of {RECOVERY_VARIANTS}")
+    changes = {"on": {"recovery": True}, "off": {"recovery": False},
+               "entity_loss only": {"recovery": True, "spike_entropy_nats": math.inf},
+               "entropy_spike only": {"recovery": True, "loss_entity_prob": math.inf, "loss_next_to_entity": False}}
+    if variant not in changes:
+        raise ValueError(f"unknown recovery variant {variant!r}; one of {RECOVERY_VARIANTS}")
+    return base.with_(**changes[variant])
 
 
 def pareto_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = True) -> list[SuiteRow]:
