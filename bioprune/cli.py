@@ -108,6 +108,8 @@ def _fingerprint(args, engine) -> dict:
 
 
 def _check_annotate_args(args) -> None:
+    """Refuse bad arguments before anything loads or is written; normalises ``args.max_doc_chars``
+    (0, no limit, becomes None), which the journal fingerprint and the Ray job read."""
     for path in args.inputs:  # fail before loading the model or touching the output
         if not Path(path).is_file():
             raise InputError(path, "no such file" if not Path(path).is_dir() else "is a directory, not a file")

@@ -162,9 +162,10 @@ class PruningEngine:
 
         Weights, tokenizer, exit heads, learned controller, ``postprocess.json`` and the int8
         calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is
-        :data:`~bioprune.config.DEFAULT` (dense at the device's best precision): pruning is opt-in
-        because it trades F1 for speed (docs/pruning.md). ``kwargs`` are :class:`ModelBundle` fields;
-        ``postprocess=None`` is the model's own ``postprocess.json`` (chosen on the development set).
+        :data:`~bioprune.config.DEFAULT` (dense at the device's best precision; ``DENSE`` for exact
+        fp32): pruning is opt-in because it trades F1 for speed (docs/pruning.md). ``kwargs`` are
+        :class:`ModelBundle` fields; ``postprocess=None`` is the model's own ``postprocess.json``
+        (chosen on the development set).
         """
         device = resolve_device(device)  # one line for "cuda" on a CPU-only torch, before anything loads
         path = resolve_model_dir(DEFAULT_MODEL_DIR if path is None else path)

@@ -66,7 +66,7 @@ def flops_saved_ratio(flops: float, dense_flops: float) -> float:
     """1 - flops / dense_flops: the fraction of the dense model's FLOPs that pruning saved, net of its cost.
 
     Negative when pruning spent more than it saved: its exit heads run on every token present at a
-    pruning point (a document where too little leaves costs the dense FLOPs plus theirs: -0.00018
+    pruning point (a document where nothing leaves costs the dense FLOPs plus theirs, e.g. -0.00018
     for a 6-layer H=384 model with one pruning point), and recovery re-runs later layers. Not
     clamped at 0, which would hide a configuration whose recovery costs more than its pruning saves.
     0.0 when there is nothing to compare with (dense_flops 0).

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bioprune.config import DENSE
+from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.labels import LABEL_TO_ID, LABELS
 
@@ -112,8 +112,6 @@ def write_tiny_linker(directory: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir) -> PruningEngine:
     """The exact dense fp32 model (DENSE), so tests can compare with the plain HF model's outputs."""
-    from bioprune.config import DENSE
-
     return PruningEngine.from_pretrained(tiny_model_dir, config=DENSE)
 
 
@@ -175,21 +173,19 @@ def outside_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return _model_dir_with_exit_heads(tiny_model_dir, tmp_path_factory.mktemp("tiny-outside"), 8.0)
 
 
+# the pruning fixtures' config: both pruning points, recovery on; fp32, so that it compares with DENSE
+RECOVERING = PruningConfig(recovery=True, aggressiveness=1.0, prune_layers=(1, 2), precision="fp32")
+
+
 @pytest.fixture(scope="session")
 def pruning_engine(pruning_model_dir) -> PruningEngine:
-    from bioprune.config import PruningConfig
-
-    return PruningEngine.from_pretrained(pruning_model_dir, config=PruningConfig(
-        recovery=True, aggressiveness=1.0, prune_layers=(1, 2), precision="fp32"))  # fp32: compared with DENSE
+    return PruningEngine.from_pretrained(pruning_model_dir, config=RECOVERING)
 
 
 @pytest.fixture(scope="session")
 def outside_engine(outside_model_dir) -> PruningEngine:
     """Engine over the O-biased exit heads; tests switch configs with ``with_config``."""
-    from bioprune.config import PruningConfig
-
-    return PruningEngine.from_pretrained(outside_model_dir, config=PruningConfig(
-        recovery=True, aggressiveness=1.0, prune_layers=(1, 2), precision="fp32"))  # fp32: compared with DENSE
+    return PruningEngine.from_pretrained(outside_model_dir, config=RECOVERING)
 
 
 # --- app fixtures (tests/test_app*.py): the shipped model, the built app, one launched server -----

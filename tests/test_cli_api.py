@@ -98,8 +98,9 @@ def test_pruning_flags_on_the_dense_model_are_refused(one_doc, tiny_model_dir, c
 
 
 def test_lambda_with_a_controller_runs_and_reports_tokens_pruned_and_flops(one_doc, pruning_model_dir, capsys):
-    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(pruning_model_dir), "--quiet",
-            "--controller", "rule", "--lambda", "3", "--prune-layers", "1"]
+    argv = ["annotate", str(one_doc), str(SAMPLE_PUBTATOR), "--output", "out.pubtator", "--model",
+            str(pruning_model_dir), "--quiet", "--controller", "rule", "--lambda", "3", "--prune-layers", "1", "2",
+            "--min-keep-ratio", "0.1"]
     assert main(argv) == 0
     assert "tokens pruned" in capsys.readouterr().err
     state = json.loads(Path("out.pubtator.summary.json").read_text())["state"]

@@ -317,6 +317,13 @@ def test_offsets_on_arbitrary_unicode(biased_engine, per_word_engine, text):
     _check_biased_engines(biased_engine, per_word_engine, text)
 
 
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_offsets_on_blank_documents(biased_engine, per_word_engine, text):
+    for engine in (biased_engine, per_word_engine):
+        (a,) = engine.annotate([text])
+        assert a.entities == () and a.id == "0"
+
+
 def test_offsets_on_20k_character_document(biased_engine, per_word_engine):
     assert len(LONG_20K) >= 20_000
     (enc,) = biased_engine.encode([LONG_20K])

@@ -100,6 +100,7 @@ def read_pubtator(path: str | Path) -> list[PubTatorDocument]:
 def iter_pubtator_records(path: str | Path) -> Iterator[PubTatorDocument | RecordError]:
     """Like :func:`iter_pubtator`, but a bad block becomes a :class:`RecordError` and reading goes on
     with the next block (the batch annotator's lenient mode; evaluation keeps the strict reader)."""
+    path = Path(path)  # errors name it as the strict reader does
     with open_binary(path) as handle:  # gzipped or not
         for block, bad in _blocks(handle):
             try:

@@ -131,7 +131,7 @@ def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None, *extra):
     """``cls`` from the command line ``argv`` (None: sys.argv): a script's whole parser when its
     options are one dataclass's fields; the first paragraph of ``doc`` (its docstring) is --help's
     description. ``extra``: functions that add more options to the parser (e.g. :func:`add_pruning_args`);
-    given any, ``(cls, the parsed namespace)`` is returned."""
+    given any, ``(the cls instance, the parsed namespace)`` is returned."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     add_dataclass_arguments(parser, cls)
     for add in extra:

@@ -52,7 +52,7 @@ def compare(challenger: Sequence[Point], reference: Sequence[Point]) -> Comparis
         for x, y in points:
             there = interpolate_f1(other, x)
             if there is not None:
-                gains.append(sign * (y - there))
+                gains.append(y - there if sign > 0 else there - y)  # not sign * (...): a tie stays +0.0
                 xs.append(x)
     if not gains:
         return Comparison(0, None, None, None)
