@@ -134,8 +134,8 @@ def merge(a: Sequences | None, b: Sequences) -> Sequences:
     """Two packed batches of the same rows as one packed (right-padded) batch."""
     if a is None:
         return b
-    both = Sequences(*(torch.cat([getattr(a, f), getattr(b, f)], dim=1)
-                       for f in ("hidden", "positions", "valid")))  # (B, Ta + Tb, ...)
+    both = Sequences(**{f: torch.cat([getattr(a, f), getattr(b, f)], dim=1)
+                        for f in ("hidden", "positions", "valid")})  # (B, Ta + Tb, ...)
     return prune(both, both.valid)
 
 
