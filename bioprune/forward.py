@@ -311,6 +311,12 @@ class PrunedEncoder:
                                        else bf16_copy(self.model))
         return self._copies[precision]
 
+    def __getstate__(self) -> dict:
+        """Picklable (``copy.deepcopy``, spaCy's ``nlp.pipe(n_process=N)`` under the "spawn" start
+        method) without the reduced-precision copies: oneDNN's pre-packed weights have no storage to
+        pickle, and :meth:`weights_at` remakes a copy from the fp32 model on its first forward."""
+        return {**self.__dict__, "_copies": {}}
+
     def use_copy(self, precision: str, model) -> None:
         """Run ``precision`` on ``model`` from now on (a copy made elsewhere, e.g. by
         training/calibrate_int8.py comparing int8 variants), instead of making one."""

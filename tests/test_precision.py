@@ -5,6 +5,7 @@ import json
 import logging
 import shutil
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -236,3 +237,18 @@ def test_from_pretrained_reads_the_calibration_beside_the_model(tiny_model_dir, 
     assert qkv.inv_smooth is not None and qkv.inv_smooth.shape == (calibrated.model.config.hidden_size,)
     assert plain.encoder.weights_at("int8").base_model.encoder.layer[0].attention.self.qkv.inv_smooth is None
     assert calibrated.annotate(["Cisplatin nephrotoxicity in rats."])[0].text  # it runs
+
+
+@pytest.mark.parametrize("level", ["bf16", "int8"])
+def test_an_engine_pickles_after_a_reduced_precision_forward(tiny_model_dir, sample_path, level):
+    """spaCy's ``nlp.pipe(n_process=N)`` under "spawn" pickles the component's engine, often after a
+    first call has made the reduced-precision copy, whose oneDNN-packed weights cannot be pickled."""
+    import copy
+    import pickle
+
+    texts = [d.text for d in read_pubtator(sample_path)]
+    engine = PruningEngine.from_pretrained(tiny_model_dir, config=replace(DENSE, precision=level))
+    engine.encoder.weights_at(level)  # the copy a forward at this precision makes, pre-packed where oneDNN can
+    expected = [a.entities for a in engine.annotate(texts)]
+    for clone in (pickle.loads(pickle.dumps(engine)), copy.deepcopy(engine)):
+        assert [a.entities for a in clone.annotate(texts)] == expected
