@@ -176,12 +176,6 @@ def limit_malloc_growth(mode: str = MEMORY_MODES[0], arenas: int = 2) -> bool:
     return all([bool(mallopt(param, value)) for param, value in settings])
 
 
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 @contextmanager
 def _token_progress(engine, on_tokens: Callable[[int], object] | None) -> Iterator[None]:
     """Call ``on_tokens(n)`` as each batch of windows enters the model, ``n`` its tokens (special
@@ -255,8 +249,8 @@ def annotate_chunks(engine, records: Iterable[Record], chunk_size: int, batch_si
     """The batch loop, written once (the CLI, Ray actors and the app's Batch tab all run it): read
     ``chunk_size`` records at a time, annotate them, and yield each chunk with its wall time (the time
     since the previous chunk was handed over, so the caller's writing counts too)."""
-    started = time.perf_counter()
-    for chunk in _chunks(records, chunk_size):
+    started, records = time.perf_counter(), iter(records)
+    while chunk := list(itertools.islice(records, chunk_size)):
         result = annotate_chunk(engine, chunk, first_index, batch_size, on_tokens)
         now = time.perf_counter()
         result.stats.wall_s = now - started

@@ -140,12 +140,6 @@ def medic_rows(data: Path) -> Iterator[NameRow]:
             yield NameRow("Disease", synonym, m.group(1), vocab_weight=1.0)
 
 
-def _scr_types(mapped: Iterable[str], types: Mapping[str, set[str]]) -> set[str]:
-    """The entity types of a supplementary record: those of the descriptors it is mapped to
-    (``*D001561`` marks a main heading in NLM's XML; the star is dropped)."""
-    return {t for ui in mapped for t in types.get(ui.strip().lstrip("*"), ())}
-
-
 def _supplementary_xml(handle) -> Iterator[tuple[str, list[str], list[str]]]:
     """(UI, [preferred name, other terms...], mapped descriptor UIs) per ``SupplementalRecord``."""
     for _, elem in ET.iterparse(handle, events=("end",)):
@@ -185,7 +179,8 @@ def supplementary_rows(path: Path, types: Mapping[str, set[str]]) -> Iterator[Na
                     raise ValueError(f"not a supplementary record UI: {ui!r}")
                 if _GENE_PRODUCT.search(names[0]):
                     continue
-                for t in _scr_types(mapped, types):
+                # the types of the descriptors it is mapped to (``*D001561``: a main heading in NLM's XML)
+                for t in {t for ui in mapped for t in types.get(ui.strip().lstrip("*"), ())}:
                     for k, name in enumerate(names):
                         yield NameRow(t, name, ui, vocab_weight=2.0 if k == 0 else 1.0)
     except (OSError, EOFError, UnicodeDecodeError, ValueError, ET.ParseError) as err:

@@ -57,7 +57,7 @@ import re
 import shutil
 import sys
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -374,8 +374,7 @@ def limit_docs(sources: list[Source], per_file: int, seed: int) -> list[Source]:
     if not per_file:
         return sources
     rng = random.Random(seed)
-    return [Source(s.path, s.corpus, s.loss_weight, tuple(rng.sample(s.docs, min(per_file, len(s.docs)))),
-                   s.dropped_held_out, s.dropped_duplicate) for s in sources]
+    return [replace(s, docs=tuple(rng.sample(s.docs, min(per_file, len(s.docs))))) for s in sources]
 
 
 def build_training_set(tokenizer, sources: list[Source], args: MulticorpusArgs) -> tuple[list, list[float], int]:
@@ -537,10 +536,11 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
 
     saved_at = run["step"]
 
-    def save_checkpoint() -> None:
+    def save_checkpoint() -> None:  # unless this step is saved already
         nonlocal saved_at
-        checkpoint.save(model, optimizer, scheduler, run)
-        saved_at = run["step"]
+        if saved_at != run["step"]:
+            checkpoint.save(model, optimizer, scheduler, run)
+            saved_at = run["step"]
 
     bf16 = args.train_precision == "bf16"
     prune_aware = (PruneAwareConfig(layers=args.prune_layers, step_probability=args.prune_step_probability)
@@ -600,15 +600,13 @@ def train(args: MulticorpusArgs, session: SessionArgs = SessionArgs()) -> dict:
         session_steps = progress.n - progress.initial
         if run["step"] < steps and ((session.stop_after_steps and session_steps >= session.stop_after_steps)
                                     or (session.stop_after_minutes and minutes >= session.stop_after_minutes)):
-            if saved_at != run["step"]:
-                save_checkpoint()
+            save_checkpoint()
             progress.close()
             logger.info("stopped after %s at step %d of %d; continue with --resume", duration(minutes * 60),
                         run["step"], steps)
             return {**run, "stopped_at_step": run["step"]}
     progress.close()
-    if saved_at != run["step"]:
-        save_checkpoint()
+    save_checkpoint()
     save_model(model, tokenizer, out, args.save_fp16)
     result = {"args": asdict(args), "data": {p: {"md5": m} for p, m in expected["data"].items()},
               "corpora": [{"file": s.path, "corpus": s.corpus.name, "gold": s.corpus.gold, "loss_weight": s.loss_weight,

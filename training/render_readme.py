@@ -3,13 +3,11 @@
     python -m training.render_readme
 
 Reads results/evaluate_test.json and results/evaluate_test_pruned.json (``bioprune evaluate``),
-results/benchmark_*.json (training/benchmark_*.py),
-results/dev_curve.json
-(training/export_dev_curve.py), and the evaluation suite's results/eval_suite.json,
-error_analysis.json, fairness.json and fidelity_medline.json (training/eval_suite.py,
-error_analysis.py, fairness_analysis.py, fidelity_medline.py), and replaces
-the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers wherever they
-are: README.md, every docs/*.md and the shipped model's card (DOC_FILES). A missing results file
+results/benchmark_*.json (training/benchmark_*.py), results/dev_curve.json (training/export_dev_curve.py)
+and the evaluation suite's results/eval_suite.json, error_analysis.json, fairness.json and
+fidelity_medline.json (training/eval_suite.py, error_analysis.py, fairness_analysis.py, fidelity_medline.py),
+and replaces the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` markers in
+README.md, every docs/*.md and the shipped model's card (:func:`doc_files`). A missing results file
 leaves its block as it is; a table whose block is in none of those files is reported on stderr.
 """
 from __future__ import annotations

@@ -59,8 +59,7 @@ def entities_answer(ctx: AppContext, text: str, **values) -> dict:
     """
     text = validate_text(text, ctx.settings.max_text_chars)
     choice = PruningChoice(**values)
-    engine = ctx.hub.engine_for(choice)
-    [annotation] = engine.annotate([text])
+    [annotation] = ctx.hub.engine_for(choice).annotate([text])
     n_tokens = len(ctx.hub.dense.encode([text])[0].offsets)
     return views.entities_json(annotation, n_tokens, choice.describe())
 

@@ -284,16 +284,6 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
-def _gflops(flops: float) -> str:
-    return f"{flops / 1e9:,.2f} GFLOPs"
-
-
-def _saved(ratio: float) -> str:
-    if ratio >= 0:
-        return f"**{ratio:.1%} saved**"
-    return f"**{-ratio:.1%} more** than dense: recovery re-ran the later layers"
-
-
 def summary_markdown(comparison: Comparison) -> str:
     """A short Markdown report: the setting, latency vs dense, tokens, FLOPs, entities, recovery."""
     c = comparison
@@ -311,6 +301,8 @@ def summary_markdown(comparison: Comparison) -> str:
     faster = "faster" if speedup > 1 else "slower"
     last = trace.tokens_per_layer[-1] if trace.tokens_per_layer else c.dense_tokens
     recovery = ", ".join(f"{e.trigger} ({len(e.positions)} tokens)" for e in trace.recovery_events)
+    r = trace.flops_saved_ratio
+    saved = f"**{r:.1%} saved**" if r >= 0 else f"**{-r:.1%} more** than dense: recovery re-ran the later layers"
     lines = [
         f"**{c.choice.describe()}** — {len(trace.pruned_tokens)} of {len(c.token_offsets)} tokens pruned",
         "",
@@ -318,7 +310,7 @@ def summary_markdown(comparison: Comparison) -> str:
         "|---|---|---|",
         f"| latency (this request) | {_ms(c.dense_s)} | {_ms(c.pruned_s)} ({speedup:.2f}× dense: {faster}) |",
         f"| tokens at the last layer | {c.dense_tokens} | {last} ({last / c.dense_tokens:.0%}) |",
-        f"| FLOPs | {_gflops(trace.dense_flops)} | {_gflops(trace.flops)} ({_saved(trace.flops_saved_ratio)}) |",
+        f"| FLOPs | {trace.dense_flops / 1e9:,.2f} GFLOPs | {trace.flops / 1e9:,.2f} GFLOPs ({saved}) |",
         f"| entities | {len(c.dense.entities)} | {len(c.pruned.entities)} ({differ}) |",
         f"| recovery | – | {recovery or 'not triggered'} |",
     ]
