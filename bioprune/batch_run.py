@@ -34,7 +34,7 @@ from bioprune.io.inputs import iter_records
 from bioprune.io.output_target import claim_output, is_stdout
 from bioprune.io.outputs import OutputFormat
 from bioprune.io.records import DeletedRecord, Record, RecordError
-from bioprune.types import Annotation, Document
+from bioprune.types import Annotation, Document, flops_saved_ratio
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_DOCS = 256  # records read, annotated and committed together: bounds memory, sets resume granularity
@@ -81,7 +81,7 @@ class RunStats:
 
     @property
     def flops_saved_ratio(self) -> float:
-        return 1.0 - self.flops / self.dense_flops if self.dense_flops else 0.0
+        return flops_saved_ratio(self.flops, self.dense_flops)
 
     @property
     def docs_per_s(self) -> float:

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import groupby
 
-from bioprune.forward import flops_saved_ratio
 from bioprune.labels import spans_to_tags
-from bioprune.types import ENTITY_TYPES
+from bioprune.types import ENTITY_TYPES, flops_saved_ratio
 
 Key = tuple[str, int, int, str]  # (document id, start, end, type)
 

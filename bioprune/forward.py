@@ -30,7 +30,7 @@ With m frozen context tokens (pruned tokens kept as keys and values): + 2 m (2 H
 V projections, and the attention term becomes 2 * 2 n (n + m) H. Token heads (classifier, exit
 heads): 2 n H C. Embeddings, softmax, LayerNorm and GELU are left out (linear in n and small).
 Padding is never counted. FLOPs saved are net of pruning's own cost, so they can be negative
-(:func:`flops_saved_ratio`).
+(:func:`bioprune.types.flops_saved_ratio`).
 """
 from __future__ import annotations
 
@@ -62,21 +62,9 @@ def head_flops(n_tokens: int, hidden: int, n_classes: int) -> int:
     return 2 * n_tokens * hidden * n_classes
 
 
-def flops_saved_ratio(flops: float, dense_flops: float) -> float:
-    """1 - flops / dense_flops: the fraction of the dense model's FLOPs that pruning saved, net of its cost.
-
-    Negative when pruning spent more than it saved: its exit heads run on every token present at a
-    pruning point (a document where nothing leaves costs the dense FLOPs plus theirs, e.g. -0.00018
-    for a 6-layer H=384 model with one pruning point), and recovery re-runs later layers. Not
-    clamped at 0, which would hide a configuration whose recovery costs more than its pruning saves.
-    0.0 when there is nothing to compare with (dense_flops 0).
-    """
-    return 1.0 - flops / dense_flops if dense_flops else 0.0
-
-
 def format_flops_saved(ratio: float) -> str:
-    """A FLOPs-saved ratio as a percentage for report lines, never "-0.0%": a small net cost (pruning
-    removed less than its exit heads cost, see :func:`flops_saved_ratio`) keeps its digits and says so."""
+    """A FLOPs-saved ratio as a percentage for report lines, never "-0.0%": a small net cost (pruning removed
+    less than its exit heads cost, see :func:`bioprune.types.flops_saved_ratio`) keeps its digits and says so."""
     if -0.0005 < ratio < 0:
         return f"{ratio:.3%} (the exit heads cost more than pruning saved)"
     return f"{ratio:.1%}"

@@ -76,6 +76,19 @@ class RecoveryEvent:
     labels_after: tuple[str, ...]  # their tags after the second pass
 
 
+def flops_saved_ratio(flops: float, dense_flops: float) -> float:
+    """1 - flops / dense_flops: the fraction of the dense model's FLOPs that pruning saved, net of its cost.
+
+    Negative when pruning spent more than it saved: its exit heads run on every token present at a
+    pruning point (a document where nothing leaves costs the dense FLOPs plus theirs, e.g. -0.00018
+    for a 6-layer H=384 model with one pruning point), and recovery re-runs later layers. Not
+    clamped at 0, which would hide a configuration whose recovery costs more than its pruning saves.
+    0.0 when there is nothing to compare with (dense_flops 0). Every FLOPs-saved figure (traces, run
+    and corpus summaries, so the CLI's line, the app and the spaCy extension) is this one function.
+    """
+    return 1.0 - flops / dense_flops if dense_flops else 0.0
+
+
 @dataclass(frozen=True)
 class Trace:
     """What pruning did to one document (summed over its windows)."""
@@ -88,7 +101,7 @@ class Trace:
 
     @property
     def flops_saved_ratio(self) -> float:
-        return 1.0 - self.flops / self.dense_flops if self.dense_flops else 0.0
+        return flops_saved_ratio(self.flops, self.dense_flops)
 
     @property
     def keep_ratio(self) -> float:

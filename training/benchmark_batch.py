@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 from bioprune.batch_run import MEMORY_MODES
 from bioprune.engine import DEFAULT_MODEL_DIR
+from bioprune.types import flops_saved_ratio
 from training.analysis.common import add_dataclass_arguments
 from training.analysis.timing import cpu_model
 from training.render_readme import fill
@@ -143,7 +144,7 @@ def _median_entry(runs: list[dict]) -> dict:
     entry["ms_per_abstract"] = 1000 / entry["abstracts_per_s"]
     last = runs[-1]["totals"]
     entry["pruning"] = {"tokens_pruned_ratio": last["tokens_pruned"] / last["tokens"] if last["tokens"] else 0.0,
-                        "flops_saved_ratio": 1 - last["flops"] / last["dense_flops"] if last["dense_flops"] else 0.0}
+                        "flops_saved_ratio": flops_saved_ratio(last["flops"], last["dense_flops"])}
     entry["entities"] = last["entities"]
     return entry
 

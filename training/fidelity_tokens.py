@@ -31,6 +31,7 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores, span_keys
 from bioprune.labels import decode_entities
+from bioprune.types import flops_saved_ratio
 from training.analysis.common import (MEDLINE_SLICE, command_line, parse_dataclass,
                                       medline_halves, write_json_atomic)
 
@@ -98,13 +99,7 @@ def token_changes(reference: list[DocumentOutput], outputs: list[DocumentOutput]
             "changed_tokens": n_changed,
             "changed_dense_unsure_ratio": float((conf < UNSURE_PROB).mean()) if n_changed else 0.0,
             "documents_with_change_ratio": docs_changed / len(reference) if reference else 0.0,
-            "flops_saved_ratio": flops_saved(outputs)}
-
-
-def flops_saved(outputs: list[DocumentOutput]) -> float:
-    """1 - FLOPs spent / dense FLOPs over all abstracts (0 for the dense settings)."""
-    dense = sum(o.dense_flops for o in outputs)
-    return 1.0 - sum(o.flops for o in outputs) / dense if dense else 0.0
+            "flops_saved_ratio": flops_saved_ratio(sum(o.flops for o in outputs), sum(o.dense_flops for o in outputs))}
 
 
 def agreement(reference: list[DocumentOutput], outputs: list[DocumentOutput]) -> float:
