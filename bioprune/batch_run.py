@@ -34,7 +34,7 @@ from bioprune.io.inputs import iter_records
 from bioprune.io.output_target import claim_output, is_stdout
 from bioprune.io.outputs import OutputFormat
 from bioprune.io.records import DeletedRecord, Record, RecordError
-from bioprune.types import Annotation, Document, flops_saved_ratio
+from bioprune.types import Annotation, Document, flops_saved_ratio, format_flops_saved
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_DOCS = 256  # records read, annotated and committed together: bounds memory, sets resume granularity
@@ -98,7 +98,8 @@ class RunStats:
         rate = self.documents / wall_s if wall_s else 0.0
         entities = ", ".join(f"{label}: {n}" for label, n in sorted(self.entities.items())) or "no entities"
         if self.dense_flops:
-            pruning = f"; tokens pruned {self.tokens_pruned_ratio:.1%}, FLOPs saved {self.flops_saved_ratio:.1%}"
+            pruning = (f"; tokens pruned {self.tokens_pruned_ratio:.1%}, "
+                       f"FLOPs saved {format_flops_saved(self.flops_saved_ratio)}")
         elif controller == "none":
             pruning = "; dense (no pruning)"
         elif controller:

@@ -35,6 +35,7 @@ from bioprune.io.output_target import check_output, is_stdout
 from bioprune.io.outputs import output_format
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import SETTINGS, add_config_arguments, config_from_values
+from bioprune.types import format_flops_saved
 
 logger = logging.getLogger("bioprune")
 
@@ -239,8 +240,6 @@ def format_linking(linking: dict) -> str:
 
 def format_reference(result: dict) -> str:
     """One line comparing the run with the exact dense fp32 model: F1 drop, agreement, what pruning did."""
-    from bioprune.forward import format_flops_saved
-
     drop = result["f1_drop_points"]["micro"]
     line = (f"dense fp32 micro F1 {result['dense']['mention']['micro']['f1']:.4f}, this run "
             f"{result['mention']['micro']['f1']:.4f} (drop {drop:.2f} points, {result['precision']}); "

@@ -62,14 +62,6 @@ def head_flops(n_tokens: int, hidden: int, n_classes: int) -> int:
     return 2 * n_tokens * hidden * n_classes
 
 
-def format_flops_saved(ratio: float) -> str:
-    """A FLOPs-saved ratio as a percentage for report lines, never "-0.0%": a small net cost (pruning removed
-    less than its exit heads cost, see :func:`bioprune.types.flops_saved_ratio`) keeps its digits and says so."""
-    if -0.0005 < ratio < 0:
-        return f"{ratio:.3%} (the exit heads cost more than pruning saved)"
-    return f"{ratio:.1%}"
-
-
 # --- prune and restore: one index, two directions ----------------------------------------------------
 
 

@@ -89,6 +89,14 @@ def flops_saved_ratio(flops: float, dense_flops: float) -> float:
     return 1.0 - flops / dense_flops if dense_flops else 0.0
 
 
+def format_flops_saved(ratio: float) -> str:
+    """A FLOPs-saved ratio as a percentage for every report line (CLI, app), never "-0.0%": a small net
+    cost (pruning removed less than its exit heads cost, :func:`flops_saved_ratio`) keeps its digits."""
+    if -0.0005 < ratio < 0:
+        return f"{ratio:.3%} (the exit heads cost more than pruning saved)"
+    return f"{ratio:.1%}"
+
+
 @dataclass(frozen=True)
 class Trace:
     """What pruning did to one document (summed over its windows)."""

@@ -7,8 +7,8 @@ import torch
 from bioprune.config import DENSE, PruningConfig
 from bioprune.encoding import window_input_ids
 from bioprune.evaluation import pruning_summary
-from bioprune.forward import format_flops_saved, head_flops, layer_flops
-from bioprune.types import flops_saved_ratio
+from bioprune.forward import head_flops, layer_flops
+from bioprune.types import flops_saved_ratio, format_flops_saved
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import Trace
 

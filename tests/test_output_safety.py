@@ -270,3 +270,5 @@ def test_summary_line_says_only_what_it_knows():
     assert empty.summary_line(controller="none").endswith("; dense (no pruning)")
     pruned = RunStats(documents=2, tokens=100, tokens_pruned=40, flops=60.0, dense_flops=100.0)
     assert pruned.summary_line(controller="rule").endswith("; tokens pruned 40.0%, FLOPs saved 40.0%")
+    costly = RunStats(documents=1, tokens=100, flops=100.018, dense_flops=100.0)  # nothing left: the heads cost
+    assert costly.summary_line().endswith("FLOPs saved -0.018% (the exit heads cost more than pruning saved)")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bioprune.batch_run import RunStats, annotate_chunks, iter_all_records
+from bioprune.types import format_flops_saved
 from bioprune.io.compression import GZIP_MAGIC, open_binary
 from bioprune.io.outputs import OUTPUT_FORMATS, output_format
 from bioprune.io.records import RecordError
@@ -222,7 +223,7 @@ def summary_rows(result: BatchResult) -> list[list[str]]:
         rows += [["tokens pruned", "– (dense model)"], ["FLOPs saved", "– (dense model)"]]
     else:
         rows += [["tokens pruned", f"{s.tokens_pruned:,} of {s.tokens:,} ({s.tokens_pruned_ratio:.1%})"],
-                 ["FLOPs saved", f"{s.flops_saved_ratio:.1%}"],
+                 ["FLOPs saved", format_flops_saved(s.flops_saved_ratio)],
                  ["documents with recovery", f"{s.recovered_documents:,}"]]
     rows.append(["time", f"{s.wall_s:.1f} s ({s.docs_per_s:.1f} documents/s)"])
     return rows
