@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from bioprune.batch_run import MEMORY_MODES
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.types import flops_saved_ratio
-from training.analysis.common import add_dataclass_arguments
+from training.analysis.common import add_dataclass_arguments, command_line, write_json_atomic
 from training.analysis.timing import cpu_model
 from training.render_readme import fill
 
@@ -250,9 +250,8 @@ def main(argv=None) -> dict | None:
         Path(render).write_text(fill(Path(render).read_text(encoding="utf-8"), "batch", body), encoding="utf-8")
         return None
     res = run(args)
-    res["command"] = "python -m training.benchmark_batch " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(res, indent=2) + "\n")
+    res["command"] = command_line("-m training.benchmark_batch", argv)
+    write_json_atomic(args.output, res)
     print(render_markdown(res))
     return res
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -22,7 +20,7 @@ from bioprune.config import PruningConfig
 from bioprune.layer import run_layer
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.importance import token_signals
-from training.analysis.common import parse_dataclass
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def main(args: OverheadArgs) -> dict:
     config = PruningConfig()
     result = {
         "args": asdict(args),
-        "command": "python -m training.benchmark_controller " + " ".join(sys.argv[1:]),
+        "command": command_line("-m training.benchmark_controller"),
         "us_per_token": {
             "rule_controller": _median_us(lambda: engine.controllers["rule"].importance(signals, config), args.repeats, n),
             "mlp_controller": _median_us(lambda: engine.controllers["mlp"].importance(signals, config), args.repeats, n),
@@ -78,8 +76,7 @@ def main(args: OverheadArgs) -> dict:
     }
     us = result["us_per_token"]
     result["mlp_vs_layer"] = us["mlp_controller"] / us["encoder_layer"]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result)
     print(json.dumps(us, indent=2), f"\nMLP controller = {result['mlp_vs_layer']:.1%} of one encoder layer per token")
     return result
 

@@ -22,7 +22,6 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -33,7 +32,7 @@ from spacy.util import minibatch
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.io.pubtator import read_pubtator
 import bioprune.spacy  # registers bioprune_ner even when the package is not installed
-from training.analysis.common import command_line, parse_dataclass
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,7 @@ def main(args: SpacyBenchArgs, command: str = "") -> dict:
             entry["spacy_entities"] = sum(len(d.ents) for d in outputs["spacy_pipe"])
             entry["skipped_entities"] = sum(d._.bioprune_skipped_count for d in outputs["spacy_pipe"])
             results["batch"][f"batch_{bs}"] = entry
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2))
+    write_json_atomic(args.output, results)
     return results
 
 

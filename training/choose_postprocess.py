@@ -24,7 +24,6 @@ chosen settings from ``--ship-gazetteer-from`` (the shipped model's training fil
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +37,7 @@ from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
 from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import gold_spans, parse_dataclass
+from training.analysis.common import command_line, gold_spans, parse_dataclass, write_json_atomic
 from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
 from training.evaluate_corpus import corpus_gold, corpus_scores
 
@@ -159,12 +158,11 @@ def main(args: ChooseArgs) -> dict:
     best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=merit)
     shipped, provenance = grid[best].build(args.ship_gazetteer_from or args.gazetteer_from, args.genes_from,
                                            DECODINGS[best_decoding])
-    result = {"args": asdict(args), "command": "python -m training.choose_postprocess " + " ".join(sys.argv[1:]),
+    result = {"args": asdict(args), "command": command_line("-m training.choose_postprocess"),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
               **({"off_domain": off} if off is not None else {}),
               "best": best, "best_decoding": best_decoding, "choice": shipped.settings(provenance)}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result)
     for decoding_name, scores in decodings.items():
         for name, s in scores.items():
             elsewhere = f"  off-domain F1 {off['scores'][decoding_name][name]['micro']['f1']:.4f}" if off else ""

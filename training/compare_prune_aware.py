@@ -16,11 +16,10 @@ weights, same run); this script only groups them by model so the README table co
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import parse_dataclass
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -73,8 +72,8 @@ def main(argv=None) -> None:
     args = parse_dataclass(CompareArgs, __doc__, argv)
     res = summarize([json.loads(Path(p).read_text()) for p in args.evaluations],
                     [json.loads(Path(p).read_text()) for p in args.error_analyses])
-    res["command"] = "python -m training.compare_prune_aware " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.output).write_text(json.dumps(res, indent=2))
+    res["command"] = command_line("-m training.compare_prune_aware", argv)
+    write_json_atomic(args.output, res)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from bioprune.evaluation import evaluate_predictions, word_offsets
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import decode_entities
 from bioprune.postprocess import PASSES, Postprocess
-from training.analysis.common import gold_spans, parse_dataclass
+from training.analysis.common import command_line, gold_spans, parse_dataclass, write_json_atomic
 from training.multicorpus import default_base
 
 
@@ -111,11 +111,10 @@ def main(argv=None) -> int:
     except InputError as err:
         print(f"ensemble: error: {err}", file=sys.stderr)
         return 2
-    out = {"command": " ".join(["python -m training.ensemble", *(argv if argv is not None else sys.argv[1:])]),
+    out = {"command": command_line("-m training.ensemble", argv),
            "gold": args.gold, "postprocess": args.postprocess, "systems": results,
            "ensemble_of": args.models, "recipes": {m: recipe(m) for m in [*args.models, *args.also]}}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=1))
+    write_json_atomic(args.output, out)
     for name, r in results.items():
         m = r["mention"]
         print(f"{name}: micro {m['micro']['f1']:.4f}  Chemical {m['Chemical']['f1']:.4f}  Disease {m['Disease']['f1']:.4f}")

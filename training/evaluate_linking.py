@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -45,7 +44,7 @@ from bioprune.io.pubtator import PubTatorDocument, read_pubtator
 from bioprune.linking import (DEFAULT_INDEX_DIR, LinkerSettings, NameRow, link_document, read_index,
                               read_names)
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
 from training.build_linker_index import MESH_TERMS, open_table
 
 
@@ -180,11 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     crosswalk = mesh2024_crosswalk(mesh2024_terms(Path(args.data)), named_ids(docs, rows))
     result = {"split": args.split, "index": args.index, "index_load_seconds": load_seconds,
               "settings": asdict(settings), **score(index, docs, predicted, settings, crosswalk),
-              "command": "python -m training.evaluate_linking " + " ".join(argv if argv is not None else sys.argv[1:])}
+              "command": command_line("-m training.evaluate_linking", argv)}
     if tried:
         result["tried"] = tried
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(args.output, result)
     for key in ("normalization_accuracy", "document_from_gold", "document_from_predicted", "mention_and_id",
                 "document_from_predicted_mesh2024"):
         print(key, {t: round(v.get("f1", v.get("accuracy", 0.0)), 4) for t, v in result[key].items()})

@@ -12,7 +12,6 @@ counted. Writes ``results/app_load.json``; exits 1 when any request failed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -174,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args, payload = parse_args(argv)
     result = run(args, payload, argv)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out, result)
     lat = result["latency_s"]
     print(f"{result['completed']}/{result['requests']} requests answered, {result['failed']} failed; "
           f"latency p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s (wall {result['wall_s']:.1f} s) -> {out}")

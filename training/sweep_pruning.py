@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -29,7 +26,7 @@ from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, medline_halves
+from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, medline_halves, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -112,11 +109,10 @@ def main(argv=None) -> dict:
                      config.prune_layers, config.aggressiveness, mkr, rec, loss_p, spike, min_tokens, window, r["f1"]["micro"],
                      r["f1_drop_points"]["micro"], 100 * r["flops_saved_ratio"],
                      100 * r["recovery_rate_documents"])
-    result = {"command": "python -m training.sweep_pruning " + " ".join(argv if argv is not None else sys.argv[1:]),
+    result = {"command": command_line("-m training.sweep_pruning", argv),
               "model": args.model, "gold": args.gold or f"dense predictions on {args.unlabelled} ({args.half} half)", "n_documents": len(gold),
               "dense_f1": {t: dense["mention"][t]["f1"] for t in dense["mention"]}, "rows": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2))
+    write_json_atomic(args.output, result)
     return result
 
 
