@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -28,7 +26,7 @@ from bioprune.evaluation import pruning_summary
 from bioprune.io.pubtator import read_pubtator
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from bioprune.options import add_config_arguments
-from training.analysis.common import parse_dataclass, pruning_config
+from training.analysis.common import command_line, parse_dataclass, pruning_config, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -41,16 +39,19 @@ class PruningBenchArgs:
     warmup_docs: int = 32  # abstracts annotated by each system before timing
     limit_docs: int = 0  # 0: all abstracts
     batch_sizes: tuple[int, ...] = (1, 16)  # sequences per forward pass, each timed
+    device: str = "cpu"  # torch device of both systems ("cuda": issue 16's GPU check, at --batch-sizes 64)
 
 
 def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     torch.set_num_threads(args.threads)
     texts = [d.text for d in read_pubtator(args.data)[: args.limit_docs or None]]
-    pruned = PruningEngine.from_pretrained(args.model, config=config)
+    pruned = PruningEngine.from_pretrained(args.model, config=config, device=args.device)
     dense = pruned.with_config(replace(DENSE, link=config.link))  # linking, if on, costs both sides alike
     summary = pruning_summary(pruned.annotate(texts))
     results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
-               "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__, "pruning": summary,
+               "n_tokens": sum(end - start + 2 for doc in pruned.encode(texts) for start, end in doc.windows),
+               "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__,
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None, "pruning": summary,
                "flops_predicted_speedup": summary["dense_flops"] / summary["flops"] if summary else 1.0, "batch": {}}
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)
     systems = {"dense": lambda t, bs: dense.annotate(t, batch_size=bs),
@@ -59,6 +60,8 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
         results["batch"] = time_systems(systems, texts, plan, on_run=lambda: bar.update(1))
     for entry in results["batch"].values():
         entry["speedup_vs_flops_prediction"] = entry["speedup_median"] / results["flops_predicted_speedup"]
+        for name in systems:  # wordpieces entering layer 1 per second ([CLS] and [SEP] of every window counted)
+            entry[name]["tokens_per_s"] = results["n_tokens"] / entry[name]["median_s"]
     return results
 
 
@@ -66,9 +69,8 @@ def main(argv=None) -> dict:
     args, ns = parse_dataclass(PruningBenchArgs, __doc__, argv,  # none: dense at --precision vs dense fp32
                                lambda parser: add_config_arguments(parser, controllers=("rule", "mlp", "none")))
     res = run(args, pruning_config(ns))
-    res["command"] = "python -m training.benchmark_pruning " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(res, indent=2))
+    res["command"] = command_line("-m training.benchmark_pruning", argv)
+    write_json_atomic(args.output, res)
     return res
 
 

@@ -583,6 +583,28 @@ def hosts_table() -> str | None:
     return "\n".join(out)
 
 
+# (label, benchmark_pruning file, evaluate file) of issue 16's GPU check: training/gpu_check.sh's results/gpu/
+GPU_ROWS = (("dense fp32", None, "evaluate_dense_fp32"), ("the default (dense, bf16)", "benchmark_default", "evaluate_default"),
+            ("faithful pruning (bf16)", "benchmark_faithful", "evaluate_faithful"), ("MLP default (bf16)", "benchmark_mlp", None))
+
+
+def gpu_table() -> str | None:
+    """Each GPU_ROWS setting on the GPU: test F1 (agreement with dense fp32) and tokens/s against dense fp32."""
+    out, commands = ["| setting | F1 test (agreement with dense fp32) | batch 1: tokens/s vs dense fp32's, speed-up "
+                     "| batch 64 |", "|---|---|---|---|"], []
+    for label, bench, ev in ((label, _load(f"gpu/{b}.json") if b else None, _load(f"gpu/{e}.json") if e else None)
+                             for label, b, e in GPU_ROWS):
+        f1 = f"{ev['mention']['micro']['f1']:.4f} ({ev.get('agreement', {}).get('micro', {}).get('f1', 1):.4f})" if ev else "–"
+        speeds = [f"{b['pruned']['tokens_per_s']:,.0f} vs {b['dense']['tokens_per_s']:,.0f}, {_speed_cell(b)}"
+                  for b in bench["batch"].values()] if bench else ["1.00×", "1.00×"]
+        out.append(f"| {label} | {f1} | {' | '.join(speeds)} |")
+        commands += [f"`{r['command']}`" for r in (ev, bench) if r]
+    return None if bench is None else "\n".join(out + [
+        "", f"BC5CDR test (500 abstracts) on one {bench['gpu']} (torch {bench['torch']}), linking off, 2 CPU threads; "
+        "tokens/s = wordpieces entering layer 1 per second, end to end; speed-up = median of alternating rounds (in brackets: "
+        "the slowest and the fastest round). `bash training/gpu_check.sh` ran, as: " + "; ".join(commands) + "."])
+
+
 PEERS_CHART = "benchmark_peers.png"  # training/plot_results.py writes it from benchmark_peers.json
 
 
@@ -813,7 +835,7 @@ def main() -> None:
     sweeps = [res for res in (_load("recovery_dev.json"), _load("recovery_dev_rule.json")) if res is not None]
     if sweeps:
         blocks["recovery_dev"] = recovery_dev_table(sweeps, _load("controllers_dev.json"))
-    for name, table in (("precision", precision_table()), ("hosts", hosts_table())):
+    for name, table in (("precision", precision_table()), ("hosts", hosts_table()), ("gpu", gpu_table())):
         if table is not None:
             blocks[name] = table
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
