@@ -199,18 +199,25 @@ class Gazetteer:
 
 # sequence-variant notation: protein changes (N372H, p.Arg117His, Arg117His), dbSNP ids (rs8099917), cDNA
 # and genomic changes (c.1521A>G); two or more position digits, so that S1P or C6S stay chemicals
-VARIANT = re.compile(r"(?:[ACDEFGHIKLMNPQRSTVWY]\d{2,}[ACDEFGHIKLMNPQRSTVWY*]|(?:p\.)?[A-Z][a-z]{2}\d+[A-Z][a-z]{2}"
-                     r"|rs\d+|[cg]\.[-*]?\d+[ACGT]>[ACGT])")
+VARIANT = re.compile(r"\b(?:[ACDEFGHIKLMNPQRSTVWY]\d{2,}[ACDEFGHIKLMNPQRSTVWY*]|(?:p\.)?[A-Z][a-z]{2}\d+[A-Z][a-z]{2}"
+                     r"|rs\d+|[cg]\.[-*]?\d+[ACGT]>[ACGT])(?![\w>])")
+_AMINO_ACID = ("(?i:alanine|arginine|asparagine|aspartic acid|aspartate|cysteine|glutamine|glutamic acid|glutamate|glycine|"
+               "histidine|isoleucine|leucine|lysine|methionine|phenylalanine|proline|serine|threonine|tryptophan|"
+               "tyrosine|valine)|Ala|Arg|Asn|Asp|Cys|Gln|Glu|Gly|His|Ile|Leu|Lys|Met|Phe|Pro|Ser|Thr|Trp|Tyr|Val")
+# an amino acid at a sequence position ("Arg555", "arginine 555-to-tryptophan"; not "arginine 10 mg/kg")
+AT_POSITION = re.compile(rf"\b(?:{_AMINO_ACID})(?:\d+\b|[\s-]\d+[\s-](?:to[\s-])?(?:{_AMINO_ACID})\b)")
 
 
-def drop_gene_names(entities: Sequence[Entity], genes: frozenset[str]) -> list[Entity]:
-    """``entities`` without the Chemical ones whose exact text is in ``genes`` or is a sequence
-    variant (:data:`VARIANT`). ``genes``: names that corpora with a gene type (DrugProt,
-    ChemDisGene, NLM-Chem's enzymes) annotate as genes, proteins or variants and never as chemicals,
-    and that the model's training data never tags as a chemical (built by
-    ``training/choose_postprocess.py --genes-from``). No BC5CDR chemical is written as a variant;
-    BioRED's variants are, and the model, which never saw one, calls them chemicals."""
-    return [e for e in entities if not (e.label == "Chemical" and (e.text in genes or VARIANT.fullmatch(e.text)))]
+def drop_gene_names(text: str, entities: Sequence[Entity], genes: frozenset[str]) -> list[Entity]:
+    """``entities`` without the Chemical ones whose exact text is in ``genes``, that hold a sequence
+    variant (:data:`VARIANT`: "BRCA2 N372H") or lie inside one (:data:`AT_POSITION`: "tryptophan" in
+    "arginine 555-to-tryptophan"). ``genes``: names that corpora with a gene type (DrugProt, ChemDisGene,
+    NLM-Chem's enzymes) annotate as genes, proteins or variants and never as chemicals, and that the model's
+    training data never tags as a chemical (``training/choose_postprocess.py --genes-from``). No BC5CDR
+    chemical (train, dev or test) is a variant or inside one; BioRED's variants are, and the model calls them chemicals."""
+    holds, inside = [m.span() for m in VARIANT.finditer(text)], [m.span() for m in AT_POSITION.finditer(text)]
+    return [e for e in entities if not (e.label == "Chemical" and (e.text in genes or any(  # (start, end) spans
+        e.start <= a and b <= e.end for a, b in holds) or any(a <= e.start and e.end <= b for a, b in holds + inside)))]
 
 
 PASSES = ("propagate", "abbreviations", "gazetteer", "genes")  # the document-level passes, by name
@@ -252,7 +259,7 @@ class Postprocess:
         """``entities`` (decoded from ``text``) after each pass, in order."""
         run = {"propagate": propagate_mentions, "abbreviations": expand_abbreviations,
                "gazetteer": self.gazetteer.tag if self.gazetteer is not None else None,
-               "genes": lambda _, found: drop_gene_names(found, self.genes)}
+               "genes": lambda text, found: drop_gene_names(text, found, self.genes)}
         entities = list(entities)
         for name in self.passes:
             entities = run[name](text, entities)

@@ -84,9 +84,10 @@ def test_gene_names_are_the_gene_corpora_s_other_entities_never_a_training_chemi
     found = [Entity(0, 5, "Chemical", "PPARA", 0.9), Entity(10, 17, "Chemical", "insulin", 0.9)]
     assert [e.text for e in built.apply(text, found)] == ["insulin"]
     assert [e.label for e in built.apply(text, [Entity(0, 5, "Disease", "PPARA", 0.9)])] == ["Disease"]
-    variants = "N372H, rs8099917, p.Arg117His, c.1521A>G; S1P, C6S, H2O2, 5-FU"  # four variants, then chemicals
-    found = [Entity(m.start(), m.end(), "Chemical", m.group(), 0.9) for m in re.finditer(r"[^ ,;]+", variants)]
-    assert [e.text for e in built.apply(variants, found)] == ["S1P", "C6S", "H2O2", "5-FU"]
+    variants = "BRCA2 N372H, rs8099917, p.Arg117His, c.1521A>G, arginine 555-to-tryptophan; S1P, C6S, 5-FU, arginine 10 mg"
+    found = [Entity(m.start(), m.end(), "Chemical", m.group(), 0.9)  # six in variants (two at a position), then chemicals
+             for m in re.finditer(r"BRCA2 N372H|rs\d+|p\.\w+|c\.[^,]+|arginine|tryptophan|S1P|C6S|5-FU", variants)]
+    assert [e.text for e in built.apply(variants, found)] == ["S1P", "C6S", "5-FU", "arginine"]
 
 
 def test_the_genes_pass_is_scored_after_every_setting_and_ships_with_its_names(tiny_model_dir, tmp_path):
