@@ -15,8 +15,10 @@ from safetensors.torch import load_file
 from bioprune.errors import InputError
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
+from bioprune.postprocess import drop_gene_names
+from bioprune.types import Entity
 from training.corpora import CORPORA, MASKED, OTHER_ENTITY, allowed_labels, bits_labels, check_types, \
-    corpus_for_file, label_bits
+    corpus_for_file, label_bits, mapped_spans
 from training.multicorpus import Source, distillation_loss, filter_sources, main, partial_label_loss, read_checked
 
 DISEASE = {"O", "B-Disease", "I-Disease"}
@@ -240,6 +242,9 @@ def test_every_registered_corpus_loads_and_maps():
         docs = read_checked(path)
         check_types(path, docs, corpus)  # no unknown type, every target names one
         assert docs and corpus.annotates
+        for doc in docs if corpus.name in ("bc5cdr", "biored", "drugprot") else ():  # guidelines that tag no residue
+            gold = [Entity(a, b, "Chemical", doc.text[a:b]) for a, b, t in mapped_spans(doc, corpus) if t == "Chemical"]
+            assert drop_gene_names(doc.text, gold, frozenset()) == gold, f"{path.name} {doc.pmid}: a variant-rule veto"
 
 
 # --- distillation ----------------------------------------------------------------------------------

@@ -89,10 +89,6 @@ def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def _overlap_len(a: Span, b: Span) -> int:
-    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
-
-
 def classify_errors(doc_id: str, gold: Iterable[Span], pred: Iterable[Span]) -> list[MentionError]:
     """Every error of ``pred`` against ``gold`` in one document, sorted (see the module docstring)."""
     gold, pred = set(gold), set(pred)
@@ -104,8 +100,8 @@ def classify_errors(doc_id: str, gold: Iterable[Span], pred: Iterable[Span]) -> 
         if not candidates:
             errors.append(MentionError(doc_id, "spurious", None, p))
             continue
-        # exact span first, then same type, then the largest overlap, then the leftmost
-        g = min(candidates, key=lambda g: (g[:2] != p[:2], g[2] != p[2], -_overlap_len(g, p), g))
+        # exact span first, then same type, then the largest overlap (max start - min end: minus it), then the leftmost
+        g = min(candidates, key=lambda g: (g[:2] != p[:2], g[2] != p[2], max(g[0], p[0]) - min(g[1], p[1]), g))
         kind = "type" if g[:2] == p[:2] else ("boundary" if g[2] == p[2] else "boundary_type")
         errors.append(MentionError(doc_id, kind, g, p))
         explained.add(g)
@@ -131,11 +127,6 @@ def added_errors(dense: Iterable[MentionError], pruned: Iterable[MentionError]) 
     return sorted(e for e in pruned if e not in seen)
 
 
-def _entity_type(tag: str) -> str:
-    """``B-Chemical`` -> ``Chemical``; ``O`` -> ``O``."""
-    return tag.split("-", 1)[1] if "-" in tag else tag
-
-
 def gold_type_at(start: int, end: int, gold: Iterable[Span]) -> str:
     """The gold entity type at characters ``start:end`` (``O`` outside every gold mention; the
     longest mention wins where gold mentions nest)."""
@@ -148,7 +139,7 @@ def attribute(error: MentionError, pruned_tokens: Sequence[PrunedToken], gold: S
     region = error.region
     in_region = tuple(t for t in pruned_tokens if overlaps((t.start, t.end), region))
     in_gold = error.gold is not None and any(overlaps((t.start, t.end), error.gold[:2]) for t in in_region)
-    wrong = any(_entity_type(t.label) != gold_type_at(t.start, t.end, gold) for t in in_region)
+    wrong = any(t.label.split("-", 1)[-1] != gold_type_at(t.start, t.end, gold) for t in in_region)
     lost = not in_region
     cause = ("entity_tokens_pruned" if in_gold else "wrong_early_exit" if wrong
              else "context_lost" if lost else "other")
