@@ -38,6 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from bioprune.batch_run import MEMORY_MODES
+from bioprune.config import OPERATING_POINTS
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.types import flops_saved_ratio
 from training.analysis.common import add_dataclass_arguments, command_line, write_json_atomic
@@ -60,7 +61,7 @@ class BatchBenchArgs:
     ray_cpus_per_actor: int = 1  # actors = threads // this
     memory_repeats: int = 16  # memory check: the input given 1, 4 and this many times
     controller: str = "mlp"  # the pruned setting's controller ("rule" or "mlp")
-    aggressiveness: float = 6.0  # λ of the pruned setting (the MLP operating point)
+    aggressiveness: float = OPERATING_POINTS["mlp"].aggressiveness  # λ of the pruned setting (the MLP operating point)
     pubmed_abstracts: int = 36_000_000  # PubMed records to estimate for (~36M citations, 2024)
     usd_per_core_hour: float = 0.0425  # ASSUMPTION: on-demand x86 vCPU-hour (e.g. a c7i/c6i class VM)
     workdir: str = ""  # scratch directory for shards and outputs ("" = a temporary one)
