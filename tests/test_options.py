@@ -65,10 +65,11 @@ def test_the_scripts_take_the_same_flags():
     assert pruning_config(narrow.parse_args([])).link == DEFAULT.link
 
 
-def test_the_readme_flags_of_faithful_pruning_are_bioprune_faithful():
-    """The CLI spelling the README gives for faithful pruning is the preset, field for field."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    [flags] = re.findall(r"\| pruning that keeps the dense entities \| `([^`]+)`", readme)
+@pytest.mark.parametrize("path, pattern", [("README.md", r"\| pruning that keeps the dense entities \| `([^`]+)`"),
+                                           ("training/gpu_check.sh", r'FAITHFUL="([^"]+)"')])
+def test_the_flags_of_faithful_pruning_are_bioprune_faithful(path, pattern):
+    """The CLI spelling of faithful pruning in the README and in the GPU check is the preset, field for field."""
+    [flags] = re.findall(pattern, (Path(__file__).resolve().parents[1] / path).read_text())
     ns = _subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y", *flags.split()])
     assert _config(ns) == FAITHFUL
 
