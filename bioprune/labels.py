@@ -142,6 +142,8 @@ def decode_entities(text: str, offsets: Sequence[tuple[int, int]], word_ids: Seq
     for first, last, label in tags_to_spans(tags):
         start = offsets[words[first][0]][0]
         end = offsets[words[last - 1][-1]][1]
-        score = float(wprobs[np.arange(first, last), best[first:last]].mean())
+        tokens = probs[words[first][0]:words[last - 1][-1] + 1]  # (n, C); score: sure of the type, B or I (a
+        # word's later subword tokens say I-X, so its B-X alone averages ~1/its tokens on a sure entity)
+        score = float((tokens[:, LABEL_TO_ID["B-" + label]] + tokens[:, LABEL_TO_ID["I-" + label]]).mean())
         entities.append(Entity(start=start, end=end, label=label, text=text[start:end], score=score))
     return entities

@@ -18,7 +18,7 @@ class Entity:
     end: int
     label: str  # "Chemical" | "Disease"
     text: str
-    score: float = 1.0  # mean probability of the predicted tags over the entity's subword tokens
+    score: float = 1.0  # mean over its subword tokens of p(B-label) + p(I-label): the model's confidence in the type
     # MeSH IDs (bare, "D003924"; several for a composite mention, as in the BC5CDR gold), from the
     # linker (bioprune.linking). Empty when nothing matched or linking is off: writers that need a
     # value write "-" (PubTator3's convention), never BC5CDR's "-1".

@@ -155,7 +155,7 @@ def test_decode_entities_whole_words_and_scores():
     entities = decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, probs)
     assert [(e.start, e.end, e.label, e.text) for e in entities] == [
         (0, 10, "Chemical", "Famotidine"), (19, 28, "Disease", "delirium.")]
-    assert entities[0].score == pytest.approx(0.45)
+    assert entities[0].score == pytest.approx((0.9 + 0.4) / 2)  # the type's B + I per token, not the word's B 0.45
     assert entities[1].score == pytest.approx(0.7)  # mean of 0.8 and 0.6
     for e in entities:
         assert TEXT[e.start:e.end] == e.text
@@ -220,6 +220,6 @@ def test_viterbi_decoding_repairs_what_argmax_reads_leniently_and_the_o_bias_tri
                    {"B-Disease": 0.55, "O": 0.45}, {"O": 1.0}])
     viterbi = decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, sure, Decoding(viterbi=True))
     assert [e.text for e in viterbi] == ["Famotidine", "delirium"]
-    assert viterbi[0].score == pytest.approx(0.45)  # scores stay the word probabilities, not the biased ones
+    assert viterbi[0].score == pytest.approx((0.9 + 0.6) / 2)  # scores stay the model's probabilities, not the biased ones
     biased = decode_entities(TEXT, CONTENT_OFFSETS, WORD_IDS, sure, Decoding(viterbi=True, outside_log_bias=0.5))
     assert [e.text for e in biased] == ["Famotidine"]  # delirium's 0.55 < 0.45 e^0.5; Famotidine's B 0.45 > O 0.25 e^0.5
