@@ -44,7 +44,7 @@ from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.int8 import int8_copy
-from bioprune.layer import base_of, classify, embed, run_layer
+from bioprune.layer import classify, embed, run_layer
 from bioprune.precision import resolve_precision
 
 # --- FLOPs -----------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ class PrunedEncoder:
         self.int8_ranges = int8_ranges  # calibration of the int8 copy (bioprune.int8.load_calibration)
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
-        self.layers = list(base_of(model).encoder.layer)
+        self.layers = list(model.base_model.encoder.layer)
         self._copies = {}  # precision -> the model's copy at it, made on its first forward (:meth:`weights_at`)
         cfg = model.config
         self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
@@ -313,7 +313,7 @@ class PrunedEncoder:
         model = self.weights_at(resolve_precision(config.precision, input_ids.device))
         B, T = input_ids.shape
         device = input_ids.device
-        layers = list(base_of(model).encoder.layer)
+        layers = list(model.base_model.encoder.layer)
         valid = attention_mask.bool()
         n_real = valid.sum(dim=1)  # (B,)
         dense = len(layers) * self._layer_flops(n_real.double()) + head_flops(n_real.double(), self.hidden,
@@ -387,7 +387,7 @@ class PrunedEncoder:
         stays_out = buffer.pruned_layer[rows] * ~recovered  # (R, T): the point a still-pruned token leaves at, else 0
         frozen = None  # still-pruned tokens' states, when config.frozen_context
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
-        layers = list(base_of(model).encoder.layer)
+        layers = list(model.base_model.encoder.layer)
         for i in range(buffer.first_layer, len(layers)):
             if i in config.prune_layers:
                 leaving = seqs.valid & (stays_out.gather(1, seqs.positions) == i)  # (R, T')

@@ -204,13 +204,8 @@ def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, v
     return context, (entropy, received)
 
 
-def base_of(model):
-    """The encoder body (``model.bert`` / ``model.roberta``) of a token-classification model."""
-    return model.base_model
-
-
 def embed(model, input_ids: torch.Tensor) -> torch.Tensor:
-    return base_of(model).embeddings(input_ids=input_ids)  # (B, T, H)
+    return model.base_model.embeddings(input_ids=input_ids)  # (B, T, H): model.bert / model.roberta's
 
 
 def classify(model, hidden: torch.Tensor) -> torch.Tensor:

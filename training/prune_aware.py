@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from bioprune.forward import Sequences, prune
-from bioprune.layer import base_of, classify, embed, run_layer
+from bioprune.layer import classify, embed, run_layer
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID
 
 
@@ -59,7 +59,7 @@ def pruned_forward(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     B, T = input_ids.shape
     seqs = Sequences(hidden=embed(model, input_ids), positions=torch.arange(T, device=input_ids.device).expand(B, T),
                      valid=attention_mask.bool())
-    for i, block in enumerate(base_of(model).encoder.layer):
+    for i, block in enumerate(model.base_model.encoder.layer):
         if i == layer:
             seqs = prune(seqs, seqs.valid & ~leave.gather(1, seqs.positions))
         seqs = replace(seqs, hidden=run_layer(block, seqs.hidden, seqs.valid)[0])

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from bioprune.controllers import LearnedController, attention_feature_columns, controller_features
-from bioprune.layer import base_of, classify, embed, run_layer
+from bioprune.layer import classify, embed, run_layer
 from bioprune.engine import DEFAULT_MODEL_DIR, load_model
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
@@ -61,12 +61,12 @@ def collect(model, tokenizer, exit_heads: ExitHeads, texts: list[str], layers: t
             batch_size: int = 16) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per pruning point k: (features (N, F), unsafe targets (N,), dense entity (N,)) over content tokens."""
     out = {k: ([], [], []) for k in layers}
-    n_layers = len(base_of(model).encoder.layer)
+    n_layers = len(model.base_model.encoder.layer)
     for ids, valid, content in content_batches(tokenizer, texts, batch_size, "features"):
         n_real = valid.sum(1)
         positions = torch.arange(ids.size(1)).expand_as(ids)
         hidden, attn, feats, exits = embed(model, ids), None, {}, {}
-        for j, layer in enumerate(base_of(model).encoder.layer):
+        for j, layer in enumerate(model.base_model.encoder.layer):
             if j in out:
                 logits = exit_heads(j, hidden)
                 signals = token_signals(attn, logits, valid, hidden, positions, n_real, j / n_layers)

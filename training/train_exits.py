@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bioprune.layer import base_of, classify, embed, run_layer
+from bioprune.layer import classify, embed, run_layer
 from bioprune.encoding import encode_texts, window_input_ids
 from bioprune.engine import DEFAULT_MODEL_DIR, _pad, load_model
 from bioprune.exits import ExitHeads
@@ -76,7 +76,7 @@ def collect(model, tokenizer, texts: list[str], layers: tuple[int, ...], batch_s
     teacher = []
     for ids, valid, content in content_batches(tokenizer, texts, batch_size, "dense states"):
         hidden = embed(model, ids)
-        for j, layer in enumerate(base_of(model).encoder.layer, start=1):
+        for j, layer in enumerate(model.base_model.encoder.layer, start=1):
             hidden, _ = run_layer(layer, hidden, valid)
             if j in states:
                 states[j].append(hidden[content])  # (n, H)
