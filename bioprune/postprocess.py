@@ -38,17 +38,13 @@ def _is_word_boundary(text: str, start: int, end: int) -> bool:
     return not before.isalnum() and not after.isalnum()
 
 
-def _overlaps(span: tuple[int, int], taken: Sequence[tuple[int, int]]) -> bool:
-    return any(span[0] < e and s < span[1] for s, e in taken)
-
-
 def _add_free(text: str, entities: Sequence[Entity], found: Iterable[Entity]) -> list[Entity]:
     """``entities`` plus each ``found`` one that is a whole word and overlaps none kept before it,
     sorted by start."""
     out = list(entities)
     taken = [(e.start, e.end) for e in entities]
     for e in found:
-        if _is_word_boundary(text, e.start, e.end) and not _overlaps((e.start, e.end), taken):
+        if _is_word_boundary(text, e.start, e.end) and not any(e.start < end and start < e.end for start, end in taken):
             out.append(e)
             taken.append((e.start, e.end))
     return sorted(out, key=lambda e: (e.start, e.end))

@@ -513,7 +513,8 @@ def _record_in_meta(meta: dict, name: str) -> None:
     except PackageNotFoundError:  # a source tree that was never installed
         installed = None
     requirements = meta.setdefault("requirements", [])
-    if installed and not any(_requirement_name(r) == "bioprune" for r in requirements):
+    names = [re.split(r"[<>=!~;\[ ]", r.strip(), maxsplit=1)[0].lower() for r in requirements]  # "bioprune>=0.1" -> "bioprune"
+    if installed and "bioprune" not in names:
         requirements.append(f"bioprune>={installed}")
     meta.setdefault(META_KEY, {}).setdefault("model_files", {})[name] = f"{name}/{MODEL_DIR}"
 
@@ -527,11 +528,6 @@ def _check_device(device) -> None:
     except InputError as e:
         raise ConfigError("device", device, f'must be a torch device string such as "cpu" or "cuda" that this '
                           f"machine can use ({e.reason})", "cpu") from None
-
-
-def _requirement_name(requirement: str) -> str:
-    """The distribution name of a requirement string ("bioprune>=0.1" -> "bioprune")."""
-    return re.split(r"[<>=!~;\[ ]", requirement.strip(), maxsplit=1)[0].lower()
 
 
 def _quoted(values) -> str:

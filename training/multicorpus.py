@@ -382,7 +382,8 @@ def build_training_set(tokenizer, sources: list[Source], args: MulticorpusArgs) 
     mentions BIO could not hold."""
     examples, weights, dropped = [], [], 0
     for s in sources:
-        labeller = (_unsupervised if s.corpus is UNLABELLED else
+        # unlabelled text: every label allowed on every token (the partial-annotation loss ignores it, the teachers teach it)
+        labeller = ((lambda doc, offsets: ([ALL_LABELS] * len(offsets), [])) if s.corpus is UNLABELLED else
                     partial(corpus_token_labels, corpus=s.corpus,
                             other_entity_allows_disease=args.other_entity_allows_disease))
         part, lost = build_examples(tokenizer, list(s.docs), args.overlap_tokens, labeller)
@@ -390,11 +391,6 @@ def build_training_set(tokenizer, sources: list[Source], args: MulticorpusArgs) 
         weights += [s.loss_weight] * len(part)
         dropped += lost
     return examples, weights, dropped
-
-
-def _unsupervised(doc, offsets) -> tuple[list[int], list]:
-    """Every label allowed on every token: the partial-annotation loss ignores it, the teachers teach it."""
-    return [ALL_LABELS] * len(offsets), []
 
 
 def load_teachers(paths, tokenizer, device: str) -> list:

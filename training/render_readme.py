@@ -190,13 +190,14 @@ def eval_suite_table(res: dict) -> str | None:
     out.append(_suite_footer(res, "Controllers over λ"))
     overhead = _load("controller_overhead.json")
     if overhead:
-        us = overhead["us_per_token"]
+        us, report = overhead["us_per_token"], DEFAULT_MODEL_DIR / "controller.json"
+        without = report.is_file() and json.loads(report.read_text())["args"].get("without_attention", False)
         out.append(f"Controller overhead per token: MLP {us['mlp_controller']:.3f} µs, rule {us['rule_controller']:.3f} µs, "
                    f"exit head {us['exit_head']:.3f} µs, against {us['encoder_layer']:.1f} µs for one encoder layer "
                    f"(MLP = {overhead['mlp_vs_layer']:.2%} of a layer)"
                    + (f"; the layer before a pruning point costs {us['encoder_layer_with_attention_signals']:.1f} µs "
                       "when the controller reads attention signals (the rule controller does; the shipped MLP "
-                      f"{'does not' if _shipped_mlp_without_attention() else 'does too'})"
+                      f"{'does not' if without else 'does too'})"
                       if "encoder_layer_with_attention_signals" in us else "")
                    + f": `{overhead['command'].strip()}` → `results/controller_overhead.json`.")
     return "\n".join(out)
@@ -269,11 +270,6 @@ def recovery_dev_table(sweeps: list[dict], curves: dict | None) -> str:
                "curve (`results/controllers_dev.json`) interpolated at the row's FLOPs saved (– outside the curve's "
                "range). " + "; ".join(commands) + " → `results/recovery_dev.json`, `results/recovery_dev_rule.json`."]
     return "\n".join(out)
-
-
-def _shipped_mlp_without_attention() -> bool:
-    report = DEFAULT_MODEL_DIR / "controller.json"
-    return report.is_file() and json.loads(report.read_text())["args"].get("without_attention", False)
 
 
 def ablations_table(res: dict) -> str | None:

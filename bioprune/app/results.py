@@ -59,18 +59,14 @@ def caption_for(path: str | Path) -> str:
     return text[:1].upper() + text[1:] if text else stem
 
 
-def _order(path: Path) -> tuple[int, str]:
-    stem = path.stem
-    return (0 if stem.startswith("pareto") else 1 if stem.startswith("ablation") else 2, stem)
-
-
 def find_charts(results_dir: str | Path) -> list[Chart]:
     """Every ``*.png`` in ``results_dir``: Pareto plots first, then ablations, then the rest, by name."""
     directory = Path(results_dir)
     if not directory.is_dir():
         return []
-    return [Chart(path, caption_for(path)) for path in sorted(directory.glob("*.png"), key=_order)
-            if path.is_file()]
+    order = {"pareto": 0, "ablation": 1}  # then the rest, by name
+    return [Chart(path, caption_for(path)) for path in sorted(directory.glob("*.png"), key=lambda p: (
+        next((rank for prefix, rank in order.items() if p.stem.startswith(prefix)), 2), p.stem)) if path.is_file()]
 
 
 def stage_charts(charts: list[Chart], dest: Path) -> list[Chart]:

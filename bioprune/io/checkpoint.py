@@ -125,10 +125,6 @@ def _normalised(fingerprint: dict) -> dict:
     return json.loads(json.dumps(fingerprint, sort_keys=True))
 
 
-def _differences(old: dict, new: dict) -> list[str]:
-    return [f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(old | new) if old.get(k) != new.get(k)]
-
-
 class CheckpointedOutput:
     """The files of one run on ``output``; see the module docstring.
 
@@ -172,7 +168,8 @@ class CheckpointedOutput:
             raise InputError(str(self.journal), f"journal version {saved.get('version')} is not "
                              f"{JOURNAL_VERSION}; delete it to start over")
         if saved.get("fingerprint") != self.fingerprint:
-            diff = "; ".join(_differences(saved.get("fingerprint") or {}, self.fingerprint))
+            old, new = saved.get("fingerprint") or {}, self.fingerprint
+            diff = "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in sorted(old | new) if old.get(k) != new.get(k))
             raise InputError(str(self.journal), f"cannot resume another job ({diff}); rerun with the same "
                              "inputs and options, or delete the journal to start over")
         self.sizes = saved["sizes"]

@@ -106,13 +106,8 @@ def iter_pubtator_records(path: str | Path) -> Iterator[PubTatorDocument | Recor
             try:
                 yield _parse_block(block, bad, str(path))
             except InputError as err:
-                yield RecordError(str(path), err.reason, _block_id(block[0][1]), err.line)
-
-
-def _block_id(first_line: str) -> str | None:
-    """The PMID a block's first line names, if any (for the error report)."""
-    head = re.split(r"[|\t]", first_line, maxsplit=1)[0].strip()
-    return head or None
+                pmid = re.split(r"[|\t]", block[0][1], maxsplit=1)[0].strip()  # the first line's, if any
+                yield RecordError(str(path), err.reason, pmid or None, err.line)
 
 
 def _blocks(handle: BinaryIO) -> Iterator[tuple[list[tuple[int, str]], tuple[int, UnicodeDecodeError] | None]]:
