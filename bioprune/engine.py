@@ -308,7 +308,8 @@ class PruningEngine:
         entities = self.postprocess.apply(text, entities)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
-            entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)]
+            entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)
+                        if not self.linker.gene_product(e.label, link)]
         return entities
 
 

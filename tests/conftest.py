@@ -99,6 +99,7 @@ TINY_LINKER_NAMES = [
     ("Chemical", "Aspirin", "D001241"), ("Disease", "Delirium", "D003693"),
     ("Disease", "Acute Kidney Injury", "D058186"), ("Disease", "Renal Failure", "D051437"),
     ("Disease", "Seizures", "D012640"), ("Disease", "Drug Overdose", "D062787"),
+    ("Chemical", "Caveolin", "D019011"),  # a protein: in the manifest's gene products
 ]
 
 
@@ -106,7 +107,7 @@ def write_tiny_linker(directory: Path) -> Path:
     from bioprune.linking import NameRow, write_names
 
     rows = [NameRow(t, name, ident, vocab_weight=2.0) for t, name, ident in TINY_LINKER_NAMES]
-    return write_names(directory, rows, {"sources": ["tests/conftest.py"]})
+    return write_names(directory, rows, {"sources": ["tests/conftest.py"], "gene_products": ["D019011"]})
 
 
 @pytest.fixture(scope="session")

@@ -220,6 +220,8 @@ def test_entities_get_ids_from_the_model_folders_index_and_none_without_link(bia
     assert unknown.entities[0].ids == ()  # no match: no ID (writers write "-")
     [off] = biased_engine.with_config(biased_engine.config.with_(link=False)).annotate("Famotidine")
     assert off.entities[0].ids == ()
+    [gene] = biased_engine.annotate("Caveolin")  # linked only to a protein: a gene product, not a chemical
+    assert gene.entities == () and biased_engine.with_config(DENSE.with_(link=False)).annotate("Caveolin")[0].entities
 
 
 def test_the_linker_loads_once_lazily_and_a_folder_without_one_falls_back(tiny_model_dir, tmp_path, caplog):

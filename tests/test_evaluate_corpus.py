@@ -68,8 +68,8 @@ def test_main_rejects_a_file_of_no_known_corpus(tiny_model_dir, tmp_path, capsys
     assert err.startswith("evaluate_corpus:") and "\n" not in err
 
 
-def test_no_flag_it_would_ignore(tiny_model_dir, tmp_path, capsys):
-    """It scores entities only: --link would be a flag that does nothing, so there is none."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--gold", str(tmp_path / "BioRED_Dev.PubTator"), "--model", str(tiny_model_dir), "--link"])
-    assert exit_info.value.code == 2 and "--link" in capsys.readouterr().err
+def test_entities_as_users_get_them_linked_unless_no_link(tiny_model_dir, tmp_path):
+    """Linking drops the chemicals it links only to gene products (bioprune.linking), so it is on, as by default."""
+    (gold := tmp_path / "BioRED_Dev.PubTator").write_text(_doc("1", 1))
+    assert "link=True" in main(["--gold", str(gold), "--model", str(tiny_model_dir)])["config"]
+    assert "link=False" in main(["--gold", str(gold), "--model", str(tiny_model_dir), "--no-link"])["config"]

@@ -25,10 +25,10 @@ MESH_TERMS = [  # descriptor, term, record-preferred
     ("D001943", "Breast Neoplasms", "Y"), ("D001943", "Breast Cancer", "N"),
     ("D010051", "Ovarian Neoplasms", "Y"), ("D010051", "Ovarian Cancer", "N"),
     ("D010300", "Parkinson Disease", "Y"), ("D010300", "Parkinson's Disease", "N"),
-    ("D016584", "Panic Disorder", "Y"),
+    ("D016584", "Panic Disorder", "Y"), ("D008668", "Metallothionein", "Y"),
 ]
 TREES = {"D002945": "D01.710.100", "D001943": "C04.588.180", "D010051": "C04.588.322",
-         "D010300": "C10.228.140", "D016584": "F03.080.725"}
+         "D010300": "C10.228.140", "D016584": "F03.080.725", "D008668": "D12.776.548"}  # the last: a protein
 # BC5CDR-style training pairs: "PD" is panic disorder in this abstract
 TRAIN = ("111|t|Panic disorder (PD) after treatment.\n111|a|PD was seen.\n"
          "111\t0\t14\tPanic disorder\tDisease\tD016584\n111\t16\t18\tPD\tDisease\tD016584\n"
@@ -95,6 +95,12 @@ def test_composite_mention_gets_each_id(linker):
     assert ids(linker, "breast and ovarian cancer", "Disease") == "D001943|D010051"
     assert composite_readings("hepatitis B and C")[-1] == ["hepatitis B", "hepatitis C"]
     assert composite_readings("1,2-dichloroethane") == []
+
+
+def test_a_chemical_linked_only_to_proteins_or_enzymes_is_a_gene_product(linker):
+    [protein, drug] = linker.link("", [("metallothionein", "Chemical"), ("cisplatin", "Chemical")])
+    assert protein.ids == ("D008668",) and linker.gene_product("Chemical", protein)
+    assert not linker.gene_product("Chemical", drug) and not linker.gene_product("Disease", protein)
 
 
 def test_index_round_trip(linker, tmp_path):

@@ -120,6 +120,14 @@ def mesh_types(data: Path) -> dict[str, set[str]]:
     return out
 
 
+def gene_products(data: Path) -> list[str]:
+    """Descriptors all of whose tree numbers lie under Proteins or Enzymes (bioprune.linking.Linker.gene_product)."""
+    trees: dict[str, list[str]] = defaultdict(list)
+    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
+        trees[row["DescriptorUI"]].append(row["tree_location"])
+    return sorted(d for d, t in trees.items() if all(x.startswith(("D12.776", "D08.811")) for x in t))
+
+
 def mesh_rows(data: Path) -> Iterator[NameRow]:
     """Every term of every Chemical or Disease descriptor (the record's preferred term weighs 2)."""
     types = mesh_types(data)
@@ -269,7 +277,7 @@ def build(args: BuildArgs) -> Path:
     held = f" --bc5cdr {' '.join(args.bc5cdr)}" if held_out else ""
     manifest = {"sources": sources, "corpus_weights": CORPORA if args.corpora else {},
                 "bc5cdr_splits": list(args.bc5cdr), "bc5cdr_weight": BC5CDR_WEIGHT, "held_out_pmids": len(skip),
-                "promoted_aliases": dict(sorted(aliases.items())),
+                "promoted_aliases": dict(sorted(aliases.items())), "gene_products": gene_products(data),
                 "command": f"python -m training.build_linker_index --data DATA --output OUT{held}"
                            + ("" if args.corpora else " --no-corpora")
                            + (f" --supplementary {Path(args.supplementary).name}" if args.supplementary else "")}

@@ -76,7 +76,7 @@ def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, CorpusArgs)
-    add_config_arguments(parser, without=("link",))  # entities only: the corpus IDs are not scored
+    add_config_arguments(parser)  # --no-link also keeps the chemicals linking drops as gene products
     ns = parser.parse_args(argv)
     args = dataclass_from_args(CorpusArgs, vars(ns))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
         excluded = {d.pmid for path in args.exclude for d in read_pubtator(path)}
         all_docs = read_pubtator(args.gold)
         docs = [d for d in all_docs if d.pmid not in excluded]
-        config = replace(pruning_config(ns), link=False)  # no linker needed
+        config = pruning_config(ns)
     except (InputError, ValueError) as err:
         parser.exit(2, f"evaluate_corpus: {err}\n")
     types, gold, other = corpus_gold(docs, corpus)
@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
               "gene_rich": {"min_other_entity_mentions": threshold, "n_documents": len(rich),
                             **corpus_scores(subset(gold), subset(pred), subset(other), types)}}
     if args.reference_dense:
-        dense = PruningEngine.from_pretrained(args.model, config=replace(DENSE, link=False))
+        dense = PruningEngine.from_pretrained(args.model, config=replace(DENSE, link=config.link))
         ref = annotation_spans(annotate_with_progress(dense, [d.to_document() for d in docs], args.batch_size, True, "dense"))
         result["agreement"] = mention_scores(span_keys(ref), span_keys(pred))
     for part in ("all", "gene_rich"):
