@@ -14,6 +14,6 @@ def test_benchmark_linking_runs_on_a_tiny_input(tiny_model_dir, sample_path, tmp
     linker = result["linker"]
     assert linker["index"] == str(tiny_model_dir / "linker") and linker["load_tables_s"] >= 0
     assert linker["rss_before_mb"] > 0 and linker["rss_after_tfidf_mb"] > 0
-    assert result["entities_unchanged"] and result["n_abstracts"] == 3
+    assert result["entities_only_dropped"] and result["gene_products_dropped"] == 0 and result["n_abstracts"] == 3
     entry = result["batch"]["16"]
     assert {"link", "no_link", "slowdown_median", "linking_ms_per_abstract"} <= set(entry)

@@ -79,8 +79,9 @@ def run(args: LinkingBenchArgs, config: PruningConfig) -> dict:
                "linker": linker_cost(linked)}
     with_ids, without = linked.annotate(texts), plain.annotate(texts)
     entities = [e for a in with_ids for e in a.entities]
-    results["entities_unchanged"] = ([[(e.start, e.end, e.label) for e in a.entities] for a in with_ids]
-                                     == [[(e.start, e.end, e.label) for e in a.entities] for a in without])
+    kept, every = ([{(e.start, e.end, e.label) for e in a.entities} for a in run] for run in (with_ids, without))
+    results["entities_only_dropped"] = all(k <= e for k, e in zip(kept, every))  # IDs added, gene products dropped
+    results["gene_products_dropped"] = sum(len(e - k) for k, e in zip(kept, every))
     results["entities"] = len(entities)
     results["entities_with_ids"] = sum(bool(e.ids) for e in entities)
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=args.batch_sizes)

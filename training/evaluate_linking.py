@@ -71,7 +71,7 @@ def predicted_spans(path: Path, docs: Sequence[PubTatorDocument]) -> dict[str, l
         from bioprune.engine import PruningEngine
         from bioprune.evaluation import annotate_with_progress
 
-        engine = PruningEngine.from_pretrained(config=DEFAULT.with_(link=False))  # the spans; linked here
+        engine = PruningEngine.from_pretrained(config=DEFAULT)  # the entities users get (gene products dropped); linked again here
         annotations = annotate_with_progress(engine, [d.to_document() for d in docs],
                                              progress=True, desc="predict")
         path.parent.mkdir(parents=True, exist_ok=True)
