@@ -17,7 +17,7 @@ from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
 from bioprune.postprocess import drop_gene_names
 from bioprune.types import Entity
-from training.corpora import CORPORA, MASKED, OTHER_ENTITY, allowed_labels, bits_labels, check_types, \
+from training.corpora import CORPORA, MASKED, OTHER_ENTITY, allowed_labels, check_types, \
     corpus_for_file, label_bits, mapped_spans
 from training.multicorpus import Source, distillation_loss, filter_sources, main, partial_label_loss, read_checked
 
@@ -36,7 +36,7 @@ ENZYME = (32, 52, OTHER_ENTITY)
 def _sets(spans, annotates, allows_disease=False) -> list[set[str]]:
     bits, dropped = allowed_labels(OFFSETS, spans, frozenset(annotates), allows_disease)
     assert not dropped
-    return [set(bits_labels(b)) for b in bits]
+    return [{label for i, label in enumerate(LABELS) if b >> i & 1} for b in bits]  # label_bits' inverse
 
 
 def test_fully_annotated_corpus_allows_the_gold_tag_only():

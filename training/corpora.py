@@ -157,11 +157,6 @@ def label_bits(labels) -> int:
     return sum(1 << LABEL_TO_ID[label] for label in set(labels))
 
 
-def bits_labels(bits: int) -> frozenset[str]:
-    """The labels a bitmask allows (the inverse of :func:`label_bits`)."""
-    return frozenset(label for i, label in enumerate(LABELS) if bits >> i & 1)
-
-
 def allowed_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], annotates: frozenset[str],
                    other_entity_allows_disease: bool = False) -> tuple[list[int], list[Span]]:
     """Per token, the bitmask of BIO labels consistent with a corpus's annotation; and the gold

@@ -105,11 +105,6 @@ def iter_text_records(path: str | Path) -> Iterator[Record]:
                 yield Document(id=str(line_no), text=line)
 
 
-def _pubtator_records(path: Path) -> Iterator[Record]:
-    for record in iter_pubtator_records(path):
-        yield record.to_document() if isinstance(record, PubTatorDocument) else record
-
-
 def _readers():
     from bioprune.io.pubmed_xml import iter_pubmed_records  # lxml: only when reading
 
@@ -117,7 +112,8 @@ def _readers():
         head = _head(path).decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
         return (iter_bioc_xml_records if head.startswith("<") else iter_bioc_json_records)(path)
 
-    return {"pubtator": _pubtator_records, "pubmed": iter_pubmed_records, "bioc": bioc,
+    return {"pubtator": lambda path: (r.to_document() if isinstance(r, PubTatorDocument) else r for r in iter_pubtator_records(path)),
+            "pubmed": iter_pubmed_records, "bioc": bioc,
             "jsonl": iter_jsonl_records, "text": iter_text_records}
 
 
