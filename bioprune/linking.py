@@ -566,9 +566,9 @@ def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]
 class Linker:
     """A loaded index and its settings: ``linker.link(text, [(mention, type), ...])`` -> Links."""
 
-    def __init__(self, index: Mapping[str, TypeIndex], settings: LinkerSettings = LinkerSettings(), genes=frozenset()):
+    def __init__(self, index: Mapping[str, TypeIndex], settings: LinkerSettings = LinkerSettings(), gene_products=()):
         self.index, self.settings = index, settings
-        self.gene_products = frozenset(genes)  # MeSH protein and enzyme descriptors (linker.json): not chemicals
+        self.gene_products = frozenset(gene_products)  # MeSH protein and enzyme descriptors (linker.json): not chemicals
 
     @classmethod
     def load(cls, directory: str | Path | None = None, settings: LinkerSettings = LinkerSettings()) -> "Linker":
