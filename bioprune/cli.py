@@ -191,9 +191,9 @@ def cmd_evaluate(args) -> int:
     engine = _engine(args)
     started = time.time()
     # Anything but the exact dense fp32 model (pruning, bf16) is also compared with it, same weights,
-    # same run: the F1 drop and the entity agreement (fidelity). Linking does not move entities: the
-    # reference runs without it.
-    reference = engine.with_config(DENSE.with_(link=False)) if engine.config.with_(link=DENSE.link) != DENSE else None
+    # same run: the F1 drop and the entity agreement (fidelity). The reference links as the run does:
+    # linking drops gene products (bioprune.linking.Linker.gene_product), so it moves entities.
+    reference = engine.with_config(DENSE.with_(link=engine.config.link)) if engine.config.with_(link=DENSE.link) != DENSE else None
     scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=not args.quiet, reference=reference)
     result = {
         "command": "bioprune " + " ".join(sys.argv[1:]),

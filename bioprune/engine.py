@@ -308,8 +308,7 @@ class PruningEngine:
         entities = self.postprocess.apply(text, entities)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
-            entities = [replace(e, ids=link.ids) for e, link in zip(entities, links)
-                        if not self.linker.gene_product(e.label, link)]
+            entities = [replace(e, ids=lk.ids) for e, lk in zip(entities, links) if not self.linker.gene_product(e.label, lk)]
         return entities
 
 

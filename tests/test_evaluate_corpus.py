@@ -68,8 +68,7 @@ def test_main_rejects_a_file_of_no_known_corpus(tiny_model_dir, tmp_path, capsys
     assert err.startswith("evaluate_corpus:") and "\n" not in err
 
 
-def test_entities_as_users_get_them_linked_unless_no_link(tiny_model_dir, tmp_path):
-    """Linking drops the chemicals it links only to gene products (bioprune.linking), so it is on, as by default."""
+def test_entities_as_users_get_them_linked_unless_no_link(tiny_model_dir, tmp_path):  # linking drops gene products
     (gold := tmp_path / "BioRED_Dev.PubTator").write_text(_doc("1", 1))
     assert "link=True" in main(["--gold", str(gold), "--model", str(tiny_model_dir)])["config"]
     assert "link=False" in main(["--gold", str(gold), "--model", str(tiny_model_dir), "--no-link"])["config"]

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+import bioprune.evaluation as evaluation
 import bioprune.precision as precision
 from bioprune.bf16 import PackedLinear, packed_bf16_available
 from bioprune.config import DEFAULT, DENSE, PruningConfig
@@ -169,9 +170,11 @@ def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_d
     from bioprune.cli import main
 
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
-    out = tmp_path / "bf16.json"
+    real, links = evaluation.evaluate_engine, []  # the dense reference links as the run does: linking drops entities
+    monkeypatch.setattr(evaluation, "evaluate_engine", lambda *a, reference=None, **k: links.append(
+        reference and reference.config.link) or real(*a, reference=reference, **k))
     assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--precision", "bf16",
-                 "--quiet", "--output", str(out)]) == 0
+                 "--quiet", "--output", str(out := tmp_path / "bf16.json")]) == 0 and links == [True]
     result = json.loads(out.read_text())
     assert result["config"]["precision"] == "bf16" and result["precision"] == "bf16"
     assert 0.9 <= result["agreement"]["micro"]["f1"] <= 1.0

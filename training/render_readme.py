@@ -800,8 +800,7 @@ def decoding_table(res: dict) -> str:
 
 
 def corpus_table(res: dict) -> str:
-    """training/evaluate_corpus.py: the shipped model on BioRED dev as users get it (linking drops the chemicals
-    it links only to gene products) and with --no-link (results/corpus_biored_dev_no_link.json), where they stay."""
+    """training/evaluate_corpus.py: the shipped model on BioRED dev as users get it and with --no-link (gene products kept)."""
     rows = ["| shipped model, BioRED dev | micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
             "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
     for name, r in (("default (linking on)", res), ("`--no-link`: gene products kept", _load("corpus_biored_dev_no_link.json"))):
