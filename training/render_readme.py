@@ -803,13 +803,14 @@ def corpus_table(res: dict) -> str:
     """training/evaluate_corpus.py: the shipped model on BioRED dev as users get it and with --no-link (gene products kept)."""
     rows = ["| shipped model, BioRED dev | micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
             "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
-    for name, r in (("default (linking on)", res), ("`--no-link`: gene products kept", _load("corpus_biored_dev_no_link.json"))):
-        a, g = (r or {}).get("all"), (r or {}).get("gene_rich")
-        rows += [f"| {name} | {a['micro']['f1']:.4f} | {a['Chemical']['precision']:.4f} | {a['Chemical']['recall']:.4f} | "
-                 f"{100 * a['chemical_on_other_entity']['share']:.1f}% | {g['Chemical']['precision']:.4f} | "
-                 f"{100 * g['chemical_on_other_entity']['share']:.1f}% |"] if r else []
-    return "\n".join(rows + ["", f"{res['n_documents']} documents (none in BC5CDR train or dev). `{res['command']}` → "
-                                 "`results/corpus_biored_dev_shipped.json`; the same with `--no-link` → `results/corpus_biored_dev_no_link.json`."])
+    runs = [(name, r, file) for name, file in (("default (linking on)", "corpus_biored_dev_shipped.json"),
+            ("`--no-link`: gene products kept", "corpus_biored_dev_no_link.json")) if (r := _load(file)) is not None]
+    for name, a, g in ((name, r["all"], r["gene_rich"]) for name, r, _ in runs):
+        rows.append(f"| {name} | {a['micro']['f1']:.4f} | {a['Chemical']['precision']:.4f} | {a['Chemical']['recall']:.4f} | "
+                    f"{100 * a['chemical_on_other_entity']['share']:.1f}% | {g['Chemical']['precision']:.4f} | "
+                    f"{100 * g['chemical_on_other_entity']['share']:.1f}% |")
+    return "\n".join(rows + ["", f"{res['n_documents']} documents (none in BC5CDR train or dev). "
+                              + "; ".join(f"`{r['command']}` → `results/{file}`" for _, r, file in runs) + "."])
 
 
 def dev_default_sentence(res: dict) -> str:

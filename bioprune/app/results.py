@@ -64,9 +64,8 @@ def find_charts(results_dir: str | Path) -> list[Chart]:
     directory = Path(results_dir)
     if not directory.is_dir():
         return []
-    order = {"pareto": 0, "ablation": 1}  # then the rest, by name
-    return [Chart(path, caption_for(path)) for path in sorted(directory.glob("*.png"), key=lambda p: (
-        next((rank for prefix, rank in order.items() if p.stem.startswith(prefix)), 2), p.stem)) if path.is_file()]
+    rank = lambda p: (0 if p.stem.startswith("pareto") else 1 if p.stem.startswith("ablation") else 2, p.stem)  # noqa: E731
+    return [Chart(path, caption_for(path)) for path in sorted(directory.glob("*.png"), key=rank) if path.is_file()]
 
 
 def stage_charts(charts: list[Chart], dest: Path) -> list[Chart]:
