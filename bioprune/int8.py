@@ -64,20 +64,18 @@ def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
 
     Asymmetric: the uint8 grid spans [min, max] exactly, so GELU outputs (>= -0.17) and layer-norm
     outputs lose no level to a range they never reach. ``inv_smooth`` (K,), positive: quantize
-    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`), at no extra pass: the
-    range comes from per-channel minima and maxima, the multiply rides on the quantizing one.
+    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). Three vectorized passes
+    (to fp32 with the smoothing, range, ``torch.quantize_per_tensor``): an elementwise chain of
+    multiply-add, round, clamp and cast gives the same bits at 5-15x the time.
     """
-    if inv_smooth is None:
-        lo, hi = torch.aminmax(x)
-    else:
-        col_lo, col_hi = torch.aminmax(x, dim=0)  # (K,) each
-        lo, hi = (col_lo.float() * inv_smooth).min(), (col_hi.float() * inv_smooth).max()
-    lo, hi = lo.float().clamp(max=0.0), hi.float().clamp(min=0.0)
+    xs = x.float() if inv_smooth is None else x.float().mul_(inv_smooth)  # (N, K) fp32
+    lo, hi = torch.aminmax(xs)
+    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     scale = ((hi - lo) / UINT8_LEVELS).clamp(min=1e-8)  # ()
-    zero_point = torch.round(-lo / scale)  # ()
-    factor = 1.0 / scale if inv_smooth is None else inv_smooth / scale  # () or (K,)
-    q = torch.addcmul(zero_point, x.float(), factor).round_().clamp_(0, UINT8_LEVELS).to(torch.uint8)  # (N, K)
-    return q, scale, zero_point.long()
+    zero_point = torch.round(-lo / scale).long()  # ()
+    q = torch.quantize_per_tensor(xs, scale, zero_point, torch.quint8)  # (N, K) quint8
+    # its bytes as a plain uint8 tensor, the input oneDNN's kernel takes (int_repr() would copy)
+    return torch.empty(0, dtype=torch.uint8).set_(q.untyped_storage(), 0, q.shape, q.stride()), scale, zero_point
 
 
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
