@@ -64,12 +64,12 @@ def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
 
     Asymmetric: the uint8 grid spans [min, max] exactly, so GELU outputs (>= -0.17) and layer-norm
     outputs lose no level to a range they never reach. ``inv_smooth`` (K,), positive: quantize
-    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). Plain tensor ops, in
-    place on one fp32 copy: smoothing first, so the range is one ``aminmax`` over the copy (a
-    per-column range of the bf16 input, then scaled, took 5x longer); ``torch.quantize_per_tensor``
-    is faster still but makes a deprecated quantized tensor.
+    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). In place on one fp32 copy,
+    smoothed first so the range is one ``aminmax`` (a per-column range of the bf16 input took 5x
+    longer); ``torch.quantize_per_tensor`` is faster but makes a deprecated quantized tensor.
     """
-    xs = x.float() if inv_smooth is None else x.float().mul_(inv_smooth)  # (N, K) fp32
+    xs = x.to(torch.float32, copy=True)  # (N, K): a copy even of an fp32 input, which the ops below overwrite
+    xs = xs if inv_smooth is None else xs.mul_(inv_smooth)
     lo, hi = torch.aminmax(xs)
     lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
     scale = ((hi - lo) / UINT8_LEVELS).clamp(min=1e-8)  # ()

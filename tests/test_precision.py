@@ -79,6 +79,8 @@ def test_int8_linear_is_the_float_linear_within_quantization_error():
         # u8 activations over x's range and s8 weights: about 1% of the output's scale, far from 0 or garbage
         assert error.mean() < 0.02 * reference.abs().mean() and error.max() < 0.1 * reference.abs().max()
     assert Int8Linear(linear)(x.bfloat16().view(37, 1, 64)).shape == (37, 1, 96)  # leading dims kept
+    on_grid = torch.cat([x, x])[:64]  # 64 rows need no padding copy: quantizing must still leave the fp32 input as it was
+    assert Int8Linear(linear)(on_grid).shape == (64, 96) and torch.equal(on_grid, torch.cat([x, x])[:64])
 
 
 def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine):
