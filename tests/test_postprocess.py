@@ -8,7 +8,7 @@ from bioprune.config import DENSE
 from bioprune.engine import PruningEngine
 from bioprune.labels import Decoding
 from bioprune.postprocess import (Gazetteer, Postprocess, abbreviations, build_gazetteer, expand_abbreviations,
-                                  propagate_mentions)
+                                  propagate_mentions, repair_brackets)
 from bioprune.types import Entity
 
 TEXT = "Famotidine-associated delirium in Parkinson disease (PD). PD patients took famotidine and Famotidine."
@@ -51,6 +51,27 @@ def test_short_forms_get_the_long_forms_type_everywhere():
 def test_offsets_stay_true_to_the_text():
     out = expand_abbreviations(TEXT, propagate_mentions(TEXT, [_e(TEXT, 0, 10, "Chemical"), _e(TEXT, 34, 51, "Disease")]))
     assert all(TEXT[e.start:e.end] == e.text for e in out)
+
+
+@pytest.mark.parametrize("text, spans, expected", [  # spans: (start, end, label) the tagger gave; expected: texts
+    ("Induction of MT by ZnSO(4) was studied.", [(19, 24, "C")], ["ZnSO(4)"]),  # closed, where the text closes it
+    ("in N-(2-hydroxypropyl)methacrylamide form", [(3, 21, "C")], ["N-(2-hydroxypropyl)methacrylamide"]),  # word runs on
+    ("type (insulin-dependent) diabetes mellitus", [(6, 42, "D")], ["(insulin-dependent) diabetes mellitus"]),  # opened
+    ("on [omega-I-131]heptadecanoic acid", [(3, 4, "C"), (4, 34, "C")], ["[omega-I-131]heptadecanoic acid"]),  # joined
+    ("gastrointestinal (GI) toxicity", [(0, 18, "D"), (18, 30, "D")], ["gastrointestinal (GI) toxicity"]),
+    ("gastrointestinal ( toxicity", [(0, 18, "D")], ["gastrointestinal"]),  # never closed: cut off its edge
+    ("oral d,l-sotalol for", [(5, 6, "C"), (7, 16, "C")], ["d,l-sotalol"]),  # a racemate prefix joins
+    ("oral d,l-sotalol for", [(7, 16, "C")], ["d,l-sotalol"]),
+    ("the (Na,K)-ATPase", [(5, 7, "C"), (8, 9, "C")], ["Na", "K"]),  # balanced, or a list: left alone
+    ("ZnSO(4) hepatitis", [(0, 5, "C"), (8, 17, "D")], ["ZnSO(4)", "hepatitis"]),
+    ("ZnSO(4 hepatitis)", [(0, 5, "C"), (7, 16, "D")], ["ZnSO(", "hepatitis"]),  # would overlap the other type
+])
+def test_brackets_are_balanced_where_the_text_balances_them(text, spans, expected):
+    labels = {"C": "Chemical", "D": "Disease"}
+    out = repair_brackets(text, [_e(text, s, e, labels[t]) for s, e, t in spans])
+    assert [e.text for e in out] == expected
+    assert all(text[e.start:e.end] == e.text for e in out)
+    assert Postprocess(("brackets",)).apply(text, [_e(text, s, e, labels[t]) for s, e, t in spans]) == out
 
 
 def test_model_directory_names_its_passes_and_decoding(tmp_path):
