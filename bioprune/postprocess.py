@@ -267,7 +267,7 @@ def _repaired(text: str, e: Entity) -> Entity:
     elif closers and not text[start:start + closers[-1]].strip():
         start += closers[-1] + 1
         start += len(text[start:end]) - len(text[start:end].lstrip())
-    if _RACEMATE.search(text[:start]) and re.match(r"[DdLl]-", text[start:end]):
+    if _RACEMATE.search(text, 0, start) and re.match(r"[DdLl]-", text[start:end]):
         start -= 2
     return e if (start, end) == (e.start, e.end) or start >= end else replace(e, start=start, end=end, text=text[start:end])
 
