@@ -259,15 +259,14 @@ def _repaired(text: str, e: Entity) -> Entity:
         while end < len(text) and (text[end].isalnum() or text[end] == "-"):
             end += 1
     elif openers and not text[start + openers[0] + 1:end].strip():
-        end = len(text[:start + openers[0]].rstrip())
+        end = start + len(text[start:start + openers[0]].rstrip())
     if closers and (open_ := _partner(text, start + closers[-1], -1)) is not None:
         start = open_
         while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "-"):
             start -= 1
     elif closers and not text[start:start + closers[-1]].strip():
-        start += closers[-1] + 1
-        start += len(text[start:end]) - len(text[start:end].lstrip())
-    if _RACEMATE.search(text, 0, start) and re.match(r"[DdLl]-", text[start:end]):
+        start = end - len(text[start + closers[-1] + 1:end].lstrip())
+    if _RACEMATE.search(text, max(0, start - 2), start) and re.match(r"[DdLl]-", text[start:end]):
         start -= 2
     return e if (start, end) == (e.start, e.end) or start >= end else replace(e, start=start, end=end, text=text[start:end])
 
