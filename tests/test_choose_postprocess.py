@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 from bioprune.postprocess import Postprocess
 from bioprune.types import Entity
@@ -21,18 +22,21 @@ def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_
                              gazetteer_from=(str(train),)))
     grid = {Variant(("gazetteer", "abbreviations"), g).name for g in GAZETTEER_GRID}
     assert set(result["decodings"]) == set(DECODINGS)
-    assert all(set(v) == set(VARIANTS) | grid for v in result["decodings"].values())
+    assert all(set(v) == {f"{b}{n}" for n in set(VARIANTS) | grid for b in ("", "brackets + ")}
+               for v in result["decodings"].values())
     best = result["decodings"][result["best_decoding"]][result["best"]]["micro"]["f1"]
     assert best == max(v["micro"]["f1"] for vs in result["decodings"].values() for v in vs.values())
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "postprocess.json").write_text(json.dumps(result["choice"]))
     loaded = Postprocess.load(tmp_path / "model")
     assert loaded.decoding == DECODINGS[result["best_decoding"]]
-    if result["best"] in grid:
-        assert loaded.passes == ("gazetteer", "abbreviations")
+    brackets, best = result["best"].startswith("brackets + "), result["best"].removeprefix("brackets + ")
+    assert (loaded.passes[:1] == ("brackets",)) == brackets
+    if best in grid:
+        assert loaded.passes[brackets:] == ("gazetteer", "abbreviations")
         assert loaded.gazetteer.names.keys() <= {"famotidine", "delirium"}
     else:
-        assert loaded.passes == VARIANTS[result["best"]]
+        assert loaded.passes[brackets:] == VARIANTS[best]
 
 
 def test_an_off_domain_corpus_is_scored_too_and_the_choice_maximises_the_mean(tiny_model_dir, tmp_path):
@@ -50,7 +54,7 @@ def test_an_off_domain_corpus_is_scored_too_and_the_choice_maximises_the_mean(ti
                              off_domain=str(off)))
     assert result["off_domain"]["n_documents"] == 1 and result["off_domain"]["file"] == off.name
     scores = result["off_domain"]["scores"]
-    assert set(scores) == set(DECODINGS) and all(set(v) == set(VARIANTS) for v in scores.values())
+    assert set(scores) == set(DECODINGS) and all(set(v) == set(result["decodings"]["argmax"]) for v in scores.values())
     mean = {(d, n): (result["decodings"][d][n]["micro"]["f1"] + scores[d][n]["micro"]["f1"]) / 2
             for d in scores for n in scores[d]}
     assert mean[(result["best_decoding"], result["best"])] == max(mean.values())
@@ -77,6 +81,7 @@ def test_gene_names_are_the_gene_corpora_s_other_entities_never_a_training_chemi
     assert gene_names((str(genes),), 0.7, set()) == {"PPARA", "insulin"}  # TP53: 1 of 2 occurrences
     variant = Variant(("abbreviations", "genes"), genes_ratio=0.5)
     assert variant.name == "abbreviations + genes (ratio 0.5)"
+    assert replace(variant, brackets=True).build((str(train),), (str(genes),))[0].passes[0] == "brackets"
     built, provenance = variant.build((str(train),), (str(genes),))
     assert built.genes == {"PPARA", "TP53"}  # insulin: a chemical in the model's own training text
     assert provenance["genes"]["built_from"] == [genes.name] and provenance["genes"]["min_ratio"] == 0.5

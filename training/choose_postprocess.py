@@ -16,7 +16,9 @@ micro F1s, so that a setting that gains on BC5CDR and loses elsewhere is not cho
 highest dev micro F1. With ``--genes-from`` (corpora with a gene type, e.g. DrugProt and ChemDisGene)
 each setting is also scored followed by the genes pass (:func:`bioprune.postprocess.drop_gene_names`)
 at each of :data:`GENES_RATIOS`: names those corpora tag only as genes, proteins or variants, less
-the chemicals of the scored model's training files (``--gazetteer-from``). It is written as ``choice``: the content of the ``postprocess.json`` that the
+the chemicals of the scored model's training files (``--gazetteer-from``). Every setting is scored
+as it is and with :func:`bioprune.postprocess.repair_brackets` first ("brackets + ..."), a pass with
+no setting of its own. The best is written as ``choice``: the content of the ``postprocess.json`` that the
 engine reads beside the model it was chosen for; a chosen gazetteer's names are built with the
 chosen settings from ``--ship-gazetteer-from`` (the shipped model's training files; default
 ``--gazetteer-from``).
@@ -24,7 +26,7 @@ chosen settings from ``--ship-gazetteer-from`` (the shipped model's training fil
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import torch
 
 from bioprune.config import DENSE
 from bioprune.engine import PruningEngine
-from bioprune.evaluation import evaluate_predictions, word_offsets
+from bioprune.evaluation import mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
 from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
@@ -57,9 +59,13 @@ class Variant:
     passes: tuple[str, ...]
     gazetteer: tuple[float, bool] | None = None  # (min_ratio, skip_short_forms) of the gazetteer's names
     genes_ratio: float | None = None  # min_ratio of the gene names
+    brackets: bool = False  # the brackets pass first
 
     @property
     def name(self) -> str:
+        return ("brackets + " if self.brackets else "") + self._name()
+
+    def _name(self) -> str:
         if self.gazetteer is None:
             name = next(n for n, p in VARIANTS.items() if p == tuple(x for x in self.passes if x != "genes"))
         else:
@@ -83,7 +89,7 @@ class Variant:
                                                                if ty == "Chemical"})
             provenance["genes"] = {"min_ratio": self.genes_ratio, "built_from": [Path(f).name for f in genes_from],
                                    "never_chemical_in": [Path(f).name for f in training_files]}
-        return Postprocess(self.passes, decoding, gazetteer, genes), provenance
+        return Postprocess(("brackets",) * self.brackets + self.passes, decoding, gazetteer, genes), provenance
 
 
 def gene_names(files: tuple[str, ...], min_ratio: float, chemicals: set[str]) -> frozenset[str]:
@@ -106,12 +112,14 @@ def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[s
 
 
 def variants(args: "ChooseArgs") -> list[Variant]:
-    """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``), and each of
-    those followed by the genes pass at each ratio (with ``--genes-from``)."""
+    """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``), each of
+    those followed by the genes pass at each ratio (with ``--genes-from``), and all of them again with
+    the brackets pass first."""
     base = [Variant(p) for p in VARIANTS.values()]
     base += [Variant(("gazetteer", "abbreviations"), g) for g in (GAZETTEER_GRID if args.gazetteer_from else ())]
-    return base + [Variant((*v.passes, "genes"), v.gazetteer, r) for r in (GENES_RATIOS if args.genes_from else ())
+    grid = base + [Variant((*v.passes, "genes"), v.gazetteer, r) for r in (GENES_RATIOS if args.genes_from else ())
                    for v in base]
+    return grid + [replace(v, brackets=True) for v in grid]
 
 
 @dataclass(frozen=True)
@@ -144,11 +152,7 @@ def main(args: ChooseArgs) -> dict:
     grid = {v.name: v for v in variants(args)}
     scored = {name: v.build(args.gazetteer_from, args.genes_from)[0] for name, v in grid.items()}
 
-    def dev_scores(pred: dict, encoded: list) -> dict:
-        words = {d.pmid: word_offsets(enc.offsets, enc.word_ids) for d, enc in zip(docs, encoded)}
-        return evaluate_predictions(gold, pred, words)["mention"]
-
-    decodings = _score_grid(engine, docs, scored, dev_scores)
+    decodings = _score_grid(engine, docs, scored, lambda pred: mention_scores(span_keys(gold), span_keys(pred)))
     off = _off_domain(args, engine, scored) if args.off_domain else None
 
     def merit(key: tuple[str, str]) -> float:
@@ -173,7 +177,7 @@ def main(args: ChooseArgs) -> dict:
 
 
 def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dict:
-    """``score(predicted spans by PMID, encodings)`` of every decoding x variant, the model run once."""
+    """``score(predicted spans by PMID)`` of every decoding x variant, the model run once."""
     encoded = engine.encode([d.text for d in docs])
     probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
     grid = {}
@@ -182,7 +186,7 @@ def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dic
                    for d, enc, p in zip(docs, encoded, probs)]
         grid[decoding_name] = {
             name: score({d.pmid: [(e.start, e.end, e.label) for e in variant.apply(d.text, ents)]
-                         for d, ents in zip(docs, decoded)}, encoded)
+                         for d, ents in zip(docs, decoded)})
             for name, variant in variants.items()}
     return grid
 
@@ -195,7 +199,7 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict
             for d in read_pubtator(f)}
     docs = [d for d in read_pubtator(args.off_domain) if d.pmid not in seen]
     types, gold, other = corpus_gold(docs, corpus)
-    scores = _score_grid(engine, docs, variants, lambda pred, _: corpus_scores(gold, pred, other, types))
+    scores = _score_grid(engine, docs, variants, lambda pred: corpus_scores(gold, pred, other, types))
     return {"file": Path(args.off_domain).name, "n_documents": len(docs), "scores": scores}
 
 

@@ -763,16 +763,17 @@ def distill_table(res: dict) -> str:
 
 def decoding_table(res: dict) -> str:
     """BC5CDR dev micro F1 (Chemical, Disease) of one train-only model under each tag decoding, with
-    no pass, the abbreviation pass, the best gazetteer setting and the choice (then each gazetteer
-    setting, and the genes pass after the chosen one, under the chosen decoding, with the off-domain
-    F1 and chemical precision): training/choose_postprocess.py's JSON."""
+    no pass, the abbreviation pass, the best gazetteer setting and the choice without and with the
+    brackets pass first (then each gazetteer setting, and the genes pass after the chosen one, under
+    the chosen decoding, with the off-domain F1 and chemical precision): training/choose_postprocess.py's JSON."""
     variants = res["decodings"][res["best_decoding"]]
     off = res.get("off_domain")
     gazetteers = [v for v in variants if v.startswith("gazetteer") and "+ genes" not in v]
-    base = res["best"].split(" + genes")[0]
+    bare = res["best"].removeprefix("brackets + ")  # the best setting without the brackets pass
+    base = bare.split(" + genes")[0]
     best_gazetteer = base if base in gazetteers else max(gazetteers, key=lambda g: variants[g]["micro"]["f1"],
                                                          default=None)
-    passes = list(dict.fromkeys(p for p in ("none", "abbreviations", best_gazetteer, res["best"]) if p in variants))
+    passes = list(dict.fromkeys(p for p in ("none", "abbreviations", best_gazetteer, bare, res["best"]) if p in variants))
 
     def cell(v: dict) -> str:
         return f"{v['micro']['f1']:.4f} ({v['Chemical']['f1']:.4f}, {v['Disease']['f1']:.4f})"
@@ -785,6 +786,7 @@ def decoding_table(res: dict) -> str:
     rows = ["| decoding | " + " | ".join(f"passes: {p}" for p in passes) + " |", "|---" * (len(passes) + 1) + "|"]
     rows += [f"| {name} | " + " | ".join(cell(vs[p]) for p in passes) + " |" for name, vs in res["decodings"].items()]
     genes = [v for v in variants if v.startswith(base + " + genes")]
+    genes += [b for v in (base, *genes) if (b := f"brackets + {v}") in variants]
     if gazetteers or genes:
         header = (f" {off['file']} micro F1 | its Chemical precision | its chemicals on a gene or variant |"
                   if off else "")
