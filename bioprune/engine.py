@@ -308,7 +308,8 @@ class PruningEngine:
         entities = self.postprocess.apply(text, entities)
         if self.config.link and entities:
             links = self.linker.link_entities(text, entities)
-            entities = [replace(e, ids=lk.ids) for e, lk in zip(entities, links) if not self.linker.gene_product(e.label, lk)]
+            entities = [replace(e, ids=lk.ids) for e, lk in zip(entities, links)
+                        if not self.linker.gene_product(e.label, lk) and self.postprocess.keeps(e, lk.ids)]
         return entities
 
 

@@ -302,7 +302,9 @@ class Postprocess:
     """How a model's label probabilities become its entities, after the forward: the tag decoding
     (:class:`~bioprune.labels.Decoding`), then the named document-level passes in order (any of
     :data:`PASSES`): "gazetteer" tags this record's :class:`Gazetteer`, "genes" drops the chemicals
-    named in its ``genes``.
+    named in its ``genes``. When linking runs, an entity the linker leaves without an ID is kept only
+    if its score reaches its type's ``unlinked_min_score`` (:meth:`keeps`): on the development set,
+    unlinked predictions are mostly wrong unless the model is sure of them.
 
     One record, chosen on the development set (``training/choose_postprocess.py``) and kept beside
     the model as ``postprocess.json`` (:meth:`load`, :meth:`settings`), so that the decoding, the
@@ -314,6 +316,7 @@ class Postprocess:
     decoding: Decoding = ARGMAX
     gazetteer: Gazetteer | None = None
     genes: frozenset[str] = frozenset()  # the names the "genes" pass drops as chemicals
+    unlinked_min_score: Mapping[str, float] = field(default_factory=dict)  # type -> least score of an unlinked entity kept
 
     def __post_init__(self):
         object.__setattr__(self, "passes", tuple(self.passes))
@@ -336,6 +339,10 @@ class Postprocess:
             entities = run[name](text, entities)
         return entities
 
+    def keeps(self, entity: Entity, ids: Sequence[str]) -> bool:
+        """Whether ``entity``, linked to ``ids``, stays: linked, or sure enough (``unlinked_min_score``)."""
+        return bool(ids) or entity.score >= self.unlinked_min_score.get(entity.label, 0.0)
+
     @classmethod
     def load(cls, directory: str | Path) -> "Postprocess":
         """The record a model folder's ``postprocess.json`` holds (the default if it has none);
@@ -355,11 +362,17 @@ class Postprocess:
         genes = given.get("genes", {}).get("names", []) if isinstance(given.get("genes", {}), dict) else None
         if not isinstance(genes, list) or not all(isinstance(n, str) for n in genes):
             raise ValueError(f"{path}: \"genes\" must be an object with \"names\": [name, ...]")
+        unlinked = given.get("unlinked_min_score", {})
+        if not isinstance(unlinked, dict) or not all(t in ENTITY_TYPES and isinstance(v, (int, float))
+                                                     for t, v in unlinked.items()):
+            raise ValueError(f"{path}: \"unlinked_min_score\" must be an object {{type: number}} with types from "
+                             f"{', '.join(ENTITY_TYPES)}; got {json.dumps(unlinked)}")
         try:
             return cls(passes=tuple(given.get("passes", ())),
                        decoding=Decoding(viterbi=bool(decoding.get("viterbi", False)),
                                          outside_log_bias=float(decoding.get("outside_log_bias", 0.0))),
-                       gazetteer=None if gazetteer is None else Gazetteer(names), genes=frozenset(genes))
+                       gazetteer=None if gazetteer is None else Gazetteer(names), genes=frozenset(genes),
+                       unlinked_min_score={t: float(v) for t, v in unlinked.items()})
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 
@@ -372,4 +385,6 @@ class Postprocess:
             out["gazetteer"] = {**provenance.get("gazetteer", {}), "names": dict(sorted(self.gazetteer.names.items()))}
         if self.genes:
             out["genes"] = {**provenance.get("genes", {}), "names": sorted(self.genes)}
+        if self.unlinked_min_score:
+            out["unlinked_min_score"] = dict(self.unlinked_min_score)
         return out

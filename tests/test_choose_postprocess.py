@@ -7,8 +7,8 @@ from dataclasses import replace
 
 from bioprune.postprocess import Postprocess
 from bioprune.types import Entity
-from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, VARIANTS, ChooseArgs, Variant, \
-    gene_names, main
+from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, UNLINKED_GRID, VARIANTS, ChooseArgs, \
+    Variant, gene_names, main
 
 
 def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_dir, tmp_path):
@@ -107,3 +107,17 @@ def test_the_genes_pass_is_scored_after_every_setting_and_ships_with_its_names(t
     (tmp_path / "model" / "postprocess.json").write_text(json.dumps(result["choice"]))
     loaded = Postprocess.load(tmp_path / "model")
     assert ("genes" in loaded.passes) == ("genes" in result["best"]) and loaded.genes <= {"PPARA", "TP53"}
+
+
+def test_with_a_linker_index_the_unlinked_thresholds_are_chosen_after_the_best_setting(tiny_model_dir, tmp_path):
+    gold = tmp_path / "dev.PubTator"
+    gold.write_text("1|t|Famotidine induced delirium\n1|a|in renal failure, not zebrafishin\n"
+                    "1\t0\t10\tFamotidine\tChemical\t-\n1\t19\t27\tdelirium\tDisease\t-\n\n")
+    result = main(ChooseArgs(model=str(tiny_model_dir), gold=str(gold), output=str(tmp_path / "out.json"), threads=1,
+                             linker_index=str(tiny_model_dir / "linker")))
+    grid = result["unlinked"]["dev"]
+    assert len(grid) == len(UNLINKED_GRID) ** 2 and "off_domain" not in result["unlinked"]
+    assert grid["0 0"] == result["decodings"][result["best_decoding"]][result["best"]]  # 0 keeps every entity
+    best = result["unlinked"]["best"]
+    assert grid[best]["micro"]["f1"] == max(v["micro"]["f1"] for v in grid.values())
+    assert result["choice"]["unlinked_min_score"] == dict(zip(("Chemical", "Disease"), map(float, best.split())))

@@ -1,5 +1,6 @@
 """Document-level consistency passes over character spans."""
 import json
+from dataclasses import replace
 import shutil
 
 import pytest
@@ -78,9 +79,10 @@ def test_model_directory_names_its_passes_and_decoding(tmp_path):
     assert Postprocess.load(tmp_path) == Postprocess()  # no postprocess.json: argmax, no passes
     (tmp_path / "postprocess.json").write_text(json.dumps({"passes": ["abbreviations"]}))
     assert Postprocess.load(tmp_path) == Postprocess(("abbreviations",))
-    chosen = Postprocess(["abbreviations"], Decoding(viterbi=True, outside_log_bias=0.5))
+    chosen = Postprocess(["abbreviations"], Decoding(viterbi=True, outside_log_bias=0.5), unlinked_min_score={"Chemical": 0.99})
     (tmp_path / "postprocess.json").write_text(json.dumps(chosen.settings()))
     assert Postprocess.load(tmp_path) == chosen and chosen.passes == ("abbreviations",)
+    assert Postprocess.load(tmp_path).unlinked_min_score == {"Chemical": 0.99}
     assert Postprocess().settings() == {"passes": []}  # today's files stay as they are
 
 
@@ -89,7 +91,9 @@ def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path)
     for given, expected in [({"passes": [], "decoding": {"beam": 3}}, "viterbi, outside_log_bias"),
                             ({"passes": ["spellcheck"]}, "unknown postprocess pass"),
                             ({"passes": ["gazetteer"]}, "needs a gazetteer"),
-                            ({"passes": [], "gazetteer": {"names": {"x": "Gene"}}}, "Chemical, Disease")]:
+                            ({"passes": [], "gazetteer": {"names": {"x": "Gene"}}}, "Chemical, Disease"),
+                            ({"passes": [], "unlinked_min_score": {"Gene": 0.5}}, "unlinked_min_score"),
+                            ({"passes": [], "unlinked_min_score": {"Chemical": "high"}}, "unlinked_min_score")]:
         path.write_text(json.dumps(given))
         with pytest.raises(ValueError, match=f"postprocess.json.*{expected}"):
             Postprocess.load(tmp_path)
@@ -151,3 +155,20 @@ def test_a_model_folder_carries_its_gazetteer_and_the_engine_applies_it(tiny_mod
     (tiny_model_dir / "postprocess.json").write_text(json.dumps({"passes": ["gazetteer"]}))
     with pytest.raises(ValueError, match="needs a gazetteer"):
         PruningEngine.from_pretrained(tiny_model_dir)
+
+
+def test_an_unlinked_entity_stays_only_if_the_model_is_sure_enough_and_only_when_linking_runs(per_word_engine):
+    """``unlinked_min_score``: each word is a Disease at p ~ 0.9998; "Delirium" links (the tiny index),
+    "and" and "zebrafishin" do not."""
+    def words(unlinked: dict, link: bool = True) -> list[str]:
+        bundle = replace(per_word_engine.bundle, postprocess=Postprocess(unlinked_min_score=unlinked))
+        [annotation] = PruningEngine(bundle, DENSE.with_(link=link)).annotate("Delirium and zebrafishin")
+        return [e.text for e in annotation.entities]
+
+    assert words({}) == words({"Disease": 0.99}) == words({"Chemical": 1.01}) == ["Delirium", "and", "zebrafishin"]
+    assert words({"Disease": 1.01}) == ["Delirium"]  # above any score: every unlinked Disease goes
+    assert words({"Disease": 1.01}, link=False) == ["Delirium", "and", "zebrafishin"]  # no IDs known: all kept
+    entity = Entity(0, 3, "Chemical", "x", 0.95)
+    assert Postprocess(unlinked_min_score={"Chemical": 0.9}).keeps(entity, ())
+    assert not Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(entity, ())
+    assert Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(entity, ("D1",))

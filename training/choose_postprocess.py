@@ -18,13 +18,18 @@ each setting is also scored followed by the genes pass (:func:`bioprune.postproc
 at each of :data:`GENES_RATIOS`: names those corpora tag only as genes, proteins or variants, less
 the chemicals of the scored model's training files (``--gazetteer-from``). Every setting is scored
 as it is and with :func:`bioprune.postprocess.repair_brackets` first ("brackets + ..."), a pass with
-no setting of its own. The best is written as ``choice``: the content of the ``postprocess.json`` that the
+no setting of its own. With ``--linker-index`` (an index built without ``--gold``), the best setting's entities are then
+linked (gene products dropped, as the engine does) and every pair of :data:`UNLINKED_GRID`
+thresholds is scored: an entity left without an ID is kept only if its score reaches its type's
+threshold (:meth:`bioprune.postprocess.Postprocess.keeps`); the same mean rule chooses the pair.
+The best is written as ``choice``: the content of the ``postprocess.json`` that the
 engine reads beside the model it was chosen for; a chosen gazetteer's names are built with the
 chosen settings from ``--ship-gazetteer-from`` (the shipped model's training files; default
 ``--gazetteer-from``).
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -37,6 +42,7 @@ from bioprune.engine import PruningEngine
 from bioprune.evaluation import mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
+from bioprune.linking import Linker
 from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import command_line, gold_spans, parse_dataclass, write_json_atomic
@@ -48,6 +54,8 @@ VARIANTS = {"none": (), "propagate": ("propagate",), "abbreviations": ("abbrevia
 # (min_ratio, skip_short_forms) of bioprune.postprocess.build_gazetteer (min_count 2 lost on dev at every ratio)
 GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3, 0.5, 0.7, 0.9))
 GENES_RATIOS = (0.5, 0.7, 0.9)  # min_ratio of a gene name in the --genes-from corpora
+# least score (the model's confidence, a probability) of an unlinked entity kept: 0 keeps all, 1.01 none
+UNLINKED_GRID = (0.0, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.01)
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
                                   for b in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)}}
 
@@ -136,6 +144,8 @@ class ChooseArgs:
         "help": "a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's"})
     genes_from: tuple[str, ...] = field(default=(), metadata={
         "help": "corpora with a gene type (training/corpora.py): also score the genes pass built from them"})
+    linker_index: str | None = field(default=None, metadata={
+        "help": "a linker index built without --gold: also choose which unlinked entities to keep"})
 
 
 @lru_cache(maxsize=None)
@@ -152,55 +162,87 @@ def main(args: ChooseArgs) -> dict:
     grid = {v.name: v for v in variants(args)}
     scored = {name: v.build(args.gazetteer_from, args.genes_from)[0] for name, v in grid.items()}
 
-    decodings = _score_grid(engine, docs, scored, lambda pred: mention_scores(span_keys(gold), span_keys(pred)))
-    off = _off_domain(args, engine, scored) if args.off_domain else None
+    dev_score = lambda pred: mention_scores(span_keys(gold), span_keys(pred))  # noqa: E731
+    outputs = _model_outputs(engine, docs)
+    decodings = _score_grid(outputs, scored, dev_score)
+    off = None
+    if args.off_domain:
+        off, off_outputs, off_score = _off_domain(args, engine)
+        off["scores"] = _score_grid(off_outputs, scored, off_score)
 
-    def merit(key: tuple[str, str]) -> float:
-        dev_f1 = decodings[key[0]][key[1]]["micro"]["f1"]
-        return dev_f1 if off is None else (dev_f1 + off["scores"][key[0]][key[1]]["micro"]["f1"]) / 2
+    def merit(dev: dict, elsewhere: dict | None) -> float:
+        return dev["micro"]["f1"] if elsewhere is None else (dev["micro"]["f1"] + elsewhere["micro"]["f1"]) / 2
 
-    best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=merit)
+    best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=lambda k: merit(
+        decodings[k[0]][k[1]], off["scores"][k[0]][k[1]] if off else None))
     shipped, provenance = grid[best].build(args.ship_gazetteer_from or args.gazetteer_from, args.genes_from,
                                            DECODINGS[best_decoding])
     result = {"args": asdict(args), "command": command_line("-m training.choose_postprocess"),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
-              **({"off_domain": off} if off is not None else {}),
-              "best": best, "best_decoding": best_decoding, "choice": shipped.settings(provenance)}
+              **({"off_domain": off} if off else {}), "best": best, "best_decoding": best_decoding}
+    if args.linker_index:
+        linker, chosen = Linker.load(args.linker_index), replace(scored[best], decoding=DECODINGS[best_decoding])
+        unlinked = {"dev": _unlinked_grid(linker, outputs, chosen, dev_score)}
+        if off:
+            unlinked["off_domain"] = _unlinked_grid(linker, off_outputs, chosen, off_score)
+        pair = max(unlinked["dev"], key=lambda k: merit(unlinked["dev"][k], unlinked.get("off_domain", {}).get(k)))
+        result["unlinked"] = {**unlinked, "best": pair}
+        shipped = replace(shipped, unlinked_min_score=dict(zip(ENTITY_TYPES, map(float, pair.split()))))
+    result["choice"] = shipped.settings(provenance)
     write_json_atomic(args.output, result)
     for decoding_name, scores in decodings.items():
-        for name, s in scores.items():
-            elsewhere = f"  off-domain F1 {off['scores'][decoding_name][name]['micro']['f1']:.4f}" if off else ""
-            print(f"{decoding_name:22s} {name:26s} F1 {s['micro']['f1']:.4f}  Chemical {s['Chemical']['f1']:.4f}  "
-                  f"Disease {s['Disease']['f1']:.4f}{elsewhere}")
+        name, s = max(scores.items(), key=lambda kv: kv[1]["micro"]["f1"])
+        print(f"{decoding_name:22s} best on dev alone: {name}: F1 {s['micro']['f1']:.4f}")
     print(f"best on dev: {best_decoding}, {best}: postprocess.json {json.dumps(result['choice'])[:300]}")
     return result
 
 
-def _score_grid(engine: PruningEngine, docs: list, variants: dict, score) -> dict:
-    """``score(predicted spans by PMID)`` of every decoding x variant, the model run once."""
+def _model_outputs(engine: PruningEngine, docs: list) -> list[tuple]:
+    """(document, encoding, label probabilities (T, C)) of each document: the model run once."""
     encoded = engine.encode([d.text for d in docs])
-    probs = [p for p, _ in engine.run(encoded)]  # (T, C) per document
+    return [(d, enc, p) for d, enc, (p, _) in zip(docs, encoded, engine.run(encoded))]
+
+
+def _decoded(outputs: list[tuple], decoding: Decoding) -> list[tuple[str, str, list]]:
+    """(PMID, text, entities before the passes) of each document under ``decoding``."""
+    return [(d.pmid, d.text, decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)) for d, enc, p in outputs]
+
+
+def _score_grid(outputs: list[tuple], variants: dict, score) -> dict:
+    """``score(predicted spans by PMID)`` of every decoding x variant (each decoding run once)."""
     grid = {}
     for decoding_name, decoding in DECODINGS.items():
-        decoded = [decode_entities(d.text, enc.offsets, enc.word_ids, p, decoding)
-                   for d, enc, p in zip(docs, encoded, probs)]
-        grid[decoding_name] = {
-            name: score({d.pmid: [(e.start, e.end, e.label) for e in variant.apply(d.text, ents)]
-                         for d, ents in zip(docs, decoded)})
-            for name, variant in variants.items()}
+        decoded = _decoded(outputs, decoding)
+        grid[decoding_name] = {name: score({pmid: [(e.start, e.end, e.label) for e in variant.apply(text, ents)]
+                                            for pmid, text, ents in decoded}) for name, variant in variants.items()}
     return grid
 
 
-def _off_domain(args: ChooseArgs, engine: PruningEngine, variants: dict) -> dict:
-    """Micro F1 (and per type) of every decoding x variant on ``args.off_domain``'s documents that
-    are not BC5CDR's, on the types that corpus annotates (``training/evaluate_corpus.py``'s measure)."""
+def _unlinked_grid(linker: Linker, outputs: list[tuple], chosen: Postprocess, score) -> dict:
+    """``score`` of ``chosen``'s entities, linked (gene products dropped), for each pair of
+    :data:`UNLINKED_GRID` thresholds (keys "Chemical Disease", e.g. "0.99 0.995")."""
+    linked = {}
+    for pmid, text, ents in _decoded(outputs, chosen.decoding):
+        ents = chosen.apply(text, ents)
+        linked[pmid] = [(e, lk.ids) for e, lk in zip(ents, linker.link_entities(text, ents)) if not linker.gene_product(e.label, lk)]
+    grid = {}
+    for pair in itertools.product(UNLINKED_GRID, repeat=len(ENTITY_TYPES)):
+        keep = Postprocess(unlinked_min_score=dict(zip(ENTITY_TYPES, pair)))
+        grid[" ".join(f"{t:g}" for t in pair)] = score(
+            {pmid: [(e.start, e.end, e.label) for e, ids in found if keep.keeps(e, ids)] for pmid, found in linked.items()})
+    return grid
+
+
+def _off_domain(args: ChooseArgs, engine: PruningEngine) -> tuple[dict, list[tuple], object]:
+    """``args.off_domain``'s documents that are not BC5CDR's: their description, model outputs, and
+    the scorer of predicted spans on the types that corpus annotates (``training/evaluate_corpus.py``'s measure)."""
     corpus = corpus_for_file(args.off_domain)
     seen = {d.pmid for f in (*args.gazetteer_from, *args.ship_gazetteer_from, *args.genes_from, args.gold)
             for d in read_pubtator(f)}
     docs = [d for d in read_pubtator(args.off_domain) if d.pmid not in seen]
     types, gold, other = corpus_gold(docs, corpus)
-    scores = _score_grid(engine, docs, variants, lambda pred: corpus_scores(gold, pred, other, types))
-    return {"file": Path(args.off_domain).name, "n_documents": len(docs), "scores": scores}
+    return ({"file": Path(args.off_domain).name, "n_documents": len(docs)}, _model_outputs(engine, docs),
+            lambda pred: corpus_scores(gold, pred, other, types))
 
 
 if __name__ == "__main__":

@@ -798,7 +798,26 @@ def decoding_table(res: dict) -> str:
     rows += ["", f"Micro F1 (Chemical, Disease) on the {res['n_documents']} BC5CDR dev abstracts, model "
              f"`{res['args']['model']}` (train only), dense fp32; {chosen}: {res['best_decoding']}, {res['best']}. "
              f"`{res['command']}` → `results/decoding_dev.json`."]
-    return "\n".join(rows)
+    return "\n".join(rows + (unlinked_rows(res) if "unlinked" in res else []))
+
+
+def unlinked_rows(res: dict) -> list[str]:
+    """The chosen setting's entities linked with ``--linker-index``: scores as one type's least score
+    of an unlinked entity kept varies, the other type's held at its chosen value."""
+    u, off = res["unlinked"], res["unlinked"].get("off_domain")
+    chosen = u["best"].split()
+    rows = ["", "| unlinked entities kept from score (Chemical, Disease) | dev micro F1 (Chemical, Disease) |"
+            + (" BioRED_Train micro F1 | its Chemical precision |" if off else ""), "|---|---|" + ("---|---|" if off else "")]
+    for i in range(len(chosen)):
+        for key in (k for k in u["dev"] if all(a == b for j, (a, b) in enumerate(zip(k.split(), chosen)) if j != i)
+                    and (i == 0 or k != u["best"])):
+            d = u["dev"][key]
+            name = f"**{key}** (chosen)" if key == u["best"] else key
+            rows.append(f"| {name} | {d['micro']['f1']:.4f} ({d['Chemical']['f1']:.4f}, {d['Disease']['f1']:.4f}) |"
+                        + (f" {off[key]['micro']['f1']:.4f} | {off[key]['Chemical']['precision']:.3f} |" if off else ""))
+    return rows + ["", "The chosen setting's entities linked with the train-only index (`--linker-index`, gene products "
+                   "dropped): an entity the linker leaves without an ID is kept only if its score (the model's "
+                   "confidence) reaches its type's value; 0 keeps all, 1.01 none; chosen by the same rule."]
 
 
 def corpus_table(res: dict) -> str:
