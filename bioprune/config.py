@@ -109,10 +109,12 @@ class PruningConfig:
         "int8 = int8 matmuls on the CPU (oneDNN)"))
     # Concept normalisation (bioprune.linking): each entity gets its MeSH ID(s) after the abbreviation
     # pass. On by default: IDs are what users aggregate by (docs/linking.md); it adds their IDs and drops a
-    # Chemical it links only to proteins or enzymes (a gene product: Linker.gene_product), at a once-per-process index load.
+    # Chemical it links only to proteins or enzymes (a gene product: Linker.gene_product) and an entity it
+    # cannot link that the model is unsure of (Postprocess.keeps), at a once-per-process index load.
     link: bool = field(default=True, metadata=face(
         "link each entity to MeSH IDs (PubTator 6th column, JSONL/CSV ids, BioC identifier, spaCy kb_id_) "
-        "and drop chemicals linked only to proteins or enzymes (gene products)"))
+        "and drop chemicals linked only to proteins or enzymes (gene products) and unlinked entities "
+        "the model is unsure of (postprocess.json's unlinked_min_score)"))
 
     def __post_init__(self):
         if self.controller not in CONTROLLERS:

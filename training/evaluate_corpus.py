@@ -76,7 +76,7 @@ def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_dataclass_arguments(parser, CorpusArgs)
-    add_config_arguments(parser)  # --no-link also keeps the chemicals linking drops as gene products
+    add_config_arguments(parser)  # --no-link also keeps the entities linking drops (gene products, unsure unlinked ones)
     ns = parser.parse_args(argv)
     args = dataclass_from_args(CorpusArgs, vars(ns))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
