@@ -10,6 +10,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json
 import string
 from pathlib import Path
 
@@ -17,8 +18,12 @@ import pytest
 import torch
 
 from bioprune.config import DENSE, PruningConfig
+from bioprune.encoding import window_input_ids
 from bioprune.engine import ModelBundle, PruningEngine, load_model
+from bioprune.io.pubtator import read_pubtator
+from bioprune.io.records import RecordError
 from bioprune.labels import LABEL_TO_ID, LABELS
+from bioprune.types import Document
 
 torch.manual_seed(0)
 torch.set_num_threads(1)  # a training job shares this machine
@@ -69,6 +74,19 @@ def _bert_tokenizer(vocab_file: Path, vocab: list[str]):
 @pytest.fixture(scope="session")
 def sample_path() -> Path:
     return SAMPLE_PUBTATOR
+
+
+@pytest.fixture(scope="session")
+def texts(sample_path) -> list[str]:
+    """The sample documents' texts: 45, 28 and 13 subword tokens on the tiny model."""
+    return [d.text for d in read_pubtator(sample_path)]
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """This torch, pretending to see two CUDA devices (nothing is ever moved to them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 
 
 @pytest.fixture(scope="session")
@@ -225,3 +243,50 @@ def app_url(built_app):
                        quiet=True, inbrowser=False, share=False)
     yield url.rstrip("/")
     built_app.close()
+
+
+# --- helpers the test modules share (``from conftest import ...``) ------------------------------
+
+def label_probs(engine: PruningEngine, encoded, batch_size: int = 16) -> list:
+    """Per document, the (T, C) label probabilities ``engine.run`` gives (its traces dropped)."""
+    return [probs for probs, _ in engine.run(encoded, batch_size=batch_size)]
+
+
+def first_window_batch(engine: PruningEngine, texts: list[str]):
+    """(input_ids, attention_mask, special) for the first window of each text, right-padded."""
+    cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
+    return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
+
+
+def entity_tuples(annotation) -> list[tuple[int, int, str, str]]:
+    return [(e.start, e.end, e.label, e.text) for e in annotation.entities]
+
+
+def docs_in(records) -> list[Document]:
+    return [r for r in records if isinstance(r, Document)]
+
+
+def errors_in(records) -> list[RecordError]:
+    return [r for r in records if isinstance(r, RecordError)]
+
+
+def annotate_cli(model_dir, inputs, output, *extra) -> int:
+    """``bioprune annotate INPUTS --output OUTPUT --model MODEL_DIR --quiet EXTRA`` in this process: its exit status."""
+    from bioprune.cli import main
+
+    return main(["annotate", *map(str, inputs), "--output", str(output), "--model", str(model_dir), "--quiet",
+                 *map(str, extra)])
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def one_error_line(capsys, *expected: str) -> str:
+    """The CLI's stderr is one ``bioprune: error:`` line holding each of ``expected``; returns it."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bioprune: error: ") and "\n" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err

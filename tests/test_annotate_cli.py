@@ -19,16 +19,11 @@ from bioprune.io.inputs import iter_records
 from bioprune.linking import load_linker
 from bioprune.types import Document
 
-from conftest import FIXTURES
+from conftest import FIXTURES, annotate_cli, one_error_line, write_jsonl
 
 LEGACY = FIXTURES / "medline_legacy.xml"
 ALL_INPUTS = [LEGACY, FIXTURES / "pubmed_current.xml", FIXTURES / "sample.bioc.xml", FIXTURES / "sample.bioc.json",
               FIXTURES / "sample.jsonl", FIXTURES / "sample.pubtator"]
-
-
-def _annotate(model_dir, inputs, output, *extra) -> int:
-    return main(["annotate", *map(str, inputs), "--output", str(output), "--model", str(model_dir), "--quiet",
-                 *map(str, extra)])
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -39,11 +34,6 @@ def _documents(paths) -> list[Document]:
     return [r for p in paths for r in iter_records(p) if isinstance(r, Document)]
 
 
-def _write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_dir, capsys):
     gz = tmp_path / "current.xml.gz"
     gz.write_bytes(gzip.compress(ALL_INPUTS[1].read_bytes()))
@@ -51,7 +41,7 @@ def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_di
     text.write_text("Aspirin overdose.\n\nCisplatin nephrotoxicity.\n", encoding="utf-8")
     inputs = [ALL_INPUTS[0], gz, *ALL_INPUTS[2:], text]
     out = tmp_path / "out.jsonl"
-    assert _annotate(tiny_model_dir, inputs, out, "--format", "jsonl", "--chunk-size", 4) == 0
+    assert annotate_cli(tiny_model_dir, inputs, out, "--format", "jsonl", "--chunk-size", 4) == 0
     rows = _jsonl(out)
     expected = _documents(inputs)
     assert [(r["id"], r["text"]) for r in rows] == [(d.id, d.text) for d in expected]
@@ -70,12 +60,12 @@ def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_di
 
 @pytest.mark.parametrize("fmt", ["pubtator", "jsonl", "csv", "bioc"])
 def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, fmt):
-    src = _write_jsonl(tmp_path / "in.jsonl", [
+    src = write_jsonl(tmp_path / "in.jsonl", [
         {"id": "a", "text": "Famotidine-associated delirium."}, {"id": "empty", "text": ""},
         {"pmid": "b", "title": "Cisplatin nephrotoxicity.", "abstract": "Renal failure in rats."},
         {"pmid": "c", "title": "Title only."}])
     out = tmp_path / f"out.{fmt}"
-    assert _annotate(tiny_model_dir, [src], out, "--format", fmt, "--chunk-size", 3) == 0
+    assert annotate_cli(tiny_model_dir, [src], out, "--format", fmt, "--chunk-size", 3) == 0
     ids = ["a", "empty", "b", "c"]
     texts = dict((d.id, d.text) for d in _documents([src]))
     if fmt == "pubtator":
@@ -105,11 +95,11 @@ def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, 
 def test_ids_by_default_and_none_with_no_link(tmp_path, tiny_model_dir):
     """--link (the default) writes each entity's MeSH IDs from the model's linker/ index; --no-link
     writes the same entities without IDs (PubTator's sixth column "-")."""
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Famotidine-associated delirium and seizures."},
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Famotidine-associated delirium and seizures."},
                                               {"id": "b", "text": "Cisplatin nephrotoxicity. Renal failure."}])
     linked, plain = tmp_path / "linked.jsonl", tmp_path / "plain.jsonl"
-    assert _annotate(tiny_model_dir, [src], linked, "--format", "jsonl") == 0
-    assert _annotate(tiny_model_dir, [src], plain, "--format", "jsonl", "--no-link") == 0
+    assert annotate_cli(tiny_model_dir, [src], linked, "--format", "jsonl") == 0
+    assert annotate_cli(tiny_model_dir, [src], plain, "--format", "jsonl", "--no-link") == 0
     linker = load_linker(str(tiny_model_dir / "linker"))
     for with_ids, without in zip(_jsonl(linked), _jsonl(plain)):
         entities = with_ids["entities"]
@@ -117,7 +107,7 @@ def test_ids_by_default_and_none_with_no_link(tmp_path, tiny_model_dir):
         want = linker.link(with_ids["text"], [(e["text"], e["label"]) for e in entities])
         assert [e["ids"] for e in entities] == [list(lk.ids) for lk in want]
     out = tmp_path / "plain.pubtator"
-    assert _annotate(tiny_model_dir, [src], out, "--no-link") == 0
+    assert annotate_cli(tiny_model_dir, [src], out, "--no-link") == 0
     mention_lines = [line.split("\t") for line in out.read_text().splitlines() if "\t" in line]
     assert mention_lines and all(len(cols) == 6 and cols[5] == "-" for cols in mention_lines)
 
@@ -131,7 +121,7 @@ def _malformed_inputs(tmp_path) -> list[Path]:
     truncated = tmp_path / "cut.xml"
     data = LEGACY.read_bytes()
     truncated.write_bytes(data[: data.index(b"90000103")])
-    jsonl = _write_jsonl(tmp_path / "x.jsonl", [{"id": "dup", "text": "First dup."}, {"id": "long", "text": "x"},
+    jsonl = write_jsonl(tmp_path / "x.jsonl", [{"id": "dup", "text": "First dup."}, {"id": "long", "text": "x"},
                                                 {"id": "dup", "text": "Second dup."}])
     long_text = ("Famotidine induced delirium in patients with renal failure. " * 850).strip()
     assert len(long_text) > 50_000
@@ -144,7 +134,7 @@ def _malformed_inputs(tmp_path) -> list[Path]:
 def test_malformed_records_go_to_the_error_report_and_the_run_goes_on(tmp_path, tiny_model_dir, capsys):
     inputs = _malformed_inputs(tmp_path)
     out = tmp_path / "out.jsonl"
-    assert _annotate(tiny_model_dir, inputs, out, "--format", "jsonl", "--chunk-size", 2) == 1
+    assert annotate_cli(tiny_model_dir, inputs, out, "--format", "jsonl", "--chunk-size", 2) == 1
     rows = _jsonl(out)
     assert [r["id"] for r in rows] == ["1", "3", "1", "3", "90000101", "90000102", "dup", "long", "dup"]
     assert [r["text"] for r in rows if r["id"] == "dup"] == ["First dup.", "Second dup."]  # duplicates kept, in order
@@ -173,8 +163,7 @@ def test_fatal_errors_exit_2_with_one_line(tmp_path, monkeypatch, capsys, argv, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "IN").write_text("Aspirin.\n", encoding="utf-8")
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("bioprune: error: ") and message in err and "\n" not in err
+    one_error_line(capsys, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["IN"]
 
 
@@ -202,21 +191,21 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, tiny_model_dir, m
     inputs = [LEGACY, *_malformed_inputs(tmp_path)[:2], FIXTURES / "sample.jsonl"]
     opts = ["--format", fmt, "--chunk-size", 2]
     full, cut = tmp_path / "full", tmp_path / "cut"
-    rc_full = _annotate(tiny_model_dir, inputs, full, *opts)
+    rc_full = annotate_cli(tiny_model_dir, inputs, full, *opts)
     assert rc_full == 1  # the malformed inputs
     with monkeypatch.context() as patch:
         _crash_after(patch, commits=3)
         with pytest.raises(_Killed):
-            _annotate(tiny_model_dir, inputs, cut, *opts)
+            annotate_cli(tiny_model_dir, inputs, cut, *opts)
     assert not cut.exists() and journal_path(cut).exists()
     assert (tmp_path / "cut.partial").stat().st_size > json.loads(journal_path(cut).read_text())["sizes"]["output"]
     capsys.readouterr()
-    assert _annotate(tiny_model_dir, inputs, cut, *opts) == 2  # without --resume: refused, nothing touched
+    assert annotate_cli(tiny_model_dir, inputs, cut, *opts) == 2  # without --resume: refused, nothing touched
     assert "pass --resume" in capsys.readouterr().err
-    assert _annotate(tiny_model_dir, inputs, cut, *opts, "--batch-size", 3, "--resume") == 2
+    assert annotate_cli(tiny_model_dir, inputs, cut, *opts, "--batch-size", 3, "--resume") == 2
     err = capsys.readouterr().err
     assert "cannot resume another job" in err and "batch_size was 16, now 3" in err
-    assert _annotate(tiny_model_dir, inputs, cut, *opts, "--resume") == rc_full
+    assert annotate_cli(tiny_model_dir, inputs, cut, *opts, "--resume") == rc_full
     assert cut.read_bytes() == full.read_bytes()
     for side in ("errors", "deleted"):
         assert (tmp_path / f"cut.{side}.jsonl").read_bytes() == (tmp_path / f"full.{side}.jsonl").read_bytes()
@@ -226,14 +215,14 @@ def test_interrupted_run_resumes_to_identical_output(tmp_path, tiny_model_dir, m
     assert states[0] == states[1]
     assert not journal_path(cut).exists() and not (tmp_path / "cut.partial").exists()
     before = cut.stat().st_mtime_ns
-    assert _annotate(tiny_model_dir, inputs, cut, *opts, "--resume") == rc_full  # finished: nothing to do
+    assert annotate_cli(tiny_model_dir, inputs, cut, *opts, "--resume") == rc_full  # finished: nothing to do
     assert cut.stat().st_mtime_ns == before
 
 
 def test_standard_output_and_error_lines_on_stderr(tmp_path, tiny_model_dir, capsys):
     src = tmp_path / "in.txt"
     src.write_bytes(b"Aspirin overdose.\nCaf\xff\n")
-    assert _annotate(tiny_model_dir, [src], "-") == 1
+    assert annotate_cli(tiny_model_dir, [src], "-") == 1
     captured = capsys.readouterr()
     assert captured.out.startswith("1|t|Aspirin overdose.\n1|a|\n")
     assert '"record_id": "2"' in captured.err and "not valid UTF-8" in captured.err

@@ -34,9 +34,7 @@ def test_version_comes_from_pyproject():
     assert bioprune.__version__ == importlib.metadata.version("bioprune") == declared
 
 
-def test_resolve_device_on_two_fake_gpus(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+def test_resolve_device_on_two_fake_gpus(fake_gpus):
     assert resolve_device("cuda") == "cuda" and resolve_device("cuda:1") == "cuda:1"
     assert resolve_device(torch.device("cpu")) == "cpu"
     with pytest.raises(ValueError, match=r"^cuda:2: this machine has 2 GPU\(s\), cuda:0 to cuda:1$"):

@@ -209,9 +209,8 @@ def test_text_limits_are_clear_messages():
         validate_text("x" * 101, 100)
 
 
-def test_both_tabs_start_at_the_engines_default_controller(tiny_model_dir):
-    # PruningEngine.from_pretrained() without config= is what the CLI runs without --controller
-    assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT == PruningChoice().config()
+def test_both_tabs_start_at_the_engines_default_controller():
+    # the engine's own default: tests/test_options.py::test_the_default_is_the_same_config_in_every_face
     assert config_from_values(start_values()) == DEFAULT == PruningChoice(**start_values()).config()  # the controls
     # the pruning settings do not apply to dense, the precision does
     pruning = {"lambda_": 9.0, "min_keep_ratio": 0.9, "prune_layers": [1], "recovery": True, "frozen_context": True}

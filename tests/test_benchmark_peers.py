@@ -11,7 +11,6 @@ import json
 
 import pytest
 
-from bioprune.io.pubtator import read_pubtator
 from training.benchmark_peers import export_onnx, hf_annotator, hf_pipeline, ort_engine
 from training.plot_results import main, peers_points, plot_peers
 from training.render_readme import peers_table
@@ -21,13 +20,8 @@ def _spans(annotations):
     return [[(e.start, e.end, e.label) for e in a.entities] for a in annotations]
 
 
-def _sample_texts(sample_path):
-    return [d.text for d in read_pubtator(sample_path)]
-
-
-def test_onnx_runtime_peer_matches_the_dense_model(tiny_engine, sample_path, tmp_path):
+def test_onnx_runtime_peer_matches_the_dense_model(tiny_engine, texts, tmp_path):
     pytest.importorskip("onnxruntime")
-    texts = _sample_texts(sample_path)
     files = export_onnx(tiny_engine, tmp_path)
     fp32 = ort_engine(tiny_engine, files["fp32"], threads=1)
     int8 = ort_engine(tiny_engine, files["int8"], threads=1)
@@ -39,10 +33,9 @@ def test_onnx_runtime_peer_matches_the_dense_model(tiny_engine, sample_path, tmp
 
 
 @pytest.mark.parametrize("batch_size", [1, 16])
-def test_hf_pipeline_peer_matches_the_dense_model(tiny_model_dir, tiny_engine, sample_path, batch_size):
+def test_hf_pipeline_peer_matches_the_dense_model(tiny_model_dir, tiny_engine, texts, batch_size):
     """aggregation "average" is the engine's word-level decoding: on the same fp32 weights the
     pipeline's entity groups are the engine's entities, span for span, at word boundaries."""
-    texts = _sample_texts(sample_path)
     pipe = hf_pipeline(tiny_model_dir)
     assert pipe.model.dtype.is_floating_point and str(pipe.model.dtype) == "torch.float32"
     spans = hf_annotator(pipe)(texts, batch_size)

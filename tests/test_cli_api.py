@@ -15,17 +15,9 @@ from transformers.utils import logging as hf_logging
 import bioprune
 from bioprune.cli import build_parser, main
 
-from conftest import SAMPLE_PUBTATOR
+from conftest import SAMPLE_PUBTATOR, annotate_cli, one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _one_error_line(capsys, *expected: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("bioprune: error: ") and "\n" not in err, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 @pytest.fixture
@@ -33,13 +25,6 @@ def one_doc(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "in.txt").write_text("Cisplatin nephrotoxicity in rats.\n", encoding="utf-8")
     return tmp_path / "in.txt"
-
-
-@pytest.fixture
-def fake_gpus(monkeypatch):
-    """This torch, pretending to see two CUDA devices (nothing is ever moved to them)."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
 
 
 # --- the public API -------------------------------------------------------------------------------
@@ -56,22 +41,21 @@ def test_version_flag(capsys):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
 def test_cuda_on_a_cpu_only_torch_is_one_line_exit_2(one_doc, tiny_model_dir, capsys, device):
-    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(tiny_model_dir), "--device", device]
-    assert main(argv) == 2
-    _one_error_line(capsys, f"bioprune: error: --device {device}: ", "use cpu")
+    assert annotate_cli(tiny_model_dir, [one_doc], "out.pubtator", "--device", device) == 2
+    one_error_line(capsys, f"bioprune: error: --device {device}: ", "use cpu")
     assert not Path("out.pubtator").exists()
 
 
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "meta"])
 def test_a_device_that_is_not_one_is_one_line_exit_2(one_doc, tiny_model_dir, capsys, device):
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir), "--device", device]) == 2
-    _one_error_line(capsys, f"--device {device}: ")
+    one_error_line(capsys, f"--device {device}: ")
 
 
 def test_cuda_n_is_accepted_up_to_the_gpus_there_are(fake_gpus, one_doc, tiny_model_dir, capsys):
     assert build_parser().parse_args(["evaluate", "--gold", "g", "--device", "cuda:1"]).device == "cuda:1"
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(tiny_model_dir), "--device", "cuda:2"]) == 2
-    _one_error_line(capsys, "--device cuda:2: this machine has 2 GPU(s)")
+    one_error_line(capsys, "--device cuda:2: this machine has 2 GPU(s)")
 
 
 # --- --model DIR without a tokenizer ----------------------------------------------------------------
@@ -82,7 +66,7 @@ def test_a_model_directory_without_a_tokenizer_is_one_line_exit_2(one_doc, tiny_
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_model_dir / name, bare / name)
     assert main(["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(bare)]) == 2
-    _one_error_line(capsys, f"{bare}: ", "no tokenizer (tokenizer.json or vocab.txt)")
+    one_error_line(capsys, f"{bare}: ", "no tokenizer (tokenizer.json or vocab.txt)")
 
 
 # --- pruning flags on the dense model ---------------------------------------------------------------
@@ -92,16 +76,13 @@ def test_a_model_directory_without_a_tokenizer_is_one_line_exit_2(one_doc, tiny_
                                           (["--prune-layers", "1"], "--prune-layers"),
                                           (["--min-keep-ratio", "0.5", "--lambda", "1"], "--lambda, --min-keep-ratio")])
 def test_pruning_flags_on_the_dense_model_are_refused(one_doc, tiny_model_dir, capsys, flags, named):
-    argv = ["annotate", str(one_doc), "--output", "out.pubtator", "--model", str(tiny_model_dir), "--quiet", *flags]
-    assert main(argv) == 2
-    _one_error_line(capsys, f"bioprune: error: {named}: has no effect on the dense model", "--controller rule")
+    assert annotate_cli(tiny_model_dir, [one_doc], "out.pubtator", *flags) == 2
+    one_error_line(capsys, f"bioprune: error: {named}: has no effect on the dense model", "--controller rule")
 
 
 def test_lambda_with_a_controller_runs_and_reports_tokens_pruned_and_flops(one_doc, pruning_model_dir, capsys):
-    argv = ["annotate", str(one_doc), str(SAMPLE_PUBTATOR), "--output", "out.pubtator", "--model",
-            str(pruning_model_dir), "--quiet", "--controller", "rule", "--lambda", "3", "--prune-layers", "1", "2",
-            "--min-keep-ratio", "0.1"]
-    assert main(argv) == 0
+    assert annotate_cli(pruning_model_dir, [one_doc, SAMPLE_PUBTATOR], "out.pubtator", "--controller", "rule",
+                        "--lambda", 3, "--prune-layers", 1, 2, "--min-keep-ratio", 0.1) == 0
     assert "tokens pruned" in capsys.readouterr().err
     state = json.loads(Path("out.pubtator.summary.json").read_text())["state"]
     assert state["tokens"] > 0 and state["dense_flops"] > 0 and state["flops"] > 0
@@ -146,5 +127,5 @@ def test_a_bad_linker_index_is_one_line_with_the_build_command(tiny_model_dir, t
     else:
         damaged.write_bytes(gzip.compress(b"delirium D003693\n"))
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet"]) == 2
-    _one_error_line(capsys, str(damaged), "python -m training.build_linker_index")
+    one_error_line(capsys, str(damaged), "python -m training.build_linker_index")
     assert main(["evaluate", "--gold", str(SAMPLE_PUBTATOR), "--model", str(model), "--quiet", "--no-link"]) == 0

@@ -17,30 +17,17 @@ from bioprune.config import DENSE
 from bioprune.encoding import MAX_POSITIONS, encode_texts, window_input_ids
 from bioprune.engine import PruningEngine, load_model
 from bioprune.evaluation import word_offsets
-from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABELS, decode_entities
 from bioprune.linking import DEFAULT_INDEX_DIR, LinkerSettings, load_linker
-from bioprune.types import ENTITY_TYPES, Annotation, Document
+from bioprune.types import ENTITY_TYPES, Document
 from bioprune.windows import window_owners
 
-
-def _probs(engine, encoded, batch_size: int = 16) -> list:
-    """Per document, the (T, C) label probabilities ``engine.run`` gives (its traces dropped)."""
-    return [probs for probs, _ in engine.run(encoded, batch_size=batch_size)]
-
-
-@pytest.fixture(scope="module")
-def texts(sample_path) -> list[str]:
-    return [d.text for d in read_pubtator(sample_path)]
+from conftest import entity_tuples, label_probs
 
 
 @pytest.fixture(scope="module")
 def long_text(texts) -> str:
     return " ".join([texts[0]] * 15)  # ~680 subword tokens: more than one 510-token window
-
-
-def _entity_tuples(annotation: Annotation) -> list[tuple[int, int, str, str]]:
-    return [(e.start, e.end, e.label, e.text) for e in annotation.entities]
 
 
 def _assert_valid_entities(text: str, entities) -> None:
@@ -140,7 +127,7 @@ def test_empty_and_whitespace_documents(tiny_engine, biased_engine, text):
         assert len(annotations) == 3
         assert annotations[0].entities == () and annotations[2].entities == ()
         assert annotations[0].text == text
-        (probs,) = _probs(engine, engine.encode([text]))
+        (probs,) = label_probs(engine, engine.encode([text]))
         assert probs.shape == (0, len(LABELS))
 
 
@@ -149,7 +136,7 @@ def test_empty_and_whitespace_documents(tiny_engine, biased_engine, text):
 def test_long_document_windows_use_window_predictions(tiny_engine, long_text):
     """Each token's probabilities come from its most central window, run on its own."""
     (enc,) = tiny_engine.encode([long_text])
-    merged = _probs(tiny_engine, [enc])[0]
+    merged = label_probs(tiny_engine, [enc])[0]
     owners = window_owners(len(enc.input_ids), list(enc.windows))
     cls_id, sep_id = tiny_engine.tokenizer.cls_token_id, tiny_engine.tokenizer.sep_token_id
     for w, (s, e) in enumerate(enc.windows):
@@ -165,9 +152,9 @@ def test_batch_equals_one_at_a_time(tiny_engine, texts, long_text):
     docs = [texts[0], "", long_text, texts[2], "Seizures.", texts[1]]
     encoded = tiny_engine.encode(docs)
     assert len(encoded[2].windows) > 1
-    batched = _probs(tiny_engine, encoded, batch_size=16)
-    small_batches = _probs(tiny_engine, encoded, batch_size=3)
-    single = [_probs(tiny_engine, [enc], batch_size=1)[0] for enc in encoded]
+    batched = label_probs(tiny_engine, encoded, batch_size=16)
+    small_batches = label_probs(tiny_engine, encoded, batch_size=3)
+    single = [label_probs(tiny_engine, [enc], batch_size=1)[0] for enc in encoded]
     for enc, b, m, s in zip(encoded, batched, small_batches, single):
         assert b.shape == s.shape == (len(enc.input_ids), len(LABELS))
         np.testing.assert_allclose(b, s, atol=1e-5)
@@ -175,7 +162,7 @@ def test_batch_equals_one_at_a_time(tiny_engine, texts, long_text):
         np.testing.assert_allclose(s.sum(axis=1), 1.0, atol=1e-5)  # every token got a prediction
     together = tiny_engine.annotate(docs, batch_size=16)
     alone = [tiny_engine.annotate([d], batch_size=1)[0] for d in docs]
-    assert [_entity_tuples(a) for a in together] == [_entity_tuples(a) for a in alone]
+    assert [entity_tuples(a) for a in together] == [entity_tuples(a) for a in alone]
     for text, a, b in zip(docs, together, alone):
         assert [e.score for e in a.entities] == pytest.approx([e.score for e in b.entities], abs=1e-5)
         _assert_valid_entities(text, a.entities)
@@ -185,7 +172,7 @@ def test_engine_probs_equal_plain_model_on_padded_batch(tiny_engine, texts):
     docs = [texts[2], texts[0]]  # 13 and 45 tokens: the first is padded in the shared batch
     encoded = tiny_engine.encode(docs)
     assert len(encoded[0].input_ids) < len(encoded[1].input_ids)
-    probs = _probs(tiny_engine, encoded, batch_size=16)
+    probs = label_probs(tiny_engine, encoded, batch_size=16)
     cls_id, sep_id = tiny_engine.tokenizer.cls_token_id, tiny_engine.tokenizer.sep_token_id
     for enc, p in zip(encoded, probs):
         ids = torch.tensor([[cls_id, *enc.input_ids, sep_id]])
@@ -203,7 +190,7 @@ def test_engine_probs_equal_plain_model_on_padded_batch(tiny_engine, texts):
 
 def test_entities_decoded_from_engine_probs(tiny_engine, texts):
     encoded = tiny_engine.encode(texts)
-    probs = _probs(tiny_engine, encoded)
+    probs = label_probs(tiny_engine, encoded)
     annotations = tiny_engine.with_config(tiny_engine.config.with_(link=False)).annotate(texts)
     for text, enc, p, a in zip(texts, encoded, probs, annotations):
         assert list(a.entities) == decode_entities(text, enc.offsets, enc.word_ids, p)
@@ -247,7 +234,7 @@ def test_biased_engine_one_entity_covering_all_words(biased_engine):
     text = "  Famotidine-associated delirium,\nrenal failure.  "
     (a,) = biased_engine.annotate([text])
     end = len(text) - 2
-    assert _entity_tuples(a) == [(2, end, "Chemical", text[2:end])]
+    assert entity_tuples(a) == [(2, end, "Chemical", text[2:end])]
     assert a.entities[0].text == text.strip()
     p = torch.softmax(torch.tensor([0, 0, 10.0, 0, 0]), 0)  # every token: I-Chemical; its score counts B- and I-Chemical
     assert a.entities[0].score == pytest.approx(float(p[1] + p[2]))
@@ -265,7 +252,7 @@ def test_per_word_engine_one_entity_per_word(per_word_engine):
 def test_biased_engine_long_document_single_entity(biased_engine, long_text):
     """A gap in the window merge would leave all-zero rows (argmax "O") and split the entity."""
     (a,) = biased_engine.annotate([long_text], batch_size=2)
-    assert _entity_tuples(a) == [(0, len(long_text), "Chemical", long_text)]
+    assert entity_tuples(a) == [(0, len(long_text), "Chemical", long_text)]
 
 
 ODD_CHARS = list("\u0301\u0308\u20dd\u00a0\u2028\u200b\u200d\ufeff\x00\x07\x1b\x7f\u3000\t\n\r -.,;()/'\"")
@@ -318,13 +305,6 @@ def _check_biased_engines(biased: PruningEngine, per_word: PruningEngine, text: 
 @example("😀famotidine😀")
 def test_offsets_on_arbitrary_unicode(biased_engine, per_word_engine, text):
     _check_biased_engines(biased_engine, per_word_engine, text)
-
-
-@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
-def test_offsets_on_blank_documents(biased_engine, per_word_engine, text):
-    for engine in (biased_engine, per_word_engine):
-        (a,) = engine.annotate([text])
-        assert a.entities == () and a.id == "0"
 
 
 def test_offsets_on_20k_character_document(biased_engine, per_word_engine):

@@ -5,21 +5,17 @@ import pytest
 import torch
 
 from bioprune.config import DENSE, PruningConfig
-from bioprune.encoding import window_input_ids
 from bioprune.evaluation import pruning_summary
 from bioprune.forward import head_flops, layer_flops
-from bioprune.types import flops_saved_ratio, format_flops_saved
-from bioprune.io.pubtator import read_pubtator
-from bioprune.types import Trace
+from bioprune.types import Trace, flops_saved_ratio, format_flops_saved
+
+from conftest import first_window_batch
 
 
 @pytest.fixture(scope="module")
-def batch(outside_engine, sample_path):
+def batch(outside_engine, texts):
     """(input_ids, attention_mask, special) of four right-padded documents (47, 30, 15, 4 tokens)."""
-    engine = outside_engine
-    texts = [d.text for d in read_pubtator(sample_path)] + ["Seizures."]
-    cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
-    return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
+    return first_window_batch(outside_engine, [*texts, "Seizures."])
 
 
 def dense_flops(n_tokens, n_layers: int, hidden: int, intermediate: int, n_classes: int):
@@ -73,13 +69,13 @@ def test_forward_dense_flops_per_row(outside_engine, batch, config):
     assert out.dense_flops.tolist() == [float(dense_flops(n, L, H, I, C)) for n in lengths]
 
 
-def test_dense_config_flops_equal_dense_flops_exactly(outside_engine, batch, sample_path):
+def test_dense_config_flops_equal_dense_flops_exactly(outside_engine, batch, texts):
     ids, mask, special = batch
     out = outside_engine.encoder.forward(ids, mask, special, DENSE)
     assert torch.equal(out.flops, out.dense_flops)
     L, H, I, C = _dims(outside_engine)
     # and in the engine, summed over windows of a long document
-    text = " ".join([read_pubtator(sample_path)[0].text] * 12)
+    text = " ".join([texts[0]] * 12)
     (enc,) = outside_engine.encode([text])
     assert len(enc.windows) == 2
     pruned = outside_engine.with_config(PruningConfig(prune_layers=(2,), recovery=False))

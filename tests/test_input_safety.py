@@ -9,24 +9,14 @@ import zlib
 
 import pytest
 
-from bioprune.cli import main
 from bioprune.io.inputs import iter_records
 from bioprune.io.outputs import output_format
 from bioprune.io.pubtator import format_pubtator, read_pubtator
-from bioprune.io.records import RecordError
 from bioprune.types import Annotation, Document
 
-from conftest import FIXTURES
+from conftest import FIXTURES, annotate_cli, docs_in, errors_in, write_jsonl
 
 BOM = "\ufeff".encode("utf-8")
-
-
-def _docs(records) -> list[Document]:
-    return [r for r in records if isinstance(r, Document)]
-
-
-def _errors(records) -> list[RecordError]:
-    return [r for r in records if isinstance(r, RecordError)]
 
 
 # --- 4. a leading UTF-8 BOM ---------------------------------------------------------------------------
@@ -42,9 +32,10 @@ def test_leading_bom_is_not_part_of_the_first_record(tmp_path, name, gzipped):
     with_bom.write_bytes(gzip.compress(BOM + content, mtime=0) if gzipped else BOM + content)
     expected = list(iter_records(plain))
     got = list(iter_records(with_bom))
-    assert not _errors(got)
-    assert [(d.id, d.text, d.title_end) for d in _docs(got)] == [(d.id, d.text, d.title_end) for d in _docs(expected)]
-    assert _docs(got) and not _docs(got)[0].text.startswith("\ufeff")
+    assert not errors_in(got)
+    assert [(d.id, d.text, d.title_end) for d in docs_in(got)] == \
+        [(d.id, d.text, d.title_end) for d in docs_in(expected)]
+    assert docs_in(got) and not docs_in(got)[0].text.startswith("\ufeff")
 
 
 def test_bom_in_the_strict_pubtator_reader(tmp_path):
@@ -57,8 +48,7 @@ def test_bom_keeps_plain_text_offsets(tmp_path, tiny_model_dir):
     src = tmp_path / "notes.txt"
     src.write_bytes(BOM + b"Famotidine induced delirium.\n")
     out = tmp_path / "out.jsonl"
-    assert main(["annotate", str(src), "--output", str(out), "--format", "jsonl", "--model", str(tiny_model_dir),
-                 "--quiet"]) == 0
+    assert annotate_cli(tiny_model_dir, [src], out, "--format", "jsonl") == 0
     (row,) = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert row["text"] == "Famotidine induced delirium."
     assert all(row["text"][e["start"]:e["end"]] == e["text"] for e in row["entities"])
@@ -71,15 +61,13 @@ IDS = ["ok-1", "pipe|id", "tab\tid", "line\nbreak", "cr\rid", "ok-2"]
 
 @pytest.mark.parametrize("fmt", ["pubtator", "jsonl", "csv", "bioc"])
 def test_awkward_ids_round_trip_through_every_writer(tmp_path, tiny_model_dir, capsys, fmt):
-    src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"id": i, "text": f"Aspirin overdose {n}."}) + "\n" for n, i in enumerate(IDS)),
-                   encoding="utf-8")
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i, "text": f"Aspirin overdose {n}."} for n, i in enumerate(IDS)])
     out = tmp_path / f"out.{fmt}"
-    rc = main(["annotate", str(src), "--output", str(out), "--format", fmt, "--model", str(tiny_model_dir), "--quiet"])
+    rc = annotate_cli(tiny_model_dir, [src], out, "--format", fmt)
     if fmt == "pubtator":  # no escape exists in PubTator: refused per record, the run goes on
         assert rc == 1
         back = list(iter_records(out))
-        assert not _errors(back) and [d.id for d in _docs(back)] == ["ok-1", "ok-2"]
+        assert not errors_in(back) and [d.id for d in docs_in(back)] == ["ok-1", "ok-2"]
         errors = [json.loads(line) for line in (tmp_path / "out.pubtator.errors.jsonl").read_text().splitlines()]
         assert [e["record_id"] for e in errors] == IDS[1:5]
         assert all("PubTator cannot represent" in e["reason"] for e in errors)
@@ -90,10 +78,10 @@ def test_awkward_ids_round_trip_through_every_writer(tmp_path, tiny_model_dir, c
             ids = [row["id"] for row in csv.DictReader(handle)]
         assert list(dict.fromkeys(ids)) == IDS
     elif fmt == "jsonl":
-        assert [d.id for d in _docs(iter_records(out))] == IDS
+        assert [d.id for d in docs_in(iter_records(out))] == IDS
     else:
         assert [d["id"] for d in json.loads(out.read_text())["documents"]] == IDS
-        assert [d.id for d in _docs(iter_records(out))] == IDS
+        assert [d.id for d in docs_in(iter_records(out))] == IDS
 
 
 def test_pubtator_writer_never_writes_an_id_it_cannot_read_back():
@@ -145,8 +133,8 @@ def test_truncated_gzip_keeps_every_complete_record(tmp_path, fmt):
         path.write_bytes(cut)
         readable = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS).decompress(cut)
         records = list(iter_records(path))
-        docs = _docs(records)
+        docs = docs_in(records)
         assert len(docs) == _complete(readable, fmt) > 0, fraction
         assert [d.id for d in docs] == [str(i) for i in range(1, len(docs) + 1)]
-        (error,) = _errors(records)
+        (error,) = errors_in(records)
         assert "truncated or corrupt gzip" in error.reason and "the rest of the file is skipped" in error.reason

@@ -18,21 +18,13 @@ from bioprune.io.pubtator import iter_pubtator_records, read_pubtator
 from bioprune.io.records import DeletedRecord, RecordError
 from bioprune.types import Annotation, Document, Entity
 
-from conftest import FIXTURES
+from conftest import FIXTURES, docs_in, errors_in
 
 LEGACY = FIXTURES / "medline_legacy.xml"
 CURRENT = FIXTURES / "pubmed_current.xml"
 BIOC_XML = FIXTURES / "sample.bioc.xml"
 BIOC_JSON = FIXTURES / "sample.bioc.json"
 JSONL = FIXTURES / "sample.jsonl"
-
-
-def _docs(records):
-    return [r for r in records if isinstance(r, Document)]
-
-
-def _errors(records):
-    return [r for r in records if isinstance(r, RecordError)]
 
 
 def _write(tmp_path, name: str, content: str | bytes):
@@ -47,7 +39,7 @@ def _write(tmp_path, name: str, content: str | bytes):
 
 def test_legacy_medline_layout_structured_title_only_markup_and_deletions():
     records = list(iter_records(LEGACY))
-    docs = _docs(records)
+    docs = docs_in(records)
     assert [d.id for d in docs] == ["90000101", "90000102", "90000103", "90000104"]
     title = "Famotidine-associated delirium."
     assert docs[0].text == (f"{title} BACKGROUND: A man developed delirium after treatment with famotidine. "
@@ -58,14 +50,12 @@ def test_legacy_medline_layout_structured_title_only_markup_and_deletions():
     # <sup>/<b> flattened, &#160; is whitespace, &lt; decoded, OtherAbstract not read
     assert docs[3].text == "Haloperidol and seizures. Rats treated with Mg2+ and haloperidol developed seizures (<5%)."
     assert [r.record_id for r in records if isinstance(r, DeletedRecord)] == ["90000001", "90000002"]
-    assert not _errors(records)
+    assert not errors_in(records)
 
 
-def test_pubmed_article_set_books_empty_labels_and_gzip(tmp_path):
+def test_pubmed_article_set_books_and_empty_labels():  # gzipped: test_detect_format_and_read_gzipped
     plain = list(iter_records(CURRENT))
-    gz = list(iter_records(_write(tmp_path, "current.xml.gz", CURRENT.read_bytes())))
-    assert [(d.id, d.text, d.title_end) for d in _docs(plain)] == [(d.id, d.text, d.title_end) for d in _docs(gz)]
-    docs = _docs(plain)
+    docs = docs_in(plain)
     assert docs[0].text == "Renal failure after cisplatin. OBJECTIVE: To study renal failure. Two patients were treated."
     assert docs[1].id == "90000202" and docs[1].text == "A book on delirium. Delirium is common."
     assert docs[2].text == "Indented title with markup."  # line break and indentation collapsed
@@ -76,8 +66,8 @@ def test_truncated_xml_keeps_records_before_and_reports_the_rest(tmp_path):
     data = LEGACY.read_bytes()
     cut = data.index(b"<PMID Version=\"1\">90000103")
     records = list(iter_records(_write(tmp_path, "cut.xml", data[:cut])))
-    assert [d.id for d in _docs(records)] == ["90000101", "90000102"]
-    (err,) = _errors(records)
+    assert [d.id for d in docs_in(records)] == ["90000101", "90000102"]
+    (err,) = errors_in(records)
     assert "malformed XML" in err.reason and "90000102" in err.reason and err.line is not None
 
 
@@ -87,9 +77,9 @@ def test_non_utf8_bytes_in_xml_become_a_replacement_character_and_nothing_is_los
     data = LEGACY.read_bytes().replace(b"Cisplatin and", b"Cisplatin \xff and")
     with caplog.at_level("WARNING"):
         records = list(iter_records(_write(tmp_path, "bad.xml", data)))
-    assert [d.id for d in _docs(records)] == [d.id for d in _docs(list(iter_records(LEGACY)))]
-    assert [d.id for d in _docs(records) if "Cisplatin \ufffd and" in d.text] == ["90000102"]
-    assert not _errors(records) and "bad.xml: 1 byte sequence(s) that are not UTF-8" in caplog.text
+    assert [d.id for d in docs_in(records)] == [d.id for d in docs_in(list(iter_records(LEGACY)))]
+    assert [d.id for d in docs_in(records) if "Cisplatin \ufffd and" in d.text] == ["90000102"]
+    assert not errors_in(records) and "bad.xml: 1 byte sequence(s) that are not UTF-8" in caplog.text
 
 
 def test_utf8_repair_keeps_characters_split_across_reads_and_counts_only_real_replacements():
@@ -108,14 +98,14 @@ def test_xml_declaring_another_encoding_is_decoded_by_it(tmp_path):
     data = data.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"', 1)
     assert data.startswith(b'<?xml version="1.0" encoding="ISO-8859-1"?>')
     records = list(iter_records(_write(tmp_path, "latin.xml", data)))
-    assert not _errors(records) and any("Cisplatin é and" in d.text for d in _docs(records))
+    assert not errors_in(records) and any("Cisplatin é and" in d.text for d in docs_in(records))
 
 
 def test_citation_without_pmid_is_one_error_and_reading_goes_on(tmp_path):
     data = LEGACY.read_text().replace('<PMID Version="1">90000102</PMID>', "")
     records = list(iter_records(_write(tmp_path, "nopmid.xml", data)))
-    assert [d.id for d in _docs(records)] == ["90000101", "90000103", "90000104"]
-    (err,) = _errors(records)
+    assert [d.id for d in docs_in(records)] == ["90000101", "90000103", "90000104"]
+    (err,) = errors_in(records)
     assert "without a PMID" in err.reason and err.line == 21  # where the <MedlineCitation> starts
 
 
@@ -146,21 +136,15 @@ def test_detect_format_and_read_gzipped(path, fmt, tmp_path):
     assert detect_format(path) == fmt
     gz = _write(tmp_path, "x.gz", path.read_bytes())
     assert detect_format(gz) == fmt
-    assert _docs(iter_records(gz)) == _docs(iter_records(path)) != []
+    assert docs_in(iter_records(gz)) == docs_in(iter_records(path)) != []
 
 
-def test_detect_text_and_unknown_xml(tmp_path):
-    assert detect_format(_write(tmp_path, "a.txt", "Aspirin overdose.\n")) == "text"
-    other = _write(tmp_path, "other.xml", "<?xml version='1.0'?><html><body/></html>")
-    (err,) = list(iter_records(other))
-    assert isinstance(err, RecordError) and "<html>" in err.reason
-
-
-def test_empty_and_blank_files_are_one_error_each(tmp_path):
-    (err,) = list(iter_records(_write(tmp_path, "empty.txt", b"")))
-    assert "empty file" in err.reason
-    (err,) = list(iter_records(_write(tmp_path, "blank.txt", "\n  \n")))
-    assert "no documents" in err.reason
+@pytest.mark.parametrize("name, content, reason", [
+    ("other.xml", "<?xml version='1.0'?><html><body/></html>", "<html>"),
+    ("empty.txt", b"", "empty file"), ("blank.txt", "\n  \n", "no documents")])
+def test_unknown_xml_empty_and_blank_files_are_one_error_each(tmp_path, name, content, reason):
+    (err,) = list(iter_records(_write(tmp_path, name, content)))
+    assert isinstance(err, RecordError) and reason in err.reason
 
 
 # --- PubTator, text and JSONL: lenient readers ---------------------------------------------------
@@ -184,13 +168,15 @@ def test_pubtator_bad_offsets_and_bytes_are_reported_and_reading_goes_on(tmp_pat
 
 
 def test_text_non_utf8_line(tmp_path):
-    records = list(iter_records(_write(tmp_path, "t.txt", b"Aspirin.\n\nCaf\xe9\xff\nDelirium.\n")))
+    path = _write(tmp_path, "t.txt", b"Aspirin.\n\nCaf\xe9\xff\nDelirium.\n")
+    assert detect_format(path) == "text"
+    records = list(iter_records(path))
     assert [(type(r).__name__, getattr(r, "id", None) or r.record_id) for r in records] == [
         ("Document", "1"), ("RecordError", "3"), ("Document", "4")]
 
 
 def test_jsonl_shapes():
-    docs = _docs(iter_records(JSONL))
+    docs = docs_in(iter_records(JSONL))
     assert [(d.id, d.text, d.title_end) for d in docs] == [
         ("doc-1", "Famotidine-associated delirium.", None),
         ("90000501", "Cisplatin nephrotoxicity. Renal failure followed.", len("Cisplatin nephrotoxicity.")),
@@ -211,22 +197,22 @@ def test_jsonl_shapes():
 def test_jsonl_malformed_lines(tmp_path, line, reason):
     path = _write(tmp_path, "x.jsonl", b'{"id": "a", "text": "A."}\n' + line + b'\n{"id": "b", "text": "B."}\n')
     records = list(iter_records(path, "jsonl"))
-    assert [d.id for d in _docs(records)] == ["a", "b"]
-    (err,) = _errors(records)
+    assert [d.id for d in docs_in(records)] == ["a", "b"]
+    (err,) = errors_in(records)
     assert err.line == 2 and reason in err.reason
 
 
 # --- BioC ------------------------------------------------------------------------------------------
 
 def test_bioc_xml_passages_and_sentences_at_their_offsets():
-    docs = _docs(iter_records(BIOC_XML))
+    docs = docs_in(iter_records(BIOC_XML))
     assert docs[0] == Document("90000301", "Famotidine and delirium. Delirium followed famotidine.", 24)
     assert docs[0].text[25:33] == "Delirium"  # the fixture's own annotation offset still holds
     assert docs[1] == Document("90000302", "Cisplatin was given.  Renal failure followed.", None)
 
 
 def test_bioc_json_streams_documents_past_decoy_keys():
-    docs = _docs(iter_records(BIOC_JSON))
+    docs = docs_in(iter_records(BIOC_JSON))
     assert docs == [Document("90000401", "Haloperidol and seizures. Seizures were reported.", 25),
                     Document("90000402", "Title only.", 11)]
 
@@ -244,8 +230,8 @@ def test_bioc_json_malformed_midway(tmp_path):
     text = BIOC_JSON.read_text()
     cut = text.index('{"id": 90000402')
     records = list(iter_records(_write(tmp_path, "cut.json", text[:cut] + '{"id": 9, "passages": [}')))
-    assert [d.id for d in _docs(records)] == ["90000401"]
-    (err,) = _errors(records)
+    assert [d.id for d in docs_in(records)] == ["90000401"]
+    (err,) = errors_in(records)
     assert "malformed BioC JSON" in err.reason and err.line == 12
 
 
@@ -302,14 +288,14 @@ def test_bioc_json_output_reads_back(tmp_path):
     assert TEXT[loc["offset"]:loc["offset"] + loc["length"]] == annotation["text"] == "Delirium"
     assert annotation["infons"] == {"type": "Disease", "identifier": "-", "score": "0.8000"}
     assert composite["infons"]["identifier"] == "MESH:D1|MESH:D2"
-    assert _docs(iter_records(path)) == [DOC, Document("10", "", None)]
+    assert docs_in(iter_records(path)) == [DOC, Document("10", "", None)]
 
 
 def test_ids_round_trip_through_pubtator_and_jsonl(tmp_path):
     """Our PubTator reader reads our six columns back; JSONL keeps the bare IDs; both read back as input."""
     for name in ("jsonl", "pubtator"):
         path = _write(tmp_path, f"out.{name}", _whole(output_format(name), [(ANN, DOC)], 1))
-        (doc,) = _docs(iter_records(path))
+        (doc,) = docs_in(iter_records(path))
         assert (doc.id, doc.text) == ("9", TEXT)
     columns = [line.split("\t") for line in path.read_text().splitlines()[2:] if line]  # path: the PubTator file
     assert [c[5] for c in columns] == ["MESH:D015738", "-", "MESH:D1|MESH:D2"]

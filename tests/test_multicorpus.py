@@ -39,29 +39,22 @@ def _sets(spans, annotates, allows_disease=False) -> list[set[str]]:
     return [{label for i, label in enumerate(LABELS) if b >> i & 1} for b in bits]  # label_bits' inverse
 
 
-def test_fully_annotated_corpus_allows_the_gold_tag_only():
-    assert _sets([CHEMICAL, DELIRIUM], {"Chemical", "Disease"}) == [
-        {"B-Chemical"}, {"O"}, {"B-Disease"}, {"O"}, {"O"}, {"O"}]
-
-
-def test_chemical_only_corpus_masks_disease_outside_its_chemicals():
-    sets = _sets([CHEMICAL], {"Chemical"})
-    assert sets[0] == {"B-Chemical"}
-    assert sets[2] == DISEASE  # "delirium": the corpus says nothing about diseases
-    assert all(s == DISEASE for s in sets[1:])
-
-
-def test_other_entities_are_o_by_default_and_may_be_disease_when_declared():
-    assert _sets([CHEMICAL, ENZYME], {"Chemical"})[4:] == [{"O"}, {"O"}]
-    assert _sets([CHEMICAL, ENZYME], {"Chemical"}, allows_disease=True)[4:] == [DISEASE, DISEASE]
-    # where the corpus annotates diseases, an unannotated span is no disease either way
-    assert _sets([ENZYME], {"Chemical", "Disease"}, allows_disease=True)[4:] == [{"O"}, {"O"}]
-
-
-def test_gold_wins_over_other_entity_and_masked_wins_over_outside():
-    sets = _sets([(0, 18, "Chemical"), (0, 10, OTHER_ENTITY), (28, 39, MASKED)], {"Chemical"})
-    assert sets[:2] == [{"B-Chemical"}, {"I-Chemical"}]
-    assert sets[3] == sets[4] == EVERY
+@pytest.mark.parametrize("spans, annotates, allows_disease, expected", [
+    # a fully annotated corpus allows the gold tag only
+    ([CHEMICAL, DELIRIUM], {"Chemical", "Disease"}, False, [{"B-Chemical"}, {"O"}, {"B-Disease"}, {"O"}, {"O"}, {"O"}]),
+    # a chemical-only corpus says nothing about diseases ("delirium" included) outside its chemicals
+    ([CHEMICAL], {"Chemical"}, False, [{"B-Chemical"}] + [DISEASE] * 5),
+    # other entities are O by default and may be a disease when the corpus declares so ...
+    ([CHEMICAL, ENZYME], {"Chemical"}, False, [{"B-Chemical"}] + [DISEASE] * 3 + [{"O"}] * 2),
+    ([CHEMICAL, ENZYME], {"Chemical"}, True, [{"B-Chemical"}] + [DISEASE] * 5),
+    # ... but where the corpus annotates diseases, an unannotated span is no disease either way
+    ([ENZYME], {"Chemical", "Disease"}, True, [{"O"}] * 6),
+    # gold wins over another entity, and a masked span over outside
+    ([(0, 18, "Chemical"), (0, 10, OTHER_ENTITY), (28, 39, MASKED)], {"Chemical"}, False,
+     [{"B-Chemical"}, {"I-Chemical"}, DISEASE, EVERY, EVERY, DISEASE]),
+])
+def test_allowed_labels_per_token(spans, annotates, allows_disease, expected):
+    assert _sets(spans, annotates, allows_disease) == expected
 
 
 # --- the loss --------------------------------------------------------------------------------------

@@ -24,14 +24,9 @@ from bioprune.io.output_target import OutputLock, check_paths, claim_output, is_
 from bioprune.io.outputs import output_format
 from bioprune.types import Document
 
-from conftest import FIXTURES
+from conftest import FIXTURES, annotate_cli, one_error_line, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _annotate(model_dir, inputs, output, *extra) -> int:
-    return main(["annotate", *map(str, inputs), "--output", str(output), "--model", str(model_dir), "--quiet",
-                 *map(str, extra)])
 
 
 def _listing(folder: Path) -> dict[str, bytes | str]:
@@ -41,17 +36,6 @@ def _listing(folder: Path) -> dict[str, bytes | str]:
         mode = os.lstat(p).st_mode
         out[p.name] = p.read_bytes() if stat.S_ISREG(mode) else f"mode {stat.S_IFMT(mode):o}"
     return out
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("bioprune: error: ") and "\n" not in err, err
-    return err
-
-
-def _write_jsonl(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 # --- 1. output = input ----------------------------------------------------------------------------
@@ -71,15 +55,14 @@ def test_output_that_is_an_input_is_refused_and_nothing_is_written(tmp_path, tin
     elif how == "errors side file":  # OUT.errors.jsonl is the input: the run would replace it at the end
         output = tmp_path / "out"
         inputs = [gold, tmp_path / "out.errors.jsonl"]
-        _write_jsonl(inputs[1], [{"id": "x", "body": "no text: an error record"}])
+        write_jsonl(inputs[1], [{"id": "x", "body": "no text: an error record"}])
     elif how == "journal":
         output = tmp_path / "same"
         inputs = [tmp_path / "same.journal"]
-        _write_jsonl(inputs[0], [{"id": "j", "text": "Aspirin."}])
+        write_jsonl(inputs[0], [{"id": "j", "text": "Aspirin."}])
     before = _listing(tmp_path)
-    assert _annotate(tiny_model_dir, inputs, output) == 2
-    err = _one_error_line(capsys)
-    assert "is the input file" in err
+    assert annotate_cli(tiny_model_dir, inputs, output) == 2
+    one_error_line(capsys, "is the input file")
     assert _listing(tmp_path) == before  # the gold mention and relation lines are still there
 
 
@@ -96,36 +79,36 @@ def test_library_refuses_an_output_that_is_its_input(tmp_path, tiny_engine):
 
 @pytest.mark.parametrize("which", ["output", "errors side file", "partial file"])
 def test_fifo_output_is_refused_not_replaced(tmp_path, tiny_model_dir, capsys, which):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     out = tmp_path / "out.pubtator"
     fifo = {"output": out, "errors side file": tmp_path / "out.pubtator.errors.jsonl",
             "partial file": tmp_path / "out.pubtator.partial"}[which]
     os.mkfifo(fifo)
     before = _listing(tmp_path)
-    assert _annotate(tiny_model_dir, [src], out) == 2
-    assert "named pipe (FIFO)" in _one_error_line(capsys)
+    assert annotate_cli(tiny_model_dir, [src], out) == 2
+    assert "named pipe (FIFO)" in one_error_line(capsys)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert _listing(tmp_path) == before
 
 
 def test_symlinked_output_is_refused_and_its_target_untouched(tmp_path, tiny_model_dir, capsys):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep me\n")
     link = tmp_path / "out.pubtator"
     link.symlink_to(target)
     before = _listing(tmp_path)
-    assert _annotate(tiny_model_dir, [src], link) == 2
-    assert "symbolic link" in _one_error_line(capsys)
+    assert annotate_cli(tiny_model_dir, [src], link) == 2
+    assert "symbolic link" in one_error_line(capsys)
     assert link.is_symlink() and os.readlink(link) == str(target) and target.read_text() == "keep me\n"
     assert _listing(tmp_path) == before
 
 
 def test_directory_output_is_refused(tmp_path, tiny_model_dir, capsys):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     (tmp_path / "outdir").mkdir()
-    assert _annotate(tiny_model_dir, [src], tmp_path / "outdir") == 2
-    assert "is a directory" in _one_error_line(capsys)
+    assert annotate_cli(tiny_model_dir, [src], tmp_path / "outdir") == 2
+    assert "is a directory" in one_error_line(capsys)
     assert list((tmp_path / "outdir").iterdir()) == []
 
 
@@ -133,21 +116,21 @@ def test_dev_null_is_refused_and_stays_a_device(tmp_path, tiny_model_dir, capsys
     with pytest.raises(InputError, match="character device"):  # checked first: nothing below runs otherwise
         check_paths("/dev/null")
     dev_before = sorted(os.listdir("/dev"))
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
-    assert _annotate(tiny_model_dir, [src], "/dev/null") == 2
-    assert "character device" in _one_error_line(capsys)
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    assert annotate_cli(tiny_model_dir, [src], "/dev/null") == 2
+    assert "character device" in one_error_line(capsys)
     assert stat.S_ISCHR(os.lstat("/dev/null").st_mode) and sorted(os.listdir("/dev")) == dev_before
 
 
 def test_dev_stdout_means_standard_output(tmp_path, tiny_model_dir, capsys):
     assert is_stdout("/dev/stdout") and is_stdout("-") and not is_stdout("out.pubtator")
     dev_before = sorted(os.listdir("/dev"))
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
-    assert _annotate(tiny_model_dir, [src], "/dev/stdout") == 0
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    assert annotate_cli(tiny_model_dir, [src], "/dev/stdout") == 0
     assert capsys.readouterr().out.startswith("a|t|Aspirin overdose.\na|a|\n")
     assert os.path.islink("/dev/stdout") and sorted(os.listdir("/dev")) == dev_before
     assert main(["annotate", str(src), "--output", "/dev/stdout", "--resume", "--model", str(tiny_model_dir)]) == 2
-    assert "need an output path" in _one_error_line(capsys)
+    assert "need an output path" in one_error_line(capsys)
 
 
 # --- 3. one run per output: the lock --------------------------------------------------------------
@@ -164,17 +147,17 @@ def test_second_lock_holder_is_refused_with_its_pid(tmp_path):
 
 
 def test_stale_lock_file_of_a_dead_run_does_not_block(tmp_path, tiny_model_dir):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     out = tmp_path / "out.pubtator"
     (tmp_path / "out.pubtator.lock").write_text("999999999\n")  # a killed run's file, no process holds it
-    assert _annotate(tiny_model_dir, [src], out) == 0
+    assert annotate_cli(tiny_model_dir, [src], out) == 0
     assert out.read_text().startswith("a|t|") and not (tmp_path / "out.pubtator.lock").exists()
 
 
 def test_live_run_locks_its_output_and_a_killed_one_resumes_to_identical_output(tmp_path, tiny_model_dir, capsys):
     words = "famotidine induced delirium in patients with renal failure and seizures after cisplatin".split()
     rows = [{"id": f"d{i}", "text": " ".join(words[(i + j) % len(words)] for j in range(40))} for i in range(200)]
-    src = _write_jsonl(tmp_path / "many.jsonl", rows)
+    src = write_jsonl(tmp_path / "many.jsonl", rows)
     out, full = tmp_path / "out.jsonl", tmp_path / "full.jsonl"
     opts = ["--format", "jsonl", "--chunk-size", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -192,19 +175,18 @@ def test_live_run_locks_its_output_and_a_killed_one_resumes_to_identical_output(
             time.sleep(0.005)
         assert proc.poll() is None and records >= 6, proc.stderr.read().decode()[-2000:] if proc.poll() else ""
         for extra in ([], ["--resume"]):  # a second run, and a --resume of the live run: both refused
-            assert _annotate(tiny_model_dir, [src], out, *opts, *extra) == 2
-            err = _one_error_line(capsys)
-            assert str(out) in err and f"PID {proc.pid}" in err and "another bioprune run" in err
+            assert annotate_cli(tiny_model_dir, [src], out, *opts, *extra) == 2
+            one_error_line(capsys, str(out), f"PID {proc.pid}", "another bioprune run")
         assert proc.poll() is None  # the live run was not disturbed
     finally:
         proc.send_signal(signal.SIGKILL)  # no cleanup, no finally blocks
         proc.communicate()
     assert (tmp_path / "out.jsonl.lock").exists() and not out.exists()  # killed: the lock file stays behind
     assert json.loads(journal.read_text())["state"]["records"] < len(rows)  # killed midway, before the end
-    assert _annotate(tiny_model_dir, [src], out, *opts) == 2  # without --resume: the journal, not the lock
-    assert "pass --resume" in _one_error_line(capsys)
-    assert _annotate(tiny_model_dir, [src], out, *opts, "--resume") == 0  # the stale lock does not block
-    assert _annotate(tiny_model_dir, [src], full, *opts) == 0
+    assert annotate_cli(tiny_model_dir, [src], out, *opts) == 2  # without --resume: the journal, not the lock
+    assert "pass --resume" in one_error_line(capsys)
+    assert annotate_cli(tiny_model_dir, [src], out, *opts, "--resume") == 0  # the stale lock does not block
+    assert annotate_cli(tiny_model_dir, [src], full, *opts) == 0
     assert out.read_bytes() == full.read_bytes()  # as an uninterrupted run
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [r["id"] for r in rows]
     assert not (tmp_path / "out.jsonl.lock").exists()
@@ -213,23 +195,23 @@ def test_live_run_locks_its_output_and_a_killed_one_resumes_to_identical_output(
 # --- 7. size limit and progress within a long document ---------------------------------------------
 
 def test_documents_over_the_size_limit_are_failed_records(tmp_path, tiny_model_dir, capsys):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."},
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."},
                                                {"id": "huge", "text": "delirium " * 300},
                                                {"id": "b", "text": "Renal failure."}])
     out = tmp_path / "out.jsonl"
-    assert _annotate(tiny_model_dir, [src], out, "--format", "jsonl", "--max-doc-chars", 1000) == 1
+    assert annotate_cli(tiny_model_dir, [src], out, "--format", "jsonl", "--max-doc-chars", 1000) == 1
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
     (error,) = [json.loads(line) for line in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
     assert error["record_id"] == "huge" and "longer than the limit of 1,000" in error["reason"]
     assert "(1 failed, 0 deleted)" in capsys.readouterr().err
-    assert _annotate(tiny_model_dir, [src], tmp_path / "all.jsonl", "--format", "jsonl", "--max-doc-chars", 0) == 0
+    assert annotate_cli(tiny_model_dir, [src], tmp_path / "all.jsonl", "--format", "jsonl", "--max-doc-chars", 0) == 0
 
 
 def test_default_size_limit_stops_a_pathological_line(tmp_path, tiny_model_dir):
     line = tmp_path / "one-line.txt"
     line.write_text("Aspirin. " * (DEFAULT_MAX_DOC_CHARS // 9 + 1) + "\nRenal failure.\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    assert _annotate(tiny_model_dir, [line], out, "--format", "jsonl") == 1
+    assert annotate_cli(tiny_model_dir, [line], out, "--format", "jsonl") == 1
     assert [json.loads(r)["id"] for r in out.read_text().splitlines()] == ["2"]
 
 
@@ -245,7 +227,7 @@ def test_progress_moves_within_one_long_document(tiny_engine):
 
 
 def test_progress_bar_counts_tokens_and_documents(tmp_path, tiny_model_dir, capsys):
-    src = _write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     assert main(["annotate", str(src), "--output", str(tmp_path / "out.jsonl"), "--format", "jsonl",
                  "--model", str(tiny_model_dir)]) == 0
     err = capsys.readouterr().err
@@ -257,7 +239,7 @@ def test_progress_bar_counts_tokens_and_documents(tmp_path, tiny_model_dir, caps
 def test_summary_line_of_a_pruned_run_that_read_no_document(tmp_path, pruning_model_dir, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n", encoding="utf-8")
-    assert _annotate(pruning_model_dir, [bad], tmp_path / "out.pubtator", "--controller", "rule",
+    assert annotate_cli(pruning_model_dir, [bad], tmp_path / "out.pubtator", "--controller", "rule",
                      "--prune-layers", 1, 2) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("annotated 0 documents (1 failed, 0 deleted)")

@@ -97,6 +97,8 @@ def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path)
         path.write_text(json.dumps(given))
         with pytest.raises(ValueError, match=f"postprocess.json.*{expected}"):
             Postprocess.load(tmp_path)
+    with pytest.raises(ValueError, match="unlinked_min_score"):  # built in code, checked the same way
+        Postprocess(unlinked_min_score={"Chemical": True})
 
 
 def test_the_gazetteer_keeps_names_training_text_tags_reliably():
@@ -169,6 +171,6 @@ def test_an_unlinked_entity_stays_only_if_the_model_is_sure_enough_and_only_when
     assert words({"Disease": 1.01}) == ["Delirium"]  # above any score: every unlinked Disease goes
     assert words({"Disease": 1.01}, link=False) == ["Delirium", "and", "zebrafishin"]  # no IDs known: all kept
     entity = Entity(0, 3, "Chemical", "x", 0.95)
-    assert Postprocess(unlinked_min_score={"Chemical": 0.9}).keeps(entity, ())
-    assert not Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(entity, ())
-    assert Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(entity, ("D1",))
+    assert Postprocess(unlinked_min_score={"Chemical": 0.9}).keeps(entity)
+    assert not Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(entity)
+    assert Postprocess(unlinked_min_score={"Chemical": 0.99}).keeps(replace(entity, ids=("D1",)))

@@ -17,8 +17,9 @@ from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.int8 import (CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration, recording_input_ranges,
                            save_calibration, smoothing)
-from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
+
+from conftest import first_window_batch
 
 
 def _probe(answer: bool):
@@ -57,11 +58,9 @@ def test_int8_is_cpu_only(device):
         resolve_precision("int8", device, has_native_bf16=_probe(True))
 
 
-def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(monkeypatch, tiny_model_dir, sample_path, capsys):
+def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(fake_gpus, tiny_model_dir, sample_path, capsys):
     from bioprune.cli import main
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with GPUs, as far as the CLI asks
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--device", "cuda",
                  "--precision", "int8", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -138,11 +137,6 @@ def test_bf16_runs_on_one_bf16_copy_and_fp32_on_the_model_itself(outside_engine)
     assert outside_engine.with_config(DENSE).encoder.weights_at("bf16") is copy
 
 
-@pytest.fixture(scope="module")
-def texts(sample_path) -> list[str]:
-    return [d.text for d in read_pubtator(sample_path)]
-
-
 @pytest.mark.parametrize("controller", ["none", "rule"])
 @pytest.mark.parametrize("precision_name, max_prob_error", [("bf16", 0.005), ("int8", 0.02)])
 def test_reduced_precision_probabilities_stay_close_to_fp32(outside_engine, texts, controller, monkeypatch,
@@ -151,9 +145,7 @@ def test_reduced_precision_probabilities_stay_close_to_fp32(outside_engine, text
     95% of the labels equal (its random logits sit close together, so a few near-ties may flip; the
     shipped model's agreement is measured in the README). Forced on, whatever this CPU has."""
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
-    tok = outside_engine.tokenizer
-    ids, mask, special = outside_engine.batch_inputs([[tok.cls_token_id, *doc.input_ids, tok.sep_token_id]
-                                                      for doc in outside_engine.encode(texts)])
+    ids, mask, special = first_window_batch(outside_engine, texts)  # each one window: the whole document
     fp32 = outside_engine.encoder.forward(ids, mask, special, PruningConfig(controller=controller, precision="fp32"))
     low = outside_engine.encoder.forward(ids, mask, special,
                                          PruningConfig(controller=controller, precision=precision_name))
@@ -245,13 +237,12 @@ def test_from_pretrained_reads_the_calibration_beside_the_model(tiny_model_dir, 
 
 
 @pytest.mark.parametrize("level", ["bf16", "int8"])
-def test_an_engine_pickles_after_a_reduced_precision_forward(tiny_model_dir, sample_path, level):
+def test_an_engine_pickles_after_a_reduced_precision_forward(tiny_model_dir, texts, level):
     """spaCy's ``nlp.pipe(n_process=N)`` under "spawn" pickles the component's engine, often after a
     first call has made the reduced-precision copy, whose oneDNN-packed weights cannot be pickled."""
     import copy
     import pickle
 
-    texts = [d.text for d in read_pubtator(sample_path)]
     engine = PruningEngine.from_pretrained(tiny_model_dir, config=replace(DENSE, precision=level))
     engine.encoder.weights_at(level)  # the copy a forward at this precision makes, pre-packed where oneDNN can
     expected = [a.entities for a in engine.annotate(texts)]

@@ -26,21 +26,16 @@ from bioprune.config import DEFAULT, DENSE, OPERATING_POINTS, PruningConfig
 from bioprune.controllers import CONTROLLER_FILE, LearnedController, attention_feature_columns, keep_mask
 from bioprune.forward import TRIGGERS, Sequences, prune, restore
 from bioprune.layer import _heads, packed_attention, run_layer
-from bioprune.encoding import window_input_ids
 from bioprune.engine import ModelBundle, PruningEngine
 from bioprune.exits import ExitHeads
-from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import LABELS
 from bioprune.types import ENTITY_TYPES
+
+from conftest import entity_tuples, first_window_batch, label_probs
 
 # Recovery triggers that fire often on the tiny random model: its texts hold a few dozen tokens, so
 # a sequence never reaches the default spike_min_tokens uncertain tokens.
 EAGER_TRIGGERS = dict(loss_entity_prob=0.05, spike_entropy_nats=1.2, spike_min_tokens=1, recovery_window_tokens=2)
-
-
-def _probs(engine, encoded, batch_size: int = 16) -> list:
-    """Per document, the (T, C) label probabilities ``engine.run`` gives (its traces dropped)."""
-    return [probs for probs, _ in engine.run(encoded, batch_size=batch_size)]
 
 
 def _recovering(**kwargs) -> PruningConfig:
@@ -49,11 +44,6 @@ def _recovering(**kwargs) -> PruningConfig:
 
 
 AGGRESSIVE = PruningConfig(aggressiveness=1e6, min_keep_ratio=0.0, prune_layers=(1, 2), recovery=False)
-
-
-@pytest.fixture(scope="module")
-def texts(sample_path) -> list[str]:
-    return [d.text for d in read_pubtator(sample_path)]  # 45, 28 and 13 subword tokens
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +59,6 @@ def short_texts(texts) -> list[str]:
 @pytest.fixture(scope="module")
 def mixed_texts(texts, long_text) -> list[str]:
     return [texts[0], "", "Seizures.", long_text, texts[2], "famotidine " * 40, texts[1], "a"]
-
-
-def _batch(engine: PruningEngine, texts: list[str]):
-    """(input_ids, attention_mask, special) for the first window of each text, right-padded."""
-    cls_id, sep_id = engine.tokenizer.cls_token_id, engine.tokenizer.sep_token_id
-    return engine.batch_inputs([window_input_ids(doc, doc.windows[0], cls_id, sep_id) for doc in engine.encode(texts)])
-
-
-def _entity_tuples(annotation) -> list[tuple[int, int, str, str]]:
-    return [(e.start, e.end, e.label, e.text) for e in annotation.entities]
 
 
 def _trace_summary(trace):
@@ -192,7 +172,7 @@ def test_prune_nothing_kept_gives_one_padding_slot():
 # --- 2. pruning off equals the dense model --------------------------------------------------------
 
 def test_dense_forward_equals_hf_model_on_padded_batch(outside_engine, texts):
-    ids, mask, special = _batch(outside_engine, [texts[2], texts[0], "Seizures."])
+    ids, mask, special = first_window_batch(outside_engine, [texts[2], texts[0], "Seizures."])
     assert (mask == 0).any()  # really padded
     out = outside_engine.encoder.forward(ids, mask, special, DENSE)
     with torch.no_grad():
@@ -211,7 +191,7 @@ def test_dense_forward_equals_hf_model_on_padded_batch(outside_engine, texts):
 def test_enabled_config_with_nothing_pruned_equals_dense(outside_engine, texts):
     """λ = 0: no token is prunable, so the pruning points (explicit attention probs, exit heads,
     gather) run but the forward must still be the dense model."""
-    ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
+    ids, mask, special = first_window_batch(outside_engine, [texts[2], texts[0], texts[1]])
     config = _recovering(aggressiveness=0.0, min_keep_ratio=0.0, prune_layers=(1, 2), precision="fp32")
     assert config.enabled
     dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
@@ -226,7 +206,7 @@ def test_frozen_context_before_the_last_layer_leaves_kept_tokens_exactly_dense(o
     """Pruned before the last layer (3 layers, point 2), kept tokens attend to every token's state
     after layer 2 - pruned ones as frozen keys/values - which is exactly what the dense last layer
     sees; without frozen context they lose that context and their outputs move."""
-    ids, mask, special = _batch(outside_engine, [texts[2], texts[0], texts[1]])
+    ids, mask, special = first_window_batch(outside_engine, [texts[2], texts[0], texts[1]])
     dense = outside_engine.encoder.forward(ids, mask, special, DENSE)
     kept_equal = {}
     for frozen in (True, False):
@@ -272,10 +252,10 @@ def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
                                                   prune_layers=(1, 2), precision="fp32"))
     dense = outside_engine.with_config(DENSE)
     a_full, a_dense = full.annotate(mixed_texts), dense.annotate(mixed_texts)
-    assert [_entity_tuples(a) for a in a_full] == [_entity_tuples(a) for a in a_dense]
+    assert [entity_tuples(a) for a in a_full] == [entity_tuples(a) for a in a_dense]
     assert all(a.trace is None for a in a_full + a_dense)
     encoded = dense.encode(mixed_texts)
-    for p, q in zip(_probs(full, encoded), _probs(dense, encoded)):
+    for p, q in zip(label_probs(full, encoded), label_probs(dense, encoded)):
         np.testing.assert_allclose(p, q, atol=1e-5)
 
 
@@ -283,7 +263,7 @@ def test_min_keep_ratio_one_equals_dense(outside_engine, mixed_texts):
 
 @pytest.mark.parametrize("recovery", [False, True])
 def test_special_tokens_and_padding_never_pruned(outside_engine, texts, recovery):
-    ids, mask, special = _batch(outside_engine, [texts[0], texts[2], texts[1], "Seizures."])
+    ids, mask, special = first_window_batch(outside_engine, [texts[0], texts[2], texts[1], "Seizures."])
     out = outside_engine.encoder.forward(ids, mask, special, AGGRESSIVE.with_(recovery=recovery))
     valid = mask.bool()
     tok = outside_engine.tokenizer
@@ -316,7 +296,7 @@ RECOVERY_CONFIGS = [
 
 
 def test_recovered_subset_of_pruned(outside_engine, pruning_engine, texts, short_texts):
-    ids, mask, special = _batch(outside_engine, [texts[0], texts[1], texts[2], "Seizures after famotidine."])
+    ids, mask, special = first_window_batch(outside_engine, [*texts, "Seizures after famotidine."])
     n_events = 0
     for engine in (outside_engine, pruning_engine):
         for config in RECOVERY_CONFIGS:
@@ -345,7 +325,7 @@ def test_recovered_subset_of_pruned(outside_engine, pruning_engine, texts, short
 @pytest.mark.parametrize("prune_layers", [(1,), (2,), (1, 2)])
 @pytest.mark.parametrize("ratio", [0.2, 0.5, 0.8])
 def test_min_keep_ratio_floor(outside_engine, texts, ratio, prune_layers):
-    ids, mask, special = _batch(outside_engine, [texts[0], texts[1], texts[2], "Seizures."])
+    ids, mask, special = first_window_batch(outside_engine, [texts[0], texts[1], texts[2], "Seizures."])
     config = PruningConfig(aggressiveness=1e6, min_keep_ratio=ratio, prune_layers=prune_layers, recovery=False)
     out = outside_engine.encoder.forward(ids, mask, special, config)
     n_real = mask.sum(dim=1)
@@ -422,15 +402,15 @@ def test_batched_equals_one_at_a_time_under_pruning(outside_engine, mixed_texts,
     alone = [engine.annotate([t], batch_size=1)[0] for t in mixed_texts]
     in_threes = engine.annotate(mixed_texts, batch_size=3)
     for a, b, c in zip(together, alone, in_threes):
-        assert _entity_tuples(a) == _entity_tuples(b) == _entity_tuples(c)
+        assert entity_tuples(a) == entity_tuples(b) == entity_tuples(c)
         assert _trace_summary(a.trace) == _trace_summary(b.trace) == _trace_summary(c.trace)
         assert a.trace.flops == b.trace.flops == c.trace.flops
         assert a.trace.dense_flops == b.trace.dense_flops
     assert any(a.trace.pruned_tokens for a in together)
     encoded = engine.encode(mixed_texts)
     atol = 1e-5 if engine.precision == "fp32" else 1e-3  # bf16 rounds differently as the packing changes
-    for p16, p1 in zip(_probs(engine, encoded, batch_size=16),
-                       [_probs(engine, [e], batch_size=1)[0] for e in encoded]):
+    for p16, p1 in zip(label_probs(engine, encoded, batch_size=16),
+                       [label_probs(engine, [e], batch_size=1)[0] for e in encoded]):
         np.testing.assert_allclose(p16, p1, atol=atol)
 
 

@@ -93,15 +93,8 @@ def test_crlf_line_endings_and_multiple_blank_lines(tmp_path):
 
 # --- errors carry the file and the line ---------------------------------------------------------
 
-def test_block_without_title_line(tmp_path):
-    path = _write(tmp_path, GOOD_BLOCK + "\n" + "2|a|Only an abstract.\n")
-    err = _input_error(path)
-    assert err.line == 5 and err.source == str(path)
-    assert "|t|" in err.reason
-    assert str(err).startswith(f"{path}:5: ")
-
-
 @pytest.mark.parametrize("content, line, reason", [
+    (GOOD_BLOCK + "\n" + "2|a|Only an abstract.\n", 5, "|t|"),  # a block without its title line
     (GOOD_BLOCK + "1\t40\t55\tfamotidine\tChemical\n", 4, "outside the text"),  # the text has 54 characters
     (GOOD_BLOCK + "1\t-1\t3\tx\tChemical\n", 4, ""),  # negative, empty or reversed offsets
     (GOOD_BLOCK + "1\t5\t5\tx\tChemical\n", 4, ""),
@@ -114,8 +107,10 @@ def test_block_without_title_line(tmp_path):
     (b"1|t|Title\n1|a|Abstract\n1\t0\t5\tTi\xffle\tChemical\n", 3, "UTF-8"),  # the line of the bad byte
 ])
 def test_a_bad_line_is_an_error_naming_it(tmp_path, content, line, reason):
-    err = _input_error(_write(tmp_path, content))
+    path = _write(tmp_path, content)
+    err = _input_error(path)
     assert err.line == line and reason in err.reason
+    assert err.source == str(path) and str(err).startswith(f"{path}:{line}: ")
 
 
 def test_missing_file(tmp_path):

@@ -16,7 +16,7 @@ from bioprune.errors import InputError
 from bioprune.io.output_target import OutputLock
 from bioprune.ray import RayJob, init_local_ray, shard_name, shard_outputs
 
-from conftest import FIXTURES
+from conftest import FIXTURES, one_error_line
 
 
 def test_shard_names_and_collisions():
@@ -74,8 +74,7 @@ def test_ray_driver_refuses_a_shard_output_that_is_an_input_before_writing(tmp_p
     (out / "a.pubtator.summary.json").write_text("{}\n")  # a fresh run would clear it: not when refused
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert main(_args(tiny_model_dir, [gold], out, "--ray")) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("bioprune: error: ") and "is the input file" in err and "\n" not in err
+    one_error_line(capsys, "is the input file")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -85,6 +84,5 @@ def test_a_second_ray_job_on_a_claimed_output_directory_is_refused(tmp_path, tin
     out.mkdir()
     with OutputLock(out / "summary.json"):  # what a live job's driver holds
         assert main(_args(tiny_model_dir, [FIXTURES / "sample.jsonl"], out, "--ray")) == 2
-        err = capsys.readouterr().err.strip()
-    assert "another bioprune run" in err and f"PID {os.getpid()}" in err and "\n" not in err
+    one_error_line(capsys, "another bioprune run", f"PID {os.getpid()}")
     assert list(out.iterdir()) == []

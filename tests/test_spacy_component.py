@@ -237,10 +237,9 @@ def test_unalignable_entities_are_skipped_with_a_warning(per_word_model_dir):
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_existing_entities_kept_unless_overwrite(per_word_model_dir, overwrite):
-    nlp = spacy.blank("en")
-    ruler = nlp.add_pipe("entity_ruler")
-    ruler.add_patterns([{"label": "SYMPTOM", "pattern": "delirium"}, {"label": "PLACE", "pattern": "ward"}])
-    nlp.add_pipe("bioprune_ner", config={"model": str(per_word_model_dir), "overwrite_ents": overwrite})
+    nlp = _nlp(per_word_model_dir, "entity_ruler", overwrite_ents=overwrite)
+    nlp.get_pipe("entity_ruler").add_patterns([{"label": "SYMPTOM", "pattern": "delirium"},
+                                               {"label": "PLACE", "pattern": "ward"}])
     doc = nlp("delirium in ward")  # our model tags each word DISEASE
     assert doc.ents[0].text == "delirium" and doc.ents[0].label_ == ("DISEASE" if overwrite else "SYMPTOM")
     assert doc.ents[0]._.bioprune_confidence is None if not overwrite else doc.ents[0]._.bioprune_confidence > 0.9
