@@ -25,7 +25,6 @@ your own), assuming throughput scales linearly with cores (files are independent
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -41,7 +40,7 @@ from bioprune.batch_run import MEMORY_MODES
 from bioprune.config import OPERATING_POINTS
 from bioprune.engine import DEFAULT_MODEL_DIR
 from bioprune.types import flops_saved_ratio
-from training.analysis.common import add_dataclass_arguments, command_line, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 from training.analysis.timing import cpu_model
 from training.render_readme import fill
 
@@ -82,12 +81,10 @@ def split_slice(data: str, workdir: Path, shards: int, limit_docs: int) -> tuple
             n += 1
             if limit_docs and n >= limit_docs:
                 break
-    paths = []
-    for i, part in enumerate(parts):
-        path = workdir / f"shard{i:02d}.xml"
+    paths = [workdir / f"shard{i:02d}.xml" for i in range(shards)]
+    for path, part in zip(paths, parts):
         path.write_bytes(b"<?xml version='1.0' encoding='UTF-8'?>\n<MedlineCitationSet>\n"
                          + b"\n".join(part) + b"\n</MedlineCitationSet>\n")
-        paths.append(path)
     return paths, n
 
 
@@ -239,14 +236,9 @@ def render_markdown(res: dict) -> str:
 
 
 def main(argv=None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, BatchBenchArgs)
-    parser.add_argument("--render", metavar="MARKDOWN", help="only fill the results:batch block of this file "
-                        "from --output's JSON")
-    ns = vars(parser.parse_args(argv))
-    render = ns.pop("render")
-    args = BatchBenchArgs(**ns)
-    if render:
+    args, ns = parse_dataclass(BatchBenchArgs, __doc__, argv, lambda parser: parser.add_argument(
+        "--render", metavar="MARKDOWN", help="only fill the results:batch block of this file from --output's JSON"))
+    if (render := ns.render):
         body = render_markdown(json.loads(Path(args.output).read_text()))
         Path(render).write_text(fill(Path(render).read_text(encoding="utf-8"), "batch", body), encoding="utf-8")
         return None

@@ -199,11 +199,8 @@ def hf_annotator(pipe):
 
 def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
     """(document id, start, end, type) of every predicted entity: from Annotations or from span lists."""
-    keys = []
-    for doc, result in zip(documents, results):
-        spans = [(e.start, e.end, e.label) for e in result.entities] if hasattr(result, "entities") else result
-        keys += [(doc.id, s, e, t) for s, e, t in spans]
-    return keys
+    spans = ([(e.start, e.end, e.label) for e in r.entities] if hasattr(r, "entities") else r for r in results)
+    return [(doc.id, s, e, t) for doc, doc_spans in zip(documents, spans) for s, e, t in doc_spans]
 
 
 def main(argv=None) -> dict:

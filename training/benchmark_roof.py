@@ -122,10 +122,9 @@ def forward_time_shares(engine, texts: list[str], batch_size: int) -> dict[str, 
 def main(argv=None) -> dict:
     args = parse_dataclass(RoofArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
-    roof = {"fp32": matmul_flops_per_s(torch.float32, args.repeats),
-            "bf16": matmul_flops_per_s(torch.bfloat16, args.repeats)}
-    attention = {"fp32": attention_flops_per_s(torch.float32, args.repeats),
-                 "bf16": attention_flops_per_s(torch.bfloat16, args.repeats)}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    roof = {p: matmul_flops_per_s(dtype, args.repeats) for p, dtype in dtypes.items()}
+    attention = {p: attention_flops_per_s(dtype, args.repeats) for p, dtype in dtypes.items()}
     bench = json.loads(Path(args.bench).read_text())
     dense_bench = json.loads(Path(args.dense_bench).read_text())
     if dense_bench["n_abstracts"] != bench["n_abstracts"]:

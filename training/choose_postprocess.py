@@ -221,15 +221,13 @@ def _score_grid(outputs: list[tuple], variants: dict, score) -> dict:
 def _unlinked_grid(linker: Linker, outputs: list[tuple], chosen: Postprocess, score) -> dict:
     """``score`` of ``chosen``'s entities, linked (gene products dropped), for each pair of
     :data:`UNLINKED_GRID` thresholds (keys "Chemical Disease", e.g. "0.99 0.995")."""
-    linked = {}
-    for pmid, text, ents in _decoded(outputs, chosen.decoding):
-        ents = chosen.apply(text, ents)
-        linked[pmid] = [(e, lk.ids) for e, lk in zip(ents, linker.link_entities(text, ents)) if not linker.gene_product(e.label, lk)]
+    linked = {pmid: linker.linked_entities(text, chosen.apply(text, ents))
+              for pmid, text, ents in _decoded(outputs, chosen.decoding)}
     grid = {}
     for pair in itertools.product(UNLINKED_GRID, repeat=len(ENTITY_TYPES)):
         keep = Postprocess(unlinked_min_score=dict(zip(ENTITY_TYPES, pair)))
         grid[" ".join(f"{t:g}" for t in pair)] = score(
-            {pmid: [(e.start, e.end, e.label) for e, ids in found if keep.keeps(e, ids)] for pmid, found in linked.items()})
+            {pmid: [(e.start, e.end, e.label) for e in found if keep.keeps(e)] for pmid, found in linked.items()})
     return grid
 
 

@@ -38,7 +38,6 @@ and ``distill_run.json`` (arguments, data md5s, loss curve, time).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -60,8 +59,8 @@ from bioprune.encoding import encode_texts, window_input_ids
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from bioprune.options import DEFAULT_SETTINGS, add_config_arguments, config_from_values
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5
+from bioprune.options import add_config_arguments
+from training.analysis.common import md5, parse_dataclass, pruning_config
 from training.multicorpus import adamw, make_batches  # the same optimiser and length-bucketed shuffling
 
 logger = logging.getLogger("distill_pruned")
@@ -279,14 +278,11 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
 
 
 def parse_args(argv=None) -> tuple[DistillArgs, bool]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, TrainArgs)
-    add_config_arguments(parser, controllers=("mlp", "rule"))
-    # not a field: the arguments a checkpoint was made with are compared with --resume's
-    parser.add_argument("--resume", action="store_true", help="continue the run checkpointed in OUTPUT/checkpoint")
-    ns = vars(parser.parse_args(argv))
-    config = config_from_values({k: ns[k] for k in DEFAULT_SETTINGS})
-    return dataclass_from_args(DistillArgs, {**ns, "config": config}), ns["resume"]
+    args, ns = parse_dataclass(TrainArgs, __doc__, argv, lambda parser: add_config_arguments(parser, controllers=("mlp", "rule")),
+                               # not a field: the arguments a checkpoint was made with are compared with --resume's
+                               lambda parser: parser.add_argument("--resume", action="store_true",
+                                                                  help="continue the run checkpointed in OUTPUT/checkpoint"))
+    return DistillArgs(**vars(args), config=pruning_config(ns)), ns.resume
 
 
 if __name__ == "__main__":

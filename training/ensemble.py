@@ -53,14 +53,10 @@ def ensemble_spans(engines: list[PruningEngine], texts: list[str], postprocess: 
     encoded = engines[0].encode(texts)
     per_model = [[probs for probs, _ in engine.run(encoded)] for engine in engines]  # each doc: (T, C)
     averaged = [np.mean(doc_probs, axis=0) for doc_probs in zip(*per_model[:members])]
-    spans = []
-    for probs_by_doc in [*per_model, averaged]:
-        systems = []
-        for text, enc, probs in zip(texts, encoded, probs_by_doc):
-            entities = postprocess.apply(text, decode_entities(text, enc.offsets, enc.word_ids, probs))
-            systems.append([(e.start, e.end, e.label) for e in entities])
-        spans.append(systems)
-    return encoded, spans
+    def spans(text, enc, probs) -> list[tuple[int, int, str]]:
+        return [(e.start, e.end, e.label) for e in postprocess.apply(text, decode_entities(text, enc.offsets, enc.word_ids, probs))]
+
+    return encoded, [[spans(*doc) for doc in zip(texts, encoded, probs_by_doc)] for probs_by_doc in [*per_model, averaged]]
 
 
 def score(models: list[str], gold_path: str, passes=(), also: list[str] = ()) -> dict:

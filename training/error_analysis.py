@@ -16,9 +16,9 @@ from bioprune.engine import DEFAULT_MODEL_DIR
 from training.analysis.error_analysis import (CAUSES, ERROR_KINDS, added_errors, attribute_added,
                                      attribution_counts, corpus_errors, count_kinds, example, pick_examples,
                                      still_pruned)
-from bioprune.evaluation import mention_scores, pruning_summary, span_keys
+from bioprune.evaluation import annotation_spans, mention_scores, pruning_summary, span_keys
 from training.analysis.common import (TEST_SET, add_pruning_args, annotate_gold, command_line, config_dict,
-                                      gold_spans, parse_dataclass, predicted_spans, pruning_config, write_json_atomic)
+                                      gold_spans, parse_dataclass, pruning_config, write_json_atomic)
 
 logger = logging.getLogger("error_analysis")
 
@@ -37,7 +37,7 @@ class ErrorAnalysisArgs:
 def analyse(docs, dense_annotations, pruned_annotations, examples_per_cause: int = 3) -> dict:
     """The results of the module docstring from gold documents and both runs' Annotations."""
     gold = gold_spans(docs)
-    dense_pred, pruned_pred = predicted_spans(dense_annotations), predicted_spans(pruned_annotations)
+    dense_pred, pruned_pred = annotation_spans(dense_annotations), annotation_spans(pruned_annotations)
     dense_errors, pruned_errors = corpus_errors(gold, dense_pred), corpus_errors(gold, pruned_pred)
     added, removed = added_errors(dense_errors, pruned_errors), added_errors(pruned_errors, dense_errors)
     pruned_tokens = {a.id: still_pruned(a.trace) for a in pruned_annotations}

@@ -31,7 +31,6 @@ train+dev, so its dev mentions are nearly the gold ones and say nothing more abo
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -44,7 +43,7 @@ from bioprune.io.pubtator import PubTatorDocument, read_pubtator
 from bioprune.linking import (DEFAULT_INDEX_DIR, LinkerSettings, NameRow, link_document, read_index,
                               read_names)
 from bioprune.types import ENTITY_TYPES
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 from training.build_linker_index import MESH_TERMS, open_table
 
 
@@ -164,11 +163,8 @@ def choose(index, docs, predicted, base: LinkerSettings) -> tuple[LinkerSettings
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, LinkingEvalArgs)
-    args = dataclass_from_args(LinkingEvalArgs, vars(parser.parse_args(argv)))
-    if args.choose and args.split != "dev":
-        parser.error("--choose is for the development set only")
+    args = parse_dataclass(LinkingEvalArgs, __doc__, argv, check=lambda a: a.choose and a.split != "dev"
+                           and "--choose is for the development set only")
     docs = read_pubtator(Path(args.data) / SPLITS[args.split])
     predicted = predicted_spans(Path(args.predicted), docs)
     started = time.perf_counter()

@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass
 
 from bioprune.engine import DEFAULT_MODEL_DIR
-from bioprune.evaluation import pruning_summary
+from bioprune.evaluation import annotation_spans, pruning_summary
 from training.analysis.fairness import (compare_groups, is_abbreviation, mention_vocabulary, quantile_edges,
                                records, standard_groupings, word_count)
 from bioprune.io.pubtator import read_pubtator
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import (TEST_SET, TRAINING_SETS, add_pruning_args, annotate_gold, command_line,
-                                      config_dict, gold_spans, parse_dataclass, predicted_spans, pruning_config,
-                                      write_json_atomic)
+                                      config_dict, gold_spans, parse_dataclass, pruning_config, write_json_atomic)
 
 logger = logging.getLogger("fairness_analysis")
 
@@ -58,8 +57,8 @@ def analyse(docs, dense_annotations, pruned_annotations, vocabulary: frozenset[s
     """Per grouping and group: counts, dense and pruned scores, and drops (module docstring)."""
     texts = {d.pmid: d.text for d in docs}
     gold = [m for d, spans in gold_spans(docs).items() for m in records(d, texts[d], spans)]
-    dense = [m for d, spans in predicted_spans(dense_annotations).items() for m in records(d, texts[d], spans)]
-    pruned = [m for d, spans in predicted_spans(pruned_annotations).items() for m in records(d, texts[d], spans)]
+    dense = [m for d, spans in annotation_spans(dense_annotations).items() for m in records(d, texts[d], spans)]
+    pruned = [m for d, spans in annotation_spans(pruned_annotations).items() for m in records(d, texts[d], spans)]
     doc_words = {d: word_count(t) for d, t in texts.items()}
     edges = quantile_edges(list(doc_words.values()))
     groupings = standard_groupings(vocabulary, doc_words, edges)

@@ -23,8 +23,7 @@ from bioprune.controllers import CONTROLLER_FILE
 from bioprune.precision import PRECISIONS
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training import sweep_pruning
-from training.analysis.common import (MEDLINE_SLICE, command_line, parse_dataclass,
-                                      json_safe, write_json_atomic)
+from training.analysis.common import MEDLINE_SLICE, command_line, parse_dataclass, write_json_atomic
 
 logger = logging.getLogger("fidelity_medline")
 
@@ -64,7 +63,7 @@ def main(argv=None) -> dict:
                 logger.info("%s λ=%s recovery %s: agreement F1 %.4f, FLOPs saved %.1f%%", controller,
                             r["config"]["aggressiveness"], r["config"]["recovery"], r["f1"]["micro"],
                             100 * r["flops_saved_ratio"])
-    write_json_atomic(args.output, json_safe(result))
+    write_json_atomic(args.output, result)  # strict JSON: write_json_atomic applies json_safe
     return result
 
 

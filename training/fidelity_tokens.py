@@ -137,8 +137,7 @@ def run_setting(engine: PruningEngine, texts: list[str], encoded, batch_size: in
     out = []
     for text, enc, (probs, trace) in zip(texts, encoded, engine.run(encoded, batch_size=batch_size)):
         pruned = np.zeros(len(probs), dtype=bool)
-        for token in (trace.pruned_tokens if trace is not None else ()):
-            pruned[token.position] = True
+        pruned[[token.position for token in (trace.pruned_tokens if trace is not None else ())]] = True
         entities = engine.postprocess.apply(
             text, decode_entities(text, enc.offsets, enc.word_ids, probs, engine.postprocess.decoding))
         out.append(DocumentOutput(labels=probs.argmax(-1), confidence=probs.max(-1), pruned=pruned,

@@ -11,7 +11,6 @@ counted. Writes ``results/app_load.json``; exits 1 when any request failed.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bioprune.options import DEFAULT_SETTINGS, add_config_arguments
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, write_json_atomic
+from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -50,13 +49,10 @@ LOAD_SETTING = {"controller": "rule", "lambda_": 1.0, "recovery": True}
 def parse_args(argv: list[str] | None = None) -> tuple[LoadTestArgs, dict]:
     """The run's arguments and the pruning settings of its requests (every setting of
     bioprune.options is a flag, at :data:`LOAD_SETTING` unless given)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    add_dataclass_arguments(parser, LoadTestArgs)
-    add_config_arguments(parser, without=("link",), defaults=LOAD_SETTING)  # the Annotate tab has no link setting
-    values = vars(parser.parse_args(argv))
-    args = dataclass_from_args(LoadTestArgs, values)
-    if args.requests < 1 or args.warmup < 0:
-        parser.error("--requests must be >= 1 and --warmup >= 0")
+    args, ns = parse_dataclass(  # the Annotate tab has no link setting
+        LoadTestArgs, __doc__, argv, lambda parser: add_config_arguments(parser, without=("link",), defaults=LOAD_SETTING),
+        check=lambda a: (a.requests < 1 or a.warmup < 0) and "--requests must be >= 1 and --warmup >= 0")
+    values = vars(ns)
     # sent by name, only where they differ from the app's own defaults (those of bioprune.options)
     return args, {k: v for k, v in values.items() if k in DEFAULT_SETTINGS and (k in LOAD_SETTING or v != DEFAULT_SETTINGS[k])}
 

@@ -49,7 +49,6 @@ versions, per-epoch loss and dev scores; ``base_run``: the run that made ``--bas
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
@@ -75,7 +74,7 @@ from bioprune.evaluation import evaluate_engine
 from bioprune.io.inputs import detect_format
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
-from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5, medline_halves
+from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5, medline_halves, parse_dataclass
 from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
 from training.prune_aware import PruneAwareConfig, at_kept, step_forward
@@ -646,13 +645,10 @@ def _pairs(values, pattern: str, where: str) -> tuple:
 
 def parse_args(argv=None) -> tuple[MulticorpusArgs, SessionArgs]:
     """Both dataclasses' fields as options (help from their comments or metadata); InputError for a malformed pair."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for cls in (MulticorpusArgs, SessionArgs):
-        add_dataclass_arguments(parser, cls)
-    ns = vars(parser.parse_args(argv))
-    ns.update(corpus_loss_weights=_pairs(ns["corpus_loss_weights"], "NAME=WEIGHT", "--corpus-loss-weights"),
-              type_maps=_pairs(ns["type_maps"], "CORPUS:TYPE=TARGET", "--type-maps"))
-    return dataclass_from_args(MulticorpusArgs, ns), dataclass_from_args(SessionArgs, ns)
+    args, ns = parse_dataclass(MulticorpusArgs, __doc__, argv, lambda parser: add_dataclass_arguments(parser, SessionArgs))
+    args = replace(args, corpus_loss_weights=_pairs(args.corpus_loss_weights, "NAME=WEIGHT", "--corpus-loss-weights"),
+                   type_maps=_pairs(args.type_maps, "CORPUS:TYPE=TARGET", "--type-maps"))
+    return args, dataclass_from_args(SessionArgs, vars(ns))
 
 
 def main(argv=None) -> int:

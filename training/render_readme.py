@@ -32,8 +32,13 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _header(row: str) -> list[str]:
+    """A table's header ``row`` and the separator row under it, one ``---`` per column."""
+    return [row, "|" + "---|" * (row.count("|") - 1)]
+
+
 def evaluation_table(res: dict) -> str:
-    rows = ["| measure | type | precision | recall | F1 | gold | predicted |", "|---|---|---|---|---|---|---|"]
+    rows = _header("| measure | type | precision | recall | F1 | gold | predicted |")
     for t in ("Chemical", "Disease", "micro"):
         s = res["mention"][t]
         rows.append(f"| exact mention match | {t} | {s['precision']:.4f} | {s['recall']:.4f} | **{s['f1']:.4f}** "
@@ -48,8 +53,8 @@ def evaluation_table(res: dict) -> str:
 
 def spacy_overhead_table(res: dict) -> str:
     """docs/spacy.md: ``nlp.pipe`` against the engine called directly (training/benchmark_spacy.py)."""
-    rows = ["| batch | `nlp.pipe` abstracts/s | engine abstracts/s | overhead | tokenizer + alignment, share of the "
-            "engine's time | engine's entities in `doc.ents` |", "|---|---|---|---|---|---|"]
+    rows = _header("| batch | `nlp.pipe` abstracts/s | engine abstracts/s | overhead | tokenizer + alignment, share of the "
+                   "engine's time | engine's entities in `doc.ents` |")
     for key, b in res["batch"].items():
         same = ("all" if b["entities_equal"] else f"{b['spacy_entities']:,} of {b['engine_entities']:,} "
                 f"({b['skipped_entities']} not alignable to spaCy's tokens)")
@@ -62,7 +67,7 @@ def spacy_overhead_table(res: dict) -> str:
 
 
 def dev_curve_table(res: dict) -> str:
-    rows = ["| epoch | train loss | dev micro F1 | dev Chemical F1 | dev Disease F1 |", "|---|---|---|---|---|"]
+    rows = _header("| epoch | train loss | dev micro F1 | dev Chemical F1 | dev Disease F1 |")
     for e in res["epochs"]:
         m = e["dev"]["mention"]
         rows.append(f"| {e['epoch']} | {e['train_loss']:.4f} | {m['micro']['f1']:.4f} | {m['Chemical']['f1']:.4f} "
@@ -90,7 +95,7 @@ def _config_text(c: dict) -> str:
 def pruning_table(ev: dict, bench: dict | None, controller: str = "rule") -> str:
     ev_file, bench_file, variants, bench_recovery_file = PRUNING_FILES[controller]
     p, c = ev["pruning"], ev["config"]
-    rows = [f"| | dense | pruned ({c['controller']} default) |", "|---|---|---|"]
+    rows = _header(f"| | dense | pruned ({c['controller']} default) |")
     for t in ("Chemical", "Disease", "micro"):
         rows.append(f"| F1 {t} | {ev['dense']['mention'][t]['f1']:.4f} | {ev['mention'][t]['f1']:.4f} "
                     f"(drop {ev['f1_drop_points'][t]:.2f} points) |")
@@ -170,8 +175,8 @@ def eval_suite_table(res: dict) -> str | None:
     rows = [r for r in res["rows"] if r["group"] == "pareto"]
     if not rows:
         return None
-    out = ["| configuration | F1 Chemical | F1 Disease | F1 micro | drop | tokens pruned | FLOPs saved "
-           "| docs recovered | batch 1 ms (speedup) | batch 16 ms (speedup) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = _header("| configuration | F1 Chemical | F1 Disease | F1 micro | drop | tokens pruned | FLOPs saved "
+                  "| docs recovered | batch 1 ms (speedup) | batch 16 ms (speedup) |")
     dense_t = res.get("dense_timing", {})
     for r in rows:
         f = r["f1"]
@@ -214,8 +219,7 @@ def controllers_table(res: dict) -> str | None:
         controller, layers = r["family"].split(" ", 1)
         by_layers.setdefault(layers, {}).setdefault(controller, []).append(r)
     lambdas = sorted({r["x"] for r in rows})
-    out = ["| pruning after layers | controller | " + " | ".join(f"λ={x:g}" for x in lambdas) + " |",
-           "|---|---|" + "---|" * len(lambdas)]
+    out = _header("| pruning after layers | controller | " + " | ".join(f"λ={x:g}" for x in lambdas) + " |")
     verdicts = []
     for layers, by_controller in by_layers.items():
         for controller, rs in by_controller.items():
@@ -243,9 +247,8 @@ def recovery_dev_table(sweeps: list[dict], curves: dict | None) -> str:
     """Recovery on/off and the entropy spike's minimum of uncertain tokens, per controller
     (training/sweep_pruning.py on dev), beside what a lower λ without recovery gives at the same FLOPs
     saved (the controller's λ curve in ``curves``, results/controllers_dev.json, interpolated)."""
-    out = ["| controller | recovery | entropy spike: uncertain kept tokens ≥ | F1 micro | drop | FLOPs saved "
-           "| docs recovered (events) | drop of a lower λ without recovery at the same FLOPs |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = _header("| controller | recovery | entropy spike: uncertain kept tokens ≥ | F1 micro | drop | FLOPs saved "
+                  "| docs recovered (events) | drop of a lower λ without recovery at the same FLOPs |")
     commands = []
     for res in sweeps:
         dense = res["dense_f1"]["micro"]
@@ -276,8 +279,8 @@ def ablations_table(res: dict) -> str | None:
     rows = [r for r in res["rows"] if r["group"] == "ablations"]
     if not rows:
         return None
-    out = ["| ablation | setting | F1 micro | drop | tokens pruned | FLOPs saved | docs recovered (events) "
-           "| batch 1 ms (speedup) | batch 16 ms (speedup) |", "|---|---|---|---|---|---|---|---|---|"]
+    out = _header("| ablation | setting | F1 micro | drop | tokens pruned | FLOPs saved | docs recovered (events) "
+                  "| batch 1 ms (speedup) | batch 16 ms (speedup) |")
     for r in rows:
         events = ", ".join(f"{k}: {v}" for k, v in r.get("recovery_events_by_trigger", {}).items()) or "none"
         setting = f"**{r['x']}** (default)" if r.get("is_default") else str(r["x"])
@@ -298,14 +301,14 @@ def _mention_text(m: dict | None) -> str:
 
 def error_analysis_table(res: dict) -> str:
     e = res["errors"]
-    out = ["| error kind | dense | pruned | added by pruning | removed by pruning |", "|---|---|---|---|---|"]
+    out = _header("| error kind | dense | pruned | added by pruning | removed by pruning |")
     for k in res["kinds"]:
         out.append(f"| {k} | {e['dense'][k]} | {e['pruned'][k]} | {e['added_by_pruning'][k]} "
                    f"| {e['removed_by_pruning'][k]} |")
     out.append(f"| **total** | {sum(e['dense'].values())} | {sum(e['pruned'].values())} "
                f"| {sum(e['added_by_pruning'].values())} | {sum(e['removed_by_pruning'].values())} |")
     a = res["attribution"]
-    out += ["", "| cause of an added error | errors | share |", "|---|---|---|"]
+    out += ["", *_header("| cause of an added error | errors | share |")]
     for c in res["causes"]:
         out.append(f"| {c} | {a['by_cause'][c]} | {a['by_cause'][c] / a['total']:.0%} |" if a["total"]
                    else f"| {c} | 0 | – |")
@@ -326,8 +329,7 @@ def error_analysis_table(res: dict) -> str:
 
 
 def fairness_table(res: dict) -> str:
-    out = ["| grouping | group | gold mentions | recall dense → pruned | recall drop | F1 dense → pruned | F1 drop |",
-           "|---|---|---|---|---|---|---|"]
+    out = _header("| grouping | group | gold mentions | recall dense → pruned | recall drop | F1 dense → pruned | F1 drop |")
     for name, groups in res["groups"].items():
         for g, v in groups.items():
             out.append(f"| {name} | {g} | {v['n_gold']} | {v['dense']['recall']:.4f} → {v['pruned']['recall']:.4f} "
@@ -345,8 +347,8 @@ def fairness_table(res: dict) -> str:
 
 
 def fidelity_table(res: dict) -> str:
-    out = ["| controller | precision | λ | pruning after layers | recovery | agreement F1 micro | Chemical | Disease "
-           "| tokens pruned | FLOPs saved | docs recovered |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = _header("| controller | precision | λ | pruning after layers | recovery | agreement F1 micro | Chemical | Disease "
+                  "| tokens pruned | FLOPs saved | docs recovered |")
     for controller, rows in res["controllers"].items():
         for r in rows:
             c, f = r["config"], r["f1"]
@@ -379,9 +381,8 @@ def frontier_table(shipped: dict, variants: list[tuple[str, dict, str]]) -> str:
     fidelity-distilled variant ``(heading, results, file name)``: agreement with each model's own
     dense fp32 against FLOPs saved."""
     theirs = [{_setting(r): r for r in res["rows"]} for _, res, _ in variants]
-    out = ["| MLP after layers | λ | shipped: agreement (Chemical, Disease) | FLOPs saved "
-           + "".join(f"| {name}: agreement (Chemical, Disease) | FLOPs saved " for name, _, _ in variants) + "|",
-           "|---|---|---|---|" + "---|---|" * len(variants)]
+    out = _header("| MLP after layers | λ | shipped: agreement (Chemical, Disease) | FLOPs saved "
+                  + "".join(f"| {name}: agreement (Chemical, Disease) | FLOPs saved " for name, _, _ in variants) + "|")
     for r in shipped["rows"]:
         rows = [r] + [t.get(_setting(r)) for t in theirs]
         if any(x is None for x in rows):
@@ -414,8 +415,8 @@ def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> s
     if choice != shipped:
         print(f"render_readme: FAITHFUL is {shipped} but the first half chooses {choice}", file=sys.stderr)
     held = {_setting(r): r for r in second["rows"]}
-    out = ["| MLP after layers | λ | first half (chooses): agreement | FLOPs saved | held-out half: agreement "
-           "(Chemical, Disease) | FLOPs saved |", "|---|---|---|---|---|---|"]
+    out = _header("| MLP after layers | λ | first half (chooses): agreement | FLOPs saved | held-out half: agreement "
+                  "(Chemical, Disease) | FLOPs saved |")
     for r in first["rows"]:
         h = held.get(_setting(r))
         name = f"**{_setting(r)[1]:g} (FAITHFUL)**" if _setting(r) == shipped else f"{_setting(r)[1]:g}"
@@ -443,9 +444,9 @@ def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> s
 def fidelity_tokens_table(res: dict) -> str:
     """training/fidelity_tokens.py: where each setting's disagreement with dense fp32 sits, token by
     token, and how much of the text a dense re-run would have to cover to reach the target agreement."""
-    out = ["| setting | agreement | FLOPs saved | kept tokens changed | pruned tokens changed | changed tokens the dense model "
-           f"was < {res['unsure_prob']:g} sure of | abstracts with a change | re-run to reach "
-           f"{res['target_agreement']:g}: oracle | by lowest kept confidence |", "|---|---|---|---|---|---|---|---|---|"]
+    out = _header("| setting | agreement | FLOPs saved | kept tokens changed | pruned tokens changed | changed tokens the "
+                  f"dense model was < {res['unsure_prob']:g} sure of | abstracts with a change | re-run to reach "
+                  f"{res['target_agreement']:g}: oracle | by lowest kept confidence |")
     for r in res["rows"]:
         need = r["recovery_needed_ratio"]
         pruned = (f"{r['pruned_tokens_changed']} / {r['pruned_tokens']} ({100 * r['pruned_changed_ratio']:.2f}%)"
@@ -466,7 +467,7 @@ def roof_table(res: dict) -> str:
     """training/benchmark_roof.py: the matmul roof and the attention kernel at each precision, the
     fraction of the roof each system reaches, and where a dense forward's time goes."""
     roof, attn = res["roof_gflops_per_s"], res["attention_gflops_per_s"]
-    out = ["| system | batch 1: GFLOP/s (fraction of the roof at its precision) | batch 16 |", "|---|---|---|"]
+    out = _header("| system | batch 1: GFLOP/s (fraction of the roof at its precision) | batch 16 |")
     for name, batches in res["systems"].items():
         cells = [f"{b['achieved_gflops_per_s']:.0f} ({_pct(b['fraction_of_roof'])})" if (b := batches.get(k)) else "–"
                  for k in ("1", "16")]
@@ -478,8 +479,7 @@ def roof_table(res: dict) -> str:
             f"{attn['bf16']:.0f} GFLOP/s (packed, one sequence at a time)."]
     if (shares := res.get("dense_time_shares")):
         kinds = list(next(iter(shares.values())))
-        out += ["", "| share of a dense annotate call | " + " | ".join(kinds) + " |",
-                "|---|" + "---|" * len(kinds)]
+        out += ["", *_header("| share of a dense annotate call | " + " | ".join(kinds) + " |")]
         out += [f"| {p} | " + " | ".join(_pct(v[k]) for k in kinds) + " |" for p, v in shares.items()]
         out += ["", f"{res['dense_time_shares_docs']} test abstracts at batch 16, linking off; torch.profiler self "
                 "time by op; other = the rest of the wall clock (Python, gathers, tokenization, decoding, the "
@@ -514,9 +514,8 @@ def _speed_cell(batch: dict) -> str:
 
 def precision_table() -> str | None:
     """Speed, F1 and fidelity of dense and the MLP default at fp32 and at the default precision."""
-    out = ["| setting | runs at | F1 test (drop vs dense fp32) | entity agreement with dense fp32: test "
-           "| held-out MEDLINE (Chemical / Disease) | speed vs dense fp32, batch 16 | batch 1 |",
-           "|---|---|---|---|---|---|---|"]
+    out = _header("| setting | runs at | F1 test (drop vs dense fp32) | entity agreement with dense fp32: test "
+                  "| held-out MEDLINE (Chemical / Disease) | speed vs dense fp32, batch 16 | batch 1 |")
     commands, hosts = [], []
     for label, ev_file, bench_file, fidelity in PRECISION_ROWS:
         ev = _load(ev_file)
@@ -558,8 +557,8 @@ EARLIER_HOSTS = ("family26",)
 def hosts_table() -> str | None:
     """The same benchmarks on each host they ran on (results/ and :data:`EARLIER_HOSTS`): how far
     the default's and the MLP's speed-up and the fraction of the roof depend on the CPU."""
-    out = ["| host | bf16 roof GFLOP/s | default vs dense fp32, batch 16 / 1 | MLP default (bf16) vs dense fp32, "
-           "batch 16 / 1 | fraction of the roof, batch 16: dense bf16 / pruned |", "|---|---|---|---|---|"]
+    out = _header("| host | bf16 roof GFLOP/s | default vs dense fp32, batch 16 / 1 | MLP default (bf16) vs dense fp32, "
+                  "batch 16 / 1 | fraction of the roof, batch 16: dense bf16 / pruned |")
     for folder in ("", *EARLIER_HOSTS):
         files = [_load(f"{folder}/{name}" if folder else name)
                  for name in ("benchmark_precision.json", "benchmark_pruning_mlp_bf16.json", "benchmark_roof.json")]
@@ -586,8 +585,8 @@ GPU_ROWS = (("dense fp32", None, "evaluate_dense_fp32"), ("the default (dense, b
 
 def gpu_table() -> str | None:
     """Each GPU_ROWS setting on the GPU: test F1 (agreement with dense fp32) and tokens/s against dense fp32."""
-    out, commands, gpu = ["| setting | F1 test (agreement with dense fp32) | batch 1: tokens/s vs dense fp32's, "
-                          "speed-up | batch 64 |", "|---|---|---|---|"], [], None
+    out, commands, gpu = _header("| setting | F1 test (agreement with dense fp32) | batch 1: tokens/s vs dense fp32's, "
+                                 "speed-up | batch 64 |"), [], None
     for label, b, e in GPU_ROWS:  # b None: the reference row, dense fp32
         bench, ev = (_load(f"gpu/{name}.json") if name else None for name in (b, e))
         f1 = f"{ev['mention']['micro']['f1']:.4f} ({ev.get('agreement', {}).get('micro', {}).get('f1', 1):.4f})" if ev else "–"
@@ -613,9 +612,8 @@ def peers_table(res: dict, chart: bool = False) -> str:
     """
     batches = list(next(iter(res["systems"].values()))["batch"])
     out = [f"![F1 vs speed of the peers](results/{PEERS_CHART})", ""] if chart else []
-    out += ["| system | F1 test (micro) | entity agreement with dense fp32 | "
-            + " | ".join(f"batch {bs}: speed vs dense fp32 (abstracts/s)" for bs in batches) + " |",
-            "|---|---|---|" + "---|" * len(batches)]
+    out += _header("| system | F1 test (micro) | entity agreement with dense fp32 | "
+                   + " | ".join(f"batch {bs}: speed vs dense fp32 (abstracts/s)" for bs in batches) + " |")
     for name, e in res["systems"].items():
         speeds = " | ".join(f"**{e['batch'][bs]['speedup_vs_dense_fp32']:.2f}×** ({e['batch'][bs]['abstracts_per_s']:.1f})"
                             for bs in batches)
@@ -662,9 +660,8 @@ def linking_table(res: dict, cost: dict | None = None) -> str:
     model's own mentions, and from the gold mentions, next to the systems users compare with; and
     what linking costs (training/benchmark_linking.py), when measured."""
     moved = res.get("document_from_predicted_mesh2024")
-    out = ["| type | document-level ID P | R | F1 (end to end) | F1 from gold mentions | normalization accuracy "
-           "| published |" + (" F1 end to end, IDs read in MeSH 2024 |" if moved else ""),
-           "|---|---|---|---|---|---|---|" + ("---|" if moved else "")]
+    out = _header("| type | document-level ID P | R | F1 (end to end) | F1 from gold mentions | normalization accuracy "
+                  "| published |" + (" F1 end to end, IDs read in MeSH 2024 |" if moved else ""))
     for t, ref in LINKING_REFERENCES.items():
         e2e, gold = res["document_from_predicted"][t], res["document_from_gold"][t]
         out.append(f"| {t} | {e2e['precision']:.3f} | {e2e['recall']:.3f} | **{e2e['f1']:.3f}** | {gold['f1']:.3f} "
@@ -693,8 +690,7 @@ def linking_table(res: dict, cost: dict | None = None) -> str:
 def multicorpus_table(res: dict) -> str:
     """BC5CDR dev (train-only models) for the BC5CDR-only baseline, the multi-corpus stage 1 and each
     stage-2 candidate; then BioRED dev chemical precision and genes taken for chemicals, per model."""
-    rows = ["| model (train only) | data | epochs | dev micro F1 | dev Chemical F1 | dev Disease F1 |",
-            "|---|---|---|---|---|---|"]
+    rows = _header("| model (train only) | data | epochs | dev micro F1 | dev Chemical F1 | dev Disease F1 |")
     b = res["baseline"]
     rows.append(f"| BC5CDR only (`results/dev_curve.json`) | BC5CDR train | {b['epochs']} | {b['micro']:.4f} | {b['Chemical']:.4f} "
                 f"| {b['Disease']:.4f} |")
@@ -712,8 +708,8 @@ def multicorpus_table(res: dict) -> str:
                  f"scores {pp['abbreviations']:.4f} on dev (none {pp['none']:.4f}; `training/choose_postprocess.py`, "
                  "kept in this results file)."]
     if res.get("corpus_scores"):
-        rows += ["", "| model | BioRED dev: micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
-                 "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
+        rows += ["", *_header("| model | BioRED dev: micro F1 | Chemical P | Chemical R | predicted chemicals on a "
+                              "gene/variant | gene-rich half: Chemical P | on a gene/variant |")]
         for name, c in res["corpus_scores"].items():
             a, g = c["all"], c["gene_rich"]
             rows.append(f"| {name} | {a['micro_f1']:.4f} | {a['chemical']['precision']:.4f} | {a['chemical']['recall']:.4f} "
@@ -723,8 +719,8 @@ def multicorpus_table(res: dict) -> str:
                        ("test_report", "BC5CDR test (reported, not chosen on)")):
         if not res.get(key):
             continue
-        rows += ["", f"| {title} | micro F1 | Chemical F1 | Disease F1 | F1 drop vs its dense (points) "
-                 "| agreement with its dense fp32 |", "|---|---|---|---|---|---|"]
+        rows += ["", *_header(f"| {title} | micro F1 | Chemical F1 | Disease F1 | F1 drop vs its dense (points) "
+                              "| agreement with its dense fp32 |")]
         for name, t in res[key].items():
             drop = "" if t["f1_drop_points"] is None else f"{t['f1_drop_points']:.2f}"
             agree = "" if t["agreement"] is None else f"{t['agreement']:.4f}"
@@ -741,7 +737,7 @@ def multicorpus_table(res: dict) -> str:
 def distill_table(res: dict) -> str:
     """BC5CDR dev scores of train-only models, their ensemble and a student distilled from it
     (training/ensemble.py's JSON), with each model's recipe."""
-    rows = ["| model (train only) | recipe | dev micro F1 | dev Chemical F1 | dev Disease F1 |", "|---|---|---|---|---|"]
+    rows = _header("| model (train only) | recipe | dev micro F1 | dev Chemical F1 | dev Disease F1 |")
     for name, scores in res["systems"].items():
         r = res["recipes"].get(name, {})
         if name == "ensemble":
@@ -785,15 +781,14 @@ def decoding_table(res: dict) -> str:
         return (f" {o['micro']['f1']:.4f} | {o['Chemical']['precision']:.3f} | "
                 f"{o['chemical_on_other_entity']['share']:.1%} |") if o else ""
 
-    rows = ["| decoding | " + " | ".join(f"passes: {p}" for p in passes) + " |", "|---" * (len(passes) + 1) + "|"]
+    rows = _header("| decoding | " + " | ".join(f"passes: {p}" for p in passes) + " |")
     rows += [f"| {name} | " + " | ".join(cell(vs[p]) for p in passes) + " |" for name, vs in res["decodings"].items()]
     genes = [v for v in variants if v.startswith(base + " + genes")]
     genes += [b for v in (base, *genes) if (b := f"brackets + {v}") in variants]
     if gazetteers or genes:
         header = (f" {off['file']} micro F1 | its Chemical precision | its chemicals on a gene or variant |"
                   if off else "")
-        rows += ["", f"| passes, {res['best_decoding']} | dev micro F1 (Chemical, Disease) |{header}",
-                 "|---|---|" + ("---|---|---|" if off else "")]
+        rows += ["", *_header(f"| passes, {res['best_decoding']} | dev micro F1 (Chemical, Disease) |{header}")]
         rows += [f"| {g} | {cell(variants[g])} |{elsewhere(g)}" for g in ("abbreviations", *gazetteers, *genes)]
     chosen = (f"chosen by the mean of dev micro F1 and micro F1 on {off['n_documents']} {off['file']} documents "
               "(other guidelines, never trained on)" if off else "chosen by dev micro F1")
@@ -808,8 +803,8 @@ def unlinked_rows(res: dict) -> list[str]:
     of an unlinked entity kept varies, the other type's held at its chosen value."""
     u, off = res["unlinked"], res["unlinked"].get("off_domain")
     chosen = u["best"].split()
-    rows = ["", "| unlinked entities kept from score (Chemical, Disease) | dev micro F1 (Chemical, Disease) |"
-            + (" BioRED_Train micro F1 | its Chemical precision |" if off else ""), "|---|---|" + ("---|---|" if off else "")]
+    rows = ["", *_header("| unlinked entities kept from score (Chemical, Disease) | dev micro F1 (Chemical, Disease) |"
+                         + (" BioRED_Train micro F1 | its Chemical precision |" if off else ""))]
     for i in range(len(chosen)):
         for key in (k for k in u["dev"] if all(a == b for j, (a, b) in enumerate(zip(k.split(), chosen)) if j != i)
                     and (i == 0 or k != u["best"])):
@@ -824,8 +819,8 @@ def unlinked_rows(res: dict) -> list[str]:
 
 def corpus_table(res: dict) -> str:
     """training/evaluate_corpus.py: the shipped model on BioRED dev as users get it and with --no-link (nothing dropped by linking)."""
-    rows = ["| shipped model, BioRED dev | micro F1 | Chemical P | Chemical R | predicted chemicals on a gene/variant "
-            "| gene-rich half: Chemical P | on a gene/variant |", "|---|---|---|---|---|---|---|"]
+    rows = _header("| shipped model, BioRED dev | micro F1 | Chemical P | Chemical R | predicted chemicals on a "
+                   "gene/variant | gene-rich half: Chemical P | on a gene/variant |")
     runs = [(name, r, file) for name, file in (("default (linking on)", "corpus_biored_dev_shipped.json"),
             ("`--no-link`: gene products and unlinked entities kept", "corpus_biored_dev_no_link.json")) if (r := _load(file)) is not None]
     for name, a, g in ((name, r["all"], r["gene_rich"]) for name, r, _ in runs):

@@ -13,7 +13,6 @@ same weights.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.evaluation import evaluate_engine
 from bioprune.io.pubtator import Mention, PubTatorDocument, read_pubtator
-from training.analysis.common import add_dataclass_arguments, command_line, dataclass_from_args, medline_halves, write_json_atomic
+from training.analysis.common import command_line, medline_halves, parse_dataclass, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,8 @@ def row(scores: dict, dense: dict, config: PruningConfig) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, SweepArgs)
-    args = dataclass_from_args(SweepArgs, vars(parser.parse_args(argv)))
-    if (args.gold is None) == (args.unlabelled is None):
-        parser.error("give exactly one of --gold and --unlabelled")
+    args = parse_dataclass(SweepArgs, __doc__, argv, check=lambda a: (a.gold is None) == (a.unlabelled is None)
+                           and "give exactly one of --gold and --unlabelled")
     torch.set_num_threads(args.threads)
     extra = {k: _parse(getattr(DENSE, k), v) for k, v in (kv.split("=", 1) for kv in args.set)}
     engine = PruningEngine.from_pretrained(args.model, config=DENSE)

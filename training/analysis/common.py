@@ -88,11 +88,6 @@ def gold_spans(docs) -> dict[str, list[Span]]:
     return {d.pmid: [(m.start, m.end, m.type) for m in d.mentions if m.type in ENTITY_TYPES] for d in docs}
 
 
-def predicted_spans(annotations) -> dict[str, list[Span]]:
-    """Predicted spans per document id of engine Annotations."""
-    return {a.id: [(e.start, e.end, e.label) for e in a.entities] for a in annotations}
-
-
 def annotate_gold(args, config: PruningConfig) -> tuple[list, list, list]:
     """(documents, dense Annotations, pruned Annotations): the first ``args.limit_docs`` (0: all)
     PubTator documents of ``args.gold``, annotated by ``args.model`` dense and with ``config`` (one
@@ -127,17 +122,21 @@ def md5(path: str | Path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 
 
-def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None, *extra):
+def parse_dataclass(cls, doc: str, argv: Sequence[str] | None = None, *extra, check=None):
     """``cls`` from the command line ``argv`` (None: sys.argv): a script's whole parser when its
     options are one dataclass's fields; the first paragraph of ``doc`` (its docstring) is --help's
     description. ``extra``: functions that add more options to the parser (e.g. :func:`add_pruning_args`);
-    given any, ``(the cls instance, the parsed namespace)`` is returned."""
+    given any, ``(the cls instance, the parsed namespace)`` is returned. ``check(instance)``: a message
+    for options that parse but do not go together (argparse's usage error, exit 2), or None."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     add_dataclass_arguments(parser, cls)
     for add in extra:
         add(parser)
     ns = parser.parse_args(argv)
-    return (dataclass_from_args(cls, vars(ns)), ns) if extra else dataclass_from_args(cls, vars(ns))
+    args = dataclass_from_args(cls, vars(ns))
+    if check is not None and (problem := check(args)):
+        parser.error(problem)
+    return (args, ns) if extra else args
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
