@@ -307,9 +307,7 @@ class PruningEngine:
     def _entities(self, text: str, entities: list) -> list:
         entities = self.postprocess.apply(text, entities)
         if self.config.link and entities:
-            links = self.linker.link_entities(text, entities)
-            entities = [replace(e, ids=lk.ids) for e, lk in zip(entities, links)
-                        if not self.linker.gene_product(e.label, lk) and self.postprocess.keeps(e, lk.ids)]
+            entities = [e for e in self.linker.linked_entities(text, entities) if self.postprocess.keeps(e)]
         return entities
 
 

@@ -585,9 +585,11 @@ class Linker:
     def link(self, text: str, mentions: Sequence[tuple[str, str]]) -> list[Link]:
         return link_document(self.index, text, mentions, self.settings)
 
-    def link_entities(self, text: str, entities: Sequence) -> list[Link]:
-        """Links for :class:`~bioprune.types.Entity` objects (anything with ``text`` and ``label``)."""
-        return self.link(text, [(e.text, e.label) for e in entities])
+    def linked_entities(self, text: str, entities: Sequence) -> list:
+        """``entities`` (:class:`~bioprune.types.Entity`) with their IDs set, less the gene products
+        (:meth:`gene_product`): what linking makes of a document's entities."""
+        links = self.link(text, [(e.text, e.label) for e in entities])
+        return [replace(e, ids=lk.ids) for e, lk in zip(entities, links) if not self.gene_product(e.label, lk)]
 
     def gene_product(self, label: str, link: Link) -> bool:
         """Whether a "Chemical" links only to proteins or enzymes: a gene product, which BC5CDR does not

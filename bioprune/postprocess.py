@@ -328,6 +328,12 @@ class Postprocess:
             raise ValueError(f'the "gazetteer" pass needs a gazetteer ({POSTPROCESS_FILE}\'s "gazetteer" names)')
         if "genes" in self.passes and not self.genes:
             raise ValueError(f'the "genes" pass needs gene names ({POSTPROCESS_FILE}\'s "genes" names)')
+        scores = self.unlinked_min_score
+        if not isinstance(scores, Mapping) or not all(t in ENTITY_TYPES and isinstance(v, (int, float))
+                                                      and not isinstance(v, bool) for t, v in scores.items()):
+            raise ValueError(f'"unlinked_min_score" must be an object {{type: number}} with types from '
+                             f"{', '.join(ENTITY_TYPES)}; got {scores!r}")
+        object.__setattr__(self, "unlinked_min_score", {t: float(v) for t, v in scores.items()})
 
     def apply(self, text: str, entities: Sequence[Entity]) -> list[Entity]:
         """``entities`` (decoded from ``text``) after each pass, in order."""
@@ -339,9 +345,9 @@ class Postprocess:
             entities = run[name](text, entities)
         return entities
 
-    def keeps(self, entity: Entity, ids: Sequence[str]) -> bool:
-        """Whether ``entity``, linked to ``ids``, stays: linked, or sure enough (``unlinked_min_score``)."""
-        return bool(ids) or entity.score >= self.unlinked_min_score.get(entity.label, 0.0)
+    def keeps(self, entity: Entity) -> bool:
+        """Whether a linked ``entity`` stays: it has IDs, or the model is sure enough (``unlinked_min_score``)."""
+        return bool(entity.ids) or entity.score >= self.unlinked_min_score.get(entity.label, 0.0)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Postprocess":
@@ -362,17 +368,12 @@ class Postprocess:
         genes = given.get("genes", {}).get("names", []) if isinstance(given.get("genes", {}), dict) else None
         if not isinstance(genes, list) or not all(isinstance(n, str) for n in genes):
             raise ValueError(f"{path}: \"genes\" must be an object with \"names\": [name, ...]")
-        unlinked = given.get("unlinked_min_score", {})
-        if not isinstance(unlinked, dict) or not all(t in ENTITY_TYPES and isinstance(v, (int, float))
-                                                     for t, v in unlinked.items()):
-            raise ValueError(f"{path}: \"unlinked_min_score\" must be an object {{type: number}} with types from "
-                             f"{', '.join(ENTITY_TYPES)}; got {json.dumps(unlinked)}")
         try:
             return cls(passes=tuple(given.get("passes", ())),
                        decoding=Decoding(viterbi=bool(decoding.get("viterbi", False)),
                                          outside_log_bias=float(decoding.get("outside_log_bias", 0.0))),
                        gazetteer=None if gazetteer is None else Gazetteer(names), genes=frozenset(genes),
-                       unlinked_min_score={t: float(v) for t, v in unlinked.items()})
+                       unlinked_min_score=given.get("unlinked_min_score", {}))
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 

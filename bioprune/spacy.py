@@ -24,7 +24,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Union
 
@@ -367,20 +367,6 @@ LEGACY_CONTROLLER = "default"
 AlignmentMode = Literal["strict", "contract", "expand"]
 ALIGNMENT_MODES: tuple[str, ...] = ("strict", "contract", "expand")
 
-COMPONENT_DEFAULTS = {
-    "model": None,  # a model directory (training/, save_pretrained) or Hub id; None (null in a .cfg): the shipped model
-    "batch_size": 16,  # sequences (≤512-token windows) per forward pass
-    "device": "cpu",  # torch device string: "cpu", "cuda", "cuda:1", ...
-    "labels": dict(DEFAULT_LABELS),  # engine type -> spaCy label, as in scispaCy's BC5CDR model
-    "alignment_mode": "expand",  # how character spans snap to spaCy tokens (Doc.char_span)
-    "overwrite_ents": False,  # True: our entities replace overlapping doc.ents; False: existing win
-}
-# The pruning/precision settings, defaults as every face has them (bioprune.config.DEFAULT: dense at the
-# device's best precision; lambda_ and prune_layers null: the controller's operating point).
-DEFAULT_CONFIG = {"model": None, **DEFAULT_SETTINGS,
-                  **{k: v for k, v in COMPONENT_DEFAULTS.items() if k != "model"}}
-
-
 @dataclass(frozen=True)
 class ComponentSettings:
     """Every ``bioprune_ner`` setting, checked on construction (see :data:`DEFAULT_CONFIG`).
@@ -389,13 +375,14 @@ class ComponentSettings:
     ``precision``, ...); missing ones at their defaults.
     """
 
-    model: Optional[str] = None
+    model: Optional[str] = None  # a model directory (training/, save_pretrained) or Hub id; None: the shipped model
     pruning: Mapping[str, object] = field(default_factory=dict)
-    batch_size: int = 16
-    device: str = "cpu"
+    batch_size: int = 16  # sequences (≤512-token windows) per forward pass
+    device: str = "cpu"  # torch device string: "cpu", "cuda", "cuda:1", ...
+    # engine type -> spaCy label, as in scispaCy's BC5CDR model
     labels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_LABELS))
-    alignment_mode: AlignmentMode = "expand"
-    overwrite_ents: bool = False
+    alignment_mode: AlignmentMode = "expand"  # how character spans snap to spaCy tokens (Doc.char_span)
+    overwrite_ents: bool = False  # True: our entities replace overlapping doc.ents; False: existing win
 
     def __post_init__(self):
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
@@ -425,6 +412,14 @@ class ComponentSettings:
     def engine_source(self) -> EngineSource:
         """Where and how the engine will be loaded (it loads when first needed)."""
         return EngineSource(model_dir=self.model, device=self.device, config=config_from_values(self.pruning))
+
+
+# The component's own settings (every field but ``pruning``) and their defaults; DEFAULT_CONFIG puts the
+# pruning/precision settings after the model, defaults as every face has them (bioprune.config.DEFAULT:
+# dense at the device's best precision; lambda_ and prune_layers null: the controller's operating point).
+COMPONENT_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
+                      for f in fields(ComponentSettings) if f.name != "pruning"}
+DEFAULT_CONFIG = {"model": None, **DEFAULT_SETTINGS, **{k: v for k, v in COMPONENT_DEFAULTS.items() if k != "model"}}
 
 
 def _check_setting(setting, value) -> None:
