@@ -278,6 +278,17 @@ def annotate_cli(model_dir, inputs, output, *extra) -> int:
                  *map(str, extra)])
 
 
+def spacy_ner(model, *pipes: str, **config):
+    """A blank English spaCy pipeline: ``pipes``, then ``bioprune_ner`` on ``model`` with ``config``."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    for name in pipes:
+        nlp.add_pipe(name)
+    nlp.add_pipe("bioprune_ner", config={"model": str(model), **config})
+    return nlp
+
+
 def write_jsonl(path: Path, rows) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

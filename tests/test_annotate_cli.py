@@ -17,9 +17,8 @@ from bioprune.cli import main
 from bioprune.io.checkpoint import CheckpointedOutput, journal_path
 from bioprune.io.inputs import iter_records
 from bioprune.linking import load_linker
-from bioprune.types import Document
 
-from conftest import FIXTURES, annotate_cli, one_error_line, write_jsonl
+from conftest import FIXTURES, annotate_cli, docs_in, one_error_line, write_jsonl
 
 LEGACY = FIXTURES / "medline_legacy.xml"
 ALL_INPUTS = [LEGACY, FIXTURES / "pubmed_current.xml", FIXTURES / "sample.bioc.xml", FIXTURES / "sample.bioc.json",
@@ -28,10 +27,6 @@ ALL_INPUTS = [LEGACY, FIXTURES / "pubmed_current.xml", FIXTURES / "sample.bioc.x
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _documents(paths) -> list[Document]:
-    return [r for p in paths for r in iter_records(p) if isinstance(r, Document)]
 
 
 def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_dir, capsys):
@@ -43,7 +38,7 @@ def test_every_input_format_every_document_once_in_order(tmp_path, tiny_model_di
     out = tmp_path / "out.jsonl"
     assert annotate_cli(tiny_model_dir, inputs, out, "--format", "jsonl", "--chunk-size", 4) == 0
     rows = _jsonl(out)
-    expected = _documents(inputs)
+    expected = docs_in(r for p in inputs for r in iter_records(p))
     assert [(r["id"], r["text"]) for r in rows] == [(d.id, d.text) for d in expected]
     assert len(rows) == 4 + 3 + 2 + 2 + 4 + 3 + 2
     for row in rows:
@@ -67,10 +62,10 @@ def test_each_output_format_lists_every_document_once(tmp_path, tiny_model_dir, 
     out = tmp_path / f"out.{fmt}"
     assert annotate_cli(tiny_model_dir, [src], out, "--format", fmt, "--chunk-size", 3) == 0
     ids = ["a", "empty", "b", "c"]
-    texts = dict((d.id, d.text) for d in _documents([src]))
+    texts = dict((d.id, d.text) for d in docs_in(iter_records(src)))
     if fmt == "pubtator":
         assert [line.split("|t|")[0] for line in out.read_text().splitlines() if "|t|" in line] == ids
-        assert [d.id for d in _documents([out])] == ids
+        assert [d.id for d in docs_in(iter_records(out))] == ids
     elif fmt == "jsonl":
         assert [r["id"] for r in _jsonl(out)] == ids
     elif fmt == "csv":

@@ -217,14 +217,12 @@ def test_bad_text_gives_a_clear_message(client, text, message):
 
 
 def test_mlp_choice_works_or_says_what_is_missing(client):
+    mlp = dict(controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True, api_name="/annotate")
     if (DEFAULT_MODEL_DIR / CONTROLLER_FILE).is_file():
-        summary = client.predict("Lithium toxicity.", controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True,
-                                 api_name="/annotate")[0]
-        assert "MLP (learned) controller" in summary
+        assert "MLP (learned) controller" in client.predict("Lithium toxicity.", **mlp)[0]  # the summary
     else:
         with pytest.raises(AppError, match="MLP controller is not trained yet"):
-            client.predict("Lithium toxicity.", controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True,
-                           api_name="/annotate")
+            client.predict("Lithium toxicity.", **mlp)
 
 
 def _names(downloads) -> list[str]:

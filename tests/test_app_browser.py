@@ -18,6 +18,9 @@ import pytest
 pytest.importorskip("gradio", reason="the app tests need gradio: pip install '.[test]'")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright: pip install '.[test]'")
 
+from bioprune.app.settings import AppSettings  # noqa: E402
+from bioprune.config import PruningConfig  # noqa: E402
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TIMEOUT_MS = 180_000  # a CPU shared with training jobs can be slow; a healthy run takes seconds
 
@@ -98,8 +101,6 @@ def test_example_annotates_with_entities_and_pruned_tokens(page):
 
 def test_picking_a_controller_sets_its_operating_point(page):
     """λ and the ticked pruning layers move to the picked controller's own (PruningConfig's OPERATING_POINTS)."""
-    from bioprune.config import PruningConfig
-
     lam = page.locator("#annotate-lambda input[type=number]")
     ticked = ("[...document.querySelectorAll('#annotate-prune-layers input[type=checkbox]')]"
               ".filter(e => e.checked).map(e => e.closest('label').innerText.trim()).join(' ')")
@@ -124,8 +125,6 @@ def test_empty_text_shows_a_message_not_a_traceback(page):
 
 
 def test_results_tab_shows_every_chart_full_size_with_a_caption(page):
-    from bioprune.app.settings import AppSettings
-
     n_charts = len(list(AppSettings().results_dir.glob("*.png")))
     page.get_by_role("tab", name="Results").click()
     images = page.locator("#charts .bp-chart img")

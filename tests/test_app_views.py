@@ -26,6 +26,8 @@ from bioprune.app.examples import example_label, load_examples
 from bioprune.app.results import caption_for, charts_note, dense_score_rows, find_charts, stage_charts
 from bioprune.app.settings import REPO_ROOT, AppSettings
 
+from conftest import entity_tuples, write_jsonl
+
 TEXT = "Cisplatin caused <b>renal</b> failure & seizures."
 
 
@@ -141,8 +143,7 @@ def test_entities_json_has_offsets_scores_and_the_trace_summary():
     dense, pruned = _annotations()
     answer = views.entities_json(pruned, 12, "rule controller")
     json.dumps(answer)  # plain JSON types only
-    assert [(e["start"], e["end"], e["label"], e["text"]) for e in answer["entities"]] == [
-        (e.start, e.end, e.label, e.text) for e in pruned.entities]
+    assert [(e["start"], e["end"], e["label"], e["text"]) for e in answer["entities"]] == entity_tuples(pruned)
     assert all(isinstance(e["score"], float) for e in answer["entities"])
     trace = answer["trace"]
     assert trace["tokens_pruned"] == 2 and trace["tokens"] == 12 and trace["flops_saved_ratio"] == pytest.approx(0.2)
@@ -370,9 +371,8 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
 
 def test_batch_reports_an_id_pubtator_cannot_hold_and_goes_on(tiny_engine, tmp_path):
     """A JSONL id with '|' is an error record (as in `bioprune annotate`), not a crash of the whole run."""
-    upload = tmp_path / "docs.jsonl"
-    upload.write_text(json.dumps({"id": "a|b", "text": "Cisplatin nephrotoxicity."}) + "\n"
-                      + json.dumps({"id": "ok", "text": "Haloperidol induced delirium."}) + "\n", encoding="utf-8")
+    upload = write_jsonl(tmp_path / "docs.jsonl", [{"id": "a|b", "text": "Cisplatin nephrotoxicity."},
+                                                    {"id": "ok", "text": "Haloperidol induced delirium."}])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     result = run_batch(tiny_engine, [upload], run_dir, limit=10, formats=["pubtator", "jsonl"])

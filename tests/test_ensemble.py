@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -13,20 +14,19 @@ from training.ensemble import dense_engine, ensemble_spans, score
 TEXTS = ["famotidine induced delirium in a patient with renal failure", "cisplatin and seizures in rats"]
 
 
-def _other_model(tiny_model_dir, tmp_path):
-    """A copy of the tiny model with a different classifier."""
+@pytest.fixture
+def engines(tiny_model_dir, tmp_path):
+    """Dense engines on the tiny model and on a copy of it with a different classifier."""
     other = tmp_path / "other"
     shutil.copytree(tiny_model_dir, other)
     weights = load_file(str(other / "model.safetensors"))
     torch.manual_seed(1)
     weights = {k: (torch.randn_like(v) if k.startswith("classifier") else v) for k, v in weights.items()}
     save_file(weights, str(other / "model.safetensors"), metadata={"format": "pt"})
-    return other
+    return [dense_engine(m) for m in (tiny_model_dir, other)]
 
 
-def test_the_ensemble_decodes_the_mean_of_the_models_probabilities(tiny_model_dir, tmp_path):
-    other = _other_model(tiny_model_dir, tmp_path)
-    engines = [dense_engine(m) for m in (tiny_model_dir, other)]
+def test_the_ensemble_decodes_the_mean_of_the_models_probabilities(engines):
     encoded, spans = ensemble_spans(engines, TEXTS)
     assert len(spans) == 3  # each model, then the ensemble
     probs = [[p for p, _ in e.run(encoded)] for e in engines]
@@ -45,8 +45,6 @@ def test_an_ensemble_of_one_model_twice_scores_as_the_model(tiny_model_dir, tmp_
     assert results["ensemble"] == results[str(tiny_model_dir)]
 
 
-def test_models_scored_also_stay_out_of_the_ensemble(tiny_model_dir, tmp_path):
-    other = _other_model(tiny_model_dir, tmp_path)
-    engines = [dense_engine(m) for m in (tiny_model_dir, other)]
+def test_models_scored_also_stay_out_of_the_ensemble(engines):
     _, spans = ensemble_spans(engines, TEXTS, members=1)
     assert spans[2] == spans[0]  # an ensemble of the first model alone

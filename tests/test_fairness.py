@@ -8,15 +8,13 @@ from training.analysis.fairness import (MentionRecord as m, bucket_name, bucket_
                                quantile_edges, records, standard_groupings, word_count)
 
 
-@pytest.mark.parametrize("text", ["HCC", "MPTP", "5-FU", "mCPP", "COX-2", "IgA", "HIV-1", "NaCl", "L-NAME"])
-def test_abbreviations(text):
-    assert is_abbreviation(text)
-
-
-@pytest.mark.parametrize("text", ["Ca", "Dox", "cisplatin", "Parkinson", "renal failure", "HIV infection",
-                                  "ABCDEFGHIJKLM", "", "5", "L-dopa"])
-def test_full_forms(text):
-    assert not is_abbreviation(text)
+@pytest.mark.parametrize("text, abbreviation", [
+    *[(t, True) for t in ["HCC", "MPTP", "5-FU", "mCPP", "COX-2", "IgA", "HIV-1", "NaCl", "L-NAME"]],
+    *[(t, False) for t in ["Ca", "Dox", "cisplatin", "Parkinson", "renal failure", "HIV infection", "ABCDEFGHIJKLM",
+                           "", "5", "L-dopa"]],  # full forms
+])
+def test_abbreviations_and_full_forms(text, abbreviation):
+    assert is_abbreviation(text) is abbreviation
 
 
 def test_seen_compares_lower_cased_whitespace_collapsed_strings():

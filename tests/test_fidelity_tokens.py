@@ -8,12 +8,12 @@ import pytest
 from training.fidelity_tokens import DocumentOutput, agreement, recovery_needed, recovery_orders, token_changes
 
 
-def _doc(labels, confidence=None, pruned=None, entities=()):
+def _doc(labels, confidence=None, pruned=None, entities=(), **flops):
     labels = np.array(labels)
     return DocumentOutput(labels=labels,
                           confidence=np.full(len(labels), 0.99) if confidence is None else np.array(confidence),
                           pruned=np.zeros(len(labels), bool) if pruned is None else np.array(pruned),
-                          entities=frozenset(entities))
+                          entities=frozenset(entities), **flops)
 
 
 def test_changes_are_split_by_kept_and_pruned_and_read_the_dense_confidence():
@@ -43,9 +43,6 @@ def test_recovery_share_follows_the_order_and_the_oracle_takes_the_worst_first()
 
 
 def test_flops_saved_is_over_all_abstracts_and_zero_for_dense():
-    outputs = [DocumentOutput(labels=np.zeros(1), confidence=np.ones(1), pruned=np.zeros(1, bool),
-                              entities=frozenset(), flops=60.0, dense_flops=100.0),
-               DocumentOutput(labels=np.zeros(1), confidence=np.ones(1), pruned=np.zeros(1, bool),
-                              entities=frozenset(), flops=100.0, dense_flops=300.0)]
+    outputs = [_doc([0], flops=60.0, dense_flops=100.0), _doc([0], flops=100.0, dense_flops=300.0)]
     assert token_changes(outputs, outputs)["flops_saved_ratio"] == pytest.approx(1 - 160 / 400)
     assert token_changes([_doc([0])], [_doc([0])])["flops_saved_ratio"] == 0.0

@@ -70,8 +70,7 @@ def test_forward_dense_flops_per_row(outside_engine, batch, config):
 
 
 def test_dense_config_flops_equal_dense_flops_exactly(outside_engine, batch, texts):
-    ids, mask, special = batch
-    out = outside_engine.encoder.forward(ids, mask, special, DENSE)
+    out = outside_engine.encoder.forward(*batch, DENSE)
     assert torch.equal(out.flops, out.dense_flops)
     L, H, I, C = _dims(outside_engine)
     # and in the engine, summed over windows of a long document
@@ -114,9 +113,8 @@ PRUNING_CONFIGS = [
 
 @pytest.mark.parametrize("config", PRUNING_CONFIGS)
 def test_pruned_flops_follow_tokens_per_layer_plus_exit_heads(outside_engine, batch, config):
-    ids, mask, special = batch
     _, H, I, C = _dims(outside_engine)
-    out = outside_engine.encoder.forward(ids, mask, special, config)
+    out = outside_engine.encoder.forward(*batch, config)
     assert (out.tokens_per_layer[:, -1] < out.tokens_per_layer[:, 0]).any()  # pruning happened
     layers, exits = _bounds(out, config, H, I, C)
     assert torch.equal(out.flops, layers + exits)

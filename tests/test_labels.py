@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seqeval.metrics.sequence_labeling import get_entities
 
 from bioprune.labels import (IGNORE_INDEX, LABEL_TO_ID, LABELS, Decoding, bio_viterbi, decode_entities, spans_to_tags,
                              tags_to_spans, word_probs)
@@ -96,8 +97,6 @@ def test_tags_to_spans(tags, spans):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(LABELS), max_size=30))
 def test_tags_to_spans_agrees_with_seqeval(tags):
-    from seqeval.metrics.sequence_labeling import get_entities
-
     expected = sorted((s, e + 1, t) for t, s, e in get_entities(list(tags)))
     assert tags_to_spans(tags) == expected
 

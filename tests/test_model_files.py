@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import HfApi, constants
+from huggingface_hub.utils import filter_repo_objects
 
 from bioprune.config import DENSE, PruningConfig
 from bioprune.controllers import LearnedController, RuleController
@@ -21,6 +23,8 @@ from bioprune.exits import ExitHeads
 from bioprune.labels import LABELS, Decoding
 from bioprune.model_files import HUB_FILE_PATTERNS, ModelNotFoundError, resolve_model_dir
 from bioprune.postprocess import Postprocess
+
+from conftest import spacy_ner
 
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
@@ -124,8 +128,6 @@ def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, 
 
 
 def test_push_to_hub_uploads_what_save_pretrained_writes(full_model_dir, tmp_path, monkeypatch):
-    from huggingface_hub import HfApi
-
     engine = PruningEngine.from_pretrained(full_model_dir)
     calls = {}
 
@@ -151,8 +153,6 @@ def _files(folder: Path) -> dict[str, bytes]:
 @pytest.fixture
 def hub_cache(full_model_dir, tmp_path, monkeypatch) -> Path:
     """A local Hugging Face cache holding ``REPO_ID`` at ``COMMIT`` (``refs/main``), offline."""
-    from huggingface_hub import constants
-
     cache = tmp_path / "hub"
     repo = cache / ("models--" + REPO_ID.replace("/", "--"))
     shutil.copytree(full_model_dir, repo / "snapshots" / COMMIT)
@@ -175,9 +175,8 @@ def test_from_pretrained_by_hub_id_brings_exit_heads_controller_and_postprocess(
 
 
 def test_spacy_component_takes_a_hub_id(hub_cache, full_model_dir):
-    spacy = pytest.importorskip("spacy")
-    nlp = spacy.blank("en")
-    nlp.add_pipe("bioprune_ner", config={"model": REPO_ID, "controller": "mlp"})
+    pytest.importorskip("spacy")
+    nlp = spacy_ner(REPO_ID, controller="mlp")
     assert nlp.config["components"]["bioprune_ner"]["model"] == REPO_ID  # the config stays portable
     docs = list(nlp.pipe(TEXTS))
     expected = PruningEngine.from_pretrained(full_model_dir).with_config(
@@ -209,8 +208,6 @@ def test_a_path_that_is_not_there_is_one_clear_line(name, reason):
 
 
 def test_hub_downloads_only_safetensors_json_and_tokenizer_files():
-    from huggingface_hub.utils import filter_repo_objects
-
     files = ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt", "spiece.model",
              "exit_heads.safetensors", "controller.safetensors", "postprocess.json", "README.md", "weights.pt",
              "optimizer.pt", "training_args.bin"]

@@ -155,8 +155,7 @@ def test_resume_continues_exactly_and_refuses_other_arguments(data, tiny_model_d
     stopped = json.loads((split / "checkpoint" / "run.json").read_text())
     assert stopped["step"] == 3 and not (split / "training_run.json").exists()
     assert main(_argv(data, tiny_model_dir, split, *recipe, "--resume", "--checkpoint-every-steps", "5")) == 0
-    a = load_file(str(straight / "model.safetensors"))
-    b = load_file(str(split / "model.safetensors"))
+    a, b = (load_file(str(d / "model.safetensors")) for d in (straight, split))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     run_a, run_b = (json.loads((d / "training_run.json").read_text()) for d in (straight, split))
     assert run_a["steps"] == 8

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 from dataclasses import fields
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -13,6 +15,8 @@ from bioprune.cli import _config, build_parser
 from bioprune.config import DEFAULT, FAITHFUL, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.options import DEFAULT_SETTINGS, SETTINGS, Setting, add_config_arguments, config_from_values
+
+from conftest import spacy_ner
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -94,8 +98,6 @@ def test_cli_flags_build_the_config():
 
 
 def test_every_setting_is_a_spacy_config_key_with_its_default():
-    import inspect
-
     from bioprune.spacy import DEFAULT_CONFIG, make_bioprune_ner
 
     params = inspect.signature(make_bioprune_ner).parameters
@@ -104,8 +106,6 @@ def test_every_setting_is_a_spacy_config_key_with_its_default():
 
 
 def test_a_new_field_reaches_the_spacy_signature(monkeypatch):
-    from typing import Optional
-
     import bioprune.spacy as factory
 
     monkeypatch.setattr(factory, "SETTINGS", (*factory.SETTINGS, EXTRA))
@@ -139,10 +139,7 @@ def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, 
 
 def test_spacy_pipelines_saved_with_controller_default_still_build(tiny_model_dir):
     """Pipelines saved before the settings came from bioprune.options say controller = "default"."""
-    import spacy
-
-    nlp = spacy.blank("en")
-    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "controller": "default", "precision": "fp32"})
+    nlp = spacy_ner(tiny_model_dir, controller="default", precision="fp32")
     assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(precision="fp32")
 
 
@@ -158,14 +155,10 @@ def test_the_sweeps_set_flag_parses_yes_no_fields():
 
 def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
     """The CLI with no flags, from_pretrained() with no config, the spaCy component and the app all run DEFAULT."""
-    import spacy
-
     from bioprune.app.engines import PruningChoice
 
     cli = _config(_subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y"]))
-    nlp = spacy.blank("en")
-    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir)})
-    spacy_config = nlp.get_pipe("bioprune_ner").engine.config
+    spacy_config = spacy_ner(tiny_model_dir).get_pipe("bioprune_ner").engine.config
     engine = PruningEngine.from_pretrained(tiny_model_dir).config
     assert cli == spacy_config == engine == PruningChoice().config() == DEFAULT
 
@@ -173,15 +166,11 @@ def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
 def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_path):
     """Linking (issue 18) is a PruningConfig face field: --link/--no-link, the spaCy key ``link``, a
     checkbox in both app tabs; on by default, and not a pruning knob the dense model would ignore."""
-    import spacy
-
     [link] = [s for s in SETTINGS if s.field == "link"]
     assert (link.flag, link.key, link.kind, link.default) == ("--link", "link", "bool", True) and DEFAULT.link
     parser = _subparser(build_parser(), "annotate")
     assert _config(parser.parse_args(["x.txt", "--output", "y", "--no-link"])).link is False  # no dense warning
-    nlp = spacy.blank("en")
-    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), "link": False})
-    assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
+    assert spacy_ner(tiny_model_dir, link=False).get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
     pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
     from bioprune.app.ui import build_app
 

@@ -38,6 +38,12 @@ def _listing(folder: Path) -> dict[str, bytes | str]:
     return out
 
 
+@pytest.fixture
+def src(tmp_path) -> Path:
+    """An input of one document: "a", "Aspirin overdose."."""
+    return write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+
+
 # --- 1. output = input ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", ["same path", "through a symlinked directory", "hard link", "errors side file",
@@ -78,8 +84,7 @@ def test_library_refuses_an_output_that_is_its_input(tmp_path, tiny_engine):
 # --- 2. devices, FIFOs, symlinks and standard output ----------------------------------------------
 
 @pytest.mark.parametrize("which", ["output", "errors side file", "partial file"])
-def test_fifo_output_is_refused_not_replaced(tmp_path, tiny_model_dir, capsys, which):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+def test_fifo_output_is_refused_not_replaced(tmp_path, src, tiny_model_dir, capsys, which):
     out = tmp_path / "out.pubtator"
     fifo = {"output": out, "errors side file": tmp_path / "out.pubtator.errors.jsonl",
             "partial file": tmp_path / "out.pubtator.partial"}[which]
@@ -91,8 +96,7 @@ def test_fifo_output_is_refused_not_replaced(tmp_path, tiny_model_dir, capsys, w
     assert _listing(tmp_path) == before
 
 
-def test_symlinked_output_is_refused_and_its_target_untouched(tmp_path, tiny_model_dir, capsys):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+def test_symlinked_output_is_refused_and_its_target_untouched(tmp_path, src, tiny_model_dir, capsys):
     target = tmp_path / "elsewhere.txt"
     target.write_text("keep me\n")
     link = tmp_path / "out.pubtator"
@@ -104,28 +108,25 @@ def test_symlinked_output_is_refused_and_its_target_untouched(tmp_path, tiny_mod
     assert _listing(tmp_path) == before
 
 
-def test_directory_output_is_refused(tmp_path, tiny_model_dir, capsys):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+def test_directory_output_is_refused(tmp_path, src, tiny_model_dir, capsys):
     (tmp_path / "outdir").mkdir()
     assert annotate_cli(tiny_model_dir, [src], tmp_path / "outdir") == 2
     assert "is a directory" in one_error_line(capsys)
     assert list((tmp_path / "outdir").iterdir()) == []
 
 
-def test_dev_null_is_refused_and_stays_a_device(tmp_path, tiny_model_dir, capsys):
+def test_dev_null_is_refused_and_stays_a_device(src, tiny_model_dir, capsys):
     with pytest.raises(InputError, match="character device"):  # checked first: nothing below runs otherwise
         check_paths("/dev/null")
     dev_before = sorted(os.listdir("/dev"))
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     assert annotate_cli(tiny_model_dir, [src], "/dev/null") == 2
     assert "character device" in one_error_line(capsys)
     assert stat.S_ISCHR(os.lstat("/dev/null").st_mode) and sorted(os.listdir("/dev")) == dev_before
 
 
-def test_dev_stdout_means_standard_output(tmp_path, tiny_model_dir, capsys):
+def test_dev_stdout_means_standard_output(src, tiny_model_dir, capsys):
     assert is_stdout("/dev/stdout") and is_stdout("-") and not is_stdout("out.pubtator")
     dev_before = sorted(os.listdir("/dev"))
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
     assert annotate_cli(tiny_model_dir, [src], "/dev/stdout") == 0
     assert capsys.readouterr().out.startswith("a|t|Aspirin overdose.\na|a|\n")
     assert os.path.islink("/dev/stdout") and sorted(os.listdir("/dev")) == dev_before
@@ -146,8 +147,7 @@ def test_second_lock_holder_is_refused_with_its_pid(tmp_path):
         pass
 
 
-def test_stale_lock_file_of_a_dead_run_does_not_block(tmp_path, tiny_model_dir):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+def test_stale_lock_file_of_a_dead_run_does_not_block(tmp_path, src, tiny_model_dir):
     out = tmp_path / "out.pubtator"
     (tmp_path / "out.pubtator.lock").write_text("999999999\n")  # a killed run's file, no process holds it
     assert annotate_cli(tiny_model_dir, [src], out) == 0
@@ -226,8 +226,7 @@ def test_progress_moves_within_one_long_document(tiny_engine):
     assert chunk.stats.documents == 1 and [a.id for a, _ in chunk.pairs] == ["long"]
 
 
-def test_progress_bar_counts_tokens_and_documents(tmp_path, tiny_model_dir, capsys):
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Aspirin overdose."}])
+def test_progress_bar_counts_tokens_and_documents(tmp_path, src, tiny_model_dir, capsys):
     assert main(["annotate", str(src), "--output", str(tmp_path / "out.jsonl"), "--format", "jsonl",
                  "--model", str(tiny_model_dir)]) == 0
     err = capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 import bioprune.evaluation as evaluation
 import bioprune.precision as precision
 from bioprune.bf16 import PackedLinear, packed_bf16_available
+from bioprune.cli import main
 from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.int8 import (CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration, recording_input_ranges,
@@ -59,8 +60,6 @@ def test_int8_is_cpu_only(device):
 
 
 def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(fake_gpus, tiny_model_dir, sample_path, capsys):
-    from bioprune.cli import main
-
     assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--device", "cuda",
                  "--precision", "int8", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -161,8 +160,6 @@ def test_evaluate_compares_anything_but_exact_dense_with_dense_fp32(tiny_model_d
                                                                     monkeypatch):
     """`bioprune evaluate` at bf16 reports the dense fp32 scores, the F1 drop and the entity agreement
     (fidelity) from the same run; at --precision fp32 (the exact dense model) there is nothing to compare."""
-    from bioprune.cli import main
-
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
     real, links = evaluation.evaluate_engine, []  # the dense reference links as the run does: linking drops entities
     monkeypatch.setattr(evaluation, "evaluate_engine", lambda *a, reference=None, **k: links.append(

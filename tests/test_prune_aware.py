@@ -1,6 +1,7 @@
 """Pruning-aware fine-tuning (training/prune_aware.py): the pruned step is the real forward with tokens removed."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification
@@ -9,10 +10,17 @@ from bioprune.labels import IGNORE_INDEX
 from training.prune_aware import PruneAwareConfig, at_kept, leaving_candidates, pruned_forward, step_forward
 
 
-def _batch(vocab_size: int, lengths=(9, 6)) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
+@pytest.fixture
+def model(tiny_model_dir):
+    return AutoModelForTokenClassification.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture
+def batch(model) -> dict[str, torch.Tensor]:
+    """Two sequences of 9 and 6 tokens ([CLS] and [SEP] included), right-padded, with random labels."""
+    g, lengths = torch.Generator().manual_seed(0), (9, 6)
     B, T = len(lengths), max(lengths)
-    ids = torch.randint(5, vocab_size, (B, T), generator=g)
+    ids = torch.randint(5, model.config.vocab_size, (B, T), generator=g)
     mask = torch.zeros(B, T, dtype=torch.long)
     labels = torch.randint(0, 5, (B, T), generator=g)
     for b, n in enumerate(lengths):
@@ -29,22 +37,14 @@ def pruned_loss(model, input_ids, attention_mask, labels, leave, layer) -> torch
     return F.cross_entropy(logits.flatten(0, 1), gold.flatten(), ignore_index=IGNORE_INDEX)
 
 
-def _model(tiny_model_dir):
-    return AutoModelForTokenClassification.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-
-
-def test_nothing_leaving_gives_the_dense_loss(tiny_model_dir):
-    model = _model(tiny_model_dir)
-    batch = _batch(model.config.vocab_size)
+def test_nothing_leaving_gives_the_dense_loss(model, batch):
     with torch.no_grad():
         dense = model(**batch).loss
         pruned = pruned_loss(model, **batch, leave=torch.zeros_like(batch["labels"], dtype=torch.bool), layer=1)
     assert torch.allclose(dense, pruned, atol=1e-5)
 
 
-def test_removed_tokens_are_out_of_the_loss_and_the_context(tiny_model_dir):
-    model = _model(tiny_model_dir)
-    batch = _batch(model.config.vocab_size)
+def test_removed_tokens_are_out_of_the_loss_and_the_context(model, batch):
     leave = torch.zeros_like(batch["labels"], dtype=torch.bool)
     leave[0, 3:6] = True
     # changing the removed tokens' labels changes nothing: they are not scored
@@ -63,17 +63,13 @@ def test_removed_tokens_are_out_of_the_loss_and_the_context(tiny_model_dir):
     assert not torch.allclose(pruned_loss(model, **batch, leave=leave, layer=1).detach(), c, atol=1e-6)
 
 
-def test_candidates_never_special_or_padding(tiny_model_dir):
-    model = _model(tiny_model_dir)
-    batch = _batch(model.config.vocab_size)
+def test_candidates_never_special_or_padding(model, batch):
     every = leaving_candidates(model, batch["input_ids"], batch["attention_mask"], batch["labels"], confident_o=0.0)
     assert torch.equal(every, batch["labels"] != IGNORE_INDEX)
     assert not leaving_candidates(model, batch["input_ids"], batch["attention_mask"], batch["labels"], 1.01).any()
 
 
-def test_step_forward_dense_when_off_and_pruned_when_on(tiny_model_dir):
-    model = _model(tiny_model_dir)
-    batch = _batch(model.config.vocab_size)
+def test_step_forward_dense_when_off_and_pruned_when_on(model, batch):
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():

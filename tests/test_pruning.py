@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -581,8 +582,6 @@ def test_mlp_without_attention_features_skips_the_attention_signals(outside_mode
 
 
 def test_controller_files_from_before_feature_selection_still_load(tmp_path):
-    from safetensors.torch import save_file
-
     state = {k: v for k, v in LearnedController(13).state_dict().items() if k not in ("columns", "uses_attention")}
     save_file(state, str(tmp_path / CONTROLLER_FILE))
     loaded = LearnedController.load(tmp_path)

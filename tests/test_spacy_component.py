@@ -32,6 +32,8 @@ from bioprune.engine import ModelBundle, PruningEngine, load_model  # noqa: E402
 from bioprune.spacy import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
                              ComponentSettings, ConfigError)
 
+from conftest import spacy_ner  # noqa: E402
+
 TEXTS = [
     "Famotidine associated delirium in a patient treated with cisplatin .",
     "Acute renal failure developed after treatment with haloperidol and magnesium sulfate .",
@@ -60,14 +62,6 @@ def _lists(value):
     return value
 
 
-def _nlp(model_dir: Path, *pipes: str, **config) -> "spacy.language.Language":
-    nlp = spacy.blank("en")
-    for name in pipes:
-        nlp.add_pipe(name)
-    nlp.add_pipe("bioprune_ner", config={"model": str(model_dir), **config})
-    return nlp
-
-
 @pytest.fixture(scope="module")
 def per_word_model_dir(per_word_engine, tiny_model_dir, tmp_path_factory) -> Path:
     """conftest's per_word_engine saved: the tiny model tagging every word B-Disease, one entity per word."""
@@ -80,7 +74,7 @@ def per_word_model_dir(per_word_engine, tiny_model_dir, tmp_path_factory) -> Pat
 
 @pytest.fixture(scope="module")
 def nlp(tiny_model_dir):
-    return _nlp(tiny_model_dir)
+    return spacy_ner(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +97,7 @@ def test_blank_pipeline_entities_equal_engine_spans(nlp, tiny_engine_dense):
 
 def test_mesh_ids_as_kb_id_and_an_extension_and_none_with_link_false(per_word_model_dir):
     """Every word is its own Disease entity (per_word_model_dir): the tiny index knows "delirium"."""
-    nlp = _nlp(per_word_model_dir)
+    nlp = spacy_ner(per_word_model_dir)
     doc = nlp("Delirium and seizures in zzyzx")
     ids = {e.text: (e.kb_id_, e._.bioprune_ids) for e in doc.ents}
     assert ids["Delirium"] == ("MESH:D003693", ["D003693"]) and ids["seizures"] == ("MESH:D012640", ["D012640"])
@@ -111,12 +105,12 @@ def test_mesh_ids_as_kb_id_and_an_extension_and_none_with_link_false(per_word_mo
     docs = list(DocBin(docs=[doc], store_user_data=True).from_bytes(
         DocBin(docs=[doc], store_user_data=True).to_bytes()).get_docs(nlp.vocab))
     assert [e.kb_id_ for e in docs[0].ents] == [e.kb_id_ for e in doc.ents]  # kb_id_ survives DocBin
-    off = _nlp(per_word_model_dir, link=False)("Delirium and seizures")
+    off = spacy_ner(per_word_model_dir, link=False)("Delirium and seizures")
     assert all(e.kb_id_ == "" and e._.bioprune_ids == [] for e in off.ents)
 
 
 def test_after_sentencizer_and_with_mapped_labels(tiny_model_dir, tiny_engine_dense):
-    nlp = _nlp(tiny_model_dir, "sentencizer", labels={"Chemical": "DRUG"})
+    nlp = spacy_ner(tiny_model_dir, "sentencizer", labels={"Chemical": "DRUG"})
     assert nlp.pipe_names == ["sentencizer", "bioprune_ner"]
     assert nlp.get_pipe("bioprune_ner").labels == ("DRUG", "DISEASE")
     text = " ".join(TEXTS[:3])
@@ -136,7 +130,7 @@ def test_defaults_are_the_engine_defaults(nlp):
 
 
 def test_pruning_settings_and_extensions(outside_model_dir):
-    nlp = _nlp(outside_model_dir, controller="rule", lambda_=2.0, min_keep_ratio=0.5, recovery=False)
+    nlp = spacy_ner(outside_model_dir, controller="rule", lambda_=2.0, min_keep_ratio=0.5, recovery=False)
     engine = nlp.get_pipe("bioprune_ner").engine
     assert engine.config == PruningConfig(aggressiveness=2.0, min_keep_ratio=0.5, recovery=False)
     docs = list(nlp.pipe(TEXTS))
@@ -150,7 +144,7 @@ def test_pruning_settings_and_extensions(outside_model_dir):
         assert doc._.bioprune_flops_saved_ratio == pytest.approx(ann.trace.flops_saved_ratio)
     mlp_default = ComponentSettings(pruning={"controller": "mlp"}).engine_source().pruning_config()
     assert mlp_default == PruningConfig(controller="mlp")  # lambda_ null: the MLP's own operating point
-    recovering = _nlp(outside_model_dir, controller="rule", lambda_=1.0, recovery=True)
+    recovering = spacy_ner(outside_model_dir, controller="rule", lambda_=1.0, recovery=True)
     text = " ".join(TEXTS * 4)  # long enough to hold the entropy spike's minimum of uncertain kept tokens
     doc = recovering(text)
     [ann] = recovering.get_pipe("bioprune_ner").engine.annotate([text])
@@ -173,20 +167,18 @@ def test_pipe_runs_one_forward_per_batch(nlp, monkeypatch):
 
 
 def test_pipe_with_two_processes(nlp, outside_model_dir):
-    single = list(nlp.pipe(TEXTS, batch_size=2))
-    multi = list(nlp.pipe(TEXTS, batch_size=2, n_process=2))
-    assert _found(multi) == _found(single)
-    assert [[e._.bioprune_confidence for e in d.ents] for d in multi] == \
-        [[e._.bioprune_confidence for e in d.ents] for d in single]
-    pruning = _nlp(outside_model_dir)
-    single = list(pruning.pipe(TEXTS, batch_size=2))
-    multi = list(pruning.pipe(TEXTS, batch_size=2, n_process=2))
-    assert [d._.bioprune_pruned_tokens for d in multi] == [d._.bioprune_pruned_tokens for d in single]
-    assert [d._.bioprune_recovery_events for d in multi] == [d._.bioprune_recovery_events for d in single]
+    for pipeline in (nlp, spacy_ner(outside_model_dir)):  # dense, then with pruning
+        single = list(pipeline.pipe(TEXTS, batch_size=2))
+        multi = list(pipeline.pipe(TEXTS, batch_size=2, n_process=2))
+        assert _found(multi) == _found(single)
+        assert [[e._.bioprune_confidence for e in d.ents] for d in multi] == \
+            [[e._.bioprune_confidence for e in d.ents] for d in single]
+        for name in ("bioprune_pruned_tokens", "bioprune_recovery_events"):
+            assert [d._.get(name) for d in multi] == [d._.get(name) for d in single]
 
 
 def test_docbin_and_pickle_round_trip(outside_model_dir):
-    nlp = _nlp(outside_model_dir)
+    nlp = spacy_ner(outside_model_dir)
     docs = list(nlp.pipe(TEXTS))
     restored = list(DocBin(docs=docs, store_user_data=True).from_bytes(
         DocBin(docs=docs, store_user_data=True).to_bytes()).get_docs(nlp.vocab))
@@ -218,26 +210,26 @@ def test_empty_whitespace_tiny_and_long_docs(nlp, tiny_engine_dense):
 
 def test_unalignable_entities_are_skipped_with_a_warning(per_word_model_dir):
     text = "U.S. patients with delirium"  # "U.S." is one spaCy token, four words to the tokenizer
-    strict = _nlp(per_word_model_dir, alignment_mode="strict")
+    strict = spacy_ner(per_word_model_dir, alignment_mode="strict")
     with pytest.warns(AlignmentWarning, match="alignment_mode='strict'"):
         doc = strict(text)
     assert [(e.text, e.label_) for e in doc.ents] == [("patients", "DISEASE"), ("with", "DISEASE"),
                                                       ("delirium", "DISEASE")]
     assert doc._.bioprune_skipped_count == 4
     assert strict.get_pipe("bioprune_ner").skipped_count == 4
-    expand = _nlp(per_word_model_dir)  # "U" expands to "U.S."; ".", "S", "." then overlap it
+    expand = spacy_ner(per_word_model_dir)  # "U" expands to "U.S."; ".", "S", "." then overlap it
     with pytest.warns(AlignmentWarning, match="overlap the entity before them"):
         doc = expand(text)
     assert doc._.bioprune_skipped_count == 3
     assert [e.text for e in doc.ents] == ["U.S.", "patients", "with", "delirium"]
-    contract = _nlp(per_word_model_dir, alignment_mode="contract")
+    contract = spacy_ner(per_word_model_dir, alignment_mode="contract")
     with pytest.warns(AlignmentWarning):
         assert [e.text for e in contract(text).ents] == ["patients", "with", "delirium"]
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_existing_entities_kept_unless_overwrite(per_word_model_dir, overwrite):
-    nlp = _nlp(per_word_model_dir, "entity_ruler", overwrite_ents=overwrite)
+    nlp = spacy_ner(per_word_model_dir, "entity_ruler", overwrite_ents=overwrite)
     nlp.get_pipe("entity_ruler").add_patterns([{"label": "SYMPTOM", "pattern": "delirium"},
                                                {"label": "PLACE", "pattern": "ward"}])
     doc = nlp("delirium in ward")  # our model tags each word DISEASE
@@ -301,7 +293,7 @@ def test_bad_model_stops_add_pipe_with_a_working_example(tmp_path, empty_hub_cac
 
 def test_to_disk_and_bytes_save_the_model_files(tiny_model_dir, tmp_path):
     moved = shutil.copytree(tiny_model_dir, tmp_path / "model-copy")
-    nlp = _nlp(moved, alignment_mode="contract")
+    nlp = spacy_ner(moved, alignment_mode="contract")
     expected = _found([nlp(t) for t in TEXTS])
     nlp.to_disk(tmp_path / "pipeline")
     shutil.rmtree(moved)  # the saved pipeline must not need the original directory
@@ -317,7 +309,7 @@ def test_to_disk_and_bytes_save_the_model_files(tiny_model_dir, tmp_path):
 
 
 def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_model_dir, tmp_path):
-    nlp = _nlp(outside_model_dir)
+    nlp = spacy_ner(outside_model_dir)
     nlp.to_disk(tmp_path / "pruning")
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
     assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DEFAULT  # opt-in pruning
