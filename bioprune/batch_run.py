@@ -232,15 +232,13 @@ def annotate_chunk(engine, chunk: list[Record], first_index: int, batch_size: in
         annotations = engine.annotate(docs, batch_size=batch_size) if docs else []
     failed = tuple(r for r in chunk if isinstance(r, RecordError))
     deleted = tuple(r for r in chunk if isinstance(r, DeletedRecord))
-    stats = RunStats(records=len(chunk), documents=len(docs), chunks=1, errors=len(failed), deleted=len(deleted))
-    stats.entities = dict(sorted(Counter(e.label for a in annotations for e in a.entities).items()))
-    for a in annotations:
-        if a.trace is not None:
-            stats.tokens += a.trace.tokens_per_layer[0] if a.trace.tokens_per_layer else 0
-            stats.tokens_pruned += len(a.trace.pruned_tokens)
-            stats.flops += a.trace.flops
-            stats.dense_flops += a.trace.dense_flops
-            stats.recovered_documents += bool(a.trace.recovery_events)
+    traces = [a.trace for a in annotations if a.trace is not None]
+    stats = RunStats(records=len(chunk), documents=len(docs), chunks=1, errors=len(failed), deleted=len(deleted),
+                     entities=dict(sorted(Counter(e.label for a in annotations for e in a.entities).items())),
+                     tokens=sum(t.tokens_per_layer[0] for t in traces if t.tokens_per_layer),
+                     tokens_pruned=sum(len(t.pruned_tokens) for t in traces),
+                     flops=sum((t.flops for t in traces), 0.0), dense_flops=sum((t.dense_flops for t in traces), 0.0),
+                     recovered_documents=sum(bool(t.recovery_events) for t in traces))
     return AnnotatedChunk(pairs=tuple(zip(annotations, docs)), failed=failed, deleted=deleted,
                           first_index=first_index, stats=stats)
 

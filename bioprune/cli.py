@@ -129,10 +129,6 @@ def _check_annotate_args(args) -> None:
 def cmd_annotate(args) -> int:
     _check_annotate_args(args)
     fmt = output_format(args.format)
-    if args.quiet:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     if args.ray:
         return _annotate_on_ray(args)
     to_stdout = is_stdout(args.output)

@@ -130,11 +130,8 @@ CONTROLLER_FILE = "controller.safetensors"
 
 def load_controllers(directory: str | Path | None, device: str = "cpu") -> dict[str, Controller]:
     """The rule controller, plus the learned one when ``directory`` holds it."""
-    controllers: dict[str, Controller] = {"rule": RuleController()}
     learned = LearnedController.load(directory, device) if directory is not None and Path(directory).is_dir() else None
-    if learned is not None:
-        controllers["mlp"] = learned
-    return controllers
+    return {"rule": RuleController(), **({"mlp": learned} if learned is not None else {})}
 
 
 def keep_mask(prunable: torch.Tensor, importance: torch.Tensor, valid: torch.Tensor, special: torch.Tensor,

@@ -34,11 +34,8 @@ def mention_scores(gold: Iterable[tuple], pred: Iterable[tuple], types: Sequence
     """Exact-match P/R/F1 per type and micro-averaged over keys whose last element is the type
     (:data:`Key`, or the linking measures' keys); duplicates count once."""
     gold, pred = set(gold), set(pred)
-    scores = {}
-    for t in types:
-        g = {k for k in gold if k[-1] == t}
-        p = {k for k in pred if k[-1] == t}
-        scores[t] = prf(len(g & p), len(p), len(g))
+    by_type = {t: ({k for k in gold if k[-1] == t}, {k for k in pred if k[-1] == t}) for t in types}
+    scores = {t: prf(len(g & p), len(p), len(g)) for t, (g, p) in by_type.items()}
     scores["micro"] = prf(len(gold & pred), len(pred), len(gold))
     return scores
 
@@ -61,8 +58,7 @@ def seqeval_scores(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> di
 
 def word_tags(words: Sequence[tuple[int, int]], spans: Iterable[tuple[int, int, str]]) -> list[str]:
     """Word-level BIO tags for character spans (overlapping spans: longest wins)."""
-    tags, _ = spans_to_tags(words, list(spans))
-    return tags
+    return spans_to_tags(words, list(spans))[0]
 
 
 def evaluate_predictions(gold: Mapping[str, Sequence[tuple[int, int, str]]],

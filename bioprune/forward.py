@@ -261,8 +261,7 @@ class PrunedEncoder:
             return
         if max(config.prune_layers) >= len(self.layers):
             raise ValueError(f"prune_layers {config.prune_layers} must be < the model's {len(self.layers)} layers")
-        missing = [k for k in config.prune_layers if self.exit_heads is None or k not in self.exit_heads.layers]
-        if missing:
+        if missing := [k for k in config.prune_layers if self.exit_heads is None or k not in self.exit_heads.layers]:
             have = self.exit_heads.layers if self.exit_heads is not None else ()
             raise ValueError(f"no exit head after layer(s) {missing}; this model has exit heads at {have} "
                              "(train them with training/train_exits.py)")

@@ -170,8 +170,7 @@ def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     """Queries, keys and values of ``x`` (..., H): one fused projection where the layer has one
     (``attn.qkv``, set by :func:`bioprune.int8.int8_copy`: the input is quantized once, not three
     times), else the layer's own three."""
-    fused = getattr(attn, "qkv", None)
-    if fused is None:
+    if (fused := getattr(attn, "qkv", None)) is None:
         return attn.query(x), attn.key(x), attn.value(x)
     return fused(x).chunk(3, dim=-1)  # (..., 3H) -> 3 x (..., H)
 

@@ -321,8 +321,7 @@ class Neighbours:
         through scikit-learn in one transform."""
         if not self.names:
             return [[] for _ in queries]
-        todo = list(dict.fromkeys(q for q in queries if (q, k) not in self._memo))
-        if todo:
+        if todo := list(dict.fromkeys(q for q in queries if (q, k) not in self._memo)):
             if len(self._memo) + len(todo) > MEMO_QUERIES:
                 self._memo.clear()
             self._memo.update(zip(((q, k) for q in todo), self._similar_now(todo, k)))
@@ -395,10 +394,8 @@ def type_tables(rows: Sequence[NameRow]) -> dict[str, bytes]:
 
 
 def _tables_by_type(rows: Sequence[NameRow]) -> dict[str, dict[str, bytes]]:
-    by_type: dict[str, list[NameRow]] = {}
-    for r in rows:
-        by_type.setdefault(r.type, []).append(r)
-    return {t: type_tables(by_type.get(t, [])) for t in sorted(set(by_type) | set(ENTITY_TYPES))}
+    types = sorted({r.type for r in rows} | set(ENTITY_TYPES))
+    return {t: type_tables([r for r in rows if r.type == t]) for t in types}
 
 
 @dataclass(frozen=True)
@@ -519,8 +516,7 @@ def link_mention(index: Mapping[str, TypeIndex], mention: str, label: str, short
     The long form of an abbreviation is tried first (the same "PD" is Parkinson's disease in one
     abstract and panic disorder in another); the mention as written is the fallback.
     """
-    type_index = index.get(label)
-    if type_index is None:
+    if (type_index := index.get(label)) is None:
         return NO_LINK
     threshold = settings.min_similarity(label)
     expanded = expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention
@@ -558,8 +554,7 @@ def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]
                 names.add(form)
                 if settings.split_composites:
                     names.update(p for parts in composite_readings(form) for p in parts if not lookup(type_index, p).ids)
-        keys = [k for k in map(normalized_key, names) if k]
-        if keys:
+        if keys := [k for k in map(normalized_key, names) if k]:
             type_index.nearest(sorted(keys), settings.neighbours)
 
 

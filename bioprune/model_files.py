@@ -64,11 +64,9 @@ def resolve_model_dir(name: str | Path) -> Path:
 def _check_complete(name: str | Path, folder: Path) -> None:
     """ModelNotFoundError naming what a model folder with config.json still lacks: safetensors weights
     or tokenizer files (exit heads and the controller are optional: only pruning needs them)."""
-    missing = []
-    if not any((folder / f).is_file() for f in WEIGHT_FILES):
-        missing.append("weights (model.safetensors)")
-    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        missing.append("tokenizer (tokenizer.json or vocab.txt)")
+    missing = [what for what, files in (("weights (model.safetensors)", WEIGHT_FILES),
+                                        ("tokenizer (tokenizer.json or vocab.txt)", TOKENIZER_FILES))
+               if not any((folder / f).is_file() for f in files)]
     if missing:
         raise ModelNotFoundError(name, f"not a complete model directory, no {', no '.join(missing)}; save the "
                                  "model and its tokenizer there with save_pretrained")

@@ -53,9 +53,7 @@ def _kind(hint) -> tuple[str, tuple[str, ...]]:
 def _settings() -> tuple[Setting, ...]:
     hints = typing.get_type_hints(PruningConfig)
     out = []
-    for f in fields(PruningConfig):
-        if not f.metadata.get("face"):
-            continue
+    for f in (f for f in fields(PruningConfig) if f.metadata.get("face")):
         kind, choices = _kind(hints[f.name])
         default = getattr(DEFAULT, f.name) if f.name not in ("aggressiveness", "prune_layers") else None
         out.append(Setting(field=f.name, flag=f.metadata["flag"] or "--" + f.name.replace("_", "-"),
@@ -101,8 +99,7 @@ def _shown(value) -> str:
 def config_from_values(values: Mapping[str, object], **extra) -> PruningConfig:
     """The PruningConfig of face settings ``values`` (keys as in :data:`DEFAULT_SETTINGS`; missing
     ones at their defaults), plus expert fields ``extra``. Raises ValueError for a bad value."""
-    unknown = sorted(set(values) - set(DEFAULT_SETTINGS) - {s.field for s in SETTINGS})
-    if unknown:
+    if unknown := sorted(set(values) - set(DEFAULT_SETTINGS) - {s.field for s in SETTINGS}):
         raise ValueError(f"unknown setting(s) {unknown}; known: {sorted(DEFAULT_SETTINGS)}")
     chosen = {}
     for s in SETTINGS:

@@ -44,11 +44,9 @@ def _add_free(text: str, entities: Sequence[Entity], found: Iterable[Entity]) ->
     """``entities`` plus each ``found`` one that is a whole word and overlaps none kept before it,
     sorted by start."""
     out = list(entities)
-    taken = [(e.start, e.end) for e in entities]
     for e in found:
-        if _is_word_boundary(text, e.start, e.end) and not any(e.start < end and start < e.end for start, end in taken):
+        if _is_word_boundary(text, e.start, e.end) and not any(e.start < o.end and o.start < e.end for o in out):
             out.append(e)
-            taken.append((e.start, e.end))
     return sorted(out, key=lambda e: (e.start, e.end))
 
 
@@ -321,8 +319,7 @@ class Postprocess:
     def __post_init__(self):
         object.__setattr__(self, "passes", tuple(self.passes))
         object.__setattr__(self, "genes", frozenset(self.genes))
-        unknown = [p for p in self.passes if p not in PASSES]
-        if unknown:
+        if unknown := [p for p in self.passes if p not in PASSES]:
             raise ValueError(f"unknown postprocess pass(es) {unknown}; known: {', '.join(PASSES)}")
         if "gazetteer" in self.passes and self.gazetteer is None:
             raise ValueError(f'the "gazetteer" pass needs a gazetteer ({POSTPROCESS_FILE}\'s "gazetteer" names)')

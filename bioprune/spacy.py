@@ -24,7 +24,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional, Union
 
@@ -119,10 +119,8 @@ def trace_records(trace) -> dict:
                 "bioprune_keep_ratio": 1.0, "bioprune_flops_saved_ratio": 0.0}
     return {
         "bioprune_pruned_tokens": [dict(vars(token)) for token in trace.pruned_tokens],
-        "bioprune_recovery_events": [
-            {"trigger": e.trigger, "positions": list(e.positions), "layer": e.layer,
-             "labels_before": list(e.labels_before), "labels_after": list(e.labels_after)}
-            for e in trace.recovery_events],
+        "bioprune_recovery_events": [{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(e).items()}
+                                     for e in trace.recovery_events],
         "bioprune_keep_ratio": float(trace.keep_ratio),
         "bioprune_flops_saved_ratio": float(trace.flops_saved_ratio),
     }
@@ -174,8 +172,7 @@ class EngineSource:
             raise ConfigError("model", str(self.model_dir), f"is wrong: {e.reason}", None) from None
         needed = {"rule": [EXIT_HEADS_FILE], "mlp": [EXIT_HEADS_FILE, CONTROLLER_FILE]}.get(self.controller, [])
         what = {EXIT_HEADS_FILE: "exit heads", CONTROLLER_FILE: "a learned controller"}
-        missing = [f"{what[name]} ({name})" for name in needed if not (path / name).is_file()]
-        if missing:
+        if missing := [f"{what[name]} ({name})" for name in needed if not (path / name).is_file()]:
             raise ConfigError("controller", self.controller,
                               f"needs {' and '.join(missing)}, which {path} does not have", "none")
         return replace(self, model_dir=path)

@@ -40,10 +40,7 @@ def merge_entities(existing: Sequence[Span], new: Sequence[Span], overwrite: boo
     Non-overlapping existing entities are always kept (as spaCy's EntityRuler does). Returns the
     merged spans, sorted, and those of ``new`` among them.
     """
-    if overwrite or not existing:
-        taken = {i for span in new for i in range(span.start, span.end)}
-        kept = [span for span in existing if not taken.intersection(range(span.start, span.end))]
-        return sorted(kept + list(new), key=lambda s: s.start), list(new)
-    taken = {i for span in existing for i in range(span.start, span.end)}
-    added = [span for span in new if not taken.intersection(range(span.start, span.end))]
-    return sorted(list(existing) + added, key=lambda s: s.start), added
+    winners, others = (new, existing) if overwrite or not existing else (existing, new)
+    taken = {i for span in winners for i in range(span.start, span.end)}
+    kept = [span for span in others if not taken.intersection(range(span.start, span.end))]
+    return sorted([*winners, *kept], key=lambda s: s.start), list(new) if winners is new else kept

@@ -48,9 +48,7 @@ class Annotation:
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "text": self.text, "entities": [e.to_dict() for e in self.entities]}
-        if self.trace is not None:
-            out["trace"] = self.trace.to_dict()
-        return out
+        return out if self.trace is None else {**out, "trace": self.trace.to_dict()}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ under the app's output directory; uploads are only read.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -129,8 +130,7 @@ def output_formats(names: Sequence[str] | None) -> dict:
     chosen = list(dict.fromkeys(names or ()))
     if not chosen:
         raise UserError("Choose at least one output format (PubTator, JSONL, CSV or BioC JSON).")
-    unknown = [n for n in chosen if n not in OUTPUT_FORMATS]
-    if unknown:
+    if unknown := [n for n in chosen if n not in OUTPUT_FORMATS]:
         raise UserError(f"Unknown output format {unknown[0]!r}: choose from {', '.join(OUTPUT_FORMATS)}.")
     return {name: output_format(name) for name in OUTPUT_FORMATS if name in chosen}
 
@@ -176,8 +176,9 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
     total = min(total, limit)
     stats, errors, deleted = RunStats(), [], []
     outputs = {name: run_dir / f"{OUTPUT_STEM}{fmt.extension}" for name, fmt in writers.items()}
-    handles = {name: open(path, "w", encoding="utf-8", newline="") for name, path in outputs.items()}
-    try:
+    with contextlib.ExitStack() as stack:
+        handles = {name: stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
+                   for name, path in outputs.items()}
         for name, fmt in writers.items():
             handles[name].write(fmt.header())
         if on_progress:
@@ -193,9 +194,6 @@ def run_batch(engine, paths: Sequence[Path], run_dir: Path, *, limit: int, chunk
                 on_progress(stats.documents, total)
         for name, fmt in writers.items():
             handles[name].write(fmt.footer())
-    finally:
-        for handle in handles.values():
-            handle.close()
     files = list(outputs.values())
     for kind, entries in (("errors", errors), ("deleted", deleted)):
         if entries:

@@ -74,8 +74,7 @@ class PruningChoice:
     values: Mapping[str, object]
 
     def __init__(self, **values):
-        unknown = sorted(set(values) - {s.key for s in options.SETTINGS})
-        if unknown:
+        if unknown := sorted(set(values) - {s.key for s in options.SETTINGS}):
             raise TypeError(f"unknown setting(s) {unknown}; known: {[s.key for s in options.SETTINGS]}")
         object.__setattr__(self, "values", MappingProxyType(dict(values)))
 

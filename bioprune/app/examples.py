@@ -30,11 +30,8 @@ def example_label(text: str) -> str:
 def load_examples(directory: str | Path) -> list[Example]:
     """Every non-empty ``*.txt`` in ``directory``, sorted by file name; [] when there is none."""
     directory = Path(directory)
-    examples = []
-    for path in sorted(directory.glob("*.txt")):
-        text = path.read_text(encoding="utf-8").strip()
-        if text:
-            examples.append(Example(label=example_label(text), text=text))
+    texts = (path.read_text(encoding="utf-8").strip() for path in sorted(directory.glob("*.txt")))
+    examples = [Example(label=example_label(text), text=text) for text in texts if text]
     if not examples:
         logger.warning("no example abstracts in %s", directory)
     return examples

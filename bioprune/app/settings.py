@@ -5,7 +5,7 @@ import atexit
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -42,10 +42,9 @@ class AppSettings:
     examples_dir: Path = EXAMPLES_DIR  # example abstracts, one per .txt file
 
     def __post_init__(self):
-        for name in ("max_text_chars", "max_files", "max_file_bytes", "max_batch_documents", "batch_chunk_docs",
-                     "annotate_concurrency", "batch_concurrency", "queue_max_size", "keep_batch_runs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for f in fields(self):  # every count and limit (the int fields)
+            if f.type == "int" and getattr(self, f.name) < 1:
+                raise ValueError(f"{f.name} must be >= 1, got {getattr(self, f.name)}")
 
     def torch_threads(self, cpus: int | None = None) -> int:
         """Intra-op threads per request so that concurrent requests do not oversubscribe the CPUs."""

@@ -11,7 +11,8 @@ A first passage whose ``type`` infon is ``title`` (or ``front``) ends the title 
 Passages must come in offset order and must not overlap; a document that breaks this, or has no
 id, is a :class:`~bioprune.io.records.RecordError` and reading goes on with the next document.
 BioC JSON is parsed incrementally (only the current document is held in memory), BioC XML with lxml
-``iterparse``; a syntax error ends that file with one RecordError, as in ``pubmed_xml``.
+``iterparse``; a syntax error ends that file with one RecordError, as in ``pubmed_xml`` (a truncated
+gzip too: :func:`bioprune.io.inputs.iter_records` reports it for every reader).
 
 Output (:class:`BioCJsonOutput`): a BioC JSON collection, one document per line, with a ``title``
 and an ``abstract`` passage when the input had a title (else one ``text`` passage), and each
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -106,8 +106,6 @@ def iter_bioc_xml_records(path: str | Path) -> Iterator[Record]:
                 drop_element(element)
     except etree.XMLSyntaxError as err:
         yield RecordError(source, f"malformed XML ({err.msg}); the rest of the file is skipped", None, err.lineno)
-    except (EOFError, zlib.error) as err:
-        yield RecordError(source, f"truncated or corrupt gzip data ({err}); the rest of the file is skipped")
 
 
 def _xml_to_dict(document) -> dict:
@@ -141,8 +139,6 @@ def iter_bioc_json_records(path: str | Path) -> Iterator[Record]:
                           None, err.line)
     except UnicodeDecodeError as err:
         yield RecordError(source, f"not valid UTF-8 ({err.reason}); the rest of the file is skipped")
-    except (EOFError, zlib.error) as err:
-        yield RecordError(source, f"truncated or corrupt gzip data ({err}); the rest of the file is skipped")
 
 
 class _JsonSyntaxError(Exception):

@@ -78,8 +78,7 @@ def _replace(source: Path, target: Path) -> None:
     """``os.replace`` onto a regular file or a new path only (never a device, FIFO or symlink)."""
     from bioprune.io.output_target import replace_problem
 
-    problem = replace_problem(target)
-    if problem is not None:
+    if (problem := replace_problem(target)) is not None:
         raise InputError(str(target), problem)
     os.replace(source, target)
 
@@ -194,8 +193,7 @@ class CheckpointedOutput:
     def commit(self, texts: dict[str, str], state: dict, finishing: bool = False) -> None:
         """Append one chunk (``texts`` keyed "output", "errors", "deleted") and record ``state``."""
         for key, path in self.paths.items():
-            data = texts.get(key, "").encode("utf-8")
-            if data:
+            if data := texts.get(key, "").encode("utf-8"):
                 _write_synced(path, data, "ab")
                 self.sizes[key] += len(data)
         self.state = state

@@ -85,10 +85,8 @@ def detect_format(path: str | Path) -> str:
             name = path.name.lower()
             return "jsonl" if name.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")) else "bioc"
         return "bioc" if isinstance(obj, dict) and "documents" in obj else "jsonl"
-    for line in text.splitlines():
-        if line.strip():
-            return "pubtator" if _PUBTATOR_HEAD.match(line) else "text"
-    return "text"
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    return "pubtator" if _PUBTATOR_HEAD.match(first_line) else "text"
 
 
 def iter_text_records(path: str | Path) -> Iterator[Record]:

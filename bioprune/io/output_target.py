@@ -99,13 +99,11 @@ def check_paths(output: str | Path, inputs: Iterable[str | Path] = ()) -> None:
     """
     by_path, by_inode = _identities(inputs)
     for path in run_files(Path(output)):
-        clash = _input_clash(path, by_path, by_inode)
-        if clash is not None:
+        if (clash := _input_clash(path, by_path, by_inode)) is not None:
             what = "is" if path == Path(output) else f"would write {path.name}, which is"
             raise InputError(str(output), f"{what} the input file {clash}: annotating it onto itself would destroy "
                              "it; choose another --output")
-        problem = replace_problem(path)
-        if problem is not None:
+        if (problem := replace_problem(path)) is not None:
             raise InputError(str(path), problem)
 
 
@@ -144,8 +142,7 @@ def check_output(output: str | Path, inputs: Iterable[str | Path] = (), resume: 
     checked without taking the lock or writing anything (the CLI's check before loading a model)."""
     output = Path(output)
     check_paths(output, inputs)
-    holder = lock_holder(output)
-    if holder is not None:
+    if (holder := lock_holder(output)) is not None:
         raise _busy(output, holder)
     if journal_path(output).exists() and not resume:
         raise interrupted_error(output)

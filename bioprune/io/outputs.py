@@ -64,12 +64,9 @@ class LineOutput:
 
 def output_format(name: str) -> OutputFormat:
     """The writer for a format of :data:`OUTPUT_FORMATS`; an unknown name is an InputError listing them."""
-    if name == "pubtator":
-        return LineOutput("pubtator", ".pubtator", format_pubtator, lambda doc: pubtator_id_problem(doc.id))
-    if name == "jsonl":
-        return LineOutput("jsonl", ".jsonl", format_jsonl)
-    if name == "csv":
-        return CsvOutput()
-    if name == "bioc":
-        return BioCJsonOutput()
-    raise InputError("--format", f"unknown output format {name!r}; one of {', '.join(OUTPUT_FORMATS)}")
+    makers = {"pubtator": lambda: LineOutput("pubtator", ".pubtator", format_pubtator,
+                                             lambda doc: pubtator_id_problem(doc.id)),
+              "jsonl": lambda: LineOutput("jsonl", ".jsonl", format_jsonl), "csv": CsvOutput, "bioc": BioCJsonOutput}
+    if name not in makers:
+        raise InputError("--format", f"unknown output format {name!r}; one of {', '.join(OUTPUT_FORMATS)}")
+    return makers[name]()

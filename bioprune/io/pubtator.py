@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -169,8 +169,7 @@ def _parse_block(block: list[tuple[int, str]], bad: tuple[int, UnicodeDecodeErro
             raise InputError(source, f"expected a mention line with 5-6 tab-separated columns, "
                              f"got {len(cols)}", line_no)
     doc = PubTatorDocument(pmid=pmid, title=title, abstract=abstract, relations=tuple(relations))
-    mentions = tuple(_parse_mention(line, doc.text, source, line_no) for line_no, line in mention_lines)
-    return PubTatorDocument(pmid, title, abstract, mentions, doc.relations)
+    return replace(doc, mentions=tuple(_parse_mention(line, doc.text, source, n) for n, line in mention_lines))
 
 
 def _parse_mention(line: str, text: str, source: str, line_no: int) -> Mention:
@@ -210,8 +209,7 @@ def pubtator_id_problem(doc_id: str) -> str | None:
     the format, so such a document is refused (the batch annotator reports it and goes on); JSONL,
     CSV and BioC output keep any id.
     """
-    bad = sorted({c for c in doc_id if c in _ID_BREAKERS})
-    if bad:
+    if bad := sorted({c for c in doc_id if c in _ID_BREAKERS}):
         return (f"id {doc_id!r} holds {', '.join(map(repr, bad))}, which PubTator cannot represent "
                 "(choose --format jsonl, csv or bioc for such ids)")
     if not doc_id:
@@ -227,8 +225,7 @@ def format_pubtator(annotation: Annotation, document: Document) -> str:
     ``title + " " + abstract`` still point at the same characters. ValueError for an id PubTator
     cannot hold (:func:`pubtator_id_problem`): never a block that reads back as something else.
     """
-    problem = pubtator_id_problem(document.id)
-    if problem is not None:
+    if (problem := pubtator_id_problem(document.id)) is not None:
         raise ValueError(problem)
     text = _one_line(document.text)
     if document.title_end is None:
