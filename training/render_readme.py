@@ -406,10 +406,11 @@ def faithful_choice(first: dict, min_agreement: float) -> tuple[tuple[int, ...],
     return _setting(max(ok, key=lambda r: r["flops_saved_ratio"])) if ok else None
 
 
-def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> str:
+def faithful_table(first: dict, second: dict, evaluations: dict[str, dict], int8: dict | None = None) -> str:
     """training/sweep_pruning.py with frozen context on each MEDLINE half: the first half chooses
     :data:`bioprune.config.FAITHFUL` (:func:`faithful_choice`), the held-out second half confirms it;
-    ``evaluations``: its ``bioprune evaluate`` runs by results file name (each scores dense fp32 too)."""
+    ``evaluations``: its ``bioprune evaluate`` runs by results file name (each scores dense fp32 too);
+    ``int8``: the same sweep on the first half at int8 precision (whether int8 stacks on it)."""
     shipped = (FAITHFUL.prune_layers, FAITHFUL.aggressiveness)
     choice = faithful_choice(first, FAITHFUL_MIN_AGREEMENT)
     if choice != shipped:
@@ -438,6 +439,14 @@ def faithful_table(first: dict, second: dict, evaluations: dict[str, dict]) -> s
                    f"{m['Disease']['f1']:.4f}), F1 drop against dense fp32 {ev['f1_drop_points']['micro']:.2f} "
                    f"points (negative: above it), entity agreement {ev['agreement']['micro']['f1']:.4f}: "
                    f"`{ev['command']}` → `results/{file}`.")
+    if int8 is not None:
+        rows = "; ".join(f"{r['f1']['micro']:.4f} at λ={_setting(r)[1]:g} after layers {_setting(r)[0]} "
+                         f"({_pct(r['flops_saved_ratio'])} FLOPs saved)" for r in int8["rows"])
+        below = all(r["f1"]["micro"] < FAITHFUL_MIN_AGREEMENT for r in int8["rows"])
+        out += ["", f"Stacked on int8 (`--precision int8`), the first half agrees {rows}: "
+                f"{'below' if below else 'not all below'} the {FAITHFUL_MIN_AGREEMENT:g} that chose FAITHFUL"
+                f"{', so faithful pruning runs at the default precision' if below else ''}. "
+                f"`{int8['command']}` → `results/fidelity_frozen_int8_first.json`."]
     return "\n".join(out)
 
 
@@ -873,7 +882,7 @@ def main() -> None:
     first, second = _load("fidelity_frozen_first.json"), _load("fidelity_frozen_second.json")
     if first is not None and second is not None:
         runs = {f: ev for f in ("evaluate_test_faithful.json", "evaluate_dev_faithful.json") if (ev := _load(f))}
-        blocks["faithful"] = faithful_table(first, second, runs)
+        blocks["faithful"] = faithful_table(first, second, runs, _load("fidelity_frozen_int8_first.json"))
     placed = set()
     for path in doc_files():
         text = path.read_text()
