@@ -74,6 +74,9 @@ def test_json_is_strict_and_written_atomically(tmp_path):
     write_json_atomic(path, {"config": config_dict(config), "x": float("-inf")})
     assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}"))["x"] == "-inf"
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]  # no temporary file left behind
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777  # readable as any file, not owner-only
 
 
 def test_time_systems_alternates_after_warm_up_and_takes_median_ratios():

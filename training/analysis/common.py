@@ -52,11 +52,15 @@ def config_dict(config: PruningConfig) -> dict:
 
 def write_json_atomic(path: str | Path, obj) -> None:
     """Write strict JSON to ``path`` through a temporary file in the same folder and a rename, so a
-    run killed mid-write leaves the previous complete file, never half of one."""
+    run killed mid-write leaves the previous complete file, never half of one. The file gets the
+    permissions a plain ``open`` would give it (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w") as handle:
             json.dump(json_safe(obj), handle, indent=2, allow_nan=False)
             handle.write("\n")
