@@ -210,6 +210,12 @@ def test_text_limits_are_clear_messages():
         validate_text("x" * 101, 100)
 
 
+@pytest.mark.parametrize("name", ["max_files", "keep_batch_runs", "queue_max_size"])
+def test_app_limits_below_one_are_refused(name):
+    with pytest.raises(ValueError, match=f"{name} must be >= 1, got 0"):
+        AppSettings(**{name: 0})
+
+
 def test_both_tabs_start_at_the_engines_default_controller():
     # the engine's own default: tests/test_options.py::test_the_default_is_the_same_config_in_every_face
     assert config_from_values(start_values()) == DEFAULT == PruningChoice(**start_values()).config()  # the controls

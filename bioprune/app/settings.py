@@ -42,9 +42,9 @@ class AppSettings:
     examples_dir: Path = EXAMPLES_DIR  # example abstracts, one per .txt file
 
     def __post_init__(self):
-        for f in fields(self):  # every count and limit (the int fields)
-            if f.type == "int" and getattr(self, f.name) < 1:
-                raise ValueError(f"{f.name} must be >= 1, got {getattr(self, f.name)}")
+        for f in fields(self):  # every count and limit: the int fields (directories are Paths)
+            if isinstance(value := getattr(self, f.name), int) and value < 1:
+                raise ValueError(f"{f.name} must be >= 1, got {value}")
 
     def torch_threads(self, cpus: int | None = None) -> int:
         """Intra-op threads per request so that concurrent requests do not oversubscribe the CPUs."""
