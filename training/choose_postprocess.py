@@ -71,15 +71,13 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return ("brackets + " if self.brackets else "") + self._name()
-
-    def _name(self) -> str:
         if self.gazetteer is None:
             name = next(n for n, p in VARIANTS.items() if p == tuple(x for x in self.passes if x != "genes"))
         else:
             ratio, skip = self.gazetteer
             name = f"gazetteer (ratio {ratio:g}{', no short forms' if skip else ''}) + abbreviations"
-        return name if self.genes_ratio is None else f"{name} + genes (ratio {self.genes_ratio:g})"
+        genes = "" if self.genes_ratio is None else f" + genes (ratio {self.genes_ratio:g})"
+        return ("brackets + " if self.brackets else "") + name + genes
 
     def build(self, training_files: tuple[str, ...], genes_from: tuple[str, ...],
               decoding: Decoding = ARGMAX) -> tuple[Postprocess, dict]:

@@ -16,9 +16,9 @@ on BC5CDR train+dev) are left out, so that no model is scored on text it trained
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import statistics
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -28,8 +28,7 @@ from bioprune.errors import InputError
 from bioprune.evaluation import annotate_with_progress, annotation_spans, mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.options import add_config_arguments
-from training.analysis.common import (add_dataclass_arguments, command_line, dataclass_from_args, pruning_config,
-                                      write_json_atomic)
+from training.analysis.common import command_line, parse_dataclass, pruning_config, write_json_atomic
 from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
 
 logger = logging.getLogger("evaluate_corpus")
@@ -74,11 +73,8 @@ def corpus_gold(docs, corpus) -> tuple[list[str], dict, dict]:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_dataclass_arguments(parser, CorpusArgs)
-    add_config_arguments(parser)  # --no-link also keeps the entities linking drops (gene products, unsure unlinked ones)
-    ns = parser.parse_args(argv)
-    args = dataclass_from_args(CorpusArgs, vars(ns))
+    # the engine's options: --no-link also keeps the entities linking drops (gene products, unsure unlinked ones)
+    args, ns = parse_dataclass(CorpusArgs, __doc__, argv, add_config_arguments)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
     torch.set_num_threads(args.threads)
@@ -89,7 +85,8 @@ def main(argv=None) -> dict:
         docs = [d for d in all_docs if d.pmid not in excluded]
         config = pruning_config(ns)
     except (InputError, ValueError) as err:
-        parser.exit(2, f"evaluate_corpus: {err}\n")
+        print(f"evaluate_corpus: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     types, gold, other = corpus_gold(docs, corpus)
     engine = PruningEngine.from_pretrained(args.model, config=config)
     pred = annotation_spans(annotate_with_progress(engine, [d.to_document() for d in docs], args.batch_size, True, "corpus"))

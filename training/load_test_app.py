@@ -92,10 +92,7 @@ def run(args: LoadTestArgs, payload: dict, argv: list[str] | None) -> dict:
     texts = [e.text for e in load_examples(AppSettings().examples_dir)]
     if not texts:
         raise SystemExit("no example abstracts in bioprune/app/abstracts/")
-    close, settings = None, None
-    url = args.url
-    if url is None:
-        url, settings, close = launch_local()
+    url, settings, close = (args.url, None, None) if args.url is not None else launch_local()
     try:
         client = Client(url, verbose=False)
         for i in range(args.warmup):
