@@ -13,7 +13,12 @@ The pipeline is the classic one of BioCreative V CDR systems, kept small and det
 4. otherwise the nearest name by cosine over character 3-gram TF-IDF vectors (the candidate
    generator of scispaCy's linker, Neumann et al. 2019), or the dictionary entry of the mention's
    head (its longest word suffix found), whichever scores higher, if above the type's threshold;
-   else ``-``.
+   else ``-``;
+5. an entity still without an ID that is made wholly of dictionary names ("benzodiazepine
+   lorazepam", "propofol-remifentanil") is those names, each its own entity (:func:`name_parts`):
+   the model tags adjacent chemicals as one; tmChem's dictionary matching finds them apart.
+
+A mention with no letter, or cut off after a prefix ("N-"), names nothing and gets no ID.
 
 The names come from an index built by ``training/build_linker_index.py``: MeSH descriptor terms
 (chemicals under tree D, diseases under C and F03), CTD MEDIC disease synonyms, and the
@@ -509,14 +514,48 @@ def _head_lookup(index: TypeIndex, name: str) -> Link:
     return NO_LINK
 
 
+_FRAGMENT = re.compile(r"^[\W\d_]*$|[^\W\d_]-$")  # no letter at all, or a prefix cut off ("N-", "tri-")
+# where a mention may hold several names: spaces, "/", "+", or a hyphen between two words of four letters
+_PART_BREAK = re.compile(r"\s+|\s*[/+]\s*|(?<=[^\W\d_]{4})-(?=[^\W\d_]{4})")
+_SYSTEMATIC = re.compile(r"\d[,'-]|[(-]\d|[()]")  # locants and brackets: one systematic name, never several
+
+
+def name_parts(index: TypeIndex, mention: str, min_chars: int = 4) -> list[tuple[int, int, Link]]:
+    """``mention`` read as adjacent dictionary names: the (start, end, link) of each, the longest
+    look-up hit first from the left, when such hits cover every word of it; else ``[]``.
+
+    For a mention the look-ups and the TF-IDF leave without an ID: the model tags adjacent
+    chemicals as one entity ("anthracycline doxorubicin", "levomepromazine-fluvoxamine"), which
+    no name matches. A systematic name (locants, brackets) is one compound and is never split,
+    and a part is a name of at least ``min_chars`` characters.
+    """
+    if _SYSTEMATIC.search(mention):
+        return []
+    starts = [0] + [m.end() for m in _PART_BREAK.finditer(mention)]
+    ends = [m.start() for m in _PART_BREAK.finditer(mention)] + [len(mention)]
+    pieces = [(s, e) for s, e in zip(starts, ends) if e > s]
+    out, i = [], 0
+    while 1 < len(pieces) and i < len(pieces):
+        for j in range(len(pieces) - 1 - (i == 0), i - 1, -1):  # the whole mention already missed
+            start, end = pieces[i][0], pieces[j][1]
+            if end - start >= min_chars and (link := lookup(index, mention[start:end])).ids:
+                out.append((start, end, link))
+                i = j + 1
+                break
+        else:
+            return []
+    return out
+
+
 def link_mention(index: Mapping[str, TypeIndex], mention: str, label: str, short_forms: Mapping[str, str],
                  settings: LinkerSettings) -> Link:
     """The ID(s) of one mention of type ``label``; ``short_forms`` from :func:`abbreviation_map`.
 
     The long form of an abbreviation is tried first (the same "PD" is Parkinson's disease in one
-    abstract and panic disorder in another); the mention as written is the fallback.
+    abstract and panic disorder in another); the mention as written is the fallback. A fragment
+    (no letter, or a prefix cut off: "N-") gets none: the decoder cut it from a longer name.
     """
-    if (type_index := index.get(label)) is None:
+    if (type_index := index.get(label)) is None or _FRAGMENT.search(mention):
         return NO_LINK
     threshold = settings.min_similarity(label)
     expanded = expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention
@@ -581,15 +620,22 @@ class Linker:
         return link_document(self.index, text, mentions, self.settings)
 
     def linked_entities(self, text: str, entities: Sequence) -> list:
-        """``entities`` (:class:`~bioprune.types.Entity`) with their IDs set, less the gene products
+        """``entities`` (:class:`~bioprune.types.Entity`) with their IDs set, an unlinked one made
+        of dictionary names split into them (:func:`name_parts`), less the gene products
         (:meth:`gene_product`): what linking makes of a document's entities."""
         links = self.link(text, [(e.text, e.label) for e in entities])
-        return [replace(e, ids=lk.ids) for e, lk in zip(entities, links) if not self.gene_product(e.label, lk)]
+        out = []
+        for e, lk in zip(entities, links):
+            parts = name_parts(self.index[e.label], e.text) if not lk.ids and e.label in self.index else []
+            out += [replace(e, start=e.start + s, end=e.start + t, text=e.text[s:t], ids=part.ids)
+                    for s, t, part in parts] or [replace(e, ids=lk.ids)]
+        return [e for e in out if not self.gene_product(e.label, e)]
 
-    def gene_product(self, label: str, link: Link) -> bool:
-        """Whether a "Chemical" links only to proteins or enzymes: a gene product, which BC5CDR does not
-        annotate (2 of its 10,550 train+dev gold chemicals) and the model calls a chemical on gene-rich text."""
-        return label == "Chemical" and bool(link.ids) and all(i in self.gene_products for i in link.ids)
+    def gene_product(self, label: str, linked) -> bool:
+        """Whether a "Chemical" links (``linked.ids``: a Link or an entity) only to proteins or enzymes:
+        a gene product, which BC5CDR does not annotate (2 of its 10,550 train+dev gold chemicals) and
+        the model calls a chemical on gene-rich text."""
+        return label == "Chemical" and bool(linked.ids) and all(i in self.gene_products for i in linked.ids)
 
     def forget_answers(self) -> None:
         """Drop the memoised TF-IDF answers (benchmarks time a first pass over their text with it)."""

@@ -25,10 +25,11 @@ MESH_TERMS = [  # descriptor, term, record-preferred
     ("D001943", "Breast Neoplasms", "Y"), ("D001943", "Breast Cancer", "N"),
     ("D010051", "Ovarian Neoplasms", "Y"), ("D010051", "Ovarian Cancer", "N"),
     ("D010300", "Parkinson Disease", "Y"), ("D010300", "Parkinson's Disease", "N"),
-    ("D016584", "Panic Disorder", "Y"), ("D008668", "Metallothionein", "Y"),
+    ("D016584", "Panic Disorder", "Y"), ("D008668", "Metallothionein", "Y"), ("D006220", "Haloperidol", "Y"),
 ]
 TREES = {"D002945": "D01.710.100", "D001943": "C04.588.180", "D010051": "C04.588.322",
-         "D010300": "C10.228.140", "D016584": "F03.080.725", "D008668": "D12.776.548"}  # the last: a protein
+         "D010300": "C10.228.140", "D016584": "F03.080.725", "D008668": "D12.776.548",  # a protein
+         "D006220": "D03.383.663"}
 # BC5CDR-style training pairs: "PD" is panic disorder in this abstract
 TRAIN = ("111|t|Panic disorder (PD) after treatment.\n111|a|PD was seen.\n"
          "111\t0\t14\tPanic disorder\tDisease\tD016584\n111\t16\t18\tPD\tDisease\tD016584\n"
@@ -80,6 +81,7 @@ def ids(linker: Linker, mention: str, label: str, text: str = "") -> str:
     ("cisplatin", "Disease", NO_ID),  # types do not mix
     ("cisplatinum", "Chemical", "D002945"),  # a near miss, by TF-IDF
     ("zzyzx", "Chemical", NO_ID), ("zzyzx", "Disease", NO_ID),  # no match
+    ("Cisplatin-", "Chemical", NO_ID),  # a fragment ("Cisplatin-induced" cut off) names nothing
 ])
 def test_one_mention(linker, mention, label, expected):
     assert ids(linker, mention, label) == expected
@@ -95,6 +97,25 @@ def test_composite_mention_gets_each_id(linker):
     assert ids(linker, "breast and ovarian cancer", "Disease") == "D001943|D010051"
     assert composite_readings("hepatitis B and C")[-1] == ["hepatitis B", "hepatitis C"]
     assert composite_readings("1,2-dichloroethane") == []
+
+
+@pytest.mark.parametrize("mention, parts", [
+    ("cisplatin haloperidol", [("cisplatin", "D002945"), ("haloperidol", "D006220")]),
+    ("Haloperidol-cisplatin", [("Haloperidol", "D006220"), ("cisplatin", "D002945")]),
+    ("cisplatin metallothionein", [("cisplatin", "D002945")]),  # the protein part is a gene product
+    ("cisplatin + haloperidol", [("cisplatin", "D002945"), ("haloperidol", "D006220")]),
+    ("sustained release liposomal cisplatin", []),  # words no name matches: one entity, unlinked
+    ("cisplatin-2,3-haloperidol", []),  # a systematic name is one compound
+])
+def test_an_unlinked_entity_made_of_names_is_split_into_them(linker, mention, parts):
+    from bioprune.types import Entity
+
+    text = f"After {mention} dosing."
+    entity = Entity(6, 6 + len(mention), "Chemical", mention, score=0.9)
+    shipped_thresholds = Linker(linker.index, LinkerSettings(), linker.gene_products)  # the fixture's TF-IDF is lax
+    found = shipped_thresholds.linked_entities(text, [entity])
+    assert [(e.text, "|".join(e.ids)) for e in found] == (parts or [(mention, "")])
+    assert all(text[e.start:e.end] == e.text and e.label == "Chemical" and e.score == 0.9 for e in found)
 
 
 def test_a_chemical_linked_only_to_proteins_or_enzymes_is_a_gene_product(linker):
