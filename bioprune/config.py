@@ -108,13 +108,15 @@ class PruningConfig:
         "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "
         "int8 = int8 matmuls on the CPU (oneDNN)"))
     # Concept normalisation (bioprune.linking): each entity gets its MeSH ID(s) after the abbreviation
-    # pass. On by default: IDs are what users aggregate by (docs/linking.md); it adds their IDs and drops a
-    # Chemical it links only to proteins or enzymes (a gene product: Linker.gene_product) and an entity it
-    # cannot link that the model is unsure of (Postprocess.keeps), at a once-per-process index load.
+    # pass. On by default: IDs are what users aggregate by (docs/linking.md); it adds their IDs, splits an
+    # unlinked entity made wholly of dictionary names into them (linking.name_parts), and drops a Chemical it
+    # links only to proteins or enzymes (a gene product: Linker.gene_product) and an entity it cannot link
+    # that the model is unsure of (Postprocess.keeps), at a once-per-process index load.
     link: bool = field(default=True, metadata=face(
         "link each entity to MeSH IDs (PubTator 6th column, JSONL/CSV ids, BioC identifier, spaCy kb_id_) "
-        "and drop chemicals linked only to proteins or enzymes (gene products) and unlinked entities "
-        "the model is unsure of (postprocess.json's unlinked_min_score)"))
+        "split an unlinked entity made of several dictionary names into them, and drop chemicals linked only "
+        "to proteins or enzymes (gene products) and unlinked entities the model is unsure of "
+        "(postprocess.json's unlinked_min_score)"))
 
     def __post_init__(self):
         if self.controller not in CONTROLLERS:

@@ -649,7 +649,8 @@ def peers_table(res: dict, chart: bool = False) -> str:
     out += ["", f"F1 and agreement on the {res['n_abstracts_scored']} BC5CDR test abstracts; speed on "
             f"{res['n_abstracts_timed']} of them, median of alternating rounds in one process, {threads}; "
             f"{systems}. Every bioprune and ORT row runs with MeSH linking off (no peer links), so its F1 is the "
-            "tagger's before linking drops gene products and unsure unlinked entities (`bioprune evaluate`, "
+            "tagger's before linking drops gene products and unsure unlinked entities and splits entities made of "
+            "several names (`bioprune evaluate`, "
             f"linking on, scores the default higher: docs/evaluation.md). `{res['command']}` → `results/benchmark_peers.json`"
             + (f"; chart: `python -m training.plot_results` → `results/{PEERS_CHART}`." if chart else ".")]
     return "\n".join(out)
