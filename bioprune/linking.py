@@ -529,13 +529,13 @@ def name_parts(index: TypeIndex, mention: str, min_chars: int = 4) -> list[tuple
     no name matches. A systematic name (locants, brackets) is one compound and is never split,
     and a part is a name of at least ``min_chars`` characters.
     """
-    if _SYSTEMATIC.search(mention):
+    breaks = [] if _SYSTEMATIC.search(mention) else list(_PART_BREAK.finditer(mention))
+    pieces = [(s, e) for s, e in zip([0] + [b.end() for b in breaks], [b.start() for b in breaks] + [len(mention)])
+              if e > s]
+    if len(pieces) < 2:
         return []
-    starts = [0] + [m.end() for m in _PART_BREAK.finditer(mention)]
-    ends = [m.start() for m in _PART_BREAK.finditer(mention)] + [len(mention)]
-    pieces = [(s, e) for s, e in zip(starts, ends) if e > s]
     out, i = [], 0
-    while 1 < len(pieces) and i < len(pieces):
+    while i < len(pieces):
         for j in range(len(pieces) - 1 - (i == 0), i - 1, -1):  # the whole mention already missed
             start, end = pieces[i][0], pieces[j][1]
             if end - start >= min_chars and (link := lookup(index, mention[start:end])).ids:
