@@ -11,8 +11,9 @@ decoding, over character spans only:
 * :func:`abbreviations`: "long form (SF)" pairs by the Schwartz & Hearst (2003) rule (the short
   form's characters appear in order in the long form, the first one starting a word), so that a
   short form whose long form is a predicted mention is tagged with its type;
-* :class:`Gazetteer`: names the training annotations tag reliably (:func:`build_gazetteer`) are
-  tagged where the model tagged nothing (the dictionary half of tmChem, Leaman et al. 2015);
+* :class:`Gazetteer`: names the training annotations tag reliably (:func:`build_gazetteer`), and
+  vocabulary names the annotated corpora do not leave untagged (:func:`tagged_as`), are tagged
+  where the model tagged nothing (the dictionary half of tmChem, Leaman et al. 2015);
 * :func:`drop_gene_names`: a predicted Chemical whose text other corpora annotate only as a gene,
   protein or variant is dropped (BC5CDR has no gene type, so the model calls "PPARA" a chemical);
 * :func:`repair_brackets`: a mention with unbalanced brackets ("ZnSO(", a lone "[") is closed or
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -148,6 +150,22 @@ def build_gazetteer(texts_and_mentions: Iterable[tuple[str, Sequence[tuple[int, 
         for _, name in _matches(text, by_prefix, min_chars, overlapping=True):
             occurrences[name] += 1
     return {n: t for n, t in names.items() if len(types[n]) >= min_ratio * max(occurrences[n], 1)}
+
+
+def tagged_as(names: Iterable[str], texts_and_mentions: Iterable[tuple[str, Sequence[tuple[int, int, str]]]],
+              label: str, min_ratio: float, min_chars: int = 3) -> frozenset[str]:
+    """The ``names`` (from a vocabulary, not from the texts) that the annotated texts tag as
+    ``label`` on at least ``min_ratio`` of their whole-word occurrences; a name the texts never
+    contain passes (the vocabulary is its evidence). "Thiopental" passes; "element" and "mineral",
+    MeSH chemicals that the corpora leave untagged, do not."""
+    by_prefix = _by_prefix(names, min_chars)
+    seen, tagged = Counter(), Counter()
+    for text, mentions in texts_and_mentions:
+        spans = {(start, end) for start, end, t in mentions if t == label}
+        for start, name in _matches(text, by_prefix, min_chars, overlapping=True):
+            seen[name] += 1
+            tagged[name] += (start, start + len(name)) in spans
+    return frozenset(n for group in by_prefix.values() for n in group if tagged[n] >= min_ratio * seen[n])
 
 
 def _by_prefix(names: Iterable[str], min_chars: int) -> dict[str, list[str]]:

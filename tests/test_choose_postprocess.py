@@ -1,14 +1,16 @@
 """training/choose_postprocess.py: every decoding x passes pairing is scored, the best written as postprocess.json content."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from dataclasses import replace
 
 from bioprune.postprocess import Postprocess
 from bioprune.types import Entity
-from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, UNLINKED_GRID, VARIANTS, ChooseArgs, \
-    Variant, gene_names, main
+from training.build_linker_index import substance_names
+from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, SUBSTANCE_RATIOS, UNLINKED_GRID, \
+    VARIANTS, ChooseArgs, Variant, gene_names, main
 
 
 def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_dir, tmp_path):
@@ -121,3 +123,47 @@ def test_with_a_linker_index_the_unlinked_thresholds_are_chosen_after_the_best_s
     best = result["unlinked"]["best"]
     assert grid[best]["micro"]["f1"] == max(v["micro"]["f1"] for v in grid.values())
     assert result["choice"]["unlinked_min_score"] == dict(zip(("Chemical", "Disease"), map(float, best.split())))
+
+
+def _mesh(root):
+    """A miniature MeSH 2024: descriptor -> (tree, terms (term, permuted))."""
+    records = {"D1": (["D03.633.100"], [("Thiopental", "N"), ("Thiopental, Sodium", "N"), ("Penthal", "N")]),
+               "D2": (["D01.268.100"], [("Mineral element", "N"), ("element", "N")]),
+               "D3": (["D12.776.100"], [("Metallothionein", "N")]),  # a protein
+               "D4": (["D03.100.200", "D27.505.100"], [("Diuretic agent", "N")]),  # also a class of use
+               "D6": (["D02.100.100"], [("Amphetamines", "Y"), ("Amphetamine", "N")])}
+    (root / "vocab").mkdir(parents=True)
+    with gzip.open(root / "vocab/mesh2024_descriptor_trees.tsv.gz", "wt") as out:
+        out.write("DescriptorUI\tDescriptorName\ttree_location\n")
+        out.writelines(f"{d}\tx\t{tree}\n" for d, (trees, _) in records.items() for tree in trees)
+    with gzip.open(root / "vocab/mesh2024_descriptor_terms.tsv.gz", "wt") as out:
+        out.write("DescriptorUI\tTermName\tIsPermutedTermYN\n")
+        out.writelines(f"{d}\t{t}\t{p}\n" for d, (_, terms) in records.items() for t, p in terms)
+    return root
+
+
+def test_mesh_substance_names_are_specific_chemicals_never_proteins_classes_or_inverted_terms(tmp_path):
+    names = substance_names(_mesh(tmp_path), min_chars=7)
+    assert names == {"Thiopental", "thiopental", "Penthal", "penthal", "Mineral element", "mineral element",
+                     "element", "Amphetamine", "amphetamine"}  # a permuted term and a comma'd one left out
+    assert "Penthal" not in substance_names(tmp_path, min_chars=8)
+
+
+def test_mesh_substances_join_the_gazetteer_unless_the_corpora_leave_them_untagged(tiny_model_dir, tmp_path):
+    """--substances-from: each gazetteer setting is scored also with MeSH substance names, less those
+    the training text and the gene corpora leave untagged; the chosen names ship with their provenance."""
+    genes, train = _gene_corpus(tmp_path)
+    train.write_text("4|t|insulin and element\n4|a|element again\n4\t0\t7\tinsulin\tChemical\t-\n\n")
+    variant = Variant(("gazetteer", "abbreviations"), (0.5, False), 0.3)
+    assert variant.name == "gazetteer (ratio 0.5, MeSH substances 0.3) + abbreviations"
+    built, provenance = variant.build((str(train),), (str(genes),), substances_from=str(_mesh(tmp_path / "data")))
+    assert "thiopental" in built.gazetteer.names and "element" not in built.gazetteer.names  # 0 of 2 tagged
+    assert built.gazetteer.names["insulin"] == "Chemical" and provenance["gazetteer"]["mesh_substances"]["min_ratio"] == 0.3
+    found = built.apply("Thiopental and element", [])
+    assert [(e.text, e.label) for e in found] == [("Thiopental", "Chemical")]
+    gold = tmp_path / "dev.PubTator"
+    gold.write_text("1|t|thiopental and famotidine\n1|a|delirium\n1\t0\t10\tthiopental\tChemical\t-\n\n")
+    result = main(ChooseArgs(model=str(tiny_model_dir), gold=str(gold), output=str(tmp_path / "out.json"), threads=1,
+                             gazetteer_from=(str(train),), substances_from=str(tmp_path / "data")))
+    assert {Variant(("gazetteer", "abbreviations"), g, r).name for g in GAZETTEER_GRID
+            for r in SUBSTANCE_RATIOS} < set(result["decodings"]["argmax"])

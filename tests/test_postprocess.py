@@ -8,7 +8,7 @@ import pytest
 from bioprune.config import DENSE
 from bioprune.engine import PruningEngine
 from bioprune.labels import Decoding
-from bioprune.postprocess import (Gazetteer, Postprocess, abbreviations, build_gazetteer, expand_abbreviations,
+from bioprune.postprocess import (Gazetteer, Postprocess, abbreviations, build_gazetteer, expand_abbreviations, tagged_as,
                                   propagate_mentions, repair_brackets)
 from bioprune.types import Entity
 
@@ -99,6 +99,21 @@ def test_a_malformed_postprocess_file_names_the_file_and_what_it_needs(tmp_path)
             Postprocess.load(tmp_path)
     with pytest.raises(ValueError, match="unlinked_min_score"):  # built in code, checked the same way
         Postprocess(unlinked_min_score={"Chemical": True})
+
+
+def test_vocabulary_names_stay_unless_annotated_text_leaves_them_untagged():
+    """tagged_as: a vocabulary name passes when the texts tag it (as the label asked) on at least
+    min_ratio of its whole-word occurrences, or never contain it; "element" left untagged, or
+    tagged as a Disease, does not."""
+    text = "thiopental and element; element, thiopental-induced; Element"
+    t1, t2 = text.index("thiopental"), text.rindex("thiopental")
+    e1 = text.index("element")
+    names = {"thiopental", "element", "daunorubicin"}
+    # thiopental: 2 of 2 ("thiopental-induced" counts); element: 1 of 2 ("Element" is another name)
+    tagged = [(t1, t1 + 10, "Chemical"), (t2, t2 + 10, "Chemical"), (e1, e1 + 7, "Chemical")]
+    assert tagged_as(names, [(text, tagged)], "Chemical", 0.5) == {"thiopental", "element", "daunorubicin"}
+    assert tagged_as(names, [(text, tagged)], "Chemical", 0.6) == {"thiopental", "daunorubicin"}
+    assert tagged_as(names, [(text, [(t1, t1 + 10, "Disease")])], "Chemical", 0.3) == {"daunorubicin"}
 
 
 def test_the_gazetteer_keeps_names_training_text_tags_reliably():

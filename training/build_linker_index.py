@@ -120,6 +120,27 @@ def mesh_types(data: Path) -> dict[str, set[str]]:
     return out
 
 
+# MeSH's specific substances (inorganic, organic, heterocyclic, polycyclic compounds) and the branches
+# whose names are proteins, enzymes, mixtures, biological factors, preparations or classes of use
+SUBSTANCE_TREES = ("D01", "D02", "D03", "D04")
+NOT_SUBSTANCE_TREES = ("D08", "D12", "D20", "D23", "D26", "D27")
+
+
+def substance_names(data: Path, min_chars: int) -> frozenset[str]:
+    """The terms of the descriptors under :data:`SUBSTANCE_TREES` and under none of
+    :data:`NOT_SUBSTANCE_TREES` ("Daunorubicin", "Thiopental"), each also in lower case, at least
+    ``min_chars`` long; permuted and inverted terms ("Acid, Ascorbic") left out. The dictionary half
+    of tmChem (Leaman et al. 2015) draws on MeSH the same way."""
+    trees: dict[str, list[str]] = defaultdict(list)
+    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
+        trees[row["DescriptorUI"]].append(row["tree_location"])
+    substances = {d for d, t in trees.items() if any(x.startswith(SUBSTANCE_TREES) for x in t)
+                  and not any(x.startswith(NOT_SUBSTANCE_TREES) for x in t)}
+    names = (row["TermName"] for row in open_table(data / MESH_TERMS, ("DescriptorUI", "TermName", "IsPermutedTermYN"))
+             if row["DescriptorUI"] in substances and row["IsPermutedTermYN"] != "Y")
+    return frozenset(v for n in names if len(n) >= min_chars and "," not in n for v in (n, n.lower()))
+
+
 def gene_products(data: Path) -> list[str]:
     """Descriptors all of whose tree numbers lie under Proteins or Enzymes (bioprune.linking.Linker.gene_product)."""
     trees: dict[str, list[str]] = defaultdict(list)

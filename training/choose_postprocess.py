@@ -9,7 +9,11 @@ The model must not have seen the gold file: use a train-only run. Predicts label
 toward O) and a combination of :func:`bioprune.postprocess.propagate_mentions`,
 :func:`bioprune.postprocess.expand_abbreviations` and, with ``--gazetteer-from`` (the scored model's
 own training files), the gazetteer pass at each of :data:`GAZETTEER_GRID`'s settings
-(:func:`bioprune.postprocess.build_gazetteer`). With ``--off-domain`` (a corpus of other guidelines
+(:func:`bioprune.postprocess.build_gazetteer`); with ``--substances-from`` (the data folder) each
+gazetteer setting is also scored with MeSH's substance names added (training/build_linker_index.py's
+``substance_names``: "thiopental", "daunorubicin", names a training set of 500 abstracts never
+meets), less those that the training files and the ``--genes-from`` corpora leave untagged on more
+than 1 − ratio of their occurrences, at each of :data:`SUBSTANCE_RATIOS`. With ``--off-domain`` (a corpus of other guidelines
 that the model never trained on, registered in ``training/corpora.py``) every pairing is also scored
 there, on the types it annotates, and the best pairing is the one with the highest mean of the two
 micro F1s, so that a setting that gains on BC5CDR and loses elsewhere is not chosen; else the
@@ -43,9 +47,10 @@ from bioprune.evaluation import mention_scores, span_keys
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import ARGMAX, Decoding, decode_entities
 from bioprune.linking import Linker
-from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer
+from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer, tagged_as
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import command_line, gold_spans, parse_dataclass, write_json_atomic
+from training.build_linker_index import substance_names
 from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
 from training.evaluate_corpus import corpus_gold, corpus_scores
 
@@ -54,6 +59,9 @@ VARIANTS = {"none": (), "propagate": ("propagate",), "abbreviations": ("abbrevia
 # (min_ratio, skip_short_forms) of bioprune.postprocess.build_gazetteer (min_count 2 lost on dev at every ratio)
 GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3, 0.5, 0.7, 0.9))
 GENES_RATIOS = (0.5, 0.7, 0.9)  # min_ratio of a gene name in the --genes-from corpora
+# min_ratio of a MeSH substance name as a chemical in the training files and --genes-from corpora
+SUBSTANCE_RATIOS = (0.3, 0.5)
+SUBSTANCE_MIN_CHARS = 7  # shorter MeSH terms are mostly symbols and short forms (a probe on dev: 5 lost)
 # least score (the model's confidence, a probability) of an unlinked entity kept: 0 keeps all, 1.01 none
 UNLINKED_GRID = (0.0, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.01)
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
@@ -66,6 +74,7 @@ class Variant:
 
     passes: tuple[str, ...]
     gazetteer: tuple[float, bool] | None = None  # (min_ratio, skip_short_forms) of the gazetteer's names
+    substances_ratio: float | None = None  # MeSH substance names added to the gazetteer at this min_ratio
     genes_ratio: float | None = None  # min_ratio of the gene names
     brackets: bool = False  # the brackets pass first
 
@@ -75,14 +84,16 @@ class Variant:
             name = next(n for n, p in VARIANTS.items() if p == tuple(x for x in self.passes if x != "genes"))
         else:
             ratio, skip = self.gazetteer
-            name = f"gazetteer (ratio {ratio:g}{', no short forms' if skip else ''}) + abbreviations"
+            substances = "" if self.substances_ratio is None else f", MeSH substances {self.substances_ratio:g}"
+            name = f"gazetteer (ratio {ratio:g}{', no short forms' if skip else ''}{substances}) + abbreviations"
         genes = "" if self.genes_ratio is None else f" + genes (ratio {self.genes_ratio:g})"
         return ("brackets + " if self.brackets else "") + name + genes
 
     def build(self, training_files: tuple[str, ...], genes_from: tuple[str, ...],
-              decoding: Decoding = ARGMAX) -> tuple[Postprocess, dict]:
+              decoding: Decoding = ARGMAX, substances_from: str | None = None) -> tuple[Postprocess, dict]:
         """The record, its name lists built from a model's training files (the gazetteer's names, the
-        chemicals no gene name may be) and the gene corpora; and how each list was built."""
+        chemicals no gene name may be), the gene corpora and MeSH (``substances_from``, the data
+        folder); and how each list was built."""
         training = _training_mentions(tuple(training_files))
         provenance, gazetteer, genes = {}, None, frozenset()
         if self.gazetteer is not None:
@@ -90,6 +101,12 @@ class Variant:
             gazetteer = _gazetteer(tuple(training_files), ratio, skip)
             provenance["gazetteer"] = {"min_ratio": ratio, "skip_short_forms": skip,
                                        "built_from": [Path(f).name for f in training_files]}
+            if self.substances_ratio is not None:
+                names = _substances(substances_from, tuple(training_files), tuple(genes_from), self.substances_ratio)
+                gazetteer = Gazetteer({**dict.fromkeys(names, "Chemical"), **gazetteer.names})  # training's types win
+                provenance["gazetteer"]["mesh_substances"] = {
+                    "min_ratio": self.substances_ratio, "min_chars": SUBSTANCE_MIN_CHARS, "n_names": len(names),
+                    "ratio_in": [Path(f).name for f in (*training_files, *genes_from)]}
         if self.genes_ratio is not None:
             genes = gene_names(genes_from, self.genes_ratio, {t[s:e] for t, ms in training for s, e, ty in ms
                                                                if ty == "Chemical"})
@@ -112,19 +129,30 @@ def _gazetteer(files: tuple[str, ...], ratio: float, skip_short_forms: bool) -> 
 
 
 @lru_cache(maxsize=None)
+def _substances(data: str, training_files: tuple[str, ...], corpora: tuple[str, ...], ratio: float) -> frozenset[str]:
+    """MeSH substance names (training/build_linker_index.py's :func:`substance_names`) that the
+    training files and ``corpora`` tag as chemicals on at least ``ratio`` of their occurrences."""
+    texts = _training_mentions(training_files) + [(d.text, mapped_spans(d, corpus_for_file(f)))
+                                                  for f in corpora for d in read_pubtator(f)]
+    return tagged_as(substance_names(Path(data), SUBSTANCE_MIN_CHARS), texts, "Chemical", ratio)
+
+
+@lru_cache(maxsize=None)
 def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[str]:
     mentions = [(d.text, mapped_spans(d, corpus_for_file(f))) for f in files for d in read_pubtator(f)]
     return frozenset(n for n, t in build_gazetteer(mentions, min_ratio).items() if t == OTHER_ENTITY)
 
 
 def variants(args: "ChooseArgs") -> list[Variant]:
-    """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``), each of
-    those followed by the genes pass at each ratio (with ``--genes-from``), and all of them again with
+    """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``; each
+    setting also with MeSH substance names at each of :data:`SUBSTANCE_RATIOS` with
+    ``--substances-from``), each of those followed by the genes pass at each ratio (with ``--genes-from``), and all of them again with
     the brackets pass first."""
     base = [Variant(p) for p in VARIANTS.values()]
-    base += [Variant(("gazetteer", "abbreviations"), g) for g in (GAZETTEER_GRID if args.gazetteer_from else ())]
-    grid = base + [Variant((*v.passes, "genes"), v.gazetteer, r) for r in (GENES_RATIOS if args.genes_from else ())
-                   for v in base]
+    base += [Variant(("gazetteer", "abbreviations"), g, s) for g in (GAZETTEER_GRID if args.gazetteer_from else ())
+             for s in (None, *(SUBSTANCE_RATIOS if args.substances_from else ()))]
+    grid = base + [replace(v, passes=(*v.passes, "genes"), genes_ratio=r)
+                   for r in (GENES_RATIOS if args.genes_from else ()) for v in base]
     return grid + [replace(v, brackets=True) for v in grid]
 
 
@@ -142,6 +170,8 @@ class ChooseArgs:
         "help": "a corpus of other guidelines the model never trained on: choose by the mean of its F1 and dev's"})
     genes_from: tuple[str, ...] = field(default=(), metadata={
         "help": "corpora with a gene type (training/corpora.py): also score the genes pass built from them"})
+    substances_from: str | None = field(default=None, metadata={
+        "help": "the data folder (vocab/ holds MeSH 2024): also score the gazetteer with MeSH substance names"})
     linker_index: str | None = field(default=None, metadata={
         "help": "a linker index built without --gold: also choose which unlinked entities to keep"})
 
@@ -158,7 +188,8 @@ def main(args: ChooseArgs) -> dict:
     docs = read_pubtator(args.gold)
     gold = gold_spans(docs)
     grid = {v.name: v for v in variants(args)}
-    scored = {name: v.build(args.gazetteer_from, args.genes_from)[0] for name, v in grid.items()}
+    scored = {name: v.build(args.gazetteer_from, args.genes_from, substances_from=args.substances_from)[0]
+              for name, v in grid.items()}
 
     dev_score = lambda pred: mention_scores(span_keys(gold), span_keys(pred))  # noqa: E731
     outputs = _model_outputs(engine, docs)
@@ -174,7 +205,7 @@ def main(args: ChooseArgs) -> dict:
     best_decoding, best = max(((dn, n) for dn, vs in decodings.items() for n in vs), key=lambda k: merit(
         decodings[k[0]][k[1]], off["scores"][k[0]][k[1]] if off else None))
     shipped, provenance = grid[best].build(args.ship_gazetteer_from or args.gazetteer_from, args.genes_from,
-                                           DECODINGS[best_decoding])
+                                           DECODINGS[best_decoding], args.substances_from)
     result = {"args": asdict(args), "command": command_line("-m training.choose_postprocess"),
               "n_documents": len(docs), "variants": decodings["argmax"], "decodings": decodings,
               **({"off_domain": off} if off else {}), "best": best, "best_decoding": best_decoding}
