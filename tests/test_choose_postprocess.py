@@ -6,11 +6,14 @@ import json
 import re
 from dataclasses import replace
 
+import pytest
+
 from bioprune.postprocess import Postprocess
 from bioprune.types import Entity
 from training.build_linker_index import substance_names
+from training.analysis.common import parse_dataclass
 from training.choose_postprocess import DECODINGS, GAZETTEER_GRID, GENES_RATIOS, SUBSTANCE_RATIOS, UNLINKED_GRID, \
-    VARIANTS, ChooseArgs, Variant, gene_names, main
+    VARIANTS, ChooseArgs, Variant, check_args, gene_names, main
 
 
 def test_the_choice_is_the_best_pairing_and_loads_as_a_model_setting(tiny_model_dir, tmp_path):
@@ -167,3 +170,13 @@ def test_mesh_substances_join_the_gazetteer_unless_the_corpora_leave_them_untagg
                              gazetteer_from=(str(train),), substances_from=str(tmp_path / "data")))
     assert {Variant(("gazetteer", "abbreviations"), g, r).name for g in GAZETTEER_GRID
             for r in SUBSTANCE_RATIOS} < set(result["decodings"]["argmax"])
+
+
+def test_a_substances_folder_without_mesh_is_one_line_naming_it(tmp_path, capsys):
+    argv = ["--model", "m", "--gold", "g", "--substances-from", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        parse_dataclass(ChooseArgs, "doc", argv, check=check_args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--substances-from {tmp_path}: no vocab/mesh2024_descriptor_terms.tsv.gz or vocab/mesh2024_descriptor_trees.tsv.gz" in err
+    assert check_args(parse_dataclass(ChooseArgs, "doc", argv[:4] + ["--substances-from", str(_mesh(tmp_path / "d"))])) is None

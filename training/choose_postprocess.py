@@ -12,9 +12,9 @@ own training files), the gazetteer pass at each of :data:`GAZETTEER_GRID`'s sett
 (:func:`bioprune.postprocess.build_gazetteer`); with ``--substances-from`` (the data folder) each
 gazetteer setting is also scored with MeSH's substance names added (training/build_linker_index.py's
 ``substance_names``: "thiopental", "daunorubicin", names a training set of 500 abstracts never
-meets), less those that the training files and the ``--genes-from`` corpora leave untagged on more
-than 1 − ratio of their occurrences, at each of :data:`SUBSTANCE_RATIOS`. With ``--off-domain`` (a corpus of other guidelines
-that the model never trained on, registered in ``training/corpora.py``) every pairing is also scored
+meets), less those that the training files and the ``--genes-from`` corpora tag as chemicals on
+fewer than a ratio of their occurrences, at each of :data:`SUBSTANCE_RATIOS`. With
+``--off-domain`` (a corpus of other guidelines that the model never trained on, registered in ``training/corpora.py``) every pairing is also scored
 there, on the types it annotates, and the best pairing is the one with the highest mean of the two
 micro F1s, so that a setting that gains on BC5CDR and loses elsewhere is not chosen; else the
 highest dev micro F1. With ``--genes-from`` (corpora with a gene type, e.g. DrugProt and ChemDisGene)
@@ -50,7 +50,7 @@ from bioprune.linking import Linker
 from bioprune.postprocess import Gazetteer, Postprocess, build_gazetteer, tagged_as
 from bioprune.types import ENTITY_TYPES
 from training.analysis.common import command_line, gold_spans, parse_dataclass, write_json_atomic
-from training.build_linker_index import substance_names
+from training.build_linker_index import MESH_TERMS, MESH_TREES, substance_names
 from training.corpora import OTHER_ENTITY, corpus_for_file, mapped_spans
 from training.evaluate_corpus import corpus_gold, corpus_scores
 
@@ -61,7 +61,7 @@ GAZETTEER_GRID = tuple((ratio, skip) for skip in (False, True) for ratio in (0.3
 GENES_RATIOS = (0.5, 0.7, 0.9)  # min_ratio of a gene name in the --genes-from corpora
 # min_ratio of a MeSH substance name as a chemical in the training files and --genes-from corpora
 SUBSTANCE_RATIOS = (0.3, 0.5)
-SUBSTANCE_MIN_CHARS = 7  # shorter MeSH terms are mostly symbols and short forms (a probe on dev: 5 lost)
+SUBSTANCE_MIN_CHARS = 7  # shorter MeSH terms are mostly symbols and short forms (a probe on dev: 5 gained less)
 # least score (the model's confidence, a probability) of an unlinked entity kept: 0 keeps all, 1.01 none
 UNLINKED_GRID = (0.0, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.01)
 DECODINGS = {"argmax": ARGMAX, **{f"viterbi, O bias {b:g}": Decoding(viterbi=True, outside_log_bias=b)
@@ -146,8 +146,8 @@ def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[s
 def variants(args: "ChooseArgs") -> list[Variant]:
     """Every setting scored: the pass sets, the gazetteer grid (with ``--gazetteer-from``; each
     setting also with MeSH substance names at each of :data:`SUBSTANCE_RATIOS` with
-    ``--substances-from``), each of those followed by the genes pass at each ratio (with ``--genes-from``), and all of them again with
-    the brackets pass first."""
+    ``--substances-from``), each of those followed by the genes pass at each ratio (with
+    ``--genes-from``), and all of them again with the brackets pass first."""
     base = [Variant(p) for p in VARIANTS.values()]
     base += [Variant(("gazetteer", "abbreviations"), g, s) for g in (GAZETTEER_GRID if args.gazetteer_from else ())
              for s in (None, *(SUBSTANCE_RATIOS if args.substances_from else ()))]
@@ -272,5 +272,14 @@ def _off_domain(args: ChooseArgs, engine: PruningEngine) -> tuple[dict, list[tup
             lambda pred: corpus_scores(gold, pred, other, types))
 
 
+def check_args(args: ChooseArgs) -> str | None:
+    """One line for options that parse but cannot work: a --substances-from folder without MeSH."""
+    if args.substances_from is None:
+        return None
+    missing = [f for f in (MESH_TERMS, MESH_TREES) if not (Path(args.substances_from) / f).is_file()]
+    return (f"--substances-from {args.substances_from}: no {' or '.join(missing)} there; "
+            "give the shared data folder (its README says where MeSH 2024 comes from)") if missing else None
+
+
 if __name__ == "__main__":
-    main(parse_dataclass(ChooseArgs, __doc__))
+    main(parse_dataclass(ChooseArgs, __doc__, check=check_args))
