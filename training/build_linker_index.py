@@ -108,15 +108,23 @@ def _ctd_header(lines: Iterator[str]) -> list[str]:
     return []
 
 
+def descriptor_trees(data: Path) -> dict[str, list[str]]:
+    """DescriptorUI -> its tree numbers."""
+    trees: dict[str, list[str]] = defaultdict(list)
+    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
+        trees[row["DescriptorUI"]].append(row["tree_location"])
+    return trees
+
+
 def mesh_types(data: Path) -> dict[str, set[str]]:
     """DescriptorUI -> the entity types its tree numbers put it under."""
     out: dict[str, set[str]] = defaultdict(set)
-    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
-        tree = row["tree_location"]
-        if tree.startswith("D"):
-            out[row["DescriptorUI"]].add("Chemical")
-        if tree.startswith(("C", "F03")):
-            out[row["DescriptorUI"]].add("Disease")
+    for descriptor, trees in descriptor_trees(data).items():
+        for tree in trees:
+            if tree.startswith("D"):
+                out[descriptor].add("Chemical")
+            if tree.startswith(("C", "F03")):
+                out[descriptor].add("Disease")
     return out
 
 
@@ -131,10 +139,7 @@ def substance_names(data: Path, min_chars: int) -> frozenset[str]:
     :data:`NOT_SUBSTANCE_TREES` ("Daunorubicin", "Thiopental"), each also in lower case, at least
     ``min_chars`` long; permuted and inverted terms ("Acid, Ascorbic") left out. The dictionary half
     of tmChem (Leaman et al. 2015) draws on MeSH the same way."""
-    trees: dict[str, list[str]] = defaultdict(list)
-    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
-        trees[row["DescriptorUI"]].append(row["tree_location"])
-    substances = {d for d, t in trees.items() if any(x.startswith(SUBSTANCE_TREES) for x in t)
+    substances = {d for d, t in descriptor_trees(data).items() if any(x.startswith(SUBSTANCE_TREES) for x in t)
                   and not any(x.startswith(NOT_SUBSTANCE_TREES) for x in t)}
     names = (row["TermName"] for row in open_table(data / MESH_TERMS, ("DescriptorUI", "TermName", "IsPermutedTermYN"))
              if row["DescriptorUI"] in substances and row["IsPermutedTermYN"] != "Y")
@@ -143,10 +148,7 @@ def substance_names(data: Path, min_chars: int) -> frozenset[str]:
 
 def gene_products(data: Path) -> list[str]:
     """Descriptors all of whose tree numbers lie under Proteins or Enzymes (bioprune.linking.Linker.gene_product)."""
-    trees: dict[str, list[str]] = defaultdict(list)
-    for row in open_table(data / MESH_TREES, ("DescriptorUI", "tree_location")):
-        trees[row["DescriptorUI"]].append(row["tree_location"])
-    return sorted(d for d, t in trees.items() if all(x.startswith(("D12.776", "D08.811")) for x in t))
+    return sorted(d for d, t in descriptor_trees(data).items() if all(x.startswith(("D12.776", "D08.811")) for x in t))
 
 
 def mesh_rows(data: Path) -> Iterator[NameRow]:

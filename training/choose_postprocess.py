@@ -132,15 +132,19 @@ def _gazetteer(files: tuple[str, ...], ratio: float, skip_short_forms: bool) -> 
 def _substances(data: str, training_files: tuple[str, ...], corpora: tuple[str, ...], ratio: float) -> frozenset[str]:
     """MeSH substance names (training/build_linker_index.py's :func:`substance_names`) that the
     training files and ``corpora`` tag as chemicals on at least ``ratio`` of their occurrences."""
-    texts = _training_mentions(training_files) + [(d.text, mapped_spans(d, corpus_for_file(f)))
-                                                  for f in corpora for d in read_pubtator(f)]
+    texts = _training_mentions(training_files) + _corpus_mentions(corpora)
     return tagged_as(substance_names(Path(data), SUBSTANCE_MIN_CHARS), texts, "Chemical", ratio)
 
 
 @lru_cache(maxsize=None)
 def _other_entity_names(files: tuple[str, ...], min_ratio: float) -> frozenset[str]:
-    mentions = [(d.text, mapped_spans(d, corpus_for_file(f))) for f in files for d in read_pubtator(f)]
-    return frozenset(n for n, t in build_gazetteer(mentions, min_ratio).items() if t == OTHER_ENTITY)
+    return frozenset(n for n, t in build_gazetteer(_corpus_mentions(files), min_ratio).items() if t == OTHER_ENTITY)
+
+
+@lru_cache(maxsize=None)
+def _corpus_mentions(files: tuple[str, ...]) -> list[tuple[str, list]]:
+    """(text, mapped ``(start, end, target)`` spans) of every document of the registered corpora ``files``, read once."""
+    return [(d.text, mapped_spans(d, corpus_for_file(f))) for f in files for d in read_pubtator(f)]
 
 
 def variants(args: "ChooseArgs") -> list[Variant]:
