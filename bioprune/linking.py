@@ -5,15 +5,17 @@ The pipeline is the classic one of BioCreative V CDR systems, kept small and det
 1. the document's abbreviation definitions ("long form (SF)", Schwartz & Hearst 2003, found by
    :func:`bioprune.postprocess.abbreviations`) replace short forms by their long forms first, as
    DNorm (Leaman et al. 2013) and tmChem (Leaman et al. 2015) do before normalising;
-2. dictionary look-up: the exact string, then a normalised key (case, punctuation, plural,
-   possessive, Greek letters), then the key's sorted bag of words ("diabetes mellitus, type 2" =
-   "type 2 diabetes mellitus");
+2. dictionary look-up: the exact string, then its lower case, then a normalised key (case,
+   punctuation, plural, possessive, Greek letters), then the key's sorted bag of words ("diabetes
+   mellitus, type 2" = "type 2 diabetes mellitus"), then the key without spaces
+   ("tri-iodo-thyronine" = "triiodothyronine", "Ro15-1788" = "Ro 15-1788");
 3. composite mentions ("breast and ovarian cancer", "hepatitis B and C") are split into parts,
    each part linked on its own, the IDs joined by ``|`` as in the BC5CDR gold;
 4. otherwise the nearest name by cosine over character 3-gram TF-IDF vectors (the candidate
    generator of scispaCy's linker, Neumann et al. 2019), or the dictionary entry of the mention's
    head (its longest word suffix found), whichever scores higher, if above the type's threshold;
-   else ``-``;
+   else a near neighbour that is the mention with one long word misspelled by one letter
+   ("amphothericin B", "apomophine"), which 3-gram cosines score under the threshold; else ``-``;
 5. an entity still without an ID that is made wholly of dictionary names ("benzodiazepine
    lorazepam", "propofol-remifentanil") is those names, each its own entity (:func:`name_parts`):
    the model tags adjacent chemicals as one; tmChem's dictionary matching finds them apart.
@@ -59,10 +61,12 @@ DEFAULT_INDEX_DIR = Path(__file__).parent / "assets" / "bc5cdr-minilm-l6" / "lin
 NAMES_FILE = "names.tsv.gz"  # type, name, id, pair_weight, vocab_weight (header row first)
 MANIFEST_FILE = "linker.json"  # format version, sources, counts, the command that built it
 NAMES_COLUMNS = ("type", "name", "id", "pair_weight", "vocab_weight")
-# the look-up tables of each type, one file each (:func:`table_file`): exact name, normalised key,
-# bag of words, and the normalised names the TF-IDF searches
-TABLES = ("exact", "normalized", "bag", "tfidf")  # the first three are TypeIndex's look-up fields, in order
-FORMAT_VERSION = 2  # 1: names only, tables computed at load (still read)
+# the look-up tables of each type, one file each (:func:`table_file`): exact name, lower-case name,
+# normalised key, bag of words, normalised key without spaces, and the normalised names the TF-IDF
+# searches
+TABLES = ("exact", "caseless", "normalized", "bag", "compact", "tfidf")  # all but the last: TypeIndex's look-up fields
+LOOKUPS = TABLES[:-1]
+FORMAT_VERSION = 3  # 1: names only; 2: no caseless and compact tables (both still read: tables computed at load)
 BUILD_COMMAND = ("python -m training.build_linker_index --data ../shared/data "
                  "--output bioprune/assets/bc5cdr-minilm-l6/linker/")
 
@@ -88,6 +92,11 @@ class LinkerSettings:
     ngram: int = 3  # character n-gram length (scispaCy uses 3)
     expand_abbreviations: bool = True  # replace the document's short forms by their long forms
     split_composites: bool = True  # "breast and ovarian cancer" -> two IDs
+    # a TF-IDF neighbour that is the name with one word misspelled by one letter links when both words
+    # are alphabetic and at least this long (shorter words and digits carry meaning: "5-HT1A",
+    # "vitamin B"); 0 = off. Chosen on dev among 6, 8, 10 and off (chemical document F1 from gold
+    # mentions 0.9593 off, 0.9603 at 6 or 8, 0.9606 at 10)
+    respelled_min_letters: int = 10
     # the score of a head-suffix match ("metastatic breast cancer" -> "breast cancer"); 0 = off, as
     # chosen on dev: it links more mentions right (+0.5 point disease accuracy) but adds wrong
     # concepts to documents (-0.6 point document F1)
@@ -103,7 +112,7 @@ class Link:
 
     ids: tuple[str, ...] = ()
     score: float = 0.0  # 1.0 for a dictionary match, the cosine for a TF-IDF match
-    method: str = "none"  # exact | normalized | bag | composite | tfidf | head | none
+    method: str = "none"  # the table that answered (LOOKUPS) | composite | tfidf | respelled | head | none
 
 
 NO_LINK = Link()
@@ -387,14 +396,33 @@ def table_lines(table: Mapping[str, tuple[str, float]]) -> bytes:
 
 
 def type_tables(rows: Sequence[NameRow]) -> dict[str, bytes]:
-    """One type's look-up tables (:data:`TABLES`) from its names, as :func:`table_lines` buffers."""
-    keys = [(" ".join(t), _bag(t)) for t in map(tokens, (r.name for r in rows))]  # (normalised, bag) per row
-    normalized = _best_ids((k[0], r) for k, r in zip(keys, rows))
+    """One type's look-up tables (:data:`TABLES`) from its names, as :func:`table_lines` buffers.
+
+    Only the normalised table is whole. Each other look-up table keeps just the keys whose ID differs
+    from what :func:`lookup` finds without it (for the exact name: the lower-case table's answer;
+    for the others: the normalised table's for the same key), so the index holds each answer once
+    (the shipped exact table keeps 81 of 435,006 chemical names) and look-ups answer as if every
+    table were whole.
+    """
+    toks = [tokens(r.name) for r in rows]
+    normalized = _best_ids((" ".join(t), r) for t, r in zip(toks, rows))
+    caseless = _best_ids((r.name.lower(), r) for r in rows)
+
+    def beyond(table: dict[str, tuple[str, float]], below) -> dict[str, tuple[str, float]]:
+        return {k: v for k, v in table.items() if below(k) != v[0]}
+
+    def normalized_id(key: str) -> str | None:
+        return normalized.get(key, (None,))[0] if key else None
+
     # supplementary records answer look-ups only: as TF-IDF neighbours their ~340k names slowed every
     # missed mention and, on dev, linked no more right (the thresholds were re-chosen without them)
     fuzzy = {k: v for k, v in normalized.items() if v[1] > 0 or not v[0].startswith("C")}
-    tables = {"exact": _best_ids((r.name, r) for r in rows), "normalized": normalized,
-              "bag": _best_ids((k[1], r) for k, r in zip(keys, rows)), "tfidf": fuzzy}
+    tables = {"exact": beyond(_best_ids((r.name, r) for r in rows), lambda k: caseless[k.lower()][0]),
+              "caseless": beyond(caseless, lambda k: normalized_id(normalized_key(k))),
+              "normalized": normalized,
+              "bag": beyond(_best_ids((_bag(t), r) for t, r in zip(toks, rows)), normalized_id),
+              "compact": beyond(_best_ids(("".join(t), r) for t, r in zip(toks, rows)), normalized_id),
+              "tfidf": fuzzy}
     return {name: table_lines(tables[name]) for name in TABLES}
 
 
@@ -405,11 +433,14 @@ def _tables_by_type(rows: Sequence[NameRow]) -> dict[str, dict[str, bytes]]:
 
 @dataclass(frozen=True)
 class TypeIndex:
-    """The look-up tables and TF-IDF neighbours of one mention type."""
+    """The look-up tables (:data:`LOOKUPS`, as :func:`type_tables` writes them) and TF-IDF neighbours
+    of one mention type."""
 
     exact: SortedTable
+    caseless: SortedTable
     normalized: SortedTable
     bag: SortedTable
+    compact: SortedTable
     neighbours: Neighbours  # TF-IDF over the normalised names of the "tfidf" table
     neighbour_ids: tuple[str, ...]  # the ID of each of ``neighbours.names``
 
@@ -417,7 +448,7 @@ class TypeIndex:
     def from_tables(cls, tables: Mapping[str, bytes], ngram: int = 3) -> "TypeIndex":
         names, ids = zip(*(line.decode("utf-8").split("\t") for line in tables["tfidf"].splitlines())) \
             if tables["tfidf"] else ((), ())
-        return cls(*(SortedTable(tables[name]) for name in TABLES[:3]), neighbours=Neighbours(names, ngram),
+        return cls(*(SortedTable(tables[name]) for name in LOOKUPS), neighbours=Neighbours(names, ngram),
                    neighbour_ids=ids)
 
     def nearest(self, queries: Sequence[str], k: int) -> list[list[tuple[str, float]]]:
@@ -443,8 +474,8 @@ def read_index(directory: str | Path, ngram: int = 3) -> dict[str, TypeIndex]:
     directory = Path(directory)
     files = {(t, name): directory / table_file(t, name) for t in ENTITY_TYPES for name in TABLES}
     if not all(path.is_file() for path in files.values()):
-        logger.info("linker: %s has no look-up tables (format 1): computing them from %s; rebuild the index "
-                    "to load faster", directory, NAMES_FILE)
+        logger.info("linker: %s lacks look-up tables (format 1 or 2): computing them from %s; rebuild the "
+                    "index to load faster", directory, NAMES_FILE)
         return build_index(read_names(directory), ngram)
     tables = {key: _read_table(path) for key, path in files.items()}
     return {t: TypeIndex.from_tables({name: tables[t, name] for name in TABLES}, ngram) for t in ENTITY_TYPES}
@@ -465,10 +496,19 @@ def _read_table(path: Path) -> bytes:
 # ---------------------------------------------------------------- linking (pure over an index)
 
 def lookup(index: TypeIndex, name: str) -> Link:
-    """Dictionary look-up: exact string, then normalised key, then bag of words."""
-    for method, table, key in (("exact", index.exact, name), ("normalized", index.normalized, normalized_key(name)),
-                               ("bag", index.bag, bag_key(name))):
-        hit = table.get(key) if key else None
+    """Dictionary look-up: the exact string, its lower case ("Phenothiazines", the class, is not
+    "phenothiazine", the compound, which the normalised key conflates), the normalised key, the bag of
+    words, the normalised key without spaces. A key missing from a table that :func:`type_tables`
+    thinned is asked of the normalised table (the exact and lower-case ones fall through to it)."""
+    key = normalized_key(name)
+    for method, table, probe in (("exact", index.exact, name), ("caseless", index.caseless, name.lower()),
+                                 ("normalized", index.normalized, key), ("bag", index.bag, bag_key(name)),
+                                 ("compact", index.compact, key.replace(" ", ""))):
+        if not probe:
+            continue
+        hit = table.get(probe)
+        if hit is None and method in ("bag", "compact"):
+            hit = index.normalized.get(probe)
         if hit is not None:
             return Link(ids=tuple(hit.split("|")), score=1.0, method=method)
     return NO_LINK
@@ -499,7 +539,48 @@ def _link_name(index: TypeIndex, name: str, settings: LinkerSettings, min_simila
     best = whole if whole.score > best.score else best
     head = _head_lookup(index, name) if settings.head_score > best.score else NO_LINK
     best = replace(head, score=settings.head_score) if head.ids else best
-    return best if best.score >= min_similarity else NO_LINK
+    if best.score >= min_similarity:
+        return best
+    return _respelled(index, name, settings) if settings.respelled_min_letters else NO_LINK
+
+
+def one_edit(a: str, b: str) -> bool:
+    """Whether ``a`` becomes ``b`` by exactly one inserted, deleted or replaced character."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + 1:] == b[i + 1:] if len(a) == len(b) else a[i:] == b[i + 1:]
+
+
+def _one_word_respelled(words: Sequence[str], other: Sequence[str], min_letters: int) -> bool:
+    """Whether two word lists differ in one position only, by :func:`one_edit`, between alphabetic
+    words of at least ``min_letters`` letters."""
+    if len(words) != len(other):
+        return False
+    diff = [(a, b) for a, b in zip(words, other) if a != b]
+    return (len(diff) == 1 and all(w.isalpha() and len(w) >= min_letters for w in diff[0])
+            and one_edit(*diff[0]))
+
+
+def _respelled(index: TypeIndex, name: str, settings: LinkerSettings) -> Link:
+    """The nearest TF-IDF name that is ``name`` with one long word misspelled by one letter, in
+    order or as a bag of words ("Sodium thiopenthal" = "thiopental sodium"); else no link. Authors
+    misspell drug names ("amphothericin B", "procyclindine") and one letter moves a short name's
+    3-gram cosine far below the threshold;"""
+    key, bag = normalized_key(name), bag_key(name)
+    if not key:
+        return NO_LINK
+    [hits] = index.neighbours.similar([key], 4 * settings.neighbours)  # the memoised query of _fuzzy
+    for j, sim in hits:
+        other = index.neighbours.names[j]
+        if (_one_word_respelled(key.split(), other.split(), settings.respelled_min_letters)
+                or _one_word_respelled(bag.split(), bag_key(other).split(), settings.respelled_min_letters)):
+            return Link(ids=tuple(index.neighbour_ids[j].split("|")), score=sim, method="respelled")
+    return NO_LINK
 
 
 def _head_lookup(index: TypeIndex, name: str) -> Link:

@@ -13,8 +13,9 @@ import pytest
 
 from bioprune.identifiers import NO_ID, format_ids
 from bioprune.io.pubtator import read_pubtator
-from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, Neighbours, SortedTable, composite_readings,
-                              read_names, table_lines)
+from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, NameRow, Neighbours, SortedTable, TypeIndex,
+                              TABLES, _best_ids, bag_key, composite_readings, lookup, normalized_key, one_edit, read_names,
+                              table_lines, type_tables)
 from training.build_linker_index import main as build_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,10 +27,13 @@ MESH_TERMS = [  # descriptor, term, record-preferred
     ("D010051", "Ovarian Neoplasms", "Y"), ("D010051", "Ovarian Cancer", "N"),
     ("D010300", "Parkinson Disease", "Y"), ("D010300", "Parkinson's Disease", "N"),
     ("D016584", "Panic Disorder", "Y"), ("D008668", "Metallothionein", "Y"), ("D006220", "Haloperidol", "Y"),
+    ("D010640", "Phenothiazines", "Y"), ("D014284", "Triiodothyronine", "Y"), ("D005442", "Flumazenil", "Y"),
+    ("D005442", "Ro 15-1788", "N"), ("D000666", "Amphotericin B", "Y"), ("D013874", "Thiopental Sodium", "N"),
 ]
 TREES = {"D002945": "D01.710.100", "D001943": "C04.588.180", "D010051": "C04.588.322",
          "D010300": "C10.228.140", "D016584": "F03.080.725", "D008668": "D12.776.548",  # a protein
-         "D006220": "D03.383.663"}
+         "D006220": "D03.383.663", "D010640": "D03.633.100", "D014284": "D06.472.931", "D005442": "D03.633.100",
+         "D000666": "D02.540.576", "D013874": "D03.383.742"}
 # BC5CDR-style training pairs: "PD" is panic disorder in this abstract
 TRAIN = ("111|t|Panic disorder (PD) after treatment.\n111|a|PD was seen.\n"
          "111\t0\t14\tPanic disorder\tDisease\tD016584\n111\t16\t18\tPD\tDisease\tD016584\n"
@@ -57,7 +61,8 @@ def write_data(root: Path, mesh_header: str = MESH_HEADER) -> Path:
     (root / "bc5cdr").mkdir(parents=True, exist_ok=True)
     (root / "bc5cdr/CDR_TrainingSet.PubTator.txt").write_text(TRAIN)
     (root / "bc5cdr/CDR_DevelopmentSet.PubTator.txt").write_text(
-        "222|t|Cisplatin.\n222|a|x\n222\t0\t9\tCisplatin\tChemical\tD002945\n\n")
+        "222|t|Cisplatin.\n222|a|x\n222\t0\t9\tCisplatin\tChemical\tD002945\n\n"
+        "223|t|A phenothiazine.\n223|a|x\n223\t2\t15\tphenothiazine\tChemical\tC031637\n\n")
     return root
 
 
@@ -85,6 +90,66 @@ def ids(linker: Linker, mention: str, label: str, text: str = "") -> str:
 ])
 def test_one_mention(linker, mention, label, expected):
     assert ids(linker, mention, label) == expected
+
+
+@pytest.mark.parametrize("mention, method, expected", [
+    ("phenothiazines", "caseless", "D010640"),  # MeSH's class, not the compound the normalised key conflates
+    ("phenothiazine", "normalized", "C031637"),  # the compound, by its training pair
+    ("tri-iodo-thyronine", "compact", "D014284"), ("Ro15-1788", "compact", "D005442"),  # spaces and hyphens aside
+    ("Cisplatin", "normalized", "D002945"),  # an exact hit the thinned exact and lower-case tables leave to it
+])
+def test_lookups_past_the_normalised_key(linker, mention, method, expected):
+    found = lookup(linker.index["Chemical"], mention)
+    assert (found.method, "|".join(found.ids)) == (method, expected)
+
+
+@pytest.mark.parametrize("mention, letters, expected", [
+    ("amphothericin B", 10, "D000666"),  # one letter inserted into a long word
+    ("amphothericin B", 0, NO_ID),  # off
+    ("amphothericin B", 13, NO_ID),  # "amphotericin" is shorter than asked
+    ("amphothericine B", 10, NO_ID),  # two letters
+    ("Ro 15-1789", 10, NO_ID),  # words with digits are never respelled
+])
+def test_a_long_word_misspelled_by_one_letter_links(linker, mention, letters, expected):
+    strict = Linker(linker.index, LinkerSettings(respelled_min_letters=letters))  # shipped thresholds
+    [found] = strict.link(mention, [(mention, "Chemical")])
+    assert format_ids(found.ids, prefix="") == expected
+    assert found.method == ("respelled" if found.ids else "none") and found.score < 0.9
+
+
+def test_one_edit():
+    assert one_edit("apomophine", "apomorphine") and one_edit("apomorphine", "apomophine")
+    assert one_edit("lactid", "lactic") and one_edit("ab", "b") and one_edit("a", "")
+    assert not one_edit("abc", "abc") and not one_edit("abc", "acb") and not one_edit("ab", "abcd")
+
+
+def test_thinned_tables_answer_as_whole_ones():
+    """Each look-up table but the normalised one keeps only the answers the tables after it do not
+    give (type_tables); look-ups must answer as over whole tables, collisions of case, order and
+    spacing included."""
+    rows = [NameRow("Chemical", n, i, p, v) for n, i, p, v in [
+        ("CsA", "D016572", 60.0, 0), ("CSA", "C549543", 2.7, 0), ("cyclosporin A", "D016572", 5.0, 2),
+        ("Phenothiazines", "D010640", 0, 2), ("phenothiazine", "C031637", 0.2, 2), ("PHENOTHIAZINE", "D010640", 0, 1),
+        ("Ro 15-1788", "D005442", 0, 1), ("Ro15 1788", "C000001", 0, 1), ("acid, folic", "D005492", 0, 1),
+        ("folic acid", "D005492", 0, 2), ("acid folic", "C000002", 0.5, 0), ("tri-iodo-thyronine", "D014284", 0, 1),
+        ("triiodothyronine", "C000003", 1.0, 0), ("+", "C000004", 1.0, 0)]]
+    index = TypeIndex.from_tables(type_tables(rows))
+    whole = {"exact": lambda r: r.name, "caseless": lambda r: r.name.lower(),
+             "normalized": lambda r: normalized_key(r.name), "bag": lambda r: bag_key(r.name),
+             "compact": lambda r: normalized_key(r.name).replace(" ", "")}
+    whole = {table: _best_ids((key(r), r) for r in rows) for table, key in whole.items()}
+
+    def expected(name: str) -> tuple[str, ...]:
+        key = normalized_key(name)
+        for table, probe in zip(whole, (name, name.lower(), key, bag_key(name), key.replace(" ", ""))):
+            if probe and probe in whole[table]:
+                return tuple(whole[table][probe][0].split("|"))
+        return ()
+
+    queries = [r.name for r in rows] + ["csa", "Csa", "Phenothiazine", "phenothiazines", "Ro-15-1788", "ro151788",
+                                        "folic, acid", "Tri-iodothyronine", "triiodo thyronine", "++", "zzyzx"]
+    assert [lookup(index, q).ids for q in queries] == [expected(q) for q in queries]
+    assert len(SortedTable(type_tables(rows)["exact"])) < len(rows) // 2  # the exact table is thinned
 
 
 def test_abbreviation_expanded_from_the_document(linker):
@@ -132,7 +197,7 @@ def test_index_round_trip(linker, tmp_path):
     assert "Chemical.exact.tsv.gz" in files and "Disease.tfidf.tsv.gz" in files and "names.tsv.gz" in files
     assert all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)  # reproducible
     rows = read_names(tmp_path / "a")
-    assert {r.id for r in rows} == set(TREES)  # the OMIM-only disease is left out
+    assert {r.id for r in rows} == set(TREES) | {"C031637"}  # the OMIM-only disease is left out
     assert ("Disease", "PD", "D016584") in {(r.type, r.name, r.id) for r in rows}
     held_out = build_main(["--data", str(root), "--output", str(tmp_path / "c"), "--no-corpora",
                            "--bc5cdr", "train"])
@@ -259,9 +324,11 @@ def test_sorted_table_finds_each_key_and_only_its_keys():
     assert len(empty) == 0 and empty.get("ab") is None
 
 
-def test_index_written_before_tables_still_loads(tmp_path):
-    """An index folder of format 1 (names only: a model saved by an older bioprune) links as the
-    same index with its tables does; they are computed at load instead of read."""
+@pytest.mark.parametrize("removed", [TABLES, ("caseless", "compact")])  # format 1; format 2
+def test_index_written_before_tables_still_loads(tmp_path, removed):
+    """An index folder of format 1 (names only: a model saved by an older bioprune) or 2 (without
+    the lower-case and compact tables) links as the same index with its tables does; they are
+    computed at load instead of read."""
     root = write_data(tmp_path)
     out = tmp_path / "index"
     assert build_main(["--data", str(root), "--output", str(out), "--no-corpora"]) == 0
@@ -269,8 +336,9 @@ def test_index_written_before_tables_still_loads(tmp_path):
     mentions = [("Cisplatin", "Chemical"), ("CISPLATINS", "Chemical"), ("breast and ovarian cancer", "Disease"),
                 ("cisplatinum", "Chemical"), ("PD", "Disease"), ("zzyzx", "Disease")]
     with_tables = Linker.load(out, settings).link("PD worsened.", mentions)
-    for table in out.glob("*.*.tsv.gz"):
-        table.unlink()
+    for table in removed:
+        for path in out.glob(f"*.{table}.tsv.gz"):
+            path.unlink()
     assert Linker.load(out, settings).link("PD worsened.", mentions) == with_tables
     assert [format_ids(lk.ids, prefix="") for lk in with_tables] == [
         "D002945", "D002945", "D001943|D010051", "D002945", "D016584", NO_ID]
