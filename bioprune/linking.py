@@ -500,10 +500,10 @@ def lookup(index: TypeIndex, name: str) -> Link:
     "phenothiazine", the compound, which the normalised key conflates), the normalised key, the bag of
     words, the normalised key without spaces. A key missing from a table that :func:`type_tables`
     thinned is asked of the normalised table (the exact and lower-case ones fall through to it)."""
-    key = normalized_key(name)
+    toks = tokens(name)  # tokenised once for the three keys made of them
     for method, table, probe in (("exact", index.exact, name), ("caseless", index.caseless, name.lower()),
-                                 ("normalized", index.normalized, key), ("bag", index.bag, bag_key(name)),
-                                 ("compact", index.compact, key.replace(" ", ""))):
+                                 ("normalized", index.normalized, " ".join(toks)), ("bag", index.bag, _bag(toks)),
+                                 ("compact", index.compact, "".join(toks))):
         if not probe:
             continue
         hit = table.get(probe)
