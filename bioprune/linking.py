@@ -569,8 +569,8 @@ def _one_word_respelled(words: Sequence[str], other: Sequence[str], min_letters:
 def _respelled(index: TypeIndex, name: str, settings: LinkerSettings) -> Link:
     """The nearest TF-IDF name that is ``name`` with one long word misspelled by one letter, in
     order or as a bag of words ("Sodium thiopenthal" = "thiopental sodium"); else no link. Authors
-    misspell drug names ("amphothericin B", "procyclindine") and one letter moves a short name's
-    3-gram cosine far below the threshold;"""
+    misspell drug names ("amphothericin B", "procyclindine"), and one letter moves a short name's
+    3-gram cosine far below the threshold."""
     key, bag = normalized_key(name), bag_key(name)
     if not key:
         return NO_LINK
