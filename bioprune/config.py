@@ -86,6 +86,9 @@ class PruningConfig:
     # so it is an accuracy option, not the default (docs/pruning.md, "Status: pruning is opt-in").
     frozen_context: bool = field(default=False, metadata=face(
         "later layers still attend to pruned tokens' frozen states (more accurate, slower)"))
+    # Run the layers after the pruning point that the model folder carries trained for pruning
+    # (bioprune.pruned_layers, where they apply); False: the model's own layers, for comparison.
+    trained_layers: bool = True
     exit_margin: float = 0.01  # 1 - p(O) a token may carry at λ = 1 (p(O) >= 0.99)
     hub_attention_ratio: float = 3.0  # keep tokens receiving > this × uniform attention share
     guard_entity_prob: float = 0.2  # a token this likely to be in an entity protects its neighbours

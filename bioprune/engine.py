@@ -33,6 +33,7 @@ from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
 from bioprune.postprocess import POSTPROCESS_FILE, Postprocess
 from bioprune.precision import resolve_precision
+from bioprune.pruned_layers import PrunedLayers
 from bioprune.forward import ForwardResult, PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
 from bioprune.windows import merge_windows, window_owners
@@ -91,6 +92,8 @@ class ModelBundle:
         linker_dir: the linker index folder; None: ``source_dir/linker``, else the shipped index
             (:func:`bioprune.linking.index_dir_for`). Loaded on the first linked annotation, once per process.
         int8_ranges: per-channel input ranges of the encoder's Linear layers (:mod:`bioprune.int8`).
+        pruned_layers: upper layers trained for the pruned forward (:mod:`bioprune.pruned_layers`);
+            ``from_pretrained`` reads them when the folder has them.
 
     The config-free encoder (:class:`~bioprune.forward.PrunedEncoder`), shared by every engine over
     this bundle, is built from these unless given (a benchmark's stand-in with the same ``forward``).
@@ -106,6 +109,7 @@ class ModelBundle:
     source_dir: Path | None = None
     linker_dir: Path | None = None
     int8_ranges: Mapping[str, torch.Tensor] | None = None
+    pruned_layers: PrunedLayers | None = None
     encoder: PrunedEncoder | None = field(default=None, repr=False)  # None: built from the fields above
 
     def __post_init__(self):
@@ -114,7 +118,8 @@ class ModelBundle:
         set_(self, "source_dir", None if self.source_dir is None else Path(self.source_dir))
         set_(self, "linker_dir", None if self.linker_dir is None else Path(self.linker_dir))
         if self.encoder is None:
-            set_(self, "encoder", PrunedEncoder(self.model, self.exit_heads, self.controllers, self.int8_ranges))
+            set_(self, "encoder", PrunedEncoder(self.model, self.exit_heads, self.controllers, self.int8_ranges,
+                                                self.pruned_layers))
 
     def with_controllers(self, controllers: Mapping[str, Controller]) -> "ModelBundle":
         """This bundle with other controllers (a new encoder over the same weights)."""
@@ -178,7 +183,7 @@ class PruningEngine:
                     kwargs["postprocess"].decoding)
         bundle = ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(path, device), device=device,
                              controllers=load_controllers(path, device), source_dir=path,
-                             int8_ranges=load_calibration(path), **kwargs)
+                             int8_ranges=load_calibration(path), pruned_layers=PrunedLayers.load(path), **kwargs)
         return cls(bundle, config)
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
@@ -223,20 +228,21 @@ class PruningEngine:
         return target
 
     def _source_unchanged(self) -> bool:
-        """Whether ``source_dir`` still holds this engine's model, exit heads and learned controller,
-        tensor for tensor (reading them costs well under a second for a MiniLM)."""
+        """Whether ``source_dir`` still holds this engine's model, exit heads, learned controller and
+        pruned layers, tensor for tensor (reading them costs well under a second for a MiniLM)."""
         source = self.source_dir
         if source is None or not (source / "config.json").is_file() or not (source / "model.safetensors").is_file():
             return False
         return (_same_tensors(self.model.state_dict(), load_file(str(source / "model.safetensors")))
                 and _same_module(self.exit_heads, ExitHeads.load(source))
-                and _same_module(self.controllers.get("mlp"), LearnedController.load(source)))
+                and _same_module(self.controllers.get("mlp"), LearnedController.load(source))
+                and _same_pruned_layers(self.bundle.pruned_layers, PrunedLayers.load(source)))
 
     def _save_modules(self, target: Path) -> None:
-        """Serialise the model, tokenizer, exit heads and learned controller held in memory."""
+        """Serialise the model, tokenizer, exit heads, learned controller and pruned layers held in memory."""
         self.model.save_pretrained(str(target), safe_serialization=True)
         self.tokenizer.save_pretrained(str(target))
-        for part in (self.exit_heads, self.controllers.get("mlp")):  # the learned controller, if any
+        for part in (self.exit_heads, self.controllers.get("mlp"), self.bundle.pruned_layers):  # those it has
             if part is not None:
                 part.save(target)
 
@@ -325,6 +331,14 @@ def _same_module(module: torch.nn.Module | None, saved: torch.nn.Module | None) 
         _same_tensors(module.state_dict(), saved.state_dict())
 
 
+def _same_pruned_layers(layers: PrunedLayers | None, saved: PrunedLayers | None) -> bool:
+    """Both absent, or both present for the same point with equal tensors."""
+    if layers is None or saved is None:
+        return layers is None and saved is None
+    return ((layers.first_layer, layers.frozen_context) == (saved.first_layer, saved.frozen_context)
+            and set(layers.state) == set(saved.state) and _same_tensors(layers.state, saved.state))
+
+
 def _documents(documents) -> list[Document]:
     """``annotate``'s input as Documents (ids "0", "1", ... for plain texts); TypeError for anything else."""
     if isinstance(documents, (str, Document)):
@@ -345,6 +359,9 @@ def model_card(engine: PruningEngine) -> str:
     config = engine.model.config
     heads = f"after layers {list(engine.exit_heads.layers)}" if engine.exit_heads is not None else "none (dense only)"
     controllers = ", ".join(sorted(engine.controllers))
+    layers = engine.bundle.pruned_layers
+    pruned = ("none" if layers is None else f"layers {layers.first_layer}.. and the classifier, for pruning after layer "
+              f"{layers.first_layer}{' with frozen context' if layers.frozen_context else ''}")
     return f"""---
 library_name: bioprune
 pipeline_tag: token-classification
@@ -359,6 +376,7 @@ Chemical and Disease mentions (BC5CDR types), saved by `PruningEngine.save_pretr
 - labels: {", ".join(LABELS)}
 - exit heads: {heads}
 - controllers: {controllers}
+- layers trained for pruning: {pruned}
 - postprocess passes: {", ".join(engine.postprocess.passes) or "none"}
 - tag decoding: {engine.postprocess.decoding}
 

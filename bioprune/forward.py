@@ -46,6 +46,7 @@ from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.int8 import int8_copy
 from bioprune.layer import classify, embed, run_layer
 from bioprune.precision import resolve_precision
+from bioprune.pruned_layers import PrunedLayers
 
 # --- FLOPs -----------------------------------------------------------------------------------------
 
@@ -241,17 +242,22 @@ class PrunedEncoder:
     """Runs a ``*ForTokenClassification`` model layer by layer, pruning as ``config`` says.
 
     Config-free: the config comes with each :meth:`forward`, so one encoder (and its reduced
-    precision copies, made once) serves every configuration of an engine.
+    precision copies, made once) serves every configuration of an engine. ``pruned_layers``: the
+    upper layers trained for pruning (:mod:`bioprune.pruned_layers`), run instead of the model's own
+    by the pruned forwards they apply to.
     """
 
     def __init__(self, model, exit_heads: ExitHeads | None = None, controllers: dict[str, Controller] | None = None,
-                 int8_ranges: dict[str, torch.Tensor] | None = None):
+                 int8_ranges: dict[str, torch.Tensor] | None = None, pruned_layers: PrunedLayers | None = None):
         self.model = model
         self.int8_ranges = int8_ranges  # calibration of the int8 copy (bioprune.int8.load_calibration)
+        self.pruned_layers = pruned_layers
+        # the model with the trained upper layers (lower ones shared with ``model``)
+        self.pruned_model = pruned_layers.model(model) if pruned_layers is not None else None
         self.exit_heads = exit_heads
         self.controllers = {"rule": RuleController()} if controllers is None else controllers
         self.layers = list(model.base_model.encoder.layer)
-        self._copies = {}  # precision -> the model's copy at it, made on its first forward (:meth:`weights_at`)
+        self._copies = {}  # (precision, pruned) -> a model's copy at it, made on its first forward (:meth:`weights_at`)
         cfg = model.config
         self.hidden, self.intermediate, self.n_classes = cfg.hidden_size, cfg.intermediate_size, cfg.num_labels
 
@@ -272,8 +278,13 @@ class PrunedEncoder:
     def _layer_flops(self, n: torch.Tensor, context: Sequences | None = None) -> torch.Tensor:
         return layer_flops(n, self.hidden, self.intermediate, context.lengths.double() if context is not None else 0)
 
-    def weights_at(self, precision: str):
-        """The model a forward at a resolved ``precision`` runs: the model itself for fp32; for bf16 a
+    def runs_pruned_layers(self, config: PruningConfig) -> bool:
+        """Whether a forward at ``config`` runs the trained upper layers (:mod:`bioprune.pruned_layers`)."""
+        return self.pruned_layers is not None and self.pruned_layers.applies(config)
+
+    def weights_at(self, precision: str, pruned: bool = False):
+        """The model a forward at a resolved ``precision`` runs (``pruned``: the one with the upper
+        layers trained for pruning, :attr:`pruned_model`): the model itself for fp32; for bf16 a
         bf16 copy of it, made once. Every op of the copy runs in bf16 with no per-call casts (autocast
         over the fp32 weights re-cast each weight and each layer-norm output on every call: ~16% of a
         batch-1 forward); the CPU kernels accumulate norms, softmax and matmuls in fp32. Costs 2 bytes
@@ -281,14 +292,17 @@ class PrunedEncoder:
         made before the weights change (training) is stale, so training decides in fp32. For int8 the
         copy is :func:`bioprune.int8.int8_copy` with the model's calibration (``int8_ranges``): bf16
         with the encoder's Linear layers int8 (1 byte per weight)."""
+        source = self.pruned_model if pruned else self.model
+        if source is None:
+            raise ValueError("this model has no layers trained for pruning (pruned_layers.safetensors)")
         if precision == "fp32":
-            return self.model
+            return source
         if precision not in ("bf16", "int8"):
             raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16 or int8)")
-        if precision not in self._copies:
-            self._copies[precision] = (int8_copy(self.model, self.int8_ranges) if precision == "int8"
-                                       else bf16_copy(self.model))
-        return self._copies[precision]
+        if (precision, pruned) not in self._copies:
+            self._copies[precision, pruned] = (int8_copy(source, self.int8_ranges) if precision == "int8"
+                                               else bf16_copy(source))
+        return self._copies[precision, pruned]
 
     def __getstate__(self) -> dict:
         """Picklable (``copy.deepcopy``, spaCy's ``nlp.pipe(n_process=N)`` under the "spawn" start
@@ -299,7 +313,7 @@ class PrunedEncoder:
     def use_copy(self, precision: str, model) -> None:
         """Run ``precision`` on ``model`` from now on (a copy made elsewhere, e.g. by
         training/calibrate_int8.py comparing int8 variants), instead of making one."""
-        self._copies[precision] = model
+        self._copies[precision, False] = model
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
@@ -309,7 +323,7 @@ class PrunedEncoder:
         Runs at ``config.precision`` (:mod:`bioprune.precision`) on :meth:`weights_at` that precision;
         probabilities and FLOPs come out in fp32/fp64 either way.
         """
-        model = self.weights_at(resolve_precision(config.precision, input_ids.device))
+        model = self.weights_at(resolve_precision(config.precision, input_ids.device), self.runs_pruned_layers(config))
         B, T = input_ids.shape
         device = input_ids.device
         layers = list(model.base_model.encoder.layer)

@@ -1,5 +1,6 @@
-"""Fidelity distillation (training/distill_pruned.py): the training forward prunes exactly as inference
-does, the held-out MEDLINE half is never read, and a run writes a model folder and resumes."""
+"""Fidelity distillation (training/distill_pruned.py): the training batches are exactly what inference
+runs after the pruning point, the held-out MEDLINE half is never read, and a run writes a model
+folder whose pruned forward runs the trained layers while its dense model stays as it was."""
 from __future__ import annotations
 
 import json
@@ -8,36 +9,43 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from bioprune.config import PruningConfig
+from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
-from training.distill_pruned import DistillArgs, distill, parse_args, pruned_logits, teacher_targets, training_texts
+from bioprune.pruned_layers import PRUNED_LAYERS_FILE, PrunedLayers
+from training.distill_pruned import (DistillArgs, collate, distill, parse_args, point_states, teacher_targets,
+                                     training_texts, upper_forward)
 
 FIXTURES = Path(__file__).parent / "fixtures"
-RULE = PruningConfig(controller="rule", aggressiveness=1.0, prune_layers=(1, 2), precision="fp32")
-
-
-def _batch(engine: PruningEngine):
-    texts = ["Famotidine-associated delirium in a patient with renal failure.",
-             "Cocaine and heart failure: a case report of a young man."]
-    return engine.batch_inputs([engine.tokenizer(t)["input_ids"] for t in texts])
+RULE = PruningConfig(controller="rule", aggressiveness=1.0, prune_layers=(1,), precision="fp32")
+TEXTS = ["Famotidine-associated delirium in a patient with renal failure.",
+         "Cocaine and heart failure: a case report of a young man."]
 
 
 @pytest.mark.parametrize("frozen_context", [False, True])
-def test_training_forward_prunes_exactly_as_inference(outside_model_dir, frozen_context):
-    engine = PruningEngine.from_pretrained(outside_model_dir, config=replace(RULE, frozen_context=frozen_context))
-    ids, mask, special = _batch(engine)
-    inference = engine.encoder.forward(ids, mask, special, engine.config)
+def test_training_batches_are_what_inference_runs(outside_model_dir, frozen_context):
+    config = replace(RULE, frozen_context=frozen_context)
+    engine = PruningEngine.from_pretrained(outside_model_dir, config=config)
+    windows = [engine.tokenizer(t)["input_ids"] for t in TEXTS]
+    inference = engine.encoder.forward(*engine.batch_inputs(windows), config)
     assert (inference.pruned_layer > 0).any(), "the O-biased exit heads should prune some tokens"
+    states = point_states(engine, windows, config)
+    kept, frozen, teacher, counts = collate(states, frozen_context)
+    assert (frozen is not None) == frozen_context
+    # the same tokens stay, and the model's own upper layers give inference's probabilities on them
+    for b, s in enumerate(states):
+        assert torch.equal(s.keep, inference.pruned_layer[b, :len(s.keep)] == 0)
+    start = PrunedLayers.from_model(engine.model, 1, frozen_context).model(engine.model)
     with torch.no_grad():
-        logits, kept = pruned_logits(engine.model, ids, mask.bool(), inference.pruned_layer, engine.config)
+        logits = upper_forward(start, 1, kept, frozen)
     stayed = inference.probs.gather(1, kept.positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
-    assert torch.allclose(logits.softmax(-1)[kept.valid], stayed[kept.valid], atol=1e-5)
-    # exactly the tokens inference kept ran to the end
-    ran = torch.zeros_like(mask, dtype=torch.bool).scatter(1, kept.positions, kept.valid)
-    assert torch.equal(ran, mask.bool() & (inference.pruned_layer == 0))
+    assert torch.allclose(logits.softmax(-1)[kept.valid], stayed[kept.valid], atol=1e-3)  # states kept in fp16
+    # the teacher is the dense model; [CLS] and [SEP] never count in the loss
+    dense = engine.with_config(DENSE).encoder.forward(*engine.batch_inputs(windows), DENSE).probs
+    want = dense.gather(1, kept.positions.unsqueeze(-1).expand(-1, -1, logits.size(-1)))
+    assert torch.allclose(teacher.softmax(-1)[kept.valid], want[kept.valid], atol=1e-5)
+    assert counts.sum() == kept.valid.sum() - 2 * len(TEXTS)
 
 
 def test_only_the_first_half_of_the_medline_slice_is_read(tmp_path, sample_path):
@@ -50,29 +58,47 @@ def test_only_the_first_half_of_the_medline_slice_is_read(tmp_path, sample_path)
     assert not any(t in texts for t in all_texts[half:])
 
 
-def test_a_run_writes_a_model_folder_and_refuses_to_mix_runs(outside_model_dir, sample_path, tmp_path):
+def test_a_run_trains_the_pruned_layers_only_and_refuses_to_mix_runs(outside_model_dir, sample_path, tmp_path):
     out = tmp_path / "distilled"
     argv = ["--model", str(outside_model_dir), "--output", str(out), "--texts", str(sample_path),
-            "--controller", "rule", "--lambda", "1", "--prune-layers", "1", "2", "--epochs", "1",
-            "--batch-size", "2", "--checkpoint-steps", "1", "--train-precision", "fp32", "--learning-rate", "1e-3",
-            "--dense-step-share", "0"]
+            "--controller", "rule", "--lambda", "1", "--prune-layers", "1", "--frozen-context", "--epochs", "2",
+            "--batch-size", "2", "--checkpoint-steps", "1", "--learning-rate", "1e-2"]
     args, resume = parse_args(argv)
-    assert not resume and args.config.controller == "rule" and args.config.prune_layers == (1, 2)
+    assert not resume and args.config.prune_layers == (1,) and args.config.frozen_context
     run = distill(args)
-    assert run["steps"] >= 1 and run["history"][-1]["pruned_share"] > 0
-    engine = PruningEngine.from_pretrained(out, config=RULE)  # a complete folder: weights, tokenizer, exit heads
-    assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)
-    before = load_file(str(Path(outside_model_dir) / "model.safetensors"))
-    after = load_file(str(out / "model.safetensors"))
-    assert after["classifier.weight"].dtype == torch.float16
-    assert not torch.allclose(before["classifier.weight"].float(), after["classifier.weight"].float(), atol=1e-4)
+    assert run["steps"] >= 2 and 0 < run["kept_token_share"] < 1
+    layers = PrunedLayers.load(out)
+    assert (layers.first_layer, layers.frozen_context) == (1, True)
+    assert not any(n.startswith("bert.encoder.layer.0.") or "embeddings" in n for n in layers.state)
+    config = replace(RULE, frozen_context=True)
+    base, trained = (PruningEngine.from_pretrained(d, config=config) for d in (outside_model_dir, out))
+    inputs = base.batch_inputs([base.tokenizer(t)["input_ids"] for t in TEXTS])
+    # the dense model is bit for bit the starting one; the pruned forward it was trained for is not
+    assert torch.equal(base.encoder.forward(*inputs, DENSE).probs, trained.encoder.forward(*inputs, DENSE).probs)
+    assert not torch.allclose(base.encoder.forward(*inputs, config).probs, trained.encoder.forward(*inputs, config).probs)
+    # pruning it was not trained for runs the model's own layers
+    for other in (replace(config, frozen_context=False), replace(config, trained_layers=False)):
+        assert torch.equal(base.encoder.forward(*inputs, other).probs, trained.encoder.forward(*inputs, other).probs)
     assert json.loads((out / "distill_run.json").read_text())["n_texts"] == run["n_texts"]
     with pytest.raises(SystemExit, match="--resume"):  # the checkpoint holds a run
         distill(args)
     with pytest.raises(SystemExit, match="other arguments"):
-        distill(*parse_args(argv[:-2] + ["--dense-step-share", "0.5", "--resume"]))
+        distill(*parse_args(argv[:-2] + ["--learning-rate", "1e-3", "--resume"]))
     again = distill(*parse_args(argv + ["--resume"]))  # done already: resumes at the end, same history
     assert again["history"] == run["history"]
+
+
+def test_one_pruning_point_is_required(tmp_path):
+    with pytest.raises(SystemExit, match="one pruning point"):
+        distill(DistillArgs(output=str(tmp_path / "x"), config=replace(RULE, prune_layers=(1, 2))))
+
+
+def test_pruned_layers_that_do_not_fit_the_model_are_refused(outside_model_dir, tmp_path):
+    engine = PruningEngine.from_pretrained(outside_model_dir)
+    layers = PrunedLayers.from_model(engine.model, 1, False)
+    del layers.state["classifier.bias"]
+    with pytest.raises(ValueError, match=f"{PRUNED_LAYERS_FILE} does not fit this model"):
+        layers.model(engine.model)
 
 
 def test_teacher_targets_sharpen_to_the_teachers_labels():

@@ -23,6 +23,7 @@ from bioprune.exits import ExitHeads
 from bioprune.labels import LABELS, Decoding
 from bioprune.model_files import HUB_FILE_PATTERNS, ModelNotFoundError, resolve_model_dir
 from bioprune.postprocess import Postprocess
+from bioprune.pruned_layers import PrunedLayers
 
 from conftest import spacy_ner
 
@@ -38,6 +39,13 @@ REPO_ID = "bioprune-test/tiny-bc5cdr"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def _pruned_layers(model) -> PrunedLayers:
+    """The model's layers after the first pruning point (1), nudged as training would."""
+    torch.manual_seed(3)
+    own = PrunedLayers.from_model(model, 1, False)
+    return PrunedLayers(1, False, {n: t + 0.05 * torch.randn_like(t) for n, t in own.state.items()})
+
+
 def _controller(n_classes: int) -> LearnedController:
     """A random learned controller whose threshold lets every token go (down to the floor)."""
     torch.manual_seed(2)
@@ -49,10 +57,11 @@ def _controller(n_classes: int) -> LearnedController:
 @pytest.fixture(scope="module")
 def full_model_dir(outside_model_dir, tmp_path_factory) -> Path:
     """The tiny model with everything a model folder holds: exit heads, a learned controller,
-    postprocess.json, a training report and a model card."""
+    layers trained for pruning, postprocess.json, a training report and a model card."""
     target = tmp_path_factory.mktemp("full-model") / "model"
     shutil.copytree(outside_model_dir, target)
     _controller(len(LABELS)).save(target)
+    _pruned_layers(load_model(target)[1]).save(target)
     (target / "postprocess.json").write_text(json.dumps({"passes": ["propagate"], "dev_f1": 0.5}))
     (target / "exit_heads.json").write_text(json.dumps({"layers": [1, 2]}))
     (target / "README.md").write_text("# tiny bioprune model\n")
@@ -77,9 +86,11 @@ def test_save_pretrained_round_trips_a_loaded_model(full_model_dir, tmp_path):
     saved = engine.save_pretrained(tmp_path / "saved")
     names = {p.name for p in saved.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "exit_heads.safetensors",
-            "exit_heads.json", "controller.safetensors", "postprocess.json", "README.md"} <= names
+            "exit_heads.json", "controller.safetensors", "pruned_layers.safetensors", "postprocess.json",
+            "README.md"} <= names
     assert "pytorch_model.bin" not in names  # pickled weights are never carried along
-    for name in ("model.safetensors", "exit_heads.safetensors", "controller.safetensors", "README.md"):
+    for name in ("model.safetensors", "exit_heads.safetensors", "controller.safetensors", "pruned_layers.safetensors",
+                 "README.md"):
         assert (saved / name).read_bytes() == (full_model_dir / name).read_bytes()  # as shipped
     loaded = PruningEngine.from_pretrained(saved)
     assert loaded.postprocess.passes == ("propagate",) and loaded.exit_heads.layers == (1, 2)
@@ -90,10 +101,11 @@ def test_save_pretrained_writes_a_model_built_in_memory(outside_model_dir, tmp_p
     tokenizer, model = load_model(outside_model_dir)
     controllers = {"rule": RuleController(), "mlp": _controller(len(LABELS))}
     engine = PruningEngine(ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(outside_model_dir),
-                                       controllers=controllers, postprocess=Postprocess(("propagate", "abbreviations"))))
+                                       controllers=controllers, postprocess=Postprocess(("propagate", "abbreviations")),
+                                       pruned_layers=_pruned_layers(model)))
     saved = engine.save_pretrained(tmp_path / "memory")
     assert {"config.json", "model.safetensors", "exit_heads.safetensors", "controller.safetensors",
-            "postprocess.json", "README.md"} <= {p.name for p in saved.iterdir()}
+            "pruned_layers.safetensors", "postprocess.json", "README.md"} <= {p.name for p in saved.iterdir()}
     assert json.loads((saved / "postprocess.json").read_text()) == {"passes": ["propagate", "abbreviations"]}
     card = (saved / "README.md").read_text()
     assert "exit heads: after layers [1, 2]" in card and "B-Chemical" in card
