@@ -209,6 +209,11 @@ def test_script_options_come_from_the_config_dataclass():
                                                                "--no-fast", "--pairs", "x=1"])))
     assert parsed == Args(train=("a", "b"), layers=(3,), rate=2.0, dev=None, fast=False, pairs=("x=1",))
     assert dataclass_from_args(Args, vars(parser.parse_args(["--train", "a"]))) == Args(train=("a",))
+    # given twice, a tuple's values add up (sweep_pruning's --set a=1 --set b=2 dropped a=1), and a
+    # given value replaces a default rather than extending it
+    twice = dataclass_from_args(Args, vars(parser.parse_args(["--train", "a", "--train", "b", "--layers", "3",
+                                                              "--pairs", "x=1", "--pairs", "y=2"])))
+    assert (twice.train, twice.layers, twice.pairs) == (("a", "b"), (3,), ("x=1", "y=2"))
     with pytest.raises(SystemExit):
         parser.parse_args([])  # --train has no default: required
 

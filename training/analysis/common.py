@@ -148,7 +148,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     field, its help from ``field(metadata={"help": ...})`` or the comment after the field, so a
     script's options are its config's fields, declared once (as simple-parsing does). A bool is
     ``--x/--no-x``; a ``Literal`` gives choices; ``tuple[T, ...]`` takes several values (``+`` when it
-    must not be empty), ``tuple[T, T]`` exactly two, ``tuple[tuple[T, ...], ...]`` a repeated option
+    must not be empty; given twice, the values add up), ``tuple[T, T]`` exactly two, ``tuple[tuple[T, ...], ...]`` a repeated option
     (one tuple each time); a field without a default is required. ``metadata={"metavar": ...}``: the
     values stay strings, for the script to parse."""
     hints = typing.get_type_hints(cls)
@@ -169,6 +169,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
                 kwargs.update(action="append", nargs="+", default=None)  # None: the field's default (argparse appends to a default)
                 args = typing.get_args(args[0])
             kwargs.setdefault("nargs", ("+" if default is MISSING or default else "*") if args[-1] is Ellipsis else len(args))
+            if args[-1] is Ellipsis and "action" not in kwargs:  # given twice, the values add up (the last would win alone)
+                kwargs.update(action="extend", default=None)  # None: the field's default (argparse extends a default)
             kwargs.update(_scalar(args[0], f))
         else:
             kwargs.update(_scalar(hint, f))
