@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from bioprune.config import FAITHFUL
 from training.benchmark_roof import op_kind, time_shares
-from training.render_readme import (_speed_cell, faithful_choice, faithful_table, fidelity_tokens_table,
-                                    frontier_table, roof_table)
+from training.render_readme import (PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
+                                    fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
 
 def _sweep(command: str, rows: list[tuple[tuple[int, ...], float, float, float]]) -> dict:
     return {"command": command, "n_documents": 3, "rows": [
-        {"config": {"prune_layers": list(layers), "aggressiveness": lam, "precision": "bf16"},
+        {"config": {"prune_layers": list(layers), "aggressiveness": lam, "precision": "bf16", "frozen_context": True},
          "f1": {"micro": f1, "Chemical": f1, "Disease": f1}, "flops_saved_ratio": saved}
         for layers, lam, f1, saved in rows]}
 
@@ -27,6 +27,19 @@ def test_frontier_lines_up_each_variant_by_layers_and_lambda_and_skips_rows_one_
                     "| 0.9300 (0.930, 0.930) | 42.0% |"]
     assert all(c in table for c in ("`cmd-shipped` → `results/fidelity_frontier_shipped.json`",
                                      "`cmd-soft` → `results/a.json`", "`cmd-hard` → `results/b.json`"))
+
+
+def test_pruned_layers_table_pairs_own_and_trained_layers_on_both_halves():
+    own1 = _sweep("c-own1", [((2,), 1.0, 0.93, 0.3), ((2,), 6.0, 0.92, 0.37)])
+    trained1 = _sweep("c-tr1", [((2,), 6.0, 0.955, 0.37), ((2,), 1.0, 0.963, 0.3)])
+    own2 = _sweep("c-own2", [((2,), 1.0, 0.95, 0.31)])  # no λ 6 row: that λ is left out
+    trained2 = _sweep("c-tr2", [((2,), 1.0, 0.967, 0.31), ((2,), 6.0, 0.965, 0.38)])
+    table = pruned_layers_table(own1, trained1, own2, trained2)
+    rows = [line for line in table.splitlines() if line.startswith("| (")]
+    assert rows == ["| (2,) | 1 | 0.9300 | **0.9630** | 30.0% | 0.9500 | **0.9670** (0.967, 0.967) | 31.0% |"]
+    assert "frozen context" in table
+    assert all(f"`{c}` → `results/{f}`" in table for c, f in zip(("c-own1", "c-tr1", "c-own2", "c-tr2"),
+                                                                 PRUNED_LAYERS_FILES))
 
 
 def test_token_table_shows_a_dash_where_nothing_was_pruned():
