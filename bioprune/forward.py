@@ -371,6 +371,31 @@ class PrunedEncoder:
         return ForwardResult(probs=probs, pruned_layer=exits.layer, pruned_score=exits.score, recovery=events,
                              labels_before=labels_before, tokens_per_layer=tokens, flops=flops, dense_flops=dense)
 
+    @torch.no_grad()
+    def state_at_point(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
+                       config: PruningConfig) -> tuple[Sequences, torch.Tensor]:
+        """The exact fp32 states after ``config``'s first pruning point's layers, (B, T, H) in
+        sequences, and (B, T) True for the tokens that stay there: the same decision a pruned
+        :meth:`forward` makes. What training the layers after the point needs
+        (training/distill_pruned.py), without a full forward."""
+        if not config.enabled:
+            raise ValueError("state_at_point needs a pruning config (controller and prune_layers)")
+        point = min(config.prune_layers)
+        B, T = input_ids.shape
+        valid = attention_mask.bool()
+        seqs = Sequences(hidden=embed(self.model, input_ids),
+                         positions=torch.arange(T, device=input_ids.device).expand(B, T), valid=valid)
+        attention = None
+        needs_attention = self.controllers[config.controller].needs_attention
+        for i in range(point):
+            hidden, attention = run_layer(self.layers[i], seqs.hidden, seqs.valid,
+                                          need_signals=i + 1 == point and needs_attention)
+            seqs = replace(seqs, hidden=hidden)
+        kept, _, _ = self._prune_point(point, seqs, attention, special, config,
+                                       Exits.none(B, T, self.n_classes, input_ids.device), valid.sum(dim=1))
+        keep = torch.zeros_like(valid).scatter(1, kept.positions, kept.valid)  # (B, T)
+        return seqs, keep
+
     def _prune_point(self, layer: int, seqs: Sequences, attention, special: torch.Tensor, config: PruningConfig,
                      exits: Exits, n_real: torch.Tensor) -> tuple[Sequences, Sequences, Exits]:
         """Decide who leaves after ``layer`` layers: the kept sequences (pruned), the leavers (``seqs``

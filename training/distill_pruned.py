@@ -47,10 +47,10 @@ from transformers import get_linear_schedule_with_warmup
 from bioprune.config import PruningConfig
 from bioprune.encoding import encode_texts, window_input_ids
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
-from bioprune.forward import Exits, Sequences, prune
+from bioprune.forward import Sequences, prune
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.io.pubtator import read_pubtator
-from bioprune.layer import classify, embed, run_layer
+from bioprune.layer import classify, run_layer
 from bioprune.model_files import copy_model_files
 from bioprune.options import add_config_arguments
 from bioprune.pruned_layers import PrunedLayers, upper_names
@@ -121,33 +121,21 @@ def teacher_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def point_states(engine: PruningEngine, windows: list[list[int]], config: PruningConfig,
                  batch_size: int = 16) -> list[PointState]:
     """Each window's :class:`PointState` at ``config``'s one pruning point, in ``windows``' order,
-    from the engine's exact fp32 layers and its own pruning decision (:meth:`PrunedEncoder._prune_point`)."""
+    from the engine's exact fp32 layers and its own pruning decision (:meth:`PrunedEncoder.state_at_point`)."""
     encoder, model = engine.encoder, engine.model
-    point = config.prune_layers[0]
-    layers = list(model.base_model.encoder.layer)
-    needs_attention = encoder.controllers[config.controller].needs_attention
+    upper = list(model.base_model.encoder.layer)[config.prune_layers[0]:]
     order = sorted(range(len(windows)), key=lambda i: len(windows[i]))  # little padding per batch
     out: list[PointState | None] = [None] * len(windows)
     for start in tqdm(range(0, len(order), batch_size), desc="point states", unit="batch"):
         rows = order[start:start + batch_size]
         ids, mask, special = engine.batch_inputs([windows[i] for i in rows])
-        B, T = ids.shape
-        valid = mask.bool()
-        seqs = Sequences(hidden=embed(model, ids), positions=torch.arange(T).expand(B, T), valid=valid)
-        attention = None
-        for i in range(point):
-            hidden, attention = run_layer(layers[i], seqs.hidden, seqs.valid,
-                                          need_signals=i + 1 == point and needs_attention)
-            seqs = replace(seqs, hidden=hidden)
-        kept, _, _ = encoder._prune_point(point, seqs, attention, special, config,
-                                          Exits.none(B, T, encoder.n_classes, ids.device), valid.sum(dim=1))
-        keep = torch.zeros_like(valid).scatter(1, kept.positions, kept.valid)  # (B, T)
+        seqs, keep = encoder.state_at_point(ids, mask, special, config)  # (B, T, H), (B, T)
         hidden = seqs.hidden
-        for layer in layers[point:]:
-            hidden = run_layer(layer, hidden, valid)[0]
+        for layer in upper:  # the dense teacher: every token through the model's own upper layers
+            hidden = run_layer(layer, hidden, seqs.valid)[0]
         teacher = classify(model, hidden).float()  # (B, T, C)
         for b, i in enumerate(rows):
-            n = int(valid[b].sum())
+            n = int(seqs.valid[b].sum())
             out[i] = PointState(hidden=seqs.hidden[b, :n].half().clone(), keep=keep[b, :n].clone(),
                                 teacher=teacher[b, :n].clone(), special=special[b, :n].clone())
     return out
