@@ -29,17 +29,22 @@ def test_frontier_lines_up_each_variant_by_layers_and_lambda_and_skips_rows_one_
                                      "`cmd-soft` → `results/a.json`", "`cmd-hard` → `results/b.json`"))
 
 
-def test_pruned_layers_table_pairs_own_and_trained_layers_on_both_halves():
+def test_pruned_layers_table_pairs_own_and_trained_layers_on_both_halves_per_point():
     own1 = _sweep("c-own1", [((2,), 1.0, 0.93, 0.3), ((2,), 6.0, 0.92, 0.37)])
     trained1 = _sweep("c-tr1", [((2,), 6.0, 0.955, 0.37), ((2,), 1.0, 0.963, 0.3)])
     own2 = _sweep("c-own2", [((2,), 1.0, 0.95, 0.31)])  # no λ 6 row: that λ is left out
     trained2 = _sweep("c-tr2", [((2,), 1.0, 0.967, 0.31), ((2,), 6.0, 0.965, 0.38)])
-    table = pruned_layers_table(own1, trained1, own2, trained2)
+    later = tuple(_sweep(f"c3-{i}", [((3,), 0.5, 0.97 + i / 1000, 0.28)]) for i in range(4))
+    table = pruned_layers_table([((own1, trained1, own2, trained2), PRUNED_LAYERS_FILES[2]),
+                                 (later, PRUNED_LAYERS_FILES[3])])
     rows = [line for line in table.splitlines() if line.startswith("| (")]
-    assert rows == ["| (2,) | 1 | 0.9300 | **0.9630** | 30.0% | 0.9500 | **0.9670** (0.967, 0.967) | 31.0% |"]
+    assert rows == ["| (2,) | 1 | 0.9300 | **0.9630** | 30.0% | 0.9500 | **0.9670** (0.967, 0.967) | 31.0% |",
+                    "| (3,) | 0.5 | 0.9700 | **0.9710** | 28.0% | 0.9720 | **0.9730** (0.973, 0.973) | 28.0% |"]
     assert "frozen context" in table
-    assert all(f"`{c}` → `results/{f}`" in table for c, f in zip(("c-own1", "c-tr1", "c-own2", "c-tr2"),
-                                                                 PRUNED_LAYERS_FILES))
+    commands = ("c-own1", "c-tr1", "c-own2", "c-tr2") + tuple(f"c3-{i}" for i in range(4))
+    assert all(f"`{c}` → `results/{f}`" in table
+               for c, f in zip(commands, PRUNED_LAYERS_FILES[2] + PRUNED_LAYERS_FILES[3]))
+    assert len(set(PRUNED_LAYERS_FILES[2] + PRUNED_LAYERS_FILES[3])) == 8
 
 
 def test_token_table_shows_a_dash_where_nothing_was_pruned():

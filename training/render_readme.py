@@ -399,28 +399,35 @@ def frontier_table(shipped: dict, variants: list[tuple[str, dict, str]]) -> str:
     return "\n".join(out)
 
 
-PRUNED_LAYERS_FILES = tuple(f"pruned_layers_{kind}_{half}.json" for half in ("first", "second") for kind in ("own", "trained"))
+# per pruning point the trained layers were made for: the four sweeps (own, trained) x (first, second half)
+PRUNED_LAYERS_FILES = {point: tuple(f"pruned_layers_{prefix}{kind}_{half}.json" for half in ("first", "second")
+                                    for kind in ("own", "trained"))
+                       for point, prefix in ((2, ""), (3, "l3_"))}
 
 
-def pruned_layers_table(own_first: dict, trained_first: dict, own_second: dict, trained_second: dict) -> str:
+def pruned_layers_table(points: list[tuple[tuple[dict, dict, dict, dict], tuple[str, ...]]]) -> str:
     """training/sweep_pruning.py at the trained layers' pruning point on each MEDLINE half, with the
     model's own upper layers (``trained_layers=false``) and with those trained for pruning
-    (training/distill_pruned.py): agreement with dense fp32 and FLOPs saved at each λ."""
-    runs = (own_first, trained_first, own_second, trained_second)
-    by = [{_setting(r): r for r in res["rows"]} for res in runs]
+    (training/distill_pruned.py): agreement with dense fp32 and FLOPs saved at each λ. ``points``:
+    per pruning point, its four runs (own first, trained first, own second, trained second) and
+    their file names."""
     out = _header("| MLP after layers | λ | first half: own layers | trained | FLOPs saved | held-out half: own layers "
                   "| trained (Chemical, Disease) | FLOPs saved |")
-    for r in trained_first["rows"]:
-        rows = [b.get(_setting(r)) for b in by]
-        if any(x is None for x in rows):
-            continue
-        of, tf, os_, ts = rows
-        out.append(f"| {_setting(r)[0]} | {_setting(r)[1]:g} | {of['f1']['micro']:.4f} | **{tf['f1']['micro']:.4f}** | "
-                   f"{_pct(tf['flops_saved_ratio'])} | {os_['f1']['micro']:.4f} | **{ts['f1']['micro']:.4f}** "
-                   f"({ts['f1']['Chemical']:.3f}, {ts['f1']['Disease']:.3f}) | {_pct(ts['flops_saved_ratio'])} |")
-    config = trained_first["rows"][0]["config"]
-    files = "; ".join(f"`{res['command']}` → `results/{file}`" for res, file in zip(runs, PRUNED_LAYERS_FILES))
-    out += ["", f"{trained_first['n_documents']} and {trained_second['n_documents']} abstracts of the MEDLINE slice's "
+    for runs, _ in points:
+        by = [{_setting(r): r for r in res["rows"]} for res in runs]
+        for r in runs[1]["rows"]:
+            rows = [b.get(_setting(r)) for b in by]
+            if any(x is None for x in rows):
+                continue
+            of, tf, os_, ts = rows
+            out.append(f"| {_setting(r)[0]} | {_setting(r)[1]:g} | {of['f1']['micro']:.4f} | **{tf['f1']['micro']:.4f}** | "
+                       f"{_pct(tf['flops_saved_ratio'])} | {os_['f1']['micro']:.4f} | **{ts['f1']['micro']:.4f}** "
+                       f"({ts['f1']['Chemical']:.3f}, {ts['f1']['Disease']:.3f}) | {_pct(ts['flops_saved_ratio'])} |")
+    runs = points[0][0]
+    config = runs[1]["rows"][0]["config"]
+    files = "; ".join(f"`{res['command']}` → `results/{file}`" for runs, names in points
+                      for res, file in zip(runs, names))
+    out += ["", f"{runs[1]['n_documents']} and {runs[3]['n_documents']} abstracts of the MEDLINE slice's "
             f"two halves (neither trained on), {'frozen context, ' if config['frozen_context'] else ''}recovery off, "
             f"precision {config['precision']}; agreement = exact-match F1 against the dense fp32 model's entities; the "
             f"same pruning decisions in both columns, so equal FLOPs. {files}."]
@@ -908,8 +915,10 @@ def main() -> None:
     variants = [(name, res, file) for name, file in FRONTIER_VARIANTS if (res := _load(file)) is not None]
     if (shipped := _load("fidelity_frontier_shipped.json")) is not None and variants:
         blocks["fidelity_frontier"] = frontier_table(shipped, variants)
-    if all(runs := [_load(f) for f in PRUNED_LAYERS_FILES]):
-        blocks["pruned_layers"] = pruned_layers_table(*runs)
+    points = [(tuple(runs), names) for names in PRUNED_LAYERS_FILES.values()
+              if all(runs := [_load(f) for f in names])]
+    if points:
+        blocks["pruned_layers"] = pruned_layers_table(points)
     first, second = _load("fidelity_frozen_first.json"), _load("fidelity_frozen_second.json")
     if first is not None and second is not None:
         runs = {f: ev for f in ("evaluate_test_faithful.json", "evaluate_dev_faithful.json") if (ev := _load(f))}
