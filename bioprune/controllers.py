@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from bioprune.config import PruningConfig
 from bioprune.importance import TokenSignals, neighbourhood_max
+from bioprune.model_files import save_tensors
 
 
 class Controller(Protocol):
@@ -108,8 +109,7 @@ class LearnedController(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / CONTROLLER_FILE
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(path))
-        return path
+        return save_tensors({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, path)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> "LearnedController | None":

@@ -30,7 +30,7 @@ from bioprune.linking import Linker, index_dir_for, load_linker
 from bioprune.devices import resolve_device
 from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
-from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir
+from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir, share_like_new_files
 from bioprune.postprocess import POSTPROCESS_FILE, Postprocess
 from bioprune.precision import resolve_precision
 from bioprune.pruned_layers import PrunedLayers
@@ -241,6 +241,7 @@ class PruningEngine:
     def _save_modules(self, target: Path) -> None:
         """Serialise the model, tokenizer, exit heads, learned controller and pruned layers held in memory."""
         self.model.save_pretrained(str(target), safe_serialization=True)
+        share_like_new_files(target)  # transformers' safetensors are owner-only otherwise
         self.tokenizer.save_pretrained(str(target))
         for part in (self.exit_heads, self.controllers.get("mlp"), self.bundle.pruned_layers):  # those it has
             if part is not None:

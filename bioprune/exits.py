@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
+
+from bioprune.model_files import save_tensors
 
 EXIT_HEADS_FILE = "exit_heads.safetensors"
 
@@ -34,8 +36,7 @@ class ExitHeads(nn.Module):
         path = Path(directory) / EXIT_HEADS_FILE
         tensors = {f"{k}.{name}": p.detach().contiguous().cpu()
                    for k, head in self.heads.items() for name, p in head.named_parameters()}
-        save_file(tensors, str(path))
-        return path
+        return save_tensors(tensors, path)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> "ExitHeads | None":

@@ -29,10 +29,11 @@ import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
+from bioprune.model_files import save_tensors
 from bioprune.shapes import padded_rows
 
 logger = logging.getLogger(__name__)
@@ -162,8 +163,7 @@ def recording_input_ranges(model: nn.Module):
 def save_calibration(ranges: dict[str, torch.Tensor], directory: str | Path) -> Path:
     """Write the input ranges as ``CALIBRATION_FILE`` in ``directory`` (safetensors)."""
     path = Path(directory) / CALIBRATION_FILE
-    save_file({k: v.contiguous() for k, v in ranges.items()}, str(path))
-    return path
+    return save_tensors({k: v.contiguous() for k, v in ranges.items()}, path)
 
 
 def load_calibration(directory: str | Path) -> dict[str, torch.Tensor] | None:

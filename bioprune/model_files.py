@@ -14,8 +14,11 @@ is the other half: writing a model folder somewhere else, as shipped.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
+
+from safetensors.torch import save_file
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,32 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")  # safetens
 # transformers converts (WordPiece vocab.txt, BPE vocab.json + merges.txt, SentencePiece models).
 # Without any, transformers 5 silently builds an empty tokenizer and every word becomes [UNK].
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def default_file_mode() -> int:
+    """The permission bits a new file gets under this process's umask (0o644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def share_like_new_files(folder: Path, names=WEIGHT_FILES) -> None:
+    """Give the files ``names`` in ``folder`` (those there) the umask's permissions.
+
+    safetensors >= 0.7 writes every file owner-only (0600) whatever the umask, for transformers'
+    ``save_pretrained`` too: a model folder saved on a shared machine could not be loaded by
+    anyone else, and a container running as another user could not read weights copied into it.
+    """
+    for name in names:
+        if (folder / name).is_file():
+            (folder / name).chmod(default_file_mode())
+
+
+def save_tensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file``, readable like any new file (:func:`share_like_new_files`)."""
+    save_file(tensors, str(path), metadata=metadata)
+    share_like_new_files(path.parent, (path.name,))
+    return path
 
 
 class ModelNotFoundError(FileNotFoundError):

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from bioprune.config import PruningConfig
+from bioprune.model_files import save_tensors
 
 PRUNED_LAYERS_FILE = "pruned_layers.safetensors"
 
@@ -83,9 +83,9 @@ class PrunedLayers:
 
     def save(self, directory: str | Path) -> Path:
         path = Path(directory) / PRUNED_LAYERS_FILE
-        save_file({n: t.detach().contiguous().cpu() for n, t in self.state.items()}, str(path),
-                  metadata={"first_layer": str(self.first_layer), "frozen_context": str(self.frozen_context).lower()})
-        return path
+        return save_tensors({n: t.detach().contiguous().cpu() for n, t in self.state.items()}, path,
+                            metadata={"first_layer": str(self.first_layer),
+                                      "frozen_context": str(self.frozen_context).lower()})
 
     @classmethod
     def load(cls, directory: str | Path) -> "PrunedLayers | None":

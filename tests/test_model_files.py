@@ -7,6 +7,7 @@ The Hub tests run offline against a local Hugging Face cache built in a fixture 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -126,6 +127,25 @@ def test_save_pretrained_writes_weights_changed_since_loading(full_model_dir, tm
     assert torch.equal(loaded.exit_heads.heads["1"].bias, engine.exit_heads.heads["1"].bias)
     assert loaded.postprocess == engine.postprocess
     _same_results(engine, loaded)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_saved_model_folder_is_as_readable_as_the_umask_says(outside_model_dir, tmp_path, umask):
+    """safetensors writes owner-only files whatever the umask: a lab-mate, or a container running as
+    another user, could not load a model folder saved on a shared machine."""
+    tokenizer, model = load_model(outside_model_dir)
+    engine = PruningEngine(ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(outside_model_dir),
+                                       controllers={"rule": RuleController(), "mlp": _controller(len(LABELS))},
+                                       pruned_layers=_pruned_layers(model)))
+    previous = os.umask(umask)
+    try:
+        saved = engine.save_pretrained(tmp_path / "shared")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in saved.iterdir() if p.is_file()}
+    assert {"model.safetensors", "exit_heads.safetensors", "controller.safetensors",
+            "pruned_layers.safetensors"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
 
 
 def test_save_pretrained_writes_this_engines_postprocess_choice(full_model_dir, tmp_path):

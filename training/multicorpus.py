@@ -74,6 +74,7 @@ from bioprune.evaluation import evaluate_engine
 from bioprune.io.inputs import detect_format
 from bioprune.io.pubtator import read_pubtator
 from bioprune.labels import IGNORE_INDEX, LABEL_TO_ID, LABELS
+from bioprune.model_files import share_like_new_files
 from training.analysis.common import add_dataclass_arguments, dataclass_from_args, md5, medline_halves, parse_dataclass
 from training.corpora import ALL_LABELS, CORPORA, TARGETS, Corpus, check_types, corpus_for_file, corpus_token_labels, \
     with_type_overrides
@@ -163,6 +164,7 @@ def save_model(model, tokenizer, out: Path, fp16: bool) -> None:
     if fp16:
         model = model.half()
     model.save_pretrained(out, safe_serialization=True)
+    share_like_new_files(Path(out))  # transformers' safetensors are owner-only otherwise
     tokenizer.save_pretrained(out)
 
 
