@@ -20,6 +20,7 @@ from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from bioprune.config import PruningConfig
+from bioprune.model_files import default_file_mode
 from bioprune.types import ENTITY_TYPES
 
 logger = logging.getLogger(__name__)
@@ -57,10 +58,8 @@ def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "w") as handle:
             json.dump(json_safe(obj), handle, indent=2, allow_nan=False)
             handle.write("\n")
