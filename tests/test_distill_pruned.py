@@ -14,7 +14,8 @@ from bioprune.config import DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.io.pubmed_xml import iter_pubmed_xml
 from bioprune.pruned_layers import PRUNED_LAYERS_FILE, PrunedLayers
-from training.distill_pruned import (DistillArgs, collate, distill, parse_args, point_states, teacher_targets,
+from training.distill_pruned import (DistillArgs, collate, distill, distillation_loss, parse_args, point_states,
+                                     teacher_targets,
                                      training_texts, upper_forward)
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -108,6 +109,17 @@ def test_teacher_targets_sharpen_to_the_teachers_labels():
     assert hard.tolist() == [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]  # the unsure second token gets its label too
     sharper = teacher_targets(logits, 0.5)
     assert (sharper.max(-1).values > logits.softmax(-1).max(-1).values).all()
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_at_any_temperature_the_student_learns_the_teachers_own_logits(temperature):
+    teacher = torch.tensor([[[2.0, 1.0, 0.0], [0.0, 0.4, -1.0]]])  # (1, 2, 3)
+    student = teacher.clone().requires_grad_(True)
+    distillation_loss(student, teacher, torch.ones(1, 2), temperature).backward()
+    assert student.grad.abs().max() < 1e-6  # the teacher's logits are the minimum, not a softer copy
+    sharper = (teacher * 2).requires_grad_(True)
+    distillation_loss(sharper, teacher, torch.ones(1, 2), temperature).backward()
+    assert (sharper.grad * teacher).sum() > 0  # a sharper student is pushed back toward the teacher's scale
 
 
 def test_a_negative_teacher_temperature_is_refused(tmp_path):

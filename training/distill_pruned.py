@@ -72,7 +72,7 @@ class TrainArgs:
     batch_size: int = 16  # windows per step
     warmup_ratio: float = 0.05  # share of the steps warming the rate up
     weight_decay: float = 0.01  # AdamW
-    teacher_temperature: float = 1.0  # softmax(teacher logits / T) is the target; 0: its argmax, one-hot
+    teacher_temperature: float = 1.0  # T of distillation_loss; 0: the teacher's argmax, one-hot
     max_docs: int = 0  # 0: every text; else a random subset of this many (a quick run)
     checkpoint_steps: int = 200  # steps between checkpoints
     seed: int = 13
@@ -176,6 +176,18 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.T
     return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al. 2015) over ``mask`` (B, T) of logits (B, T, C): the
+    student and the teacher are both softened by ``temperature`` and the loss scaled by its square,
+    so the student's own logits keep the teacher's scale, which the decoding's O bias relies on
+    (softening only the teacher would train a student less sure than the teacher at every T != 1).
+    At 0: cross-entropy with the teacher's labels."""
+    if temperature == 0:
+        return soft_cross_entropy(student, teacher_targets(teacher, 0.0), mask)
+    return temperature ** 2 * soft_cross_entropy(student / temperature, teacher_targets(teacher, temperature), mask)
+
+
 def distill(args: DistillArgs, resume: bool = False) -> dict:
     if not args.teacher_temperature >= 0:
         raise SystemExit(f"--teacher-temperature must be >= 0 (0: the teacher's labels), got {args.teacher_temperature}")
@@ -245,7 +257,7 @@ def distill(args: DistillArgs, resume: bool = False) -> dict:
         kept, frozen, teacher, counts = collate([states[i] for i in batches[step % len(batches)]],
                                                 config.frozen_context)
         logits = upper_forward(student, point, kept, frozen)
-        loss = soft_cross_entropy(logits, teacher_targets(teacher, args.teacher_temperature), counts)
+        loss = distillation_loss(logits, teacher, counts, args.teacher_temperature)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], 1.0)
         optimizer.step()
