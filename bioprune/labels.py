@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
 
 import numpy as np
 
@@ -61,6 +60,11 @@ def tags_to_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     current: list | None = None
     for i, tag in enumerate(tags):
+        if tag == "O":  # most words: close what is open
+            if current is not None:
+                spans.append(tuple(current))
+                current = None
+            continue
         prefix, _, label = tag.partition("-")
         if prefix == "O" or (prefix == "B") or current is None or current[2] != label:
             if current is not None:
@@ -79,12 +83,14 @@ def word_probs(probs: np.ndarray, word_ids: Sequence[int]) -> tuple[np.ndarray, 
     probs: (T, C) over the document's content tokens; word_ids: (T,) word index of each token.
     Returns (W, C) word probabilities and, per word, the indices of its tokens.
     """
-    words = [[i for i, _ in group] for _, group in groupby(enumerate(word_ids), key=lambda item: item[1])]
-    if not words:
-        return np.zeros((0, probs.shape[1]), dtype=probs.dtype), words
-    sums = np.add.reduceat(probs, [w[0] for w in words], axis=0)  # (W, C)
-    counts = np.array([len(w) for w in words], dtype=probs.dtype)[:, None]
-    return sums / counts, words
+    ids = np.asarray(word_ids)  # (T,)
+    if not ids.size:
+        return np.zeros((0, probs.shape[1]), dtype=probs.dtype), []
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])  # (W,) each word's first token
+    bounds = starts.tolist() + [ids.size]
+    sums = np.add.reduceat(probs, starts, axis=0)  # (W, C)
+    counts = np.diff(bounds).astype(probs.dtype)[:, None]  # (W, 1)
+    return sums / counts, [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
 
 
 @dataclass(frozen=True)
@@ -107,19 +113,22 @@ def bio_viterbi(log_probs: np.ndarray) -> list[int]:
     """
     rows = log_probs.tolist()
     n = len(LABELS)
-    opener = {i: LABEL_TO_ID["B-" + label[2:]] for i, label in enumerate(LABELS) if label.startswith("I-")}
-    score = [float("-inf") if i in opener else rows[0][i] for i in range(n)]
+    continues = [(i, LABEL_TO_ID["B-" + label[2:]]) for i, label in enumerate(LABELS) if label.startswith("I-")]
+    score = rows[0][:]
+    for i, _ in continues:  # no I-X first
+        score[i] = float("-inf")
     back: list[list[int]] = []
     for row in rows[1:]:
-        best_prev = max(range(n), key=score.__getitem__)
+        best = max(score)
+        best_prev = score.index(best)  # the first best, as max(range(n), key=...) would give
         pointers = [best_prev] * n
-        new = [score[best_prev] + row[i] for i in range(n)]
-        for i, b in opener.items():  # I-X continues B-X or I-X only
+        new = [best + x for x in row]
+        for i, b in continues:  # I-X continues B-X or I-X only
             prev = b if score[b] >= score[i] else i
             pointers[i], new[i] = prev, score[prev] + row[i]
         back.append(pointers)
         score = new
-    path = [max(range(n), key=score.__getitem__)]
+    path = [score.index(max(score))]
     for pointers in reversed(back):
         path.append(pointers[path[-1]])
     return path[::-1]

@@ -113,14 +113,6 @@ def expand_abbreviations(text: str, entities: Sequence[Entity]) -> list[Entity]:
         for source, short in pairs for m in re.finditer(re.escape(short), text)))
 
 
-def _name_starts(text: str) -> Iterator[int]:
-    """Offsets where a name may start: a word character not preceded by one, or any other
-    non-space character (names such as "(+)-catechin" or "[3H]dopamine" start with punctuation)."""
-    for i, ch in enumerate(text):
-        if not ch.isspace() and (i == 0 or not (ch.isalnum() and text[i - 1].isalnum())):
-            yield i
-
-
 def build_gazetteer(texts_and_mentions: Iterable[tuple[str, Sequence[tuple[int, int, str]]]],
                     min_ratio: float, min_count: int = 1, min_chars: int = 3,
                     skip_short_forms: bool = False) -> dict[str, str]:
@@ -165,30 +157,44 @@ def tagged_as(names: Iterable[str], texts_and_mentions: Iterable[tuple[str, Sequ
         for start, name in _matches(text, by_prefix, min_chars, overlapping=True):
             seen[name] += 1
             tagged[name] += (start, start + len(name)) in spans
-    return frozenset(n for group in by_prefix.values() for n in group if tagged[n] >= min_ratio * seen[n])
+    return frozenset(n for groups in by_prefix.values() for _, group in groups for n in group
+                     if tagged[n] >= min_ratio * seen[n])
 
 
-def _by_prefix(names: Iterable[str], min_chars: int) -> dict[str, list[str]]:
-    """Names grouped by their first ``min_chars`` characters, longest first within a group."""
-    groups: dict[str, list[str]] = {}
-    for name in sorted(names, key=len, reverse=True):
-        groups.setdefault(name[:min_chars], []).append(name)
-    return groups
+# Where a gazetteer name may start: a character that is not a space and does not continue a word
+# (names match whole words; some start with punctuation: "(+)-catechin", "[3H]dopamine"). [^\W_] is
+# a letter or digit as str.isalnum() has it.
+_NAME_START = re.compile(r"(?<![^\W_])\S")
+
+# names by their first ``min_chars`` characters, then by length, longest first: ((length, names), ...)
+NameIndex = dict[str, tuple[tuple[int, frozenset[str]], ...]]
 
 
-def _matches(text: str, by_prefix: dict[str, list[str]], min_chars: int,
-             overlapping: bool = False) -> Iterator[tuple[int, str]]:
+def _by_prefix(names: Iterable[str], min_chars: int) -> NameIndex:
+    """Names grouped by their first ``min_chars`` characters and, within a group, by length, longest
+    first: at each start :func:`_matches` tries one slice per length, not one comparison per name
+    (a common prefix holds hundreds of names)."""
+    groups: dict[str, dict[int, set[str]]] = {}
+    for name in names:
+        groups.setdefault(name[:min_chars], {}).setdefault(len(name), set()).add(name)
+    return {prefix: tuple((length, frozenset(group)) for length, group in sorted(by_length.items(), reverse=True))
+            for prefix, by_length in groups.items()}
+
+
+def _matches(text: str, by_prefix: NameIndex, min_chars: int, overlapping: bool = False) -> Iterator[tuple[int, str]]:
     """``(start, name)`` of whole-word occurrences in ``text``, longest name first at each start;
     left to right, skipping what a match covers unless ``overlapping``."""
-    covered_until = 0
-    for i in _name_starts(text):
+    covered_until, n = 0, len(text)
+    for m in _NAME_START.finditer(text):
+        i = m.start()
         if i < covered_until:
             continue
-        for name in by_prefix.get(text[i:i + min_chars], ()):
-            if text.startswith(name, i) and _is_word_boundary(text, i, i + len(name)):
-                yield i, name
+        for length, group in by_prefix.get(text[i:i + min_chars], ()):
+            end = i + length
+            if (end >= n or not text[end].isalnum()) and text[i:end] in group:
+                yield i, text[i:end]
                 if not overlapping:
-                    covered_until = i + len(name)
+                    covered_until = end
                     break
 
 
@@ -198,7 +204,7 @@ class Gazetteer:
 
     names: Mapping[str, str]  # name -> "Chemical" | "Disease"
     min_chars: int = 3
-    _by_prefix: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+    _by_prefix: NameIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "_by_prefix", _by_prefix(self.names, self.min_chars))
