@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+from bioprune.allocator import keep_freed_memory
 from bioprune.config import DEFAULT, PruningConfig
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
@@ -158,6 +159,8 @@ class PruningEngine:
     def __post_init__(self):
         self.bundle.encoder.check(self.config)
         object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
+        if self.bundle.device == "cpu":
+            keep_freed_memory()  # once per process: the forward's temporaries stay in the heap (bioprune.allocator)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, config: PruningConfig | None = None,

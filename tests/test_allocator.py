@@ -1,0 +1,67 @@
+"""bioprune.allocator: freed forward temporaries stay in the heap, once an engine runs on the CPU."""
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from bioprune.allocator import user_tuned
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt thresholds are glibc's")
+
+# attention-like work in bf16 over varying lengths (as per-sequence attention does), then the minor page
+# faults of two more passes: fresh pages the kernel had to zero and map
+WORKLOAD = """
+import resource, torch
+torch.set_num_threads(1)
+q = torch.randn(12, 512, 32).bfloat16()
+def work():
+    for n in (96, 352, 160, 512, 224, 448) * 5:
+        s = torch.matmul(q[:, :n], q[:, :n].transpose(1, 2))
+        torch.matmul(s.softmax(-1), q[:, :n])
+        torch.randn(n, 1536).bfloat16()
+work()
+r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+work(); work()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
+"""
+
+
+def _page_faults(setup: str, env: dict | None = None) -> int:
+    env = {k: v for k, v in (env or os.environ).items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(setup) + WORKLOAD], capture_output=True, text=True,
+                         env=env, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_the_users_own_malloc_settings_are_recognised():
+    assert not user_tuned({"PATH": "/bin"})
+    assert user_tuned({"MALLOC_TRIM_THRESHOLD_": "0"})
+    assert user_tuned({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+    assert not user_tuned({"GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX2"})
+
+
+@glibc_only
+def test_an_engine_on_the_cpu_makes_freed_temporaries_reusable(tiny_model_dir):
+    untuned = _page_faults("")
+    tuned = _page_faults(f"""
+        from bioprune import PruningEngine
+        PruningEngine.from_pretrained({str(tiny_model_dir)!r})
+    """)
+    assert tuned < 100, f"{tuned} page faults in steady state with the engine loaded ({untuned} without)"
+    if untuned < 1000:
+        pytest.skip(f"this glibc faulted only {untuned} times without the thresholds: no difference to show")
+    assert tuned < untuned / 10
+
+
+@glibc_only
+def test_the_users_own_malloc_settings_win():
+    code = "from bioprune.allocator import keep_freed_memory; print(keep_freed_memory())"
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert ran.stdout.split()[-1] == "False"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+    assert ran.stdout.split()[-1] == "True"
