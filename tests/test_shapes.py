@@ -11,6 +11,7 @@ def test_row_counts_land_on_a_coarse_grid_with_little_padding():
     # oneDNN compiles one kernel per shape and caches 1024: a Linear layer must not bring hundreds
     assert len(set(rounded)) <= 150
     assert max((r - m) / m for m, r in zip(range(1024, 8193), rounded[1023:])) <= 1 / 16  # a batch pads <= 6.25%
+    assert max(r - m for m, r in zip(range(1, 513), rounded)) <= 31  # one window alone: under a 32-row step
 
 
 def test_sequence_lengths_round_to_multiples_of_32():
