@@ -29,11 +29,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 """
 
 
-def _page_faults(setup: str, env: dict | None = None) -> int:
-    env = {k: v for k, v in (env or os.environ).items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(setup) + WORKLOAD], capture_output=True, text=True,
-                         env=env, check=True)
-    return int(out.stdout.split()[-1])
+def _python(code: str, **env: str) -> str:
+    """The last word ``code`` prints in a fresh interpreter whose malloc settings are glibc's own and ``env``'s."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**clean, **env}, check=True)
+    return ran.stdout.split()[-1]
+
+
+def _page_faults(setup: str) -> int:
+    return int(_python(textwrap.dedent(setup) + WORKLOAD))
 
 
 def test_the_users_own_malloc_settings_are_recognised():
@@ -59,9 +63,5 @@ def test_an_engine_on_the_cpu_makes_freed_temporaries_reusable(tiny_model_dir):
 @glibc_only
 def test_the_users_own_malloc_settings_win():
     code = "from bioprune.allocator import keep_freed_memory; print(keep_freed_memory())"
-    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert ran.stdout.split()[-1] == "False"
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
-    assert ran.stdout.split()[-1] == "True"
+    assert _python(code, MALLOC_TRIM_THRESHOLD_="131072") == "False"
+    assert _python(code) == "True"
