@@ -5,9 +5,9 @@ per-sequence attention scores (heads x n x n, 3 MB in bf16 for a 350-token windo
 :func:`bioprune.layer.packed_attention`), the feed-forward activations. glibc serves a request
 above its mmap threshold (dynamic, from 128 KiB) with pages of its own and returns the heap's top
 to the kernel once more than its trim threshold lies free there, so those temporaries kept coming
-back as fresh pages that the kernel zeroes and faults in 4 KiB at a time: about 3,300 minor page
-faults per abstract annotated one at a time with the default (dense bf16), near none with both
-thresholds fixed (mallopt(3)), and about a tenth less time per abstract at batch 1 (docs/pruning.md,
+back as fresh pages that the kernel zeroes and faults in 4 KiB at a time, thousands per abstract
+annotated one at a time with the default (dense bf16); with both thresholds fixed (mallopt(3)) they
+are reused (page faults and time of both: results/benchmark_allocator.json, docs/pruning.md,
 "Engineering notes"). It is what PyTorch's CPU performance guide gets by preloading jemalloc or
 tcmalloc, done here without a new library.
 

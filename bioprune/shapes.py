@@ -16,7 +16,7 @@ import torch
 SEQUENCE_BUCKET_TOKENS = 32  # per-sequence attention: lengths rounded up to a multiple of this
 ROW_BUCKETS_PER_OCTAVE = 16  # Linear layers: row counts rounded up on a grid of 16 steps per power of 2
 # ... never a finer step than this many rows: one window alone (batch 1, ~350 tokens) pads at most 31
-# rows; a step of 64 padded ~10% on average and ran the default ~4% slower one abstract at a time
+# rows (a step of 64 padded ~10% of them on average)
 MIN_ROW_STEP = 32
 
 

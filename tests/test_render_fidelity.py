@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bioprune.config import FAITHFUL
 from training.benchmark_roof import op_kind, time_shares
-from training.render_readme import (PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
+from training.render_readme import (allocator_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
                                     fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
 
@@ -95,3 +95,17 @@ def test_faithful_is_the_first_halfs_most_saving_row_at_the_agreement_floor_and_
     assert (FAITHFUL.prune_layers, FAITHFUL.aggressiveness) == ((4,), 6.0)
     assert "| (4,) | **6 (FAITHFUL)** | 0.9810 | 18.8% | 0.9860 (0.986, 0.986) | 18.9% |" in table
     assert "| (3,) | 0.25 | 0.9600 | 26.0% | – | – |" in table  # no held-out row: dashes
+
+
+def test_allocator_sentence_counts_the_rounds_each_mode_won():
+    def mode(ms, faults, rounds):
+        return {"ms_per_abstract": ms, "page_faults_per_abstract": faults, "seconds_per_round": rounds}
+    res = {"n_abstracts": 100, "cpu": "AMD EPYC", "command": "python -m training.benchmark_allocator --data x",
+           "batch": {"1": {"glibc default": mode(43.3, 3284, [4.0, 4.2, 4.1]), "fixed": mode(39.2, 147, [3.9, 4.3, 3.8]),
+                           "speedup_median": 1.09},
+                     "16": {"glibc default": mode(32.6, 1178, [3.2, 3.3]), "fixed": mode(32.6, 334, [3.3, 3.2]),
+                            "speedup_median": 1.0}}}
+    text = allocator_sentence(res)
+    assert "One abstract at a time: 3,284 → 147 page faults and 43.3 → 39.2 ms per abstract (1.09×, faster in 2 of 3" in text
+    assert "At batch 16: 1,178 → 334" in text and "faster in 1 of 2 rounds" in text
+    assert text.endswith("`python -m training.benchmark_allocator --data x` → `results/benchmark_allocator.json`.")

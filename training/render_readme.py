@@ -883,6 +883,21 @@ def dev_default_sentence(res: dict) -> str:
             f"`results/evaluate_dev_default.json`).")
 
 
+def allocator_sentence(res: dict) -> str:
+    """training/benchmark_allocator.py: page faults and time of the default with glibc's malloc thresholds
+    left alone and fixed (bioprune.allocator), one abstract at a time and at batch 16."""
+    parts = []
+    for batch, what in (("1", "One abstract at a time"), ("16", "At batch 16")):
+        b = res["batch"][batch]
+        old, new = b["glibc default"], b["fixed"]
+        faster = sum(o > n for o, n in zip(old["seconds_per_round"], new["seconds_per_round"]))
+        parts.append(f"{what}: {old['page_faults_per_abstract']:,.0f} → {new['page_faults_per_abstract']:,.0f} "
+                     f"page faults and {old['ms_per_abstract']:.1f} → {new['ms_per_abstract']:.1f} ms per abstract "
+                     f"({b['speedup_median']:.2f}×, faster in {faster} of {len(old['seconds_per_round'])} rounds).")
+    return (" ".join(parts) + f" {res['n_abstracts']} test abstracts, the default, linking off, each mode in "
+            f"processes of its own, alternating, on {res['cpu']}: `{res['command']}` → `results/benchmark_allocator.json`.")
+
+
 # (block, results file, render) of each table drawn from one results file (render may return None: block left)
 BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("evaluation", "evaluate_test.json", evaluation_table), ("dev_curve", "dev_curve.json", dev_curve_table),
@@ -890,6 +905,7 @@ BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("multicorpus", "multicorpus_dev.json", multicorpus_table), ("corpus", "corpus_biored_dev_shipped.json", corpus_table),
           ("decoding_dev", "decoding_dev.json", decoding_table), ("distill", "distill_dev.json", distill_table),
           ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
+          ("allocator", "benchmark_allocator.json", allocator_sentence),
           *((block, PRUNING_FILES[c][0], lambda ev, c=c: pruning_table(ev, _load(PRUNING_FILES[c][1]), c))
             for c, block in (("rule", "pruning"), ("mlp", "pruning_mlp"))),
           ("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
