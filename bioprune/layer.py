@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from bioprune.fused_attention import attention_kernel, fits, fused_attention
 from bioprune.importance import row_attention_signals
 from bioprune.shapes import bucketed_tokens, padded_rows
 
@@ -122,6 +123,19 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
                      scaling: float, frozen: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
                      ) -> torch.Tensor:
     """Self-attention over packed rows, one sequence at a time, no mask: (N, H) -> (N, H).
+
+    In bf16 on a CPU with AVX-512 BF16, one compiled call (:mod:`bioprune.fused_attention`, the
+    same roundings); else :func:`attention_by_sequence`'s torch ops. Arguments: as there.
+    """
+    if fits(q, n_heads) and (kernel := attention_kernel()) is not None:
+        return fused_attention(kernel, q, k, v, lengths, n_heads, scaling, frozen)
+    return attention_by_sequence(q, k, v, lengths, n_heads, scaling, frozen)
+
+
+def attention_by_sequence(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
+                          scaling: float, frozen: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+                          ) -> torch.Tensor:
+    """Self-attention over packed rows in torch ops, one sequence at a time, no mask: (N, H) -> (N, H).
 
     q, k, v: (N, H) (views are fine: the int8 copy's fused projection gives strided ones) holding
     consecutive sequences of ``lengths`` tokens, then padding rows (past ``sum(lengths)``: ignored,

@@ -1,0 +1,189 @@
+/* Fused bf16 self-attention over packed sequences, for CPUs with AVX-512 BF16.
+ *
+ * Built and loaded at run time by bioprune/fused_attention.py (which says why and when). For each
+ * (sequence, head), with the head's queries Q (n x dh), keys and values K, V (m x dh: the sequence's
+ * own n tokens, then its nc frozen context tokens):
+ *
+ *     out = softmax(round_bf16(round_bf16(Q * scaling) K^T)) V      (softmax in fp32, P rounded to bf16)
+ *
+ * the same roundings as bioprune.layer.packed_attention's torch ops (bf16 matmuls accumulate in
+ * fp32 and round their output), so it matches them to the last bit on nearly every element. The
+ * (n x m) scores of four query rows at a time stay in L1 instead of going through memory three
+ * times (matmul, softmax, matmul), and both products run on VDPBF16PS, two bf16 products per fp32
+ * lane: keys are re-laid out per 16-key block as (dim pair) x 16 keys, values per key pair as
+ * dh x (2 keys), the layouts the instruction reads (the "VNNI" layout of oneDNN's bf16 kernels).
+ * Work items (sequence, head) are shared among OpenMP threads: the runtime torch itself loaded
+ * (libgomp.so.1), so the kernel reuses torch's thread pool instead of competing with it.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROWS 4 /* query rows per pass: 4 score accumulators, 4 x dh/16 context accumulators */
+
+/* e^x for x <= 0 (the softmax's shifted scores), Cephes' expf polynomial; exactly 0 below -87 */
+static inline __m512 exp_ps(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    __mmask16 live = _mm512_cmp_ps_mask(x, lo, _CMP_GT_OQ);
+    x = _mm512_max_ps(x, lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+static inline __m512 bf16_to_ps(__m256i b) { /* 16 bf16 -> 16 fp32, exact */
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+}
+
+static inline __m512 round_bf16(__m512 x) { /* to the nearest bf16 (ties to even) and back */
+    return bf16_to_ps((__m256i)_mm512_cvtneps_pbh(x));
+}
+
+/* Row j of the keys (or values): the sequence's own tokens first, then its frozen context. */
+static inline const uint16_t *row(const uint16_t *own, long own_stride, const uint16_t *ctx, long ctx_stride,
+                                  int n, int j) {
+    return j < n ? own + (long)j * own_stride : ctx + (long)(j - n) * ctx_stride;
+}
+
+typedef struct {
+    uint32_t *q;  /* n x dh/2: scaled queries, dim pairs */
+    uint32_t *k;  /* blocks x dh/2 x 16: keys, per 16-key block and dim pair */
+    uint32_t *v;  /* pairs x dh: values, per key pair and dim (2 keys) */
+    float *s;     /* ROWS x m16: scores, then exponentials */
+    uint16_t *p;  /* ROWS x m16: probabilities (bf16) */
+} Scratch;
+
+static inline __attribute__((always_inline)) void one_head(
+    const int DH, const uint16_t *q, long qs, const uint16_t *k, long ks, const uint16_t *v, long vs,
+    const uint16_t *ck, long cks, const uint16_t *cv, long cvs, int n, int nc, float scaling,
+    uint16_t *out, long os, const Scratch *w)
+{
+    const int m = n + nc, P2 = DH / 2, blocks = (m + 15) / 16, m16 = blocks * 16, pairs = (m + 1) / 2;
+    const __m512 scale = _mm512_set1_ps(scaling);
+    for (int i = 0; i < n; i++) /* Q * scaling, rounded to bf16 */
+        for (int c = 0; c < DH; c += 32) {
+            __m512 lo = _mm512_mul_ps(bf16_to_ps(_mm256_loadu_si256((const __m256i *)(q + (long)i * qs + c))), scale);
+            __m512 hi = _mm512_mul_ps(bf16_to_ps(_mm256_loadu_si256((const __m256i *)(q + (long)i * qs + c + 16))), scale);
+            _mm512_storeu_si512(w->q + (long)i * P2 + c / 2, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    for (int b = 0; b < blocks; b++) /* K: 16 keys x dim pairs -> dim pairs x 16 keys */
+        for (int jj = 0; jj < 16; jj++) {
+            int j = b * 16 + jj;
+            uint32_t *dst = w->k + (long)b * P2 * 16 + jj;
+            if (j < m) {
+                const uint32_t *src = (const uint32_t *)row(k, ks, ck, cks, n, j);
+                for (int d = 0; d < P2; d++) dst[d * 16] = src[d];
+            } else
+                for (int d = 0; d < P2; d++) dst[d * 16] = 0;
+        }
+    const __m512i first = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8,
+                                           39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
+    const __m512i second = _mm512_add_epi16(first, _mm512_set1_epi16(16));
+    for (int t = 0; t < pairs; t++) /* V: keys 2t and 2t+1 interleaved, dim by dim */
+        for (int c = 0; c < DH; c += 32) {
+            __m512i a = _mm512_loadu_si512(row(v, vs, cv, cvs, n, 2 * t) + c);
+            __m512i b = 2 * t + 1 < m ? _mm512_loadu_si512(row(v, vs, cv, cvs, n, 2 * t + 1) + c) : _mm512_setzero_si512();
+            _mm512_storeu_si512(w->v + (long)t * DH + c, _mm512_permutex2var_epi16(a, first, b));
+            _mm512_storeu_si512(w->v + (long)t * DH + c + 16, _mm512_permutex2var_epi16(a, second, b));
+        }
+    for (int i0 = 0; i0 < n; i0 += ROWS) {
+        const uint32_t *qr[ROWS]; /* past the last query: its row again, computed and not written */
+        for (int r = 0; r < ROWS; r++) qr[r] = w->q + (long)(i0 + r < n ? i0 + r : n - 1) * P2;
+        for (int b = 0; b < blocks; b++) { /* scores of ROWS queries x 16 keys */
+            __m512 acc[ROWS];
+            for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
+            const uint32_t *kb = w->k + (long)b * P2 * 16;
+            for (int d = 0; d < P2; d++) {
+                __m512bh keys = (__m512bh)_mm512_loadu_si512(kb + d * 16);
+                for (int r = 0; r < ROWS; r++)
+                    acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32((int)qr[r][d]), keys);
+            }
+            int left = m - b * 16;
+            __mmask16 real = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+            for (int r = 0; r < ROWS; r++) /* keys past m: -inf, no weight */
+                _mm512_storeu_ps(w->s + (long)r * m16 + b * 16,
+                                 _mm512_mask_mov_ps(_mm512_set1_ps(-__builtin_inff()), real, round_bf16(acc[r])));
+        }
+        for (int r = 0; r < ROWS; r++) { /* softmax in fp32, as torch's: exp(s - max) / sum */
+            float *s = w->s + (long)r * m16;
+            __m512 top = _mm512_set1_ps(-__builtin_inff());
+            for (int j = 0; j < m16; j += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(s + j));
+            top = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+            __m512 sum = _mm512_setzero_ps();
+            for (int j = 0; j < m16; j += 16) {
+                __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(s + j), top));
+                _mm512_storeu_ps(s + j, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            sum = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+            for (int j = 0; j < m16; j += 16)
+                _mm256_storeu_si256((__m256i *)(w->p + (long)r * m16 + j),
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_div_ps(_mm512_loadu_ps(s + j), sum)));
+        }
+        __m512 acc[ROWS][DH / 16]; /* context of ROWS queries: P V over key pairs */
+        for (int r = 0; r < ROWS; r++)
+            for (int c = 0; c < DH / 16; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int t = 0; t < pairs; t++)
+            for (int c = 0; c < DH / 16; c++) {
+                __m512bh vals = (__m512bh)_mm512_loadu_si512(w->v + (long)t * DH + c * 16);
+                for (int r = 0; r < ROWS; r++)
+                    acc[r][c] = _mm512_dpbf16_ps(acc[r][c],
+                        (__m512bh)_mm512_set1_epi32(((const int *)(w->p + (long)r * m16))[t]), vals);
+            }
+        for (int r = 0; r < ROWS && i0 + r < n; r++)
+            for (int c = 0; c < DH / 16; c++)
+                _mm256_storeu_si256((__m256i *)(out + (long)(i0 + r) * os + c * 16),
+                                    (__m256i)_mm512_cvtneps_pbh(acc[r][c]));
+    }
+}
+
+/* q, k, v: rows of consecutive sequences (lengths[b] rows each; row strides in elements, columns
+ * contiguous); ck, cv: their frozen context rows (frozen[b] each), or NULL. out: rows like q's.
+ * Returns 0, or -1 for a head size other than 32 or 64 (nothing written). */
+int bioprune_attention_bf16(const uint16_t *q, long qs, const uint16_t *k, long ks, const uint16_t *v, long vs,
+                            const uint16_t *ck, long cks, const uint16_t *cv, long cvs,
+                            const int *lengths, const int *frozen, int batch, int n_heads, int dh,
+                            float scaling, uint16_t *out, long os, int threads)
+{
+    if (dh != 32 && dh != 64) return -1;
+    long *start = malloc(sizeof(long) * 2 * (batch + 1)), *c_start = start + batch + 1;
+    int max_m = 0;
+    start[0] = c_start[0] = 0;
+    for (int b = 0; b < batch; b++) {
+        int nc = frozen ? frozen[b] : 0;
+        start[b + 1] = start[b] + lengths[b];
+        c_start[b + 1] = c_start[b] + nc;
+        if (lengths[b] + nc > max_m) max_m = lengths[b] + nc;
+    }
+    const long m16 = (max_m + 15) / 16 * 16 + 16;
+#pragma omp parallel num_threads(threads)
+    {
+        Scratch w = {aligned_alloc(64, sizeof(uint32_t) * m16 * dh / 2), aligned_alloc(64, sizeof(uint32_t) * m16 * dh / 2),
+                     aligned_alloc(64, sizeof(uint32_t) * m16 * dh), aligned_alloc(64, sizeof(float) * ROWS * m16),
+                     aligned_alloc(64, sizeof(uint16_t) * ROWS * m16)};
+#pragma omp for schedule(dynamic, 1)
+        for (int item = 0; item < batch * n_heads; item++) {
+            int b = item / n_heads, n = lengths[b], nc = frozen ? frozen[b] : 0;
+            if (n == 0) continue;
+            long off = (long)(item % n_heads) * dh;
+            const uint16_t *qb = q + start[b] * qs + off, *kb = k + start[b] * ks + off, *vb = v + start[b] * vs + off;
+            const uint16_t *ckb = nc ? ck + c_start[b] * cks + off : NULL, *cvb = nc ? cv + c_start[b] * cvs + off : NULL;
+            uint16_t *ob = out + start[b] * os + off;
+            if (dh == 32) one_head(32, qb, qs, kb, ks, vb, vs, ckb, cks, cvb, cvs, n, nc, scaling, ob, os, &w);
+            else one_head(64, qb, qs, kb, ks, vb, vs, ckb, cks, cvb, cvs, n, nc, scaling, ob, os, &w);
+        }
+        free(w.q); free(w.k); free(w.v); free(w.s); free(w.p);
+    }
+    free(start);
+    return 0;
+}
