@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from bioprune.fused_attention import attention_kernel, fits, fused_attention
+from bioprune import cpu_kernels
 from bioprune.importance import row_attention_signals
 from bioprune.shapes import bucketed_tokens, padded_rows
 
@@ -124,11 +124,11 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths:
                      ) -> torch.Tensor:
     """Self-attention over packed rows, one sequence at a time, no mask: (N, H) -> (N, H).
 
-    In bf16 on a CPU with AVX-512 BF16, one compiled call (:mod:`bioprune.fused_attention`, the
-    same roundings); else :func:`attention_by_sequence`'s torch ops. Arguments: as there.
+    In bf16 on a CPU with AVX-512 BF16, one compiled call (:func:`bioprune.cpu_kernels.fused_attention`,
+    the same roundings); else :func:`attention_by_sequence`'s torch ops. Arguments: as there.
     """
-    if fits(q, n_heads) and (kernel := attention_kernel()) is not None:
-        return fused_attention(kernel, q, k, v, lengths, n_heads, scaling, frozen)
+    if cpu_kernels.attention_fits(q, n_heads) and cpu_kernels.library() is not None:
+        return cpu_kernels.fused_attention(q, k, v, lengths, n_heads, scaling, frozen)
     return attention_by_sequence(q, k, v, lengths, n_heads, scaling, frozen)
 
 

@@ -1,6 +1,7 @@
-/* Fused bf16 self-attention over packed sequences, for CPUs with AVX-512 BF16.
+/* CPU kernels for the reduced-precision forward, for CPUs with AVX-512 BF16: fused bf16
+ * self-attention over packed sequences, and dynamic uint8 quantization (at the end).
  *
- * Built and loaded at run time by bioprune/fused_attention.py (which says why and when). For each
+ * Built and loaded at run time by bioprune/cpu_kernels.py (which says why and when). For each
  * (sequence, head), with the head's queries Q (n x dh), keys and values K, V (m x dh: the sequence's
  * own n tokens, then its nc frozen context tokens):
  *
@@ -186,4 +187,53 @@ int bioprune_attention_bf16(const uint16_t *q, long qs, const uint16_t *k, long 
     }
     free(start);
     return 0;
+}
+
+/* Dynamic uint8 quantization of a bf16 (rows x cols) matrix, smoothed per column, as
+ * bioprune.int8.quantize_activation computes it in torch ops, bit for bit, in two passes over the
+ * input instead of about ten over an fp32 copy:
+ *     xs = x * inv_smooth;  lo = min(min xs, 0);  hi = max(max xs, 0);  scale = max((hi - lo) / 255, 1e-8)
+ *     zero = round(-lo / scale);  out = clamp(round(xs * (1 / scale) + zero), 0, 255)
+ * (round: to nearest, ties to even, as torch.round; no fused multiply-add, built with
+ * -ffp-contract=off). inv_smooth may be NULL (no smoothing). Writes scale and zero to scale_zero. */
+void bioprune_quantize_u8(const uint16_t *x, long rows, long cols, long stride, const float *inv_smooth,
+                          uint8_t *out, float *scale_zero, int threads)
+{
+    float lo = 0.0f, hi = 0.0f;
+#pragma omp parallel num_threads(threads) reduction(min : lo) reduction(max : hi)
+    {
+        __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const uint16_t *xr = x + r * stride;
+            for (long c = 0; c < cols; c += 16) {
+                __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+                __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
+                if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
+                vlo = _mm512_min_ps(vlo, v); /* masked lanes hold 0, which the range holds anyway */
+                vhi = _mm512_max_ps(vhi, v);
+            }
+        }
+        lo = _mm512_reduce_min_ps(vlo);
+        hi = _mm512_reduce_max_ps(vhi);
+    }
+    float scale = (hi - lo) / 255.0f;
+    if (!(scale >= 1e-8f)) scale = 1e-8f;
+    const float zero = __builtin_nearbyintf(-lo / scale), inv = 1.0f / scale;
+    scale_zero[0] = scale;
+    scale_zero[1] = zero;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const uint16_t *xr = x + r * stride;
+        uint8_t *o = out + r * cols;
+        for (long c = 0; c < cols; c += 16) {
+            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+            __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
+            if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
+            v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(inv)), _mm512_set1_ps(zero));
+            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+            _mm_mask_storeu_epi8(o + c, live, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(v)));
+        }
+    }
 }

@@ -1,4 +1,4 @@
-"""The compiled bf16 attention kernel (bioprune.fused_attention) against the torch ops it replaces."""
+"""The compiled CPU kernels (bioprune.cpu_kernels) against the torch ops they replace."""
 from __future__ import annotations
 
 import logging
@@ -7,11 +7,12 @@ import tempfile
 import pytest
 import torch
 
-from bioprune import fused_attention
+from bioprune import cpu_kernels
+from bioprune.int8 import quantize_activation, quantize_in_torch
 from bioprune.layer import attention_by_sequence, packed_attention
 
-KERNEL = fused_attention.attention_kernel()
-needs_kernel = pytest.mark.skipif(KERNEL is None, reason="no AVX-512 BF16 CPU or no C compiler here: no kernel to test")
+needs_kernel = pytest.mark.skipif(cpu_kernels.library() is None,
+                                  reason="no AVX-512 BF16 CPU or no C compiler here: no kernels to test")
 
 
 def _case(H: int, lengths: list[int], counts: list[int] | None, seed: int):
@@ -37,7 +38,7 @@ def test_kernel_rounds_where_torch_rounds(H, n_heads, lengths, counts):
     q, k, v, frozen = _case(H, lengths, counts, seed=len(lengths) + H)
     scaling = (H // n_heads) ** -0.5
     ref = attention_by_sequence(q, k, v, lengths, n_heads, scaling, frozen)
-    out = fused_attention.fused_attention(KERNEL, q, k, v, lengths, n_heads, scaling, frozen)
+    out = cpu_kernels.fused_attention(q, k, v, lengths, n_heads, scaling, frozen)
     assert out.dtype == torch.bfloat16 and out.shape == ref.shape
     n = sum(lengths)
     assert not out[n:].any()
@@ -47,8 +48,8 @@ def test_kernel_rounds_where_torch_rounds(H, n_heads, lengths, counts):
     start = c_start = 0  # one sequence alone gives its rows of the batch's result
     for b, length in enumerate(lengths):
         c = counts[b] if counts else 0
-        alone = fused_attention.fused_attention(
-            KERNEL, q[start:start + length], k[start:start + length], v[start:start + length], [length],
+        alone = cpu_kernels.fused_attention(
+            q[start:start + length], k[start:start + length], v[start:start + length], [length],
             n_heads, scaling, None if not c else (frozen[0][c_start:c_start + c], frozen[1][c_start:c_start + c], [c]))
         assert torch.equal(alone, out[start:start + length])
         start, c_start = start + length, c_start + c
@@ -59,7 +60,7 @@ def test_packed_attention_runs_the_kernel_in_bf16_only(monkeypatch):
     """bf16 with a head size of 32 goes to the kernel; fp32, or a head size it is not built for
     (16), stays on the torch ops."""
     calls = []
-    monkeypatch.setattr("bioprune.layer.fused_attention", lambda *a, **kw: calls.append(a) or "kernel")
+    monkeypatch.setattr(cpu_kernels, "fused_attention", lambda *a, **kw: calls.append(a) or "kernel")
     q, k, v, _ = _case(64, [5, 9], None, seed=1)
     assert packed_attention(q, k, v, [5, 9], 2, 0.1) == "kernel"  # bf16, head size 32
     assert torch.is_tensor(packed_attention(q.float(), k.float(), v.float(), [5, 9], 2, 0.1))
@@ -69,10 +70,10 @@ def test_packed_attention_runs_the_kernel_in_bf16_only(monkeypatch):
 
 def test_cpu_flag_is_read_from_the_flags_line():
     flags = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\nbugs\t\t: sysret_ss_attrs\n"
-    assert fused_attention.cpu_has_avx512_bf16(flags)
-    assert not fused_attention.cpu_has_avx512_bf16(flags.replace(" avx512_bf16", ""))
-    assert not fused_attention.cpu_has_avx512_bf16("bugs\t: avx512_bf16\n")  # only the flags line counts
-    assert not fused_attention.cpu_has_avx512_bf16("")
+    assert cpu_kernels.cpu_has_avx512_bf16(flags)
+    assert not cpu_kernels.cpu_has_avx512_bf16(flags.replace(" avx512_bf16", ""))
+    assert not cpu_kernels.cpu_has_avx512_bf16("bugs\t: avx512_bf16\n")  # only the flags line counts
+    assert not cpu_kernels.cpu_has_avx512_bf16("")
 
 
 def test_without_cpu_support_or_compiler_there_is_no_kernel_and_torch_runs(monkeypatch, caplog, tmp_path):
@@ -80,30 +81,58 @@ def test_without_cpu_support_or_compiler_there_is_no_kernel_and_torch_runs(monke
     leaves nothing behind."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     try:
-        with caplog.at_level(logging.INFO, logger="bioprune.fused_attention"):
-            monkeypatch.setattr(fused_attention, "_cpuinfo", lambda: "flags\t: avx512f avx512_vnni\n")
-            fused_attention.attention_kernel.cache_clear()
-            assert fused_attention.attention_kernel() is None
+        with caplog.at_level(logging.INFO, logger="bioprune.cpu_kernels"):
+            monkeypatch.setattr(cpu_kernels, "_cpuinfo", lambda: "flags\t: avx512f avx512_vnni\n")
+            cpu_kernels.library.cache_clear()
+            assert cpu_kernels.library() is None
             assert "no AVX-512 BF16" in caplog.text
-            monkeypatch.setattr(fused_attention, "_cpuinfo", lambda: "flags\t: avx512f avx512_bf16\n")
+            monkeypatch.setattr(cpu_kernels, "_cpuinfo", lambda: "flags\t: avx512f avx512_bf16\n")
             monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-            fused_attention.attention_kernel.cache_clear()
-            assert fused_attention.attention_kernel() is None
-            assert "no-such-cc could not build it" in caplog.text
+            cpu_kernels.library.cache_clear()
+            assert cpu_kernels.library() is None
+            assert "no-such-cc could not build them" in caplog.text
         q, k, v, frozen = _case(64, [5, 9], [1, 2], seed=2)
         assert torch.equal(packed_attention(q, k, v, [5, 9], 2, 0.1, frozen),
                            attention_by_sequence(q, k, v, [5, 9], 2, 0.1, frozen))
+        assert all(torch.equal(a, b) for a, b in zip(quantize_activation(q), quantize_in_torch(q)))
     finally:
-        fused_attention.attention_kernel.cache_clear()
+        cpu_kernels.library.cache_clear()
     assert not any(tmp_path.iterdir())
 
 
 @needs_kernel
 def test_build_writes_nothing_that_outlives_it(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    fused_attention.attention_kernel.cache_clear()
+    cpu_kernels.library.cache_clear()
     try:
-        assert fused_attention.attention_kernel() is not None
+        assert cpu_kernels.library() is not None
     finally:
-        fused_attention.attention_kernel.cache_clear()
+        cpu_kernels.library.cache_clear()
     assert not any(tmp_path.iterdir())
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(640, 384), (33, 1536), (7, 20)])  # 20: columns past the last 16
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_quantization_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
+    """Same uint8 values, scale and zero point as the torch ops, on a range with outlier columns,
+    all-positive and all-negative inputs (0 stays in the range) and a strided view."""
+    g = torch.Generator().manual_seed(shape[0])
+    x = torch.randn(*shape, generator=g) * torch.rand(shape[1], generator=g) * 4
+    x[:, 3] *= 40  # an outlier channel, as BERT's layer-norm outputs have
+    inv = torch.rand(shape[1], generator=g) + 0.1 if smoothed else None
+    wide = torch.randn(shape[0], shape[1] + 9, generator=g).bfloat16()
+    for case in (x.bfloat16(), x.abs().bfloat16() + 1, -x.abs().bfloat16() - 1, wide[:, 4:4 + shape[1]]):
+        assert cpu_kernels.quantize_fits(case)
+        q, scale, zero = quantize_activation(case, inv)
+        q_ref, scale_ref, zero_ref = quantize_in_torch(case, inv)
+        assert torch.equal(q, q_ref) and q.dtype == torch.uint8
+        assert scale.item() == scale_ref.item() and scale.dtype == scale_ref.dtype == torch.float32
+        assert zero.item() == zero_ref.item() and zero.dtype == zero_ref.dtype == torch.int64
+    assert not cpu_kernels.quantize_fits(x)  # fp32 stays on the torch ops
+
+
+def test_kernel_source_is_installed_with_the_package():
+    """The C source ships in the package (pyproject's package-data): without it every install
+    would fall back to the slower torch ops, silently."""
+    assert cpu_kernels.SOURCE.is_file() and "bioprune_attention_bf16" in cpu_kernels.SOURCE.read_text()

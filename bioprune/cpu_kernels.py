@@ -1,0 +1,146 @@
+"""Compiled CPU kernels for the reduced-precision forward: fused bf16 attention, uint8 quantization.
+
+    out = fused_attention(q, k, v, lengths, n_heads, scaling, frozen)   # (N, H) bf16, when
+    attention_fits(q, n_heads) and library() is not None
+    q8, scale, zero = quantize_uint8(x, inv_smooth)                    # when quantize_fits(x) too
+
+Both replace a chain of torch ops that each pass over memory:
+
+- **Attention.** In a bf16 forward, attention took a quarter of the time for ~6% of the FLOPs
+  (results/benchmark_roof.json): per sequence, a matmul writes its (heads, n, m) scores out, the
+  softmax reads and writes them, a second matmul reads them again, and ~10 small torch ops around
+  them copy and pad. The kernel keeps four query rows' scores in L1 and runs both products on the
+  CPU's bf16 dot-product instruction (as FlashAttention, Dao et al., NeurIPS 2022, keeps scores on
+  chip; rows here are short enough for one pass without its online softmax). It rounds where the
+  torch ops round (:func:`bioprune.layer.attention_by_sequence`), so it matches them on nearly
+  every element (tests/test_cpu_kernels.py states the tolerance).
+- **Dynamic quantization** of an int8 layer's input (:func:`bioprune.int8.quantize_activation`):
+  two passes over the bf16 input instead of about ten over an fp32 copy, bit for bit the same.
+
+``cpu_kernels.c`` (beside this file) is compiled once per process, on first use, with the system
+C compiler (``cc``, about half a second) into a temporary folder that is removed once the library
+is loaded: nothing is written outside it. Without a compiler, on a CPU without AVX-512 BF16, or off
+Linux, there is no library and the torch ops run (logged once at INFO).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_kernels.c")
+COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-ffp-contract=off",
+                 "-fopenmp", "-shared", "-fPIC")
+HEAD_SIZES = (32, 64)  # the head sizes the attention kernel is built for (MiniLM: 32, BERT-base/BioBERT: 64)
+
+_P, _LONG, _INT = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+_SIGNATURES = {  # C function: (argument types, result type)
+    "bioprune_attention_bf16": ([_P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _P, _INT, _INT, _INT,
+                                 ctypes.c_float, _P, _LONG, _INT], _INT),
+    "bioprune_quantize_u8": ([_P, _LONG, _LONG, _LONG, _P, _P, _P, _INT], None),
+}
+
+
+def cpu_has_avx512_bf16(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists the AVX-512 BF16 instructions (flag ``avx512_bf16``)."""
+    return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo.splitlines())
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None where they cannot run here; built once per process."""
+    if not sys.platform.startswith("linux") or not cpu_has_avx512_bf16(_cpuinfo()):
+        logger.info("CPU kernels: this CPU has no AVX-512 BF16; torch ops run attention and quantization")
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        logger.info("CPU kernels: no C compiler (cc) found; torch ops run attention and quantization")
+        return None
+    with tempfile.TemporaryDirectory(prefix="bioprune-kernels-") as folder:
+        path = Path(folder) / "cpu_kernels.so"
+        try:
+            done = subprocess.run([compiler, *COMPILE_FLAGS, str(SOURCE), "-o", str(path)],
+                                  capture_output=True, text=True)
+            why = done.stderr.strip().splitlines()[-1:] if done.returncode else None
+        except OSError as error:
+            why = error
+        if why is not None:
+            logger.info("CPU kernels: %s could not build them (%s); torch ops run attention and quantization",
+                        compiler, why)
+            return None
+        # After torch: the library's libgomp.so.1 resolves to the one torch loaded, so one thread pool
+        lib = ctypes.CDLL(str(path))
+    for name, (arguments, result) in _SIGNATURES.items():
+        getattr(lib, name).argtypes, getattr(lib, name).restype = arguments, result
+    logger.info("CPU kernels: built with %s", compiler)
+    return lib
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x if x.stride(-1) == 1 else x.contiguous()  # (rows, H), row stride free, columns contiguous
+
+
+def _ints(values: list[int]):
+    return (ctypes.c_int * len(values))(*values)
+
+
+def attention_fits(q: torch.Tensor, n_heads: int) -> bool:
+    """Whether the attention kernel takes these queries: bf16 on the CPU, a head size it is built for."""
+    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.size(-1) // n_heads in HEAD_SIZES
+
+
+def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
+                    scaling: float, frozen: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+                    ) -> torch.Tensor:
+    """:func:`bioprune.layer.packed_attention` in one compiled call (same arguments, (N, H) -> (N, H)
+    bf16, rows past ``sum(lengths)`` zero). Requires :func:`attention_fits` and :func:`library`."""
+    N, H = q.shape
+    q, k, v = _rows(q), _rows(k), _rows(v)
+    out = torch.empty(N, H, dtype=torch.bfloat16)  # (N, H)
+    out[sum(lengths):] = 0
+    c_keys, c_values = (None, None) if frozen is None else (_rows(frozen[0]), _rows(frozen[1]))
+    status = library().bioprune_attention_bf16(
+        q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0),
+        None if c_keys is None else c_keys.data_ptr(), 0 if c_keys is None else c_keys.stride(0),
+        None if c_values is None else c_values.data_ptr(), 0 if c_values is None else c_values.stride(0),
+        _ints(lengths), None if frozen is None else _ints(frozen[2]), len(lengths), n_heads, H // n_heads,
+        scaling, out.data_ptr(), out.stride(0), torch.get_num_threads())
+    if status != 0:
+        raise ValueError(f"fused attention: head size {H // n_heads} is not one of {HEAD_SIZES}")
+    return out
+
+
+def quantize_fits(x: torch.Tensor) -> bool:
+    """Whether the quantization kernel takes ``x`` (M, K): bf16 on the CPU."""
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
+
+
+def quantize_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`bioprune.int8.quantize_activation` in one compiled call, bit for bit: (M, K) bf16 ->
+    (M, K) uint8, scale () fp32, zero point () int64. Requires :func:`quantize_fits` and :func:`library`."""
+    x = _rows(x)
+    M, K = x.shape
+    out = torch.empty(M, K, dtype=torch.uint8)  # (M, K)
+    scale_zero = torch.empty(2, dtype=torch.float32)
+    inv = None if inv_smooth is None else inv_smooth.to(torch.float32).contiguous()  # (K,)
+    library().bioprune_quantize_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
+                                   out.data_ptr(), scale_zero.data_ptr(), torch.get_num_threads())
+    return out, scale_zero[0], scale_zero[1].long()
