@@ -19,11 +19,13 @@ Both replace a chain of torch ops that each pass over memory:
 
 ``cpu_kernels.c`` (beside this file) is compiled once per process, on first use, with the system
 C compiler (``cc``, about half a second) into a temporary folder that is removed once the library
-is loaded: nothing is written outside it. Without a compiler, on a CPU without AVX-512 BF16, or off
-Linux, there is no library and the torch ops run (logged once at INFO).
+is loaded: nothing is written outside it. Without a compiler, on a CPU without AVX-512 BF16, off
+Linux, or with ``BIOPRUNE_CPU_KERNELS=0`` in the environment, there is no library and the torch ops
+run (logged once at INFO).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import logging
@@ -32,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
 COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-ffp-contract=off",
                  "-fopenmp", "-shared", "-fPIC")
+OFF_VARIABLE = "BIOPRUNE_CPU_KERNELS"  # set to 0 (or off): never build them, the torch ops run
 HEAD_SIZES = (32, 64)  # the head sizes the attention kernel is built for (MiniLM: 32, BERT-base/BioBERT: 64)
 
 _P, _LONG, _INT = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
@@ -63,9 +67,32 @@ def _cpuinfo() -> str:
         return ""
 
 
-@functools.lru_cache(maxsize=None)
+_off = threading.local()  # .depth > 0 inside disabled()
+
+
 def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None where they cannot run here (or inside :func:`disabled`)."""
+    return None if getattr(_off, "depth", 0) else _built()
+
+
+@contextlib.contextmanager
+def disabled():
+    """Within the block (this thread only), the torch ops run instead of the kernels: to compare
+    the two (training/benchmark_kernels.py)."""
+    _off.depth = getattr(_off, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _off.depth -= 1
+
+
+@functools.lru_cache(maxsize=None)
+def _built() -> ctypes.CDLL | None:
     """The compiled kernels, or None where they cannot run here; built once per process."""
+    if os.environ.get(OFF_VARIABLE, "").strip() not in ("", "1", "on"):
+        logger.info("CPU kernels: off (%s=%s); torch ops run attention and quantization",
+                    OFF_VARIABLE, os.environ[OFF_VARIABLE])
+        return None
     if not sys.platform.startswith("linux") or not cpu_has_avx512_bf16(_cpuinfo()):
         logger.info("CPU kernels: this CPU has no AVX-512 BF16; torch ops run attention and quantization")
         return None
@@ -78,17 +105,16 @@ def library() -> ctypes.CDLL | None:
         try:
             done = subprocess.run([compiler, *COMPILE_FLAGS, str(SOURCE), "-o", str(path)],
                                   capture_output=True, text=True)
-            why = done.stderr.strip().splitlines()[-1:] if done.returncode else None
-        except OSError as error:
-            why = error
-        if why is not None:
+            if done.returncode:
+                raise OSError(done.stderr.strip().splitlines()[-1:] or f"exit status {done.returncode}")
+            # After torch: the library's libgomp.so.1 resolves to the one torch loaded, so one thread pool
+            lib = ctypes.CDLL(str(path))
+            for name, (arguments, result) in _SIGNATURES.items():
+                getattr(lib, name).argtypes, getattr(lib, name).restype = arguments, result
+        except (OSError, AttributeError) as error:  # no compiler there, a failed build, a library that will not load
             logger.info("CPU kernels: %s could not build them (%s); torch ops run attention and quantization",
-                        compiler, why)
+                        compiler, error)
             return None
-        # After torch: the library's libgomp.so.1 resolves to the one torch loaded, so one thread pool
-        lib = ctypes.CDLL(str(path))
-    for name, (arguments, result) in _SIGNATURES.items():
-        getattr(lib, name).argtypes, getattr(lib, name).restype = arguments, result
     logger.info("CPU kernels: built with %s", compiler)
     return lib
 
@@ -116,12 +142,13 @@ def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: 
     out = torch.empty(N, H, dtype=torch.bfloat16)  # (N, H)
     out[sum(lengths):] = 0
     c_keys, c_values = (None, None) if frozen is None else (_rows(frozen[0]), _rows(frozen[1]))
-    status = library().bioprune_attention_bf16(
-        q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0),
-        None if c_keys is None else c_keys.data_ptr(), 0 if c_keys is None else c_keys.stride(0),
-        None if c_values is None else c_values.data_ptr(), 0 if c_values is None else c_values.stride(0),
-        _ints(lengths), None if frozen is None else _ints(frozen[2]), len(lengths), n_heads, H // n_heads,
-        scaling, out.data_ptr(), out.stride(0), torch.get_num_threads())
+    with torch.profiler.record_function("bioprune::fused_attention"):  # named in a profile (benchmark_roof)
+        status = library().bioprune_attention_bf16(
+            q.data_ptr(), q.stride(0), k.data_ptr(), k.stride(0), v.data_ptr(), v.stride(0),
+            None if c_keys is None else c_keys.data_ptr(), 0 if c_keys is None else c_keys.stride(0),
+            None if c_values is None else c_values.data_ptr(), 0 if c_values is None else c_values.stride(0),
+            _ints(lengths), None if frozen is None else _ints(frozen[2]), len(lengths), n_heads, H // n_heads,
+            scaling, out.data_ptr(), out.stride(0), torch.get_num_threads())
     if status != 0:
         raise ValueError(f"fused attention: head size {H // n_heads} is not one of {HEAD_SIZES}")
     return out
@@ -141,6 +168,7 @@ def quantize_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
     out = torch.empty(M, K, dtype=torch.uint8)  # (M, K)
     scale_zero = torch.empty(2, dtype=torch.float32)
     inv = None if inv_smooth is None else inv_smooth.to(torch.float32).contiguous()  # (K,)
-    library().bioprune_quantize_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
-                                   out.data_ptr(), scale_zero.data_ptr(), torch.get_num_threads())
+    with torch.profiler.record_function("bioprune::quantize_uint8"):
+        library().bioprune_quantize_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
+                                       out.data_ptr(), scale_zero.data_ptr(), torch.get_num_threads())
     return out, scale_zero[0], scale_zero[1].long()

@@ -76,38 +76,50 @@ def test_cpu_flag_is_read_from_the_flags_line():
     assert not cpu_kernels.cpu_has_avx512_bf16("")
 
 
-def test_without_cpu_support_or_compiler_there_is_no_kernel_and_torch_runs(monkeypatch, caplog, tmp_path):
-    """No kernel, said at INFO, and bf16 attention still runs, on the torch ops; the failed build
-    leaves nothing behind."""
+@pytest.mark.parametrize("flags,environment,said", [
+    ("avx512f avx512_vnni", {}, "this CPU has no AVX-512 BF16"),
+    ("avx512f avx512_bf16", {"BIOPRUNE_CPU_KERNELS": "0", "CC": "true"}, "off (BIOPRUNE_CPU_KERNELS=0)"),
+    ("avx512f avx512_bf16", {"CC": "{tmp}/no-such-cc"}, "no-such-cc could not build them"),
+    ("avx512f avx512_bf16", {"CC": "false"}, "false could not build them"),
+    ("avx512f avx512_bf16", {"CC": "true"}, "true could not build them")])  # "built", nothing to load
+def test_no_kernels_without_cpu_support_compiler_or_consent(flags, environment, said, monkeypatch, caplog, tmp_path):
+    """No kernels, said at INFO, and the torch ops still run attention and quantization; a failed
+    build leaves nothing behind."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(cpu_kernels, "_cpuinfo", lambda: f"flags\t: {flags}\n")
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    cpu_kernels._built.cache_clear()
     try:
         with caplog.at_level(logging.INFO, logger="bioprune.cpu_kernels"):
-            monkeypatch.setattr(cpu_kernels, "_cpuinfo", lambda: "flags\t: avx512f avx512_vnni\n")
-            cpu_kernels.library.cache_clear()
             assert cpu_kernels.library() is None
-            assert "no AVX-512 BF16" in caplog.text
-            monkeypatch.setattr(cpu_kernels, "_cpuinfo", lambda: "flags\t: avx512f avx512_bf16\n")
-            monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-            cpu_kernels.library.cache_clear()
-            assert cpu_kernels.library() is None
-            assert "no-such-cc could not build them" in caplog.text
+        assert said in caplog.text
         q, k, v, frozen = _case(64, [5, 9], [1, 2], seed=2)
         assert torch.equal(packed_attention(q, k, v, [5, 9], 2, 0.1, frozen),
                            attention_by_sequence(q, k, v, [5, 9], 2, 0.1, frozen))
         assert all(torch.equal(a, b) for a, b in zip(quantize_activation(q), quantize_in_torch(q)))
     finally:
-        cpu_kernels.library.cache_clear()
+        cpu_kernels._built.cache_clear()
     assert not any(tmp_path.iterdir())
+
+
+@needs_kernel
+def test_disabled_runs_the_torch_ops_within_its_block_only():
+    with cpu_kernels.disabled():
+        with cpu_kernels.disabled():
+            assert cpu_kernels.library() is None
+        assert cpu_kernels.library() is None
+    assert cpu_kernels.library() is not None
 
 
 @needs_kernel
 def test_build_writes_nothing_that_outlives_it(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    cpu_kernels.library.cache_clear()
+    cpu_kernels._built.cache_clear()
     try:
         assert cpu_kernels.library() is not None
     finally:
-        cpu_kernels.library.cache_clear()
+        cpu_kernels._built.cache_clear()
     assert not any(tmp_path.iterdir())
 
 

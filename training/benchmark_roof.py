@@ -12,7 +12,8 @@ matmul's FLOP/s at the precision the system ran in. What the forward spends outs
 (attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
 measurements say where it goes: the attention's own FLOP/s at the model's head shape (12 heads of
 32 dimensions: each score costs a 32-long dot product, too short for the matmul units; fp32 runs
-torch's fused kernel, bf16 the engine's packed per-sequence attention), and the share of a dense
+torch's fused kernel, bf16 the engine's packed attention: bioprune.cpu_kernels' compiled kernel
+where it builds), and the share of a dense
 annotate call's wall clock each kind of op takes (torch.profiler, self time) at fp32 and at bf16
 (``--data``).
 """
@@ -38,7 +39,7 @@ ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the sam
 # Profiler op names (substrings) by kind; the rest of the wall clock is "other" (Python, gathers,
 # tokenization, decoding).
 OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_linear_pointwise", "onednn"),
-            "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "softmax"),
+            "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "softmax", "bioprune::fused_attention"),
             "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
 
 

@@ -898,6 +898,30 @@ def allocator_sentence(res: dict) -> str:
             f"processes of its own, alternating, on {res['cpu']}: `{res['command']}` → `results/benchmark_allocator.json`.")
 
 
+def kernels_table(res: dict) -> str:
+    """training/benchmark_kernels.py: the dense model at bf16 and int8 with bioprune.cpu_kernels and
+    with the torch ops they replace, end to end and kernel by kernel."""
+    lines = _header("| precision | batch 1: ms per abstract, torch ops → kernels | batch 16 | abstracts with "
+                    "other entities | entity agreement with dense fp32, torch ops → kernels |")
+    for precision, entry in res["precisions"].items():
+        cells = []
+        for batch in ("1", "16"):
+            b = entry["batch"][batch]
+            faster = sum(o > n for o, n in zip(b["torch ops"]["seconds_per_round"], b["kernels"]["seconds_per_round"]))
+            cells.append(f"{b['torch ops']['ms_per_abstract']:.1f} → {b['kernels']['ms_per_abstract']:.1f} "
+                         f"(**{b['speedup_median']:.2f}×**, faster in {faster} of {len(b['kernels']['seconds_per_round'])} rounds)")
+        agree = entry["agreement_with_dense_fp32"]
+        name = f"{precision} (the default here)" if precision == res["default_runs_at"] else precision
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {entry['abstracts_with_other_entities']} of "
+                     f"{res['n_abstracts']} | {agree['torch ops']:.4f} → {agree['kernels']:.4f} |")
+    kernels = "; ".join(f"{name}: {k['torch_ops_ms']:.2f} → {k['kernel_ms']:.2f} ms ({k['speedup']:.1f}×)"
+                        for name, k in res["kernels"].items())
+    return ("\n".join(lines) + f"\n\n{res['n_abstracts']} BC5CDR test abstracts, the dense model, linking off, median "
+            f"of alternating rounds in one process, 2 threads, on {res['cpu']}. Each kernel alone (fastest call; "
+            f"attention: sequences × tokens, 12 heads of 32): {kernels}. `{res['command']}` → "
+            f"`results/benchmark_kernels.json`.")
+
+
 # (block, results file, render) of each table drawn from one results file (render may return None: block left)
 BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("evaluation", "evaluate_test.json", evaluation_table), ("dev_curve", "dev_curve.json", dev_curve_table),
@@ -906,6 +930,7 @@ BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("decoding_dev", "decoding_dev.json", decoding_table), ("distill", "distill_dev.json", distill_table),
           ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
           ("allocator", "benchmark_allocator.json", allocator_sentence),
+          ("kernels", "benchmark_kernels.json", kernels_table),
           *((block, PRUNING_FILES[c][0], lambda ev, c=c: pruning_table(ev, _load(PRUNING_FILES[c][1]), c))
             for c, block in (("rule", "pruning"), ("mlp", "pruning_mlp"))),
           ("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
