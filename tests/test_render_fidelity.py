@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bioprune.config import FAITHFUL
 from training.benchmark_roof import op_kind, time_shares
-from training.render_readme import (allocator_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
+from training.render_readme import (allocator_sentence, kernels_table, layer3_speed_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
                                     fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
 
@@ -63,6 +63,7 @@ def test_op_kinds_and_time_shares_leave_the_rest_as_other():
     assert op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
     assert op_kind("aten::_softmax") == op_kind("aten::bmm") == "attention"  # reduced precision's packed attention
     assert op_kind("mkldnn::_linear_pointwise") == op_kind("onednn::qlinear_pointwise") == "linear"
+    assert op_kind("bioprune::fused_attention") == "attention"  # the compiled kernel, named by record_function
     assert op_kind("aten::native_layer_norm") == "layer_norm"
     assert op_kind("aten::index_select") is None
     shares = time_shares([("aten::addmm", 2.0), ("aten::gelu", 1.0), ("aten::index_select", 3.0)], wall_s=10.0)
@@ -109,3 +110,30 @@ def test_allocator_sentence_counts_the_rounds_each_mode_won():
     assert "One abstract at a time: 3,284 → 147 page faults and 43.3 → 39.2 ms per abstract (1.09×, faster in 2 of 3" in text
     assert "At batch 16: 1,178 → 334" in text and "faster in 1 of 2 rounds" in text
     assert text.endswith("`python -m training.benchmark_allocator --data x` → `results/benchmark_allocator.json`.")
+
+
+def test_kernels_table_counts_rounds_won_and_marks_what_the_default_runs():
+    def side(ms, rounds):
+        return {"ms_per_abstract": ms, "seconds_per_round": rounds}
+    def precision(changed):
+        return {"abstracts_with_other_entities": changed,
+                "agreement_with_dense_fp32": {"torch ops": 0.9982, "kernels": 0.9976},
+                "batch": {"1": {"torch ops": side(36.9, [7.4, 7.5]), "kernels": side(30.6, [6.1, 7.6]), "speedup_median": 1.2},
+                          "16": {"torch ops": side(29.3, [5.9]), "kernels": side(25.6, [5.1]), "speedup_median": 1.15}}}
+    res = {"n_abstracts": 200, "cpu": "AMD EPYC", "command": "cmd", "default_runs_at": "bf16",
+           "precisions": {"bf16": precision(4), "int8": precision(0)},
+           "kernels": {"quantize 4096x384": {"torch_ops_ms": 0.81, "kernel_ms": 0.21, "speedup": 3.86}}}
+    table = kernels_table(res)
+    assert ("| bf16 (the default here) | 36.9 → 30.6 (**1.20×**, faster in 1 of 2 rounds) | 29.3 → 25.6 (**1.15×**, "
+            "faster in 1 of 1 rounds) | 4 of 200 | 0.9982 → 0.9976 |") in table
+    assert "| int8 | " in table and "0 of 200" in table
+    assert "quantize 4096x384: 0.81 → 0.21 ms (3.9×)" in table and table.endswith("`cmd` → `results/benchmark_kernels.json`.")
+
+
+def test_layer3_speed_sentence_needs_both_runs():
+    def run(b1, b16, cmd):
+        return {"n_abstracts": 200, "command": cmd, "batch": {"1": {"speedup_median": b1}, "16": {"speedup_median": b16}}}
+    assert layer3_speed_sentence(run(2.2, 2.9, "a"), None) is None
+    text = layer3_speed_sentence(run(2.207, 2.94, "auto-cmd"), run(2.62, 3.45, "int8-cmd"))
+    assert "2.21× at batch 1 and 2.94× at batch 16 in bf16, 2.62× and 3.45× stacked on int8" in text
+    assert "`auto-cmd` → `results/benchmark_pruned_layers_l3_auto.json`; `int8-cmd`" in text

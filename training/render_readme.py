@@ -922,6 +922,20 @@ def kernels_table(res: dict) -> str:
             f"`results/benchmark_kernels.json`.")
 
 
+def layer3_speed_sentence(auto: dict, int8: dict | None) -> str | None:
+    """training/benchmark_pruning.py on the layer-3 trained copy (docs/pruning.md, "Fidelity
+    distillation"): its speed against dense fp32 in bf16 and stacked on int8."""
+    if int8 is None:
+        return None
+    speed = {name: [res["batch"][b]["speedup_median"] for b in ("1", "16")] for name, res in (("auto", auto), ("int8", int8))}
+    return (f"- Speed against dense fp32, {auto['n_abstracts']} test abstracts, linking off: {speed['auto'][0]:.2f}× at "
+            f"batch 1 and {speed['auto'][1]:.2f}× at batch 16 in bf16, {speed['int8'][0]:.2f}× and "
+            f"{speed['int8'][1]:.2f}× stacked on int8: `{auto['command']}` → "
+            f"`results/benchmark_pruned_layers_l3_auto.json`; `{int8['command']}` → "
+            f"`results/benchmark_pruned_layers_l3_int8.json`. These runs are not the peers table's: read them\n"
+            f"  beside its \"bioprune faithful\" row with the ~20% run-to-run caution.")
+
+
 # (block, results file, render) of each table drawn from one results file (render may return None: block left)
 BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("evaluation", "evaluate_test.json", evaluation_table), ("dev_curve", "dev_curve.json", dev_curve_table),
@@ -931,6 +945,8 @@ BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
           ("allocator", "benchmark_allocator.json", allocator_sentence),
           ("kernels", "benchmark_kernels.json", kernels_table),
+          ("layer3_speed", "benchmark_pruned_layers_l3_auto.json",
+           lambda res: layer3_speed_sentence(res, _load("benchmark_pruned_layers_l3_int8.json"))),
           *((block, PRUNING_FILES[c][0], lambda ev, c=c: pruning_table(ev, _load(PRUNING_FILES[c][1]), c))
             for c, block in (("rule", "pruning"), ("mlp", "pruning_mlp"))),
           ("eval_suite", "eval_suite.json", eval_suite_table), ("ablations", "eval_suite.json", ablations_table),
