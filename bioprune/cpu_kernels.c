@@ -19,7 +19,6 @@
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define ROWS 4 /* query rows per pass: 4 score accumulators, 4 x dh/16 context accumulators */
 

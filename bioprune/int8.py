@@ -66,11 +66,9 @@ def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
 
     Asymmetric: the uint8 grid spans [min, max] exactly, so GELU outputs (>= -0.17) and layer-norm
     outputs lose no level to a range they never reach. ``inv_smooth`` (K,), positive: quantize
-    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). In place on one fp32 copy,
-    smoothed first so the range is one ``aminmax`` (a per-column range of the bf16 input took 5x
-    longer); ``torch.quantize_per_tensor`` is faster but makes a deprecated quantized tensor.
-    A bf16 input on a CPU with AVX-512 BF16 goes to one compiled call that computes the same, bit
-    for bit (:func:`bioprune.cpu_kernels.quantize_uint8`); else :func:`quantize_in_torch`.
+    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). A bf16 input on a CPU
+    with AVX-512 BF16 goes to one compiled call that computes the same, bit for bit
+    (:func:`bioprune.cpu_kernels.quantize_uint8`); else :func:`quantize_in_torch`.
     """
     if cpu_kernels.quantize_fits(x) and cpu_kernels.library() is not None:
         return cpu_kernels.quantize_uint8(x, inv_smooth)
@@ -79,7 +77,9 @@ def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
 
 def quantize_in_torch(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`quantize_activation` in torch ops (any float dtype, any device)."""
+    """:func:`quantize_activation` in torch ops (any float dtype, any device). In place on one fp32
+    copy, smoothed first so the range is one ``aminmax`` (a per-column range of the bf16 input took
+    5x longer); ``torch.quantize_per_tensor`` is faster but makes a deprecated quantized tensor."""
     xs = x.to(torch.float32, copy=True)  # (N, K): a copy even of an fp32 input, which the ops below overwrite
     xs = xs if inv_smooth is None else xs.mul_(inv_smooth)
     lo, hi = torch.aminmax(xs)
