@@ -41,12 +41,23 @@ def user_tuned(environ: dict[str, str]) -> bool:
     return any(k in environ for k in USER_SETTINGS) or "glibc.malloc." in environ.get("GLIBC_TUNABLES", "")
 
 
+_set_up_for_a_run = False  # set by mark_set_up(): a batch run's memory mode owns malloc's settings
+
+
+def mark_set_up() -> None:
+    """Record that this process's malloc was set up on purpose for a long run (the memory modes of
+    :func:`bioprune.batch_run.limit_malloc_growth`): :func:`keep_freed_memory` leaves it alone."""
+    global _set_up_for_a_run
+    _set_up_for_a_run = True
+
+
 @functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
     """Fix glibc's mmap and trim thresholds (:data:`MMAP_THRESHOLD_BYTES`, :data:`TRIM_THRESHOLD_BYTES`)
     for this process, once; True if they are set now. False, doing nothing, off glibc (musl, macOS,
-    Windows) and where the user set malloc up (:func:`user_tuned`)."""
-    if platform.libc_ver()[0] != "glibc" or user_tuned(dict(os.environ)):
+    Windows), where the user set malloc up (:func:`user_tuned`) and where a batch run's memory mode
+    did (:func:`mark_set_up`: its "flat" mode would lose its low peak to these thresholds)."""
+    if platform.libc_ver()[0] != "glibc" or user_tuned(dict(os.environ)) or _set_up_for_a_run:
         return False
     mallopt = ctypes.CDLL(None).mallopt
     done = (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1

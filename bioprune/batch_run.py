@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bioprune.allocator import mark_set_up
 from bioprune.io.checkpoint import CheckpointedOutput, completed_state
 from bioprune.io.inputs import iter_records
 from bioprune.io.output_target import claim_output, is_stdout
@@ -174,6 +175,7 @@ def limit_malloc_growth(mode: str = MEMORY_MODES[0], arenas: int = 2) -> bool:
         return False
     settings = [(M_ARENA_MAX, arenas)] + ([(M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, KEEP_HEAP_BYTES)] if mode == "fast"
                                           else [(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)])
+    mark_set_up()  # the engine's own thresholds (bioprune.allocator) must not undo these
     return all([bool(mallopt(param, value)) for param, value in settings])
 
 

@@ -65,3 +65,32 @@ def test_the_users_own_malloc_settings_win():
     code = "from bioprune.allocator import keep_freed_memory; print(keep_freed_memory())"
     assert _python(code, MALLOC_TRIM_THRESHOLD_="131072") == "False"
     assert _python(code) == "True"
+
+
+# a 2 MiB malloc, and whether glibc served it with a mapping of its own (mallinfo2's hblks)
+MAPPED_2MIB = """
+import ctypes
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype, libc.malloc.restype = Info, ctypes.c_void_p
+before = libc.mallinfo2().hblks
+libc.malloc(2 << 20)
+print(libc.mallinfo2().hblks - before)
+"""
+
+
+@glibc_only
+def test_a_batch_runs_flat_memory_mode_survives_the_engine(tiny_model_dir):
+    """`--memory flat` maps every tensor from 1 MiB up for the lowest peak; the engine created
+    after it must not raise the threshold to its own 32 MiB (it did: flat lost its low peak)."""
+    setup = f"""
+from bioprune import PruningEngine
+from bioprune.batch_run import limit_malloc_growth
+limit_malloc_growth("flat")
+PruningEngine.from_pretrained({str(tiny_model_dir)!r})
+"""
+    assert _python(setup + MAPPED_2MIB) == "1"
+    assert _python(f"from bioprune import PruningEngine\nPruningEngine.from_pretrained({str(tiny_model_dir)!r})\n"
+                   + MAPPED_2MIB) == "0"  # the engine alone: under its 32 MiB threshold, from the heap
