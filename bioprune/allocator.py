@@ -1,8 +1,8 @@
 """glibc's malloc kept from handing the forward's temporaries back to the kernel between layers.
 
 The reduced-precision forward allocates and frees tensors of megabytes in every layer: the
-per-sequence attention scores (heads x n x n, 3 MB in bf16 for a 350-token window,
-:func:`bioprune.layer.packed_attention`), the feed-forward activations. glibc serves a request
+per-sequence attention scores where the torch ops run attention (heads x n x n, 3 MB in bf16 for
+a 350-token window, :func:`bioprune.layer.attention_by_sequence`), the feed-forward activations. glibc serves a request
 above its mmap threshold (dynamic, from 128 KiB) with pages of its own and returns the heap's top
 to the kernel once more than its trim threshold lies free there, so those temporaries kept coming
 back as fresh pages that the kernel zeroes and faults in 4 KiB at a time, thousands per abstract

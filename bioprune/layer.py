@@ -3,7 +3,8 @@
 The pruned forward pass runs the embeddings and each ``BertLayer`` (or ``RobertaLayer``: same
 module names) itself, through :func:`run_layer`: the same submodules and weights as the Hugging
 Face model, no fork, no monkeypatching. Attention runs fused (fp32: the dense model bit for bit),
-per sequence on packed rows (:func:`packed_attention`) or eagerly with its probabilities
+on packed rows (:func:`packed_attention`: one compiled call per layer, or per sequence in torch
+ops) or eagerly with its probabilities
 (:func:`_attention_with_signals`, only at a layer that feeds a pruning decision).
 """
 from __future__ import annotations
@@ -50,8 +51,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     against 4nH for attention) run on the real tokens packed into one (N, H) matrix (as in the
     "remove padding" kernels of Zeng et al., ByteTransformer, IPDPS 2023).
     In fp32 only the attention itself sees the padded (B, T) layout: the fused kernel, so fp32 stays
-    bit for bit the dense model. In reduced precision on a CPU attention too runs on the packed rows,
-    one sequence at a time (:func:`packed_attention`), except at a layer that feeds a pruning
+    bit for bit the dense model. In reduced precision on a CPU attention too runs on the packed rows
+    (:func:`packed_attention`: the compiled kernel, or one sequence at a time), except at a layer that feeds a pruning
     decision (its signals need the probabilities). Padding slots come out as zeros.
 
     ``context``: frozen states of pruned tokens (B, Tc, H): the tokens attend to them as extra keys
