@@ -111,3 +111,29 @@ def test_peers_readme_block_shows_the_hf_row_and_the_chart_when_present():
     older["systems"] = {k: v for k, v in PEERS["systems"].items() if not k.startswith("HF")}
     block = peers_table(older, chart=False)  # a results file from before the HF row: no HF note, no chart
     assert "HF pipeline" not in block and "benchmark_peers.png" not in block
+
+
+def test_peers_readme_block_shows_held_out_medline_agreement_when_measured():
+    measured = {**PEERS, "medline": {"file": "medline.xml.gz", "half": "second", "n_abstracts": 302},
+                "systems": {name: {**e, "medline_agreement_with_dense_fp32": {"micro": a, "Chemical": a, "Disease": a}}
+                            for (name, e), a in zip(PEERS["systems"].items(), (1.0, 0.9612, 0.93))}}
+    block = peers_table(measured)
+    assert "| agreement on held-out MEDLINE |" in block
+    assert "| ORT int8 | 0.8490 | 0.9600 | 0.9612 | **1.90×** (19.0) | **2.10×** (21.0) |" in block
+    assert "302 abstracts of the second half of `medline.xml.gz`" in block
+    assert "held-out MEDLINE" not in peers_table(PEERS)  # a results file without it: no empty column
+
+
+def test_agreement_with_scores_each_system_against_the_baseline(tiny_engine, texts):
+    from bioprune.types import Document
+    from training.benchmark_peers import agreement_with
+
+    documents = [Document(id=str(i), text=t) for i, t in enumerate(texts)]
+    dense = lambda docs, bs: tiny_engine.annotate(docs, batch_size=bs)  # noqa: E731
+    half = lambda docs, bs: [a if i % 2 else [] for i, a in enumerate(dense(docs, bs))]  # noqa: E731
+    scores = agreement_with({"dense": dense, "half": half}, documents, "dense")
+    kept = sum(len(a.entities) for i, a in enumerate(dense(documents, 16)) if i % 2)
+    total = sum(len(a.entities) for a in dense(documents, 16))
+    assert 0 < kept < total  # the check below is not vacuous
+    assert scores["dense"]["micro"] == 1.0
+    assert scores["half"]["micro"] == pytest.approx(2 * kept / (kept + total))
