@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bioprune.config import FAITHFUL
 from training.benchmark_roof import op_kind, time_shares
-from training.render_readme import (allocator_sentence, kernels_table, layer3_speed_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
+from training.render_readme import (allocator_sentence, kernels_table, layer3_int8_sentence, layer3_speed_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
                                     fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
 
@@ -137,3 +137,16 @@ def test_layer3_speed_sentence_needs_both_runs():
     text = layer3_speed_sentence(run(2.207, 2.94, "auto-cmd"), run(2.62, 3.45, "int8-cmd"))
     assert "2.21× at batch 1 and 2.94× at batch 16 in bf16, 2.62× and 3.45× stacked on int8" in text
     assert "`auto-cmd` → `results/benchmark_pruned_layers_l3_auto.json`; `int8-cmd`" in text
+
+
+def test_layer3_int8_sentence_sets_int8_beside_bf16_at_the_same_lambdas():
+    def sweep(values, cmd="cmd"):
+        return {"command": cmd, "rows": [{"config": {"aggressiveness": lam}, "f1": {"micro": f1}} for lam, f1 in values.items()]}
+    int8_first = sweep({0.5: 0.9679, 2.0: 0.9704, 6.0: 0.9690}, "int8-first-cmd")
+    int8_second = sweep({0.5: 0.9771, 2.0: 0.9771, 6.0: 0.9790})
+    bf16 = sweep({0.1: 0.95, 0.5: 0.9741, 2.0: 0.9760, 6.0: 0.9749})
+    assert layer3_int8_sentence(int8_first, None, bf16, bf16) is None
+    text = layer3_int8_sentence(int8_first, int8_second, bf16, bf16)
+    assert text.startswith("- Stacked on int8 (`--precision int8`), the agreement at λ 0.5, 2, 6 is "
+                           "0.968–0.970 on the first half (bf16: 0.974–0.976) and 0.977–0.979 on the held-out one")
+    assert "`int8-first-cmd` → `results/pruned_layers_l3_trained_int8_first.json`" in text

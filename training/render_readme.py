@@ -942,6 +942,33 @@ def layer3_speed_sentence(auto: dict, int8: dict | None) -> str | None:
             f"  beside its \"bioprune faithful\" row with the ~20% run-to-run caution.")
 
 
+def layer3_int8_sentence(int8_first: dict, int8_second: dict | None, bf16_first: dict | None,
+                         bf16_second: dict | None) -> str | None:
+    """training/sweep_pruning.py on the layer-3 trained copy at precision int8 (docs/pruning.md,
+    "Fidelity distillation"): its agreement with dense fp32 on each MEDLINE half, beside the same
+    λs in bf16 (the trained rows of the pruned-layers table)."""
+    if int8_second is None or bf16_first is None or bf16_second is None:
+        return None
+
+    def by_lambda(res: dict) -> dict[float, float]:
+        return {r["config"]["aggressiveness"]: r["f1"]["micro"] for r in res["rows"]}
+
+    def span(values: list[float]) -> str:
+        low, high = f"{min(values):.3f}", f"{max(values):.3f}"
+        return low if low == high else f"{low}–{high}"
+
+    lambdas = sorted(by_lambda(int8_first))
+    halves = []
+    for name, int8, bf16 in (("the first half", int8_first, bf16_first), ("the held-out one", int8_second, bf16_second)):
+        low, high = by_lambda(int8), by_lambda(bf16)
+        halves.append(f"{span([low[lam] for lam in lambdas])} on {name} "
+                      f"(bf16: {span([high[lam] for lam in lambdas if lam in high])})")
+    return (f"- Stacked on int8 (`--precision int8`), the agreement at λ {', '.join(f'{lam:g}' for lam in lambdas)} is "
+            f"{halves[0]} and {halves[1]}: `{int8_first['command']}` → "
+            f"`results/pruned_layers_l3_trained_int8_first.json`; the same with `--half second` → "
+            f"`results/pruned_layers_l3_trained_int8_second.json`.")
+
+
 # (block, results file, render) of each table drawn from one results file (render may return None: block left)
 BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("evaluation", "evaluate_test.json", evaluation_table), ("dev_curve", "dev_curve.json", dev_curve_table),
@@ -951,6 +978,10 @@ BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
           ("allocator", "benchmark_allocator.json", allocator_sentence),
           ("kernels", "benchmark_kernels.json", kernels_table),
+          ("layer3_int8", "pruned_layers_l3_trained_int8_first.json",
+           lambda res: layer3_int8_sentence(res, _load("pruned_layers_l3_trained_int8_second.json"),
+                                            _load("pruned_layers_l3_trained_first.json"),
+                                            _load("pruned_layers_l3_trained_second.json"))),
           ("layer3_speed", "benchmark_pruned_layers_l3_auto.json",
            lambda res: layer3_speed_sentence(res, _load("benchmark_pruned_layers_l3_int8.json"))),
           *((block, PRUNING_FILES[c][0], lambda ev, c=c: pruning_table(ev, _load(PRUNING_FILES[c][1]), c))
