@@ -208,11 +208,16 @@ def entity_keys(documents, results) -> list[tuple[str, int, int, str]]:
     return [(doc.id, s, e, t) for doc, doc_spans in zip(documents, spans) for s, e, t in doc_spans]
 
 
+def predicted_keys(annotators: dict, documents: list, batch_size: int = 16, desc: str = "F1") -> dict[str, list]:
+    """Each annotator's :func:`entity_keys` on ``documents``, by annotator name."""
+    return {name: entity_keys(documents, annotate(documents, batch_size)) for name, annotate in
+            tqdm(annotators.items(), desc=desc, unit="system")}
+
+
 def agreement_with(annotators: dict, documents: list, baseline: str, batch_size: int = 16) -> dict[str, dict[str, float]]:
     """Each annotator's entities on ``documents`` scored against ``baseline``'s: exact-match F1 per
     type and micro (:func:`bioprune.evaluation.mention_scores`), by annotator name."""
-    keys = {name: entity_keys(documents, annotate(documents, batch_size)) for name, annotate in
-            tqdm(annotators.items(), desc="agreement", unit="system")}
+    keys = predicted_keys(annotators, documents, batch_size, "agreement")
     return {name: {t: v["f1"] for t, v in mention_scores(keys[baseline], k).items()} for name, k in keys.items()}
 
 
@@ -236,8 +241,7 @@ def main(argv=None) -> dict:
         if args.spacy_model:
             annotators[SPACY_PEER] = spacy_annotator(args.spacy_model)
         documents = [d.to_document() for d in gold]
-        keys = {name: entity_keys(documents, annotate(documents, 16)) for name, annotate in
-                tqdm(annotators.items(), desc="F1", unit="system")}
+        keys = predicted_keys(annotators, documents)
         gold_keys = [(d.pmid, m.start, m.end, m.type) for d in gold for m in d.mentions if m.type in ENTITY_TYPES]
         baseline = next(iter(systems))
         accuracy = {name: {"f1": {t: v["f1"] for t, v in mention_scores(gold_keys, k).items()},
