@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from bioprune.allocator import keep_freed_memory
-from bioprune.config import DEFAULT, PruningConfig
+from bioprune.config import DEFAULT, PruningConfig, dense_twin, is_default
 from bioprune.controllers import Controller, LearnedController, RuleController, load_controllers
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS, MAX_POSITIONS, EncodedDocument, encode_texts, window_input_ids
 from bioprune.labels import LABELS, decode_entities
@@ -146,8 +146,9 @@ class PruningEngine:
     """Annotates documents with Chemical and Disease entities, pruning tokens as ``config`` says.
 
     A frozen pair: the loaded :class:`ModelBundle` and a :class:`~bioprune.config.PruningConfig`
-    (how to prune and at which precision; default :data:`~bioprune.config.DEFAULT`, dense at the
-    device's best precision; :data:`~bioprune.config.DENSE` is the exact fp32 model).
+    (how to prune and at which precision; default :data:`~bioprune.config.DEFAULT`, the MLP's
+    operating point at the device's best precision, or dense on a model that lacks its controller
+    or exit head; :data:`~bioprune.config.DENSE` is the exact fp32 model).
     :meth:`with_config` swaps the config and shares everything else.
     """
 
@@ -157,6 +158,10 @@ class PruningEngine:
     precision: str = field(init=False, compare=False)
 
     def __post_init__(self):
+        if is_default(self.config) and (problem := self.bundle.encoder.cannot_run(self.config)):
+            # a model without what the default prunes with (its own training, a bare Hub model): dense
+            logger.warning("%s: %s; the default runs dense on it", self.bundle.source_dir or "this model", problem)
+            object.__setattr__(self, "config", dense_twin(self.config))
         self.bundle.encoder.check(self.config)
         object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
         if self.bundle.device == "cpu":
@@ -170,8 +175,8 @@ class PruningEngine:
 
         Weights, tokenizer, exit heads, learned controller, ``postprocess.json`` and the int8
         calibration (:mod:`bioprune.int8`) all come from that one folder. ``config=None`` is
-        :data:`~bioprune.config.DEFAULT` (dense at the device's best precision; ``DENSE`` for exact
-        fp32): pruning is opt-in because it trades F1 for speed (docs/pruning.md). ``kwargs`` are
+        :data:`~bioprune.config.DEFAULT` (pruning chosen for fidelity to dense fp32, docs/pruning.md
+        "The default"; ``DENSE`` for exact fp32). ``kwargs`` are
         :class:`ModelBundle` fields; ``postprocess=None`` is the model's own ``postprocess.json``
         (chosen on the development set).
         """

@@ -263,17 +263,23 @@ class PrunedEncoder:
 
     def check(self, config: PruningConfig) -> None:
         """Raise a clear error if ``config`` cannot run on this model."""
+        if problem := self.cannot_run(config):
+            raise ValueError(problem)
+
+    def cannot_run(self, config: PruningConfig) -> str | None:
+        """Why ``config`` cannot run on this model (one line), or None when it can."""
         if not config.enabled:
-            return
+            return None
         if max(config.prune_layers) >= len(self.layers):
-            raise ValueError(f"prune_layers {config.prune_layers} must be < the model's {len(self.layers)} layers")
+            return f"prune_layers {config.prune_layers} must be < the model's {len(self.layers)} layers"
         if missing := [k for k in config.prune_layers if self.exit_heads is None or k not in self.exit_heads.layers]:
             have = self.exit_heads.layers if self.exit_heads is not None else ()
-            raise ValueError(f"no exit head after layer(s) {missing}; this model has exit heads at {have} "
-                             "(train them with training/train_exits.py)")
+            return (f"no exit head after layer(s) {missing}; this model has exit heads at {have} "
+                    "(train them with training/train_exits.py)")
         if config.controller not in self.controllers:
-            raise ValueError(f"controller {config.controller!r} is not available for this model (have "
-                             f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
+            return (f"controller {config.controller!r} is not available for this model (have "
+                    f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
+        return None
 
     def _layer_flops(self, n: torch.Tensor, context: Sequences | None = None) -> torch.Tensor:
         return layer_flops(n, self.hidden, self.intermediate, context.lengths.double() if context is not None else 0)

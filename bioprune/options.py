@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from bioprune.config import DEFAULT, OPERATING_POINTS, PruningConfig
+from bioprune.config import DEFAULT, OPERATING_POINT_FIELDS, OPERATING_POINTS, PruningConfig
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _settings() -> tuple[Setting, ...]:
     out = []
     for f in (f for f in fields(PruningConfig) if f.metadata.get("face")):
         kind, choices = _kind(hints[f.name])
-        default = getattr(DEFAULT, f.name) if f.name not in ("aggressiveness", "prune_layers") else None
+        default = getattr(DEFAULT, f.name) if f.name not in OPERATING_POINT_FIELDS else None
         out.append(Setting(field=f.name, flag=f.metadata["flag"] or "--" + f.name.replace("_", "-"),
                            key=f.metadata["key"] or f.name, kind=kind, choices=choices, default=default,
                            help=f.metadata["help"], ui=f.metadata.get("ui")))
@@ -93,6 +93,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, controllers: tuple[str
 
 
 def _shown(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return " ".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}"
 
 

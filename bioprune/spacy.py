@@ -36,7 +36,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import make_tempdir, minibatch
 from spacy.vocab import Vocab
 
-from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig, is_default
 from bioprune.errors import InputError
 from bioprune.options import DEFAULT_SETTINGS, SETTINGS, config_from_values
 from bioprune.spacy_alignment import align_entities, merge_entities
@@ -172,7 +172,8 @@ class EngineSource:
             raise ConfigError("model", str(self.model_dir), f"is wrong: {e.reason}", None) from None
         needed = {"rule": [EXIT_HEADS_FILE], "mlp": [EXIT_HEADS_FILE, CONTROLLER_FILE]}.get(self.controller, [])
         what = {EXIT_HEADS_FILE: "exit heads", CONTROLLER_FILE: "a learned controller"}
-        if missing := [f"{what[name]} ({name})" for name in needed if not (path / name).is_file()]:
+        missing = [f"{what[name]} ({name})" for name in needed if not (path / name).is_file()]
+        if missing and not is_default(self.config):  # the default runs dense on such a model (PruningEngine)
             raise ConfigError("controller", self.controller,
                               f"needs {' and '.join(missing)}, which {path} does not have", "none")
         return replace(self, model_dir=path)
@@ -412,8 +413,8 @@ class ComponentSettings:
 
 
 # The component's own settings (every field but ``pruning``) and their defaults; DEFAULT_CONFIG puts the
-# pruning/precision settings after the model, defaults as every face has them (bioprune.config.DEFAULT:
-# dense at the device's best precision; lambda_ and prune_layers null: the controller's operating point).
+# pruning/precision settings after the model, defaults as every face has them (bioprune.config.DEFAULT;
+# lambda_, prune_layers and frozen_context null: the controller's operating point).
 COMPONENT_DEFAULTS = {f.name: f.default if f.default is not MISSING else f.default_factory()
                       for f in fields(ComponentSettings) if f.name != "pruning"}
 DEFAULT_CONFIG = {"model": None, **DEFAULT_SETTINGS, **{k: v for k, v in COMPONENT_DEFAULTS.items() if k != "model"}}
@@ -479,7 +480,7 @@ def _signature() -> tuple[inspect.Signature, dict]:
     :data:`DEFAULT_CONFIG`, typed (spaCy validates a config against them and rejects other keys)."""
     kinds = {"choice": str, "float": Optional[float], "bool": bool, "layers": Optional[list[int]]}
     types = {"nlp": Language, "name": str, "model": Optional[str],
-             **{s.key: kinds[s.kind] for s in SETTINGS},
+             **{s.key: Optional[bool] if (s.kind, s.default) == ("bool", None) else kinds[s.kind] for s in SETTINGS},
              "batch_size": int, "device": str, "labels": dict[str, str], "alignment_mode": str,
              "overwrite_ents": bool}
     params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in types.items()]

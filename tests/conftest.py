@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.encoding import window_input_ids
 from bioprune.engine import ModelBundle, PruningEngine, load_model
 from bioprune.io.pubtator import read_pubtator
@@ -190,6 +190,28 @@ def outside_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model plus exit heads at [1, 2] whose bias favours "O" by 8 logits (p(O) ~ 0.999),
     so the rule controller finds most tokens prunable; the final classifier stays random."""
     return _model_dir_with_exit_heads(tiny_model_dir, tmp_path_factory.mktemp("tiny-outside"), 8.0)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A random 4-layer tiny model with what DEFAULT prunes with: an exit head after layer 3 (and 1, 2)
+    and a learned controller (random), so every face runs the default itself, not its dense fallback."""
+    import shutil
+
+    from transformers import BertConfig, BertForTokenClassification
+
+    from bioprune.controllers import LearnedController
+    from bioprune.exits import ExitHeads
+
+    target = tmp_path_factory.mktemp("tiny-default")
+    shutil.copytree(tiny_model_dir, target, dirs_exist_ok=True)
+    config = BertConfig.from_pretrained(str(target))
+    config.num_hidden_layers = 4
+    torch.manual_seed(2)
+    BertForTokenClassification(config).eval().save_pretrained(str(target), safe_serialization=True)
+    ExitHeads(sorted({1, 2, *DEFAULT.prune_layers}), config.hidden_size, config.num_labels).save(target)  # + rule's
+    LearnedController(config.num_labels + 8).save(target)  # controller_features: exit probabilities + 8 signals
+    return target
 
 
 # the pruning fixtures' config: both pruning points, recovery on; fp32, so that it compares with DENSE

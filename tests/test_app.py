@@ -106,7 +106,9 @@ def test_entities_endpoint_returns_json_for_gradio_client_users(client):
     assert trace["pruned"] and 0 < trace["tokens_pruned"] < trace["tokens"]
     assert 0 < trace["flops_saved_ratio"] < 1 and trace["recovery_events"] == []
     assert "rule controller, λ 2.0" in answer["setting"]  # the rule controller's own default λ
-    dense = client.predict(EXAMPLE, api_name="/entities")  # the default controller: dense, as the CLI
+    default = client.predict(EXAMPLE, api_name="/entities")  # the default controller, as the CLI: the MLP's point
+    assert default["trace"]["pruned"] and "MLP (learned) controller, λ 6.0" in default["setting"]
+    dense = client.predict(EXAMPLE, "none", api_name="/entities")
     assert not dense["trace"]["pruned"] and dense["trace"]["tokens_pruned"] == 0
     with pytest.raises(AppError, match="Enter some text"):
         client.predict("  ", "rule", api_name="/entities")
@@ -156,7 +158,7 @@ def test_an_example_triggers_recovery_at_a_controllers_defaults(client, shipped_
 
 def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
     assert list(pruned_legend_update(controller="rule")["color_map"]) == ["pruned after layer 2"]  # rule: after 2
-    assert list(pruned_legend_update(controller="mlp")["color_map"]) == ["pruned after layer 1", "pruned after layer 2"]
+    assert list(pruned_legend_update(controller="mlp")["color_map"]) == ["pruned after layer 3"]
     assert list(pruned_legend_update(controller="rule", prune_layers=[1, 3])["color_map"]) == [
         "pruned after layer 1", "pruned after layer 3"]  # the layers picked, not the controller's
     assert pruned_legend_update(controller="none")["color_map"] == {}
@@ -167,14 +169,14 @@ def test_the_pruned_legend_and_the_recovery_table_follow_the_setting(built_app):
 
 
 def test_both_tabs_offer_every_setting_starting_at_the_engines_default(built_app):
-    """One control per setting of bioprune.options in each tab, of its kind, together at DEFAULT (dense)."""
+    """One control per setting of bioprune.options in each tab, of its kind, together at DEFAULT."""
     kinds = {"choice": {"radio"}, "float": {"slider", "number"}, "bool": {"checkbox"}, "layers": {"checkboxgroup"}}
     components = {c["props"].get("elem_id"): c for c in built_app.get_config_file()["components"]}
     for tab in ("annotate", "batch"):
         controls = {s.key: components[f"{tab}-{s.key.strip('_').replace('_', '-')}"] for s in SETTINGS}
         assert [controls[s.key]["type"] in kinds[s.kind] for s in SETTINGS] == [True] * len(SETTINGS), tab
         assert config_from_values({k: c["props"]["value"] for k, c in controls.items()}) == DEFAULT
-        assert controls["controller"]["props"]["value"] == DEFAULT.controller == "none"
+        assert controls["controller"]["props"]["value"] == DEFAULT.controller == "mlp"
         lam = controls["lambda_"]["props"]
         assert (lam["minimum"], lam["maximum"], lam["step"]) == next(s.ui for s in SETTINGS if s.key == "lambda_")
         layers = [value for _, value in controls["prune_layers"]["props"]["choices"]]

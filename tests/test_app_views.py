@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bioprune.config import DEFAULT, DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig, dense_twin
 from bioprune.controllers import LearnedController
 from bioprune.engine import PruningEngine
 from bioprune.io.outputs import OUTPUT_FORMATS
@@ -114,8 +114,9 @@ def test_highlight_segments_merge_touching_marks_and_drop_overlaps():
 
 def test_the_pruned_legend_lists_the_layers_the_active_config_prunes_after():
     assert list(views.pruned_legend(PruningConfig(controller="rule"))) == ["pruned after layer 2"]
-    assert list(views.pruned_legend(PruningConfig(controller="mlp"))) == ["pruned after layer 1",
-                                                                          "pruned after layer 2"]
+    assert list(views.pruned_legend(PruningConfig(controller="mlp"))) == ["pruned after layer 3"]
+    assert list(views.pruned_legend(PruningConfig(controller="mlp", prune_layers=(1, 2)))) == [
+        "pruned after layer 1", "pruned after layer 2"]
     assert list(views.pruned_legend(PruningConfig(controller="rule", prune_layers=(1, 3)))) == [
         "pruned after layer 1", "pruned after layer 3"]
     assert views.pruned_legend(DENSE) == {}
@@ -221,9 +222,10 @@ def test_both_tabs_start_at_the_engines_default_controller():
     assert config_from_values(start_values()) == DEFAULT == PruningChoice(**start_values()).config()  # the controls
     # the pruning settings do not apply to dense, the precision does
     pruning = {"lambda_": 9.0, "min_keep_ratio": 0.9, "prune_layers": [1], "recovery": True, "frozen_context": True}
-    assert PruningChoice(controller="none", **pruning).config() == DEFAULT
+    assert PruningChoice(controller="none", **pruning).config() == dense_twin(DEFAULT)
     assert PruningChoice(controller="none", **pruning, precision="fp32").config() == DENSE
-    assert PruningChoice(precision="fp32").exact and not PruningChoice().exact
+    assert PruningChoice(controller="none", precision="fp32").exact and not PruningChoice().exact
+    assert not PruningChoice(precision="fp32").exact  # the default prunes: fp32 alone is not exact dense
     assert PruningChoice(controller="rule", precision="bf16").config().precision == "bf16"
 
 
@@ -246,7 +248,8 @@ def test_pruning_choice_validates_and_describes():
     assert PruningChoice(controller="rule", lambda_=2.0).describe() == (
         "rule controller, λ 2.0, min_keep_ratio 0.30, prune_layers 2, recovery off, frozen_context off, precision auto, "
         "link on")
-    assert PruningChoice(precision="bf16", link=False).describe() == "dense model (no pruning), precision bf16, link off"
+    assert PruningChoice(controller="none", precision="bf16", link=False).describe() == (
+        "dense model (no pruning), precision bf16, link off")
     with pytest.raises(UserError, match=r"^Invalid setting: min_keep_ratio must be in \[0, 1\], got 1.5.$"):
         PruningChoice(controller="rule", lambda_=1.0, min_keep_ratio=1.5).config()
     with pytest.raises(UserError, match="prune_layers must be increasing"):
@@ -262,7 +265,8 @@ def test_picking_a_controller_sets_its_operating_point():
     for controller in ("rule", "mlp"):
         config = PruningConfig(controller=controller)
         point = operating_point(controller)
-        assert point == {"lambda_": config.aggressiveness, "prune_layers": list(config.prune_layers)}
+        assert point == {"lambda_": config.aggressiveness, "prune_layers": list(config.prune_layers),
+                         "frozen_context": config.frozen_context}
         assert low <= point["lambda_"] <= high  # the slider can reach every default
         # the values picking a controller puts in the controls give its operating point
         assert PruningChoice(controller=controller, **point).config() == config
@@ -354,7 +358,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
     hub = EngineHub(loaded, model_dir)
     assert hub.dense.postprocess.passes == ("abbreviations",)
     assert hub.exit_layers == (1, 2)  # the pruning layers the app offers: where the model has exit heads
-    choice = PruningChoice(controller="mlp", lambda_=1.0, recovery=True)
+    choice = PruningChoice(controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True)
     assert not hub.mlp_available() and "not trained yet" in hub.mlp_status()
     with pytest.raises(UserError, match="MLP controller is not trained yet"):
         hub.engine_for(choice)
@@ -363,7 +367,7 @@ def test_engine_hub_loads_the_mlp_controller_when_it_appears(pruning_model_dir, 
         hub.engine_for(choice)
     n_features = hub.dense.encoder.n_classes + 8  # controller_features: exit probabilities + 8 signals
     LearnedController(n_features).save(model_dir)  # the training job finishes: no restart needed
-    engine = hub.engine_for(PruningChoice(controller="mlp", lambda_=1.0, recovery=True))
+    engine = hub.engine_for(PruningChoice(controller="mlp", lambda_=1.0, prune_layers=[1, 2], recovery=True))
     assert engine.config.controller == "mlp" and "available" in hub.mlp_status()
     assert engine.postprocess == hub.dense.postprocess == loaded.postprocess  # the reload keeps post-processing
     # ... and everything else the model folder gave: the same weights, int8 calibration, linker index

@@ -72,11 +72,11 @@ def test_a_model_directory_without_a_tokenizer_is_one_line_exit_2(one_doc, tiny_
 # --- pruning flags on the dense model ---------------------------------------------------------------
 
 @pytest.mark.parametrize("flags, named", [(["--lambda", "3"], "--lambda"),
-                                          (["--controller", "none", "--lambda", "3"], "--lambda"),
+                                          (["--frozen-context"], "--frozen-context"),
                                           (["--prune-layers", "1"], "--prune-layers"),
                                           (["--min-keep-ratio", "0.5", "--lambda", "1"], "--lambda, --min-keep-ratio")])
 def test_pruning_flags_on_the_dense_model_are_refused(one_doc, tiny_model_dir, capsys, flags, named):
-    assert annotate_cli(tiny_model_dir, [one_doc], "out.pubtator", *flags) == 2
+    assert annotate_cli(tiny_model_dir, [one_doc], "out.pubtator", "--controller", "none", *flags) == 2
     one_error_line(capsys, f"bioprune: error: {named}: has no effect on the dense model", "--controller rule")
 
 

@@ -164,7 +164,8 @@ def test_controller_comparison_says_whether_the_mlp_dominates():
 
 def test_recovery_table_compares_with_a_lower_lambda_at_the_same_flops():
     def row(recovery, min_tokens, f1, flops, docs):
-        config = config_dict(PruningConfig(controller="mlp", recovery=recovery, spike_min_tokens=min_tokens))
+        config = config_dict(PruningConfig(controller="mlp", prune_layers=(1, 2), frozen_context=False, recovery=recovery,
+                                           spike_min_tokens=min_tokens))
         return {"config": config, "f1": {"micro": f1}, "f1_drop_points": {"micro": 100 * (0.82 - f1)},
                 "flops_saved_ratio": flops, "recovery_rate_documents": docs,
                 "recovery_events_by_trigger": {"entropy_spike": 3} if recovery else {}}

@@ -208,11 +208,11 @@ def test_from_pretrained_by_hub_id_brings_exit_heads_controller_and_postprocess(
 
 def test_spacy_component_takes_a_hub_id(hub_cache, full_model_dir):
     pytest.importorskip("spacy")
-    nlp = spacy_ner(REPO_ID, controller="mlp")
+    nlp = spacy_ner(REPO_ID, controller="mlp", prune_layers=[1, 2])  # layers this 3-layer model has heads at
     assert nlp.config["components"]["bioprune_ner"]["model"] == REPO_ID  # the config stays portable
     docs = list(nlp.pipe(TEXTS))
     expected = PruningEngine.from_pretrained(full_model_dir).with_config(
-        PruningConfig(controller="mlp", min_keep_ratio=0.3, recovery=False)).annotate(TEXTS)
+        PruningConfig(controller="mlp", prune_layers=(1, 2), min_keep_ratio=0.3, recovery=False)).annotate(TEXTS)
     assert [[(e.start_char, e.end_char) for e in d.ents] for d in docs] == \
         [[(e.start, e.end) for e in ann.entities] for ann in expected]
     assert [d._.bioprune_pruned_tokens for d in docs] == [[vars(p) for p in a.trace.pruned_tokens] for a in expected]

@@ -12,7 +12,7 @@ import pytest
 
 import bioprune.options as options
 from bioprune.cli import _config, build_parser
-from bioprune.config import DEFAULT, FAITHFUL, PruningConfig
+from bioprune.config import DEFAULT, FAITHFUL, PruningConfig, dense_twin
 from bioprune.engine import PruningEngine
 from bioprune.options import DEFAULT_SETTINGS, SETTINGS, Setting, add_config_arguments, config_from_values
 
@@ -137,9 +137,9 @@ def test_a_new_field_reaches_the_apps_tabs_and_api(monkeypatch, pruning_engine, 
     assert "new_knob 0.7" in answer["setting"] and "min_keep_ratio 0.70" in answer["setting"]  # its field
 
 
-def test_spacy_pipelines_saved_with_controller_default_still_build(tiny_model_dir):
+def test_spacy_pipelines_saved_with_controller_default_still_build(default_model_dir):
     """Pipelines saved before the settings came from bioprune.options say controller = "default"."""
-    nlp = spacy_ner(tiny_model_dir, controller="default", precision="fp32")
+    nlp = spacy_ner(default_model_dir, controller="default", precision="fp32")
     assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT.with_(precision="fp32")
 
 
@@ -153,24 +153,30 @@ def test_the_sweeps_set_flag_parses_yes_no_fields():
         _parse(False, "maybe")
 
 
-def test_the_default_is_the_same_config_in_every_face(tiny_model_dir):
-    """The CLI with no flags, from_pretrained() with no config, the spaCy component and the app all run DEFAULT."""
+def test_the_default_is_the_same_config_in_every_face(default_model_dir, tiny_model_dir, caplog):
+    """The CLI with no flags, from_pretrained() with no config, the spaCy component and the app all run
+    DEFAULT; on a model without its exit head or controller, each runs DEFAULT's dense twin and says so."""
     from bioprune.app.engines import PruningChoice
 
     cli = _config(_subparser(build_parser(), "annotate").parse_args(["x.txt", "--output", "y"]))
-    spacy_config = spacy_ner(tiny_model_dir).get_pipe("bioprune_ner").engine.config
-    engine = PruningEngine.from_pretrained(tiny_model_dir).config
+    spacy_config = spacy_ner(default_model_dir).get_pipe("bioprune_ner").engine.config
+    engine = PruningEngine.from_pretrained(default_model_dir).config
     assert cli == spacy_config == engine == PruningChoice().config() == DEFAULT
+    assert DEFAULT.enabled and DEFAULT.controller == "mlp"  # the default prunes
+    with caplog.at_level("WARNING", logger="bioprune.engine"):
+        assert PruningEngine.from_pretrained(tiny_model_dir).config == dense_twin(DEFAULT)  # 3 layers, no heads
+    assert "the default runs dense" in caplog.text
+    assert spacy_ner(tiny_model_dir).get_pipe("bioprune_ner").engine.config == dense_twin(DEFAULT)
 
 
-def test_link_is_one_setting_in_every_face(tiny_model_dir, pruning_engine, tmp_path):
+def test_link_is_one_setting_in_every_face(default_model_dir, pruning_engine, tmp_path):
     """Linking (issue 18) is a PruningConfig face field: --link/--no-link, the spaCy key ``link``, a
     checkbox in both app tabs; on by default, and not a pruning knob the dense model would ignore."""
     [link] = [s for s in SETTINGS if s.field == "link"]
     assert (link.flag, link.key, link.kind, link.default) == ("--link", "link", "bool", True) and DEFAULT.link
     parser = _subparser(build_parser(), "annotate")
     assert _config(parser.parse_args(["x.txt", "--output", "y", "--no-link"])).link is False  # no dense warning
-    assert spacy_ner(tiny_model_dir, link=False).get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
+    assert spacy_ner(default_model_dir, link=False).get_pipe("bioprune_ner").engine.config == DEFAULT.with_(link=False)
     pytest.importorskip("gradio", reason="the app needs gradio: pip install '.[test]'")
     from bioprune.app.ui import build_app
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import bioprune.layer as layer_module
 from bioprune import forward
-from bioprune.config import DEFAULT, DENSE, OPERATING_POINTS, PruningConfig
+from bioprune.config import DEFAULT, DENSE, OPERATING_POINTS, PruningConfig, dense_twin
 from bioprune.controllers import CONTROLLER_FILE, LearnedController, attention_feature_columns, keep_mask
 from bioprune.forward import TRIGGERS, Sequences, prune, restore
 from bioprune.layer import _heads, packed_attention, run_layer
@@ -517,14 +517,15 @@ def test_config_rejects_bad_values(kwargs):
 
 def test_each_controller_defaults_to_its_operating_point():
     rule, mlp = PruningConfig(controller="rule"), PruningConfig(controller="mlp")
-    assert (rule.aggressiveness, rule.prune_layers) == (2.0, (2,))
-    assert (mlp.aggressiveness, mlp.prune_layers) == (OPERATING_POINTS["mlp"].aggressiveness,
-                                                      OPERATING_POINTS["mlp"].prune_layers)
+    assert (rule.aggressiveness, rule.prune_layers, rule.frozen_context) == (2.0, (2,), False)
+    assert (mlp.aggressiveness, mlp.prune_layers, mlp.frozen_context) == (OPERATING_POINTS["mlp"].aggressiveness,
+                                                                          OPERATING_POINTS["mlp"].prune_layers, True)
+    assert PruningConfig(controller="mlp", frozen_context=False).frozen_context is False  # given, not the point's
     assert mlp.prune_layers != rule.prune_layers  # the points differ, so a mix-up shows
     assert PruningConfig(controller="mlp", aggressiveness=1.5, prune_layers=[3]).prune_layers == (3,)
     assert PruningConfig(controller="mlp", aggressiveness=1.5).aggressiveness == 1.5
     assert rule.with_(controller="mlp").aggressiveness == rule.aggressiveness  # with_ changes only what it is told
-    assert rule.with_(controller="mlp", aggressiveness=None, prune_layers=None) == mlp
+    assert rule.with_(controller="mlp", aggressiveness=None, prune_layers=None, frozen_context=None) == mlp
 
 
 def test_config_accepts_edge_values():
@@ -544,7 +545,7 @@ def test_engine_names_missing_exit_head(outside_engine, tiny_model_dir):
     PruningEngine(ModelBundle(model, tokenizer, exit_heads=only_two), PruningConfig(prune_layers=(2,)))  # fine
     with pytest.raises(ValueError, match=r"\[2\]"):
         PruningEngine.from_pretrained(tiny_model_dir, config=PruningConfig(prune_layers=(2,)))  # no heads at all
-    assert PruningEngine.from_pretrained(tiny_model_dir).config == DEFAULT  # without heads: dense by default
+    assert PruningEngine.from_pretrained(tiny_model_dir).config == dense_twin(DEFAULT)  # without heads: dense by default
     # disabled configs need no heads
     PruningEngine(ModelBundle(model, tokenizer), PruningConfig(min_keep_ratio=1.0, prune_layers=(1,)))
 
@@ -591,7 +592,7 @@ def test_controller_files_from_before_feature_selection_still_load(tmp_path):
 def test_from_pretrained_loads_exit_heads(outside_model_dir):
     engine = PruningEngine.from_pretrained(outside_model_dir)
     assert engine.exit_heads is not None and engine.exit_heads.layers == (1, 2)
-    assert engine.config == DEFAULT  # pruning is opt-in, heads or not
+    assert engine.config == dense_twin(DEFAULT)  # DEFAULT prunes after layer 3, beyond these 3 layers: dense
     assert float(engine.exit_heads.heads["1"].bias.detach()[0]) == 8.0
 
 

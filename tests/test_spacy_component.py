@@ -27,7 +27,7 @@ from spacy.tokens import DocBin  # noqa: E402
 from spacy.training import Example  # noqa: E402
 from spacy.util import load_config_from_str, load_model_from_config  # noqa: E402
 
-from bioprune.config import DEFAULT, PruningConfig  # noqa: E402
+from bioprune.config import DEFAULT, PruningConfig, dense_twin  # noqa: E402
 from bioprune.engine import ModelBundle, PruningEngine, load_model  # noqa: E402
 from bioprune.spacy import (DEFAULT_CONFIG, DISPLACY_COLORS, AlignmentWarning, BioPruneNER,  # noqa: E402
                              ComponentSettings, ConfigError)
@@ -124,7 +124,9 @@ def test_defaults_are_the_engine_defaults(nlp):
     assert (DEFAULT_CONFIG["min_keep_ratio"], DEFAULT_CONFIG["recovery"], DEFAULT_CONFIG["precision"]) == \
         (defaults.min_keep_ratio, defaults.recovery, defaults.precision)
     assert DEFAULT_CONFIG["lambda_"] is None  # each controller's own operating point
-    assert nlp.get_pipe("bioprune_ner").engine.config == DEFAULT  # what every face runs with no options
+    assert DEFAULT_CONFIG["frozen_context"] is None and DEFAULT_CONFIG["controller"] == DEFAULT.controller
+    # what every face runs with no options; the tiny model has no controller: DEFAULT's dense twin
+    assert nlp.get_pipe("bioprune_ner").engine.config == dense_twin(DEFAULT)
     cfg = nlp.config["components"]["bioprune_ner"]
     assert cfg["labels"] == LABELS and cfg["alignment_mode"] == "expand" and cfg["overwrite_ents"] is False
 
@@ -251,14 +253,15 @@ def test_existing_entities_kept_unless_overwrite(per_word_model_dir, overwrite):
     ("alignment_mode", "loose", "alignment_mode must be one of 'strict', 'contract', 'expand'"),
     ("controller", "rule", "controller needs exit heads"),  # the tiny model has none
 ])
-def test_invalid_config_shows_a_working_example(tiny_model_dir, key, value, message):
+def test_invalid_config_shows_a_working_example(tiny_model_dir, default_model_dir, key, value, message):
+    model = tiny_model_dir if key == "controller" else default_model_dir  # one that runs the default's controller
     nlp = spacy.blank("en")
     with pytest.raises(ConfigError, match="A working example") as info:
-        nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), key: value})
+        nlp.add_pipe("bioprune_ner", config={"model": str(model), key: value})
     assert message in str(info.value)
     assert f'nlp.add_pipe("bioprune_ner", config={{"{key}": ' in str(info.value)
     assert "[components.bioprune_ner" in str(info.value)
-    nlp.add_pipe("bioprune_ner", config={"model": str(tiny_model_dir), key: info.value.example})  # it works
+    nlp.add_pipe("bioprune_ner", config={"model": str(model), key: info.value.example})  # it works
     assert nlp("Famotidine associated delirium .").text
 
 
@@ -312,7 +315,7 @@ def test_to_disk_saves_exit_heads_and_in_memory_engines(outside_model_dir, tiny_
     nlp = spacy_ner(outside_model_dir)
     nlp.to_disk(tmp_path / "pruning")
     assert (tmp_path / "pruning" / "bioprune_ner" / "model" / "exit_heads.safetensors").is_file()
-    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == DEFAULT  # opt-in pruning
+    assert spacy.load(tmp_path / "pruning").get_pipe("bioprune_ner").engine.config == dense_twin(DEFAULT)  # 3 layers
     tokenizer, model = load_model(tiny_model_dir)
     engine = PruningEngine(ModelBundle(model, tokenizer))
     pipe = BioPruneNER(nlp.vocab, engine, overwrite_ents=True)  # no directory behind it: saved from memory

@@ -8,11 +8,13 @@
 Systems (bioprune's and ONNX Runtime's all go through the engine's tokenization, windows, decoding
 and post-processing, so among them only the forward differs):
   bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
-  bioprune default         bioprune.DEFAULT (dense at the machine's best precision)
+  bioprune dense bf16      the dense model at the default precision (auto: bf16 on a CPU with native bf16)
+  bioprune default         bioprune.DEFAULT (the MLP after layer 3, frozen context, through the upper
+                           layers trained for that pruning; the default precision)
   bioprune faithful        bioprune.FAITHFUL (the MLP after layer 4, frozen context: pruning that keeps
-                           the dense entities) at the default precision
-  bioprune MLP default     the learned controller's operating point at the default precision
-  bioprune int8 / MLP int8 the same two at precision int8 (bioprune.int8: oneDNN int8 matmuls)
+                           more of the dense entities) at the default precision
+  bioprune dense int8 / default int8
+                           dense and the default at precision int8 (bioprune.int8: oneDNN int8 matmuls)
   ORT fp32 / ORT int8      ONNX Runtime on the same model: exported with torch.onnx (opset 17),
                            ONNX Runtime's BERT optimizer (fused attention, layer norm, GELU), then
                            dynamic per-channel int8 quantization of the weights (onnxruntime.quantization)
@@ -51,7 +53,7 @@ from typing import Literal
 import torch
 from tqdm import tqdm
 
-from bioprune.config import DEFAULT, DENSE, FAITHFUL, PruningConfig
+from bioprune.config import DEFAULT, DENSE, FAITHFUL, PruningConfig, dense_twin
 from bioprune.forward import ForwardResult
 from bioprune.encoding import DEFAULT_OVERLAP_TOKENS
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine, load_model
@@ -229,11 +231,11 @@ def main(argv=None) -> dict:
     base = PruningEngine.from_pretrained(args.model, config=unlinked(DENSE))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_files = export_onnx(base, Path(tmp))
-        systems = {"bioprune dense fp32": base, "bioprune default": base.with_config(unlinked(DEFAULT)),
+        systems = {"bioprune dense fp32": base, "bioprune dense bf16": base.with_config(unlinked(dense_twin(DEFAULT))),
+                   "bioprune default": base.with_config(unlinked(DEFAULT)),
                    "bioprune faithful": base.with_config(unlinked(FAITHFUL)),
-                   "bioprune MLP default": base.with_config(unlinked(PruningConfig(controller="mlp"))),
-                   "bioprune int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
-                   "bioprune MLP int8": base.with_config(unlinked(PruningConfig(controller="mlp", precision="int8"))),
+                   "bioprune dense int8": base.with_config(unlinked(replace(dense_twin(DEFAULT), precision="int8"))),
+                   "bioprune default int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
                    "ORT fp32": ort_engine(base, onnx_files["fp32"], args.threads),
                    "ORT int8": ort_engine(base, onnx_files["int8"], args.threads)}
         annotators = {n: (lambda t, bs, e=e: e.annotate(t, batch_size=bs)) for n, e in systems.items()}
