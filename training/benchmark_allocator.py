@@ -1,4 +1,4 @@
-"""Page faults and time of the default engine with glibc's malloc thresholds fixed and left alone.
+"""Page faults and time of the dense engine at the default precision with glibc's malloc thresholds fixed and left alone.
 
     python -m training.benchmark_allocator --data ../shared/data/bc5cdr/CDR_TestSet.PubTator.txt \
         --output results/benchmark_allocator.json
@@ -52,14 +52,14 @@ def worker(args: AllocatorArgs) -> dict:
     import torch
 
     import bioprune.engine
-    from bioprune.config import DEFAULT
+    from bioprune.config import DEFAULT, dense_twin
     from bioprune.engine import PruningEngine
     from bioprune.io.pubtator import read_pubtator
 
     if args.worker == "glibc default":  # the name the engine calls when it is created
         bioprune.engine.keep_freed_memory = lambda: False
     torch.set_num_threads(args.threads)
-    engine = PruningEngine.from_pretrained(args.model, config=replace(DEFAULT, link=False))
+    engine = PruningEngine.from_pretrained(args.model, config=replace(dense_twin(DEFAULT), link=False))  # measured dense
     texts = [d.text for d in read_pubtator(args.data)][: args.warmup_docs + args.limit_docs]
     warmup, texts = texts[: args.warmup_docs], texts[args.warmup_docs:]
     out: dict = {"n": len(texts)}

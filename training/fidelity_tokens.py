@@ -44,7 +44,8 @@ SETTINGS: tuple[tuple[str, PruningConfig], ...] = (
     ("dense bf16", replace(DENSE, precision="bf16")),
     ("dense int8", replace(DENSE, precision="int8")),
     ("rule default", PruningConfig(controller="rule", **_FP32)),
-    ("MLP default", PruningConfig(controller="mlp", **_FP32)),
+    ("MLP λ=6 after layers 1 and 2", PruningConfig(controller="mlp", aggressiveness=6.0, prune_layers=(1, 2),
+                                                    frozen_context=False, **_FP32)),  # the MLP's point before issue 16
     ("MLP λ=0.5 after layer 2, frozen context", PruningConfig(controller="mlp", aggressiveness=0.5, prune_layers=(2,),
                                                                frozen_context=True, **_FP32)),
     ("MLP λ=1 after layer 4, frozen context", PruningConfig(controller="mlp", aggressiveness=1.0, prune_layers=(4,),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 16's GPU check (item 8): on a CUDA machine, dense fp32 against the default (dense, bf16),
-# faithful pruning and the MLP default, batch 1 and 64, timed by training/benchmark_pruning.py, and
+# Issue 16's GPU check (item 8): on a CUDA machine, dense fp32 against dense bf16, the default (the MLP
+# after layer 3, frozen context), faithful pruning and the MLP after layers 1 and 2, batch 1 and 64, timed by training/benchmark_pruning.py, and
 # their BC5CDR test F1 and agreement by `bioprune evaluate`. Linking is off: it runs on the CPU
 # alike for every setting. Every system first annotates all the abstracts at each batch size, untimed: CUDA
 # meets each new shape once (pruned batches bring many), and a shorter warm-up left that cost in the first
@@ -17,4 +17,6 @@ E="python3 -m bioprune.cli evaluate --gold $D --device cuda --batch-size 64 --no
 $E --controller none --precision fp32 --output "$OUT/evaluate_dense_fp32.json"
 $E --controller none --precision bf16 --output "$OUT/evaluate_default.json"
 $E $FAITHFUL --precision bf16 --output "$OUT/evaluate_faithful.json"
-$B --controller mlp --precision bf16 --output "$OUT/benchmark_mlp.json"
+$B --controller mlp --lambda 6 --prune-layers 1 2 --no-frozen-context --precision bf16 --output "$OUT/benchmark_mlp.json"
+$B --precision bf16 --output "$OUT/benchmark_pruned_default.json"
+$E --precision bf16 --output "$OUT/evaluate_pruned_default.json"

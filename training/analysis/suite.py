@@ -91,13 +91,15 @@ def pareto_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = Tru
 
 def controller_rows(lambdas: Sequence[float] = DEFAULT_LAMBDAS, with_mlp: bool = True,
                     layer_sets: Sequence[Sequence[int]] = CONTROLLER_LAYER_SETS) -> list[SuiteRow]:
-    """Rule and (``with_mlp``) MLP over λ at each of ``layer_sets``: family ``"rule (2,)"`` etc."""
+    """Rule and (``with_mlp``) MLP over λ at each of ``layer_sets``: family ``"rule (2,)"`` etc. Both
+    without frozen context (the MLP's point has it, the rule's not): the controllers alone compared."""
     rows = []
     for ls in layer_sets:
         for controller in ("rule", "mlp") if with_mlp else ("rule",):
             family = f"{controller} {layers_text(ls)}"
             rows += [SuiteRow("controllers", family, f"{family} λ={_num(lam)}",
-                              PruningConfig(controller=controller, aggressiveness=lam, prune_layers=ls), lam)
+                              PruningConfig(controller=controller, aggressiveness=lam, prune_layers=ls,
+                                            frozen_context=False), lam)
                      for lam in lambdas]
     return rows
 
