@@ -1,8 +1,8 @@
 """bioprune: chemical and disease NER (BC5CDR types) with a BERT-family token classifier that prunes tokens.
 
     from bioprune import PruningEngine, PruningConfig
-    engine = PruningEngine.from_pretrained()          # the shipped model, offline; dense by default
-    engine = engine.with_config(PruningConfig(controller="rule"))   # same weights, pruned
+    engine = PruningEngine.from_pretrained()          # the shipped model, offline; pruning after layer 3
+    engine = engine.with_config(PruningConfig(controller="none"))   # same weights, dense
     [ann] = engine.annotate(["Famotidine-associated delirium."])
     ann.entities                                       # (Entity(start=0, end=10, label='Chemical', ...), ...)
     ann.trace                                          # what pruning did: pruned tokens, recoveries, FLOPs

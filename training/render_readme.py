@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-from bioprune.config import FAITHFUL, FAITHFUL_MIN_AGREEMENT
+from bioprune.config import DEFAULT, DEFAULT_MIN_AGREEMENT, FAITHFUL, FAITHFUL_MIN_AGREEMENT
 from bioprune.engine import DEFAULT_MODEL_DIR
 from training.analysis.frontier import compare, interpolate_f1
 from training.analysis.suite import layers_text
@@ -441,6 +441,38 @@ def faithful_choice(first: dict, min_agreement: float) -> tuple[tuple[int, ...],
     return _setting(max(ok, key=lambda r: r["flops_saved_ratio"])) if ok else None
 
 
+def evaluation_line(ev: dict, file: str) -> str:
+    """One ``bioprune evaluate`` run (it scores dense fp32 too) as a list item: F1, drop, agreement, command."""
+    split = "test" if "Test" in ev["gold"]["path"] else "dev (trained on)"
+    m = ev["mention"]
+    return (f"- BC5CDR {split}: micro F1 {m['micro']['f1']:.4f} (Chemical {m['Chemical']['f1']:.4f}, Disease "
+            f"{m['Disease']['f1']:.4f}), F1 drop against dense fp32 {ev['f1_drop_points']['micro']:.2f} "
+            f"points (negative: above it), entity agreement {ev['agreement']['micro']['f1']:.4f}: "
+            f"`{ev['command']}` → `results/{file}`.")
+
+
+def default_block(first: dict, second: dict, evaluations: dict[str, dict]) -> str:
+    """How :data:`bioprune.config.DEFAULT` is chosen and confirmed: the layer-3 sweep of the trained
+    upper layers on the first MEDLINE half (the row with the most FLOPs saved at an agreement of at
+    least DEFAULT_MIN_AGREEMENT), the same rows on the held-out half, and its BC5CDR evaluations."""
+    shipped = (DEFAULT.prune_layers, DEFAULT.aggressiveness)
+    choice = faithful_choice(first, DEFAULT_MIN_AGREEMENT)
+    if choice != shipped:
+        print(f"render_readme: DEFAULT is {shipped} but the first half chooses {choice}", file=sys.stderr)
+    chosen = next(r for r in first["rows"] if _setting(r) == shipped)
+    held = next(r for r in second["rows"] if _setting(r) == shipped)
+    where = f"λ={shipped[1]:g} after layer{'s' if len(shipped[0]) > 1 else ''} {', '.join(map(str, shipped[0]))}"
+    out = [f"- Chosen on the first MEDLINE half: {where} is the row of the sweep with the most FLOPs saved at an "
+           f"agreement of at least {DEFAULT_MIN_AGREEMENT:g} with dense fp32: {chosen['f1']['micro']:.4f}, "
+           f"{_pct(chosen['flops_saved_ratio'])} of the FLOPs saved (the \"trained\" rows of the table in "
+           f"[Fidelity distillation](#fidelity-distillation)): `{first['command']}`.",
+           f"- Confirmed on the held-out half: agreement {held['f1']['micro']:.4f} (Chemical "
+           f"{held['f1']['Chemical']:.3f}, Disease {held['f1']['Disease']:.3f}), {_pct(held['flops_saved_ratio'])} "
+           f"of the FLOPs saved: the same with `--half second`."]
+    out += [evaluation_line(ev, file) for file, ev in evaluations.items()]
+    return "\n".join(out)
+
+
 def faithful_table(first: dict, second: dict, evaluations: dict[str, dict], int8: dict | None = None) -> str:
     """training/sweep_pruning.py with frozen context on each MEDLINE half: the first half chooses
     :data:`bioprune.config.FAITHFUL` (:func:`faithful_choice`), the held-out second half confirms it;
@@ -467,13 +499,7 @@ def faithful_table(first: dict, second: dict, evaluations: dict[str, dict], int8
             f"at an agreement of at least {FAITHFUL_MIN_AGREEMENT:g}. `{first['command']}` → "
             f"`results/fidelity_frozen_first.json`; the same with `--half second` → `results/fidelity_frozen_second.json`."]
     out += [""] if evaluations else []
-    for file, ev in evaluations.items():
-        split = "test" if "Test" in ev["gold"]["path"] else "dev (trained on)"
-        m = ev["mention"]
-        out.append(f"- BC5CDR {split}: micro F1 {m['micro']['f1']:.4f} (Chemical {m['Chemical']['f1']:.4f}, Disease "
-                   f"{m['Disease']['f1']:.4f}), F1 drop against dense fp32 {ev['f1_drop_points']['micro']:.2f} "
-                   f"points (negative: above it), entity agreement {ev['agreement']['micro']['f1']:.4f}: "
-                   f"`{ev['command']}` → `results/{file}`.")
+    out += [evaluation_line(ev, file) for file, ev in evaluations.items()]
     if int8 is not None:
         rows = "; ".join(f"{r['f1']['micro']:.4f} at λ={_setting(r)[1]:g} after layers {_setting(r)[0]} "
                          f"({_pct(r['flops_saved_ratio'])} FLOPs saved)" for r in int8["rows"])
@@ -535,15 +561,15 @@ def roof_table(res: dict) -> str:
 # The precision table's rows: (setting, evaluate JSON on test, benchmark JSON vs dense fp32, MEDLINE fidelity
 # JSON and its controller). Missing files leave their cells empty.
 PRECISION_ROWS = (
-    ("dense fp32 (`--precision fp32`, the reference)", "evaluate_test.json", None, None),
-    ("dense, precision auto (the default)", "evaluate_test_default.json", "benchmark_precision.json",
+    ("dense fp32 (`--controller none --precision fp32`, the reference)", "evaluate_test.json", None, None),
+    ("dense, precision auto", "evaluate_test_dense_auto.json", "benchmark_precision.json",
      ("fidelity_medline.json", "none")),
-    ("MLP default, fp32", "evaluate_test_pruned_mlp.json", "benchmark_pruning_mlp.json",
+    ("the default (MLP after layer 3), fp32", "evaluate_test_pruned_mlp.json", "benchmark_pruning_mlp.json",
      ("fidelity_medline_fp32.json", "mlp")),
-    ("MLP default, precision auto", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
+    ("the default, precision auto", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
      ("fidelity_medline.json", "mlp")),
     ("dense, precision int8", "evaluate_test_int8.json", "benchmark_int8.json", ("fidelity_medline_int8.json", "none")),
-    ("MLP default, precision int8", "evaluate_test_mlp_int8.json", "benchmark_pruning_mlp_int8.json",
+    ("the default, precision int8", "evaluate_test_mlp_int8.json", "benchmark_pruning_mlp_int8.json",
      ("fidelity_medline_int8.json", "mlp")),
 )
 
@@ -557,7 +583,7 @@ def _speed_cell(batch: dict) -> str:
 
 
 def precision_table() -> str | None:
-    """Speed, F1 and fidelity of dense and the MLP default at fp32 and at the default precision."""
+    """Speed, F1 and fidelity of dense and the default (the MLP's point) at each precision."""
     out = _header("| setting | runs at | F1 test (drop vs dense fp32) | entity agreement with dense fp32: test "
                   "| held-out MEDLINE (Chemical / Disease) | speed vs dense fp32, batch 16 | batch 1 |")
     commands, hosts = [], []
@@ -601,7 +627,7 @@ EARLIER_HOSTS = ("family26",)
 def hosts_table() -> str | None:
     """The same benchmarks on each host they ran on (results/ and :data:`EARLIER_HOSTS`): how far
     the default's and the MLP's speed-up and the fraction of the roof depend on the CPU."""
-    out = _header("| host | bf16 roof GFLOP/s | default vs dense fp32, batch 16 / 1 | MLP default (bf16) vs dense fp32, "
+    out = _header("| host | bf16 roof GFLOP/s | dense bf16 vs dense fp32, batch 16 / 1 | MLP at its point (bf16) vs dense fp32, "
                   "batch 16 / 1 | fraction of the roof, batch 16: dense bf16 / pruned |")
     for folder in ("", *EARLIER_HOSTS):
         files = [_load(f"{folder}/{name}" if folder else name)
@@ -618,13 +644,16 @@ def hosts_table() -> str | None:
     out += ["", "The same commands (the precision table's and the roof table's) on each host; a folder of "
             "`results/` holds what an earlier host wrote, as it wrote it. AMD EPYC family 26 (Zen 5) executes "
             "AVX-512 on full-width units where family 25 (Zen 4) splits each instruction in two halves, so its "
-            "bf16 matmul roof and bf16 speed-ups are higher."]
+            "bf16 matmul roof and bf16 speed-ups are higher. The MLP's point is the one of each run's day (its "
+            "command says which): after layers 1 and 2 before issue 16's default, after layer 3 with frozen context since."]
     return "\n".join(out)
 
 
 # (label, benchmark_pruning file, evaluate file) of issue 16's GPU check: training/gpu_check.sh's results/gpu/
-GPU_ROWS = (("dense fp32", None, "evaluate_dense_fp32"), ("the default (dense, bf16)", "benchmark_default", "evaluate_default"),
-            ("faithful pruning (bf16)", "benchmark_faithful", "evaluate_faithful"), ("MLP default (bf16)", "benchmark_mlp", None))
+GPU_ROWS = (("dense fp32", None, "evaluate_dense_fp32"), ("dense bf16", "benchmark_default", "evaluate_default"),
+            ("the default: MLP after layer 3 (bf16)", "benchmark_pruned_default", "evaluate_pruned_default"),
+            ("faithful pruning (bf16)", "benchmark_faithful", "evaluate_faithful"),
+            ("MLP λ=6 after layers 1 and 2 (bf16)", "benchmark_mlp", None))
 
 
 def gpu_table() -> str | None:
@@ -890,7 +919,7 @@ def dev_default_sentence(res: dict) -> str:
 
 
 def allocator_sentence(res: dict) -> str:
-    """training/benchmark_allocator.py: page faults and time of the default with glibc's malloc thresholds
+    """training/benchmark_allocator.py: page faults and time of dense at the default precision with glibc's malloc thresholds
     left alone and fixed (bioprune.allocator), one abstract at a time and at batch 16."""
     parts = []
     for batch, what in (("1", "One abstract at a time"), ("16", "At batch 16")):
@@ -900,7 +929,7 @@ def allocator_sentence(res: dict) -> str:
         parts.append(f"{what}: {old['page_faults_per_abstract']:,.0f} → {new['page_faults_per_abstract']:,.0f} "
                      f"page faults and {old['ms_per_abstract']:.1f} → {new['ms_per_abstract']:.1f} ms per abstract "
                      f"({b['speedup_median']:.2f}×, faster in {faster} of {len(old['seconds_per_round'])} rounds).")
-    return (" ".join(parts) + f" {res['n_abstracts']} test abstracts, the default, linking off, each mode in "
+    return (" ".join(parts) + f" {res['n_abstracts']} test abstracts, dense at the default precision, linking off, each mode in "
             f"processes of its own, alternating, on {res['cpu']}: `{res['command']}` → `results/benchmark_allocator.json`.")
 
 
@@ -1013,6 +1042,10 @@ def main() -> None:
               if all(runs := [_load(f) for f in names])]
     if points:
         blocks["pruned_layers"] = pruned_layers_table(points)
+    first, second = _load("pruned_layers_l3_trained_first.json"), _load("pruned_layers_l3_trained_second.json")
+    if first is not None and second is not None:
+        runs = {f: ev for f in ("evaluate_dev_default.json", "evaluate_test_default.json") if (ev := _load(f))}
+        blocks["default"] = default_block(first, second, runs)
     first, second = _load("fidelity_frozen_first.json"), _load("fidelity_frozen_second.json")
     if first is not None and second is not None:
         runs = {f: ev for f in ("evaluate_test_faithful.json", "evaluate_dev_faithful.json") if (ev := _load(f))}
