@@ -69,7 +69,7 @@ def test_the_scripts_take_the_same_flags():
     assert pruning_config(narrow.parse_args([])).link == DEFAULT.link
 
 
-@pytest.mark.parametrize("path, pattern", [("README.md", r"\| pruning that keeps the dense entities \| `([^`]+)`"),
+@pytest.mark.parametrize("path, pattern", [("README.md", r"\| pruning that keeps more of the dense entities \| `([^`]+)`"),
                                            ("training/gpu_check.sh", r'FAITHFUL="([^"]+)"')])
 def test_the_flags_of_faithful_pruning_are_bioprune_faithful(path, pattern):
     """The CLI spelling of faithful pruning in the README and in the GPU check is the preset, field for field."""
