@@ -28,7 +28,7 @@ class OperatingPoint:
 #   FLOPs with an agreement of at least DEFAULT_MIN_AGREEMENT with dense fp32 on the MEDLINE slice's first half
 #   (results/pruned_layers_l3_trained_first.json; docs/pruning.md, "The default"). The point chosen before
 #   fidelity was measured, λ=6 after layers 1 and 2 without frozen context (the smallest λ whose dev FLOPs
-#   saved reach 45%, results/controllers_dev.json), changed 11% of the dense entities on held-out MEDLINE.
+#   saved reach 45%, results/controllers_dev.json), changed several times more dense entities on held-out MEDLINE.
 OPERATING_POINTS: dict[str, OperatingPoint] = {
     "none": OperatingPoint(2.0, (2,), False),  # unused by the dense model; the rule point keeps DENSE comparable
     "rule": OperatingPoint(2.0, (2,), False),
