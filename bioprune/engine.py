@@ -163,7 +163,8 @@ class PruningEngine:
             logger.warning("%s: %s; the default runs dense on it", self.bundle.source_dir or "this model", problem)
             object.__setattr__(self, "config", dense_twin(self.config))
         self.bundle.encoder.check(self.config)
-        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
+        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device,
+                                                                mixed_ready=self.bundle.encoder.mixed_ready()))
         if self.bundle.device == "cpu":
             keep_freed_memory()  # once per process: the forward's temporaries stay in the heap (bioprune.allocator)
 
@@ -186,13 +187,13 @@ class PruningEngine:
         config = DEFAULT if config is None else config
         if kwargs.get("postprocess") is None:
             kwargs["postprocess"] = Postprocess.load(path)
-        logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, config,
-                    config.precision, resolve_precision(config.precision, device), kwargs["postprocess"].passes,
-                    kwargs["postprocess"].decoding)
         bundle = ModelBundle(model, tokenizer, exit_heads=ExitHeads.load(path, device), device=device,
                              controllers=load_controllers(path, device), source_dir=path,
                              int8_ranges=load_calibration(path), pruned_layers=PrunedLayers.load(path), **kwargs)
-        return cls(bundle, config)
+        engine = cls(bundle, config)
+        logger.info("loaded %s on %s (%s, precision %s -> %s, postprocess %s, %s)", path, device, engine.config,
+                    config.precision, engine.precision, kwargs["postprocess"].passes, kwargs["postprocess"].decoding)
+        return engine
 
     def with_config(self, config: PruningConfig) -> "PruningEngine":
         """The same loaded model with another pruning configuration (nothing is copied)."""

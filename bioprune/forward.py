@@ -43,7 +43,7 @@ from bioprune.config import PruningConfig
 from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
-from bioprune.int8 import int8_copy
+from bioprune.int8 import int8_copy, mixed_int8_layers, onednn_int8_available
 from bioprune.layer import classify, embed, run_layer
 from bioprune.precision import resolve_precision
 from bioprune.pruned_layers import PrunedLayers
@@ -165,6 +165,8 @@ class MemoryBuffer:
 
 
 TRIGGERS = ("entity_loss", "entropy_spike")
+MIXED_NEEDS = ("precision mixed needs the layers it keeps bf16, chosen by "
+               "python -m training.calibrate_int8 --data DATA --model MODEL --write-ranges (none beside this model)")
 
 
 def recovery_triggers(probs: torch.Tensor, pruned: torch.Tensor, valid: torch.Tensor,
@@ -266,8 +268,18 @@ class PrunedEncoder:
         if problem := self.cannot_run(config):
             raise ValueError(problem)
 
+    def mixed_ready(self) -> bool:
+        """Whether "auto" may pick precision mixed for this model (:func:`bioprune.precision.resolve_precision`)."""
+        return self.mixed_layers() is not None and onednn_int8_available()
+
+    def mixed_layers(self) -> tuple[int, ...] | None:
+        """The layers precision "mixed" runs int8 on this model, None without a calibration naming them."""
+        return mixed_int8_layers(len(self.layers), self.int8_ranges)
+
     def cannot_run(self, config: PruningConfig) -> str | None:
         """Why ``config`` cannot run on this model (one line), or None when it can."""
+        if config.precision == "mixed" and self.mixed_layers() is None:
+            return MIXED_NEEDS
         if not config.enabled:
             return None
         if max(config.prune_layers) >= len(self.layers):
@@ -297,17 +309,22 @@ class PrunedEncoder:
         per parameter beside the fp32 model, which stays for fp32 and as the source of truth: a copy
         made before the weights change (training) is stale, so training decides in fp32. For int8 the
         copy is :func:`bioprune.int8.int8_copy` with the model's calibration (``int8_ranges``): bf16
-        with the encoder's Linear layers int8 (1 byte per weight)."""
+        with the encoder's Linear layers int8 (1 byte per weight); for mixed the same with the
+        layers the calibration keeps bf16 in bf16 (:func:`bioprune.int8.mixed_int8_layers`)."""
         source = self.pruned_model if pruned else self.model
         if source is None:
             raise ValueError("this model has no layers trained for pruning (pruned_layers.safetensors)")
         if precision == "fp32":
             return source
-        if precision not in ("bf16", "int8"):
-            raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16 or int8)")
+        if precision not in ("bf16", "int8", "mixed"):
+            raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16, int8 "
+                             "or mixed)")
         if (precision, pruned) not in self._copies:
-            self._copies[precision, pruned] = (int8_copy(source, self.int8_ranges) if precision == "int8"
-                                               else bf16_copy(source))
+            if precision == "mixed" and self.mixed_layers() is None:
+                raise ValueError(MIXED_NEEDS)
+            self._copies[precision, pruned] = (
+                bf16_copy(source) if precision == "bf16" else
+                int8_copy(source, self.int8_ranges, layers=self.mixed_layers() if precision == "mixed" else None))
         return self._copies[precision, pruned]
 
     def __getstate__(self) -> dict:
@@ -316,10 +333,11 @@ class PrunedEncoder:
         pickle, and :meth:`weights_at` remakes a copy from the fp32 model on its first forward."""
         return {**self.__dict__, "_copies": {}}
 
-    def use_copy(self, precision: str, model) -> None:
+    def use_copy(self, precision: str, model, pruned: bool = False) -> None:
         """Run ``precision`` on ``model`` from now on (a copy made elsewhere, e.g. by
-        training/calibrate_int8.py comparing int8 variants), instead of making one."""
-        self._copies[precision, False] = model
+        training/calibrate_int8.py comparing int8 variants), instead of making one; ``pruned``: in
+        place of the copy of the layers trained for pruning."""
+        self._copies[precision, pruned] = model
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor,
@@ -329,7 +347,8 @@ class PrunedEncoder:
         Runs at ``config.precision`` (:mod:`bioprune.precision`) on :meth:`weights_at` that precision;
         probabilities and FLOPs come out in fp32/fp64 either way.
         """
-        model = self.weights_at(resolve_precision(config.precision, input_ids.device), self.runs_pruned_layers(config))
+        model = self.weights_at(resolve_precision(config.precision, input_ids.device, mixed_ready=self.mixed_ready()),
+                                self.runs_pruned_layers(config))
         B, T = input_ids.shape
         device = input_ids.device
         layers = list(model.base_model.encoder.layer)

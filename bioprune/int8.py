@@ -26,6 +26,7 @@ import contextlib
 import copy
 import functools
 import logging
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -49,6 +50,10 @@ UINT8_LEVELS = 255
 KEEP_BF16: frozenset[str] = frozenset({"output.dense"})
 
 CALIBRATION_FILE = "int8_calibration.safetensors"  # beside the model: the input ranges smoothing needs
+BF16_LAYERS_KEY = "mixed.bf16_layers"  # in CALIBRATION_FILE: (k,) int64, the encoder layers precision "mixed" keeps bf16
+# training/calibrate_int8.py keeps layers bf16 until "mixed" agrees with dense fp32 within this many
+# points of bf16's agreement (first MEDLINE half, the default config)
+MIXED_TOLERANCE_POINTS = 0.1
 # How much of the activations' range moves into the weights (:func:`smoothing`): the best of 0.75,
 # 0.85 and 0.95 on the first MEDLINE half (results/int8_calibration.json).
 SMOOTHING_ALPHA = 0.85
@@ -183,8 +188,25 @@ def load_calibration(directory: str | Path) -> dict[str, torch.Tensor] | None:
     return load_file(str(path)) if path.is_file() else None
 
 
+def mixed_int8_layers(n_layers: int, ranges: Mapping[str, torch.Tensor] | None) -> tuple[int, ...] | None:
+    """The encoder layers that precision "mixed" runs int8: all but those the model's calibration
+    keeps in bf16 (``ranges[BF16_LAYERS_KEY]``); None when the calibration names none (no "mixed").
+
+    int8 costs agreement with dense fp32 unevenly across depth: on the shipped MiniLM-L6, one layer
+    costs most of it (layer 1; results/int8_calibration.json, "layers"). training/calibrate_int8.py
+    keeps in bf16, one at a time, the layer whose int8 costs the most agreement on its calibration
+    text, until the default is within :data:`MIXED_TOLERANCE_POINTS` of its bf16 agreement (the
+    layer-wise sensitivity of Q-BERT, Shen et al., AAAI 2020, measured on outputs).
+    """
+    if ranges is None or BF16_LAYERS_KEY not in ranges:
+        return None
+    kept = set(ranges[BF16_LAYERS_KEY].tolist())
+    return tuple(i for i in range(n_layers) if i not in kept)
+
+
 def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
-              skip: frozenset[str] = KEEP_BF16, alpha: float = SMOOTHING_ALPHA) -> nn.Module:
+              skip: frozenset[str] = KEEP_BF16, alpha: float = SMOOTHING_ALPHA,
+              layers: Collection[int] | None = None) -> nn.Module:
     """A bf16 copy of a ``*ForTokenClassification`` BERT whose encoder Linear layers run int8.
 
     Per layer: Q, K and V as one int8 projection (``attention.self.qkv``, read by
@@ -193,8 +215,10 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     GELU fused. ``ranges`` (:func:`recording_input_ranges`, saved beside the model as
     ``CALIBRATION_FILE``): each input is smoothed (:func:`smoothing`) with strength ``alpha``;
     None: no smoothing (and a warning: agreement with fp32 drops). ``skip``: Linear layers kept in
-    bf16, named within a layer (``"output.dense"``, ``"attention.self.query"``, ...). The source
-    model is untouched.
+    bf16, named within a layer (``"output.dense"``, ``"attention.self.query"``, ...). ``layers``:
+    the encoder layers that go int8 (None: all; :func:`mixed_int8_layers` for precision "mixed");
+    the others are :func:`bioprune.bf16.bf16_copy`'s layers (Q, K, V fused, packed bf16). The
+    source model is untouched.
     """
     if not onednn_int8_available():
         raise RuntimeError("precision int8 needs a torch built with oneDNN (x86 CPU wheels are)")
@@ -214,6 +238,9 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     qkv = ("attention.self.query", "attention.self.key", "attention.self.value")
     for i, layer in enumerate(out.base_model.encoder.layer):
         attn = layer.attention.self
+        if layers is not None and i not in layers:  # bf16: one fused projection, packed below
+            attn.qkv = fused_qkv(attn)
+            continue
         if not skip.intersection(qkv):
             attn.qkv = int8(i, qkv, fused_qkv(attn))
         for name in qkv + ("attention.output.dense", "output.dense"):

@@ -16,8 +16,9 @@ from bioprune.bf16 import PackedLinear, packed_bf16_available
 from bioprune.cli import main
 from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
-from bioprune.int8 import (CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration, recording_input_ranges,
-                           save_calibration, smoothing)
+from bioprune.int8 import (BF16_LAYERS_KEY, CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration,
+                           mixed_int8_layers, onednn_int8_available, recording_input_ranges, save_calibration,
+                           smoothing)
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
 
 from conftest import first_window_batch
@@ -46,17 +47,18 @@ def test_bf16_without_native_support_warns_and_names_what_runs():
 
 
 def test_unknown_precision_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match="auto, fp32, bf16, int8.*'int4'"):
+    with pytest.raises(ValueError, match="auto, fp32, bf16, int8, mixed.*'int4'"):
         resolve_precision("int4", "cpu")
     with pytest.raises(ValueError, match="auto, fp32, bf16, int8"):
         PruningConfig(precision="fp16")
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
-def test_int8_is_cpu_only(device):
-    assert resolve_precision("int8", "cpu") == "int8"
-    with pytest.raises(ValueError, match=f"int8 runs on the CPU only.*on {torch.device(device).type} use bf16"):
-        resolve_precision("int8", device, has_native_bf16=_probe(True))
+@pytest.mark.parametrize("name", ["int8", "mixed"])
+def test_int8_is_cpu_only(device, name):
+    assert resolve_precision(name, "cpu") == name
+    with pytest.raises(ValueError, match=f"{name} runs on the CPU only.*on {torch.device(device).type} use bf16"):
+        resolve_precision(name, device, has_native_bf16=_probe(True))
 
 
 def test_int8_with_cuda_is_one_cli_line_before_the_model_loads(fake_gpus, tiny_model_dir, sample_path, capsys):
@@ -92,6 +94,69 @@ def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine
     kept = layer.output.dense  # bf16, on the pre-packed matmul where this CPU has it
     assert isinstance(kept, PackedLinear) if packed_bf16_available() else kept.weight.dtype == torch.bfloat16
     assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
+
+
+def test_mixed_layers_are_those_the_calibration_does_not_keep_bf16():
+    kept = {BF16_LAYERS_KEY: torch.tensor([1]), "0.intermediate.dense": torch.ones(4)}
+    assert mixed_int8_layers(6, kept) == (0, 2, 3, 4, 5)
+    assert mixed_int8_layers(6, {"0.intermediate.dense": torch.ones(4)}) is None and mixed_int8_layers(6, None) is None
+
+
+@pytest.fixture
+def mixed_model_dir(tiny_model_dir, tmp_path):
+    """The tiny model with an int8 calibration that keeps layer 0 bf16 for precision mixed."""
+    folder = tmp_path / "mixed-model"
+    shutil.copytree(tiny_model_dir, folder)
+    plain = PruningEngine.from_pretrained(folder, config=DENSE)
+    with recording_input_ranges(plain.encoder.model) as ranges:
+        plain.annotate(["Cisplatin nephrotoxicity in rats."])
+    save_calibration({**ranges, BF16_LAYERS_KEY: torch.tensor([0])}, folder)
+    return folder
+
+
+def test_mixed_runs_int8_but_in_the_layers_the_calibration_keeps_bf16(mixed_model_dir, texts, monkeypatch):
+    """Precision "mixed": its own copy, made once; the kept layer is the bf16 copy's layer (Q, K, V
+    fused, nothing int8), the others int8; what "auto" picks for a calibrated model on a CPU with
+    native bf16, and its probabilities stay close to fp32."""
+    monkeypatch.setattr(precision, "native_bf16", _probe(True))
+    engine = PruningEngine.from_pretrained(mixed_model_dir, config=PruningConfig(controller="none"))
+    assert engine.precision == ("mixed" if onednn_int8_available() else "bf16")
+    encoder = engine.encoder
+    copy = encoder.weights_at("mixed")
+    assert copy is encoder.weights_at("mixed") and copy is not encoder.weights_at("int8")
+    for i, layer in enumerate(copy.base_model.encoder.layer):
+        assert isinstance(layer.attention.self.qkv, Int8Linear) == (i != 0), i
+        assert isinstance(layer.intermediate, Int8Linear) == (i != 0), i
+        assert (i != 0) or not any(isinstance(m, Int8Linear) for m in layer.modules())
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}  # the fp32 model is untouched
+    ids, mask, special = first_window_batch(engine, texts)
+    fp32 = encoder.forward(ids, mask, special, PruningConfig(controller="none", precision="fp32"))
+    mixed = encoder.forward(ids, mask, special, PruningConfig(controller="none", precision="mixed"))
+    valid = mask.bool()
+    assert not torch.equal(mixed.probs[valid], fp32.probs[valid])
+    assert (mixed.probs[valid] - fp32.probs[valid]).abs().max() < 0.02
+
+
+def test_mixed_without_its_calibration_is_refused_and_auto_stays_bf16(outside_engine, tiny_model_dir, sample_path,
+                                                                      monkeypatch, capsys):
+    """A model whose calibration names no bf16 layers (or that has none) cannot run mixed: one line
+    naming the script that chooses them, in the engine and the CLI; "auto" then picks bf16."""
+    monkeypatch.setattr(precision, "native_bf16", _probe(True))
+    assert outside_engine.encoder.mixed_layers() is None
+    assert outside_engine.with_config(PruningConfig(controller="none")).precision == "bf16"
+    with pytest.raises(ValueError, match="precision mixed needs .*training.calibrate_int8"):
+        outside_engine.with_config(PruningConfig(controller="none", precision="mixed"))
+    assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--controller", "none",
+                 "--precision", "mixed", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "precision mixed needs" in err[0]
+
+
+def test_auto_is_mixed_only_on_a_cpu_with_native_bf16_for_a_ready_model():
+    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(True), mixed_ready=True) == "mixed"
+    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(False), mixed_ready=True) == "fp32"
+    assert resolve_precision("auto", "cuda", has_native_bf16=_probe(True), mixed_ready=True) == "bf16"
+    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(True)) == "bf16"
 
 
 @pytest.mark.skipif(not packed_bf16_available(), reason="needs oneDNN's pre-packed bf16 linear and a CPU with native bf16")

@@ -95,6 +95,9 @@ class OrtEncoder:
         if config.enabled:
             raise ValueError("ONNX Runtime runs the dense model only")
 
+    def mixed_ready(self) -> bool:
+        return False  # the session runs as exported: "auto" names no per-layer int8 here
+
     def forward(self, input_ids, attention_mask, special, config) -> ForwardResult:
         logits = self.session.run(["logits"], {"input_ids": input_ids.numpy(),
                                                "attention_mask": attention_mask.numpy()})[0]  # (B, T, C)

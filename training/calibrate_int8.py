@@ -15,19 +15,25 @@ Then each (alpha, layers kept bf16) candidate, and no smoothing, is scored by ex
 entities against dense fp32's on the first MEDLINE half: the choice is the best; the library's
 defaults (:data:`bioprune.int8.SMOOTHING_ALPHA`, :data:`bioprune.int8.KEEP_BF16`) should name it,
 and the script warns when they do not.
+
+Last, the encoder layers precision "mixed" keeps in bf16 (``"layers"`` in the output), on the
+default config (what "auto" serves) on the same text: starting from every layer int8, the layer
+whose return to bf16 raises agreement the most goes back, one at a time, until agreement is within
+:data:`bioprune.int8.MIXED_TOLERANCE_POINTS` of the bf16 default's. ``--write-ranges`` saves the
+choice with the ranges (:data:`bioprune.int8.BF16_LAYERS_KEY`).
 """
 from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from bioprune import int8
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
 from bioprune.io.pubtator import read_pubtator
@@ -67,6 +73,32 @@ def entity_keys(annotations) -> list[tuple]:
     return [(i, e.start, e.end, e.label) for i, a in enumerate(annotations) for e in a.entities]
 
 
+def mixed_layers(engine: PruningEngine, ranges: dict[str, torch.Tensor], texts: list[str], dense: list[tuple]) -> dict:
+    """The layers precision "mixed" keeps bf16 (module docstring), with every step's agreement."""
+    encoder = engine.encoder
+    bf16 = engine.with_config(replace(DEFAULT, precision="bf16"))
+    quantized = engine.with_config(replace(DEFAULT, precision="int8"))
+    pruned = encoder.runs_pruned_layers(quantized.config)
+    source = encoder.pruned_model if pruned else encoder.model
+
+    def agreement(kept: tuple[int, ...]) -> float:
+        int8_layers = [i for i in range(len(encoder.layers)) if i not in kept]
+        encoder.use_copy("int8", int8.int8_copy(source, ranges, layers=int8_layers), pruned=pruned)
+        return mention_scores(dense, entity_keys(quantized.annotate(texts)))["micro"]["f1"]
+
+    target = mention_scores(dense, entity_keys(bf16.annotate(texts)))["micro"]["f1"]
+    kept: tuple[int, ...] = ()
+    steps = [{"kept_bf16": [], "agreement_f1": agreement(kept)}]
+    while steps[-1]["agreement_f1"] < target - int8.MIXED_TOLERANCE_POINTS / 100 and len(kept) < len(encoder.layers):
+        tried = {i: agreement(tuple(sorted(kept + (i,)))) for i in range(len(encoder.layers)) if i not in kept}
+        best = max(tried, key=tried.get)
+        kept = tuple(sorted(kept + (best,)))
+        steps.append({"kept_bf16": list(kept), "agreement_f1": tried[best], "tried": {str(i): f for i, f in tried.items()}})
+        logger.info("mixed: layers %s bf16, agreement %.4f (bf16 default %.4f)", kept, tried[best], target)
+    return {"config": "default", "bf16_agreement_f1": target, "tolerance_points": int8.MIXED_TOLERANCE_POINTS,
+            "steps": steps, "kept_bf16": list(kept)}
+
+
 def main(argv=None) -> dict:
     args = parse_dataclass(CalibrateArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
@@ -76,8 +108,6 @@ def main(argv=None) -> dict:
         for name, texts in sources.items():
             logger.info("calibrating on %s (%d texts)", name, len(texts))
             engine.annotate(texts)
-    if args.write_ranges:
-        logger.info("wrote %s", int8.save_calibration(ranges, args.model))
     choice_texts = sources["medline_first_half"]
     dense = entity_keys(engine.annotate(choice_texts))
     quantized = engine.with_config(PruningConfig(controller="none", precision="int8"))
@@ -95,11 +125,16 @@ def main(argv=None) -> dict:
     if (best["alpha"], KEEP_CHOICES[best["kept_bf16"]]) != (int8.SMOOTHING_ALPHA, int8.KEEP_BF16):
         logger.warning("the best candidate (alpha %s, kept %s) is not the library's default (alpha %s, kept %s)",
                        best["alpha"], best["kept_bf16"], int8.SMOOTHING_ALPHA, sorted(int8.KEEP_BF16))
+    layers = mixed_layers(engine, ranges, choice_texts, dense)
+    ranges[int8.BF16_LAYERS_KEY] = torch.tensor(layers["kept_bf16"], dtype=torch.int64)
+    if args.write_ranges:
+        logger.info("wrote %s", int8.save_calibration(ranges, args.model))
     result = {"command": command_line("-m training.calibrate_int8", argv), "model": args.model,
               "calibration_texts": {k: len(v) for k, v in sources.items()},
               "choice_texts": f"medline_first_half ({len(choice_texts)} citations)",
               "wrote_ranges": args.write_ranges, "candidates": rows, "best": best,
-              "library_default": {"alpha": int8.SMOOTHING_ALPHA, "kept_bf16": sorted(int8.KEEP_BF16)}}
+              "library_default": {"alpha": int8.SMOOTHING_ALPHA, "kept_bf16": sorted(int8.KEEP_BF16)},
+              "layers": layers}
     write_json_atomic(args.output, result)
     return result
 
