@@ -117,7 +117,7 @@ class PruningConfig:
     # "fp32" with controller "none" is the exact dense model (DENSE).
     precision: Precision = field(default="auto", metadata=face(
         "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "
-        "int8 = int8 matmuls on the CPU (oneDNN); mixed = int8 in the upper half of the layers, bf16 below"))
+        "int8 = int8 matmuls on the CPU (oneDNN); mixed = int8 but in the layers the model's calibration keeps bf16"))
     # Concept normalisation (bioprune.linking): each entity gets its MeSH ID(s) after the abbreviation
     # pass. On by default: IDs are what users aggregate by (docs/linking.md); it adds their IDs, splits an
     # unlinked entity made wholly of dictionary names into them (linking.name_parts), and drops a Chemical it

@@ -163,8 +163,7 @@ class PruningEngine:
             logger.warning("%s: %s; the default runs dense on it", self.bundle.source_dir or "this model", problem)
             object.__setattr__(self, "config", dense_twin(self.config))
         self.bundle.encoder.check(self.config)
-        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device,
-                                                                mixed_ready=self.bundle.encoder.mixed_ready()))
+        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
         if self.bundle.device == "cpu":
             keep_freed_memory()  # once per process: the forward's temporaries stay in the heap (bioprune.allocator)
 

@@ -43,7 +43,7 @@ from bioprune.config import PruningConfig
 from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
-from bioprune.int8 import int8_copy, mixed_int8_layers, onednn_int8_available
+from bioprune.int8 import int8_copy, mixed_int8_layers
 from bioprune.layer import classify, embed, run_layer
 from bioprune.precision import resolve_precision
 from bioprune.pruned_layers import PrunedLayers
@@ -268,10 +268,6 @@ class PrunedEncoder:
         if problem := self.cannot_run(config):
             raise ValueError(problem)
 
-    def mixed_ready(self) -> bool:
-        """Whether "auto" may pick precision mixed for this model (:func:`bioprune.precision.resolve_precision`)."""
-        return self.mixed_layers() is not None and onednn_int8_available()
-
     def mixed_layers(self) -> tuple[int, ...] | None:
         """The layers precision "mixed" runs int8 on this model, None without a calibration naming them."""
         return mixed_int8_layers(len(self.layers), self.int8_ranges)
@@ -347,8 +343,7 @@ class PrunedEncoder:
         Runs at ``config.precision`` (:mod:`bioprune.precision`) on :meth:`weights_at` that precision;
         probabilities and FLOPs come out in fp32/fp64 either way.
         """
-        model = self.weights_at(resolve_precision(config.precision, input_ids.device, mixed_ready=self.mixed_ready()),
-                                self.runs_pruned_layers(config))
+        model = self.weights_at(resolve_precision(config.precision, input_ids.device), self.runs_pruned_layers(config))
         B, T = input_ids.shape
         device = input_ids.device
         layers = list(model.base_model.encoder.layer)

@@ -1,7 +1,6 @@
 """Numeric precision of the forward pass: which one runs on this machine.
 
     resolve_precision("auto", "cpu")        # "bf16" on a CPU with native bf16 (AVX-512 BF16, AMX), else "fp32"
-    resolve_precision("auto", "cpu", mixed_ready=True)   # "mixed" there, for a model calibrated for it
 
 Pruning removes tokens; precision makes each remaining token cheaper, so the two multiply. bf16
 runs on a bf16 copy of the weights (:meth:`bioprune.forward.PrunedEncoder.weights_at`); on the
@@ -13,8 +12,8 @@ per-channel-s8 matmuls in oneDNN on an int8 copy, the rest in bf16; it is opt-in
 ``"auto"`` picks (docs/pruning.md, "Precision", has its speed and agreement). ``"mixed"`` (CPU
 only) is per-layer precision: int8 in every encoder layer but those the model's int8 calibration
 keeps in bf16 (:func:`bioprune.int8.mixed_int8_layers`: the layers whose int8 changes the most
-entities), which keeps the default's agreement with dense fp32; ``"auto"`` picks it on a CPU with
-native bf16 for a model whose calibration names those layers.
+entities). Both are opt-in: their activation ranges are taken over the whole batch, so a document's
+entities can depend on the documents that share its batch, which fp32 and bf16 never do.
 
 Emulated bf16 (a CPU without native bf16 instructions) is several times *slower* than fp32, so
 ``"bf16"`` there runs fp32 with a warning naming the fallback, and ``"auto"`` picks fp32.
@@ -59,13 +58,11 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
-def resolve_precision(requested: str, device: str | torch.device, has_native_bf16=None, mixed_ready: bool = False) -> str:
+def resolve_precision(requested: str, device: str | torch.device, has_native_bf16=None) -> str:
     """The precision that will run (``"fp32"``, ``"bf16"``, ``"int8"`` or ``"mixed"``) for ``requested`` on ``device``.
 
     ``"auto"`` is bf16 where the device has native bf16 (``has_native_bf16(device_type)``, default
-    :func:`native_bf16`; a test passes its own probe), else fp32; on such a CPU it is mixed when
-    ``mixed_ready`` (the model's calibration names the layers mixed keeps bf16, and oneDNN's int8
-    matmul is there: :meth:`bioprune.forward.PrunedEncoder.mixed_ready`). ``"bf16"`` without native support runs fp32 and warns
+    :func:`native_bf16`; a test passes its own probe), else fp32. ``"bf16"`` without native support runs fp32 and warns
     (:class:`PrecisionFallbackWarning`). ``"int8"`` and ``"mixed"`` (:mod:`bioprune.int8`) are CPU
     only: ValueError on another device, as for an unknown name.
     """
@@ -80,7 +77,7 @@ def resolve_precision(requested: str, device: str | torch.device, has_native_bf1
         return requested
     native = (has_native_bf16 or native_bf16)(device_type)
     if requested == "auto":
-        return ("mixed" if mixed_ready and device_type == "cpu" else "bf16") if native else "fp32"
+        return "bf16" if native else "fp32"
     if requested == "bf16" and not native:
         warnings.warn(PrecisionFallbackWarning(
             f"precision bf16: this {device_type} has no native bf16 (emulated bf16 is slower than fp32); "

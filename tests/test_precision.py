@@ -17,7 +17,7 @@ from bioprune.cli import main
 from bioprune.config import DEFAULT, DENSE, PruningConfig
 from bioprune.engine import PruningEngine
 from bioprune.int8 import (BF16_LAYERS_KEY, CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration,
-                           mixed_int8_layers, onednn_int8_available, recording_input_ranges, save_calibration,
+                           mixed_int8_layers, recording_input_ranges, save_calibration,
                            smoothing)
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
 
@@ -116,11 +116,12 @@ def mixed_model_dir(tiny_model_dir, tmp_path):
 
 def test_mixed_runs_int8_but_in_the_layers_the_calibration_keeps_bf16(mixed_model_dir, texts, monkeypatch):
     """Precision "mixed": its own copy, made once; the kept layer is the bf16 copy's layer (Q, K, V
-    fused, nothing int8), the others int8; what "auto" picks for a calibrated model on a CPU with
-    native bf16, and its probabilities stay close to fp32."""
+    fused, nothing int8), the others int8; its probabilities stay close to fp32. Opt-in: "auto"
+    stays bf16 on a calibrated model too."""
     monkeypatch.setattr(precision, "native_bf16", _probe(True))
-    engine = PruningEngine.from_pretrained(mixed_model_dir, config=PruningConfig(controller="none"))
-    assert engine.precision == ("mixed" if onednn_int8_available() else "bf16")
+    assert PruningEngine.from_pretrained(mixed_model_dir, config=PruningConfig(controller="none")).precision == "bf16"
+    engine = PruningEngine.from_pretrained(mixed_model_dir, config=PruningConfig(controller="none", precision="mixed"))
+    assert engine.precision == "mixed"
     encoder = engine.encoder
     copy = encoder.weights_at("mixed")
     assert copy is encoder.weights_at("mixed") and copy is not encoder.weights_at("int8")
@@ -137,26 +138,16 @@ def test_mixed_runs_int8_but_in_the_layers_the_calibration_keeps_bf16(mixed_mode
     assert (mixed.probs[valid] - fp32.probs[valid]).abs().max() < 0.02
 
 
-def test_mixed_without_its_calibration_is_refused_and_auto_stays_bf16(outside_engine, tiny_model_dir, sample_path,
-                                                                      monkeypatch, capsys):
+def test_mixed_without_its_calibration_is_refused_in_one_line(outside_engine, tiny_model_dir, sample_path, capsys):
     """A model whose calibration names no bf16 layers (or that has none) cannot run mixed: one line
-    naming the script that chooses them, in the engine and the CLI; "auto" then picks bf16."""
-    monkeypatch.setattr(precision, "native_bf16", _probe(True))
+    naming the script that chooses them, in the engine and the CLI."""
     assert outside_engine.encoder.mixed_layers() is None
-    assert outside_engine.with_config(PruningConfig(controller="none")).precision == "bf16"
     with pytest.raises(ValueError, match="precision mixed needs .*training.calibrate_int8"):
         outside_engine.with_config(PruningConfig(controller="none", precision="mixed"))
     assert main(["evaluate", "--gold", str(sample_path), "--model", str(tiny_model_dir), "--controller", "none",
                  "--precision", "mixed", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "precision mixed needs" in err[0]
-
-
-def test_auto_is_mixed_only_on_a_cpu_with_native_bf16_for_a_ready_model():
-    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(True), mixed_ready=True) == "mixed"
-    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(False), mixed_ready=True) == "fp32"
-    assert resolve_precision("auto", "cuda", has_native_bf16=_probe(True), mixed_ready=True) == "bf16"
-    assert resolve_precision("auto", "cpu", has_native_bf16=_probe(True)) == "bf16"
 
 
 @pytest.mark.skipif(not packed_bf16_available(), reason="needs oneDNN's pre-packed bf16 linear and a CPU with native bf16")

@@ -11,6 +11,8 @@ and post-processing, so among them only the forward differs):
   bioprune dense bf16      the dense model at the default precision (auto: bf16 on a CPU with native bf16)
   bioprune default         bioprune.DEFAULT (the MLP after layer 3, frozen context, through the upper
                            layers trained for that pruning; the default precision)
+  bioprune default mixed   the default at precision mixed (int8 but in the layers the calibration
+                           keeps bf16: bioprune.int8.mixed_int8_layers)
   bioprune faithful        bioprune.FAITHFUL (the MLP after layer 4, frozen context: pruning that keeps
                            more of the dense entities) at the default precision
   bioprune dense int8 / default int8
@@ -94,9 +96,6 @@ class OrtEncoder:
     def check(self, config: PruningConfig) -> None:
         if config.enabled:
             raise ValueError("ONNX Runtime runs the dense model only")
-
-    def mixed_ready(self) -> bool:
-        return False  # the session runs as exported: "auto" names no per-layer int8 here
 
     def forward(self, input_ids, attention_mask, special, config) -> ForwardResult:
         logits = self.session.run(["logits"], {"input_ids": input_ids.numpy(),
@@ -236,6 +235,7 @@ def main(argv=None) -> dict:
         onnx_files = export_onnx(base, Path(tmp))
         systems = {"bioprune dense fp32": base, "bioprune dense bf16": base.with_config(unlinked(dense_twin(DEFAULT))),
                    "bioprune default": base.with_config(unlinked(DEFAULT)),
+                   "bioprune default mixed": base.with_config(unlinked(replace(DEFAULT, precision="mixed"))),
                    "bioprune faithful": base.with_config(unlinked(FAITHFUL)),
                    "bioprune dense int8": base.with_config(unlinked(replace(dense_twin(DEFAULT), precision="int8"))),
                    "bioprune default int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),

@@ -17,7 +17,7 @@ defaults (:data:`bioprune.int8.SMOOTHING_ALPHA`, :data:`bioprune.int8.KEEP_BF16`
 and the script warns when they do not.
 
 Last, the encoder layers precision "mixed" keeps in bf16 (``"layers"`` in the output), on the
-default config (what "auto" serves) on the same text: starting from every layer int8, the layer
+default config (the pruning every face runs) on the same text: starting from every layer int8, the layer
 whose return to bf16 raises agreement the most goes back, one at a time, until agreement is within
 :data:`bioprune.int8.MIXED_TOLERANCE_POINTS` of the bf16 default's. ``--write-ranges`` saves the
 choice with the ranges (:data:`bioprune.int8.BF16_LAYERS_KEY`).

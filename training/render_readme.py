@@ -568,6 +568,8 @@ PRECISION_ROWS = (
      ("fidelity_medline_fp32.json", "mlp")),
     ("the default, precision auto", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
      ("fidelity_medline.json", "mlp")),
+    ("the default, precision mixed", "evaluate_test_mlp_mixed.json", "benchmark_pruning_mlp_mixed.json",
+     ("fidelity_medline_mixed.json", "mlp")),
     ("dense, precision int8", "evaluate_test_int8.json", "benchmark_int8.json", ("fidelity_medline_int8.json", "none")),
     ("the default, precision int8", "evaluate_test_mlp_int8.json", "benchmark_pruning_mlp_int8.json",
      ("fidelity_medline_int8.json", "mlp")),
@@ -613,7 +615,7 @@ def precision_table() -> str | None:
         return None
     out += ["", "BC5CDR test (500 abstracts), shipped model; agreement = exact-match F1 of the entities against the "
             "exact dense fp32 model's; MEDLINE = the held-out second half of the slice "
-            "(`python -m training.fidelity_medline [--precision fp32]`); speed = median of alternating rounds "
+            "(`python -m training.fidelity_medline [--precision fp32|mixed|int8]`); speed = median of alternating rounds "
             "against dense fp32 in one process (in brackets: the slowest and the fastest round), 2 CPU threads "
             f"({', '.join(dict.fromkeys(hosts))}). Commands: "
             + "; ".join(dict.fromkeys(commands)) + "."]
