@@ -316,11 +316,11 @@ class PrunedEncoder:
             raise ValueError(f"not a resolved precision: {precision!r} (resolve_precision gives fp32, bf16, int8 "
                              "or mixed)")
         if (precision, pruned) not in self._copies:
-            if precision == "mixed" and self.mixed_layers() is None:
+            layers = self.mixed_layers() if precision == "mixed" else None  # None for int8: every layer
+            if precision == "mixed" and layers is None:
                 raise ValueError(MIXED_NEEDS)
-            self._copies[precision, pruned] = (
-                bf16_copy(source) if precision == "bf16" else
-                int8_copy(source, self.int8_ranges, layers=self.mixed_layers() if precision == "mixed" else None))
+            self._copies[precision, pruned] = (bf16_copy(source) if precision == "bf16"
+                                               else int8_copy(source, self.int8_ranges, layers=layers))
         return self._copies[precision, pruned]
 
     def __getstate__(self) -> dict:
