@@ -14,7 +14,7 @@ import pytest
 from bioprune.identifiers import NO_ID, format_ids
 from bioprune.io.pubtator import read_pubtator
 from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, NameRow, Neighbours, SortedTable, TypeIndex,
-                              TABLES, _best_ids, bag_key, composite_readings, lookup, normalized_key, one_edit, read_names,
+                              TABLES, _best_ids, bag_key, chemical_variants, composite_readings, lookup, normalized_key, one_edit, read_names,
                               table_lines, type_tables)
 from training.build_linker_index import main as build_main
 
@@ -29,11 +29,14 @@ MESH_TERMS = [  # descriptor, term, record-preferred
     ("D016584", "Panic Disorder", "Y"), ("D008668", "Metallothionein", "Y"), ("D006220", "Haloperidol", "Y"),
     ("D010640", "Phenothiazines", "Y"), ("D014284", "Triiodothyronine", "Y"), ("D005442", "Flumazenil", "Y"),
     ("D005442", "Ro 15-1788", "N"), ("D000666", "Amphotericin B", "Y"), ("D013874", "Thiopental Sodium", "N"),
+    ("D001285", "Atropine", "Y"), ("D001285", "Atropine Sulfate", "N"), ("D013015", "Sotalol", "Y"),
+    ("D011189", "Potassium Chloride", "Y"), ("D002712", "Chlorides", "Y"),
 ]
 TREES = {"D002945": "D01.710.100", "D001943": "C04.588.180", "D010051": "C04.588.322",
          "D010300": "C10.228.140", "D016584": "F03.080.725", "D008668": "D12.776.548",  # a protein
          "D006220": "D03.383.663", "D010640": "D03.633.100", "D014284": "D06.472.931", "D005442": "D03.633.100",
-         "D000666": "D02.540.576", "D013874": "D03.383.742"}
+         "D000666": "D02.540.576", "D013874": "D03.383.742", "D001285": "D03.132.436", "D013015": "D02.092.063",
+         "D011189": "D01.210.375", "D002712": "D01.210.375"}
 # BC5CDR-style training pairs: "PD" is panic disorder in this abstract
 TRAIN = ("111|t|Panic disorder (PD) after treatment.\n111|a|PD was seen.\n"
          "111\t0\t14\tPanic disorder\tDisease\tD016584\n111\t16\t18\tPD\tDisease\tD016584\n"
@@ -115,6 +118,24 @@ def test_a_long_word_misspelled_by_one_letter_links(linker, mention, letters, ex
     [found] = strict.link(mention, [(mention, "Chemical")])
     assert format_ids(found.ids, prefix="") == expected
     assert found.method == ("respelled" if found.ids else "none") and found.score < 0.9
+
+
+@pytest.mark.parametrize("mention, variants", [
+    ("Atropine sulphate", ["Atropine sulfate", "Atropine"]),  # British spelling, then the parent
+    ("ritodrin-HCl", ["ritodrin-hydrochloride", "ritodrin"]), ("disodium edetate", ["edetate"]),
+    ("d,l-sotalol", ["sotalol"]), ("(+/-)-Sotalol hydrochloride", ["Sotalol"]),  # racemate and salt
+    ("potassium chloride", []), ("sodium", []), ("cisplatin", []),  # salt words alone are a name; nothing to try
+])
+def test_chemical_variants(mention, variants):
+    assert chemical_variants(mention) == variants
+
+
+@pytest.mark.parametrize("mention", ["atropine sulphate", "Atropine sulphate monohydrate"])
+def test_an_unlinked_chemical_links_by_its_variants(linker, mention):
+    strict = {v: Linker(linker.index, LinkerSettings(chemical_variants=v)) for v in (True, False)}  # shipped thresholds
+    found = {v: strict[v].link(mention, [(mention, "Chemical")])[0] for v in strict}
+    assert (format_ids(found[True].ids, prefix=""), format_ids(found[False].ids, prefix="")) == ("D001285", NO_ID)
+    assert strict[True].link(mention, [(mention, "Disease")])[0].ids == ()  # chemicals only
 
 
 def test_one_edit():

@@ -49,7 +49,7 @@ from training.build_linker_index import MESH_TERMS, open_table
 
 SPLITS = {"dev": "bc5cdr/CDR_DevelopmentSet.PubTator.txt", "test": "bc5cdr/CDR_TestSet.PubTator.txt"}
 SWITCHES = {"expand_abbreviations": (True, False), "split_composites": (True, False), "head_score": (0.8, 0.0),
-            "respelled_min_letters": (8, 6, 10, 0)}
+            "respelled_min_letters": (8, 6, 10, 0), "chemical_variants": (True, False)}
 THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 
 
