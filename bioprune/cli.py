@@ -188,7 +188,7 @@ def cmd_evaluate(args) -> int:
     started = time.time()
     # Anything but the exact dense fp32 model (pruning, bf16) is also compared with it, same weights,
     # same run: the F1 drop and the entity agreement (fidelity). The reference links as the run does:
-    # linking drops gene products and unsure unlinked entities (PruningEngine._entities), so it moves entities.
+    # linking drops gene products and unsure unlinked entities (PruningEngine.annotate), so it moves entities.
     reference = engine.with_config(DENSE.with_(link=engine.config.link)) if engine.config.with_(link=DENSE.link) != DENSE else None
     scores = evaluate_engine(engine, gold, batch_size=args.batch_size, progress=not args.quiet, reference=reference)
     result = {

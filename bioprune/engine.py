@@ -313,17 +313,14 @@ class PruningEngine:
         docs = _documents(documents)
         encoded = self.encode([d.text for d in docs])
         outputs = self.run(encoded, batch_size=batch_size)
-        return [Annotation(id=doc.id, text=doc.text,
-                           entities=tuple(self._entities(doc.text, decode_entities(
-                               doc.text, enc.offsets, enc.word_ids, probs, self.postprocess.decoding))),
-                           trace=trace)
-                for doc, enc, (probs, trace) in zip(docs, encoded, outputs)]
-
-    def _entities(self, text: str, entities: list) -> list:
-        entities = self.postprocess.apply(text, entities)
-        if self.config.link and entities:
-            entities = [e for e in self.linker.linked_entities(text, entities) if self.postprocess.keeps(e)]
-        return entities
+        found = [self.postprocess.apply(doc.text, decode_entities(doc.text, enc.offsets, enc.word_ids, probs,
+                                                                  self.postprocess.decoding))
+                 for doc, enc, (probs, _) in zip(docs, encoded, outputs)]
+        if self.config.link and any(found):  # all documents at once: one TF-IDF query per type for what look-ups miss
+            linked = iter(self.linker.linked_documents([(doc.text, ents) for doc, ents in zip(docs, found) if ents]))
+            found = [[e for e in next(linked) if self.postprocess.keeps(e)] if ents else ents for ents in found]
+        return [Annotation(id=doc.id, text=doc.text, entities=tuple(ents), trace=trace)
+                for doc, ents, (_, trace) in zip(docs, found, outputs)]
 
 
 def _same_tensors(state: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> bool:

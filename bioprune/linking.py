@@ -46,7 +46,7 @@ import threading
 import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -155,6 +155,7 @@ def normalized_key(name: str) -> str:
     return " ".join(tokens(name))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # _respelled asks it of the same TF-IDF neighbours again and again
 def bag_key(name: str) -> str:
     """Order-free key: the sorted set of tokens without stop words."""
     return _bag(tokens(name))
@@ -189,7 +190,8 @@ def composite_readings(mention: str) -> list[list[str]]:
 
 
 # British and abbreviated spellings MeSH writes otherwise ("pregnenolone sulphate", "bupropion HCl")
-_RESPELLINGS = ((re.compile(r"sulph", re.IGNORECASE), "sulf"), (re.compile(r"(?<![^\W_])HCl(?![^\W_])"), "hydrochloride"),
+_RESPELLINGS = ((re.compile(r"sulph", re.IGNORECASE), "sulf"),
+                (re.compile(r"(?<![^\W_])HCl(?![^\W_])"), "hydrochloride"),
                 (re.compile(r"aluminium", re.IGNORECASE), "aluminum"))
 # a counter-ion, salt or hydrate word before or after the parent compound's name ("atropine sulfate",
 # "disodium edetate"); MeSH files most salts under the parent, as BC5CDR's annotators did
@@ -327,7 +329,7 @@ def _best_ids(rows: Iterable[tuple[str, NameRow]]) -> dict[str, tuple[str, float
     return support  # every value is now (id, prior)
 
 
-MEMO_QUERIES = 200_000  # TF-IDF answers kept per type (a few tens of MB at most)
+MEMO_QUERIES = 200_000  # TF-IDF and look-up answers kept per type (a few tens of MB at most)
 
 
 class Neighbours:
@@ -474,6 +476,9 @@ class TypeIndex:
     compact: SortedTable
     neighbours: Neighbours  # TF-IDF over the normalised names of the "tfidf" table
     neighbour_ids: tuple[str, ...]  # the ID of each of ``neighbours.names``
+    # name -> its :func:`lookup` answer: linking asks the same names again (prefetch, then the mention;
+    # an abstract repeats its names, a corpus its common ones), and one answer costs up to five binary searches
+    looked_up: dict[str, "Link"] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_tables(cls, tables: Mapping[str, bytes], ngram: int = 3) -> "TypeIndex":
@@ -530,7 +535,16 @@ def lookup(index: TypeIndex, name: str) -> Link:
     """Dictionary look-up: the exact string, its lower case ("Phenothiazines", the class, is not
     "phenothiazine", the compound, which the normalised key conflates), the normalised key, the bag of
     words, the normalised key without spaces. A key missing from a table that :func:`type_tables`
-    thinned is asked of the normalised table (the exact and lower-case ones fall through to it)."""
+    thinned is asked of the normalised table (the exact and lower-case ones fall through to it).
+    Answers are memoised in ``index.looked_up`` (cleared past :data:`MEMO_QUERIES`)."""
+    if (found := index.looked_up.get(name)) is None:
+        if len(index.looked_up) >= MEMO_QUERIES:
+            index.looked_up.clear()
+        found = index.looked_up[name] = _lookup_now(index, name)
+    return found
+
+
+def _lookup_now(index: TypeIndex, name: str) -> Link:
     toks = tokens(name)  # tokenised once for the three keys made of them
     for method, table, probe in (("exact", index.exact, name), ("caseless", index.caseless, name.lower()),
                                  ("normalized", index.normalized, " ".join(toks)), ("bag", index.bag, _bag(toks)),
@@ -690,29 +704,43 @@ def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[
 
     Repeated mentions are linked once (an abstract repeats its names).
     """
-    short_forms = abbreviation_map(text) if settings.expand_abbreviations else {}
-    _prefetch(index, mentions, short_forms, settings)
-    links = {key: link_mention(index, *key, short_forms, settings) for key in dict.fromkeys(mentions)}
-    return [links[key] for key in mentions]
+    return link_documents(index, [(text, mentions)], settings)[0]
 
 
-def _prefetch(index: Mapping[str, TypeIndex], mentions: Sequence[tuple[str, str]], short_forms: Mapping[str, str],
+def link_documents(index: Mapping[str, TypeIndex], documents: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+                   settings: LinkerSettings = LinkerSettings()) -> list[list[Link]]:
+    """:func:`link_document` of each ``(text, mentions)``, the TF-IDF asked once for all of them."""
+    short_forms = [abbreviation_map(text) if settings.expand_abbreviations else {} for text, _ in documents]
+    _prefetch(index, [(mentions, forms) for (_, mentions), forms in zip(documents, short_forms)], settings)
+    out = []
+    for (_, mentions), forms in zip(documents, short_forms):
+        links = {key: link_mention(index, *key, forms, settings) for key in dict.fromkeys(mentions)}
+        out.append([links[key] for key in mentions])
+    return out
+
+
+def _prefetch(index: Mapping[str, TypeIndex], documents: Sequence[tuple[Sequence[tuple[str, str]], Mapping[str, str]]],
               settings: LinkerSettings) -> None:
-    """Ask the TF-IDF once per type for every name of the document the look-ups miss (the mention,
-    its expanded form and their composite parts), so linking its mentions one by one finds the
-    answers memoised: one scikit-learn call per document instead of one per name."""
+    """Ask the TF-IDF once per type for every name of the documents (their mentions and short forms)
+    that the look-ups miss (the mention, its expanded form, their composite parts and a chemical's
+    variants), so linking the mentions one by one finds the answers memoised: one scikit-learn call
+    per batch of documents instead of one per name (each call costs ~1.5 ms of input checks)."""
     for label, type_index in index.items():
         names = set()
-        for mention in dict.fromkeys(m for m, kind in mentions if kind == label):
-            forms = {mention, expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention}
-            for form in forms:
-                if lookup(type_index, form).ids:
-                    continue
-                names.add(form)
-                if settings.split_composites:
-                    names.update(p for parts in composite_readings(form) for p in parts if not lookup(type_index, p).ids)
+        for mentions, short_forms in documents:
+            for mention in dict.fromkeys(m for m, kind in mentions if kind == label):
+                forms = {mention, expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention}
+                for form in forms:
+                    if lookup(type_index, form).ids:
+                        continue
+                    names.add(form)
+                    if settings.split_composites:
+                        names.update(p for parts in composite_readings(form) for p in parts
+                                     if not lookup(type_index, p).ids)
+                    if label == "Chemical" and settings.chemical_variants:
+                        names.update(v for v in chemical_variants(form) if not lookup(type_index, v).ids)
         if keys := [k for k in map(normalized_key, names) if k]:
-            type_index.nearest(sorted(keys), settings.neighbours)
+            type_index.nearest(sorted(set(keys)), settings.neighbours)
 
 
 class Linker:
@@ -741,7 +769,15 @@ class Linker:
         """``entities`` (:class:`~bioprune.types.Entity`) with their IDs set, an unlinked one made
         of dictionary names split into them (:func:`name_parts`), less the gene products
         (:meth:`gene_product`): what linking makes of a document's entities."""
-        links = self.link(text, [(e.text, e.label) for e in entities])
+        return self.linked_documents([(text, entities)])[0]
+
+    def linked_documents(self, documents: Sequence[tuple[str, Sequence]]) -> list[list]:
+        """:meth:`linked_entities` of each ``(text, entities)``, linked together (:func:`link_documents`)."""
+        all_links = link_documents(self.index, [(text, [(e.text, e.label) for e in entities])
+                                                for text, entities in documents], self.settings)
+        return [self._linked(entities, links) for (_, entities), links in zip(documents, all_links)]
+
+    def _linked(self, entities: Sequence, links: Sequence[Link]) -> list:
         out = []
         for e, lk in zip(entities, links):
             parts = name_parts(self.index[e.label], e.text) if not lk.ids and e.label in self.index else []
@@ -756,9 +792,10 @@ class Linker:
         return label == "Chemical" and bool(linked.ids) and all(i in self.gene_products for i in linked.ids)
 
     def forget_answers(self) -> None:
-        """Drop the memoised TF-IDF answers (benchmarks time a first pass over their text with it)."""
+        """Drop the memoised TF-IDF and look-up answers (benchmarks time a first pass over their text with it)."""
         for type_index in self.index.values():
             type_index.neighbours.forget()
+            type_index.looked_up.clear()
 
 
 LINKER_DIR = "linker"  # the index folder inside a model folder (PruningEngine.save_pretrained writes it)

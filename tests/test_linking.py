@@ -14,8 +14,8 @@ import pytest
 from bioprune.identifiers import NO_ID, format_ids
 from bioprune.io.pubtator import read_pubtator
 from bioprune.linking import (Linker, LinkerIndexError, LinkerSettings, NameRow, Neighbours, SortedTable, TypeIndex,
-                              TABLES, _best_ids, bag_key, chemical_variants, composite_readings, lookup, normalized_key, one_edit, read_names,
-                              table_lines, type_tables)
+                              TABLES, _best_ids, bag_key, chemical_variants, composite_readings, link_documents, lookup,
+                              normalized_key, one_edit, read_names, table_lines, type_tables)
 from training.build_linker_index import main as build_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,6 +331,30 @@ def test_tfidf_answers_are_memoised_per_query_and_forgettable():
     assert calls == [["paracetamole"]]  # only the new query went to scikit-learn
     neighbours.forget()
     assert neighbours._memo == {}
+
+
+def test_documents_linked_together_ask_the_tfidf_once_per_type_and_link_as_alone(linker):
+    """The engine links a batch of documents at once: the names the look-ups miss in all of them go
+    to scikit-learn in one call per type, and each document gets the links it gets alone."""
+    docs = [("Cisplatinum and PD. Panic disorder (PD).", [("Cisplatinum", "Chemical"), ("PD", "Disease")]),
+            ("atropine sulphate in breast and ovarian cancers", [("atropine sulphate", "Chemical"),
+                                                                 ("breast and ovarian cancers", "Disease")]),
+            ("Nothing to link.", [])]
+    alone = [linker.link(text, mentions) for text, mentions in docs]
+    linker.forget_answers()
+    calls = []
+    for type_index in linker.index.values():
+        real = type_index.neighbours._similar_now
+        type_index.neighbours._similar_now = (lambda real: lambda queries, k: calls.append(len(queries))
+                                              or real(queries, k))(real)
+    together = link_documents(linker.index, docs, linker.settings)
+    for type_index in linker.index.values():
+        del type_index.neighbours._similar_now  # the class's method again
+    assert together == alone and [format_ids(lk.ids, prefix="") for lk in together[0]] == ["D002945", "D016584"]
+    assert len(calls) == 2 and all(calls)  # one call per type, each with several names
+    assert linker.index["Chemical"].looked_up  # the look-ups are memoised too ...
+    linker.forget_answers()
+    assert not linker.index["Chemical"].looked_up  # ... and forgotten with the TF-IDF answers
 
 
 def test_sorted_table_finds_each_key_and_only_its_keys():
