@@ -192,7 +192,9 @@ def composite_readings(mention: str) -> list[list[str]]:
 # British and abbreviated spellings MeSH writes otherwise ("pregnenolone sulphate", "bupropion HCl")
 _RESPELLINGS = ((re.compile(r"sulph", re.IGNORECASE), "sulf"),
                 (re.compile(r"(?<![^\W_])HCl(?![^\W_])"), "hydrochloride"),
-                (re.compile(r"aluminium", re.IGNORECASE), "aluminum"))
+                (re.compile(r"aluminium", re.IGNORECASE), "aluminum"),
+                # a drug class: MeSH names pharmacological actions "... Agents" ("beta-Adrenergic Blocking Agents")
+                (re.compile(r"(?<![^\W_])(?:drug|medication|medicine)(s?)(?![^\W_])", re.IGNORECASE), r"agent\1"))
 # a counter-ion, salt or hydrate word before or after the parent compound's name ("atropine sulfate",
 # "disodium edetate"); MeSH files most salts under the parent, as BC5CDR's annotators did
 _SALT = (r"(?:(?:di|mono)?hydrochloride|hydrobromide|HBr|(?:bi)?sulfate|mesylate|mesilate|maleate|fumarate|"
@@ -209,6 +211,7 @@ def chemical_variants(name: str) -> list[str]:
     """Other spellings of a chemical ``name`` to link when it links to nothing, most literal first:
     respelled (:data:`_RESPELLINGS`), then without a salt word (:data:`_SALT_WORD`) or racemate
     prefix (:data:`_RACEMIC`). "Atropine sulphate" -> "Atropine sulfate" (a MeSH term of atropine);
+    "beta-adrenergic blocking drugs" -> "beta-adrenergic blocking agents" (one of beta-blockers');
     "ritodrin-HCl" -> "ritodrin-hydrochloride", "ritodrin"; "d,l-sotalol" -> "sotalol"."""
     respelled = name
     for pattern, spelling in _RESPELLINGS:

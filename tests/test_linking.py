@@ -124,6 +124,7 @@ def test_a_long_word_misspelled_by_one_letter_links(linker, mention, letters, ex
     ("Atropine sulphate", ["Atropine sulfate", "Atropine"]),  # British spelling, then the parent
     ("ritodrin-HCl", ["ritodrin-hydrochloride", "ritodrin"]), ("disodium edetate", ["edetate"]),
     ("d,l-sotalol", ["sotalol"]), ("(+/-)-Sotalol hydrochloride", ["Sotalol"]),  # racemate and salt
+    ("beta-adrenergic blocking drugs", ["beta-adrenergic blocking agents"]),  # MeSH's word for a drug class
     ("potassium chloride", []), ("sodium", []), ("cisplatin", []),  # salt words alone are a name; nothing to try
 ])
 def test_chemical_variants(mention, variants):
