@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -332,6 +333,18 @@ def test_tfidf_answers_are_memoised_per_query_and_forgettable():
     assert calls == [["paracetamole"]]  # only the new query went to scikit-learn
     neighbours.forget()
     assert neighbours._memo == {}
+
+
+def test_a_memoised_tfidf_answer_is_compact():
+    """A long batch run keeps up to MEMO_QUERIES answers per type: each must stay small (80
+    neighbours as Python pairs held ~9 KB, 1.8 GB per type at the cap)."""
+    names = [f"compound {i} acid" for i in range(500)]
+    neighbours = Neighbours(names)
+    [hits] = neighbours.similar(["compound 7 acid"], 80)
+    assert len(hits) == 80 and hits[0] == (names.index("compound 7 acid"), pytest.approx(1.0))
+    assert all(isinstance(j, int) and isinstance(sim, float) for j, sim in hits)
+    [entry] = neighbours._memo.values()
+    assert sum(sys.getsizeof(part) for part in entry) < 1500  # bytes, the arrays' data included
 
 
 def test_documents_linked_together_ask_the_tfidf_once_per_type_and_link_as_alone(linker):
