@@ -102,7 +102,8 @@ class LinkerSettings:
     # concepts to documents (-0.6 point document F1)
     head_score: float = 0.0
     # a Chemical nothing links is tried again as authors' spellings MeSH lacks (:func:`chemical_variants`:
-    # British "sulph", "HCl", a salt or racemate of a parent compound); chosen on dev (results/linking_dev.json)
+    # British "sulph", "HCl", "... drugs" for "... agents", a salt or racemate of a parent compound);
+    # chosen on dev (results/linking_dev.json)
     chemical_variants: bool = True
 
     def min_similarity(self, label: str) -> float:
@@ -211,7 +212,7 @@ def chemical_variants(name: str) -> list[str]:
     """Other spellings of a chemical ``name`` to link when it links to nothing, most literal first:
     respelled (:data:`_RESPELLINGS`), then without a salt word (:data:`_SALT_WORD`) or racemate
     prefix (:data:`_RACEMIC`). "Atropine sulphate" -> "Atropine sulfate" (a MeSH term of atropine);
-    "beta-adrenergic blocking drugs" -> "beta-adrenergic blocking agents" (one of beta-blockers');
+    "beta-adrenergic blocking drugs" -> "beta-adrenergic blocking agents" (a term of D000319);
     "ritodrin-HCl" -> "ritodrin-hydrochloride", "ritodrin"; "d,l-sotalol" -> "sotalol"."""
     respelled = name
     for pattern, spelling in _RESPELLINGS:
