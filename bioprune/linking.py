@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import itertools
 import json
 import logging
 import re
@@ -117,9 +118,14 @@ class Link:
     ids: tuple[str, ...] = ()
     score: float = 0.0  # 1.0 for a dictionary match, the cosine for a TF-IDF match
     method: str = "none"  # the table that answered (LOOKUPS) | composite | tfidf | respelled | head | none
+    # the concepts scored for the mention, best first, as ("D1|D2", score) pairs (at most CANDIDATES, as
+    # scispaCy's kb_ents): a dictionary hit is its own only candidate (score 1); a TF-IDF answer lists its
+    # nearest concepts, and so does a mention left unlinked, whose candidates all fall below the threshold
+    candidates: tuple[tuple[str, float], ...] = ()
 
 
 NO_LINK = Link()
+CANDIDATES = 5  # concept candidates a Link keeps
 
 # ---------------------------------------------------------------- string normalisation (pure)
 
@@ -562,7 +568,7 @@ def _lookup_now(index: TypeIndex, name: str) -> Link:
         if hit is None and method in ("bag", "compact"):
             hit = index.normalized.get(probe)
         if hit is not None:
-            return Link(ids=tuple(hit.split("|")), score=1.0, method=method)
+            return Link(ids=tuple(hit.split("|")), score=1.0, method=method, candidates=((hit, 1.0),))
     return NO_LINK
 
 
@@ -571,7 +577,8 @@ def _fuzzy(index: TypeIndex, name: str, k: int) -> Link:
     if not key:
         return NO_LINK
     [best] = index.nearest([key], k)
-    return Link(ids=tuple(best[0][0].split("|")), score=best[0][1], method="tfidf") if best else NO_LINK
+    return Link(ids=tuple(best[0][0].split("|")), score=best[0][1], method="tfidf",
+                candidates=tuple(best[:CANDIDATES])) if best else NO_LINK
 
 
 def _link_name(index: TypeIndex, name: str, settings: LinkerSettings, min_similarity: float) -> Link:
@@ -586,14 +593,26 @@ def _link_name(index: TypeIndex, name: str, settings: LinkerSettings, min_simila
         score = min(lk.score for lk in links)
         if score > best.score and all(lk.ids for lk in links):
             ids = tuple(dict.fromkeys(i for lk in links for i in lk.ids))
-            best = Link(ids=ids, score=score, method="composite")
+            best = Link(ids=ids, score=score, method="composite", candidates=(("|".join(ids), score),))
     whole = _fuzzy(index, name, settings.neighbours)
     best = whole if whole.score > best.score else best
     head = _head_lookup(index, name) if settings.head_score > best.score else NO_LINK
-    best = replace(head, score=settings.head_score) if head.ids else best
+    if head.ids:
+        best = replace(head, score=settings.head_score, candidates=(("|".join(head.ids), settings.head_score),))
     if best.score >= min_similarity:
         return best
-    return _respelled(index, name, settings) if settings.respelled_min_letters else NO_LINK
+    respelled = _respelled(index, name, settings) if settings.respelled_min_letters else NO_LINK
+    if respelled.ids:
+        return replace(respelled, candidates=_merged(respelled.candidates + whole.candidates))
+    return replace(NO_LINK, candidates=whole.candidates)  # no ID, and the near misses it had
+
+
+def _merged(candidates: Iterable[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """Each concept once, where it first comes, at most :data:`CANDIDATES`."""
+    first: dict[str, float] = {}
+    for concept, score in candidates:
+        first.setdefault(concept, score)
+    return tuple(first.items())[:CANDIDATES]
 
 
 def one_edit(a: str, b: str) -> bool:
@@ -631,7 +650,8 @@ def _respelled(index: TypeIndex, name: str, settings: LinkerSettings) -> Link:
         other = index.neighbours.names[j]
         if (_one_word_respelled(key.split(), other.split(), settings.respelled_min_letters)
                 or _one_word_respelled(bag.split(), bag_key(other).split(), settings.respelled_min_letters)):
-            return Link(ids=tuple(index.neighbour_ids[j].split("|")), score=sim, method="respelled")
+            return Link(ids=tuple(index.neighbour_ids[j].split("|")), score=sim, method="respelled",
+                        candidates=((index.neighbour_ids[j], sim),))
     return NO_LINK
 
 
@@ -693,16 +713,15 @@ def link_mention(index: Mapping[str, TypeIndex], mention: str, label: str, short
     threshold = settings.min_similarity(label)
     expanded = expand_short_forms(mention, short_forms) if settings.expand_abbreviations else mention
     forms = [expanded, mention] if expanded != mention else [mention]
-    for form in forms:
+    variants = (v for form in forms for v in chemical_variants(form)) \
+        if label == "Chemical" and settings.chemical_variants else ()  # tried only when no form links
+    unlinked = NO_LINK  # the first form's near misses, when none links
+    for form in itertools.chain(forms, variants):
         link = _link_name(type_index, form, settings, threshold)
         if link.ids:
             return link
-    if label == "Chemical" and settings.chemical_variants:
-        for variant in (v for form in forms for v in chemical_variants(form)):
-            link = _link_name(type_index, variant, settings, threshold)
-            if link.ids:
-                return link
-    return NO_LINK
+        unlinked = unlinked if unlinked.candidates else link
+    return unlinked
 
 
 def link_document(index: Mapping[str, TypeIndex], text: str, mentions: Sequence[tuple[str, str]],

@@ -102,6 +102,8 @@ EXTENSIONS: dict[str, tuple[type, str]] = {
     "bioprune_skipped_count": (Doc, "int: entities skipped because they could not be aligned"),
     "bioprune_confidence": (Span, "float: the engine's score for the entity"),
     "bioprune_ids": (Span, "list[str]: the entity's bare MeSH IDs (kb_id_ joins them), [] when none"),
+    "bioprune_candidates": (Span, "list[[str, float]]: the concepts the linker scored, best first "
+                                  "([\"D1|D2\", score]; near misses when unlinked), [] with link off"),
 }
 
 
@@ -215,6 +217,10 @@ class BioPruneNER(Pipe):
       (None on entities from other components).
     - ``Span._.bioprune_ids: list[str]`` — its bare MeSH IDs (``[]`` when none or ``link`` is off);
       ``span.kb_id_`` holds them PubTator3-style, ``"MESH:D1|MESH:D2"`` (empty when none).
+    - ``Span._.bioprune_candidates: list[list]`` — the concepts the linker scored for it, best first,
+      as ``[ids, score]`` (``ids`` bare and ``|``-joined; score 1.0 for a dictionary hit, else the
+      TF-IDF cosine), at most five (scispaCy's ``kb_ents``); an unlinked entity keeps its near
+      misses; ``[]`` when ``link`` is off.
 
     Args:
         vocab: the pipeline's vocab.
@@ -281,9 +287,14 @@ class BioPruneNER(Pipe):
             ents, added = merge_entities(doc.ents, [span for span, _ in aligned], self.overwrite_ents)
             doc.ents = ents
             found = {(span.start, span.end): entity for span, entity in aligned}
-            for span in added:
-                span._.bioprune_confidence = float(found[span.start, span.end].score)
-                span._.bioprune_ids = list(found[span.start, span.end].ids)
+            entities = [found[span.start, span.end] for span in added]
+            # the linker's candidates: linking again answers from its memo (annotate just linked these)
+            links = self.engine.linker.link(doc.text, [(e.text, e.label) for e in entities]) \
+                if self.engine.config.link and entities else [None] * len(entities)
+            for span, entity, link in zip(added, entities, links):
+                span._.bioprune_confidence = float(entity.score)
+                span._.bioprune_ids = list(entity.ids)
+                span._.bioprune_candidates = [] if link is None else [[c, float(s)] for c, s in link.candidates]
             for key, value in trace_records(annotation.trace).items():
                 doc._.set(key, value)
             doc._.bioprune_skipped_count = len(skipped)

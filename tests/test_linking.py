@@ -335,6 +335,24 @@ def test_tfidf_answers_are_memoised_per_query_and_forgettable():
     assert neighbours._memo == {}
 
 
+def test_candidates_are_the_concepts_scored_best_first(linker):
+    """A dictionary hit is its own only candidate; a TF-IDF answer lists its nearest concepts, the
+    link first; an unlinked mention keeps the near misses, all under the threshold."""
+    [hit] = linker.link("Cisplatin", [("Cisplatin", "Chemical")])
+    assert hit.candidates == (("D002945", 1.0),)
+    [near] = linker.link("cisplatinum", [("cisplatinum", "Chemical")])  # the fixture's lax TF-IDF links it
+    assert near.method == "tfidf" and near.candidates[0] == ("D002945", near.score)
+    scores = [score for _, score in near.candidates]
+    assert scores == sorted(scores, reverse=True) and 1 < len(near.candidates) <= 5
+    assert len({concept for concept, _ in near.candidates}) == len(near.candidates)  # each concept once
+    strict = Linker(linker.index, LinkerSettings())  # shipped thresholds: 0.9 for chemicals
+    [missed] = strict.link("cis-platin analogue", [("cis-platin analogue", "Chemical")])
+    assert missed.ids == () and missed.candidates[0][0] == "D002945"
+    assert all(score < 0.9 for _, score in missed.candidates)
+    [breast] = linker.link("breast and ovarian cancer", [("breast and ovarian cancer", "Disease")])
+    assert breast.candidates == (("D001943|D010051", breast.score),)  # a composite: one candidate, both IDs
+
+
 def test_a_memoised_tfidf_answer_is_compact():
     """A long batch run keeps up to MEMO_QUERIES answers per type: each must stay small (80
     neighbours as Python pairs held ~9 KB, 1.8 GB per type at the cap)."""

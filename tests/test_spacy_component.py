@@ -102,11 +102,14 @@ def test_mesh_ids_as_kb_id_and_an_extension_and_none_with_link_false(per_word_mo
     ids = {e.text: (e.kb_id_, e._.bioprune_ids) for e in doc.ents}
     assert ids["Delirium"] == ("MESH:D003693", ["D003693"]) and ids["seizures"] == ("MESH:D012640", ["D012640"])
     assert ids["zzyzx"] == ("", [])  # no match: no ID
+    candidates = {e.text: e._.bioprune_candidates for e in doc.ents}
+    assert candidates["Delirium"] == [["D003693", 1.0]]  # a dictionary hit: its own only candidate
+    assert all(score < 0.75 for _, score in candidates["zzyzx"])  # near misses at most, under the threshold
     docs = list(DocBin(docs=[doc], store_user_data=True).from_bytes(
         DocBin(docs=[doc], store_user_data=True).to_bytes()).get_docs(nlp.vocab))
     assert [e.kb_id_ for e in docs[0].ents] == [e.kb_id_ for e in doc.ents]  # kb_id_ survives DocBin
     off = spacy_ner(per_word_model_dir, link=False)("Delirium and seizures")
-    assert all(e.kb_id_ == "" and e._.bioprune_ids == [] for e in off.ents)
+    assert all(e.kb_id_ == "" and e._.bioprune_ids == [] and e._.bioprune_candidates == [] for e in off.ents)
 
 
 def test_after_sentencizer_and_with_mapped_labels(tiny_model_dir, tiny_engine_dense):
