@@ -2,8 +2,12 @@
 pruning layers and λ across models, every command named."""
 from __future__ import annotations
 
-from bioprune.config import FAITHFUL
-from training.benchmark_roof import op_kind, time_shares
+from dataclasses import replace
+
+import bioprune.forward as forward
+from bioprune.config import DEFAULT, FAITHFUL
+from bioprune.engine import PruningEngine
+from training.benchmark_roof import layer_flops_per_s, op_kind, time_shares, timing_layers
 from training.render_readme import (allocator_sentence, kernels_table, layer3_int8_sentence, layer3_speed_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
                                     fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
@@ -79,6 +83,37 @@ def test_roof_table_reports_each_system_against_its_precisions_roof():
     table = roof_table(res)
     assert "| dense bf16 | – | 200 (50.0%) |" in table
     assert "fp32 100 (torch's fused kernel), bf16 101 GFLOP/s" in table and "share of a dense annotate call" not in table
+
+
+def test_timing_layers_splits_the_defaults_layers_at_its_pruning_point(default_model_dir):
+    engine = PruningEngine.from_pretrained(default_model_dir, config=replace(DEFAULT, link=False, precision="fp32"))
+    texts = ["Aspirin caused acute renal failure in two patients.", "Cisplatin nephrotoxicity was reduced."]
+    encoder, point = engine.encoder, min(DEFAULT.prune_layers)
+    n_layers = len(encoder.layers)
+    # one window each: its tokens plus [CLS] and [SEP]
+    whole = sum(forward.layer_flops(len(e.input_ids) + 2, encoder.hidden, encoder.intermediate) for e in engine.encode(texts))
+    run_layer = forward.run_layer
+    with timing_layers(encoder, encoder.weights_at("fp32"), point) as totals:
+        engine.annotate(texts)
+    assert forward.run_layer is run_layer  # put back after the block
+    (dense_s, dense_flops), (pruned_s, pruned_flops) = totals["dense layers"], totals["pruned layers"]
+    assert dense_flops == point * whole and dense_s > 0  # every token runs the layers before the point
+    assert 0 < pruned_flops <= (n_layers - point) * whole and pruned_s > 0  # frozen context costs less than a token
+    rows = layer_flops_per_s(engine, texts, batch_size=1, rounds=2, roof=1e12)
+    assert set(rows) == {"dense layers", "pruned layers"}
+    assert abs(rows["dense layers"]["fraction_of_roof"] * 1e12 - rows["dense layers"]["achieved_gflops_per_s"] * 1e9) < 1
+
+
+def test_roof_table_adds_the_defaults_layers_alone():
+    layer = {"achieved_gflops_per_s": 300.0, "fraction_of_roof": 0.75}
+    res = {"command": "cmd", "threads": 2, "matmul_shape": [4096, 384, 1536],
+           "roof_gflops_per_s": {"fp32": 150.0, "bf16": 400.0}, "attention_shape": [16, 12, 256, 32],
+           "attention_gflops_per_s": {"fp32": 100.0, "bf16": 101.0}, "systems": {},
+           "default_layers": {"dense layers": {"1": layer, "16": layer}, "pruned layers": {"16": layer}},
+           "default_layers_config": {"prune_layers": [3], "precision": "bf16"}, "n_layers": 6}
+    table = roof_table(res)
+    assert "| the default's dense layers alone (layers 1–3, bf16) | 300 (75.0%) | 300 (75.0%) |" in table
+    assert "| the default's pruned layers alone (layers 4–6, bf16) | – | 300 (75.0%) |" in table
 
 
 def test_speed_cells_show_the_spread_of_the_rounds():

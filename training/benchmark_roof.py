@@ -15,18 +15,24 @@ measurements say where it goes: the attention's own FLOP/s at the model's head s
 torch's fused kernel, bf16 the engine's packed attention: bioprune.cpu_kernels' compiled kernel
 where it builds), and the share of a dense
 annotate call's wall clock each kind of op takes (torch.profiler, self time) at fp32 and at bf16
-(``--data``).
+(``--data``). With ``--data`` it also times the default's encoder layers themselves (issue 16's "fraction
+of the roof in the pruned layers"): the seconds inside each layer call and the FLOPs it ran
+(:func:`bioprune.forward.layer_flops` over its tokens and frozen context), split into the dense layers
+before the pruning point and the pruned layers after it, at batch 1 and 16.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from bioprune.config import DENSE
+import bioprune.forward as forward
+from bioprune.config import DEFAULT, DENSE
 from bioprune.layer import packed_attention
 from bioprune.engine import PruningEngine
 from bioprune.io.pubtator import read_pubtator
@@ -52,6 +58,7 @@ class RoofArgs:
     output: str = "results/benchmark_roof.json"  # results JSON
     threads: int = 2  # torch intra-op threads
     repeats: int = 50  # timed calls per measurement; the fastest is reported
+    layer_rounds: int = 3  # annotate passes over --data per batch size timing the layers; the median is reported
 
 
 def fastest_s(run, repeats: int) -> float:
@@ -120,6 +127,56 @@ def forward_time_shares(engine, texts: list[str], batch_size: int) -> dict[str, 
     return time_shares(events, wall)
 
 
+@contextlib.contextmanager
+def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
+    """Within the block, every encoder layer call of ``model`` (a copy ``encoder`` runs) adds its
+    wall seconds and its FLOPs to the yielded dict, under "dense layers" (index below
+    ``first_pruned``) or "pruned layers"; each value a [seconds, FLOPs] pair."""
+    index = {id(layer): i for i, layer in enumerate(model.base_model.encoder.layer)}
+    totals = {"dense layers": [0.0, 0.0], "pruned layers": [0.0, 0.0]}
+    run_layer = forward.run_layer
+
+    def timed(layer, hidden, valid, need_signals=False, context=None):
+        start = time.perf_counter()
+        out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context)
+        seconds = time.perf_counter() - start
+        n_context = context.valid.sum(dim=1).double() if context is not None else 0
+        flops = forward.layer_flops(valid.sum(dim=1).double(), encoder.hidden, encoder.intermediate, n_context)
+        entry = totals["pruned layers" if index[id(layer)] >= first_pruned else "dense layers"]
+        entry[0] += seconds
+        entry[1] += float(flops.sum())
+        return out
+
+    forward.run_layer = timed
+    try:
+        yield totals
+    finally:
+        forward.run_layer = run_layer
+
+
+def layer_flops_per_s(engine: PruningEngine, texts: list[str], batch_size: int, rounds: int,
+                      roof: float) -> dict[str, dict[str, float]]:
+    """FLOP/s inside the default's dense and pruned layers (:func:`timing_layers`) over ``texts`` at
+    ``batch_size``: the median of ``rounds`` annotate passes, after one warm-up pass; ``roof`` the
+    matmul FLOP/s at the precision they run."""
+    config = engine.config
+    encoder = engine.encoder
+    model = encoder.weights_at(resolve_precision(config.precision, "cpu"), encoder.runs_pruned_layers(config))
+    engine.annotate(texts, batch_size=batch_size)
+    passes = []
+    for _ in range(rounds):
+        with timing_layers(encoder, model, min(config.prune_layers)) as totals:
+            engine.annotate(texts, batch_size=batch_size)
+        passes.append({name: tuple(v) for name, v in totals.items()})
+    out = {}
+    for name in passes[0]:
+        seconds = statistics.median(p[name][0] for p in passes)
+        flops = passes[0][name][1]  # the same every pass
+        out[name] = {"achieved_gflops_per_s": flops / seconds / 1e9, "roof_gflops_per_s": roof / 1e9,
+                     "fraction_of_roof": flops / seconds / roof, "ms_per_abstract": 1e3 * seconds / len(texts)}
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_dataclass(RoofArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
@@ -156,6 +213,12 @@ def main(argv=None) -> dict:
         result["dense_time_shares"] = {p: forward_time_shares(engine.with_config(replace(engine.config, precision=p)),
                                                               texts, batch_size=16) for p in ("fp32", "bf16")}
         result["dense_time_shares_docs"] = len(texts)
+        default = engine.with_config(replace(DEFAULT, link=False))
+        precision = resolve_precision(default.config.precision, "cpu")
+        by_batch = {str(b): layer_flops_per_s(default, texts, b, args.layer_rounds, roof[precision]) for b in (1, 16)}
+        result["default_layers"] = {name: {b: v[name] for b, v in by_batch.items()} for name in by_batch["1"]}
+        result["default_layers_config"] = {"prune_layers": list(default.config.prune_layers), "precision": precision}
+        result["n_layers"] = len(default.encoder.layers)
     write_json_atomic(args.output, result)
     return result
 

@@ -542,6 +542,14 @@ def roof_table(res: dict) -> str:
         cells = [f"{b['achieved_gflops_per_s']:.0f} ({_pct(b['fraction_of_roof'])})" if (b := batches.get(k)) else "–"
                  for k in ("1", "16")]
         out.append(f"| {name} | {' | '.join(cells)} |")
+    if (layers := res.get("default_layers")):
+        point, n_layers = res["default_layers_config"]["prune_layers"][0], res.get("n_layers", 6)
+        spans = {"dense layers": f"layers 1–{point}", "pruned layers": f"layers {point + 1}–{n_layers}"}
+        for name, batches in layers.items():
+            cells = [f"{b['achieved_gflops_per_s']:.0f} ({_pct(b['fraction_of_roof'])})" if (b := batches.get(k)) else "–"
+                     for k in ("1", "16")]
+            out.append(f"| the default's {name} alone ({spans[name]}, {res['default_layers_config']['precision']}) "
+                       f"| {' | '.join(cells)} |")
     out += ["", f"Roof (one {' × '.join(map(str, res['matmul_shape'][:2]))} by {res['matmul_shape'][1]} × "
             f"{res['matmul_shape'][2]} matmul, {res['threads']} threads{', ' + res['cpu'] if res.get('cpu') else ''}): fp32 {roof['fp32']:.0f}, bf16 "
             f"{roof['bf16']:.0f} GFLOP/s. The engine's attention at the model's shape (batch, heads, tokens, head dim = "
@@ -554,6 +562,10 @@ def roof_table(res: dict) -> str:
         out += ["", f"{res['dense_time_shares_docs']} test abstracts at batch 16, linking off; torch.profiler self "
                 "time by op; other = the rest of the wall clock (Python, gathers, tokenization, decoding, the "
                 "profiler's own overhead)."]
+    if layers:
+        out += ["", "The default's layers alone: the wall time inside each encoder layer call (its linear layers, "
+                "attention, layer norms and glue) against the FLOPs it ran, over the same abstracts, median of "
+                "alternating passes; the rows above divide by the whole annotate call's time instead."]
     out += ["", f"`{res['command']}` → `results/benchmark_roof.json`."]
     return "\n".join(out)
 
