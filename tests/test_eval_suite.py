@@ -9,7 +9,7 @@ from typing import Literal  # module level: get_type_hints resolves a test's dat
 
 import pytest
 
-from bioprune.config import DENSE, PruningConfig
+from bioprune.config import DENSE, OPERATING_POINTS, PruningConfig
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from training.analysis.common import (add_dataclass_arguments, config_dict, dataclass_from_args, json_safe,
                                       write_json_atomic)
@@ -102,10 +102,10 @@ def test_time_systems_alternates_after_warm_up_and_takes_median_ratios():
         TimingPlan(rounds=0)
 
 
-def _row(group, family, name, x, f1, flops, timing_ms=None, default=False):
+def _row(group, family, name, x, f1, flops, timing_ms=None, default=False, config=None):
     timing = None if timing_ms is None else {"16": {"pruned": {"ms_per_abstract": timing_ms}, "speedup_median": 1.5,
                                                     "dense": {"ms_per_abstract": 1.5 * timing_ms}}}
-    return {"group": group, "family": family, "name": name, "x": x, "is_default": default,
+    return {"group": group, "family": family, "name": name, "x": x, "is_default": default, "config": config or {},
             "f1": {"Chemical": f1, "Disease": f1, "micro": f1}, "f1_drop_points": {"micro": 100 * (0.85 - f1)},
             "flops_saved_ratio": flops, "tokens_pruned_ratio": 2 * flops, "recovery_rate_documents": 0.1,
             "recovery_events_by_trigger": {"entropy_spike": 3}, "timing": timing}
@@ -143,8 +143,11 @@ def test_readme_tables_mark_the_default_and_say_where_mlp_rows_are():
 def _controllers_suite(mlp_f1s):
     rows = []
     for lam, rule_f1, mlp_f1, flops in zip((1.0, 2.0, 4.0), (0.84, 0.83, 0.82), mlp_f1s, (0.30, 0.35, 0.40)):
-        rows.append(_row("controllers", "rule (2,)", f"rule (2,) λ={lam:g}", lam, rule_f1, flops, default=lam == 2.0))
-        rows.append(_row("controllers", "mlp (2,)", f"mlp (2,) λ={lam:g}", lam, mlp_f1, flops + 0.01))
+        rows.append(_row("controllers", "rule (2,)", f"rule (2,) λ={lam:g}", lam, rule_f1, flops,
+                         config={"controller": "rule", "aggressiveness": lam, "prune_layers": [2]}))
+        # marked the default when it ran, but the MLP's operating point has moved since: not bold
+        rows.append(_row("controllers", "mlp (2,)", f"mlp (2,) λ={lam:g}", lam, mlp_f1, flops + 0.01, default=lam == 4.0,
+                         config={"controller": "mlp", "aggressiveness": lam, "prune_layers": [2]}))
     return {**SUITE, "gold": "x/CDR_DevelopmentSet.PubTator.txt", "output": "results/controllers_dev.json",
             "rows": rows}
 
@@ -156,6 +159,10 @@ def test_controller_comparison_says_whether_the_mlp_dominates():
     assert [p["lambda"] for p in curves["(2,)"]["mlp"]] == [1.0, 2.0, 4.0]
     table = controllers_table(better)
     assert "the MLP dominates" in table and "| (2,) | rule | 1.00 @ 30.0% | **2.00 @ 35.0%** | 3.00 @ 40.0% |" in table
+    assert "| (2,) | mlp | 0.50 @ 31.0% | 1.50 @ 36.0% | 2.50 @ 41.0% |" in table  # today's point is elsewhere
+    point = OPERATING_POINTS["mlp"]
+    assert f"(the MLP's, after layer {point.prune_layers[0]} at λ={point.aggressiveness:g}" in table
+    assert [p["default"] for p in curves["(2,)"]["mlp"]] == [False] * 3
     assert "BC5CDR dev set" in table and "`results/controllers_dev.json`" in table
     worse = controllers_table(_controllers_suite((0.845, 0.80, 0.81)))
     assert "no dominance" in worse and "the MLP dominates" not in worse

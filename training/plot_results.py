@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.analysis.common import parse_dataclass
+from training.analysis.common import at_operating_point, parse_dataclass
 
 logger = logging.getLogger("plot_results")
 
@@ -73,7 +73,7 @@ def controller_curves(suite: dict) -> dict[str, dict[str, list[dict]]]:
         controller, layers = r["family"].split(" ", 1)
         out.setdefault(layers, {}).setdefault(controller, []).append(
             {"lambda": r["x"], "f1": r["f1"]["micro"], "drop": r["f1_drop_points"]["micro"],
-             "flops_saved": r["flops_saved_ratio"], "default": r["is_default"]})
+             "flops_saved": r["flops_saved_ratio"], "default": at_operating_point(r["config"])})
     return {ls: {c: sorted(pts, key=lambda p: p["lambda"]) for c, pts in by_c.items()} for ls, by_c in out.items()}
 
 

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-from bioprune.config import DEFAULT, DEFAULT_MIN_AGREEMENT, FAITHFUL, FAITHFUL_MIN_AGREEMENT
+from bioprune.config import DEFAULT, DEFAULT_MIN_AGREEMENT, FAITHFUL, FAITHFUL_MIN_AGREEMENT, OPERATING_POINTS
 from bioprune.engine import DEFAULT_MODEL_DIR
+from training.analysis.common import at_operating_point
 from training.analysis.frontier import compare, interpolate_f1
 from training.analysis.suite import layers_text
 from training.compare_prune_aware import render_markdown
@@ -223,8 +224,9 @@ def controllers_table(res: dict) -> str | None:
     verdicts = []
     for layers, by_controller in by_layers.items():
         for controller, rs in by_controller.items():
-            cell = {r["x"]: (f"{'**' if r['is_default'] else ''}{r['f1_drop_points']['micro']:.2f} @ "
-                             f"{_pct(r['flops_saved_ratio'])}{'**' if r['is_default'] else ''}") for r in rs}
+            bold = {r["x"]: "**" if at_operating_point(r["config"]) else "" for r in rs}
+            cell = {r["x"]: (f"{bold[r['x']]}{r['f1_drop_points']['micro']:.2f} @ "
+                             f"{_pct(r['flops_saved_ratio'])}{bold[r['x']]}") for r in rs}
             out.append(f"| {layers} | {controller} | " + " | ".join(cell.get(x, "–") for x in lambdas) + " |")
         curves = {c: [(r["flops_saved_ratio"], r["f1"]["micro"]) for r in rs] for c, rs in by_controller.items()}
         if "mlp" in curves and "rule" in curves:
@@ -236,7 +238,13 @@ def controllers_table(res: dict) -> str | None:
                                 f"{'the MLP dominates' if c.dominates else 'no dominance'}")
             else:
                 verdicts.append(f"after layers {layers}: the curves' FLOPs ranges do not overlap")
-    out += ["", "Cells: F1 drop vs dense (points) @ FLOPs saved; bold = that controller's default. "
+    outside = [f"the {c.upper() if c == 'mlp' else c}'s, after layer{'s' * (len(p.prune_layers) > 1)} "
+               f"{' and '.join(map(str, p.prune_layers))} at λ={p.aggressiveness:g}"
+               f"{' with frozen context' if p.frozen_context else ''}" for c, p in OPERATING_POINTS.items()
+               if c != "none" and any(r["config"]["controller"] == c for r in rows)
+               and not any(at_operating_point(r["config"]) for r in rows if r["config"]["controller"] == c)]
+    out += ["", "Cells: F1 drop vs dense (points) @ FLOPs saved; bold = that controller's operating point today"
+               + (f" ({'; '.join(outside)}: not in this grid). " if outside else ". ")
                + ("Dominance (F1 of the other curve interpolated linearly at each point's FLOPs saved, inside "
                   "its range; `training/analysis/frontier.py`): " + "; ".join(verdicts) + "." if verdicts else "")]
     out.append(_suite_footer(res, "Rule vs MLP"))

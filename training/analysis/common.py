@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
-from bioprune.config import PruningConfig
+from bioprune.config import OPERATING_POINTS, PruningConfig
 from bioprune.model_files import default_file_mode
 from bioprune.types import ENTITY_TYPES
 
@@ -224,3 +224,14 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     for ``script`` "-m training.NAME" (the scripts run as modules from the repository root) and
     ``argv`` (None: the process's own arguments)."""
     return " ".join(["python", script, shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
+
+
+def at_operating_point(config: Mapping) -> bool:
+    """Whether a results row's ``config`` (a PruningConfig as JSON) is its controller's operating
+    point *today* (:data:`bioprune.config.OPERATING_POINTS`: λ, pruning layers, frozen context):
+    a row's own ``is_default`` says what the default was when it ran, which a later choice can change."""
+    point = OPERATING_POINTS.get(config.get("controller"))
+    return (point is not None and config.get("controller") != "none"
+            and float(config.get("aggressiveness", -1)) == point.aggressiveness
+            and tuple(config.get("prune_layers") or ()) == point.prune_layers
+            and bool(config.get("frozen_context", False)) == point.frozen_context)
