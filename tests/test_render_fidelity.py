@@ -99,7 +99,7 @@ def test_timing_layers_splits_the_defaults_layers_at_its_pruning_point(default_m
     (dense_s, dense_flops), (pruned_s, pruned_flops) = totals["dense layers"], totals["pruned layers"]
     assert dense_flops == point * whole and dense_s > 0  # every token runs the layers before the point
     assert 0 < pruned_flops <= (n_layers - point) * whole and pruned_s > 0  # frozen context costs less than a token
-    rows = layer_flops_per_s(engine, texts, batch_size=1, rounds=2, roof=1e12)
+    rows = layer_flops_per_s(engine, texts, batch_size=1, rounds=2, roof=lambda: 1e12)
     assert set(rows) == {"dense layers", "pruned layers"}
     assert abs(rows["dense layers"]["fraction_of_roof"] * 1e12 - rows["dense layers"]["achieved_gflops_per_s"] * 1e9) < 1
 
@@ -110,10 +110,11 @@ def test_roof_table_adds_the_defaults_layers_alone():
            "roof_gflops_per_s": {"fp32": 150.0, "bf16": 400.0}, "attention_shape": [16, 12, 256, 32],
            "attention_gflops_per_s": {"fp32": 100.0, "bf16": 101.0}, "systems": {},
            "default_layers": {"dense layers": {"1": layer, "16": layer}, "pruned layers": {"16": layer}},
-           "default_layers_config": {"prune_layers": [3], "precision": "bf16"}, "n_layers": 6}
+           "default_layers_config": {"prune_layers": [3], "precision": "bf16"}, "n_layers": 6, "layer_rounds": 3}
     table = roof_table(res)
     assert "| the default's dense layers alone (layers 1–3, bf16) | 300 (75.0%) | 300 (75.0%) |" in table
     assert "| the default's pruned layers alone (layers 4–6, bf16) | – | 300 (75.0%) |" in table
+    assert "each of 3 passes per batch size right after its own roof measurement" in table
 
 
 def test_speed_cells_show_the_spread_of_the_rounds():

@@ -18,7 +18,8 @@ annotate call's wall clock each kind of op takes (torch.profiler, self time) at 
 (``--data``). With ``--data`` it also times the default's encoder layers themselves (issue 16's "fraction
 of the roof in the pruned layers"): the seconds inside each layer call and the FLOPs it ran
 (:func:`bioprune.forward.layer_flops` over its tokens and frozen context), split into the dense layers
-before the pruning point and the pruned layers after it, at batch 1 and 16.
+before the pruning point and the pruned layers after it, at batch 1 and 16, each pass right after
+its own roof measurement (the host's speed drifts).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import contextlib
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,7 +60,7 @@ class RoofArgs:
     output: str = "results/benchmark_roof.json"  # results JSON
     threads: int = 2  # torch intra-op threads
     repeats: int = 50  # timed calls per measurement; the fastest is reported
-    layer_rounds: int = 3  # annotate passes over --data per batch size timing the layers; the median is reported
+    layer_rounds: int = 5  # annotate passes over --data per batch size timing the layers, each after a roof measurement
 
 
 def fastest_s(run, repeats: int) -> float:
@@ -155,25 +157,29 @@ def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
 
 
 def layer_flops_per_s(engine: PruningEngine, texts: list[str], batch_size: int, rounds: int,
-                      roof: float) -> dict[str, dict[str, float]]:
+                      roof: Callable[[], float]) -> dict[str, dict[str, float]]:
     """FLOP/s inside the default's dense and pruned layers (:func:`timing_layers`) over ``texts`` at
-    ``batch_size``: the median of ``rounds`` annotate passes, after one warm-up pass; ``roof`` the
-    matmul FLOP/s at the precision they run."""
+    ``batch_size``, after one warm-up pass: per round, the matmul roof (``roof()``: FLOP/s at the
+    precision the layers run) is measured right before an annotate pass, so that both see the
+    machine in the same state (on a shared host its speed drifts by 10% within minutes); the
+    fraction is the median of the rounds' fractions, the rates the median of their rates."""
     config = engine.config
     encoder = engine.encoder
     model = encoder.weights_at(resolve_precision(config.precision, "cpu"), encoder.runs_pruned_layers(config))
     engine.annotate(texts, batch_size=batch_size)
     passes = []
     for _ in range(rounds):
+        peak = roof()
         with timing_layers(encoder, model, min(config.prune_layers)) as totals:
             engine.annotate(texts, batch_size=batch_size)
-        passes.append({name: tuple(v) for name, v in totals.items()})
+        passes.append((peak, {name: tuple(v) for name, v in totals.items()}))
     out = {}
-    for name in passes[0]:
-        seconds = statistics.median(p[name][0] for p in passes)
-        flops = passes[0][name][1]  # the same every pass
-        out[name] = {"achieved_gflops_per_s": flops / seconds / 1e9, "roof_gflops_per_s": roof / 1e9,
-                     "fraction_of_roof": flops / seconds / roof, "ms_per_abstract": 1e3 * seconds / len(texts)}
+    for name in passes[0][1]:
+        rates = [flops / seconds for _, p in passes for seconds, flops in [p[name]]]
+        out[name] = {"achieved_gflops_per_s": statistics.median(rates) / 1e9,
+                     "roof_gflops_per_s": statistics.median(peak for peak, _ in passes) / 1e9,
+                     "fraction_of_roof": statistics.median(r / peak for r, (peak, _) in zip(rates, passes)),
+                     "ms_per_abstract": 1e3 * statistics.median(p[name][0] for _, p in passes) / len(texts)}
     return out
 
 
@@ -215,10 +221,14 @@ def main(argv=None) -> dict:
         result["dense_time_shares_docs"] = len(texts)
         default = engine.with_config(replace(DEFAULT, link=False))
         precision = resolve_precision(default.config.precision, "cpu")
-        by_batch = {str(b): layer_flops_per_s(default, texts, b, args.layer_rounds, roof[precision]) for b in (1, 16)}
+        dtype = dtypes[precision]
+        by_batch = {str(b): layer_flops_per_s(default, texts, b, args.layer_rounds,
+                                              lambda: matmul_flops_per_s(dtype, args.repeats // 5))
+                    for b in (1, 16)}
         result["default_layers"] = {name: {b: v[name] for b, v in by_batch.items()} for name in by_batch["1"]}
         result["default_layers_config"] = {"prune_layers": list(default.config.prune_layers), "precision": precision}
         result["n_layers"] = len(default.encoder.layers)
+        result["layer_rounds"] = args.layer_rounds
     write_json_atomic(args.output, result)
     return result
 

@@ -572,8 +572,9 @@ def roof_table(res: dict) -> str:
                 "profiler's own overhead)."]
     if layers:
         out += ["", "The default's layers alone: the wall time inside each encoder layer call (its linear layers, "
-                "attention, layer norms and glue) against the FLOPs it ran, over the same abstracts, median of "
-                "alternating passes; the rows above divide by the whole annotate call's time instead."]
+                "attention, layer norms and glue) against the FLOPs it ran, over the same abstracts; each of "
+                f"{res['layer_rounds']} passes per batch size right after its own roof measurement (the host's speed "
+                "drifts), the median pass; the rows above divide by the whole annotate call's time instead."]
     out += ["", f"`{res['command']}` → `results/benchmark_roof.json`."]
     return "\n".join(out)
 
