@@ -44,7 +44,7 @@ from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
 from bioprune.int8 import int8_copy, mixed_int8_layers
-from bioprune.layer import classify, embed, run_layer
+from bioprune.layer import classify, embed, packing, run_layer
 from bioprune.precision import resolve_precision
 from bioprune.pruned_layers import PrunedLayers
 
@@ -361,6 +361,7 @@ class PrunedEncoder:
         first = None  # (layer, sequences) at the first pruning point: the memory buffer's state
         attention = None  # (entropy, received) from the layer before a pruning point
         frozen = None  # pruned tokens' states, kept as keys and values when config.frozen_context
+        packed, frozen_packed = packing(valid), None  # read once per stage, not once per layer
         for i, layer in enumerate(layers):
             if i in points:
                 first = first or (i, seqs)
@@ -368,11 +369,13 @@ class PrunedEncoder:
                 kept, leavers, exits = self._prune_point(i, seqs, attention, special, config, exits, n_real)
                 if config.frozen_context:  # gather the leavers' states only when they serve as context
                     frozen = merge(frozen, prune(leavers, leavers.valid))
-                seqs = kept
+                    frozen_packed = packing(frozen.valid)
+                seqs, packed = kept, packing(kept.valid)
             tokens[:, i] = seqs.lengths
             flops += self._layer_flops(seqs.lengths.double(), frozen)
             hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, context=frozen,
-                                          need_signals=(i + 1) in points and needs_attention)
+                                          need_signals=(i + 1) in points and needs_attention,
+                                          packed=packed, context_packed=frozen_packed)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
         flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
@@ -444,6 +447,7 @@ class PrunedEncoder:
         seqs = Sequences(hidden=state.hidden[rows], positions=state.positions[rows], valid=state.valid[rows])
         stays_out = buffer.pruned_layer[rows] * ~recovered  # (R, T): the point a still-pruned token leaves at, else 0
         frozen = None  # still-pruned tokens' states, when config.frozen_context
+        packed, frozen_packed = packing(seqs.valid), None
         extra = torch.zeros(rows.numel(), dtype=torch.float64, device=rows.device)
         layers = list(model.base_model.encoder.layer)
         for i in range(buffer.first_layer, len(layers)):
@@ -451,9 +455,12 @@ class PrunedEncoder:
                 leaving = seqs.valid & (stays_out.gather(1, seqs.positions) == i)  # (R, T')
                 if config.frozen_context:
                     frozen = merge(frozen, prune(seqs, leaving))
+                    frozen_packed = packing(frozen.valid)
                 seqs = prune(seqs, seqs.valid & ~leaving)
+                packed = packing(seqs.valid)
             extra += self._layer_flops(seqs.lengths.double(), frozen)
-            seqs = replace(seqs, hidden=run_layer(layers[i], seqs.hidden, seqs.valid, context=frozen)[0])
+            seqs = replace(seqs, hidden=run_layer(layers[i], seqs.hidden, seqs.valid, context=frozen,
+                                                  packed=packed, context_packed=frozen_packed)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
         final = classify(model, seqs.hidden).float().softmax(dim=-1)  # (R, T', C)
         return final, seqs, extra

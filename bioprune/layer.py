@@ -9,6 +9,7 @@ ops) or eagerly with its probabilities
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,17 +33,35 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 MIN_PADDING_TO_PACK = 0.05
 
 
-def real_token_index(valid: torch.Tensor, always: bool = False) -> torch.Tensor | None:
-    """(N,) flat indices into B*T of the real tokens of ``valid`` (B, T), or None when there is no
-    padding, or (unless ``always``) too little to be worth packing (:data:`MIN_PADDING_TO_PACK`)."""
-    n_real = int(valid.sum())
-    if n_real == valid.numel() or (not always and n_real >= (1.0 - MIN_PADDING_TO_PACK) * valid.numel()):
-        return None
-    return valid.flatten().nonzero().squeeze(1)
+@dataclass(frozen=True)
+class Packing:
+    """Where the real tokens of a (B, T) key padding mask sit, read once per set of sequences.
+
+    The forward changes its sequences only at a pruning point, so it computes this there (and at
+    the start) and every layer until the next point reuses it: the layers themselves read nothing
+    back from the device (on a GPU each read is a host synchronisation).
+    lengths: real tokens per row; index: (N,) flat indices into B*T of the real tokens, None when
+    there is no padding; mostly_real: padding below :data:`MIN_PADDING_TO_PACK`, not worth packing
+    where packing is optional (fp32, GPU).
+    """
+
+    lengths: list[int]
+    index: torch.Tensor | None
+    mostly_real: bool
+
+
+def packing(valid: torch.Tensor) -> Packing:
+    """The :class:`Packing` of ``valid`` (B, T): one read of its row lengths, and of its nonzeros
+    where there is padding."""
+    lengths = valid.sum(dim=1).tolist()
+    n_real, n_slots = sum(lengths), valid.numel()
+    index = None if n_real == n_slots else valid.flatten().nonzero().squeeze(1)  # (N,)
+    return Packing(lengths=lengths, index=index, mostly_real=n_real >= (1.0 - MIN_PADDING_TO_PACK) * n_slots)
 
 
 def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bool = False,
-              context: "Sequences | None" = None):
+              context: "Sequences | None" = None, packed: Packing | None = None,
+              context_packed: Packing | None = None):
     """One BERT layer over (B, T, H) states with key padding ``valid`` (B, T).
 
     After pruning, rows keep different numbers of tokens and the batch pads to the longest; on CPU
@@ -59,14 +78,17 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     and values, but they are not updated (no query, no feed-forward): kept tokens keep the context
     pruning took away, at ~1/6 of a token's cost per layer. Returns the new states and, if
     ``need_signals``, the attention entropy and received attention of each token ((B, T) each,
-    :func:`bioprune.importance.row_attention_signals`); else None.
+    :func:`bioprune.importance.row_attention_signals`); else None. ``packed`` / ``context_packed``:
+    :func:`packing` of ``valid`` / ``context.valid``, when the caller has it (the forward computes it
+    once per pruning stage); else computed here.
     """
     B, T, H = hidden.shape
     attn = layer.attention.self
     n_heads = attn.num_attention_heads
     # reduced precision on a CPU: packed attention; on a GPU, one fused kernel beats a loop of small ones
     by_sequence = hidden.dtype != torch.float32 and hidden.device.type == "cpu" and not need_signals
-    index = real_token_index(valid, always=by_sequence)
+    packed = packed or packing(valid)
+    index = packed.index if by_sequence or not packed.mostly_real else None  # None: run the (B, T) layout
     if index is None:
         x = hidden.reshape(B * T, H) if by_sequence else hidden  # (B*T, H) or (B, T, H)
     else:
@@ -80,7 +102,7 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
     signals = None
     n_rows = x.size(0)  # N (or B*T)
     if by_sequence:
-        lengths = [T] * B if index is None else valid.sum(dim=1).tolist()
+        lengths = packed.lengths
         # Zero rows up to the Linear layers' shape grid, once for the whole layer, instead of a copy
         # of each Linear's input (bioprune.shapes.padded_rows); packed_attention reads only the first
         # N. The padding rows are zeroed again before each Linear whose input would carry biases
@@ -88,10 +110,10 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         x = padded_rows(x)  # (N', H)
         frozen = None
         if context is not None:  # the frozen tokens' keys and values, packed the same way
-            c_index = real_token_index(context.valid, always=True)
+            context_packed = context_packed or packing(context.valid)
             c_x = context.hidden.reshape(-1, H)  # (B*Tc, H)
-            c_x = padded_rows(c_x if c_index is None else c_x.index_select(0, c_index))  # (Nc', H)
-            frozen = (attn.key(c_x), attn.value(c_x), context.valid.sum(dim=1).tolist())
+            c_x = padded_rows(c_x if context_packed.index is None else c_x.index_select(0, context_packed.index))
+            frozen = (attn.key(c_x), attn.value(c_x), context_packed.lengths)  # keys, values (Nc', H)
         out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling, frozen)  # (N', H)
     else:
         q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each

@@ -233,13 +233,15 @@ def test_packed_layer_equals_padded_layer(outside_engine, monkeypatch, with_cont
         c_valid = torch.arange(5)[None, :] < torch.tensor([5, 0, 2, 1])[:, None]  # (4, 5)
         context = Sequences(hidden=torch.randn(4, 5, outside_engine.encoder.hidden),
                             positions=torch.zeros(4, 5, dtype=torch.long), valid=c_valid)
-    assert layer_module.real_token_index(valid) is not None
-    assert layer_module.real_token_index(torch.ones(4, 30, dtype=torch.bool)) is None  # nothing to pack
+    packed = layer_module.packing(valid)
+    assert packed.lengths == lengths and packed.index is not None and not packed.mostly_real
+    whole = layer_module.packing(torch.ones(4, 30, dtype=torch.bool))
+    assert whole.index is None and whole.mostly_real and whole.lengths == [30] * 4  # nothing to pack
     for signals in (False, True):
         out, sig = run_layer(layer, hidden, valid, signals, context)
         assert not out[~valid].any()  # padding slots come out as zeros
         monkeypatch.setattr(layer_module, "MIN_PADDING_TO_PACK", 1.01)  # never pack
-        assert layer_module.real_token_index(valid) is None
+        assert layer_module.packing(valid).mostly_real
         ref, ref_sig = run_layer(layer, hidden, valid, signals, context)
         monkeypatch.undo()
         torch.testing.assert_close(out[valid], ref[valid], atol=1e-5, rtol=0)

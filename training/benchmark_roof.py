@@ -138,9 +138,9 @@ def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
     totals = {"dense layers": [0.0, 0.0], "pruned layers": [0.0, 0.0]}
     run_layer = forward.run_layer
 
-    def timed(layer, hidden, valid, need_signals=False, context=None):
+    def timed(layer, hidden, valid, need_signals=False, context=None, **packings):
         start = time.perf_counter()
-        out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context)
+        out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context, **packings)
         seconds = time.perf_counter() - start
         n_context = context.valid.sum(dim=1).double() if context is not None else 0
         flops = forward.layer_flops(valid.sum(dim=1).double(), encoder.hidden, encoder.intermediate, n_context)
