@@ -17,7 +17,7 @@ where it builds), and the share of a dense
 annotate call's wall clock each kind of op takes (torch.profiler, self time) at fp32 and at bf16
 (``--data``). With ``--data`` it also times the default's encoder layers themselves (issue 16's "fraction
 of the roof in the pruned layers"): the seconds inside each layer call and the FLOPs it ran
-(:func:`bioprune.forward.layer_flops` over its tokens and frozen context), split into the dense layers
+(the forward's own count: :func:`bioprune.forward.layer_flops` over its tokens and frozen context), split into the dense layers
 before the pruning point and the pruned layers after it, at batch 1 and 16, each pass right after
 its own roof measurement (the host's speed drifts).
 """
@@ -142,8 +142,7 @@ def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
         start = time.perf_counter()
         out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context, **packings)
         seconds = time.perf_counter() - start
-        n_context = context.valid.sum(dim=1).double() if context is not None else 0
-        flops = forward.layer_flops(valid.sum(dim=1).double(), encoder.hidden, encoder.intermediate, n_context)
+        flops = encoder._layer_flops(valid.sum(dim=1).double(), context)  # what the forward itself counts
         entry = totals["pruned layers" if index[id(layer)] >= first_pruned else "dense layers"]
         entry[0] += seconds
         entry[1] += float(flops.sum())
