@@ -113,11 +113,13 @@ class PruningConfig:
     recovery_window_tokens: int = 8  # pruned tokens this close to a trigger are re-inserted
     mlp_threshold: float | None = None  # learned controller's keep threshold (None: its calibrated one)
     # Numeric precision of the forward (bioprune.precision): "auto" is bf16 where the device has native
-    # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, docs/pruning.md "Precision"), else fp32;
-    # "fp32" with controller "none" is the exact dense model (DENSE).
+    # bf16 (0.3% of dense fp32's entities changed on held-out MEDLINE, docs/pruning.md "Precision"), else fp32,
+    # and at the default operating point "mixed" on a CPU with oneDNN int8 where the model's calibration
+    # chose it; "fp32" with controller "none" is the exact dense model (DENSE).
     precision: Precision = field(default="auto", metadata=face(
-        "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32; "
-        "int8 = int8 matmuls on the CPU (oneDNN); mixed = int8 but in the layers the model's calibration keeps bf16"))
+        "numeric precision of the forward: auto = bf16 where the device has native bf16, else fp32 (at the "
+        "default pruning, mixed on such a CPU); int8 = int8 matmuls on the CPU (oneDNN); "
+        "mixed = int8 but in the layers the model's calibration keeps bf16"))
     # Concept normalisation (bioprune.linking): each entity gets its MeSH ID(s) after the abbreviation
     # pass. On by default: IDs are what users aggregate by (docs/linking.md); it adds their IDs, splits an
     # unlinked entity made wholly of dictionary names into them (linking.name_parts), and drops a Chemical it

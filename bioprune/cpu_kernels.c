@@ -1,5 +1,6 @@
 /* CPU kernels for the reduced-precision forward, for CPUs with AVX-512 BF16: fused bf16
- * self-attention over packed sequences, and dynamic uint8 quantization (at the end).
+ * self-attention over packed sequences, and the two ends of a per-row int8 Linear layer (at the end):
+ * quantizing its input rows, and applying the row scales, bias and GELU to oneDNN's products.
  *
  * Built and loaded at run time by bioprune/cpu_kernels.py (which says why and when). For each
  * (sequence, head), with the head's queries Q (n x dh), keys and values K, V (m x dh: the sequence's
@@ -188,51 +189,82 @@ int bioprune_attention_bf16(const uint16_t *q, long qs, const uint16_t *k, long 
     return 0;
 }
 
-/* Dynamic uint8 quantization of a bf16 (rows x cols) matrix, smoothed per column, as
- * bioprune.int8.quantize_activation computes it in torch ops, bit for bit, in two passes over the
- * input instead of about ten over an fp32 copy:
- *     xs = x * inv_smooth;  lo = min(min xs, 0);  hi = max(max xs, 0);  scale = max((hi - lo) / 255, 1e-8)
- *     zero = round(-lo / scale);  out = clamp(round(xs * (1 / scale) + zero), 0, 255)
- * (round: to nearest, ties to even, as torch.round; no fused multiply-add, built with
- * -ffp-contract=off). inv_smooth may be NULL (no smoothing). Writes scale and zero to scale_zero. */
-void bioprune_quantize_u8(const uint16_t *x, long rows, long cols, long stride, const float *inv_smooth,
-                          uint8_t *out, float *scale_zero, int threads)
+/* Per-row symmetric quantization of a bf16 (rows x cols) matrix, smoothed per column, as
+ * bioprune.int8.quantize_rows_in_torch computes it, bit for bit, in one pass per row (a row stays
+ * in L1 between its two reads):
+ *     xs = x * inv_smooth;  scale_r = max(max_c |xs_rc| / 127, 1e-8)
+ *     out = clamp(round(xs * (1 / scale_r)), -127, 127) + 128      (uint8, zero point 128)
+ * inv_smooth may be NULL. Writes each row's scale to row_scale. */
+void bioprune_quantize_rows_u8(const uint16_t *x, long rows, long cols, long stride, const float *inv_smooth,
+                               uint8_t *out, float *row_scale, int threads)
 {
-    float lo = 0.0f, hi = 0.0f;
-#pragma omp parallel num_threads(threads) reduction(min : lo) reduction(max : hi)
-    {
-        __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
-#pragma omp for schedule(static)
-        for (long r = 0; r < rows; r++) {
-            const uint16_t *xr = x + r * stride;
-            for (long c = 0; c < cols; c += 16) {
-                __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
-                __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
-                if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
-                vlo = _mm512_min_ps(vlo, v); /* masked lanes hold 0, which the range holds anyway */
-                vhi = _mm512_max_ps(vhi, v);
-            }
-        }
-        lo = _mm512_reduce_min_ps(vlo);
-        hi = _mm512_reduce_max_ps(vhi);
-    }
-    float scale = (hi - lo) / 255.0f;
-    if (!(scale >= 1e-8f)) scale = 1e-8f;
-    const float zero = __builtin_nearbyintf(-lo / scale), inv = 1.0f / scale;
-    scale_zero[0] = scale;
-    scale_zero[1] = zero;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (long r = 0; r < rows; r++) {
         const uint16_t *xr = x + r * stride;
+        __m512 top = _mm512_setzero_ps();
+        for (long c = 0; c < cols; c += 16) {
+            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+            __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
+            if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
+            top = _mm512_max_ps(top, _mm512_abs_ps(v));
+        }
+        float scale = _mm512_reduce_max_ps(top) / 127.0f;
+        if (!(scale >= 1e-8f)) scale = 1e-8f;
+        const __m512 inv = _mm512_set1_ps(1.0f / scale);
+        row_scale[r] = scale;
         uint8_t *o = out + r * cols;
         for (long c = 0; c < cols; c += 16) {
             __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
             __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
             if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
-            v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(inv)), _mm512_set1_ps(zero));
-            v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(255.0f));
+            v = _mm512_roundscale_ps(_mm512_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+            v = _mm512_add_ps(v, _mm512_set1_ps(128.0f));
             _mm_mask_storeu_epi8(o + c, live, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(v)));
+        }
+    }
+}
+
+/* erfc(z) for z >= 0 to a relative error below 1.2e-7 (the Chebyshev fit of Numerical Recipes'
+ * erfcc, Press et al. 2007, 6.2.2): relative, so 1 + erf(x) = erfc(-x) of a negative GELU input
+ * keeps its digits where computing it as 1 + erf(x) would cancel them away. */
+static inline __m512 erfc_ps(__m512 z) {
+    const __m512 d = _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f));
+    __m512 t = _mm512_rcp14_ps(d); /* 1 / d to 14 bits, then one Newton step */
+    t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
+    static const float c[10] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418f, -0.18628806f,
+                                0.27886807f, -1.13520398f, 1.48851587f, -0.82215223f, 0.17087277f};
+    __m512 p = _mm512_set1_ps(c[9]);
+    for (int i = 8; i >= 0; i--) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c[i]));
+    return _mm512_mul_ps(t, exp_ps(_mm512_fnmadd_ps(z, z, p)));
+}
+
+/* Exact GELU, y * Phi(y) = 0.5 y erfc(-y / sqrt 2), to about 2e-7 relative */
+static inline __m512 gelu_ps(__m512 y) {
+    const __m512 c = erfc_ps(_mm512_mul_ps(_mm512_abs_ps(y), _mm512_set1_ps(0.70710678118654752f)));
+    const __mmask16 negative = _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 phi2 = _mm512_mask_mov_ps(_mm512_sub_ps(_mm512_set1_ps(2.0f), c), negative, c); /* 2 Phi(y) */
+    return _mm512_mul_ps(_mm512_mul_ps(y, _mm512_set1_ps(0.5f)), phi2);
+}
+
+/* The end of a per-row int8 Linear layer: acc (rows x cols fp32: the int8 products with the weight
+ * scales applied, oneDNN's output) -> out (bf16, row stride out_stride) =
+ *     y = acc * row_scale[r] + bias[c]          (bias may be NULL)
+ *     gelu ? 0.5 * y * erfc(-y / sqrt 2) (exact GELU, gelu_ps) : y, rounded to the nearest bf16 */
+void bioprune_dequantize_rows(const float *acc, long rows, long cols, const float *row_scale, const float *bias,
+                              int gelu, uint16_t *out, long out_stride, int threads)
+{
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *ar = acc + r * cols;
+        uint16_t *o = out + r * out_stride;
+        const __m512 s = _mm512_set1_ps(row_scale[r]);
+        for (long c = 0; c < cols; c += 16) {
+            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+            __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, ar + c), s);
+            if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, bias + c));
+            if (gelu) y = gelu_ps(y);
+            _mm256_mask_storeu_epi16(o + c, live, (__m256i)_mm512_cvtneps_pbh(y));
         }
     }
 }

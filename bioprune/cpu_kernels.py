@@ -1,10 +1,11 @@
-"""Compiled CPU kernels for the reduced-precision forward: fused bf16 attention, uint8 quantization.
+"""Compiled CPU kernels for the reduced-precision forward: fused bf16 attention, per-row int8 ends.
 
     out = fused_attention(q, k, v, lengths, n_heads, scaling, frozen)   # (N, H) bf16, when
     attention_fits(q, n_heads) and library() is not None
-    q8, scale, zero = quantize_uint8(x, inv_smooth)                    # when quantize_fits(x) too
+    q8, row_scales = quantize_rows_uint8(x, inv_smooth)                # when quantize_fits(x) too
+    dequantize_rows(acc, row_scales, bias, gelu, out)                  # when library() is not None
 
-Both replace a chain of torch ops that each pass over memory:
+Each replaces a chain of torch ops that each pass over memory:
 
 - **Attention.** In a bf16 forward, attention took a quarter of the time for ~6% of the FLOPs
   (results/benchmark_roof.json): per sequence, a matmul writes its (heads, n, m) scores out, the
@@ -14,8 +15,11 @@ Both replace a chain of torch ops that each pass over memory:
   chip; rows here are short enough for one pass without its online softmax). It rounds where the
   torch ops round (:func:`bioprune.layer.attention_by_sequence`), so it matches them on nearly
   every element (tests/test_cpu_kernels.py states the tolerance).
-- **Dynamic quantization** of an int8 layer's input (:func:`bioprune.int8.quantize_activation`):
-  two passes over the bf16 input instead of about ten over an fp32 copy, bit for bit the same.
+- **The two ends of a per-row int8 Linear layer** (:class:`bioprune.int8.Int8Linear`): quantizing
+  its bf16 input, each row on its own scale (one pass, a row staying in L1 between its two reads,
+  instead of about ten passes over an fp32 copy; bit for bit the torch ops), and turning oneDNN's
+  fp32 products into the bf16 output: row scale, bias and exact GELU in one pass while the products
+  are in cache (oneDNN takes one activation scale per call, so it cannot apply the rows' own).
 
 ``cpu_kernels.c`` (beside this file) is compiled once per process, on first use, with the system
 C compiler (``cc``, about half a second) into a temporary folder that is removed once the library
@@ -51,7 +55,8 @@ _P, _LONG, _INT = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 _SIGNATURES = {  # C function: (argument types, result type)
     "bioprune_attention_bf16": ([_P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _P, _INT, _INT, _INT,
                                  ctypes.c_float, _P, _LONG, _INT], _INT),
-    "bioprune_quantize_u8": ([_P, _LONG, _LONG, _LONG, _P, _P, _P, _INT], None),
+    "bioprune_quantize_rows_u8": ([_P, _LONG, _LONG, _LONG, _P, _P, _P, _INT], None),
+    "bioprune_dequantize_rows": ([_P, _LONG, _LONG, _P, _P, _INT, _P, _LONG, _INT], None),
 }
 
 
@@ -159,16 +164,30 @@ def quantize_fits(x: torch.Tensor) -> bool:
     return x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
 
 
-def quantize_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`bioprune.int8.quantize_activation` in one compiled call, bit for bit: (M, K) bf16 ->
-    (M, K) uint8, scale () fp32, zero point () int64. Requires :func:`quantize_fits` and :func:`library`."""
+def quantize_rows_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`bioprune.int8.quantize_rows` in one compiled call, bit for bit: (M, K) bf16 ->
+    (M, K) uint8 (zero point 128), (M,) fp32 scales. Requires :func:`quantize_fits` and :func:`library`."""
     x = _rows(x)
     M, K = x.shape
     out = torch.empty(M, K, dtype=torch.uint8)  # (M, K)
-    scale_zero = torch.empty(2, dtype=torch.float32)
+    scales = torch.empty(M, dtype=torch.float32)  # (M,)
     inv = None if inv_smooth is None else inv_smooth.to(torch.float32).contiguous()  # (K,)
-    with torch.profiler.record_function("bioprune::quantize_uint8"):
-        library().bioprune_quantize_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
-                                       out.data_ptr(), scale_zero.data_ptr(), torch.get_num_threads())
-    return out, scale_zero[0], scale_zero[1].long()
+    with torch.profiler.record_function("bioprune::quantize_rows_uint8"):
+        library().bioprune_quantize_rows_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
+                                            out.data_ptr(), scales.data_ptr(), torch.get_num_threads())
+    return out, scales
+
+
+def dequantize_rows(acc: torch.Tensor, row_scales: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+                    out: torch.Tensor) -> torch.Tensor:
+    """:func:`bioprune.int8.dequantize_rows_in_torch` in one compiled call: (M, N) fp32 ``acc`` ->
+    ``out`` (M, N) bf16 (a view with contiguous rows is fine), ``acc * row_scales[:, None] + bias``,
+    then exact GELU if ``gelu`` (erf to 1.5e-7: the same bf16 on nearly every element; the tests
+    state how near). Requires :func:`library`."""
+    M, N = acc.shape
+    acc = acc.contiguous()
+    with torch.profiler.record_function("bioprune::dequantize_rows"):
+        library().bioprune_dequantize_rows(acc.data_ptr(), M, N, row_scales.data_ptr(),
+                                           None if bias is None else bias.data_ptr(), int(gelu), out.data_ptr(),
+                                           out.stride(0), torch.get_num_threads())
+    return out

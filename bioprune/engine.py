@@ -33,7 +33,6 @@ from bioprune.exits import ExitHeads
 from bioprune.int8 import load_calibration
 from bioprune.model_files import copy_linker_index, copy_model_files, resolve_model_dir, share_like_new_files
 from bioprune.postprocess import POSTPROCESS_FILE, Postprocess
-from bioprune.precision import resolve_precision
 from bioprune.pruned_layers import PrunedLayers
 from bioprune.forward import ForwardResult, PrunedEncoder
 from bioprune.types import Annotation, Document, PrunedToken, RecoveryEvent, Trace
@@ -163,7 +162,7 @@ class PruningEngine:
             logger.warning("%s: %s; the default runs dense on it", self.bundle.source_dir or "this model", problem)
             object.__setattr__(self, "config", dense_twin(self.config))
         self.bundle.encoder.check(self.config)
-        object.__setattr__(self, "precision", resolve_precision(self.config.precision, self.bundle.device))
+        object.__setattr__(self, "precision", self.bundle.encoder.precision_at(self.config, self.bundle.device))
         if self.bundle.device == "cpu":
             keep_freed_memory()  # once per process: the forward's temporaries stay in the heap (bioprune.allocator)
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from bioprune.bf16 import bf16_copy
-from bioprune.config import PruningConfig
+from bioprune.config import PruningConfig, is_default
 from bioprune.controllers import Controller, RuleController, keep_mask
 from bioprune.exits import ExitHeads
 from bioprune.importance import neighbourhood_max, token_signals
@@ -268,6 +268,13 @@ class PrunedEncoder:
         if problem := self.cannot_run(config):
             raise ValueError(problem)
 
+    def precision_at(self, config: PruningConfig, device) -> str:
+        """The precision a forward at ``config`` runs on ``device``: :func:`resolve_precision`, where
+        "auto" at the default operating point (:func:`bioprune.config.is_default`) takes this model's
+        per-layer int8 ("mixed") if its calibration chose one."""
+        return resolve_precision(config.precision, device,
+                                 calibrated_int8=is_default(config) and self.mixed_layers() is not None)
+
     def mixed_layers(self) -> tuple[int, ...] | None:
         """The layers precision "mixed" runs int8 on this model, None without a calibration naming them."""
         return mixed_int8_layers(len(self.layers), self.int8_ranges)
@@ -343,7 +350,7 @@ class PrunedEncoder:
         Runs at ``config.precision`` (:mod:`bioprune.precision`) on :meth:`weights_at` that precision;
         probabilities and FLOPs come out in fp32/fp64 either way.
         """
-        model = self.weights_at(resolve_precision(config.precision, input_ids.device), self.runs_pruned_layers(config))
+        model = self.weights_at(self.precision_at(config, input_ids.device), self.runs_pruned_layers(config))
         B, T = input_ids.shape
         device = input_ids.device
         layers = list(model.base_model.encoder.layer)

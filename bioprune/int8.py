@@ -4,15 +4,19 @@
 
 The recipe is ONNX Runtime's dynamic quantization, which kept BC5CDR F1 where ``torch.ao``'s
 per-tensor weights lost 1.4 points: weights int8 symmetric **per output channel**, quantized once;
-activations uint8 asymmetric **per tensor**, their scale and zero point computed on each call from
-the tensor's own range — after per-channel smoothing (:func:`smoothing`, SmoothQuant) by input
-ranges calibrated once on diverse unlabelled text and kept beside the model
+activations int8 symmetric **per row** (per token), each row's scale computed on each call from
+its own largest magnitude (:func:`quantize_rows`), so that a token's result depends on its own
+values only, never on the batch it shares — after per-channel smoothing (:func:`smoothing`,
+SmoothQuant) by input ranges calibrated once on diverse unlabelled text and kept beside the model
 (:data:`CALIBRATION_FILE`, training/calibrate_int8.py), which moves the few outlier channels of
 BERT's layer-norm outputs into the weights. The product runs in oneDNN's u8×s8 kernels (AVX-512
-VNNI: four multiply-adds per lane where bf16 does two) through ``torch.ops.onednn.qlinear_pointwise``
-— the op PyTorch's own x86 int8 path (inductor) lowers to, so it is maintained in core, unlike the
-deprecated ``torch.ao`` quantized tensors — and the dequantization, bias and (for the feed-forward's
-first layer) GELU are fused into it, writing bf16.
+VNNI: four multiply-adds per lane where bf16 does two; the int8 levels stored as uint8 + 128)
+through ``torch.ops.onednn.qlinear_pointwise`` — the op PyTorch's own x86 int8 path (inductor)
+lowers to, so it is maintained in core, unlike the deprecated ``torch.ao`` quantized tensors. That
+op takes one activation scale per call, so it writes the products with the weight scales applied
+in fp32, :data:`CHUNK_ROWS` rows at a time, and one compiled pass over them while they are in cache
+applies each row's scale, the bias and (for the feed-forward's first layer) GELU, writing bf16
+(:func:`bioprune.cpu_kernels.dequantize_rows`).
 
 Only the encoder's Linear layers go int8 (~90% of a layer's FLOPs); embeddings, layer norms,
 attention itself (scores, softmax, context: :func:`bioprune.layer.packed_attention` in bf16),
@@ -40,7 +44,11 @@ from bioprune.shapes import padded_rows
 
 logger = logging.getLogger(__name__)
 
-UINT8_LEVELS = 255
+_SQRT_HALF = 0.7071067811865476
+ROW_ZERO_POINT = 128  # per-row activations: symmetric int8 levels -127..127 stored as uint8 + 128
+# A per-row layer runs its matmul this many rows at a time, so that the fp32 products are read back
+# for their row scales while they are still in cache
+CHUNK_ROWS = 512
 
 # Linear layers kept in bf16 by default, named within a layer. The feed-forward's second layer reads
 # the GELU output, 4x wider than any other input and with outlier features: with it int8, entity
@@ -65,34 +73,45 @@ def onednn_int8_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
-def quantize_activation(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, K) float -> (N, K) uint8, scale (), zero point () over the tensor's range, 0 included.
+def quantize_rows(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, K) float -> (M, K) uint8 with zero point 128, (M,) fp32 scales: each row on its own range.
 
-    Asymmetric: the uint8 grid spans [min, max] exactly, so GELU outputs (>= -0.17) and layer-norm
-    outputs lose no level to a range they never reach. ``inv_smooth`` (K,), positive: quantize
-    ``x * inv_smooth`` instead (per-channel smoothing, :func:`smoothing`). A bf16 input on a CPU
-    with AVX-512 BF16 goes to one compiled call that computes the same, bit for bit
-    (:func:`bioprune.cpu_kernels.quantize_uint8`); else :func:`quantize_in_torch`.
+    Symmetric per row (per token): ``x * inv_smooth`` divided by its row's largest magnitude / 127,
+    rounded, + 128. A row's levels depend on that row alone, so a token's int8 result does not
+    depend on the other tokens in its batch (a per-tensor range did: an abstract's entities moved
+    with the batch it shared). A bf16 input on a CPU with AVX-512 BF16 goes to one compiled call,
+    bit for bit the same (:func:`bioprune.cpu_kernels.quantize_rows_uint8`); else
+    :func:`quantize_rows_in_torch`.
     """
     if cpu_kernels.quantize_fits(x) and cpu_kernels.library() is not None:
-        return cpu_kernels.quantize_uint8(x, inv_smooth)
-    return quantize_in_torch(x, inv_smooth)
+        return cpu_kernels.quantize_rows_uint8(x, inv_smooth)
+    return quantize_rows_in_torch(x, inv_smooth)
 
 
-def quantize_in_torch(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`quantize_activation` in torch ops (any float dtype, any device). In place on one fp32
-    copy, smoothed first so the range is one ``aminmax`` (a per-column range of the bf16 input took
-    5x longer); ``torch.quantize_per_tensor`` is faster but makes a deprecated quantized tensor."""
-    xs = x.to(torch.float32, copy=True)  # (N, K): a copy even of an fp32 input, which the ops below overwrite
+def quantize_rows_in_torch(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quantize_rows` in torch ops (any float dtype)."""
+    xs = x.to(torch.float32, copy=True)  # (M, K)
     xs = xs if inv_smooth is None else xs.mul_(inv_smooth)
-    lo, hi = torch.aminmax(xs)
-    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)
-    scale = ((hi - lo) / UINT8_LEVELS).clamp(min=1e-8)  # ()
-    zero_point = torch.round(-lo / scale)  # ()
-    q = xs.mul_(1.0 / scale).add_(zero_point).round_().clamp_(0, UINT8_LEVELS).to(torch.uint8)  # (N, K)
-    return q, scale, zero_point.long()
+    scales = (xs.abs().amax(dim=1) / 127).clamp(min=1e-8)  # (M,)
+    q = xs.mul_((1.0 / scales)[:, None]).round_().clamp_(-127, 127).add_(ROW_ZERO_POINT).to(torch.uint8)
+    return q, scales
+
+
+def dequantize_rows_in_torch(acc: torch.Tensor, row_scales: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
+                             out: torch.Tensor) -> torch.Tensor:
+    """``out`` (M, N) = ``acc * row_scales[:, None] + bias``, then exact GELU if ``gelu``, in
+    ``out``'s dtype: the end of a per-row int8 Linear layer in torch ops. GELU as ``0.5 y erfc(-y/√2)``,
+    not ``F.gelu``'s ``0.5 y (1 + erf(y/√2))``, whose sum cancels the digits of a negative input's
+    small result (8% of bf16 GELU outputs of N(0, 9) inputs off the correctly rounded value, against
+    under 0.01% this way and in the compiled kernel)."""
+    y = acc * row_scales[:, None]  # (M, N) fp32
+    y = y if bias is None else y.add_(bias)
+    return out.copy_(y.mul(0.5).mul_(torch.special.erfc(y * -_SQRT_HALF)) if gelu else y)
+
+
+# the one activation scale and zero point oneDNN sees: the rows' own scales are applied after it
+_UNIT_SCALE, _ROW_ZERO = torch.tensor(1.0), torch.tensor(ROW_ZERO_POINT)
 
 
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +122,7 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """A Linear layer whose forward is dynamic-u8 activations × per-channel s8 weights (oneDNN).
+    """A Linear layer whose forward is per-row dynamic int8 activations × per-channel s8 weights (oneDNN).
 
     ``activation`` "gelu" fuses the exact (erf) GELU that BERT's intermediate layer applies.
     Input (..., K) in any float dtype; output (..., N) in ``out_dtype`` (bf16 by default).
@@ -120,33 +139,40 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", scale, persistent=False)  # (N,)
         self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         bias = linear.bias.detach().float() if linear.bias is not None else None
-        self.register_buffer("bias", bias, persistent=False)  # (N,) fp32, added inside the kernel
+        self.register_buffer("bias", bias, persistent=False)  # (N,) fp32, added with the row scales
         self.activation = activation
         self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, self.in_features)  # (M, K)
-        # zero rows leave the range alone (it always holds 0): padding before quantizing is exact
-        q, x_scale, x_zero = quantize_activation(padded_rows(rows), self.inv_smooth)  # (M', K)
-        post = ("gelu", [], "none") if self.activation == "gelu" else ("none", [], "")
-        out = torch.ops.onednn.qlinear_pointwise.tensor(
-            q, x_scale, x_zero, self.packed, self.scale, self.zero, self.bias,
-            1.0, 0, self.out_dtype, *post)  # (M', N)
-        return out[:rows.size(0)].view(*shape[:-1], self.out_features)
+        M = rows.size(0)
+        q, row_scales = quantize_rows(rows, self.inv_smooth)  # (M, K) uint8, (M,)
+        out = torch.empty(M, self.out_features, dtype=self.out_dtype)  # (M, N)
+        finish = (cpu_kernels.dequantize_rows if self.out_dtype == torch.bfloat16 and cpu_kernels.library() is not None
+                  else dequantize_rows_in_torch)
+        for start in range(0, M, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, M)
+            # rows on the shape grid (bioprune.shapes): the last chunk's count varies
+            acc = torch.ops.onednn.qlinear_pointwise.tensor(
+                padded_rows(q[start:stop]), _UNIT_SCALE, _ROW_ZERO, self.packed, self.scale, self.zero, None,
+                1.0, 0, torch.float32, "none", [], "")[:stop - start]  # (m, N): the products times the weight scales
+            finish(acc, row_scales[start:stop], self.bias, self.activation == "gelu", out[start:stop])
+        return out.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
 
 
 def smoothing(act_max: torch.Tensor, weight_max: torch.Tensor, alpha: float) -> torch.Tensor:
     """(K,) per-input-channel divisors ``s = act_max**alpha / weight_max**(1 - alpha)``.
 
     SmoothQuant (Xiao et al., ICML 2023): a few input channels of BERT's layers (layer-norm outputs
-    above all) run 10-20x larger than the median, so one per-tensor activation scale leaves the
-    others a handful of uint8 levels. Dividing channel k of the input by s_k and multiplying column
-    k of the weight by it is exact in real numbers and moves the range from the activations,
-    quantized per tensor, into the weights, quantized per output channel. act_max: the largest
+    above all) run 10-20x larger than the median in every token, so a token's int8 scale, set by
+    them, leaves the others a handful of levels. Dividing channel k of the input by s_k and
+    multiplying column k of the weight by it is exact in real numbers and moves the range from the
+    activations, quantized per row, into the weights, quantized per output channel. act_max: the largest
     |input| of each channel seen on calibration text; weight_max: the largest |weight| of each column.
     """
     a = act_max.float().clamp(min=1e-5)

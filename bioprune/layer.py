@@ -105,8 +105,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         lengths = packed.lengths
         # Zero rows up to the Linear layers' shape grid, once for the whole layer, instead of a copy
         # of each Linear's input (bioprune.shapes.padded_rows); packed_attention reads only the first
-        # N. The padding rows are zeroed again before each Linear whose input would carry biases
-        # there: the int8 copy quantizes over the whole input's range (bioprune.int8).
+        # N. Every op after it works row by row (the int8 copy too: bioprune.int8.quantize_rows), so
+        # what the padding rows come to hold touches no real row; they are dropped at the end.
         x = padded_rows(x)  # (N', H)
         frozen = None
         if context is not None:  # the frozen tokens' keys and values, packed the same way
@@ -132,12 +132,8 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
         if index is not None:
             out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
-    attended = layer.attention.output(out, x)
-    if by_sequence:
-        attended[n_rows:] = 0  # (N', H): the padding rows' layer norm of the bias, back to zero
+    attended = layer.attention.output(out, x)  # (N', H), (N, H) or (B, T, H)
     inner = layer.intermediate(attended)  # (N', I), (N, I) or (B, T, I)
-    if by_sequence:
-        inner[n_rows:] = 0
     out = layer.output(inner, attended)  # (N', H), (N, H) or (B, T, H)
     return padded(out[:n_rows] if by_sequence else out), signals
 

@@ -10,8 +10,9 @@ from training.benchmark_kernels import KernelBenchArgs, main
 @pytest.mark.skipif(cpu_kernels.library() is None, reason="no CPU kernels on this machine: nothing to compare")
 def test_benchmark_kernels_compares_both_paths_per_precision(tiny_model_dir, sample_path, tmp_path, monkeypatch):
     quantized = []  # the int8 rows run the quantization kernel, and only with the kernels on
-    real = cpu_kernels.quantize_uint8
-    monkeypatch.setattr(cpu_kernels, "quantize_uint8", lambda *a: quantized.append(cpu_kernels.library()) or real(*a))
+    real = cpu_kernels.quantize_rows_uint8
+    monkeypatch.setattr(cpu_kernels, "quantize_rows_uint8",
+                        lambda *a: quantized.append(cpu_kernels.library()) or real(*a))
     out = tmp_path / "benchmark_kernels.json"
     result = main(["--data", str(sample_path), "--model", str(tiny_model_dir), "--output", str(out),
                    "--rounds", "1", "--warmup-docs", "1", "--repeats", "2", "--threads", "1"])

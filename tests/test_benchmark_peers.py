@@ -124,6 +124,17 @@ def test_peers_readme_block_shows_held_out_medline_agreement_when_measured():
     assert "held-out MEDLINE" not in peers_table(PEERS)  # a results file without it: no empty column
 
 
+def test_peers_readme_block_names_what_auto_ran_at():
+    """A bioprune row records the precision "auto" resolved to; the table names it where the row's
+    name does not already say it."""
+    systems = dict(PEERS["systems"])
+    systems["bioprune default"] = {**systems["bioprune dense fp32"], "runs_at": "mixed"}
+    systems["bioprune dense fp32"] = {**systems["bioprune dense fp32"], "runs_at": "fp32"}
+    block = peers_table({**PEERS, "systems": systems})
+    assert "| bioprune default (mixed) | 0.8500 |" in block
+    assert "| bioprune dense fp32 | 0.8500 |" in block  # not "dense fp32 (fp32)"
+
+
 def test_agreement_with_scores_each_system_against_the_baseline(tiny_engine, texts):
     from bioprune.types import Document
     from training.benchmark_peers import agreement_with

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bioprune import cpu_kernels
-from bioprune.int8 import quantize_activation, quantize_in_torch
+from bioprune.int8 import dequantize_rows_in_torch, quantize_rows, quantize_rows_in_torch
 from bioprune.layer import attention_by_sequence, packed_attention
 
 needs_kernel = pytest.mark.skipif(cpu_kernels.library() is None,
@@ -97,7 +97,7 @@ def test_no_kernels_without_cpu_support_compiler_or_consent(flags, environment, 
         q, k, v, frozen = _case(64, [5, 9], [1, 2], seed=2)
         assert torch.equal(packed_attention(q, k, v, [5, 9], 2, 0.1, frozen),
                            attention_by_sequence(q, k, v, [5, 9], 2, 0.1, frozen))
-        assert all(torch.equal(a, b) for a, b in zip(quantize_activation(q), quantize_in_torch(q)))
+        assert all(torch.equal(a, b) for a, b in zip(quantize_rows(q), quantize_rows_in_torch(q)))
     finally:
         cpu_kernels._built.cache_clear()
     assert not any(tmp_path.iterdir())
@@ -126,22 +126,51 @@ def test_build_writes_nothing_that_outlives_it(monkeypatch, tmp_path):
 @needs_kernel
 @pytest.mark.parametrize("shape", [(640, 384), (33, 1536), (7, 20)])  # 20: columns past the last 16
 @pytest.mark.parametrize("smoothed", [False, True])
-def test_quantization_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
-    """Same uint8 values, scale and zero point as the torch ops, on a range with outlier columns,
-    all-positive and all-negative inputs (0 stays in the range) and a strided view."""
+def test_row_quantization_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
+    """Same uint8 values and row scales as the torch ops, on rows with an outlier column,
+    all-positive and all-negative rows, an all-zero row and a strided view."""
     g = torch.Generator().manual_seed(shape[0])
     x = torch.randn(*shape, generator=g) * torch.rand(shape[1], generator=g) * 4
     x[:, 3] *= 40  # an outlier channel, as BERT's layer-norm outputs have
+    x[1] = 0  # a zero row: the smallest scale, every level 128
     inv = torch.rand(shape[1], generator=g) + 0.1 if smoothed else None
     wide = torch.randn(shape[0], shape[1] + 9, generator=g).bfloat16()
     for case in (x.bfloat16(), x.abs().bfloat16() + 1, -x.abs().bfloat16() - 1, wide[:, 4:4 + shape[1]]):
         assert cpu_kernels.quantize_fits(case)
-        q, scale, zero = quantize_activation(case, inv)
-        q_ref, scale_ref, zero_ref = quantize_in_torch(case, inv)
-        assert torch.equal(q, q_ref) and q.dtype == torch.uint8
-        assert scale.item() == scale_ref.item() and scale.dtype == scale_ref.dtype == torch.float32
-        assert zero.item() == zero_ref.item() and zero.dtype == zero_ref.dtype == torch.int64
+        q, scales = quantize_rows(case, inv)
+        q_ref, scales_ref = quantize_rows_in_torch(case, inv)
+        assert torch.equal(q, q_ref) and q.dtype == torch.uint8 and q.shape == case.shape
+        assert torch.equal(scales, scales_ref) and scales.shape == (shape[0],) and scales.dtype == torch.float32
+        assert int(q.min()) >= 1  # symmetric levels -127..127 around 128
+    assert torch.all(quantize_rows(x.bfloat16(), inv)[0][1] == 128)
     assert not cpu_kernels.quantize_fits(x)  # fp32 stays on the torch ops
+
+
+@needs_kernel
+@pytest.mark.parametrize("gelu", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_dequantization_kernel_is_the_torch_ops(gelu, with_bias):
+    """Row scale and bias: bit for bit the torch ops, written through a strided output view (a
+    chunk of the layer's output). With exact GELU, both round to the same bf16 as GELU computed in
+    fp64 on all but a few elements, one bf16 step off there, negative inputs down to -12 included
+    (where 1 + erf(x) in fp32 would have lost its digits)."""
+    g = torch.Generator().manual_seed(3)
+    acc = torch.randn(70, 40, generator=g) * 3  # 40: columns past the last 16
+    acc[0] = torch.linspace(-12, 12, 40)
+    scales = torch.rand(70, generator=g) + 0.5
+    bias = torch.randn(40, generator=g) if with_bias else None
+    out = torch.zeros(80, 52, dtype=torch.bfloat16)[5:75, 4:44]  # (70, 40), row stride 52
+    ref = dequantize_rows_in_torch(acc, scales, bias, gelu, torch.empty(70, 40, dtype=torch.bfloat16))
+    got = cpu_kernels.dequantize_rows(acc, scales, bias, gelu, out)
+    assert got.data_ptr() == out.data_ptr()
+    if not gelu:
+        assert torch.equal(out, ref)
+        return
+    y = acc.double() * scales.double()[:, None] + (0 if bias is None else bias.double())
+    exact = (0.5 * y * torch.special.erfc(-y / 2 ** 0.5)).to(torch.bfloat16)  # (70, 40)
+    for result in (out, ref):
+        assert (result != exact).float().mean() < 0.005
+        assert torch.all((result.double() - exact.double()).abs() <= exact.double().abs() * 2 ** -7 + 1e-30)
 
 
 def test_kernel_source_is_installed_with_the_package():

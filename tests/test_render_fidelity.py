@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+import torch
+
 import bioprune.forward as forward
 from bioprune.config import DEFAULT, FAITHFUL
 from bioprune.engine import PruningEngine
-from training.benchmark_roof import layer_flops_per_s, op_kind, time_shares, timing_layers
+from training.benchmark_roof import layer_flops_by_precision, layer_flops_per_s, op_kind, time_shares, timing_layers
 from training.render_readme import (allocator_sentence, kernels_table, layer3_int8_sentence, layer3_speed_sentence, PRUNED_LAYERS_FILES, _speed_cell, faithful_choice, faithful_table,
                                     fidelity_tokens_table, frontier_table, pruned_layers_table, roof_table)
 
@@ -96,12 +99,30 @@ def test_timing_layers_splits_the_defaults_layers_at_its_pruning_point(default_m
     with timing_layers(encoder, encoder.weights_at("fp32"), point) as totals:
         engine.annotate(texts)
     assert forward.run_layer is run_layer  # put back after the block
-    (dense_s, dense_flops), (pruned_s, pruned_flops) = totals["dense layers"], totals["pruned layers"]
+    (dense_s, dense_flops, _), (pruned_s, pruned_flops, _) = totals["dense layers"], totals["pruned layers"]
     assert dense_flops == point * whole and dense_s > 0  # every token runs the layers before the point
     assert 0 < pruned_flops <= (n_layers - point) * whole and pruned_s > 0  # frozen context costs less than a token
-    rows = layer_flops_per_s(engine, texts, batch_size=1, rounds=2, roof=lambda: 1e12)
+    assert totals["dense layers"][2] == {"fp32": dense_flops}  # the fp32 copy: every FLOP answers to the fp32 roof
+    rows = layer_flops_per_s(engine, texts, batch_size=1, rounds=2, roofs=lambda: {"fp32": 1e12})
     assert set(rows) == {"dense layers", "pruned layers"}
     assert abs(rows["dense layers"]["fraction_of_roof"] * 1e12 - rows["dense layers"]["achieved_gflops_per_s"] * 1e9) < 1
+
+
+def test_a_layers_flops_answer_to_the_roof_of_the_precision_each_part_runs_at(default_model_dir):
+    """In the int8 copy, a layer's Linear layers count at the int8 roof but for the feed-forward's
+    second (kept bf16) and attention (bf16); in the bf16 copy everything at bf16; the parts add up
+    to the forward's own count, frozen context included."""
+    encoder = PruningEngine.from_pretrained(default_model_dir, config=replace(DEFAULT, link=False)).encoder
+    H, inner = encoder.hidden, encoder.intermediate
+    n, m = torch.tensor([10.0, 7.0]), torch.tensor([3.0, 0.0])
+    total = float(forward.layer_flops(n, H, inner, m).sum())
+    int8_layer = encoder.weights_at("int8").base_model.encoder.layer[0]
+    parts = layer_flops_by_precision(int8_layer, n, m, H, inner)
+    assert set(parts) == {"int8", "bf16"} and abs(sum(parts.values()) - total) < 1e-6
+    bf16_parts = 2 * 17 * H * inner + 4 * float((n * (n + m)).sum()) * H  # FFN2 and attention
+    assert abs(parts["bf16"] - bf16_parts) < 1e-6
+    assert layer_flops_by_precision(encoder.weights_at("bf16").base_model.encoder.layer[0], n, m, H, inner) == {
+        "bf16": pytest.approx(total)}
 
 
 def test_roof_table_adds_the_defaults_layers_alone():

@@ -23,10 +23,9 @@ from bioprune import cpu_kernels
 from bioprune.config import DEFAULT, DENSE
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
-from bioprune.int8 import quantize_activation
+from bioprune.int8 import quantize_rows
 from bioprune.io.pubtator import read_pubtator
 from bioprune.layer import packed_attention
-from bioprune.precision import resolve_precision
 from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from training.benchmark_roof import fastest_s
@@ -70,7 +69,7 @@ def kernel_times(repeats: int) -> dict:
                                             "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
     x = torch.randn(*QUANTIZE_SHAPE, generator=g).bfloat16()
     inv = torch.rand(QUANTIZE_SHAPE[1], generator=g) + 0.5
-    run = lambda: quantize_activation(x, inv)  # noqa: E731
+    run = lambda: quantize_rows(x, inv)  # noqa: E731
     out[f"quantize {QUANTIZE_SHAPE[0]}x{QUANTIZE_SHAPE[1]}"] = {
         "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
     for entry in out.values():
@@ -86,7 +85,7 @@ def run(args: KernelBenchArgs) -> dict:
     dense = PruningEngine.from_pretrained(args.model, config=DENSE.with_(link=False))
     reference = _entities(dense.annotate(texts, batch_size=16))
     result = {"args": asdict(args), "cpu": cpu_model(), "torch": torch.__version__, "n_abstracts": len(texts),
-              "default_runs_at": resolve_precision(DEFAULT.precision, "cpu"),
+              "default_runs_at": dense.bundle.encoder.precision_at(DEFAULT, "cpu"),
               "kernels": kernel_times(args.repeats), "precisions": {}}
     plan = TimingPlan(rounds=args.rounds, warmup_docs=args.warmup_docs, batch_sizes=(1, 16))
     for precision in PRECISIONS:

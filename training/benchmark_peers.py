@@ -10,9 +10,10 @@ and post-processing, so among them only the forward differs):
   bioprune dense fp32      the exact dense model (bioprune.DENSE): the baseline of every ratio
   bioprune dense bf16      the dense model at the default precision (auto: bf16 on a CPU with native bf16)
   bioprune default         bioprune.DEFAULT (the MLP after layer 3, frozen context, through the upper
-                           layers trained for that pruning; the default precision)
-  bioprune default mixed   the default at precision mixed (int8 but in the layers the calibration
-                           keeps bf16: bioprune.int8.mixed_int8_layers)
+                           layers trained for that pruning; the default precision: auto, mixed on a
+                           CPU with native bf16 and oneDNN int8, i.e. int8 but in the layers the
+                           calibration keeps bf16, bioprune.int8.mixed_int8_layers)
+  bioprune default bf16    the default at precision bf16 (what auto runs on a CPU without oneDNN int8)
   bioprune faithful        bioprune.FAITHFUL (the MLP after layer 4, frozen context: pruning that keeps
                            more of the dense entities) at the default precision
   bioprune dense int8 / default int8
@@ -96,6 +97,9 @@ class OrtEncoder:
     def check(self, config: PruningConfig) -> None:
         if config.enabled:
             raise ValueError("ONNX Runtime runs the dense model only")
+
+    def precision_at(self, config: PruningConfig, device) -> str:
+        return "onnxruntime"  # the session's own: fp32 or int8, by the file it loaded
 
     def forward(self, input_ids, attention_mask, special, config) -> ForwardResult:
         logits = self.session.run(["logits"], {"input_ids": input_ids.numpy(),
@@ -235,7 +239,7 @@ def main(argv=None) -> dict:
         onnx_files = export_onnx(base, Path(tmp))
         systems = {"bioprune dense fp32": base, "bioprune dense bf16": base.with_config(unlinked(dense_twin(DEFAULT))),
                    "bioprune default": base.with_config(unlinked(DEFAULT)),
-                   "bioprune default mixed": base.with_config(unlinked(replace(DEFAULT, precision="mixed"))),
+                   "bioprune default bf16": base.with_config(unlinked(replace(DEFAULT, precision="bf16"))),
                    "bioprune faithful": base.with_config(unlinked(FAITHFUL)),
                    "bioprune dense int8": base.with_config(unlinked(replace(dense_twin(DEFAULT), precision="int8"))),
                    "bioprune default int8": base.with_config(unlinked(replace(DEFAULT, precision="int8"))),
@@ -271,6 +275,8 @@ def main(argv=None) -> dict:
         result["medline"] = {"file": Path(args.unlabelled).name, "half": "second", "n_abstracts": len(held_out)}
     for name in annotators:
         entry = {**accuracy[name], "batch": {}}
+        if name in systems and not isinstance(systems[name].bundle.encoder, OrtEncoder):
+            entry["runs_at"] = systems[name].precision  # "auto" resolved on this machine
         for bs, t in timing.items():
             s = t[name]
             speedup = 1.0 if name == baseline else s.get(f"speedup_median_vs_{baseline}", t["speedup_median"])

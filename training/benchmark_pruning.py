@@ -48,7 +48,7 @@ def run(args: PruningBenchArgs, config: PruningConfig) -> dict:
     pruned = PruningEngine.from_pretrained(args.model, config=config, device=args.device)
     dense = pruned.with_config(replace(DENSE, link=config.link))  # linking, if on, costs both sides alike
     summary = pruning_summary(pruned.annotate(texts))
-    results = {"args": asdict(args), "config": asdict(config), "n_abstracts": len(texts),
+    results = {"args": asdict(args), "config": asdict(config), "runs_at": pruned.precision, "n_abstracts": len(texts),
                "n_tokens": sum(end - start + 2 for doc in pruned.encode(texts) for start, end in doc.windows),
                "threads": torch.get_num_threads(), "cpu": cpu_model(), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None, "pruning": summary,

@@ -37,6 +37,7 @@ import bioprune.forward as forward
 from bioprune.config import DEFAULT, DENSE
 from bioprune.layer import packed_attention
 from bioprune.engine import PruningEngine
+from bioprune.int8 import Int8Linear
 from bioprune.io.pubtator import read_pubtator
 from bioprune.precision import resolve_precision
 from training.analysis.timing import cpu_model
@@ -76,11 +77,41 @@ def fastest_s(run, repeats: int) -> float:
     return min(times)
 
 
-def matmul_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
-    """Best FLOP/s of (M, K) @ (K, N) matmuls of :data:`SHAPE` in ``dtype``."""
+def matmul_flops_per_s(precision: str, repeats: int) -> float:
+    """Best FLOP/s of (M, K) @ (K, N) matmuls of :data:`SHAPE` at ``precision``: "fp32" and "bf16"
+    as plain matmuls; "int8" as oneDNN's u8 × s8 matmul the int8 layers run (one activation scale,
+    bf16 output, no bias: the matmul alone), a multiply-add counted as 2 operations as everywhere."""
     m, k, n = SHAPE
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-    return 2 * m * k * n / fastest_s(lambda: a @ b, repeats)
+    if precision == "int8":
+        a = torch.randint(0, 256, (m, k), dtype=torch.uint8)
+        packed = torch.ops.onednn.qlinear_prepack(torch.randint(-127, 128, (n, k), dtype=torch.int8), None)
+        scales, zeros, one, zero = torch.ones(n), torch.zeros(n, dtype=torch.long), torch.tensor(1.0), torch.tensor(128)
+        run = lambda: torch.ops.onednn.qlinear_pointwise.tensor(  # noqa: E731
+            a, one, zero, packed, scales, zeros, None, 1.0, 0, torch.bfloat16, "none", [], "")
+    else:
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+        run = lambda: a @ b  # noqa: E731
+    return 2 * m * k * n / fastest_s(run, repeats)
+
+
+def layer_flops_by_precision(layer, n: torch.Tensor, m: torch.Tensor | float, hidden: int, intermediate: int
+                             ) -> dict[str, float]:
+    """A layer's FLOPs (:func:`bioprune.forward.layer_flops` over ``n`` tokens and ``m`` frozen
+    context tokens per sequence, summed) by the precision each part runs at in this copy of the
+    layer: its Linear layers' (int8 where they are :class:`bioprune.int8.Int8Linear`, else the
+    weights' dtype) and attention's (the weights' dtype: the int8 copy attends in bf16)."""
+    own = {torch.float32: "fp32", torch.bfloat16: "bf16"}[next(layer.parameters()).dtype]
+    at = lambda module: "int8" if isinstance(module, Int8Linear) else own  # noqa: E731
+    qkv = getattr(layer.attention.self, "qkv", layer.attention.self.query)
+    ffn1 = getattr(layer.intermediate, "dense", layer.intermediate)  # the copies fuse GELU into one module
+    parts = ((at(qkv), 2 * n * 3 * hidden * hidden), (at(layer.attention.output.dense), 2 * n * hidden * hidden),
+             (at(ffn1), 2 * n * hidden * intermediate), (at(layer.output.dense), 2 * n * hidden * intermediate),
+             (at(layer.attention.self.key), 4 * m * hidden * hidden), (own, 4 * n * (n + m) * hidden))
+    out: dict[str, float] = {}
+    for precision, flops in parts:
+        out[precision] = out.get(precision, 0.0) + float(torch.as_tensor(flops, dtype=torch.float64).sum())
+    return out
 
 
 def attention_flops_per_s(dtype: torch.dtype, repeats: int) -> float:
@@ -133,19 +164,24 @@ def forward_time_shares(engine, texts: list[str], batch_size: int) -> dict[str, 
 def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
     """Within the block, every encoder layer call of ``model`` (a copy ``encoder`` runs) adds its
     wall seconds and its FLOPs to the yielded dict, under "dense layers" (index below
-    ``first_pruned``) or "pruned layers"; each value a [seconds, FLOPs] pair."""
+    ``first_pruned``) or "pruned layers"; each value a [seconds, FLOPs, {precision: FLOPs}] triple
+    (:func:`layer_flops_by_precision`: which roof each FLOP answers to)."""
     index = {id(layer): i for i, layer in enumerate(model.base_model.encoder.layer)}
-    totals = {"dense layers": [0.0, 0.0], "pruned layers": [0.0, 0.0]}
+    totals = {"dense layers": [0.0, 0.0, {}], "pruned layers": [0.0, 0.0, {}]}
     run_layer = forward.run_layer
 
     def timed(layer, hidden, valid, need_signals=False, context=None, **packings):
         start = time.perf_counter()
         out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context, **packings)
         seconds = time.perf_counter() - start
-        flops = encoder._layer_flops(valid.sum(dim=1).double(), context)  # what the forward itself counts
+        n = valid.sum(dim=1).double()
+        flops = encoder._layer_flops(n, context)  # what the forward itself counts
         entry = totals["pruned layers" if index[id(layer)] >= first_pruned else "dense layers"]
         entry[0] += seconds
         entry[1] += float(flops.sum())
+        m = context.lengths.double() if context is not None else 0.0
+        for precision, part in layer_flops_by_precision(layer, n, m, encoder.hidden, encoder.intermediate).items():
+            entry[2][precision] = entry[2].get(precision, 0.0) + part
         return out
 
     forward.run_layer = timed
@@ -156,29 +192,33 @@ def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
 
 
 def layer_flops_per_s(engine: PruningEngine, texts: list[str], batch_size: int, rounds: int,
-                      roof: Callable[[], float]) -> dict[str, dict[str, float]]:
+                      roofs: Callable[[], dict[str, float]]) -> dict[str, dict[str, float]]:
     """FLOP/s inside the default's dense and pruned layers (:func:`timing_layers`) over ``texts`` at
-    ``batch_size``, after one warm-up pass: per round, the matmul roof (``roof()``: FLOP/s at the
-    precision the layers run) is measured right before an annotate pass, so that both see the
-    machine in the same state (on a shared host its speed drifts by 10% within minutes); the
-    fraction is the median of the rounds' fractions, the rates the median of their rates."""
+    ``batch_size``, after one warm-up pass: per round, the matmul roofs (``roofs()``: FLOP/s by
+    precision) are measured right before an annotate pass, so that both see the machine in the
+    same state (on a shared host its speed drifts by 10% within minutes). A stretch of layers'
+    roof is the FLOP/s it would reach with every FLOP at the roof of the precision it runs at
+    (FLOPs / the sum of each part's FLOPs over its roof: per-layer and per-Linear precision, as in
+    "mixed" and int8, weigh in as they run); the fraction is the median of the rounds' fractions,
+    the rates the median of their rates."""
     config = engine.config
     encoder = engine.encoder
-    model = encoder.weights_at(resolve_precision(config.precision, "cpu"), encoder.runs_pruned_layers(config))
+    model = encoder.weights_at(engine.precision, encoder.runs_pruned_layers(config))
     engine.annotate(texts, batch_size=batch_size)
     passes = []
     for _ in range(rounds):
-        peak = roof()
+        peaks = roofs()
         with timing_layers(encoder, model, min(config.prune_layers)) as totals:
             engine.annotate(texts, batch_size=batch_size)
-        passes.append((peak, {name: tuple(v) for name, v in totals.items()}))
+        passes.append({name: (seconds, flops, flops / sum(f / peaks[p] for p, f in parts.items()))
+                       for name, (seconds, flops, parts) in totals.items()})  # (s, FLOPs, effective roof)
     out = {}
-    for name in passes[0][1]:
-        rates = [flops / seconds for _, p in passes for seconds, flops in [p[name]]]
+    for name in passes[0]:
+        rates = [p[name][1] / p[name][0] for p in passes]
         out[name] = {"achieved_gflops_per_s": statistics.median(rates) / 1e9,
-                     "roof_gflops_per_s": statistics.median(peak for peak, _ in passes) / 1e9,
-                     "fraction_of_roof": statistics.median(r / peak for r, (peak, _) in zip(rates, passes)),
-                     "ms_per_abstract": 1e3 * statistics.median(p[name][0] for _, p in passes) / len(texts)}
+                     "roof_gflops_per_s": statistics.median(p[name][2] for p in passes) / 1e9,
+                     "fraction_of_roof": statistics.median(r / p[name][2] for r, p in zip(rates, passes)),
+                     "ms_per_abstract": 1e3 * statistics.median(p[name][0] for p in passes) / len(texts)}
     return out
 
 
@@ -186,7 +226,7 @@ def main(argv=None) -> dict:
     args = parse_dataclass(RoofArgs, __doc__, argv)
     torch.set_num_threads(args.threads)
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    roof = {p: matmul_flops_per_s(dtype, args.repeats) for p, dtype in dtypes.items()}
+    roof = {p: matmul_flops_per_s(p, args.repeats) for p in ("fp32", "bf16", "int8")}
     attention = {p: attention_flops_per_s(dtype, args.repeats) for p, dtype in dtypes.items()}
     bench = json.loads(Path(args.bench).read_text())
     dense_bench = json.loads(Path(args.dense_bench).read_text())
@@ -194,8 +234,9 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{args.dense_bench} timed {dense_bench['n_abstracts']} abstracts, {args.bench} "
                          f"{bench['n_abstracts']}: run both on the same --limit-docs")
     dense_flops = bench["pruning"]["dense_flops"] / bench["n_abstracts"]  # per abstract, the same at any precision
-    pruned_precision = resolve_precision(bench["config"].get("precision", "fp32"), "cpu")  # what it ran in here
-    dense_precision = resolve_precision(dense_bench["config"].get("precision", "fp32"), "cpu")
+    # what each ran at ("runs_at": "auto" resolved when it ran; older files have only the config)
+    pruned_precision = bench.get("runs_at") or resolve_precision(bench["config"].get("precision", "fp32"), "cpu")
+    dense_precision = dense_bench.get("runs_at") or resolve_precision(dense_bench["config"].get("precision", "fp32"), "cpu")
     rows = (("dense fp32", bench, "dense", dense_flops, "fp32"),
             (f"dense {dense_precision}", dense_bench, "pruned", dense_flops, dense_precision),
             (f"pruned ({bench['config']['controller']}, {pruned_precision})", bench, "pruned",
@@ -204,9 +245,11 @@ def main(argv=None) -> dict:
     for batch in bench["batch"]:
         for name, source, system, flops_per_abstract, precision in rows:
             flops = flops_per_abstract * source["batch"][batch][system]["abstracts_per_s"]  # achieved FLOP/s
+            # mixed: the int8 roof, which its bf16 parts cannot reach (the fraction is a floor); the
+            # default's layers below weigh each part by its own roof
+            peak = roof["int8" if precision == "mixed" else precision]
             systems.setdefault(name, {})[batch] = {"achieved_gflops_per_s": flops / 1e9,
-                                                   "roof_gflops_per_s": roof[precision] / 1e9,
-                                                   "fraction_of_roof": flops / roof[precision]}
+                                                   "roof_gflops_per_s": peak / 1e9, "fraction_of_roof": flops / peak}
     result = {"command": command_line("-m training.benchmark_roof", argv), "threads": args.threads, "cpu": cpu_model(),
               "matmul_shape": SHAPE, "roof_gflops_per_s": {k: v / 1e9 for k, v in roof.items()},
               "attention_shape": ATTENTION_SHAPE,
@@ -219,10 +262,10 @@ def main(argv=None) -> dict:
                                                               texts, batch_size=16) for p in ("fp32", "bf16")}
         result["dense_time_shares_docs"] = len(texts)
         default = engine.with_config(replace(DEFAULT, link=False))
-        precision = resolve_precision(default.config.precision, "cpu")
-        dtype = dtypes[precision]
+        precision = default.precision  # "auto" resolved here
         by_batch = {str(b): layer_flops_per_s(default, texts, b, args.layer_rounds,
-                                              lambda: matmul_flops_per_s(dtype, args.repeats // 5))
+                                              lambda: {p: matmul_flops_per_s(p, args.repeats // 5)
+                                                       for p in ("bf16", "int8")})
                     for b in (1, 16)}
         result["default_layers"] = {name: {b: v[name] for b, v in by_batch.items()} for name in by_batch["1"]}
         result["default_layers_config"] = {"prune_layers": list(default.config.prune_layers), "precision": precision}

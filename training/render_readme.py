@@ -560,7 +560,8 @@ def roof_table(res: dict) -> str:
                        f"| {' | '.join(cells)} |")
     out += ["", f"Roof (one {' × '.join(map(str, res['matmul_shape'][:2]))} by {res['matmul_shape'][1]} × "
             f"{res['matmul_shape'][2]} matmul, {res['threads']} threads{', ' + res['cpu'] if res.get('cpu') else ''}): fp32 {roof['fp32']:.0f}, bf16 "
-            f"{roof['bf16']:.0f} GFLOP/s. The engine's attention at the model's shape (batch, heads, tokens, head dim = "
+            f"{roof['bf16']:.0f}" + (f", int8 {roof['int8']:.0f} (oneDNN's u8 × s8 matmul, multiply-adds counted as 2 operations)"
+                                     if "int8" in roof else "") + " GFLOP/s. The engine's attention at the model's shape (batch, heads, tokens, head dim = "
             f"{tuple(res['attention_shape'])}): fp32 {attn['fp32']:.0f} (torch's fused kernel), bf16 "
             f"{attn['bf16']:.0f} GFLOP/s (packed, one sequence at a time)."]
     if (shares := res.get("dense_time_shares")):
@@ -574,7 +575,9 @@ def roof_table(res: dict) -> str:
         out += ["", "The default's layers alone: the wall time inside each encoder layer call (its linear layers, "
                 "attention, layer norms and glue) against the FLOPs it ran, over the same abstracts; each of "
                 f"{res['layer_rounds']} passes per batch size right after its own roof measurement (the host's speed "
-                "drifts), the median pass; the rows above divide by the whole annotate call's time instead."]
+                "drifts), the median pass; the rows above divide by the whole annotate call's time instead. The roof "
+                "of a stretch of layers weighs each part by the roof of the precision it runs at (in mixed: int8 "
+                "Linear layers at the int8 roof, the rest at bf16's)."]
     out += ["", f"`{res['command']}` → `results/benchmark_roof.json`."]
     return "\n".join(out)
 
@@ -716,7 +719,9 @@ def peers_table(res: dict, chart: bool = False) -> str:
         speeds = " | ".join(f"**{e['batch'][bs]['speedup_vs_dense_fp32']:.2f}×** ({e['batch'][bs]['abstracts_per_s']:.1f})"
                             for bs in batches)
         held_out = f"{e['medline_agreement_with_dense_fp32']['micro']:.4f} | " if medline else ""
-        out.append(f"| {name} | {e['f1']['micro']:.4f} | {e['agreement_with_dense_fp32']:.4f} | {held_out}{speeds} |")
+        runs_at = e.get("runs_at")  # the precision "auto" ran at, where the name does not say it
+        label = f"{name} ({runs_at})" if runs_at and not name.endswith(runs_at) else name
+        out.append(f"| {label} | {e['f1']['micro']:.4f} | {e['agreement_with_dense_fp32']:.4f} | {held_out}{speeds} |")
     systems = ("the bioprune and ONNX Runtime rows go through the engine's own tokenization, windows and "
                "decoding, only the forward differs")
     torch_users = "torch"
