@@ -4,11 +4,12 @@
 
 Times one large matmul of MiniLM-L6's feed-forward shape (16 abstracts of ~250 tokens: 4096 × 384
 times 384 × 1536) in fp32 and in bf16 on the same threads, and reads the engine's measured speed
-from the benchmark files (training/benchmark_pruning.py: results/benchmark_pruning_mlp_bf16.json
-times dense fp32 and the MLP default on the same abstracts and counts their FLOPs;
+from the benchmark files (training/benchmark_pruning.py: results/benchmark_pruning_default.json
+times dense fp32 and the default on the same abstracts and counts their FLOPs;
 results/benchmark_precision.json times dense bf16 on the same abstracts). Achieved FLOP/s
 = analytic FLOPs per abstract (bioprune.forward, multiply-add = 2) × abstracts/s; the roof is the
-matmul's FLOP/s at the precision the system ran in. What the forward spends outside matmuls
+matmul's FLOP/s at the precision the system ran in (int8: oneDNN's u8 × s8 matmul; "mixed", whose
+bf16 parts cannot reach the int8 roof, against the int8 one: a floor on its fraction). What the forward spends outside matmuls
 (attention softmax, layer norm, gathers, tokenization) shows up as the gap, so two more
 measurements say where it goes: the attention's own FLOP/s at the model's head shape (12 heads of
 32 dimensions: each score costs a 32-long dot product, too short for the matmul units; fp32 runs
@@ -54,7 +55,7 @@ OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_l
 
 @dataclass(frozen=True)
 class RoofArgs:
-    bench: str = "results/benchmark_pruning_mlp_bf16.json"  # a benchmark_pruning.py result: dense fp32 vs pruned
+    bench: str = "results/benchmark_pruning_default.json"  # a benchmark_pruning.py result: dense fp32 vs pruned
     dense_bench: str = "results/benchmark_precision.json"  # the same, --controller none (dense at another precision)
     data: str | None = None  # PubTator file: where a dense forward's time goes, by op (skipped without)
     limit_docs: int = 64  # abstracts of --data profiled

@@ -590,10 +590,10 @@ PRECISION_ROWS = (
      ("fidelity_medline.json", "none")),
     ("the default (MLP after layer 3), fp32", "evaluate_test_pruned_mlp.json", "benchmark_pruning_mlp.json",
      ("fidelity_medline_fp32.json", "mlp")),
-    ("the default, precision auto", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
+    ("the default (precision auto)", "evaluate_test_default.json", "benchmark_pruning_default.json",
      ("fidelity_medline.json", "mlp")),
-    ("the default, precision mixed", "evaluate_test_mlp_mixed.json", "benchmark_pruning_mlp_mixed.json",
-     ("fidelity_medline_mixed.json", "mlp")),
+    ("the default, precision bf16", "evaluate_test_mlp_bf16.json", "benchmark_pruning_mlp_bf16.json",
+     ("fidelity_medline_bf16.json", "mlp")),
     ("dense, precision int8", "evaluate_test_int8.json", "benchmark_int8.json", ("fidelity_medline_int8.json", "none")),
     ("the default, precision int8", "evaluate_test_mlp_int8.json", "benchmark_pruning_mlp_int8.json",
      ("fidelity_medline_int8.json", "mlp")),
@@ -639,7 +639,7 @@ def precision_table() -> str | None:
         return None
     out += ["", "BC5CDR test (500 abstracts), shipped model; agreement = exact-match F1 of the entities against the "
             "exact dense fp32 model's; MEDLINE = the held-out second half of the slice "
-            "(`python -m training.fidelity_medline [--precision fp32|mixed|int8]`); speed = median of alternating rounds "
+            "(`python -m training.fidelity_medline [--precision fp32|bf16|int8]`); speed = median of alternating rounds "
             "against dense fp32 in one process (in brackets: the slowest and the fastest round), 2 CPU threads "
             f"({', '.join(dict.fromkeys(hosts))}). Commands: "
             + "; ".join(dict.fromkeys(commands)) + "."]
@@ -663,8 +663,9 @@ def hosts_table() -> str | None:
         default, mlp, roof = files
         speeds = [" / ".join(f"{b['batch'][bs]['speedup_median']:.2f}×" for bs in ("16", "1")) for b in (default, mlp)]
         fractions = [s["16"]["fraction_of_roof"] for s in list(roof["systems"].values())[1:]]  # after dense fp32
+        pruned_at = list(roof["systems"])[-1].removeprefix("pruned ")  # "(mlp, mixed)": what the pruned row ran
         out.append(f"| {roof['cpu']} (`results/{folder + '/' if folder else ''}`) | {roof['roof_gflops_per_s']['bf16']:.0f} "
-                   f"| {speeds[0]} | {speeds[1]} | {' / '.join(f'{x:.0%}' for x in fractions)} |")
+                   f"| {speeds[0]} | {speeds[1]} | {' / '.join(f'{x:.0%}' for x in fractions)} {pruned_at} |")
     if len(out) == 2:  # no host has all three files
         return None
     out += ["", "The same commands (the precision table's and the roof table's) on each host; a folder of "
