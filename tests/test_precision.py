@@ -50,16 +50,21 @@ def test_auto_takes_the_calibrated_int8_only_where_it_runs(native_bf16, native_i
                              has_native_int8=_probe(native_int8)) == expected
 
 
-@pytest.fixture
-def calibrated_default_dir(default_model_dir, tmp_path):
-    """The tiny model that runs DEFAULT, with an int8 calibration keeping layer 1 bf16 for "mixed"."""
-    folder = tmp_path / "calibrated-default"
-    shutil.copytree(default_model_dir, folder)
+def calibrated_copy(source, folder, bf16_layers: list[int]):
+    """A copy of the model folder ``source`` at ``folder`` with an int8 calibration (ranges recorded
+    on one sentence) whose precision "mixed" keeps ``bf16_layers`` in bf16."""
+    shutil.copytree(source, folder)
     plain = PruningEngine.from_pretrained(folder, config=DENSE)
     with recording_input_ranges(plain.encoder.model) as ranges:
         plain.annotate(["Cisplatin nephrotoxicity in rats."])
-    save_calibration({**ranges, BF16_LAYERS_KEY: torch.tensor([1])}, folder)
+    save_calibration({**ranges, BF16_LAYERS_KEY: torch.tensor(bf16_layers)}, folder)
     return folder
+
+
+@pytest.fixture
+def calibrated_default_dir(default_model_dir, tmp_path):
+    """The tiny model that runs DEFAULT, with an int8 calibration keeping layer 1 bf16 for "mixed"."""
+    return calibrated_copy(default_model_dir, tmp_path / "calibrated-default", [1])
 
 
 def test_auto_runs_mixed_at_the_default_only(calibrated_default_dir, default_model_dir, texts, monkeypatch):
@@ -169,13 +174,7 @@ def test_mixed_layers_are_those_the_calibration_does_not_keep_bf16():
 @pytest.fixture
 def mixed_model_dir(tiny_model_dir, tmp_path):
     """The tiny model with an int8 calibration that keeps layer 0 bf16 for precision mixed."""
-    folder = tmp_path / "mixed-model"
-    shutil.copytree(tiny_model_dir, folder)
-    plain = PruningEngine.from_pretrained(folder, config=DENSE)
-    with recording_input_ranges(plain.encoder.model) as ranges:
-        plain.annotate(["Cisplatin nephrotoxicity in rats."])
-    save_calibration({**ranges, BF16_LAYERS_KEY: torch.tensor([0])}, folder)
-    return folder
+    return calibrated_copy(tiny_model_dir, tmp_path / "mixed-model", [0])
 
 
 def test_mixed_runs_int8_but_in_the_layers_the_calibration_keeps_bf16(mixed_model_dir, texts, monkeypatch):
