@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -40,6 +39,7 @@ from torch import nn
 from bioprune import cpu_kernels
 from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
 from bioprune.model_files import save_tensors
+from bioprune.precision import native_int8
 from bioprune.shapes import padded_rows
 
 logger = logging.getLogger(__name__)
@@ -65,12 +65,6 @@ MIXED_TOLERANCE_POINTS = 0.1
 # How much of the activations' range moves into the weights (:func:`smoothing`): the best of 0.75,
 # 0.85 and 0.95 on the first MEDLINE half (results/int8_calibration.json).
 SMOOTHING_ALPHA = 0.85
-
-
-@functools.lru_cache(maxsize=None)
-def onednn_int8_available() -> bool:
-    """Whether this torch has oneDNN's int8 linear (x86 CPU builds do)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, "qlinear_pointwise")
 
 
 def quantize_rows(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +240,7 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     the others are :func:`bioprune.bf16.bf16_copy`'s layers (Q, K, V fused, packed bf16). The
     source model is untouched.
     """
-    if not onednn_int8_available():
+    if not native_int8("cpu"):
         raise RuntimeError("precision int8 needs a torch built with oneDNN (x86 CPU wheels are)")
     if ranges is None:
         logger.warning("int8 without calibration (%s beside the model; training/calibrate_int8.py makes it): "

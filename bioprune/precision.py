@@ -64,7 +64,8 @@ def native_bf16(device_type: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def native_int8(device_type: str) -> bool:
-    """Whether ``device_type`` runs :mod:`bioprune.int8`'s matmul: a CPU whose torch has oneDNN's int8 linear."""
+    """Whether ``device_type`` runs :mod:`bioprune.int8`'s matmul: a CPU whose torch has oneDNN's int8
+    linear (x86 CPU builds do)."""
     import torch
 
     return (device_type == "cpu" and torch.backends.mkldnn.is_available()
