@@ -187,8 +187,12 @@ DEFAULT = PruningConfig(controller="mlp")  # what every face runs with no option
 
 
 def is_default(config: PruningConfig) -> bool:
-    """Whether ``config`` is DEFAULT up to precision and linking (what the faces build with no pruning flags)."""
-    return replace(config, precision=DEFAULT.precision, link=DEFAULT.link) == DEFAULT
+    """Whether ``config`` is DEFAULT up to precision and linking (what the faces build with no pruning flags).
+
+    Field by field, building no config: the forward asks on every call ("auto" at the default
+    runs the calibrated int8), and a dense config with pruning knobs set would warn again."""
+    return all(getattr(config, f.name) == getattr(DEFAULT, f.name) for f in fields(PruningConfig)
+               if f.name not in ("precision", "link"))
 
 
 def dense_twin(config: PruningConfig) -> PruningConfig:

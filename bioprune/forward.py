@@ -51,9 +51,22 @@ from bioprune.pruned_layers import PrunedLayers
 # --- FLOPs -----------------------------------------------------------------------------------------
 
 
+def layer_flop_parts(n_tokens: int, hidden: int, intermediate: int, n_context: int = 0) -> dict[str, int]:
+    """:func:`layer_flops` by the part that spends it, keyed by the module within a BERT layer that
+    runs it (``"attention"``: the scores and the weighted sum, no module): what a benchmark needs
+    to weigh each part by the roof of the precision it runs at (training/benchmark_roof.py)."""
+    return {"attention.self.qkv": 2 * n_tokens * 3 * hidden * hidden,
+            "attention.output.dense": 2 * n_tokens * hidden * hidden,
+            "intermediate.dense": 2 * n_tokens * hidden * intermediate,
+            "output.dense": 2 * n_tokens * hidden * intermediate,
+            "attention.self.key": 4 * n_context * hidden * hidden,  # the frozen context's keys and values
+            "attention": 4 * n_tokens * (n_tokens + n_context) * hidden}
+
+
 def layer_flops(n_tokens: int, hidden: int, intermediate: int, n_context: int = 0) -> int:
     """One layer over ``n_tokens``; ``n_context`` frozen tokens add only their key and value
-    projections and their attention columns. Works elementwise on tensors of counts too."""
+    projections and their attention columns. Works elementwise on tensors of counts too. The same
+    sum as :func:`layer_flop_parts`, written out: the forward counts it per layer."""
     return (2 * n_tokens * (4 * hidden * hidden + 2 * hidden * intermediate) + 4 * n_context * hidden * hidden
             + 4 * n_tokens * (n_tokens + n_context) * hidden)
 
@@ -272,8 +285,8 @@ class PrunedEncoder:
         """The precision a forward at ``config`` runs on ``device``: :func:`resolve_precision`, where
         "auto" at the default operating point (:func:`bioprune.config.is_default`) takes this model's
         per-layer int8 ("mixed") if its calibration chose one."""
-        return resolve_precision(config.precision, device,
-                                 calibrated_int8=is_default(config) and self.mixed_layers() is not None)
+        calibrated = config.precision == "auto" and is_default(config) and self.mixed_layers() is not None
+        return resolve_precision(config.precision, device, calibrated_int8=calibrated)
 
     def mixed_layers(self) -> tuple[int, ...] | None:
         """The layers precision "mixed" runs int8 on this model, None without a calibration naming them."""

@@ -6,7 +6,7 @@ import torch
 
 from bioprune.config import DENSE, PruningConfig
 from bioprune.evaluation import pruning_summary
-from bioprune.forward import head_flops, layer_flops
+from bioprune.forward import layer_flop_parts, head_flops, layer_flops
 from bioprune.types import Trace, flops_saved_ratio, format_flops_saved
 
 from conftest import first_window_batch
@@ -140,3 +140,12 @@ def test_flops_saved_ratio_is_net_of_the_exit_heads_and_not_clamped(outside_engi
     # report lines show the small net cost instead of "-0.0%"
     assert format_flops_saved(-0.00018) == "-0.018% (the exit heads cost more than pruning saved)"
     assert format_flops_saved(0.379) == "37.9%" and format_flops_saved(-0.2) == "-20.0%"
+
+
+def test_layer_flop_parts_add_up_to_layer_flops():
+    """The per-part split (which roof each part answers to, training/benchmark_roof.py) is the same
+    count as the forward's, frozen context included."""
+    for n, context in ((10, 0), (7, 3), (0, 5)):
+        parts = layer_flop_parts(n, 4, 8, context)
+        assert sum(parts.values()) == layer_flops(n, 4, 8, context)
+        assert parts["attention.self.key"] == 4 * context * 16 and parts["output.dense"] == 2 * n * 32

@@ -98,19 +98,18 @@ def matmul_flops_per_s(precision: str, repeats: int) -> float:
 
 def layer_flops_by_precision(layer, n: torch.Tensor, m: torch.Tensor | float, hidden: int, intermediate: int
                              ) -> dict[str, float]:
-    """A layer's FLOPs (:func:`bioprune.forward.layer_flops` over ``n`` tokens and ``m`` frozen
+    """A layer's FLOPs (:func:`bioprune.forward.layer_flop_parts` over ``n`` tokens and ``m`` frozen
     context tokens per sequence, summed) by the precision each part runs at in this copy of the
     layer: its Linear layers' (int8 where they are :class:`bioprune.int8.Int8Linear`, else the
     weights' dtype) and attention's (the weights' dtype: the int8 copy attends in bf16)."""
     own = {torch.float32: "fp32", torch.bfloat16: "bf16"}[next(layer.parameters()).dtype]
-    at = lambda module: "int8" if isinstance(module, Int8Linear) else own  # noqa: E731
-    qkv = getattr(layer.attention.self, "qkv", layer.attention.self.query)
-    ffn1 = getattr(layer.intermediate, "dense", layer.intermediate)  # the copies fuse GELU into one module
-    parts = ((at(qkv), 2 * n * 3 * hidden * hidden), (at(layer.attention.output.dense), 2 * n * hidden * hidden),
-             (at(ffn1), 2 * n * hidden * intermediate), (at(layer.output.dense), 2 * n * hidden * intermediate),
-             (at(layer.attention.self.key), 4 * m * hidden * hidden), (own, 4 * n * (n + m) * hidden))
+    modules = {"attention.self.qkv": getattr(layer.attention.self, "qkv", layer.attention.self.query),
+               # the copies fuse GELU into one module in place of the intermediate block
+               "intermediate.dense": getattr(layer.intermediate, "dense", layer.intermediate)}
     out: dict[str, float] = {}
-    for precision, flops in parts:
+    for part, flops in forward.layer_flop_parts(n, hidden, intermediate, m).items():
+        module = None if part == "attention" else modules.get(part) or layer.get_submodule(part)
+        precision = "int8" if isinstance(module, Int8Linear) else own
         out[precision] = out.get(precision, 0.0) + float(torch.as_tensor(flops, dtype=torch.float64).sum())
     return out
 
