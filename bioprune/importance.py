@@ -62,6 +62,11 @@ def token_signals(attention: AttentionSignals, exit_logits: torch.Tensor, valid:
         attention = (hidden.new_zeros(valid.shape, dtype=torch.float32),) * 2
     entropy, received = attention
     exit_probs = exit_logits.float().softmax(dim=-1)  # (B, T, C)
+    # Padding reads as certain "outside": neighbourhood features of a sequence's last tokens must not
+    # see whatever the exit head says about padding, or a padded batch prunes differently from batch 1.
+    neutral = torch.zeros_like(exit_probs[0, 0])  # (C,)
+    neutral[outside_index] = 1.0
+    exit_probs = torch.where(valid[..., None], exit_probs, neutral)  # (B, T, C)
     exit_entropy = -(exit_probs * exit_probs.clamp(min=1e-12).log()).sum(dim=-1)  # (B, T)
     hidden_norm = hidden.float().norm(dim=-1) / hidden.size(-1) ** 0.5  # (B, T)
     relative_position = positions.float() / n_real.clamp(min=1).float()[:, None]  # (B, T)

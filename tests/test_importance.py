@@ -1,7 +1,6 @@
 """Token importance signals and recovery triggers on hand-made tensors."""
 import math
 
-import pytest
 import torch
 
 from bioprune.config import PruningConfig
@@ -111,9 +110,6 @@ def test_entropy_spike_needs_spike_min_tokens_uncertain_tokens_in_the_sequence()
     assert one[0].tolist() == [False, True] + [False] * 6
 
 
-@pytest.mark.xfail(strict=True, reason="known: the exit head's probabilities at padding are not neutral, so a "
-                   "token near a sequence's end reads them in the controller's neighbourhood features in a padded "
-                   "batch (docs/pruning.md, int8); remove this mark with the fix")
 def test_controller_features_of_a_sequence_do_not_depend_on_the_padding_after_it():
     """A sequence's controller features are the same alone and padded in a batch, whatever the exit
     head says at the padding positions."""
