@@ -56,6 +56,31 @@ static inline const uint16_t *row(const uint16_t *own, long own_stride, const ui
     return j < n ? own + (long)j * own_stride : ctx + (long)(j - n) * ctx_stride;
 }
 
+/* Scores of ROWS queries (dim pairs, qr[r]) x NB blocks of 16 keys (kb: blocks x P2 x 16), rounded
+ * to bf16, into s (row stride m16); keys past ``left`` (= m - first key) get -inf. Two blocks give
+ * 2 x ROWS independent accumulators, enough to hide VDPBF16PS's latency (one block's ROWS chains
+ * waited on it); each accumulator still sums its dim pairs in order, so the scores are the same bits. */
+static inline __attribute__((always_inline)) void score_blocks(
+    const int NB, const int P2, const uint32_t *const *qr, const uint32_t *kb, int left, float *s, long m16)
+{
+    __m512 acc[2][ROWS];
+    for (int x = 0; x < NB; x++)
+        for (int r = 0; r < ROWS; r++) acc[x][r] = _mm512_setzero_ps();
+    for (int d = 0; d < P2; d++)
+        for (int x = 0; x < NB; x++) {
+            __m512bh keys = (__m512bh)_mm512_loadu_si512(kb + (long)x * P2 * 16 + d * 16);
+            for (int r = 0; r < ROWS; r++)
+                acc[x][r] = _mm512_dpbf16_ps(acc[x][r], (__m512bh)_mm512_set1_epi32((int)qr[r][d]), keys);
+        }
+    for (int x = 0; x < NB; x++) {
+        int rest = left - x * 16;
+        __mmask16 real = rest >= 16 ? 0xFFFF : (__mmask16)((1u << rest) - 1);
+        for (int r = 0; r < ROWS; r++) /* keys past m: -inf, no weight */
+            _mm512_storeu_ps(s + (long)r * m16 + x * 16,
+                             _mm512_mask_mov_ps(_mm512_set1_ps(-__builtin_inff()), real, round_bf16(acc[x][r])));
+    }
+}
+
 typedef struct {
     uint32_t *q;  /* n x dh/2: scaled queries, dim pairs */
     uint32_t *k;  /* blocks x dh/2 x 16: keys, per 16-key block and dim pair */
@@ -100,20 +125,9 @@ static inline __attribute__((always_inline)) void one_head(
     for (int i0 = 0; i0 < n; i0 += ROWS) {
         const uint32_t *qr[ROWS]; /* past the last query: its row again, computed and not written */
         for (int r = 0; r < ROWS; r++) qr[r] = w->q + (long)(i0 + r < n ? i0 + r : n - 1) * P2;
-        for (int b = 0; b < blocks; b++) { /* scores of ROWS queries x 16 keys */
-            __m512 acc[ROWS];
-            for (int r = 0; r < ROWS; r++) acc[r] = _mm512_setzero_ps();
-            const uint32_t *kb = w->k + (long)b * P2 * 16;
-            for (int d = 0; d < P2; d++) {
-                __m512bh keys = (__m512bh)_mm512_loadu_si512(kb + d * 16);
-                for (int r = 0; r < ROWS; r++)
-                    acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32((int)qr[r][d]), keys);
-            }
-            int left = m - b * 16;
-            __mmask16 real = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
-            for (int r = 0; r < ROWS; r++) /* keys past m: -inf, no weight */
-                _mm512_storeu_ps(w->s + (long)r * m16 + b * 16,
-                                 _mm512_mask_mov_ps(_mm512_set1_ps(-__builtin_inff()), real, round_bf16(acc[r])));
+        for (int b = 0; b < blocks; b += 2) { /* scores of ROWS queries x 32 keys (16 at the end) */
+            if (b + 1 < blocks) score_blocks(2, P2, qr, w->k + (long)b * P2 * 16, m - b * 16, w->s + b * 16, m16);
+            else score_blocks(1, P2, qr, w->k + (long)b * P2 * 16, m - b * 16, w->s + b * 16, m16);
         }
         for (int r = 0; r < ROWS; r++) { /* softmax in fp32, as torch's: exp(s - max) / sum */
             float *s = w->s + (long)r * m16;
