@@ -309,9 +309,6 @@ class PrunedEncoder:
                     f"{sorted(self.controllers)}; the learned one comes from training/train_controller.py)")
         return None
 
-    def _layer_flops(self, n: torch.Tensor, context: Sequences | None = None) -> torch.Tensor:
-        return layer_flops(n, self.hidden, self.intermediate, context.lengths.double() if context is not None else 0)
-
     def runs_pruned_layers(self, config: PruningConfig) -> bool:
         """Whether a forward at ``config`` runs the trained upper layers (:mod:`bioprune.pruned_layers`)."""
         return self.pruned_layers is not None and self.pruned_layers.applies(config)
@@ -369,35 +366,39 @@ class PrunedEncoder:
         layers = list(model.base_model.encoder.layer)
         valid = attention_mask.bool()
         n_real = valid.sum(dim=1)  # (B,)
-        dense = len(layers) * self._layer_flops(n_real.double()) + head_flops(n_real.double(), self.hidden,
+        dense = len(layers) * layer_flops(n_real.double(), self.hidden, self.intermediate) + head_flops(n_real.double(), self.hidden,
                                                                               self.n_classes)
         seqs = Sequences(hidden=embed(model, input_ids), positions=torch.arange(T, device=device).expand(B, T),
                          valid=valid)
         exits = Exits.none(B, T, self.n_classes, device)
-        tokens = torch.zeros(B, len(layers), dtype=torch.long, device=device)
-        flops = torch.zeros(B, dtype=torch.float64, device=device)
+        tokens = torch.zeros(B, len(layers), dtype=torch.long, device=device)  # (B, L) tokens each layer ran on
+        context = torch.zeros_like(tokens)  # (B, L) frozen context tokens each layer attended to
+        head_tokens = torch.zeros(B, dtype=torch.long, device=device)  # tokens the exit heads ran on
         points = set(config.prune_layers) if config.enabled else set()
         needs_attention = bool(points) and self.controllers[config.controller].needs_attention
         first = None  # (layer, sequences) at the first pruning point: the memory buffer's state
         attention = None  # (entropy, received) from the layer before a pruning point
         frozen = None  # pruned tokens' states, kept as keys and values when config.frozen_context
         packed, frozen_packed = packing(valid), None  # read once per stage, not once per layer
+        lengths, frozen_lengths = n_real, None  # (B,) each, changed only at a pruning point
         for i, layer in enumerate(layers):
             if i in points:
                 first = first or (i, seqs)
-                flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)  # exit head
+                head_tokens += lengths  # the exit head runs on the tokens still in
                 kept, leavers, exits = self._prune_point(i, seqs, attention, special, config, exits, n_real)
                 if config.frozen_context:  # gather the leavers' states only when they serve as context
                     frozen = merge(frozen, prune(leavers, leavers.valid))
-                    frozen_packed = packing(frozen.valid)
-                seqs, packed = kept, packing(kept.valid)
-            tokens[:, i] = seqs.lengths
-            flops += self._layer_flops(seqs.lengths.double(), frozen)
+                    frozen_packed, frozen_lengths = packing(frozen.valid), frozen.lengths
+                seqs, packed, lengths = kept, packing(kept.valid), kept.lengths
+            tokens[:, i] = lengths
+            if frozen_lengths is not None:
+                context[:, i] = frozen_lengths
             hidden, attention = run_layer(layer, seqs.hidden, seqs.valid, context=frozen,
                                           need_signals=(i + 1) in points and needs_attention,
                                           packed=packed, context_packed=frozen_packed)
             seqs = replace(seqs, hidden=hidden)  # a new record: the buffer's state stays as it was
-        flops += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)
+        flops = (layer_flops(tokens.double(), self.hidden, self.intermediate, context.double()).sum(dim=1)
+                 + head_flops((head_tokens + lengths).double(), self.hidden, self.n_classes))  # (B,): + the classifier
         final = classify(model, seqs.hidden).float().softmax(dim=-1)  # (B, T', C)
         probs = restore(exits.probs, final, seqs)  # (B, T, C)
         labels_before = probs.argmax(dim=-1)
@@ -478,7 +479,8 @@ class PrunedEncoder:
                     frozen_packed = packing(frozen.valid)
                 seqs = prune(seqs, seqs.valid & ~leaving)
                 packed = packing(seqs.valid)
-            extra += self._layer_flops(seqs.lengths.double(), frozen)
+            extra += layer_flops(seqs.lengths.double(), self.hidden, self.intermediate,
+                                 frozen.lengths.double() if frozen is not None else 0)
             seqs = replace(seqs, hidden=run_layer(layers[i], seqs.hidden, seqs.valid, context=frozen,
                                                   packed=packed, context_packed=frozen_packed)[0])
         extra += head_flops(seqs.lengths.double(), self.hidden, self.n_classes)

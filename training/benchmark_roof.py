@@ -175,11 +175,11 @@ def timing_layers(encoder: forward.PrunedEncoder, model, first_pruned: int):
         out = run_layer(layer, hidden, valid, need_signals=need_signals, context=context, **packings)
         seconds = time.perf_counter() - start
         n = valid.sum(dim=1).double()
-        flops = encoder._layer_flops(n, context)  # what the forward itself counts
+        m = context.lengths.double() if context is not None else 0.0
+        flops = forward.layer_flops(n, encoder.hidden, encoder.intermediate, m)  # what the forward itself counts
         entry = totals["pruned layers" if index[id(layer)] >= first_pruned else "dense layers"]
         entry[0] += seconds
         entry[1] += float(flops.sum())
-        m = context.lengths.double() if context is not None else 0.0
         for precision, part in layer_flops_by_precision(layer, n, m, encoder.hidden, encoder.intermediate).items():
             entry[2][precision] = entry[2].get(precision, 0.0) + part
         return out
