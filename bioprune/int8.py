@@ -146,14 +146,15 @@ class Int8Linear(nn.Module):
         finish = (cpu_kernels.dequantize_rows if self.out_dtype == torch.bfloat16 and cpu_kernels.library() is not None
                   else dequantize_rows_in_torch)
         packed, scale, zero, bias, gelu = self.packed, self.scale, self.zero, self.bias, self.activation == "gelu"
-        for start in range(0, M, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, M)
-            part = slice(start, stop) if M > CHUNK_ROWS else slice(None)  # one chunk (batch 1): no views
+        chunks = [(q, row_scales, out)] if M <= CHUNK_ROWS else [  # one chunk (batch 1): no views
+            (q[i:i + CHUNK_ROWS], row_scales[i:i + CHUNK_ROWS], out[i:i + CHUNK_ROWS]) for i in range(0, M, CHUNK_ROWS)]
+        for q_part, scales_part, out_part in chunks:
+            m = q_part.size(0)
             # rows on the shape grid (bioprune.shapes): the last chunk's count varies
             acc = torch.ops.onednn.qlinear_pointwise.tensor(
-                padded_rows(q[part]), _UNIT_SCALE, _ROW_ZERO, packed, scale, zero, None,
+                padded_rows(q_part), _UNIT_SCALE, _ROW_ZERO, packed, scale, zero, None,
                 1.0, 0, torch.float32, "none", [], "")  # (m', N): the products times the weight scales
-            finish(acc if acc.size(0) == stop - start else acc[:stop - start], row_scales[part], bias, gelu, out[part])
+            finish(acc if acc.size(0) == m else acc[:m], scales_part, bias, gelu, out_part)
         return out.view(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
