@@ -411,10 +411,12 @@ def test_batched_equals_one_at_a_time_under_pruning(outside_engine, mixed_texts,
         assert a.trace.dense_flops == b.trace.dense_flops
     assert any(a.trace.pruned_tokens for a in together)
     encoded = engine.encode(mixed_texts)
-    atol = 1e-5 if engine.precision == "fp32" else 1e-3  # bf16 rounds differently as the packing changes
     for p16, p1 in zip(label_probs(engine, encoded, batch_size=16),
                        [label_probs(engine, [e], batch_size=1)[0] for e in encoded]):
-        np.testing.assert_allclose(p16, p1, atol=atol)
+        if engine.precision == "fp32":  # fp32 attention runs on the padded batch: its matmuls' blocking moves
+            np.testing.assert_allclose(p16, p1, atol=1e-5)
+        else:  # reduced precision runs every op row by row or sequence by sequence: the same bits
+            np.testing.assert_array_equal(p16, p1)
 
 
 # --- 8. offsets with pruning on -------------------------------------------------------------------
