@@ -976,6 +976,20 @@ def allocator_sentence(res: dict) -> str:
             f"processes of its own, alternating, on {res['cpu']}: `{res['command']}` → `results/benchmark_allocator.json`.")
 
 
+def batch_independence_table(res: dict) -> str:
+    """training/batch_independence.py: per precision, how many abstracts' probabilities differ
+    between the two batch sizes, by how much at most, and how far their entities agree."""
+    a, b = res["batch_sizes"]
+    rows = [f"| precision (runs at) | abstracts whose probabilities differ, batch {a} vs {b} | largest difference "
+            f"| entities (batch {a} / {b}) | entity agreement |", "|---|---|---|---|---|"]
+    for precision, r in res["rows"].items():
+        rows.append(f"| {precision} ({r['runs_at']}) | {r['abstracts_with_different_probabilities']} of "
+                    f"{res['n_documents']} | {r['largest_probability_difference']:.1e} | "
+                    f"{r['entities'][0]} / {r['entities'][1]} | {r['entity_agreement_f1']:.4f} |")
+    return "\n".join(rows) + (f"\n\n{res['n_documents']} abstracts of the MEDLINE slice's {res['half']} half, "
+                              f"{res['config']}.")
+
+
 def kernels_table(res: dict) -> str:
     """training/benchmark_kernels.py: the dense model at bf16 and int8 with bioprune.cpu_kernels and
     with the torch ops they replace, end to end and kernel by kernel."""
@@ -1050,6 +1064,7 @@ BLOCKS = (("dev_default", "evaluate_dev_default.json", dev_default_sentence),
           ("prune_aware_dev", "prune_aware_dev.json", render_markdown),
           ("allocator", "benchmark_allocator.json", allocator_sentence),
           ("kernels", "benchmark_kernels.json", kernels_table),
+          ("batch_independence", "batch_independence.json", batch_independence_table),
           ("layer3_int8", "pruned_layers_l3_trained_int8_first.json",
            lambda res: layer3_int8_sentence(res, _load("pruned_layers_l3_trained_int8_second.json"),
                                             _load("pruned_layers_l3_trained_first.json"),
