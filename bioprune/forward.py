@@ -366,8 +366,8 @@ class PrunedEncoder:
         layers = list(model.base_model.encoder.layer)
         valid = attention_mask.bool()
         n_real = valid.sum(dim=1)  # (B,)
-        dense = len(layers) * layer_flops(n_real.double(), self.hidden, self.intermediate) + head_flops(n_real.double(), self.hidden,
-                                                                              self.n_classes)
+        dense = (len(layers) * layer_flops(n_real.double(), self.hidden, self.intermediate)
+                 + head_flops(n_real.double(), self.hidden, self.n_classes))  # (B,)
         seqs = Sequences(hidden=embed(model, input_ids), positions=torch.arange(T, device=device).expand(B, T),
                          valid=valid)
         exits = Exits.none(B, T, self.n_classes, device)
