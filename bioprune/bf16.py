@@ -69,8 +69,18 @@ class PackedLinear(nn.Module):
 
 def fused_qkv(attn: nn.Module) -> nn.Linear:
     """Q, K and V of a self-attention block as one nn.Linear (outputs side by side): one matmul
-    where there were three. The three stay, for the keys and values of frozen context."""
-    parts = (attn.query, attn.key, attn.value)
+    where there were three."""
+    return _side_by_side((attn.query, attn.key, attn.value))
+
+
+def fused_kv(attn: nn.Module) -> nn.Linear:
+    """K and V of a self-attention block as one nn.Linear: the keys and values of frozen context
+    (pruned tokens, which ask no query) in one matmul (read by :func:`bioprune.layer.context_keys_values`)."""
+    return _side_by_side((attn.key, attn.value))
+
+
+def _side_by_side(parts: tuple[nn.Linear, ...]) -> nn.Linear:
+    """One nn.Linear whose outputs are those of ``parts`` (same input), side by side."""
     linear = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), dtype=parts[0].weight.dtype)
     with torch.no_grad():
         linear.weight.copy_(torch.cat([p.weight for p in parts]))
@@ -99,11 +109,13 @@ def pack_linears(model: nn.Module) -> int:
 
 def bf16_copy(model: nn.Module) -> nn.Module:
     """A bf16 copy of a ``*ForTokenClassification`` BERT; on a CPU with native bf16, Q/K/V fused
-    into one projection (``attention.self.qkv``, read by :func:`bioprune.layer.project_qkv`) and
-    the encoder's Linear layers packed (:func:`pack_linears`). The source model is untouched."""
+    into one projection (``attention.self.qkv``, read by :func:`bioprune.layer.project_qkv`), K/V
+    into another for frozen context (``attention.self.kv``) and the encoder's Linear layers packed
+    (:func:`pack_linears`). The source model is untouched."""
     out = copy.deepcopy(model).to(torch.bfloat16).eval()
     if next(out.parameters()).device.type == "cpu" and packed_bf16_available():
         for layer in out.base_model.encoder.layer:
             layer.attention.self.qkv = fused_qkv(layer.attention.self)
+            layer.attention.self.kv = fused_kv(layer.attention.self)
         logger.info("bf16 copy: %d encoder Linear layers on packed oneDNN weights", pack_linears(out))
     return out

@@ -1,6 +1,7 @@
 /* CPU kernels for the reduced-precision forward, for CPUs with AVX-512 BF16: fused bf16
- * self-attention over packed sequences, and the two ends of a per-row int8 Linear layer (at the end):
- * quantizing its input rows, and applying the row scales, bias and GELU to oneDNN's products.
+ * self-attention over packed sequences, the two ends of a per-row int8 Linear layer (quantizing its
+ * input rows, and applying the row scales, bias and GELU to oneDNN's products), and the residual
+ * add with LayerNorm that ends each sub-layer (at the end).
  *
  * Built and loaded at run time by bioprune/cpu_kernels.py (which says why and when). For each
  * (sequence, head), with the head's queries Q (n x dh), keys and values K, V (m x dh: the sequence's
@@ -129,7 +130,7 @@ static inline __attribute__((always_inline)) void one_head(
             if (b + 1 < blocks) score_blocks(2, P2, qr, w->k + (long)b * P2 * 16, m - b * 16, w->s + b * 16, m16);
             else score_blocks(1, P2, qr, w->k + (long)b * P2 * 16, m - b * 16, w->s + b * 16, m16);
         }
-        for (int r = 0; r < ROWS; r++) { /* softmax in fp32, as torch's: exp(s - max) / sum */
+        for (int r = 0; r < ROWS; r++) { /* softmax in fp32, as torch's: exp(s - max) * (1 / sum) */
             float *s = w->s + (long)r * m16;
             __m512 top = _mm512_set1_ps(-__builtin_inff());
             for (int j = 0; j < m16; j += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(s + j));
@@ -140,10 +141,10 @@ static inline __attribute__((always_inline)) void one_head(
                 _mm512_storeu_ps(s + j, e);
                 sum = _mm512_add_ps(sum, e);
             }
-            sum = _mm512_set1_ps(_mm512_reduce_add_ps(sum));
+            const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum)); /* one division per row */
             for (int j = 0; j < m16; j += 16)
                 _mm256_storeu_si256((__m256i *)(w->p + (long)r * m16 + j),
-                                    (__m256i)_mm512_cvtneps_pbh(_mm512_div_ps(_mm512_loadu_ps(s + j), sum)));
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(s + j), inv)));
         }
         __m512 acc[ROWS][DH / 16]; /* context of ROWS queries: P V over key pairs */
         for (int r = 0; r < ROWS; r++)
@@ -279,6 +280,60 @@ void bioprune_dequantize_rows(const float *acc, long rows, long cols, const floa
             if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, bias + c));
             if (gelu) y = gelu_ps(y);
             _mm256_mask_storeu_epi16(o + c, live, (__m256i)_mm512_cvtneps_pbh(y));
+        }
+    }
+}
+
+/* The end of a BERT sub-layer (its output module): out = LayerNorm(h + residual), all bf16 (rows x
+ * cols, row strides in elements), gamma and beta bf16 (cols): the sum rounded to bf16, as torch's
+ * bf16 add gives it, then mean and variance of that row in fp32 (two passes over it, in L1) and
+ * (v - mean) * rstd * gamma + beta rounded to the nearest bf16. torch runs the add and the norm as two
+ * passes over memory, and its bf16 norm took ~50 us for 300 x 384 on 2 cores; here one pass reads
+ * both inputs. Its mean and variance sum in another order than torch's, so an output can sit one
+ * bf16 step from torch's (tests/test_cpu_kernels.py states how often). */
+void bioprune_add_layer_norm(const uint16_t *h, long hs, const uint16_t *res, long rs, const uint16_t *gamma,
+                             const uint16_t *beta, float eps, long rows, long cols, uint16_t *out, long os,
+                             int threads)
+{
+    const long c16 = (cols + 15) / 16 * 16;
+#pragma omp parallel num_threads(threads)
+    {
+        float v[c16] __attribute__((aligned(64))); /* a row's sum, in L1 */
+        float g[c16] __attribute__((aligned(64))), b[c16] __attribute__((aligned(64))); /* gamma, beta in fp32 */
+        for (long c = 0; c < cols; c += 16) {
+            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+            _mm512_store_ps(g + c, bf16_to_ps(_mm256_maskz_loadu_epi16(live, gamma + c)));
+            _mm512_store_ps(b + c, bf16_to_ps(_mm256_maskz_loadu_epi16(live, beta + c)));
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const uint16_t *hr = h + r * hs, *rr = res + r * rs;
+            __m512 sum[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (long c = 0; c < cols; c += 16) { /* four partial sums: no chain of dependent adds */
+                __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+                __m512 x = round_bf16(_mm512_add_ps(bf16_to_ps(_mm256_maskz_loadu_epi16(live, hr + c)),
+                                                    bf16_to_ps(_mm256_maskz_loadu_epi16(live, rr + c))));
+                _mm512_store_ps(v + c, x);
+                sum[(c / 16) & 3] = _mm512_add_ps(sum[(c / 16) & 3], x); /* masked-off lanes are 0 */
+            }
+            const __m512 m = _mm512_set1_ps(_mm512_reduce_add_ps(
+                _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3]))) / (float)cols);
+            __m512 sq[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (long c = 0; c < cols; c += 16) {
+                __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+                __m512 d = _mm512_maskz_sub_ps(live, _mm512_load_ps(v + c), m);
+                sq[(c / 16) & 3] = _mm512_fmadd_ps(d, d, sq[(c / 16) & 3]);
+            }
+            const float var = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sq[0], sq[1]),
+                                                                 _mm512_add_ps(sq[2], sq[3]))) / (float)cols;
+            const __m512 rstd = _mm512_set1_ps(1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(var + eps))));
+            uint16_t *o = out + r * os;
+            for (long c = 0; c < cols; c += 16) {
+                __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+                __m512 y = _mm512_mul_ps(_mm512_sub_ps(_mm512_load_ps(v + c), m), rstd);
+                y = _mm512_fmadd_ps(y, _mm512_load_ps(g + c), _mm512_load_ps(b + c));
+                _mm256_mask_storeu_epi16(o + c, live, (__m256i)_mm512_cvtneps_pbh(y));
+            }
         }
     }
 }

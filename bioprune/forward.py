@@ -59,7 +59,7 @@ def layer_flop_parts(n_tokens: int, hidden: int, intermediate: int, n_context: i
             "attention.output.dense": 2 * n_tokens * hidden * hidden,
             "intermediate.dense": 2 * n_tokens * hidden * intermediate,
             "output.dense": 2 * n_tokens * hidden * intermediate,
-            "attention.self.key": 4 * n_context * hidden * hidden,  # the frozen context's keys and values
+            "attention.self.kv": 4 * n_context * hidden * hidden,  # the frozen context's keys and values
             "attention": 4 * n_tokens * (n_tokens + n_context) * hidden}
 
 

@@ -37,7 +37,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bioprune import cpu_kernels
-from bioprune.bf16 import fused_qkv, gelu_fusable, pack_linears
+from bioprune.bf16 import fused_kv, fused_qkv, gelu_fusable, pack_linears
 from bioprune.model_files import save_tensors
 from bioprune.precision import native_int8
 from bioprune.shapes import padded_rows
@@ -233,9 +233,10 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     """A bf16 copy of a ``*ForTokenClassification`` BERT whose encoder Linear layers run int8.
 
     Per layer: Q, K and V as one int8 projection (``attention.self.qkv``, read by
-    :func:`bioprune.layer.project_qkv`: their shared input is quantized once; the three stay for
-    the keys and values of frozen context), the attention output, and the feed-forward with its
-    GELU fused. ``ranges`` (:func:`recording_input_ranges`, saved beside the model as
+    :func:`bioprune.layer.project_qkv`: their shared input is quantized once), K and V as another
+    with the same smoothing for the keys and values of frozen context (``attention.self.kv``), the
+    attention output, and the feed-forward with its GELU fused; Q, K and V go int8 together or
+    not at all. ``ranges`` (:func:`recording_input_ranges`, saved beside the model as
     ``CALIBRATION_FILE``): each input is smoothed (:func:`smoothing`) with strength ``alpha``;
     None: no smoothing (and a warning: agreement with fp32 drops). ``skip``: Linear layers kept in
     bf16, named within a layer (``"output.dense"``, ``"attention.self.query"``, ...). ``layers``:
@@ -261,12 +262,14 @@ def int8_copy(model: nn.Module, ranges: dict[str, torch.Tensor] | None = None,
     qkv = ("attention.self.query", "attention.self.key", "attention.self.value")
     for i, layer in enumerate(out.base_model.encoder.layer):
         attn = layer.attention.self
-        if layers is not None and i not in layers:  # bf16: one fused projection, packed below
-            attn.qkv = fused_qkv(attn)
+        bf16_layer = layers is not None and i not in layers
+        if bf16_layer or skip.intersection(qkv):  # Q, K and V in bf16: fused projections, packed below
+            attn.qkv, attn.kv = fused_qkv(attn), fused_kv(attn)
+        else:  # one input, one smoothing: Q, K and V's
+            attn.qkv, attn.kv = int8(i, qkv, fused_qkv(attn)), int8(i, qkv, fused_kv(attn))
+        if bf16_layer:
             continue
-        if not skip.intersection(qkv):
-            attn.qkv = int8(i, qkv, fused_qkv(attn))
-        for name in qkv + ("attention.output.dense", "output.dense"):
+        for name in ("attention.output.dense", "output.dense"):
             if name not in skip:
                 parent, _, child = name.rpartition(".")
                 setattr(layer.get_submodule(parent), child, int8(i, (name,), layer.get_submodule(name)))

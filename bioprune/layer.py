@@ -113,15 +113,15 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
             context_packed = context_packed or packing(context.valid)
             c_x = context.hidden.reshape(-1, H)  # (B*Tc, H)
             c_x = padded_rows(c_x if context_packed.index is None else c_x.index_select(0, context_packed.index))
-            frozen = (attn.key(c_x), attn.value(c_x), context_packed.lengths)  # keys, values (Nc', H)
+            frozen = (*context_keys_values(attn, c_x), context_packed.lengths)  # keys, values (Nc', H)
         out = packed_attention(*project_qkv(attn, x), lengths, n_heads, attn.scaling, frozen)  # (N', H)
     else:
         q, k, v = (padded(t) for t in project_qkv(attn, x))  # (B, T, H) each
         q = _heads(q, n_heads)  # (B, nh, T, dh)
         kv_valid = valid
         if context is not None:
-            k = torch.cat([k, attn.key(context.hidden)], dim=1)  # (B, T + Tc, H)
-            v = torch.cat([v, attn.value(context.hidden)], dim=1)
+            c_k, c_v = context_keys_values(attn, context.hidden)  # (B, Tc, H) each
+            k, v = torch.cat([k, c_k], dim=1), torch.cat([v, c_v], dim=1)  # (B, T + Tc, H)
             kv_valid = torch.cat([valid, context.valid], dim=1)  # (B, T + Tc)
         k, v = _heads(k, n_heads), _heads(v, n_heads)  # (B, nh, T + Tc, dh)
         if need_signals:
@@ -132,10 +132,26 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
         if index is not None:
             out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
-    attended = layer.attention.output(out, x)  # (N', H), (N, H) or (B, T, H)
-    inner = layer.intermediate(attended)  # (N', I), (N, I) or (B, T, I)
-    out = layer.output(inner, attended)  # (N', H), (N, H) or (B, T, H)
-    return padded(out[:n_rows] if by_sequence else out), signals
+    if by_sequence and not layer.training:  # the sub-layers' ends in one compiled pass each, where it runs
+        attended = sublayer_output(layer.attention.output, out, x)  # (N', H)
+        out = sublayer_output(layer.output, layer.intermediate(attended), attended)  # (N', H)
+        return padded(out[:n_rows]), signals
+    attended = layer.attention.output(out, x)  # (N, H) or (B, T, H)
+    inner = layer.intermediate(attended)  # (N, I) or (B, T, I)
+    out = layer.output(inner, attended)  # (N, H) or (B, T, H)
+    return padded(out), signals
+
+
+def sublayer_output(module, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """A BERT sub-layer's output module (``BertSelfOutput`` / ``BertOutput``: dense, dropout,
+    ``LayerNorm(h + residual)``) in inference: (M, K), (M, H) -> (M, H). Where the CPU kernel takes it
+    (:func:`bioprune.cpu_kernels.add_norm_fits`), the add and the norm are one compiled pass; else the
+    module itself."""
+    h = module.dense(hidden)  # (M, H); dropout is the identity in inference
+    norm = module.LayerNorm
+    if cpu_kernels.add_norm_fits(h, residual, norm) and cpu_kernels.library() is not None:
+        return cpu_kernels.add_layer_norm(h, residual, norm)
+    return norm(h + residual)
 
 
 def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: list[int], n_heads: int,
@@ -206,6 +222,14 @@ def project_qkv(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     if (fused := getattr(attn, "qkv", None)) is None:
         return attn.query(x), attn.key(x), attn.value(x)
     return fused(x).chunk(3, dim=-1)  # (..., 3H) -> 3 x (..., H)
+
+
+def context_keys_values(attn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values of frozen context states ``x`` (..., H): one fused projection where the
+    layer has one (``attn.kv``, set by the reduced-precision copies), else the layer's own two."""
+    if (fused := getattr(attn, "kv", None)) is None:
+        return attn.key(x), attn.value(x)
+    return fused(x).chunk(2, dim=-1)  # (..., 2H) -> 2 x (..., H)
 
 
 def _attention_with_signals(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,

@@ -173,6 +173,32 @@ def test_dequantization_kernel_is_the_torch_ops(gelu, with_bias):
         assert torch.all((result.double() - exact.double()).abs() <= exact.double().abs() * 2 ** -7 + 1e-30)
 
 
+@needs_kernel
+@pytest.mark.parametrize("shape", [(300, 384), (33, 1024), (7, 40)])  # 40: columns past the last 16
+def test_add_layer_norm_kernel_is_torch_add_then_norm(shape):
+    """``LayerNorm(h + residual)`` in bf16: the same bf16 as torch's add and norm on all but a few
+    elements (the mean and variance sum in another order), one bf16 step off there; inputs read
+    through strided views."""
+    M, H = shape
+    g = torch.Generator().manual_seed(M)
+    norm = torch.nn.LayerNorm(H, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(H, generator=g) * 0.3 + 1)
+        norm.bias.copy_(torch.randn(H, generator=g) * 0.1)
+    norm = norm.to(torch.bfloat16)
+    wide = (torch.randn(M, 2 * H + 8, generator=g) * 3).bfloat16()  # (M, 2H + 8)
+    h, residual = wide[:, :H], wide[:, H + 8:]  # strided views, as the fused projections give
+    residual[0] += 50  # a row far from zero mean
+    assert cpu_kernels.add_norm_fits(h, residual, norm)
+    with torch.no_grad():
+        ref = norm(h + residual)
+        got = cpu_kernels.add_layer_norm(h, residual, norm)
+    assert got.dtype == torch.bfloat16 and got.shape == (M, H)
+    assert (got != ref).float().mean() < 1e-3
+    assert torch.all((got.float() - ref.float()).abs() <= ref.float().abs() * 2 ** -7 + 2 ** -14)
+    assert not cpu_kernels.add_norm_fits(h.float(), residual.float(), norm.float())  # fp32 stays on torch's
+
+
 def test_kernel_source_is_installed_with_the_package():
     """The C source ships in the package (pyproject's package-data): without it every install
     would fall back to the slower torch ops, silently."""

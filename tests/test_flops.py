@@ -148,4 +148,4 @@ def test_layer_flop_parts_add_up_to_layer_flops():
     for n, context in ((10, 0), (7, 3), (0, 5)):
         parts = layer_flop_parts(n, 4, 8, context)
         assert sum(parts.values()) == layer_flops(n, 4, 8, context)
-        assert parts["attention.self.key"] == 4 * context * 16 and parts["output.dense"] == 2 * n * 32
+        assert parts["attention.self.kv"] == 4 * context * 16 and parts["output.dense"] == 2 * n * 32

@@ -22,6 +22,7 @@ from bioprune.engine import PruningEngine
 from bioprune.int8 import (BF16_LAYERS_KEY, CALIBRATION_FILE, KEEP_BF16, Int8Linear, int8_copy, load_calibration,
                            mixed_int8_layers, recording_input_ranges, save_calibration,
                            smoothing)
+from bioprune.layer import context_keys_values, project_qkv
 from bioprune.precision import PrecisionFallbackWarning, resolve_precision
 
 from conftest import first_window_batch
@@ -159,6 +160,18 @@ def test_int8_runs_on_one_int8_copy_with_the_wide_layer_kept_bf16(outside_engine
     layer = copy.base_model.encoder.layer[0]
     assert isinstance(layer.attention.self.qkv, Int8Linear) and isinstance(layer.intermediate, Int8Linear)
     assert layer.intermediate.activation == "gelu"  # BERT's erf GELU fused into the int8 kernel
+    # frozen context: keys and values in one int8 call, with Q, K and V's smoothing, so they are the
+    # keys and values the same states get as tokens still in, bit for bit
+    g = torch.Generator().manual_seed(0)
+    ranges = {f"{i}.{name}": torch.rand(m.in_features, generator=g) * 5 + 0.1
+              for i, block in enumerate(encoder.model.base_model.encoder.layer)
+              for name, m in block.named_modules() if isinstance(m, torch.nn.Linear)}
+    attn = int8_copy(encoder.model, ranges).base_model.encoder.layer[0].attention.self
+    assert isinstance(attn.kv, Int8Linear) and attn.kv.inv_smooth is not None
+    assert torch.equal(attn.kv.inv_smooth, attn.qkv.inv_smooth)
+    states = torch.randn(37, encoder.hidden, generator=g).bfloat16()
+    keys, values = context_keys_values(attn, states)
+    assert torch.equal(keys, project_qkv(attn, states)[1]) and torch.equal(values, project_qkv(attn, states)[2])
     assert KEEP_BF16 == {"output.dense"} and not isinstance(layer.output.dense, Int8Linear)
     kept = layer.output.dense  # bf16, on the pre-packed matmul where this CPU has it
     assert isinstance(kept, PackedLinear) if packed_bf16_available() else kept.weight.dtype == torch.bfloat16

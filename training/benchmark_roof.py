@@ -103,7 +103,8 @@ def layer_flops_by_precision(layer, n: torch.Tensor, m: torch.Tensor | float, hi
     layer: its Linear layers' (int8 where they are :class:`bioprune.int8.Int8Linear`, else the
     weights' dtype) and attention's (the weights' dtype: the int8 copy attends in bf16)."""
     own = {torch.float32: "fp32", torch.bfloat16: "bf16"}[next(layer.parameters()).dtype]
-    modules = {"attention.self.qkv": getattr(layer.attention.self, "qkv", layer.attention.self.query),
+    attn = layer.attention.self
+    modules = {"attention.self.qkv": getattr(attn, "qkv", attn.query), "attention.self.kv": getattr(attn, "kv", attn.key),
                # the copies fuse GELU into one module in place of the intermediate block
                "intermediate.dense": getattr(layer.intermediate, "dense", layer.intermediate)}
     out: dict[str, float] = {}
