@@ -140,6 +140,10 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()  # (rows, H), row stride free, columns contiguous
 
 
+def _plain_fp32(x: torch.Tensor) -> bool:
+    return x.dtype == torch.float32 and x.is_contiguous()
+
+
 def _ints(values: list[int]):
     return (ctypes.c_int * len(values))(*values)
 
@@ -157,7 +161,8 @@ def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: 
     N, H = q.shape
     q, k, v = _rows(q), _rows(k), _rows(v)
     out = torch.empty(N, H, dtype=torch.bfloat16)  # (N, H)
-    out[sum(lengths):] = 0
+    if (n_real := sum(lengths)) < N:
+        out[n_real:] = 0
     c_keys, c_values = (None, None) if frozen is None else (_rows(frozen[0]), _rows(frozen[1]))
     with _named("bioprune::fused_attention"):  # named in a profile (benchmark_roof)
         status = library().bioprune_attention_bf16(
@@ -183,7 +188,7 @@ def quantize_rows_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None)
     M, K = x.shape
     out = torch.empty(M, K, dtype=torch.uint8)  # (M, K)
     scales = torch.empty(M, dtype=torch.float32)  # (M,)
-    inv = None if inv_smooth is None else inv_smooth.to(torch.float32).contiguous()  # (K,)
+    inv = inv_smooth if inv_smooth is None or _plain_fp32(inv_smooth) else inv_smooth.float().contiguous()  # (K,)
     with _named("bioprune::quantize_rows_uint8"):
         library().bioprune_quantize_rows_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
                                             out.data_ptr(), scales.data_ptr(), torch.get_num_threads())
@@ -197,7 +202,7 @@ def dequantize_rows(acc: torch.Tensor, row_scales: torch.Tensor, bias: torch.Ten
     then exact GELU if ``gelu`` (erf to 1.5e-7: the same bf16 on nearly every element; the tests
     state how near). Requires :func:`library`."""
     M, N = acc.shape
-    acc = acc.contiguous()
+    acc = acc if acc.is_contiguous() else acc.contiguous()
     with _named("bioprune::dequantize_rows"):
         library().bioprune_dequantize_rows(acc.data_ptr(), M, N, row_scales.data_ptr(),
                                            None if bias is None else bias.data_ptr(), int(gelu), out.data_ptr(),

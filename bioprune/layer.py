@@ -144,11 +144,13 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
 
 def sublayer_output(module, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """A BERT sub-layer's output module (``BertSelfOutput`` / ``BertOutput``: dense, dropout,
-    ``LayerNorm(h + residual)``) in inference: (M, K), (M, H) -> (M, H). Where the CPU kernel takes it
-    (:func:`bioprune.cpu_kernels.add_norm_fits`), the add and the norm are one compiled pass; else the
-    module itself."""
-    h = module.dense(hidden)  # (M, H); dropout is the identity in inference
-    norm = module.LayerNorm
+    ``LayerNorm(h + residual)``) in inference: (M, K), (M, H) -> (M, H)."""
+    return add_norm(module.dense(hidden), residual, module.LayerNorm)  # dropout is the identity in inference
+
+
+def add_norm(h: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    """``norm(h + residual)``, (M, H) each: one compiled pass where the CPU kernel takes it
+    (:func:`bioprune.cpu_kernels.add_norm_fits`), else torch's add and norm."""
     if cpu_kernels.add_norm_fits(h, residual, norm) and cpu_kernels.library() is not None:
         return cpu_kernels.add_layer_norm(h, residual, norm)
     return norm(h + residual)

@@ -18,7 +18,8 @@ def test_benchmark_kernels_compares_both_paths_per_precision(tiny_model_dir, sam
                    "--rounds", "1", "--warmup-docs", "1", "--repeats", "2", "--threads", "1"])
     assert json.loads(out.read_text())["precisions"] == result["precisions"]
     assert quantized and all(lib is not None for lib in quantized)
-    assert set(result["kernels"]) == {"attention 16x256 tokens", "attention 1x352 tokens", "quantize 4096x384"}
+    assert set(result["kernels"]) == {"attention 16x256 tokens", "attention 1x352 tokens", "quantize 4096x384",
+                                      "add + layer norm 4096x384"}
     for precision in ("bf16", "int8"):
         entry = result["precisions"][precision]
         assert entry["abstracts_with_other_entities"] == 0  # the tiny model's heads (8) stay on the torch ops

@@ -9,7 +9,7 @@ What :mod:`bioprune.cpu_kernels` buys, in one process: the dense model at each r
 batch 1 and 16. Also per precision: abstracts whose entities differ between the two, and each
 one's entity agreement with dense fp32. And each kernel alone, the fastest of ``--repeats`` calls:
 attention over 16 sequences of 256 tokens and over one window of 352 (12 heads of 32: MiniLM-L6),
-and the quantization of a (4096 x 384) bf16 input.
+the quantization of a (4096 x 384) bf16 input and a sub-layer's residual add and LayerNorm over as many rows.
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
 from bioprune.int8 import quantize_rows
 from bioprune.io.pubtator import read_pubtator
-from bioprune.layer import packed_attention
+from bioprune.layer import add_norm, packed_attention
 from training.analysis.common import command_line, parse_dataclass, write_json_atomic
 from training.analysis.timing import TimingPlan, cpu_model, time_systems
 from training.benchmark_roof import fastest_s
 
 PRECISIONS = ("bf16", "int8")
 ATTENTION_SHAPES = ((16, 12, 256, 32), (1, 12, 352, 32))  # (sequences, heads, tokens, head dim)
-QUANTIZE_SHAPE = (4096, 384)  # (rows, columns): a batch of 16 abstracts into a Linear layer
+QUANTIZE_SHAPE = (4096, 384)  # (rows, columns): a batch of 16 abstracts into a Linear layer (and out of one)
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ def kernel_times(repeats: int) -> dict:
     inv = torch.rand(QUANTIZE_SHAPE[1], generator=g) + 0.5
     run = lambda: quantize_rows(x, inv)  # noqa: E731
     out[f"quantize {QUANTIZE_SHAPE[0]}x{QUANTIZE_SHAPE[1]}"] = {
+        "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
+    h, residual = (torch.randn(*QUANTIZE_SHAPE, generator=g).bfloat16() for _ in range(2))
+    norm = torch.nn.LayerNorm(QUANTIZE_SHAPE[1]).bfloat16().requires_grad_(False)
+    run = lambda: add_norm(h, residual, norm)  # noqa: E731
+    out[f"add + layer norm {QUANTIZE_SHAPE[0]}x{QUANTIZE_SHAPE[1]}"] = {
         "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
     for entry in out.values():
         entry["speedup"] = entry["torch_ops_ms"] / entry["kernel_ms"]
