@@ -132,20 +132,19 @@ def run_layer(layer, hidden: torch.Tensor, valid: torch.Tensor, need_signals: bo
         out = out.transpose(1, 2).reshape(B, T, H)  # (B, T, H)
         if index is not None:
             out = out.reshape(B * T, H).index_select(0, index)  # (N, H)
-    if by_sequence and not layer.training:  # the sub-layers' ends in one compiled pass each, where it runs
-        attended = sublayer_output(layer.attention.output, out, x)  # (N', H)
-        out = sublayer_output(layer.output, layer.intermediate(attended), attended)  # (N', H)
-        return padded(out[:n_rows]), signals
-    attended = layer.attention.output(out, x)  # (N, H) or (B, T, H)
-    inner = layer.intermediate(attended)  # (N, I) or (B, T, I)
-    out = layer.output(inner, attended)  # (N, H) or (B, T, H)
-    return padded(out), signals
+    attended = sublayer_output(layer.attention.output, out, x)  # (N', H), (N, H) or (B, T, H)
+    out = sublayer_output(layer.output, layer.intermediate(attended), attended)  # (N', H), (N, H) or (B, T, H)
+    return padded(out[:n_rows] if by_sequence else out), signals
 
 
 def sublayer_output(module, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """A BERT sub-layer's output module (``BertSelfOutput`` / ``BertOutput``: dense, dropout,
-    ``LayerNorm(h + residual)``) in inference: (M, K), (M, H) -> (M, H)."""
-    return add_norm(module.dense(hidden), residual, module.LayerNorm)  # dropout is the identity in inference
+    ``LayerNorm(h + residual)``): (..., K), (..., H) -> (..., H). In inference, where dropout is the
+    identity, the add and the norm go to :func:`add_norm` (one compiled pass where it runs; else the
+    same ops as the module); in training, the module itself."""
+    if module.training:
+        return module(hidden, residual)
+    return add_norm(module.dense(hidden), residual, module.LayerNorm)
 
 
 def add_norm(h: torch.Tensor, residual: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
