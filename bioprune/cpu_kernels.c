@@ -1,6 +1,6 @@
-/* CPU kernels for the reduced-precision forward, for CPUs with AVX-512 BF16: fused bf16
- * self-attention over packed sequences, the two ends of a per-row int8 Linear layer (quantizing its
- * input rows, and applying the row scales, bias and GELU to oneDNN's products), and the residual
+/* CPU kernels for the reduced-precision forward, for CPUs with AVX-512 BF16 (and VNNI): fused bf16
+ * self-attention over packed sequences, a per-row int8 Linear layer in one call (quantizing its
+ * input rows, the int8 matmul, and the row scales, bias and GELU on its products), and the residual
  * add with LayerNorm that ends each sub-layer (at the end).
  *
  * Built and loaded at run time by bioprune/cpu_kernels.py (which says why and when). For each
@@ -204,39 +204,34 @@ int bioprune_attention_bf16(const uint16_t *q, long qs, const uint16_t *k, long 
     return 0;
 }
 
-/* Per-row symmetric quantization of a bf16 (rows x cols) matrix, smoothed per column, as
- * bioprune.int8.quantize_rows_in_torch computes it, bit for bit, in one pass per row (a row stays
- * in L1 between its two reads):
- *     xs = x * inv_smooth;  scale_r = max(max_c |xs_rc| / 127, 1e-8)
- *     out = clamp(round(xs * (1 / scale_r)), -127, 127) + 128      (uint8, zero point 128)
- * inv_smooth may be NULL. Writes each row's scale to row_scale. */
-void bioprune_quantize_rows_u8(const uint16_t *x, long rows, long cols, long stride, const float *inv_smooth,
-                               uint8_t *out, float *row_scale, int threads)
+/* Per-row symmetric quantization of one bf16 row (cols), smoothed per column, as
+ * bioprune.int8.quantize_rows_in_torch computes it, bit for bit, in one pass (the row stays in L1
+ * between its two reads):
+ *     xs = x * inv_smooth;  scale = max(max_c |xs_c| / 127, 1e-8)
+ *     out = clamp(round(xs * (1 / scale)), -127, 127) + 128      (uint8, zero point 128)
+ * inv_smooth may be NULL. Writes cols levels to out and the row's scale to *row_scale. */
+static inline void quantize_row(const uint16_t *xr, long cols, const float *inv_smooth, uint8_t *out,
+                                float *row_scale)
 {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const uint16_t *xr = x + r * stride;
-        __m512 top = _mm512_setzero_ps();
-        for (long c = 0; c < cols; c += 16) {
-            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
-            __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
-            if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
-            top = _mm512_max_ps(top, _mm512_abs_ps(v));
-        }
-        float scale = _mm512_reduce_max_ps(top) / 127.0f;
-        if (!(scale >= 1e-8f)) scale = 1e-8f;
-        const __m512 inv = _mm512_set1_ps(1.0f / scale);
-        row_scale[r] = scale;
-        uint8_t *o = out + r * cols;
-        for (long c = 0; c < cols; c += 16) {
-            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
-            __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
-            if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
-            v = _mm512_roundscale_ps(_mm512_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
-            v = _mm512_add_ps(v, _mm512_set1_ps(128.0f));
-            _mm_mask_storeu_epi8(o + c, live, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(v)));
-        }
+    __m512 top = _mm512_setzero_ps();
+    for (long c = 0; c < cols; c += 16) {
+        __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+        __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
+        if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
+        top = _mm512_max_ps(top, _mm512_abs_ps(v));
+    }
+    float scale = _mm512_reduce_max_ps(top) / 127.0f;
+    if (!(scale >= 1e-8f)) scale = 1e-8f;
+    const __m512 inv = _mm512_set1_ps(1.0f / scale);
+    *row_scale = scale;
+    for (long c = 0; c < cols; c += 16) {
+        __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+        __m512 v = bf16_to_ps(_mm256_maskz_loadu_epi16(live, xr + c));
+        if (inv_smooth) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, inv_smooth + c));
+        v = _mm512_roundscale_ps(_mm512_mul_ps(v, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+        v = _mm512_add_ps(v, _mm512_set1_ps(128.0f));
+        _mm_mask_storeu_epi8(out + c, live, _mm512_cvtusepi32_epi8(_mm512_cvttps_epi32(v)));
     }
 }
 
@@ -262,26 +257,96 @@ static inline __m512 gelu_ps(__m512 y) {
     return _mm512_mul_ps(_mm512_mul_ps(y, _mm512_set1_ps(0.5f)), phi2);
 }
 
-/* The end of a per-row int8 Linear layer: acc (rows x cols fp32: the int8 products with the weight
- * scales applied, oneDNN's output) -> out (bf16, row stride out_stride) =
- *     y = acc * row_scale[r] + bias[c]          (bias may be NULL)
- *     gelu ? 0.5 * y * erfc(-y / sqrt 2) (exact GELU, gelu_ps) : y, rounded to the nearest bf16 */
-void bioprune_dequantize_rows(const float *acc, long rows, long cols, const float *row_scale, const float *bias,
-                              int gelu, uint16_t *out, long out_stride, int threads)
+/* A per-row int8 Linear layer in one call (bioprune.int8.Int8Linear): quantize each bf16 input row
+ * on its own scale (quantize_row), multiply by the int8 weights on VPDPBUSD (u8 x s8, four products
+ * per int32 lane), and end each output in registers:
+ *     acc = sum_k (q_rk + 128) w_kc - comp_c               (int32, exact: comp_c = 128 sum_k w_kc)
+ *     y = float(acc) * wscale_c * row_scale_r + bias_c;  gelu ? 0.5 y erfc(-y / sqrt 2) : y  -> bf16
+ * the ops, in that order, that oneDNN's u8 x s8 matmul (weight scales applied in fp32) and the
+ * separate row-scale pass gave, so the same bits. oneDNN's kernels are built for big matrices; at
+ * the sizes of one abstract (a few hundred rows), with a quantize and a dequantize pass around
+ * each call, that path ran at ~40% of the int8 roof, this one near it (results/benchmark_kernels.json).
+ *
+ * Weights are pre-packed (bioprune.int8.vnni_pack) as 64-column blocks, each K/4 steps of four
+ * 16-column vectors holding 4 consecutive k of each column (the layout VPDPBUSD reads), columns
+ * padded to a multiple of 64 and k to a multiple of 4 with zero weights; comp, wscale and bias
+ * (NULL: none) padded likewise. A tile is 6 rows x 64 columns: 24 accumulators in registers, one
+ * broadcast of 4 input bytes feeding 4 products. Tiles are shared among the threads column block
+ * by column block, so a thread's weights stay in its cache while rows stream past. */
+#define TILE_ROWS 6
+#define DP_ROW(r, x) \
+    c##r##0 = _mm512_dpbusd_epi32(c##r##0, x, w0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, x, w1); \
+    c##r##2 = _mm512_dpbusd_epi32(c##r##2, x, w2); c##r##3 = _mm512_dpbusd_epi32(c##r##3, x, w3);
+#define END_ONE(r, j) if (r < rows) { \
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c##r##j, cj)), sj), \
+                             _mm512_set1_ps(row_scale[r])); \
+    if (bias) y = _mm512_add_ps(y, bj); \
+    if (gelu) y = gelu_ps(y); \
+    _mm256_mask_storeu_epi16(out + r * os + 16 * j, live, (__m256i)_mm512_cvtneps_pbh(y)); }
+#define END_VECTOR(j) { \
+    const int rest = cols - 16 * j; \
+    const __mmask16 live = rest >= 16 ? 0xFFFF : rest <= 0 ? 0 : (__mmask16)((1u << rest) - 1); \
+    const __m512i cj = _mm512_loadu_si512(comp + 16 * j); \
+    const __m512 sj = _mm512_loadu_ps(wscale + 16 * j), bj = bias ? _mm512_loadu_ps(bias + 16 * j) : sj; \
+    END_ONE(0, j) END_ONE(1, j) END_ONE(2, j) END_ONE(3, j) END_ONE(4, j) END_ONE(5, j) }
+
+/* One tile: rows (<= TILE_ROWS) quantized rows of q (row stride kp) x a 64-column block (cols of
+ * them real) of packed weights b -> out (row stride os). Missing rows re-read row 0, unstored. */
+static void int8_tile(const uint8_t *q, long kp, int rows, const int8_t *b, int cols, const int32_t *comp,
+                      const float *wscale, const float *row_scale, const float *bias, int gelu, uint16_t *out,
+                      long os)
 {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows; r++) {
-        const float *ar = acc + r * cols;
-        uint16_t *o = out + r * out_stride;
-        const __m512 s = _mm512_set1_ps(row_scale[r]);
-        for (long c = 0; c < cols; c += 16) {
-            __mmask16 live = cols - c >= 16 ? 0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
-            __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(live, ar + c), s);
-            if (bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(live, bias + c));
-            if (gelu) y = gelu_ps(y);
-            _mm256_mask_storeu_epi16(o + c, live, (__m256i)_mm512_cvtneps_pbh(y));
+    const uint8_t *q0 = q, *q1 = q + (rows > 1) * kp, *q2 = q + (rows > 2) * 2 * kp,
+                  *q3 = q + (rows > 3) * 3 * kp, *q4 = q + (rows > 4) * 4 * kp, *q5 = q + (rows > 5) * 5 * kp;
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00,
+            c40 = c00, c41 = c00, c42 = c00, c43 = c00, c50 = c00, c51 = c00, c52 = c00, c53 = c00;
+    for (long k = 0; k < kp; k += 4, b += 256) { /* named accumulators: an array of them went to the stack */
+        const __m512i w0 = _mm512_loadu_si512(b), w1 = _mm512_loadu_si512(b + 64),
+                      w2 = _mm512_loadu_si512(b + 128), w3 = _mm512_loadu_si512(b + 192);
+        __m512i x;
+        x = _mm512_set1_epi32(*(const int32_t *)(q0 + k)); DP_ROW(0, x)
+        x = _mm512_set1_epi32(*(const int32_t *)(q1 + k)); DP_ROW(1, x)
+        x = _mm512_set1_epi32(*(const int32_t *)(q2 + k)); DP_ROW(2, x)
+        x = _mm512_set1_epi32(*(const int32_t *)(q3 + k)); DP_ROW(3, x)
+        x = _mm512_set1_epi32(*(const int32_t *)(q4 + k)); DP_ROW(4, x)
+        x = _mm512_set1_epi32(*(const int32_t *)(q5 + k)); DP_ROW(5, x)
+    }
+    END_VECTOR(0) END_VECTOR(1) END_VECTOR(2) END_VECTOR(3)
+}
+
+/* x (rows x k bf16, row stride xs) -> out (rows x n bf16, row stride os); see above. Returns 0, or
+ * 1 when its scratch (the quantized rows) could not be allocated. */
+int bioprune_int8_linear(const uint16_t *x, long rows, long k, long xs, const float *inv_smooth,
+                         const int8_t *packed, const int32_t *comp, const float *wscale, const float *bias, long n,
+                         int gelu, uint16_t *out, long os, int threads)
+{
+    const long kp = (k + 3) / 4 * 4, blocks = (n + 63) / 64, tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
+    uint8_t *q = malloc(rows * kp + 64);
+    float *row_scale = malloc(rows * sizeof(float) + 64);
+    if (!q || !row_scale) {
+        free(q);
+        free(row_scale);
+        return 1;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            quantize_row(x + r * xs, k, inv_smooth, q + r * kp, row_scale + r);
+            for (long c = k; c < kp; c++) q[r * kp + c] = 128; /* level 0 (its weights are 0 too) */
+        }
+#pragma omp for schedule(static)
+        for (long item = 0; item < blocks * tiles; item++) {
+            const long block = item / tiles, r0 = (item % tiles) * TILE_ROWS, c0 = block * 64;
+            int8_tile(q + r0 * kp, kp, rows - r0 < TILE_ROWS ? (int)(rows - r0) : TILE_ROWS, packed + c0 * kp,
+                      n - c0 < 64 ? (int)(n - c0) : 64, comp + c0, wscale + c0, row_scale + r0,
+                      bias ? bias + c0 : NULL, gelu, out + r0 * os + c0, os);
         }
     }
+    free(q);
+    free(row_scale);
+    return 0;
 }
 
 /* The end of a BERT sub-layer (its output module): out = LayerNorm(h + residual), all bf16 (rows x

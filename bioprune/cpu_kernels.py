@@ -1,9 +1,8 @@
-"""Compiled CPU kernels for the reduced-precision forward: fused bf16 attention, per-row int8 ends.
+"""Compiled CPU kernels for the reduced-precision forward: fused bf16 attention, per-row int8 Linear layers.
 
     out = fused_attention(q, k, v, lengths, n_heads, scaling, frozen)   # (N, H) bf16, when
     attention_fits(q, n_heads) and library() is not None
-    q8, row_scales = quantize_rows_uint8(x, inv_smooth)                # when quantize_fits(x) too
-    dequantize_rows(acc, row_scales, bias, gelu, out)                  # when library() is not None
+    out = int8_linear(x, packed, comp, weight_scale, bias, n, gelu)    # when int8_linear_fits(x) too
     out = add_layer_norm(h, residual, norm)                            # when add_norm_fits(h, residual, norm) too
 
 Each replaces a chain of torch ops that each pass over memory:
@@ -16,18 +15,20 @@ Each replaces a chain of torch ops that each pass over memory:
   chip; rows here are short enough for one pass without its online softmax). It rounds where the
   torch ops round (:func:`bioprune.layer.attention_by_sequence`), so it matches them on nearly
   every element (tests/test_cpu_kernels.py states the tolerance).
-- **The two ends of a per-row int8 Linear layer** (:class:`bioprune.int8.Int8Linear`): quantizing
-  its bf16 input, each row on its own scale (one pass, a row staying in L1 between its two reads,
-  instead of about ten passes over an fp32 copy; bit for bit the torch ops), and turning oneDNN's
-  fp32 products into the bf16 output: row scale, bias and exact GELU in one pass while the products
-  are in cache (oneDNN takes one activation scale per call, so it cannot apply the rows' own).
+- **A per-row int8 Linear layer** (:class:`bioprune.int8.Int8Linear`) in one call: its bf16 input
+  quantized, each row on its own scale (one pass, a row staying in L1 between its two reads,
+  instead of about ten passes over an fp32 copy), the int8 matmul on the CPU's VNNI dot-product
+  instruction (VPDPBUSD), and row scale, bias and exact GELU applied to the products while they
+  are still in registers. The torch path it replaces (quantize, oneDNN's u8 x s8 matmul, which
+  takes one activation scale per call and so cannot apply the rows' own, then a pass over its fp32
+  products) ran the layers of one abstract at ~40% of the machine's int8 roof; the same bits here.
 - **The residual add and LayerNorm** that end each sub-layer (``LayerNorm(dense(x) + x)``): torch
   runs them as two passes over memory, its bf16 norm about 50 us for a 300-token window on 2 cores
   (two per layer: 0.7 ms of a 27 ms batch-1 annotate); one pass here, each row in L1.
 
 ``cpu_kernels.c`` (beside this file) is compiled once per process, on first use, with the system
 C compiler (``cc``, about half a second) into a temporary folder that is removed once the library
-is loaded: nothing is written outside it. Without a compiler, on a CPU without AVX-512 BF16, off
+is loaded: nothing is written outside it. Without a compiler, on a CPU without AVX-512 BF16 and VNNI, off
 Linux, or with ``BIOPRUNE_CPU_KERNELS=0`` in the environment, there is no library and the torch ops
 run (logged once at INFO).
 """
@@ -50,7 +51,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
-COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mfma", "-ffp-contract=off",
+COMPILE_FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-mavx512vnni", "-mfma", "-ffp-contract=off",
                  "-fopenmp", "-shared", "-fPIC")
 OFF_VARIABLE = "BIOPRUNE_CPU_KERNELS"  # set to 0 (or off): never build them, the torch ops run
 HEAD_SIZES = (32, 64)  # the head sizes the attention kernel is built for (MiniLM: 32, BERT-base/BioBERT: 64)
@@ -59,15 +60,17 @@ _P, _LONG, _INT = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 _SIGNATURES = {  # C function: (argument types, result type)
     "bioprune_attention_bf16": ([_P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _LONG, _P, _P, _INT, _INT, _INT,
                                  ctypes.c_float, _P, _LONG, _INT], _INT),
-    "bioprune_quantize_rows_u8": ([_P, _LONG, _LONG, _LONG, _P, _P, _P, _INT], None),
-    "bioprune_dequantize_rows": ([_P, _LONG, _LONG, _P, _P, _INT, _P, _LONG, _INT], None),
+    "bioprune_int8_linear": ([_P, _LONG, _LONG, _LONG, _P, _P, _P, _P, _P, _LONG, _INT, _P, _LONG, _INT], _INT),
     "bioprune_add_layer_norm": ([_P, _LONG, _P, _LONG, _P, _P, ctypes.c_float, _LONG, _LONG, _P, _LONG, _INT], None),
 }
 
 
-def cpu_has_avx512_bf16(cpuinfo: str) -> bool:
-    """Whether a /proc/cpuinfo text lists the AVX-512 BF16 instructions (flag ``avx512_bf16``)."""
-    return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in cpuinfo.splitlines())
+KERNEL_FLAGS = ("avx512_bf16", "avx512_vnni")  # /proc/cpuinfo flags of the instructions the kernels use
+
+
+def cpu_runs_kernels(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists the AVX-512 BF16 and VNNI instructions (:data:`KERNEL_FLAGS`)."""
+    return any(line.startswith("flags") and set(KERNEL_FLAGS) <= set(line.split()) for line in cpuinfo.splitlines())
 
 
 def _cpuinfo() -> str:
@@ -103,8 +106,8 @@ def _built() -> ctypes.CDLL | None:
         logger.info("CPU kernels: off (%s=%s); torch ops run attention and quantization",
                     OFF_VARIABLE, os.environ[OFF_VARIABLE])
         return None
-    if not sys.platform.startswith("linux") or not cpu_has_avx512_bf16(_cpuinfo()):
-        logger.info("CPU kernels: this CPU has no AVX-512 BF16; torch ops run attention and quantization")
+    if not sys.platform.startswith("linux") or not cpu_runs_kernels(_cpuinfo()):
+        logger.info("CPU kernels: this CPU lacks AVX-512 BF16 or VNNI; torch ops run attention and quantization")
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
@@ -176,37 +179,30 @@ def fused_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: 
     return out
 
 
-def quantize_fits(x: torch.Tensor) -> bool:
-    """Whether the quantization kernel takes ``x`` (M, K): bf16 on the CPU."""
+def int8_linear_fits(x: torch.Tensor) -> bool:
+    """Whether :func:`int8_linear` takes the input ``x`` (M, K): bf16 rows on the CPU."""
     return x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.dim() == 2
 
 
-def quantize_rows_uint8(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`bioprune.int8.quantize_rows` in one compiled call, bit for bit: (M, K) bf16 ->
-    (M, K) uint8 (zero point 128), (M,) fp32 scales. Requires :func:`quantize_fits` and :func:`library`."""
+def int8_linear(x: torch.Tensor, packed: torch.Tensor, comp: torch.Tensor, weight_scale: torch.Tensor,
+                bias: torch.Tensor | None, n: int, gelu: bool, inv_smooth: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """A per-row int8 Linear layer (:class:`bioprune.int8.Int8Linear`) in one compiled call: (M, K)
+    bf16 -> (M, n) bf16, bit for bit :func:`bioprune.int8.quantize_rows_in_torch`, oneDNN's u8 x s8
+    matmul and :func:`bioprune.int8.dequantize_rows_in_torch` without GELU (with it, erf to 1.5e-7:
+    the same bf16 on nearly every element; the tests state how near). ``packed``, ``comp``,
+    ``weight_scale`` and ``bias`` (fp32, or None) are :func:`bioprune.int8.vnni_pack`'s, padded to
+    64 columns. Requires :func:`int8_linear_fits` and :func:`library`."""
     x = _rows(x)
     M, K = x.shape
-    out = torch.empty(M, K, dtype=torch.uint8)  # (M, K)
-    scales = torch.empty(M, dtype=torch.float32)  # (M,)
-    inv = inv_smooth if inv_smooth is None or _plain_fp32(inv_smooth) else inv_smooth.float().contiguous()  # (K,)
-    with _named("bioprune::quantize_rows_uint8"):
-        library().bioprune_quantize_rows_u8(x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(),
-                                            out.data_ptr(), scales.data_ptr(), torch.get_num_threads())
-    return out, scales
-
-
-def dequantize_rows(acc: torch.Tensor, row_scales: torch.Tensor, bias: torch.Tensor | None, gelu: bool,
-                    out: torch.Tensor) -> torch.Tensor:
-    """:func:`bioprune.int8.dequantize_rows_in_torch` in one compiled call: (M, N) fp32 ``acc`` ->
-    ``out`` (M, N) bf16 (a view with contiguous rows is fine), ``acc * row_scales[:, None] + bias``,
-    then exact GELU if ``gelu`` (erf to 1.5e-7: the same bf16 on nearly every element; the tests
-    state how near). Requires :func:`library`."""
-    M, N = acc.shape
-    acc = acc if acc.is_contiguous() else acc.contiguous()
-    with _named("bioprune::dequantize_rows"):
-        library().bioprune_dequantize_rows(acc.data_ptr(), M, N, row_scales.data_ptr(),
-                                           None if bias is None else bias.data_ptr(), int(gelu), out.data_ptr(),
-                                           out.stride(0), torch.get_num_threads())
+    out = torch.empty(M, n, dtype=torch.bfloat16)  # (M, n)
+    with _named("bioprune::int8_linear"):  # named in a profile (benchmark_roof)
+        status = library().bioprune_int8_linear(
+            x.data_ptr(), M, K, x.stride(0), None if inv_smooth is None else inv_smooth.data_ptr(), packed.data_ptr(),
+            comp.data_ptr(), weight_scale.data_ptr(), None if bias is None else bias.data_ptr(), n, int(gelu),
+            out.data_ptr(), out.stride(0), torch.get_num_threads())
+    if status != 0:
+        raise MemoryError(f"int8 linear: no memory for {M} x {K} quantized rows")
     return out
 
 

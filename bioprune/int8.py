@@ -5,18 +5,20 @@
 The recipe is ONNX Runtime's dynamic quantization, which kept BC5CDR F1 where ``torch.ao``'s
 per-tensor weights lost 1.4 points: weights int8 symmetric **per output channel**, quantized once;
 activations int8 symmetric **per row** (per token), each row's scale computed on each call from
-its own largest magnitude (:func:`quantize_rows`), so that a token's result depends on its own
+its own largest magnitude (:func:`quantize_rows_in_torch`), so that a token's result depends on its own
 values only, never on the batch it shares — after per-channel smoothing (:func:`smoothing`,
 SmoothQuant) by input ranges calibrated once on diverse unlabelled text and kept beside the model
 (:data:`CALIBRATION_FILE`, training/calibrate_int8.py), which moves the few outlier channels of
 BERT's layer-norm outputs into the weights. The product runs in oneDNN's u8×s8 kernels (AVX-512
 VNNI: four multiply-adds per lane where bf16 does two; the int8 levels stored as uint8 + 128)
-through ``torch.ops.onednn.qlinear_pointwise`` — the op PyTorch's own x86 int8 path (inductor)
-lowers to, so it is maintained in core, unlike the deprecated ``torch.ao`` quantized tensors. That
-op takes one activation scale per call, so it writes the products with the weight scales applied
-in fp32, :data:`CHUNK_ROWS` rows at a time, and one compiled pass over them while they are in cache
-applies each row's scale, the bias and (for the feed-forward's first layer) GELU, writing bf16
-(:func:`bioprune.cpu_kernels.dequantize_rows`).
+in one compiled call per layer (:func:`bioprune.cpu_kernels.int8_linear`): it quantizes the rows,
+multiplies on VPDPBUSD and applies each row's scale, the bias and (for the feed-forward's first
+layer) GELU in registers, writing bf16. Where the kernels cannot run, the same numbers come from
+torch ops around ``torch.ops.onednn.qlinear_pointwise`` — the op PyTorch's own x86 int8 path
+(inductor) lowers to, so it is maintained in core, unlike the deprecated ``torch.ao`` quantized
+tensors. That op takes one activation scale per call, so there it writes the products with the
+weight scales applied in fp32, :data:`CHUNK_ROWS` rows at a time, and a pass over them applies each
+row's scale, the bias and GELU (:func:`dequantize_rows_in_torch`).
 
 Only the encoder's Linear layers go int8 (~90% of a layer's FLOPs); embeddings, layer norms,
 attention itself (scores, softmax, context: :func:`bioprune.layer.packed_attention` in bf16),
@@ -67,24 +69,15 @@ MIXED_TOLERANCE_POINTS = 0.1
 SMOOTHING_ALPHA = 0.85
 
 
-def quantize_rows(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rows_in_torch(x: torch.Tensor, inv_smooth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, K) float -> (M, K) uint8 with zero point 128, (M,) fp32 scales: each row on its own range.
 
     Symmetric per row (per token): ``x * inv_smooth`` divided by its row's largest magnitude / 127,
     rounded, + 128. A row's levels depend on that row alone, so a token's int8 result does not
     depend on the other tokens in its batch (a per-tensor range did: an abstract's entities moved
-    with the batch it shared). A bf16 input on a CPU with AVX-512 BF16 goes to one compiled call,
-    bit for bit the same (:func:`bioprune.cpu_kernels.quantize_rows_uint8`); else
-    :func:`quantize_rows_in_torch`.
+    with the batch it shared). In torch ops, any float dtype; :func:`bioprune.cpu_kernels.int8_linear`
+    quantizes a bf16 input inside its call, bit for bit the same.
     """
-    if cpu_kernels.quantize_fits(x) and cpu_kernels.library() is not None:
-        return cpu_kernels.quantize_rows_uint8(x, inv_smooth)
-    return quantize_rows_in_torch(x, inv_smooth)
-
-
-def quantize_rows_in_torch(x: torch.Tensor, inv_smooth: torch.Tensor | None = None
-                           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`quantize_rows` in torch ops (any float dtype)."""
     xs = x.to(torch.float32, copy=True)  # (M, K)
     xs = xs if inv_smooth is None else xs.mul_(inv_smooth)
     scales = (xs.abs().amax(dim=1) / 127).clamp(min=1e-8)  # (M,)
@@ -115,47 +108,83 @@ def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
 
 
+VNNI_COLUMNS, VNNI_DEPTH = 64, 4  # the compiled kernel's weight blocks: 64 columns, 4 input channels per lane
+
+
+def vnni_pack(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) int8 weights -> the layout :func:`bioprune.cpu_kernels.int8_linear` reads and its
+    zero-point compensation: (N'/64, K'/4, 4, 16, 4) int8 — per 64-column block, per 4 input
+    channels, four vectors of 16 columns × 4 channels (what one VPDPBUSD multiplies) — with N and K
+    padded to N' and K' (multiples of 64 and 4) by zero weights; and (N',) int32 ``128 × sum_k w``,
+    what the inputs' zero point 128 adds to each column's products."""
+    N, K = weight.shape
+    n_pad, k_pad = -N % VNNI_COLUMNS, -K % VNNI_DEPTH
+    w = torch.nn.functional.pad(weight, (0, k_pad, 0, n_pad))  # (N', K')
+    blocks = w.view(w.size(0) // VNNI_COLUMNS, VNNI_COLUMNS // 16, 16, w.size(1) // VNNI_DEPTH, VNNI_DEPTH)
+    comp = w.sum(dim=1, dtype=torch.int32) * ROW_ZERO_POINT  # (N',)
+    return blocks.permute(0, 3, 1, 2, 4).contiguous(), comp
+
+
+def vnni_unpack(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """:func:`vnni_pack`'s layout -> the (n, k) int8 weights."""
+    return packed.permute(0, 2, 3, 1, 4).reshape(-1, packed.size(1) * VNNI_DEPTH)[:n, :k].contiguous()
+
+
 class Int8Linear(nn.Module):
-    """A Linear layer whose forward is per-row dynamic int8 activations × per-channel s8 weights (oneDNN).
+    """A Linear layer whose forward is per-row dynamic int8 activations × per-channel s8 weights.
 
     ``activation`` "gelu" fuses the exact (erf) GELU that BERT's intermediate layer applies.
-    Input (..., K) in any float dtype; output (..., N) in ``out_dtype`` (bf16 by default).
+    Input (..., K) in any float dtype; output (..., N) bf16. One compiled call where the CPU kernels
+    run (:func:`bioprune.cpu_kernels.int8_linear`), else torch ops around oneDNN's int8 matmul:
+    the same numbers (GELU within its stated tolerance).
     """
 
-    def __init__(self, linear: nn.Linear, activation: str = "none", out_dtype: torch.dtype = torch.bfloat16,
-                 smooth: torch.Tensor | None = None):
+    def __init__(self, linear: nn.Linear, activation: str = "none", smooth: torch.Tensor | None = None):
         super().__init__()
         w = linear.weight.detach().float()
         weight, scale = quantize_weight(w if smooth is None else w * smooth[None, :])
         self.register_buffer("inv_smooth", None if smooth is None else 1.0 / smooth.float(), persistent=False)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("packed", torch.ops.onednn.qlinear_prepack(weight, None), persistent=False)
-        self.register_buffer("scale", scale, persistent=False)  # (N,)
-        self.register_buffer("zero", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
-        bias = linear.bias.detach().float() if linear.bias is not None else None
-        self.register_buffer("bias", bias, persistent=False)  # (N,) fp32, added with the row scales
+        vnni, comp = vnni_pack(weight)
+        n_padded = comp.numel()
+        # the weights in one layout: the kernel's where it runs, else oneDNN's (built on first need)
+        self.register_buffer("vnni", vnni if cpu_kernels.library() is not None else None, persistent=False)
+        self.register_buffer("comp", comp, persistent=False)  # (N',) int32
+        self._onednn = None if self.vnni is not None else torch.ops.onednn.qlinear_prepack(weight, None)
+        self.register_buffer("scale", torch.nn.functional.pad(scale, (0, n_padded - scale.numel())),
+                             persistent=False)  # (N',) fp32, 0 past N
+        bias = (torch.nn.functional.pad(linear.bias.detach().float(), (0, n_padded - self.out_features))
+                if linear.bias is not None else None)
+        self.register_buffer("bias", bias, persistent=False)  # (N',) fp32, added with the row scales; 0 past N
         self.activation = activation
-        self.out_dtype = out_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, self.in_features)  # (M, K)
-        M = rows.size(0)
-        q, row_scales = quantize_rows(rows, self.inv_smooth)  # (M, K) uint8, (M,)
-        out = torch.empty(M, self.out_features, dtype=self.out_dtype)  # (M, N)
-        finish = (cpu_kernels.dequantize_rows if self.out_dtype == torch.bfloat16 and cpu_kernels.library() is not None
-                  else dequantize_rows_in_torch)
-        packed, scale, zero, bias, gelu = self.packed, self.scale, self.zero, self.bias, self.activation == "gelu"
-        chunks = [(q, row_scales, out)] if M <= CHUNK_ROWS else [  # one chunk (batch 1): no views
-            (q[i:i + CHUNK_ROWS], row_scales[i:i + CHUNK_ROWS], out[i:i + CHUNK_ROWS]) for i in range(0, M, CHUNK_ROWS)]
-        for q_part, scales_part, out_part in chunks:
+        if self.vnni is not None and cpu_kernels.int8_linear_fits(rows) and cpu_kernels.library() is not None:
+            out = cpu_kernels.int8_linear(rows, self.vnni, self.comp, self.scale, self.bias, self.out_features,
+                                          self.activation == "gelu", self.inv_smooth)  # (M, N)
+        else:
+            out = self.forward_in_torch(rows)
+        return out.view(*shape[:-1], self.out_features)
+
+    def forward_in_torch(self, rows: torch.Tensor) -> torch.Tensor:
+        """(M, K) -> (M, N) bf16 in torch ops around oneDNN's u8 × s8 matmul."""
+        M, N = rows.size(0), self.out_features
+        if self._onednn is None:
+            self._onednn = torch.ops.onednn.qlinear_prepack(vnni_unpack(self.vnni, N, self.in_features), None)
+        q, row_scales = quantize_rows_in_torch(rows, self.inv_smooth)  # (M, K) uint8, (M,)
+        out = torch.empty(M, N, dtype=torch.bfloat16)  # (M, N)
+        scale, bias, zero = self.scale[:N], None if self.bias is None else self.bias[:N], torch.zeros(N, dtype=torch.long)
+        for i in range(0, M, CHUNK_ROWS):
+            q_part = q[i:i + CHUNK_ROWS]
             m = q_part.size(0)
             # rows on the shape grid (bioprune.shapes): the last chunk's count varies
             acc = torch.ops.onednn.qlinear_pointwise.tensor(
-                padded_rows(q_part), _UNIT_SCALE, _ROW_ZERO, packed, scale, zero, None,
+                padded_rows(q_part), _UNIT_SCALE, _ROW_ZERO, self._onednn, scale, zero, None,
                 1.0, 0, torch.float32, "none", [], "")  # (m', N): the products times the weight scales
-            finish(acc if acc.size(0) == m else acc[:m], scales_part, bias, gelu, out_part)
-        return out.view(*shape[:-1], self.out_features)
+            dequantize_rows_in_torch(acc[:m], row_scales[i:i + m], bias, self.activation == "gelu", out[i:i + m])
+        return out
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"

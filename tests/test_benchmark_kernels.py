@@ -9,16 +9,16 @@ from training.benchmark_kernels import KernelBenchArgs, main
 
 @pytest.mark.skipif(cpu_kernels.library() is None, reason="no CPU kernels on this machine: nothing to compare")
 def test_benchmark_kernels_compares_both_paths_per_precision(tiny_model_dir, sample_path, tmp_path, monkeypatch):
-    quantized = []  # the int8 rows run the quantization kernel, and only with the kernels on
-    real = cpu_kernels.quantize_rows_uint8
-    monkeypatch.setattr(cpu_kernels, "quantize_rows_uint8",
-                        lambda *a: quantized.append(cpu_kernels.library()) or real(*a))
+    quantized = []  # the int8 rows run the int8 kernel, and only with the kernels on
+    real = cpu_kernels.int8_linear
+    monkeypatch.setattr(cpu_kernels, "int8_linear", lambda *a: quantized.append(cpu_kernels.library()) or real(*a))
     out = tmp_path / "benchmark_kernels.json"
     result = main(["--data", str(sample_path), "--model", str(tiny_model_dir), "--output", str(out),
                    "--rounds", "1", "--warmup-docs", "1", "--repeats", "2", "--threads", "1"])
     assert json.loads(out.read_text())["precisions"] == result["precisions"]
     assert quantized and all(lib is not None for lib in quantized)
-    assert set(result["kernels"]) == {"attention 16x256 tokens", "attention 1x352 tokens", "quantize 4096x384",
+    assert set(result["kernels"]) == {"attention 16x256 tokens", "attention 1x352 tokens",
+                                      "int8 linear 4096x384x1536 + GELU", "int8 linear 300x384x1152",
                                       "add + layer norm 4096x384"}
     for precision in ("bf16", "int8"):
         entry = result["precisions"][precision]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bioprune import cpu_kernels
-from bioprune.int8 import dequantize_rows_in_torch, quantize_rows, quantize_rows_in_torch
+from bioprune.int8 import Int8Linear, quantize_rows_in_torch, vnni_pack, vnni_unpack
 from bioprune.layer import attention_by_sequence, packed_attention
 
 needs_kernel = pytest.mark.skipif(cpu_kernels.library() is None,
@@ -68,20 +68,22 @@ def test_packed_attention_runs_the_kernel_in_bf16_only(monkeypatch):
     assert len(calls) == 1
 
 
-def test_cpu_flag_is_read_from_the_flags_line():
+def test_cpu_flags_are_read_from_the_flags_line():
     flags = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\nbugs\t\t: sysret_ss_attrs\n"
-    assert cpu_kernels.cpu_has_avx512_bf16(flags)
-    assert not cpu_kernels.cpu_has_avx512_bf16(flags.replace(" avx512_bf16", ""))
-    assert not cpu_kernels.cpu_has_avx512_bf16("bugs\t: avx512_bf16\n")  # only the flags line counts
-    assert not cpu_kernels.cpu_has_avx512_bf16("")
+    assert cpu_kernels.cpu_runs_kernels(flags)
+    assert not cpu_kernels.cpu_runs_kernels(flags.replace(" avx512_bf16", ""))
+    assert not cpu_kernels.cpu_runs_kernels(flags.replace(" avx512_vnni", ""))  # the int8 kernel's VPDPBUSD
+    assert not cpu_kernels.cpu_runs_kernels("bugs\t: avx512_bf16 avx512_vnni\n")  # only the flags line counts
+    assert not cpu_kernels.cpu_runs_kernels("")
 
 
 @pytest.mark.parametrize("flags,environment,said", [
-    ("avx512f avx512_vnni", {}, "this CPU has no AVX-512 BF16"),
-    ("avx512f avx512_bf16", {"BIOPRUNE_CPU_KERNELS": "0", "CC": "true"}, "off (BIOPRUNE_CPU_KERNELS=0)"),
-    ("avx512f avx512_bf16", {"CC": "{tmp}/no-such-cc"}, "no-such-cc could not build them"),
-    ("avx512f avx512_bf16", {"CC": "false"}, "false could not build them"),
-    ("avx512f avx512_bf16", {"CC": "true"}, "true could not build them")])  # "built", nothing to load
+    ("avx512f avx512_vnni", {}, "this CPU lacks AVX-512 BF16 or VNNI"),
+    ("avx512f avx512_bf16", {}, "this CPU lacks AVX-512 BF16 or VNNI"),
+    ("avx512f avx512_bf16 avx512_vnni", {"BIOPRUNE_CPU_KERNELS": "0", "CC": "true"}, "off (BIOPRUNE_CPU_KERNELS=0)"),
+    ("avx512f avx512_bf16 avx512_vnni", {"CC": "{tmp}/no-such-cc"}, "no-such-cc could not build them"),
+    ("avx512f avx512_bf16 avx512_vnni", {"CC": "false"}, "false could not build them"),
+    ("avx512f avx512_bf16 avx512_vnni", {"CC": "true"}, "true could not build them")])  # "built", nothing to load
 def test_no_kernels_without_cpu_support_compiler_or_consent(flags, environment, said, monkeypatch, caplog, tmp_path):
     """No kernels, said at INFO, and the torch ops still run attention and quantization; a failed
     build leaves nothing behind."""
@@ -97,7 +99,8 @@ def test_no_kernels_without_cpu_support_compiler_or_consent(flags, environment, 
         q, k, v, frozen = _case(64, [5, 9], [1, 2], seed=2)
         assert torch.equal(packed_attention(q, k, v, [5, 9], 2, 0.1, frozen),
                            attention_by_sequence(q, k, v, [5, 9], 2, 0.1, frozen))
-        assert all(torch.equal(a, b) for a, b in zip(quantize_rows(q), quantize_rows_in_torch(q)))
+        layer = Int8Linear(torch.nn.Linear(64, 40), activation="gelu")
+        assert torch.equal(layer(q), layer.forward_in_torch(q))
     finally:
         cpu_kernels._built.cache_clear()
     assert not any(tmp_path.iterdir())
@@ -123,52 +126,73 @@ def test_build_writes_nothing_that_outlives_it(monkeypatch, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@needs_kernel
-@pytest.mark.parametrize("shape", [(640, 384), (33, 1536), (7, 20)])  # 20: columns past the last 16
-@pytest.mark.parametrize("smoothed", [False, True])
-def test_row_quantization_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
-    """Same uint8 values and row scales as the torch ops, on rows with an outlier column,
-    all-positive and all-negative rows, an all-zero row and a strided view."""
-    g = torch.Generator().manual_seed(shape[0])
-    x = torch.randn(*shape, generator=g) * torch.rand(shape[1], generator=g) * 4
+def test_vnni_layout_round_trips_and_pads_with_zero_weights():
+    w = torch.randint(-127, 128, (70, 38), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    packed, comp = vnni_pack(w)
+    assert packed.shape == (2, 10, 4, 16, 4)  # 70 columns -> 2 blocks of 64, 38 channels -> 10 steps of 4
+    assert torch.equal(vnni_unpack(packed, 70, 38), w)
+    assert int(packed.abs().sum()) == int(w.abs().sum())  # the padding is zero weights
+    assert packed[0, 3, 1, 2].tolist() == w[16 + 2, 12:16].tolist()  # block 0, step 3, vector 1, column 2
+    assert torch.equal(comp[:70], 128 * w.sum(dim=1, dtype=torch.int32)) and not comp[70:].any()
+
+
+def _int8_case(M: int, K: int, N: int, seed: int):
+    """A Linear layer (smoothed) and bf16 rows with an outlier channel, all-positive and
+    all-negative rows and a zero row, read through a strided view."""
+    g = torch.Generator().manual_seed(seed)
+    linear = torch.nn.Linear(K, N)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(N, K, generator=g) * 0.1)
+        linear.bias.copy_(torch.randn(N, generator=g))
+    x = torch.randn(M, K, generator=g) * torch.rand(K, generator=g) * 4
     x[:, 3] *= 40  # an outlier channel, as BERT's layer-norm outputs have
-    x[1] = 0  # a zero row: the smallest scale, every level 128
-    inv = torch.rand(shape[1], generator=g) + 0.1 if smoothed else None
-    wide = torch.randn(shape[0], shape[1] + 9, generator=g).bfloat16()
-    for case in (x.bfloat16(), x.abs().bfloat16() + 1, -x.abs().bfloat16() - 1, wide[:, 4:4 + shape[1]]):
-        assert cpu_kernels.quantize_fits(case)
-        q, scales = quantize_rows(case, inv)
-        q_ref, scales_ref = quantize_rows_in_torch(case, inv)
-        assert torch.equal(q, q_ref) and q.dtype == torch.uint8 and q.shape == case.shape
-        assert torch.equal(scales, scales_ref) and scales.shape == (shape[0],) and scales.dtype == torch.float32
-        assert int(q.min()) >= 1  # symmetric levels -127..127 around 128
-    assert torch.all(quantize_rows(x.bfloat16(), inv)[0][1] == 128)
-    assert not cpu_kernels.quantize_fits(x)  # fp32 stays on the torch ops
+    if M > 3:
+        x[1] = 0  # the smallest scale, every level 128
+        x[2], x[3] = x[2].abs() + 1, -x[3].abs() - 1
+    wide = torch.zeros(M, K + 9, dtype=torch.bfloat16)
+    wide[:, 4:4 + K] = x.bfloat16()
+    return linear, torch.rand(K, generator=g) + 0.5, wide[:, 4:4 + K]  # (M, K) view, row stride K + 9
 
 
 @needs_kernel
-@pytest.mark.parametrize("gelu", [False, True])
-@pytest.mark.parametrize("with_bias", [False, True])
-def test_dequantization_kernel_is_the_torch_ops(gelu, with_bias):
-    """Row scale and bias: bit for bit the torch ops, written through a strided output view (a
-    chunk of the layer's output). With exact GELU, both round to the same bf16 as GELU computed in
-    fp64 on all but a few elements, one bf16 step off there, negative inputs down to -12 included
-    (where 1 + erf(x) in fp32 would have lost its digits)."""
-    g = torch.Generator().manual_seed(3)
-    acc = torch.randn(70, 40, generator=g) * 3  # 40: columns past the last 16
-    acc[0] = torch.linspace(-12, 12, 40)
-    scales = torch.rand(70, generator=g) + 0.5
-    bias = torch.randn(40, generator=g) if with_bias else None
-    out = torch.zeros(80, 52, dtype=torch.bfloat16)[5:75, 4:44]  # (70, 40), row stride 52
-    ref = dequantize_rows_in_torch(acc, scales, bias, gelu, torch.empty(70, 40, dtype=torch.bfloat16))
-    got = cpu_kernels.dequantize_rows(acc, scales, bias, gelu, out)
-    assert got.data_ptr() == out.data_ptr()
-    if not gelu:
-        assert torch.equal(out, ref)
-        return
-    y = acc.double() * scales.double()[:, None] + (0 if bias is None else bias.double())
+@pytest.mark.parametrize("shape", [(300, 384, 1152), (13, 1536, 384), (7, 38, 100), (1, 64, 64)])
+@pytest.mark.parametrize("smoothed", [False, True])
+def test_int8_linear_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
+    """Quantization, u8 x s8 products, zero-point compensation, weight and row scales and bias:
+    the same bf16 as the torch ops around oneDNN's matmul, on shapes off the kernel's blocks (rows
+    past a tile of 6, columns past a block of 64, channels past a step of 4) included."""
+    M, K, N = shape
+    linear, smooth, x = _int8_case(M, K, N, seed=M)
+    layer = Int8Linear(linear, smooth=smooth if smoothed else None)
+    assert cpu_kernels.int8_linear_fits(x) and layer.vnni is not None
+    got = layer(x)
+    assert got.dtype == torch.bfloat16 and got.shape == (M, N)
+    assert torch.equal(got, layer.forward_in_torch(x))
+    assert torch.equal(layer(x.view(M, 1, K)), got.view(M, 1, N))  # leading dims kept
+    q, scales = quantize_rows_in_torch(x, layer.inv_smooth)  # the torch ops' numbers, from their parts
+    w = vnni_unpack(layer.vnni, N, K).float()
+    y = ((q.float() - 128) @ w.T * layer.scale[:N]) * scales[:, None] + layer.bias[:N]
+    assert (got.float() - y).abs().max() <= y.abs().max() * 2 ** -7  # products exact in int32, one bf16 rounding
+    assert not cpu_kernels.int8_linear_fits(x.float())  # fp32 stays on the torch ops
+
+
+@needs_kernel
+def test_int8_linear_kernel_gelu_is_exact_gelu_to_a_bf16_step():
+    """With exact GELU, the kernel rounds to the same bf16 as GELU computed in fp64 from the same
+    pre-activations on all but a few elements, one bf16 step off there, negative inputs down to
+    -12 included (where 1 + erf(x) in fp32 would have lost its digits); so do the torch ops."""
+    linear, smooth, _ = _int8_case(70, 64, 40, seed=3)
+    x = (torch.randn(70, 64, generator=torch.Generator().manual_seed(3)) * 0.5).bfloat16()  # products within +-2
+    with torch.no_grad():
+        linear.bias.copy_(torch.linspace(-10.5, 10.5, 40))  # with the products: GELU inputs -12 .. 12
+    fused = Int8Linear(linear, activation="gelu", smooth=smooth)
+    q, scales = quantize_rows_in_torch(x, fused.inv_smooth)
+    w = vnni_unpack(fused.vnni, 40, 64).double()
+    acc = ((q.double() - 128) @ w.T).float()  # (70, 40) int32 products, exact in fp32 here
+    y = (acc * fused.scale[:40] * scales[:, None] + fused.bias[:40]).double()  # fp32, in the kernel's order
+    assert -12.5 < y.min() < -10 and y.max() > 10  # GELU's tails are in the case
     exact = (0.5 * y * torch.special.erfc(-y / 2 ** 0.5)).to(torch.bfloat16)  # (70, 40)
-    for result in (out, ref):
+    for result in (fused(x), fused.forward_in_torch(x)):
         assert (result != exact).float().mean() < 0.005
         assert torch.all((result.double() - exact.double()).abs() <= exact.double().abs() * 2 ** -7 + 1e-30)
 

@@ -70,7 +70,8 @@ def test_op_kinds_and_time_shares_leave_the_rest_as_other():
     assert op_kind("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
     assert op_kind("aten::_softmax") == op_kind("aten::bmm") == "attention"  # reduced precision's packed attention
     assert op_kind("mkldnn::_linear_pointwise") == op_kind("onednn::qlinear_pointwise") == "linear"
-    assert op_kind("bioprune::fused_attention") == "attention"  # the compiled kernel, named by record_function
+    assert op_kind("bioprune::fused_attention") == "attention"  # the compiled kernels, named by record_function
+    assert op_kind("bioprune::int8_linear") == "linear"
     assert op_kind("aten::native_layer_norm") == "layer_norm"
     assert op_kind("aten::index_select") is None
     shares = time_shares([("aten::addmm", 2.0), ("aten::gelu", 1.0), ("aten::index_select", 3.0)], wall_s=10.0)

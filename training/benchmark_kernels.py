@@ -9,7 +9,8 @@ What :mod:`bioprune.cpu_kernels` buys, in one process: the dense model at each r
 batch 1 and 16. Also per precision: abstracts whose entities differ between the two, and each
 one's entity agreement with dense fp32. And each kernel alone, the fastest of ``--repeats`` calls:
 attention over 16 sequences of 256 tokens and over one window of 352 (12 heads of 32: MiniLM-L6),
-the quantization of a (4096 x 384) bf16 input and a sub-layer's residual add and LayerNorm over as many rows.
+an int8 Linear layer (quantize, matmul, GELU) on a batch of 16 abstracts (4096 x 384 -> 1536) and on one
+(300 x 384 -> 1152: Q, K and V), and a sub-layer's residual add and LayerNorm over 4096 x 384.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from bioprune import cpu_kernels
 from bioprune.config import DEFAULT, DENSE
 from bioprune.engine import DEFAULT_MODEL_DIR, PruningEngine
 from bioprune.evaluation import mention_scores
-from bioprune.int8 import quantize_rows
+from bioprune.int8 import Int8Linear
 from bioprune.io.pubtator import read_pubtator
 from bioprune.layer import add_norm, packed_attention
 from training.analysis.common import command_line, parse_dataclass, write_json_atomic
@@ -32,7 +33,9 @@ from training.benchmark_roof import fastest_s
 
 PRECISIONS = ("bf16", "int8")
 ATTENTION_SHAPES = ((16, 12, 256, 32), (1, 12, 352, 32))  # (sequences, heads, tokens, head dim)
-QUANTIZE_SHAPE = (4096, 384)  # (rows, columns): a batch of 16 abstracts into a Linear layer (and out of one)
+# (rows, in, out, activation): a batch of 16 abstracts into the feed-forward, one abstract into Q, K and V
+INT8_LINEAR_SHAPES = ((4096, 384, 1536, "gelu"), (300, 384, 1152, "none"))
+NORM_SHAPE = (4096, 384)  # (rows, columns): a batch of 16 abstracts out of a sub-layer
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,16 @@ def kernel_times(repeats: int) -> dict:
         run = lambda: packed_attention(q, k, v, [t] * b, h, d ** -0.5)  # noqa: E731
         out[f"attention {b}x{t} tokens"] = {"kernel_ms": 1e3 * fastest_s(run, repeats),
                                             "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
-    x = torch.randn(*QUANTIZE_SHAPE, generator=g).bfloat16()
-    inv = torch.rand(QUANTIZE_SHAPE[1], generator=g) + 0.5
-    run = lambda: quantize_rows(x, inv)  # noqa: E731
-    out[f"quantize {QUANTIZE_SHAPE[0]}x{QUANTIZE_SHAPE[1]}"] = {
-        "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
-    h, residual = (torch.randn(*QUANTIZE_SHAPE, generator=g).bfloat16() for _ in range(2))
-    norm = torch.nn.LayerNorm(QUANTIZE_SHAPE[1]).bfloat16().requires_grad_(False)
+    for m, k, n, activation in INT8_LINEAR_SHAPES:
+        x = torch.randn(m, k, generator=g).bfloat16()
+        layer = Int8Linear(torch.nn.Linear(k, n), activation=activation, smooth=torch.rand(k, generator=g) + 0.5)
+        run = lambda layer=layer, x=x: layer(x)  # noqa: E731
+        out[f"int8 linear {m}x{k}x{n}" + (" + GELU" if activation == "gelu" else "")] = {
+            "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
+    h, residual = (torch.randn(*NORM_SHAPE, generator=g).bfloat16() for _ in range(2))
+    norm = torch.nn.LayerNorm(NORM_SHAPE[1]).bfloat16().requires_grad_(False)
     run = lambda: add_norm(h, residual, norm)  # noqa: E731
-    out[f"add + layer norm {QUANTIZE_SHAPE[0]}x{QUANTIZE_SHAPE[1]}"] = {
+    out[f"add + layer norm {NORM_SHAPE[0]}x{NORM_SHAPE[1]}"] = {
         "kernel_ms": 1e3 * fastest_s(run, repeats), "torch_ops_ms": 1e3 * fastest_s(_without_kernels(run), repeats)}
     for entry in out.values():
         entry["speedup"] = entry["torch_ops_ms"] / entry["kernel_ms"]

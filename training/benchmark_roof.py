@@ -48,7 +48,8 @@ SHAPE = (4096, 384, 1536)  # (tokens, hidden, feed-forward): one batch of 16 abs
 ATTENTION_SHAPE = (16, 12, 256, 32)  # (batch, heads, tokens, head dim): the same batch through its attention
 # Profiler op names (substrings) by kind; the rest of the wall clock is "other" (Python, gathers,
 # tokenization, decoding).
-OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_linear_pointwise", "onednn"),
+OP_KINDS = {"linear": ("addmm", "aten::mm", "aten::linear", "mkldnn_linear", "_linear_pointwise", "onednn",
+                      "bioprune::int8_linear"),
             "attention": ("scaled_dot_product", "flash_attention", "aten::bmm", "softmax", "bioprune::fused_attention"),
             "gelu": ("gelu",), "layer_norm": ("layer_norm",)}
 
