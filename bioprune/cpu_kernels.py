@@ -196,9 +196,10 @@ def int8_linear(x: torch.Tensor, packed: torch.Tensor, comp: torch.Tensor, weigh
     x = _rows(x)
     M, K = x.shape
     out = torch.empty(M, n, dtype=torch.bfloat16)  # (M, n)
+    inv = inv_smooth if inv_smooth is None or _plain_fp32(inv_smooth) else inv_smooth.float().contiguous()  # (K,)
     with _named("bioprune::int8_linear"):  # named in a profile (benchmark_roof)
         status = library().bioprune_int8_linear(
-            x.data_ptr(), M, K, x.stride(0), None if inv_smooth is None else inv_smooth.data_ptr(), packed.data_ptr(),
+            x.data_ptr(), M, K, x.stride(0), None if inv is None else inv.data_ptr(), packed.data_ptr(),
             comp.data_ptr(), weight_scale.data_ptr(), None if bias is None else bias.data_ptr(), n, int(gelu),
             out.data_ptr(), out.stride(0), torch.get_num_threads())
     if status != 0:

@@ -9,9 +9,9 @@ its own largest magnitude (:func:`quantize_rows_in_torch`), so that a token's re
 values only, never on the batch it shares — after per-channel smoothing (:func:`smoothing`,
 SmoothQuant) by input ranges calibrated once on diverse unlabelled text and kept beside the model
 (:data:`CALIBRATION_FILE`, training/calibrate_int8.py), which moves the few outlier channels of
-BERT's layer-norm outputs into the weights. The product runs in oneDNN's u8×s8 kernels (AVX-512
-VNNI: four multiply-adds per lane where bf16 does two; the int8 levels stored as uint8 + 128)
-in one compiled call per layer (:func:`bioprune.cpu_kernels.int8_linear`): it quantizes the rows,
+BERT's layer-norm outputs into the weights. The product runs as u8×s8 on AVX-512 VNNI (four
+multiply-adds per lane where bf16 does two; the int8 levels stored as uint8 + 128), in one
+compiled call per layer (:func:`bioprune.cpu_kernels.int8_linear`): it quantizes the rows,
 multiplies on VPDPBUSD and applies each row's scale, the bias and (for the feed-forward's first
 layer) GELU in registers, writing bf16. Where the kernels cannot run, the same numbers come from
 torch ops around ``torch.ops.onednn.qlinear_pointwise`` — the op PyTorch's own x86 int8 path

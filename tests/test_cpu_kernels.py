@@ -169,6 +169,9 @@ def test_int8_linear_kernel_is_the_torch_ops_bit_for_bit(shape, smoothed):
     assert got.dtype == torch.bfloat16 and got.shape == (M, N)
     assert torch.equal(got, layer.forward_in_torch(x))
     assert torch.equal(layer(x.view(M, 1, K)), got.view(M, 1, N))  # leading dims kept
+    if smoothed:  # a smoothing vector in another dtype is read as fp32
+        assert torch.equal(cpu_kernels.int8_linear(x, layer.vnni, layer.comp, layer.scale, layer.bias, N, False,
+                                                   layer.inv_smooth.double()), got)
     q, scales = quantize_rows_in_torch(x, layer.inv_smooth)  # the torch ops' numbers, from their parts
     w = vnni_unpack(layer.vnni, N, K).float()
     y = ((q.float() - 128) @ w.T * layer.scale[:N]) * scales[:, None] + layer.bias[:N]
